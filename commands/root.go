@@ -1,0 +1,59 @@
+// Package commands holds mesh's cobra commands: flags, argument checks and
+// output. The behaviour lives in internal/.
+package commands
+
+import (
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"mesh.dev/mesh/internal/cli"
+)
+
+// NewRootCommand builds the mesh command tree writing to streams.
+func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	ctx := cli.NewContext(streams)
+	root := &cobra.Command{
+		Use:   "mesh",
+		Short: "Install, inspect and debug the mesh service mesh",
+		Long: `mesh installs and operates a service mesh for Kubernetes that speaks
+Istio's configuration API and Envoy's xDS and admin APIs.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return loadSettings(cmd)
+		},
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usage(err) })
+
+	ctx.ConfigFlags.AddFlags(root.PersistentFlags())
+	root.PersistentFlags().BoolVar(&ctx.Color, "color", true, "colour the output (also off when NO_COLOR is set or output is not a terminal)")
+
+	root.AddCommand(
+		newVersionCommand(ctx),
+		newCompletionCommand(ctx),
+	)
+	markUsageArgs(root)
+	return root
+}
+
+// markUsageArgs makes argument-count mistakes anywhere in the tree exit 64.
+func markUsageArgs(cmd *cobra.Command) {
+	if cmd.Args != nil {
+		check := cmd.Args
+		cmd.Args = func(c *cobra.Command, args []string) error { return cli.Usage(check(c, args)) }
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usage(err) })
+	for _, sub := range cmd.Commands() {
+		markUsageArgs(sub)
+	}
+}
+
+// IsUnknownCommand reports whether err is cobra's complaint about a command it does not know.
+func IsUnknownCommand(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "unknown command")
+}
