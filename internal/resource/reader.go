@@ -1,0 +1,208 @@
+package resource
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// StdinName is the path that means standard input.
+const StdinName = "-"
+
+// Options control how paths are read.
+type Options struct {
+	// Recursive descends into subdirectories of directory arguments.
+	Recursive bool
+	// Stdin is read when a path is "-".
+	Stdin io.Reader
+}
+
+// manifestExt reports whether a file found inside a directory is read; files
+// named explicitly are read whatever their extension.
+func manifestExt(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// ExpandPaths turns files and directories into the list of files to read, in
+// a stable order: arguments in the order given, directory contents sorted.
+func ExpandPaths(paths []string, recursive bool) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		if p == StdinName {
+			out = append(out, p)
+			continue
+		}
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if !info.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if path != p && !recursive {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if manifestExt(d.Name()) {
+				found = append(found, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read directory %s: %w", p, err)
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+// ReadPaths reads every object in paths (files, directories, "-"). Files are
+// parsed in parallel; the result keeps the order the paths name them in.
+func ReadPaths(paths []string, opts Options) ([]*Raw, error) {
+	files, err := ExpandPaths(paths, opts.Recursive)
+	if err != nil {
+		return nil, err
+	}
+	results := make([][]*Raw, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	workers := min(runtime.GOMAXPROCS(0), max(len(files), 1))
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i], errs[i] = readFile(files[i], opts.Stdin)
+			}
+		}()
+	}
+	for i := range files {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var out []*Raw
+	for i := range files {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		out = append(out, results[i]...)
+	}
+	for i, r := range out {
+		r.Seq = i
+	}
+	return out, nil
+}
+
+func readFile(path string, stdin io.Reader) ([]*Raw, error) {
+	var data []byte
+	var err error
+	if path == StdinName {
+		if stdin == nil {
+			return nil, errors.New("read standard input: no input stream")
+		}
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return ReadBytes(path, data)
+}
+
+// ReadBytes parses data named name as YAML (one or more documents) or JSON
+// (one or more values, or an array of objects). Lists are expanded into
+// their items.
+func ReadBytes(name string, data []byte) ([]*Raw, error) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	var raws []*Raw
+	var err error
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		raws, err = readJSON(name, data)
+	} else {
+		raws, err = readYAML(name, data)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return expandLists(name, raws)
+}
+
+// expandLists replaces each List object with its items and checks every
+// object names its apiVersion and kind.
+func expandLists(name string, in []*Raw) ([]*Raw, error) {
+	out := make([]*Raw, 0, len(in))
+	for _, r := range in {
+		if err := checkObject(name, r); err != nil {
+			return nil, err
+		}
+		items, isList := r.Object["items"]
+		if !isList || !strings.HasSuffix(r.Kind(), "List") {
+			out = append(out, r)
+			continue
+		}
+		arr, ok := items.([]any)
+		if !ok && items != nil {
+			return nil, &ParseError{File: name, Line: r.Source.Line, Err: fmt.Errorf("%s: items must be a list of objects", r.Kind())}
+		}
+		lines := r.itemLines
+		for i, it := range arr {
+			m, ok := it.(map[string]any)
+			line := r.Source.Line
+			if i < len(lines) {
+				line = lines[i]
+			}
+			if !ok {
+				return nil, &ParseError{File: name, Line: line, Err: fmt.Errorf("%s item %d: expected an object", r.Kind(), i)}
+			}
+			item := &Raw{Object: m, Source: Source{File: name, Line: line}}
+			if err := checkObject(name, item); err != nil {
+				return nil, err
+			}
+			out = append(out, item)
+		}
+	}
+	return out, nil
+}
+
+func checkObject(name string, r *Raw) error {
+	var missing []string
+	if r.APIVersion() == "" {
+		missing = append(missing, "apiVersion")
+	}
+	if r.Kind() == "" {
+		missing = append(missing, "kind")
+	}
+	if len(missing) > 0 {
+		return &ParseError{File: name, Line: r.Source.Line, Err: fmt.Errorf("object has no %s (a string): every document must be a Kubernetes object", strings.Join(missing, " or "))}
+	}
+	if md, ok := r.Object["metadata"]; ok && md != nil {
+		if _, ok := md.(map[string]any); !ok {
+			return &ParseError{File: name, Line: r.Source.Line, Err: fmt.Errorf("%s: metadata must be an object", r.Kind())}
+		}
+	}
+	return nil
+}

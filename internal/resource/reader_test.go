@@ -1,0 +1,136 @@
+package resource
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func names(raws []*Raw) string {
+	var s []string
+	for _, r := range raws {
+		s = append(s, fmt.Sprintf("%s/%s@%s", r.Kind(), r.Name(), r.Source))
+	}
+	return strings.Join(s, " ")
+}
+
+func TestReadPathsDirectory(t *testing.T) {
+	flat, err := ReadPaths([]string{"testdata/tree"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Service/a@testdata/tree/a.yaml:1 ConfigMap/one@testdata/tree/a.yaml:11 ConfigMap/two@testdata/tree/a.yaml:15"
+	if got := names(flat); got != want {
+		t.Errorf("without -R:\n got %s\nwant %s", got, want)
+	}
+	deep, err := ReadPaths([]string{"testdata/tree"}, Options{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want += " Service/b@testdata/tree/sub/b.json:1 Service/c@testdata/tree/sub/b.json:2"
+	if got := names(deep); got != want {
+		t.Errorf("with -R:\n got %s\nwant %s", got, want)
+	}
+	if n := deep[4].Object["metadata"].(map[string]any)["labels"].(map[string]any)["n"]; n != int64(3) {
+		t.Errorf("JSON number decoded as %T %v, want int64 3", n, n)
+	}
+	for i, r := range deep {
+		if r.Seq != i {
+			t.Errorf("object %d has Seq %d", i, r.Seq)
+		}
+	}
+}
+
+func TestReadStdinAndJSONArray(t *testing.T) {
+	in := strings.NewReader(`[
+  {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}},
+  {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "y"}}
+]`)
+	raws, err := ReadPaths([]string{"-"}, Options{Stdin: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(raws), "Namespace/x@-:2 Namespace/y@-:3"; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func TestReadJSONListItemLines(t *testing.T) {
+	raws, err := ReadBytes("l.json", []byte(`{"apiVersion":"v1","kind":"List",
+"items":[
+ {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}},
+ {"apiVersion":"v1","kind":"Pod","metadata":{"name":"q"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(raws), "Pod/p@l.json:3 Pod/q@l.json:4"; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func TestReadErrorsNameFileAndLine(t *testing.T) {
+	cases := []struct {
+		name, data, want string
+	}{
+		{"bad.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: [x\n", "bad.yaml:"},
+		{"nokind.yaml", "apiVersion: v1\nkind: Service\n---\n\napiVersion: v1\nmetadata: {}\n", "nokind.yaml:5: object has no kind"},
+		{"scalar.yaml", "just a string\n", "scalar.yaml:1: expected a Kubernetes object"},
+		{"bad.json", "{\"apiVersion\": \"v1\",\n \"kind\": }", "bad.json:2: invalid JSON"},
+		{"list.yaml", "apiVersion: v1\nkind: List\nitems:\n- 3\n", "list.yaml:4: List item 0: expected an object"},
+		{"md.yaml", "apiVersion: v1\nkind: Pod\nmetadata: 3\n", "md.yaml:1: Pod: metadata must be an object"},
+	}
+	for _, c := range cases {
+		_, err := ReadBytes(c.name, []byte(c.data))
+		var pe *ParseError
+		if !errors.As(err, &pe) {
+			t.Errorf("%s: got %v, want a ParseError", c.name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %q, want it to contain %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestReadYAMLAliasesAndMerge(t *testing.T) {
+	raws, err := ReadBytes("a.yaml", []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: &l {a: b}\n  annotations:\n    <<: *l\n    c: d\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := raws[0].Metadata()["annotations"].(map[string]any)
+	if ann["a"] != "b" || ann["c"] != "d" {
+		t.Errorf("merge key not applied: %v", ann)
+	}
+	bomb := "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\napiVersion: v1\nkind: X\n"
+	if _, err := ReadBytes("bomb.yaml", []byte(bomb)); err == nil || !strings.Contains(err.Error(), "alias") {
+		t.Errorf("alias bomb: got %v, want an alias expansion error", err)
+	}
+}
+
+func FuzzReadBytes(f *testing.F) {
+	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod}\n"))
+	f.Add([]byte(`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod"}]}`))
+	f.Add([]byte(`[{"apiVersion":"v1","kind":"Pod"}] {"apiVersion":"v1","kind":"Pod"}`))
+	f.Add([]byte("a: &a [1]\nb: *a\n<<: {apiVersion: v1, kind: X}\n"))
+	f.Add([]byte("---\n- 1\n"))
+	f.Add([]byte("{\"a\": 1e999}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		raws, err := ReadBytes("fuzz.yaml", data)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %v is not a ParseError", err)
+			}
+			return
+		}
+		for _, r := range raws {
+			if r.Kind() == "" || r.APIVersion() == "" {
+				t.Fatalf("object without kind/apiVersion accepted: %v", r.Object)
+			}
+			if r.Source.Line < 1 {
+				t.Fatalf("object without a line: %v", r.Object)
+			}
+		}
+	})
+}
