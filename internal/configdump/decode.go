@@ -1,0 +1,203 @@
+package configdump
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+)
+
+// structTypeURL is what an unknown Any is rewritten to, so the rest of its
+// resource still decodes into typed messages.
+const structTypeURL = "type.googleapis.com/google.protobuf.Struct"
+
+// unmarshal tolerates fields newer than the linked Envoy API, as a proxy
+// that is newer than this program will send them.
+var unmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// decodeAll decodes the resources in parallel; on failure it reports the
+// first failing resource in dump order so the message does not depend on
+// scheduling.
+func decodeAll(data []byte, rs []*Resource, opts Options) error {
+	workers := min(runtime.GOMAXPROCS(0), len(rs))
+	if workers <= 1 {
+		for _, r := range rs {
+			if err := decode(r); err != nil {
+				return newParseError(data, r.Offset, r.Path, err)
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(rs))
+	next := make(chan int, len(rs))
+	for i := range rs {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = decode(rs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return newParseError(data, rs[i].Offset, rs[i].Path, err)
+		}
+	}
+	return nil
+}
+
+// decode fills r.Message (and r.Name, r.TypeURL) from r.Raw.
+func decode(r *Resource) error {
+	if r.Kind == KindUnknown {
+		return nil
+	}
+	var msg proto.Message
+	if r.Kind == KindBootstrap {
+		msg = &bootstrapv3.Bootstrap{}
+	} else {
+		typeURL, err := peekType(r.Raw, 0, false)
+		if err != nil {
+			return err
+		}
+		if typeURL == "" {
+			return fmt.Errorf(`resource has no "@type" field`)
+		}
+		r.TypeURL = typeURL
+		mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+		if err != nil {
+			// The resource itself is of a type we do not know: keep it raw.
+			r.UnknownTypes = []string{typeURL}
+			if r.Name == "" {
+				r.Name = rawName(r.Raw)
+			}
+			return nil
+		}
+		msg = mt.New().Interface()
+	}
+	if err := unmarshal.Unmarshal(r.Raw, msg); err != nil {
+		// Most often an Any of an extension this program does not link.
+		// Rewrite those as Structs and try again; a second failure is real.
+		cleaned, unknown, serr := stripUnknownAnys(r.Raw)
+		if serr != nil || len(unknown) == 0 {
+			return fmt.Errorf("decode %s: %w", r.Kind, err)
+		}
+		proto.Reset(msg)
+		if err := unmarshal.Unmarshal(cleaned, msg); err != nil {
+			return fmt.Errorf("decode %s: %w", r.Kind, err)
+		}
+		r.UnknownTypes = unknown
+	}
+	r.Message = msg
+	if r.Name == "" {
+		r.Name = messageName(msg)
+	}
+	return nil
+}
+
+// messageName returns a resource's own name: its name field, or cluster_name for endpoints.
+func messageName(m proto.Message) string {
+	if b, ok := m.(*bootstrapv3.Bootstrap); ok {
+		return b.GetNode().GetId()
+	}
+	md := m.ProtoReflect()
+	for _, f := range []protoreflect.Name{"name", "cluster_name"} {
+		if fd := md.Descriptor().Fields().ByName(f); fd != nil && fd.Kind() == protoreflect.StringKind && !fd.IsList() {
+			return md.Get(fd).String()
+		}
+	}
+	return ""
+}
+
+// rawName reads a top-level name or cluster_name from JSON that could not be typed.
+func rawName(raw []byte) string {
+	var v map[string]any
+	if json.Unmarshal(raw, &v) != nil {
+		return ""
+	}
+	for _, k := range []string{"name", "cluster_name", "clusterName"} {
+		if s, ok := v[k].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// stripUnknownAnys rewrites every Any whose type is not registered into a
+// google.protobuf.Struct holding the same fields, and lists the rewritten types.
+func stripUnknownAnys(raw []byte) ([]byte, []string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]bool{}
+	v = rewriteAnys(v, seen)
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	unknown := make([]string, 0, len(seen))
+	for t := range seen {
+		unknown = append(unknown, t)
+	}
+	sort.Strings(unknown)
+	return out, unknown, nil
+}
+
+func rewriteAnys(v any, seen map[string]bool) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = rewriteAnys(e, seen)
+		}
+		if url, ok := t["@type"].(string); ok {
+			if _, err := protoregistry.GlobalTypes.FindMessageByURL(url); err != nil {
+				seen[url] = true
+				fields := make(map[string]any, len(t))
+				for k, e := range t {
+					if k != "@type" {
+						fields[k] = e
+					}
+				}
+				return map[string]any{"@type": structTypeURL, "value": fields}
+			}
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = rewriteAnys(e, seen)
+		}
+		return t
+	default:
+		return v
+	}
+}
+
+// parseHostStatuses decodes /clusters?format=json.
+func parseHostStatuses(raw []byte) (*adminv3.Clusters, error) {
+	var c adminv3.Clusters
+	if err := unmarshal.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("decode /clusters output: %w", err)
+	}
+	return &c, nil
+}
