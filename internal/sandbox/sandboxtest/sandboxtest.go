@@ -1,0 +1,116 @@
+// Package sandboxtest gives a test package one sandbox cluster, started in
+// TestMain and torn down when the tests end, fail or are interrupted.
+//
+//	func TestMain(m *testing.M) { sandboxtest.Main(m) }
+//
+//	func TestSomething(t *testing.T) {
+//		c := sandboxtest.Cluster(t)
+//		cs := kubernetes.NewForConfigOrDie(c.RESTConfig())
+//		...
+//	}
+//
+// With MESH_SANDBOX=skip the sandbox is not started and Cluster skips the test.
+package sandboxtest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"mesh.dev/mesh/internal/sandbox"
+)
+
+var (
+	mu       sync.Mutex
+	cluster  *sandbox.Cluster
+	startErr error
+	skipped  bool
+)
+
+// Main starts one sandbox for the test package, runs the tests and stops the
+// sandbox, also on SIGINT or SIGTERM. Call it from TestMain. Components die
+// with the test binary even if it is killed outright (they get SIGKILL from
+// the kernel), and a later run removes the folder such a kill leaves behind.
+//
+// A start failure does not abort the package: tests that call Cluster fail
+// with the reason, and tests that do not need the sandbox still run.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv(sandbox.SkipEnv) == "skip" {
+		skipped = true
+		return m.Run()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	c, err := sandbox.Start(ctx, sandbox.Options{Logger: logger()})
+	cancel()
+	mu.Lock()
+	cluster, startErr = c, err
+	mu.Unlock()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "sandboxtest: %v: stopping the sandbox\n", s)
+			stop()
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	defer func() {
+		close(done)
+		signal.Stop(sigs)
+		stop()
+	}()
+	return m.Run()
+}
+
+func stop() {
+	mu.Lock()
+	defer mu.Unlock()
+	if cluster != nil {
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "sandboxtest: stop sandbox: %v\n", err)
+		}
+	}
+}
+
+// logger reports start-up progress only in verbose runs (go test -v).
+func logger() *slog.Logger {
+	level := slog.LevelWarn
+	for _, a := range os.Args {
+		if a == "-test.v=true" || a == "-test.v" {
+			level = slog.LevelInfo
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// Cluster returns the package's sandbox. It skips the test when
+// MESH_SANDBOX=skip, and fails it when the sandbox did not start or Main was
+// not called from TestMain.
+func Cluster(t testing.TB) *sandbox.Cluster {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	switch {
+	case skipped:
+		t.Skipf("%s=skip: sandbox tests are skipped", sandbox.SkipEnv)
+	case startErr != nil:
+		t.Fatalf("the sandbox did not start:\n%v", startErr)
+	case cluster == nil:
+		t.Fatal("sandboxtest.Cluster: call sandboxtest.Main(m) from TestMain first")
+	}
+	return cluster
+}
