@@ -34,12 +34,12 @@ type layout struct {
 }
 
 func (l layout) pki(name string) string { return filepath.Join(l.dir, "pki", name) }
-func (l layout) etcdData() string      { return filepath.Join(l.dir, "etcd") }
-func (l layout) logs() string          { return filepath.Join(l.dir, "logs") }
-func (l layout) users() string         { return filepath.Join(l.dir, "users") }
-func (l layout) kubeconfig() string    { return filepath.Join(l.dir, "kubeconfig") }
-func (l layout) kwokConfig() string    { return filepath.Join(l.dir, "kwok.yaml") }
-func (l layout) state() string         { return filepath.Join(l.dir, "state.json") }
+func (l layout) etcdData() string       { return filepath.Join(l.dir, "etcd") }
+func (l layout) logs() string           { return filepath.Join(l.dir, "logs") }
+func (l layout) users() string          { return filepath.Join(l.dir, "users") }
+func (l layout) kubeconfig() string     { return filepath.Join(l.dir, "kubeconfig") }
+func (l layout) kwokConfig() string     { return filepath.Join(l.dir, "kwok.yaml") }
+func (l layout) state() string          { return filepath.Join(l.dir, "state.json") }
 
 // ports are the 127.0.0.1 ports of one sandbox.
 type ports struct {
