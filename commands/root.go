@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"mesh.dev/mesh/commands/proxyconfig"
 	"mesh.dev/mesh/internal/cli"
 )
 
@@ -36,6 +37,7 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 	root.AddCommand(
 		newVersionCommand(ctx),
 		newCompletionCommand(ctx),
+		proxyconfig.NewCommand(ctx),
 	)
 	markUsageArgs(root)
 	return root
