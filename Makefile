@@ -40,7 +40,7 @@ docs: ## regenerate docs/reference from the command tree
 bench: build tools ## run the benchmarks and rewrite docs/benchmarks.md
 	$(GO) run ./bench
 
-sandbox-up: build tools ## start a local sandbox cluster and print how to use it
+sandbox-up: tools ## start a local sandbox cluster and print how to use it
 	$(GO) run ./internal/sandbox/cmd/sandbox up
 
 sandbox-down: ## stop the local sandbox cluster
