@@ -1,6 +1,7 @@
 package install
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -41,6 +42,10 @@ func (s *Source) Load() error {
 	if err != nil {
 		return classify(err)
 	}
+	return s.render(op, warnings)
+}
+
+func (s *Source) render(op *spec.MeshOperator, warnings []string) error {
 	m, err := render.Render(op)
 	if err != nil {
 		return fmt.Errorf("render the mesh: %w", err)
@@ -73,4 +78,24 @@ func classify(err error) error {
 		return cli.Data(err)
 	}
 	return err
+}
+
+// Given reports whether the user passed any rendering flag.
+func (s *Source) Given() bool { return len(s.Files) > 0 || len(s.Sets) > 0 }
+
+// LoadRecord renders the spec an installed-state record holds, so commands
+// run without -f/--set work on what is installed.
+func (s *Source) LoadRecord(rec *install.Record) error {
+	b, err := json.Marshal(map[string]any{"apiVersion": spec.APIVersion, "kind": spec.Kind, "spec": rec.Spec})
+	if err != nil {
+		return fmt.Errorf("read the installed spec: %w", err)
+	}
+	op := &spec.MeshOperator{}
+	if err := json.Unmarshal(b, op); err != nil {
+		return fmt.Errorf("read the installed spec of revision %s: %w", rec.Revision, err)
+	}
+	if s.Revision != "" {
+		op.Spec.Revision = s.Revision
+	}
+	return s.render(op, nil)
 }

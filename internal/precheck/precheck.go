@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"mesh.dev/mesh/internal/install"
 	"mesh.dev/mesh/internal/kube"
 )
@@ -69,7 +71,12 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	rep := &Report{Installable: true}
 	for _, check := range checks {
 		r, err := check(ctx)
-		if err != nil {
+		if apierrors.IsForbidden(err) {
+			// A caller who may not even look has failed the check; say what was refused.
+			r.Passed, r.Message = false, "could not check: the caller may not read what this check needs"
+			r.Details = []string{err.Error()}
+			r.Remedy = "run as a user who may read the cluster's control planes, CRDs, webhooks and namespaces"
+		} else if err != nil {
 			return nil, fmt.Errorf("precheck %s: %w", r.Name, err)
 		}
 		rep.Checks = append(rep.Checks, r)

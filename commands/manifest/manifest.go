@@ -1,0 +1,27 @@
+package manifest
+
+import (
+	"encoding/json"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"mesh.dev/mesh/internal/cli"
+)
+
+type manifestObject = *unstructured.Unstructured
+
+// NewCommand returns `mesh manifest` and its subcommands.
+func NewCommand(ctx *cli.Context) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "manifest",
+		Short: "Render and compare the mesh's Kubernetes manifests",
+	}
+	cmd.AddCommand(newGenerateCommand(ctx), newDiffCommand(ctx))
+	return cmd
+}
+
+func jsonOneLine(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
