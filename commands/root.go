@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"mesh.dev/mesh/commands/manifest"
+	"mesh.dev/mesh/commands/profile"
 	"mesh.dev/mesh/commands/proxyconfig"
 	"mesh.dev/mesh/internal/cli"
 )
@@ -38,6 +40,8 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		newVersionCommand(ctx),
 		newCompletionCommand(ctx),
 		proxyconfig.NewCommand(ctx),
+		manifest.NewCommand(ctx),
+		profile.NewCommand(ctx),
 	)
 	markUsageArgs(root)
 	return root
