@@ -1,0 +1,363 @@
+// Package model holds pilot's view of the world: an immutable snapshot of the
+// services, endpoints, workloads and Istio configuration it generates proxy
+// config from. A new Snapshot is built for every (debounced) change and is
+// never mutated afterwards, so generators may read it without locks.
+package model
+
+import (
+	"sort"
+	"strings"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// DomainSuffix is the cluster DNS suffix services are named under.
+const DomainSuffix = "cluster.local"
+
+// Protocol is the application protocol of a service port, as Istio infers it.
+type Protocol string
+
+// The protocols pilot distinguishes.
+const (
+	ProtocolHTTP  Protocol = "HTTP"
+	ProtocolHTTP2 Protocol = "HTTP2"
+	ProtocolGRPC  Protocol = "GRPC"
+	ProtocolHTTPS Protocol = "HTTPS"
+	ProtocolTLS   Protocol = "TLS"
+	ProtocolTCP   Protocol = "TCP"
+)
+
+// IsHTTP reports whether traffic on the protocol is routed by HTTP rules.
+func (p Protocol) IsHTTP() bool {
+	return p == ProtocolHTTP || p == ProtocolHTTP2 || p == ProtocolGRPC
+}
+
+// ParseProtocol infers a port's protocol from appProtocol or the name prefix
+// ("http-web", "grpc", ...), defaulting to TCP as Istio does.
+func ParseProtocol(appProtocol, name string) Protocol {
+	cand := strings.ToLower(appProtocol)
+	if cand == "" {
+		cand = strings.ToLower(name)
+		if i := strings.IndexByte(cand, '-'); i >= 0 {
+			cand = cand[:i]
+		}
+	}
+	switch cand {
+	case "http", "http1.1", "kubernetes.io/h1":
+		return ProtocolHTTP
+	case "http2", "h2c", "kubernetes.io/h2c":
+		return ProtocolHTTP2
+	case "grpc", "grpc-web":
+		return ProtocolGRPC
+	case "https":
+		return ProtocolHTTPS
+	case "tls":
+		return ProtocolTLS
+	}
+	return ProtocolTCP
+}
+
+// Resolution says how a proxy finds the endpoints of a service.
+type Resolution int
+
+// Resolutions.
+const (
+	ResolutionEndpoints   Resolution = iota // pilot sends the endpoints (EDS)
+	ResolutionDNS                           // the proxy resolves the hostname
+	ResolutionPassthrough                   // the original destination is used
+)
+
+// Port is one port of a service.
+type Port struct {
+	Name       string
+	Port       uint32
+	TargetPort uint32 // 0 when the target is named or unknown
+	Protocol   Protocol
+}
+
+// Service is a Kubernetes Service or a ServiceEntry host.
+type Service struct {
+	Hostname     string // reviews.default.svc.cluster.local, or a ServiceEntry host
+	Name         string
+	Namespace    string
+	Address      string // ClusterIP or ServiceEntry address; "" when none
+	Ports        []Port
+	Selector     map[string]string // pods/workload entries backing it
+	Resolution   Resolution
+	MeshExternal bool
+	ExportTo     []string // "*", ".", or namespaces; empty means everywhere
+}
+
+// PortByNumber returns the service port with number n.
+func (s *Service) PortByNumber(n uint32) (Port, bool) {
+	for _, p := range s.Ports {
+		if p.Port == n {
+			return p, true
+		}
+	}
+	return Port{}, false
+}
+
+// VisibleTo reports whether the service is exported to namespace ns.
+func (s *Service) VisibleTo(ns string) bool {
+	if len(s.ExportTo) == 0 {
+		return true
+	}
+	for _, e := range s.ExportTo {
+		if e == "*" || e == ns || (e == "." && ns == s.Namespace) {
+			return true
+		}
+	}
+	return false
+}
+
+// Endpoint is one backend address of a service port.
+type Endpoint struct {
+	Address        string
+	Port           uint32 // the port to connect to
+	ServicePort    uint32 // the service port it backs
+	Labels         map[string]string
+	ServiceAccount string // SPIFFE-relevant service account, "" when unknown
+	Namespace      string
+	Workload       string // pod or WorkloadEntry name
+	Ready          bool
+}
+
+// Input is the raw world a Snapshot is built from.
+type Input struct {
+	Services               []*corev1.Service
+	EndpointSlices         []*discoveryv1.EndpointSlice
+	Pods                   []*corev1.Pod
+	Namespaces             []*corev1.Namespace
+	VirtualServices        []*networkingv1.VirtualService
+	DestinationRules       []*networkingv1.DestinationRule
+	Gateways               []*networkingv1.Gateway
+	ServiceEntries         []*networkingv1.ServiceEntry
+	Sidecars               []*networkingv1.Sidecar
+	WorkloadEntries        []*networkingv1.WorkloadEntry
+	PeerAuthentications    []*securityv1.PeerAuthentication
+	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
+	RequestAuthentications []*securityv1.RequestAuthentication
+	RootNamespace          string // mesh-wide policy lives here; default mesh-system
+}
+
+// Snapshot is an immutable, indexed view of one Input.
+type Snapshot struct {
+	Version  uint64
+	Services []*Service // sorted by hostname
+
+	servicesByHost map[string]*Service
+	endpoints      map[string][]*Endpoint // by hostname, sorted
+	podsByIP       map[string]*corev1.Pod
+	pods           map[string]*corev1.Pod // ns/name
+	namespaces     map[string]*corev1.Namespace
+
+	VirtualServices        []*networkingv1.VirtualService
+	DestinationRules       []*networkingv1.DestinationRule
+	Gateways               []*networkingv1.Gateway
+	Sidecars               []*networkingv1.Sidecar
+	WorkloadEntries        []*networkingv1.WorkloadEntry
+	ServiceEntries         []*networkingv1.ServiceEntry
+	PeerAuthentications    []*securityv1.PeerAuthentication
+	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
+	RequestAuthentications []*securityv1.RequestAuthentication
+	RootNamespace          string
+}
+
+// ServiceByHost returns the service named host, or nil.
+func (s *Snapshot) ServiceByHost(host string) *Service { return s.servicesByHost[host] }
+
+// Endpoints returns the endpoints of the service named host.
+func (s *Snapshot) Endpoints(host string) []*Endpoint { return s.endpoints[host] }
+
+// PodByIP returns the pod with the given IP, or nil.
+func (s *Snapshot) PodByIP(ip string) *corev1.Pod { return s.podsByIP[ip] }
+
+// Pod returns the pod ns/name, or nil.
+func (s *Snapshot) Pod(ns, name string) *corev1.Pod { return s.pods[ns+"/"+name] }
+
+// Namespace returns the namespace called name, or nil.
+func (s *Snapshot) Namespace(name string) *corev1.Namespace { return s.namespaces[name] }
+
+// ServicesFor returns the services in ns whose selector matches lbls: the
+// services a workload with those labels serves.
+func (s *Snapshot) ServicesFor(ns string, lbls map[string]string) []*Service {
+	var out []*Service
+	for _, svc := range s.Services {
+		if svc.Namespace != ns || len(svc.Selector) == 0 || svc.MeshExternal {
+			continue
+		}
+		if labels.SelectorFromSet(svc.Selector).Matches(labels.Set(lbls)) {
+			out = append(out, svc)
+		}
+	}
+	return out
+}
+
+// KubeHostname is the DNS name of Service name in namespace ns.
+func KubeHostname(name, ns string) string {
+	return name + "." + ns + ".svc." + DomainSuffix
+}
+
+// Build indexes in into a new Snapshot with the given version.
+func Build(version uint64, in Input) *Snapshot {
+	s := &Snapshot{
+		Version:                version,
+		servicesByHost:         map[string]*Service{},
+		endpoints:              map[string][]*Endpoint{},
+		podsByIP:               map[string]*corev1.Pod{},
+		pods:                   map[string]*corev1.Pod{},
+		namespaces:             map[string]*corev1.Namespace{},
+		VirtualServices:        in.VirtualServices,
+		DestinationRules:       in.DestinationRules,
+		Gateways:               in.Gateways,
+		Sidecars:               in.Sidecars,
+		WorkloadEntries:        in.WorkloadEntries,
+		ServiceEntries:         in.ServiceEntries,
+		PeerAuthentications:    in.PeerAuthentications,
+		AuthorizationPolicies:  in.AuthorizationPolicies,
+		RequestAuthentications: in.RequestAuthentications,
+		RootNamespace:          in.RootNamespace,
+	}
+	if s.RootNamespace == "" {
+		s.RootNamespace = "mesh-system"
+	}
+	for _, ns := range in.Namespaces {
+		s.namespaces[ns.Name] = ns
+	}
+	for _, p := range in.Pods {
+		s.pods[p.Namespace+"/"+p.Name] = p
+		if p.Status.PodIP != "" && !p.Spec.HostNetwork && p.DeletionTimestamp == nil {
+			s.podsByIP[p.Status.PodIP] = p
+		}
+	}
+	kubeSvc := map[string]*Service{} // ns/name
+	for _, ks := range in.Services {
+		svc := fromKubeService(ks)
+		kubeSvc[ks.Namespace+"/"+ks.Name] = svc
+		s.add(svc)
+	}
+	for _, se := range in.ServiceEntries {
+		for _, svc := range fromServiceEntry(se) {
+			if s.servicesByHost[svc.Hostname] == nil {
+				s.add(svc)
+			}
+		}
+	}
+	sort.Slice(s.Services, func(i, j int) bool { return s.Services[i].Hostname < s.Services[j].Hostname })
+
+	for _, es := range in.EndpointSlices {
+		svc := kubeSvc[es.Namespace+"/"+es.Labels[discoveryv1.LabelServiceName]]
+		if svc == nil {
+			continue
+		}
+		s.endpoints[svc.Hostname] = append(s.endpoints[svc.Hostname], s.fromSlice(svc, es)...)
+	}
+	for _, se := range in.ServiceEntries {
+		s.addServiceEntryEndpoints(se, in.WorkloadEntries)
+	}
+	s.addWorkloadEntryEndpoints(in.WorkloadEntries)
+	for host, eps := range s.endpoints {
+		sort.Slice(eps, func(i, j int) bool {
+			if eps[i].ServicePort != eps[j].ServicePort {
+				return eps[i].ServicePort < eps[j].ServicePort
+			}
+			return eps[i].Address < eps[j].Address
+		})
+		s.endpoints[host] = eps
+	}
+	return s
+}
+
+func (s *Snapshot) add(svc *Service) {
+	s.Services = append(s.Services, svc)
+	s.servicesByHost[svc.Hostname] = svc
+}
+
+func fromKubeService(ks *corev1.Service) *Service {
+	svc := &Service{
+		Hostname:  KubeHostname(ks.Name, ks.Namespace),
+		Name:      ks.Name,
+		Namespace: ks.Namespace,
+		Selector:  ks.Spec.Selector,
+	}
+	switch {
+	case ks.Spec.Type == corev1.ServiceTypeExternalName:
+		svc.Resolution = ResolutionDNS
+		svc.MeshExternal = true
+	case ks.Spec.ClusterIP == corev1.ClusterIPNone:
+		svc.Resolution = ResolutionPassthrough
+	default:
+		svc.Address = ks.Spec.ClusterIP
+	}
+	if v := ks.Annotations["networking.istio.io/exportTo"]; v != "" {
+		for _, e := range strings.Split(v, ",") {
+			svc.ExportTo = append(svc.ExportTo, strings.TrimSpace(e))
+		}
+	}
+	for _, p := range ks.Spec.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			continue // UDP/SCTP are not proxied
+		}
+		app := ""
+		if p.AppProtocol != nil {
+			app = *p.AppProtocol
+		}
+		port := Port{Name: p.Name, Port: uint32(p.Port), Protocol: ParseProtocol(app, p.Name)}
+		if p.TargetPort.IntVal > 0 {
+			port.TargetPort = uint32(p.TargetPort.IntVal)
+		}
+		svc.Ports = append(svc.Ports, port)
+	}
+	return svc
+}
+
+func (s *Snapshot) fromSlice(svc *Service, es *discoveryv1.EndpointSlice) []*Endpoint {
+	var out []*Endpoint
+	for _, sp := range es.Ports {
+		if sp.Port == nil {
+			continue
+		}
+		name := ""
+		if sp.Name != nil {
+			name = *sp.Name
+		}
+		var svcPort *Port
+		for i := range svc.Ports {
+			if svc.Ports[i].Name == name {
+				svcPort = &svc.Ports[i]
+			}
+		}
+		if svcPort == nil {
+			continue
+		}
+		for _, ep := range es.Endpoints {
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			for _, addr := range ep.Addresses {
+				e := &Endpoint{
+					Address:     addr,
+					Port:        uint32(*sp.Port),
+					ServicePort: svcPort.Port,
+					Namespace:   es.Namespace,
+					Ready:       ready,
+				}
+				if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+					e.Workload = ep.TargetRef.Name
+					if pod := s.pods[es.Namespace+"/"+ep.TargetRef.Name]; pod != nil {
+						e.Labels = pod.Labels
+						e.ServiceAccount = pod.Spec.ServiceAccountName
+					}
+				}
+				if e.ServiceAccount == "" {
+					e.ServiceAccount = "default"
+				}
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}

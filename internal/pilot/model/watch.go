@@ -1,0 +1,237 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Change describes what differs between two consecutive snapshots, so the
+// pusher can skip work: when Full is false only the endpoints of
+// EndpointHosts changed.
+type Change struct {
+	Full          bool
+	EndpointHosts map[string]bool
+}
+
+// Merge folds o into c.
+func (c *Change) Merge(o Change) {
+	c.Full = c.Full || o.Full
+	if c.EndpointHosts == nil {
+		c.EndpointHosts = map[string]bool{}
+	}
+	for h := range o.EndpointHosts {
+		c.EndpointHosts[h] = true
+	}
+}
+
+// Watcher builds snapshots from Kubernetes informers, debouncing bursts of
+// events into one snapshot.
+type Watcher struct {
+	Kube          kubernetes.Interface
+	Istio         istioclient.Interface // nil, or when the Istio CRDs are absent: no Istio config
+	RootNamespace string
+	Debounce      time.Duration // quiet time before a snapshot is built (default 100ms)
+	MaxDelay      time.Duration // longest an event waits under constant churn (default 1s)
+	// OnSnapshot receives each new snapshot; it is called from one goroutine.
+	OnSnapshot func(*Snapshot, Change)
+
+	mu      sync.Mutex
+	pending Change
+	podSets []labels.Set // labels of pods that changed, resolved to hosts at flush
+	podNS   []string
+	kick    chan struct{}
+	version uint64
+	listers listers
+}
+
+type listers struct {
+	inform   informers.SharedInformerFactory
+	istio    istioinformers.SharedInformerFactory
+	hasIstio bool
+}
+
+// Run starts the informers, waits for them to sync, publishes a first snapshot
+// and then one per debounced burst of changes until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	if w.Debounce == 0 {
+		w.Debounce = 100 * time.Millisecond
+	}
+	if w.MaxDelay == 0 {
+		w.MaxDelay = time.Second
+	}
+	w.kick = make(chan struct{}, 1)
+	f := informers.NewSharedInformerFactory(w.Kube, 0)
+	w.listers.inform = f
+	w.handle(f.Core().V1().Services().Informer(), func(any) Change { return Change{Full: true} })
+	w.handle(f.Core().V1().Namespaces().Informer(), func(any) Change { return Change{Full: true} })
+	w.handle(f.Discovery().V1().EndpointSlices().Informer(), func(o any) Change {
+		es, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return Change{Full: true}
+		}
+		return Change{EndpointHosts: map[string]bool{KubeHostname(es.Labels[discoveryv1.LabelServiceName], es.Namespace): true}}
+	})
+	w.handle(f.Core().V1().Pods().Informer(), func(o any) Change {
+		pod, ok := o.(*corev1.Pod)
+		if !ok {
+			return Change{Full: true}
+		}
+		w.podSets = append(w.podSets, labels.Set(pod.Labels))
+		w.podNS = append(w.podNS, pod.Namespace)
+		return Change{}
+	})
+	if w.Istio != nil && istioInstalled(w.Kube) {
+		w.listers.hasIstio = true
+		inf := istioinformers.NewSharedInformerFactory(w.Istio, 0)
+		w.listers.istio = inf
+		full := func(any) Change { return Change{Full: true} }
+		n := inf.Networking().V1()
+		sec := inf.Security().V1()
+		for _, i := range []cache.SharedIndexInformer{
+			n.VirtualServices().Informer(), n.DestinationRules().Informer(), n.Gateways().Informer(),
+			n.ServiceEntries().Informer(), n.Sidecars().Informer(), n.WorkloadEntries().Informer(),
+			sec.PeerAuthentications().Informer(), sec.AuthorizationPolicies().Informer(), sec.RequestAuthentications().Informer(),
+		} {
+			w.handle(i, full)
+		}
+		inf.Start(ctx.Done())
+		for typ, ok := range inf.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("sync informer for %v: %w", typ, ctx.Err())
+			}
+		}
+	} else {
+		slog.Warn("Istio CRDs not found; serving Kubernetes services without Istio config")
+	}
+	f.Start(ctx.Done())
+	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("sync informer for %v: %w", typ, ctx.Err())
+		}
+	}
+	w.mu.Lock()
+	w.pending = Change{}
+	w.podSets, w.podNS = nil, nil
+	w.mu.Unlock()
+	w.publish(Change{Full: true})
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.kick:
+		}
+		first := time.Now()
+		quiet := time.NewTimer(w.Debounce)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				quiet.Stop()
+				return nil
+			case <-w.kick:
+				if time.Since(first) >= w.MaxDelay {
+					quiet.Stop()
+					break wait
+				}
+				quiet.Reset(w.Debounce)
+			case <-quiet.C:
+				break wait
+			}
+		}
+		w.mu.Lock()
+		ch := w.pending
+		podSets, podNS := w.podSets, w.podNS
+		w.pending, w.podSets, w.podNS = Change{}, nil, nil
+		w.mu.Unlock()
+		snap := w.publishSnapshot()
+		if !ch.Full {
+			// A pod's labels decide subset membership and its IP the endpoint,
+			// so a pod change is an endpoint change of the services selecting it.
+			for i, set := range podSets {
+				for _, svc := range snap.ServicesFor(podNS[i], set) {
+					if ch.EndpointHosts == nil {
+						ch.EndpointHosts = map[string]bool{}
+					}
+					ch.EndpointHosts[svc.Hostname] = true
+				}
+			}
+		}
+		w.OnSnapshot(snap, ch)
+	}
+}
+
+func (w *Watcher) handle(inf cache.SharedIndexInformer, classify func(any) Change) {
+	record := func(o any) {
+		if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+			o = d.Obj
+		}
+		w.mu.Lock()
+		w.pending.Merge(classify(o))
+		w.mu.Unlock()
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, n any) { record(n) },
+		DeleteFunc: record,
+	})
+}
+
+func (w *Watcher) publish(ch Change) {
+	w.OnSnapshot(w.publishSnapshot(), ch)
+}
+
+func (w *Watcher) publishSnapshot() *Snapshot {
+	w.version++
+	return Build(w.version, w.input())
+}
+
+func (w *Watcher) input() Input {
+	in := Input{RootNamespace: w.RootNamespace}
+	f := w.listers.inform
+	in.Services, _ = f.Core().V1().Services().Lister().List(labels.Everything())
+	in.Namespaces, _ = f.Core().V1().Namespaces().Lister().List(labels.Everything())
+	in.Pods, _ = f.Core().V1().Pods().Lister().List(labels.Everything())
+	in.EndpointSlices, _ = f.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+	if w.listers.hasIstio {
+		n := w.listers.istio.Networking().V1()
+		s := w.listers.istio.Security().V1()
+		in.VirtualServices, _ = n.VirtualServices().Lister().List(labels.Everything())
+		in.DestinationRules, _ = n.DestinationRules().Lister().List(labels.Everything())
+		in.Gateways, _ = n.Gateways().Lister().List(labels.Everything())
+		in.ServiceEntries, _ = n.ServiceEntries().Lister().List(labels.Everything())
+		in.Sidecars, _ = n.Sidecars().Lister().List(labels.Everything())
+		in.WorkloadEntries, _ = n.WorkloadEntries().Lister().List(labels.Everything())
+		in.PeerAuthentications, _ = s.PeerAuthentications().Lister().List(labels.Everything())
+		in.AuthorizationPolicies, _ = s.AuthorizationPolicies().Lister().List(labels.Everything())
+		in.RequestAuthentications, _ = s.RequestAuthentications().Lister().List(labels.Everything())
+	}
+	return in
+}
+
+// istioInstalled reports whether the API server serves the Istio kinds pilot
+// watches; without the CRDs their informers would never sync.
+func istioInstalled(kube kubernetes.Interface) bool {
+	for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1"} {
+		if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
+			return false
+		}
+	}
+	return true
+}

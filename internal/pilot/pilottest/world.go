@@ -1,0 +1,236 @@
+// Package pilottest builds model inputs for pilot's generation tests and
+// benchmarks from YAML manifests, the way the cluster would: Deployments
+// become pods with addresses in 198.18.0.0/16 and Services get EndpointSlices
+// for the pods they select.
+package pilottest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// World accumulates objects; Input derives pods' endpoints from it.
+type World struct {
+	In        model.Input
+	Namespace string // default namespace for objects without one
+	nextIP    int
+	deploys   []*appsv1.Deployment
+}
+
+// NewWorld starts an empty world whose objects default to namespace ns.
+func NewWorld(ns string) *World {
+	w := &World{Namespace: ns}
+	w.AddNamespace(ns, nil)
+	return w
+}
+
+// AddNamespace adds a namespace with labels.
+func (w *World) AddNamespace(name string, lbls map[string]string) {
+	for _, n := range w.In.Namespaces {
+		if n.Name == name {
+			return
+		}
+	}
+	w.In.Namespaces = append(w.In.Namespaces, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}})
+}
+
+// NextIP hands out pod addresses from 198.18.0.0/16.
+func (w *World) NextIP() string {
+	w.nextIP++
+	return fmt.Sprintf("198.18.%d.%d", w.nextIP/250, w.nextIP%250+1)
+}
+
+// AddFile adds every object of a multi-document YAML file.
+func (w *World) AddFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := w.AddYAML(data); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// AddYAML adds every object of a multi-document YAML stream.
+func (w *World) AddYAML(data []byte) error {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for i := 0; ; i++ {
+		doc, err := r.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		if err := w.addDoc(doc); err != nil {
+			return fmt.Errorf("document %d: %w", i+1, err)
+		}
+	}
+}
+
+func (w *World) addDoc(doc []byte) error {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return err
+	}
+	var obj metav1.Object
+	var add func()
+	switch tm.Kind {
+	case "Service":
+		o := &corev1.Service{}
+		obj, add = o, func() { w.In.Services = append(w.In.Services, o) }
+	case "Pod":
+		o := &corev1.Pod{}
+		obj, add = o, func() { w.In.Pods = append(w.In.Pods, o) }
+	case "Namespace":
+		o := &corev1.Namespace{}
+		obj, add = o, func() { w.In.Namespaces = append(w.In.Namespaces, o) }
+	case "Deployment":
+		o := &appsv1.Deployment{}
+		obj, add = o, func() { w.deploys = append(w.deploys, o) }
+	case "VirtualService":
+		o := &networkingv1.VirtualService{}
+		obj, add = o, func() { w.In.VirtualServices = replace(w.In.VirtualServices, o) }
+	case "DestinationRule":
+		o := &networkingv1.DestinationRule{}
+		obj, add = o, func() { w.In.DestinationRules = replace(w.In.DestinationRules, o) }
+	case "Gateway":
+		o := &networkingv1.Gateway{}
+		obj, add = o, func() { w.In.Gateways = replace(w.In.Gateways, o) }
+	case "ServiceEntry":
+		o := &networkingv1.ServiceEntry{}
+		obj, add = o, func() { w.In.ServiceEntries = replace(w.In.ServiceEntries, o) }
+	case "Sidecar":
+		o := &networkingv1.Sidecar{}
+		obj, add = o, func() { w.In.Sidecars = replace(w.In.Sidecars, o) }
+	case "WorkloadEntry":
+		o := &networkingv1.WorkloadEntry{}
+		obj, add = o, func() { w.In.WorkloadEntries = replace(w.In.WorkloadEntries, o) }
+	case "PeerAuthentication":
+		o := &securityv1.PeerAuthentication{}
+		obj, add = o, func() { w.In.PeerAuthentications = replace(w.In.PeerAuthentications, o) }
+	case "AuthorizationPolicy":
+		o := &securityv1.AuthorizationPolicy{}
+		obj, add = o, func() { w.In.AuthorizationPolicies = replace(w.In.AuthorizationPolicies, o) }
+	case "RequestAuthentication":
+		o := &securityv1.RequestAuthentication{}
+		obj, add = o, func() { w.In.RequestAuthentications = replace(w.In.RequestAuthentications, o) }
+	default:
+		return nil // ServiceAccounts and the like do not matter to pilot
+	}
+	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+		return fmt.Errorf("%s: %w", tm.Kind, err)
+	}
+	if obj.GetNamespace() == "" {
+		obj.SetNamespace(w.Namespace)
+	}
+	add()
+	return nil
+}
+
+// replace adds o, replacing an object of the same namespace and name (as
+// kubectl apply would).
+func replace[T metav1.Object](list []T, o T) []T {
+	for i, x := range list {
+		if x.GetNamespace() == o.GetNamespace() && x.GetName() == o.GetName() {
+			out := append([]T(nil), list...)
+			out[i] = o
+			return out
+		}
+	}
+	return append(list, o)
+}
+
+// Input materialises deployments as pods (labelled as injected, so auto
+// mTLS applies) and services as EndpointSlices.
+func (w *World) Input() model.Input {
+	in := w.In
+	in.Pods = append([]*corev1.Pod(nil), in.Pods...)
+	for _, d := range w.deploys {
+		n := 1
+		if d.Spec.Replicas != nil {
+			n = int(*d.Spec.Replicas)
+		}
+		for i := 0; i < n; i++ {
+			lbls := map[string]string{"security.istio.io/tlsMode": "istio"}
+			for k, v := range d.Spec.Template.Labels {
+				lbls[k] = v
+			}
+			in.Pods = append(in.Pods, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", d.Name, i), Namespace: d.Namespace, Labels: lbls},
+				Spec:       d.Spec.Template.Spec,
+				Status:     corev1.PodStatus{PodIP: w.NextIP(), Phase: corev1.PodRunning},
+			})
+		}
+	}
+	w.deploys = nil
+	w.In.Pods = in.Pods
+	in.EndpointSlices = SlicesFor(in.Services, in.Pods)
+	return in
+}
+
+// SlicesFor builds the EndpointSlice the endpointslice controller would
+// write for each service.
+func SlicesFor(svcs []*corev1.Service, pods []*corev1.Pod) []*discoveryv1.EndpointSlice {
+	var out []*discoveryv1.EndpointSlice
+	for _, s := range svcs {
+		if len(s.Spec.Selector) == 0 {
+			continue
+		}
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: s.Name + "-x", Namespace: s.Namespace, Labels: map[string]string{discoveryv1.LabelServiceName: s.Name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for _, p := range s.Spec.Ports {
+			name, port := p.Name, p.TargetPort.IntVal
+			if port == 0 {
+				port = p.Port
+			}
+			es.Ports = append(es.Ports, discoveryv1.EndpointPort{Name: &name, Port: &port})
+		}
+		sel := labels.SelectorFromSet(s.Spec.Selector)
+		for _, pod := range pods {
+			if pod.Namespace != s.Namespace || !sel.Matches(labels.Set(pod.Labels)) || pod.Status.PodIP == "" {
+				continue
+			}
+			ready := true
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{pod.Status.PodIP},
+				Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: pod.Name, Namespace: pod.Namespace},
+			})
+		}
+		out = append(out, es)
+	}
+	return out
+}
+
+// PodProxy returns the node id of the (first) pod whose name starts with prefix.
+func (w *World) PodProxy(t model.ProxyType, prefix string) string {
+	for _, p := range w.In.Pods {
+		if strings.HasPrefix(p.Name, prefix) {
+			return model.NodeID(t, p.Status.PodIP, p.Name, p.Namespace)
+		}
+	}
+	return ""
+}

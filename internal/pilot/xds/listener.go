@@ -1,0 +1,336 @@
+package xds
+
+import (
+	"fmt"
+	"sort"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	originaldst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networkingapi "istio.io/api/networking/v1alpha3"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+const (
+	hcmFilterName      = "envoy.filters.network.http_connection_manager"
+	tcpProxyFilterName = "envoy.filters.network.tcp_proxy"
+)
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+func routerFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
+}
+
+func faultFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: faultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}}
+}
+
+// hcmRDS is an HTTP connection manager fetching its routes over ADS.
+func hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
+	h := &hcmv3.HttpConnectionManager{
+		StatPrefix:     statPrefix,
+		CodecType:      hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: routeName}},
+		HttpFilters:    append(filters, routerFilter()),
+	}
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
+}
+
+func hcmInline(statPrefix string, rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
+	h := &hcmv3.HttpConnectionManager{
+		StatPrefix:     statPrefix,
+		CodecType:      hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+		HttpFilters:    append(filters, routerFilter()),
+	}
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
+}
+
+func tcpProxyFilter(statPrefix, cluster string) *listenerv3.Filter {
+	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxy.TcpProxy_Cluster{Cluster: cluster}}
+	return &listenerv3.Filter{Name: tcpProxyFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+}
+
+func tcpProxyWeighted(statPrefix string, clusters []*tcpproxy.TcpProxy_WeightedCluster_ClusterWeight) *listenerv3.Filter {
+	if len(clusters) == 1 {
+		return tcpProxyFilter(statPrefix, clusters[0].Name)
+	}
+	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxy.TcpProxy_WeightedClusters{
+		WeightedClusters: &tcpproxy.TcpProxy_WeightedCluster{Clusters: clusters},
+	}}
+	return &listenerv3.Filter{Name: tcpProxyFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+}
+
+// outboundListeners builds one listener per port of the scope's services,
+// bound to no socket: traffic reaches them through virtualOutbound's
+// original-destination hand-off, as in Istio.
+func (pc *PushContext) outboundListeners(sc *scope) []*item {
+	type portSvcs struct {
+		http bool
+		tcp  []*model.Service
+	}
+	ports := map[uint32]*portSvcs{}
+	for _, svc := range sc.services {
+		for _, p := range svc.Ports {
+			ps := ports[p.Port]
+			if ps == nil {
+				ps = &portSvcs{}
+				ports[p.Port] = ps
+			}
+			if p.Protocol.IsHTTP() {
+				ps.http = true
+			} else {
+				ps.tcp = append(ps.tcp, svc)
+			}
+		}
+	}
+	nums := make([]uint32, 0, len(ports))
+	for n := range ports {
+		if n == OutboundCapturePort || n == InboundCapturePort {
+			continue
+		}
+		nums = append(nums, n)
+	}
+	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
+	var out []*item
+	for _, n := range nums {
+		ps := ports[n]
+		name := ListenerName("0.0.0.0", n)
+		l := &listenerv3.Listener{
+			Name:             name,
+			Address:          socketAddress("0.0.0.0", n),
+			BindToPort:       wrapperspb.Bool(false),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		}
+		var unaddressed []*model.Service
+		for _, svc := range ps.tcp {
+			if svc.Address == "" {
+				unaddressed = append(unaddressed, svc)
+				continue
+			}
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name:             fmt.Sprintf("%s_%d", svc.Address, n),
+				FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{cidr(svc.Address)}},
+				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, n)},
+			})
+		}
+		switch {
+		case ps.http:
+			l.DefaultFilterChain = &listenerv3.FilterChain{
+				Name:    name,
+				Filters: []*listenerv3.Filter{hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
+			}
+		case len(unaddressed) == 1:
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n)}}
+		default:
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{tcpProxyFilter("PassthroughCluster", PassthroughCluster)}}
+		}
+		out = append(out, newItem(name, l))
+	}
+	return out
+}
+
+// outboundTCPFilter proxies a TCP service port, honouring the first TCP
+// rule of its VirtualService.
+func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32) *listenerv3.Filter {
+	def := OutboundClusterName(port, "", svc.Hostname)
+	for _, vs := range pc.vsByHost[svc.Hostname] {
+		for _, tr := range vs.Spec.Tcp {
+			if !tcpRuleApplies(tr, port) {
+				continue
+			}
+			var ws []*tcpproxy.TcpProxy_WeightedCluster_ClusterWeight
+			for _, d := range tr.Route {
+				w := uint32(d.Weight)
+				if w == 0 && len(tr.Route) == 1 {
+					w = 100
+				}
+				if w == 0 {
+					continue
+				}
+				ws = append(ws, &tcpproxy.TcpProxy_WeightedCluster_ClusterWeight{
+					Name:   pc.destinationCluster(d.Destination, vs.Namespace, routeCtx{port: port, gateway: "mesh"}),
+					Weight: w,
+				})
+			}
+			if len(ws) > 0 {
+				return tcpProxyWeighted(def, ws)
+			}
+		}
+	}
+	return tcpProxyFilter(def, def)
+}
+
+func tcpRuleApplies(tr *networkingapi.TCPRoute, port uint32) bool {
+	if len(tr.Match) == 0 {
+		return true
+	}
+	for _, m := range tr.Match {
+		if m.Port == 0 || m.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+func virtualOutbound() *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:             VirtualOutbound,
+		Address:          socketAddress("0.0.0.0", OutboundCapturePort),
+		UseOriginalDst:   wrapperspb.Bool(true),
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		FilterChains: []*listenerv3.FilterChain{{
+			Name:    VirtualOutbound + "-catchall-tcp",
+			Filters: []*listenerv3.Filter{tcpProxyFilter(PassthroughCluster, PassthroughCluster)},
+		}},
+	}
+}
+
+// inboundPort is one port the workload itself serves.
+type inboundPort struct {
+	port     uint32 // the container port
+	protocol model.Protocol
+}
+
+// inboundPorts lists the target ports of the services a workload backs.
+func inboundPorts(services []*model.Service, namedPorts map[string]uint32) []inboundPort {
+	seen := map[uint32]bool{}
+	var out []inboundPort
+	for _, svc := range services {
+		for _, p := range svc.Ports {
+			tp := p.TargetPort
+			if tp == 0 {
+				if n, ok := namedPorts[p.Name]; ok {
+					tp = n
+				} else {
+					tp = p.Port
+				}
+			}
+			if seen[tp] || tp == OutboundCapturePort || tp == InboundCapturePort {
+				continue
+			}
+			seen[tp] = true
+			out = append(out, inboundPort{port: tp, protocol: p.Protocol})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].port < out[j].port })
+	return out
+}
+
+// virtualInbound builds the 15006 listener: per served port a plaintext
+// and/or mTLS filter chain as PeerAuthentication says, with authorization.
+func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listenerv3.Listener {
+	l := &listenerv3.Listener{
+		Name:             VirtualInbound,
+		Address:          socketAddress("0.0.0.0", InboundCapturePort),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		ListenerFilters: []*listenerv3.ListenerFilter{
+			{Name: "envoy.filters.listener.original_dst", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldst.OriginalDst{})}},
+			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
+		},
+		ListenerFiltersTimeout:           durationpb.New(0),
+		ContinueOnListenerFiltersTimeout: true,
+	}
+	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	for _, p := range ports {
+		cluster := InboundClusterName(p.port)
+		mode := pc.mtlsMode(w.namespace, w.labels, p.port)
+		filters := func() []*listenerv3.Filter {
+			if p.protocol.IsHTTP() {
+				rc := &routev3.RouteConfiguration{
+					Name: cluster,
+					VirtualHosts: []*routev3.VirtualHost{{
+						Name:    fmt.Sprintf("inbound|http|%d", p.port),
+						Domains: []string{"*"},
+						Routes: []*routev3.Route{{
+							Name:  "default",
+							Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+							Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+								ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+								Timeout:          durationpb.New(0),
+							}},
+						}},
+					}},
+				}
+				return []*listenerv3.Filter{hcmInline(cluster, rc, httpRBACFilters(allow, deny)...)}
+			}
+			return append(networkRBACFilters(cluster, allow, deny), tcpProxyFilter(cluster, cluster))
+		}
+		if mode != MTLSDisable {
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name: fmt.Sprintf("inbound_0.0.0.0_%d_mtls", p.port),
+				FilterChainMatch: &listenerv3.FilterChainMatch{
+					DestinationPort:   wrapperspb.UInt32(p.port),
+					TransportProtocol: "tls",
+				},
+				TransportSocket: tlsSocket(meshDownstreamTLS()),
+				Filters:         filters(),
+			})
+		}
+		if mode != MTLSStrict {
+			m := &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.port)}
+			if mode == MTLSPermissive {
+				m.TransportProtocol = "raw_buffer"
+			}
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name:             fmt.Sprintf("inbound_0.0.0.0_%d", p.port),
+				FilterChainMatch: m,
+				Filters:          filters(),
+			})
+		}
+	}
+	l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+		Name:    "virtualInbound-catchall-tcp",
+		Filters: []*listenerv3.Filter{tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)},
+	})
+	return l
+}
+
+func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy) []*hcmv3.HttpFilter {
+	var out []*hcmv3.HttpFilter
+	if len(deny) > 0 {
+		out = append(out, &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+			TypedConfig: mustAny(&rbachttp.RBAC{Rules: buildRBAC(deny, rbacv3.RBAC_DENY, true)}),
+		}})
+	}
+	if len(allow) > 0 {
+		out = append(out, &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+			TypedConfig: mustAny(&rbachttp.RBAC{Rules: buildRBAC(allow, rbacv3.RBAC_ALLOW, true)}),
+		}})
+	}
+	return out
+}
+
+func networkRBACFilters(statPrefix string, allow, deny []*securityv1.AuthorizationPolicy) []*listenerv3.Filter {
+	var out []*listenerv3.Filter
+	if len(deny) > 0 {
+		out = append(out, &listenerv3.Filter{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{
+			TypedConfig: mustAny(&rbacnet.RBAC{StatPrefix: statPrefix, Rules: buildRBAC(deny, rbacv3.RBAC_DENY, false)}),
+		}})
+	}
+	if len(allow) > 0 {
+		out = append(out, &listenerv3.Filter{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{
+			TypedConfig: mustAny(&rbacnet.RBAC{StatPrefix: statPrefix, Rules: buildRBAC(allow, rbacv3.RBAC_ALLOW, false)}),
+		}})
+	}
+	return out
+}

@@ -1,0 +1,293 @@
+// Package xds turns a model.Snapshot into Envoy v3 resources for each proxy
+// and serves them over ADS with go-control-plane.
+//
+// Generation shares work between proxies: a PushContext, built once per
+// snapshot, memoises everything that depends only on the snapshot (outbound
+// clusters, endpoints, outbound route tables per Sidecar scope); only the
+// inbound side is built per proxy.
+package xds
+
+import (
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+	networkingapi "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// item is a generated resource with its content hash, computed once.
+type item struct {
+	name string
+	msg  proto.Message
+	hash uint64
+}
+
+func newItem(name string, m proto.Message) *item {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %s: %v", name, err)) // generated messages always marshal
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return &item{name: name, msg: m, hash: h.Sum64()}
+}
+
+// PushContext memoises per-snapshot generation shared by many proxies. It is
+// safe for concurrent use.
+type PushContext struct {
+	Snap *model.Snapshot
+
+	drByHost map[string]*networkingv1.DestinationRule
+	vsByHost map[string][]*networkingv1.VirtualService // mesh-bound VirtualServices by service host
+	vsSorted []*networkingv1.VirtualService            // all VirtualServices, oldest first
+	// sourceLabels is set when some rule matches on client labels, which
+	// makes route tables per client workload instead of per namespace.
+	sourceLabels bool
+
+	mu        sync.Mutex
+	clusters  map[string][]*item // by service host: that service's outbound clusters
+	endpoints map[string][]*item // by service host: its cluster load assignments
+	routes    map[string]*item   // by scope key + port
+	scopes    map[string]*scope  // by scope key
+}
+
+// NewPushContext indexes snap for generation.
+func NewPushContext(snap *model.Snapshot) *PushContext {
+	pc := &PushContext{
+		Snap:      snap,
+		drByHost:  map[string]*networkingv1.DestinationRule{},
+		vsByHost:  map[string][]*networkingv1.VirtualService{},
+		clusters:  map[string][]*item{},
+		endpoints: map[string][]*item{},
+		routes:    map[string]*item{},
+		scopes:    map[string]*scope{},
+	}
+	// DestinationRules: one in the service's namespace wins over the root
+	// namespace's, which wins over any other namespace's.
+	rank := func(dr *networkingv1.DestinationRule, svcNS string) int {
+		switch dr.Namespace {
+		case svcNS:
+			return 0
+		case snap.RootNamespace:
+			return 1
+		}
+		return 2
+	}
+	drs := append([]*networkingv1.DestinationRule(nil), snap.DestinationRules...)
+	sort.Slice(drs, func(i, j int) bool { return drs[i].CreationTimestamp.Before(&drs[j].CreationTimestamp) })
+	for _, dr := range drs {
+		host := resolveHost(dr.Spec.Host, dr.Namespace)
+		for _, svc := range matchServices(snap, host) {
+			if cur := pc.drByHost[svc.Hostname]; cur == nil || rank(dr, svc.Namespace) < rank(cur, svc.Namespace) {
+				pc.drByHost[svc.Hostname] = dr
+			}
+		}
+	}
+	vss := append([]*networkingv1.VirtualService(nil), snap.VirtualServices...)
+	sort.Slice(vss, func(i, j int) bool {
+		if !vss[i].CreationTimestamp.Equal(&vss[j].CreationTimestamp) {
+			return vss[i].CreationTimestamp.Before(&vss[j].CreationTimestamp)
+		}
+		return vss[i].Namespace+"/"+vss[i].Name < vss[j].Namespace+"/"+vss[j].Name
+	})
+	pc.vsSorted = vss
+	for _, vs := range vss {
+		for _, hr := range vs.Spec.Http {
+			for _, m := range hr.Match {
+				if len(m.SourceLabels) > 0 {
+					pc.sourceLabels = true
+				}
+			}
+		}
+		if !boundToMesh(vs.Spec.Gateways) {
+			continue
+		}
+		for _, h := range vs.Spec.Hosts {
+			for _, svc := range matchServices(snap, resolveHost(h, vs.Namespace)) {
+				pc.vsByHost[svc.Hostname] = append(pc.vsByHost[svc.Hostname], vs)
+			}
+		}
+	}
+	return pc
+}
+
+// Reuse returns a context for next that keeps everything pc computed except
+// the endpoints of changedHosts: the endpoint-only push.
+func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool) *PushContext {
+	n := &PushContext{
+		Snap:         next,
+		drByHost:     pc.drByHost,
+		vsByHost:     pc.vsByHost,
+		vsSorted:     pc.vsSorted,
+		sourceLabels: pc.sourceLabels,
+		clusters:     pc.clusters,
+		routes:       pc.routes,
+		scopes:       pc.scopes,
+		endpoints:    map[string][]*item{},
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for h, eps := range pc.endpoints {
+		if !changedHosts[h] {
+			n.endpoints[h] = eps
+		}
+	}
+	return n
+}
+
+func boundToMesh(gws []string) bool {
+	if len(gws) == 0 {
+		return true
+	}
+	for _, g := range gws {
+		if g == "mesh" {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveHost expands a short name ("reviews") to the FQDN in ns, as Istio
+// resolves hosts in VirtualServices and DestinationRules.
+func resolveHost(h, ns string) string {
+	if h == "*" || strings.HasPrefix(h, "*.") || strings.Contains(h, ".") {
+		return h
+	}
+	return model.KubeHostname(h, ns)
+}
+
+// hostMatches reports whether pattern (maybe "*.x" or "*") covers host.
+func hostMatches(pattern, host string) bool {
+	if pattern == "*" {
+		return true
+	}
+	if strings.HasPrefix(pattern, "*") {
+		return strings.HasSuffix(host, pattern[1:])
+	}
+	return pattern == host
+}
+
+func matchServices(snap *model.Snapshot, host string) []*model.Service {
+	if !strings.Contains(host, "*") {
+		if s := snap.ServiceByHost(host); s != nil {
+			return []*model.Service{s}
+		}
+		return nil
+	}
+	var out []*model.Service
+	for _, s := range snap.Services {
+		if hostMatches(host, s.Hostname) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// scope is the set of services a proxy's outbound side sees (Sidecar egress).
+type scope struct {
+	key      string
+	services []*model.Service
+	shared   scopeResources
+}
+
+// scopeFor picks the Sidecar that applies to a workload and returns its scope.
+func (pc *PushContext) scopeFor(ns string, lbls map[string]string) *scope {
+	sc := pc.sidecarFor(ns, lbls)
+	key := "ns:" + ns
+	if sc != nil {
+		key = "sc:" + sc.Namespace + "/" + sc.Name + "@" + ns
+	}
+	pc.mu.Lock()
+	s := pc.scopes[key]
+	pc.mu.Unlock()
+	if s != nil {
+		return s
+	}
+	s = &scope{key: key}
+	for _, svc := range pc.Snap.Services {
+		if !svc.VisibleTo(ns) {
+			continue
+		}
+		if sc != nil && !egressAllows(sc, ns, svc) {
+			continue
+		}
+		s.services = append(s.services, svc)
+	}
+	pc.mu.Lock()
+	pc.scopes[key] = s
+	pc.mu.Unlock()
+	return s
+}
+
+// sidecarFor returns the Sidecar for a workload: one in its namespace
+// selecting it, else its namespace's default, else the root namespace's default.
+func (pc *PushContext) sidecarFor(ns string, lbls map[string]string) *networkingv1.Sidecar {
+	var nsDefault, rootDefault *networkingv1.Sidecar
+	for _, sc := range pc.Snap.Sidecars {
+		switch {
+		case sc.Namespace == ns && sc.Spec.WorkloadSelector != nil:
+			if labels.SelectorFromSet(sc.Spec.WorkloadSelector.Labels).Matches(labels.Set(lbls)) {
+				return sc
+			}
+		case sc.Namespace == ns:
+			nsDefault = sc
+		case sc.Namespace == pc.Snap.RootNamespace && sc.Spec.WorkloadSelector == nil:
+			rootDefault = sc
+		}
+	}
+	if nsDefault != nil {
+		return nsDefault
+	}
+	return rootDefault
+}
+
+// egressAllows applies a Sidecar's egress "namespace/host" list.
+func egressAllows(sc *networkingv1.Sidecar, proxyNS string, svc *model.Service) bool {
+	if len(sc.Spec.Egress) == 0 {
+		return true
+	}
+	for _, eg := range sc.Spec.Egress {
+		if !egressListenerCovers(eg, svc) {
+			continue
+		}
+		for _, h := range eg.Hosts {
+			nsPart, hostPart, ok := strings.Cut(h, "/")
+			if !ok {
+				continue
+			}
+			switch nsPart {
+			case "*":
+			case ".":
+				if svc.Namespace != sc.Namespace {
+					continue
+				}
+			case "~":
+				continue
+			default:
+				if svc.Namespace != nsPart {
+					continue
+				}
+			}
+			if hostMatches(hostPart, svc.Hostname) {
+				return true
+			}
+		}
+	}
+	_ = proxyNS
+	return false
+}
+
+func egressListenerCovers(eg *networkingapi.IstioEgressListener, svc *model.Service) bool {
+	if eg.Port == nil || eg.Port.Number == 0 {
+		return true
+	}
+	_, ok := svc.PortByNumber(eg.Port.Number)
+	return ok
+}
