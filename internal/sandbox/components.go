@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // Address plan. The control plane listens on 127.0.0.1 only. Pods and Services
@@ -147,12 +148,29 @@ func kwokArgs(l layout, p ports, stagesFile string) []string {
 }
 
 // kwokConfig is kwok's own configuration; its Stages come from the file
-// `make tools` extracts from the kwok module.
-func kwokConfig() string {
-	return fmt.Sprintf(`apiVersion: config.kwok.x-k8s.io/v1alpha1
+// `make tools` extracts from the kwok module. Each port in forwards becomes a
+// ClusterPortForward rule: a port-forward to that port of any pod reaches the
+// same port on 127.0.0.1, where a test runs the pod's stand-in.
+func kwokConfig(forwards []int32) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
   cidr: %s
   nodeIP: 127.0.0.1
 `, PodCIDR)
+	if len(forwards) > 0 {
+		b.WriteString(`---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata:
+  name: mesh-sandbox-loopback
+spec:
+  forwards:
+`)
+		for _, p := range forwards {
+			fmt.Fprintf(&b, "  - ports: [%d]\n    target:\n      address: 127.0.0.1\n      port: %d\n", p, p)
+		}
+	}
+	return b.String()
 }

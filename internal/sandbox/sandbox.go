@@ -44,6 +44,10 @@ type Options struct {
 	// APIServerPort and EtcdPort fix those ports on 127.0.0.1; 0 picks free ones.
 	APIServerPort int
 	EtcdPort      int
+	// PortForwards are pod ports that a port-forward (kubectl port-forward, or
+	// the apiserver's portforward subresource) connects to the same port on
+	// 127.0.0.1, whichever pod it names.
+	PortForwards []int32
 	// EtcdOnly starts etcd alone: the baseline the benchmarks compare with.
 	EtcdOnly bool
 	// Logger receives progress messages; nil discards them.
@@ -177,7 +181,7 @@ func (c *Cluster) start(ctx context.Context, o Options, began time.Time) error {
 	c.timings.APIServerReady = time.Since(began)
 	log.Info("kube-apiserver ready", "after", c.timings.APIServerReady, "server", c.server)
 
-	if err := os.WriteFile(l.kwokConfig(), []byte(kwokConfig()), 0o644); err != nil {
+	if err := os.WriteFile(l.kwokConfig(), []byte(kwokConfig(o.PortForwards)), 0o644); err != nil {
 		return err
 	}
 	for _, s := range []struct {

@@ -41,16 +41,26 @@ var (
 // A start failure does not abort the package: tests that call Cluster fail
 // with the reason, and tests that do not need the sandbox still run.
 func Main(m *testing.M) {
-	os.Exit(run(m))
+	os.Exit(run(m, sandbox.Options{}))
 }
 
-func run(m *testing.M) int {
+// MainWithOptions is Main with sandbox options, e.g. PortForwards or Nodes.
+// The folder is always a temporary one and the components never detach.
+func MainWithOptions(m *testing.M, o sandbox.Options) {
+	o.Dir, o.Detach = "", false
+	os.Exit(run(m, o))
+}
+
+func run(m *testing.M, o sandbox.Options) int {
 	if os.Getenv(sandbox.SkipEnv) == "skip" {
 		skipped = true
 		return m.Run()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	c, err := sandbox.Start(ctx, sandbox.Options{Logger: logger()})
+	if o.Logger == nil {
+		o.Logger = logger()
+	}
+	c, err := sandbox.Start(ctx, o)
 	cancel()
 	mu.Lock()
 	cluster, startErr = c, err
