@@ -8,9 +8,15 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	installcmd "mesh.dev/mesh/commands/install"
 	"mesh.dev/mesh/commands/manifest"
+	precheckcmd "mesh.dev/mesh/commands/precheck"
 	"mesh.dev/mesh/commands/profile"
 	"mesh.dev/mesh/commands/proxyconfig"
+	"mesh.dev/mesh/commands/tag"
+	"mesh.dev/mesh/commands/uninstall"
+	"mesh.dev/mesh/commands/upgrade"
+	"mesh.dev/mesh/commands/verifyinstall"
 	"mesh.dev/mesh/internal/cli"
 )
 
@@ -42,6 +48,12 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		proxyconfig.NewCommand(ctx),
 		manifest.NewCommand(ctx),
 		profile.NewCommand(ctx),
+		installcmd.NewCommand(ctx),
+		upgrade.NewCommand(ctx),
+		uninstall.NewCommand(ctx),
+		precheckcmd.NewCommand(ctx),
+		verifyinstall.NewCommand(ctx),
+		tag.NewCommand(ctx),
 	)
 	markUsageArgs(root)
 	return root
