@@ -2,6 +2,9 @@ package sandbox_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +18,23 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"mesh.dev/mesh/internal/sandbox"
 	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
-func TestMain(m *testing.M) { sandboxtest.Main(m) }
+// standIn is a local server that port-forwards to any pod's port of the same
+// number reach (Options.PortForwards), standing in for the pod's process.
+var standIn net.Listener
+
+func TestMain(m *testing.M) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen for the port-forward stand-in:", err)
+		os.Exit(1)
+	}
+	standIn = l
+	sandboxtest.MainWithOptions(m, sandbox.Options{PortForwards: []int32{int32(l.Addr().(*net.TCPAddr).Port)}})
+}
 
 func adminClient(t *testing.T) *kubernetes.Clientset {
 	t.Helper()
