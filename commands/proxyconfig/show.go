@@ -53,7 +53,7 @@ type ShowOptions struct {
 }
 
 func newShowCommand(ctx *cli.Context, k showKind) *cobra.Command {
-	o := &ShowOptions{Context: ctx, kind: k, Now: time.Now}
+	o := &ShowOptions{Context: ctx, kind: k, Now: func() time.Time { return clock() }}
 	cmd := &cobra.Command{
 		Use:     k.use + " [POD[.NAMESPACE]]",
 		Aliases: k.aliases,
@@ -107,6 +107,9 @@ func (o *ShowOptions) Complete(args []string) error {
 	o.source = src
 	return nil
 }
+
+// clock is the time certificates are judged at; tests pin it.
+var clock = time.Now
 
 var (
 	directions = []string{"inbound", "outbound", "inbound-vip", "outbound-vip"}

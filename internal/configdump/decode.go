@@ -3,7 +3,11 @@ package configdump
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 	"runtime"
 	"sort"
 	"sync"
@@ -35,7 +39,7 @@ func decodeAll(data []byte, rs []*Resource, opts Options) error {
 	if workers <= 1 {
 		for _, r := range rs {
 			if err := decode(r); err != nil {
-				return newParseError(data, r.Offset, r.Path, err)
+				return resourceError(data, r, err)
 			}
 		}
 		return nil
@@ -59,11 +63,63 @@ func decodeAll(data []byte, rs []*Resource, opts Options) error {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return newParseError(data, rs[i].Offset, rs[i].Path, err)
+			return resourceError(data, rs[i], err)
 		}
 	}
 	return nil
 }
+
+// protoPos matches the position protojson puts in its messages, relative to
+// the resource it was decoding.
+var protoPos = regexp.MustCompile(`^proto:\s*\(line (\d+):(\d+)\):\s*`)
+
+// lastKey finds the last object key before the error, which is the field
+// protojson was reading.
+var lastKey = regexp.MustCompile(`"([^"\\]+)"\s*:\s*[^:]*$`)
+
+// resourceError places a decode failure at its absolute position in the
+// dump and names the field, which protojson's own message does not.
+func resourceError(data []byte, r *Resource, err error) error {
+	var de *decodeError
+	if !errors.As(err, &de) {
+		return newParseError(data, r.Offset, r.Path, err)
+	}
+	msg := de.err.Error()
+	m := protoPos.FindStringSubmatch(msg)
+	if m == nil {
+		return newParseError(data, r.Offset, r.Path, err)
+	}
+	line, _ := strconv.Atoi(m[1])
+	col, _ := strconv.Atoi(m[2])
+	rel := 0
+	for l := 1; l < line && rel < len(de.raw); l++ {
+		i := bytes.IndexByte(de.raw[rel:], '\n')
+		if i < 0 {
+			break
+		}
+		rel += i + 1
+	}
+	rel = min(rel+col-1, len(de.raw))
+	path := r.Path
+	if k := lastKey.FindSubmatch(de.raw[:rel]); k != nil {
+		path += ", field " + strconv.Quote(string(k[1]))
+	}
+	off := r.Offset
+	if &de.raw[0] == &r.Raw[0] {
+		// Positions only map back onto the dump when the original bytes were decoded.
+		off += rel
+	}
+	return newParseError(data, off, path, fmt.Errorf("%s", strings.ReplaceAll(msg[len(m[0]):], "\u00a0", " ")))
+}
+
+// decodeError carries protojson's failure and the bytes it was reading.
+type decodeError struct {
+	raw []byte
+	err error
+}
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
 
 // decode fills r.Message (and r.Name, r.TypeURL) from r.Raw.
 func decode(r *Resource) error {
@@ -98,11 +154,11 @@ func decode(r *Resource) error {
 		// Rewrite those as Structs and try again; a second failure is real.
 		cleaned, unknown, serr := stripUnknownAnys(r.Raw)
 		if serr != nil || len(unknown) == 0 {
-			return fmt.Errorf("decode %s: %w", r.Kind, err)
+			return &decodeError{raw: r.Raw, err: err}
 		}
 		proto.Reset(msg)
 		if err := unmarshal.Unmarshal(cleaned, msg); err != nil {
-			return fmt.Errorf("decode %s: %w", r.Kind, err)
+			return &decodeError{raw: cleaned, err: err}
 		}
 		r.UnknownTypes = unknown
 	}
