@@ -72,16 +72,11 @@ func AddApplyFlags(cmd *cobra.Command, yes, dryRun, wait *bool, timeout *time.Du
 	cmd.Flags().StringVarP(output, "output", "o", "", "print the result as json or yaml")
 }
 
-// Complete renders the mesh and builds the cluster client.
+// Complete renders the mesh.
 func (o *Options) Complete() error {
 	if err := o.Source.Load(); err != nil {
 		return err
 	}
-	c, err := kube.FromCLI(o.Context)
-	if err != nil {
-		return err
-	}
-	o.client = c
 	return nil
 }
 
@@ -103,6 +98,11 @@ func (o *Options) Validate() error {
 func (o *Options) Run(parent context.Context) error {
 	ctx, stop := SignalContext(parent)
 	defer stop()
+	c, err := kube.FromCLI(o.Context)
+	if err != nil {
+		return err
+	}
+	o.client = c
 	progressOut := o.Out
 	if o.Output != "" {
 		progressOut = o.ErrOut

@@ -64,13 +64,8 @@ user resources it is about to delete before it asks.`,
 	return cmd
 }
 
-// Complete builds the cluster client.
+// Complete has nothing to derive before the cluster is asked.
 func (o *Options) Complete() error {
-	c, err := kube.FromCLI(o.Context)
-	if err != nil {
-		return err
-	}
-	o.client = c
 	return nil
 }
 
@@ -89,6 +84,11 @@ func (o *Options) Validate() error {
 func (o *Options) Run(parent context.Context) error {
 	ctx, stop := installcmd.SignalContext(parent)
 	defer stop()
+	c, err := kube.FromCLI(o.Context)
+	if err != nil {
+		return err
+	}
+	o.client = c
 	out := o.Out
 	if o.Output != "" {
 		out = o.ErrOut

@@ -64,18 +64,13 @@ the installed spec; with them it renders those instead.`,
 	return cmd
 }
 
-// Complete checks the rendering flags and builds the cluster client.
+// Complete renders the mesh when -f or --set are given.
 func (o *Options) Complete() error {
 	if o.Source.Given() {
 		if err := o.Source.Load(); err != nil {
 			return err
 		}
 	}
-	c, err := kube.FromCLI(o.Context)
-	if err != nil {
-		return err
-	}
-	o.client = c
 	return nil
 }
 
@@ -97,6 +92,11 @@ func (o *Options) Validate() error {
 func (o *Options) Run(parent context.Context) error {
 	ctx, stop := installcmd.SignalContext(parent)
 	defer stop()
+	c, err := kube.FromCLI(o.Context)
+	if err != nil {
+		return err
+	}
+	o.client = c
 	out := o.Out
 	if o.Output != "" {
 		out = o.ErrOut
