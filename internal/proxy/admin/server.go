@@ -1,0 +1,391 @@
+package admin
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"mesh.dev/mesh/internal/proxy/cluster"
+	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/listener"
+	"mesh.dev/mesh/internal/version"
+)
+
+// State is the server state /server_info and /ready report.
+type State func() adminv3.ServerInfo_State
+
+// Server is the admin API.
+type Server struct {
+	Store     *config.Store
+	Listeners *listener.Manager
+	Node      *corev3.Node
+	Started   time.Time
+	State     State
+	Level     *slog.LevelVar
+	Quit      func()
+	Gatherer  prometheus.Gatherer // extra metrics (istio_*) for /stats/prometheus
+	Extra     func() []cluster.Stat
+}
+
+var jsonOpts = protojson.MarshalOptions{UseProtoNames: true, Indent: " "}
+
+// Handler returns the admin mux.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/config_dump", s.configDump)
+	mux.HandleFunc("/clusters", s.clusters)
+	mux.HandleFunc("/listeners", s.listeners)
+	mux.HandleFunc("/stats", s.stats)
+	mux.HandleFunc("/stats/prometheus", s.prometheus)
+	mux.HandleFunc("/server_info", s.serverInfo)
+	mux.HandleFunc("/ready", s.ready)
+	mux.HandleFunc("/logging", s.logging)
+	mux.HandleFunc("/quitquitquit", s.quit)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /logging\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n")
+	})
+	return mux
+}
+
+func writeProto(w http.ResponseWriter, m proto.Message) {
+	b, err := jsonOpts.Marshal(m)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+	io.WriteString(w, "\n")
+}
+
+func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	_, eds := q["include_eds"]
+	d := ConfigDump(s.Store.Load(), eds)
+	d, err := Filter(d, q.Get("resource"), q.Get("mask"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeProto(w, d)
+}
+
+func (s *Server) clusters(w http.ResponseWriter, r *http.Request) {
+	snap := s.Store.Load()
+	if r.URL.Query().Get("format") == "json" {
+		out := &adminv3.Clusters{}
+		for _, res := range snap.List(config.ClusterType) {
+			c := res.Compiled.(*cluster.Cluster)
+			cs := &adminv3.ClusterStatus{Name: c.Name, ObservabilityName: c.Name, AddedViaApi: !res.Static}
+			for _, h := range c.Hosts() {
+				total, failed := h.Counts()
+				hs := &adminv3.HostStatus{
+					Address: socketAddr(h.Addr),
+					Stats: []*adminv3.SimpleMetric{
+						{Name: "rq_total", Value: total, Type: adminv3.SimpleMetric_COUNTER},
+						{Name: "rq_error", Value: failed, Type: adminv3.SimpleMetric_COUNTER},
+						{Name: "rq_active", Value: uint64(max(h.Active(), 0)), Type: adminv3.SimpleMetric_GAUGE},
+					},
+					HealthStatus: &adminv3.HostHealthStatus{EdsHealthStatus: corev3.HealthStatus_HEALTHY},
+					Weight:       h.Weight,
+					Priority:     h.Priority,
+				}
+				switch h.HealthFlags() {
+				case "healthy":
+				default:
+					hs.HealthStatus.FailedActiveHealthCheck = strings.Contains(h.HealthFlags(), "failed_active_hc")
+					hs.HealthStatus.FailedOutlierCheck = strings.Contains(h.HealthFlags(), "failed_outlier_check")
+					if strings.Contains(h.HealthFlags(), "eds_status_unhealthy") {
+						hs.HealthStatus.EdsHealthStatus = corev3.HealthStatus_UNHEALTHY
+					}
+				}
+				cs.HostStatuses = append(cs.HostStatuses, hs)
+			}
+			out.ClusterStatuses = append(out.ClusterStatuses, cs)
+		}
+		writeProto(w, out)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	var b strings.Builder
+	for _, res := range snap.List(config.ClusterType) {
+		c := res.Compiled.(*cluster.Cluster)
+		fmt.Fprintf(&b, "%s::observability_name::%s\n", c.Name, c.Name)
+		fmt.Fprintf(&b, "%s::added_via_api::%t\n", c.Name, !res.Static)
+		for _, h := range c.Hosts() {
+			total, failed := h.Counts()
+			fmt.Fprintf(&b, "%s::%s::rq_active::%d\n", c.Name, h.Addr, h.Active())
+			fmt.Fprintf(&b, "%s::%s::rq_error::%d\n", c.Name, h.Addr, failed)
+			fmt.Fprintf(&b, "%s::%s::rq_total::%d\n", c.Name, h.Addr, total)
+			fmt.Fprintf(&b, "%s::%s::health_flags::%s\n", c.Name, h.Addr, h.HealthFlags())
+			fmt.Fprintf(&b, "%s::%s::weight::%d\n", c.Name, h.Addr, h.Weight)
+			fmt.Fprintf(&b, "%s::%s::priority::%d\n", c.Name, h.Addr, h.Priority)
+			fmt.Fprintf(&b, "%s::%s::locality::%s\n", c.Name, h.Addr, h.Locality)
+		}
+	}
+	io.WriteString(w, b.String())
+}
+
+func socketAddr(hostport string) *corev3.Address {
+	i := strings.LastIndexByte(hostport, ':')
+	host, port := strings.Trim(hostport[:max(i, 0)], "[]"), hostport[i+1:]
+	p, _ := strconv.Atoi(port)
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)}}}}
+}
+
+func (s *Server) listeners(w http.ResponseWriter, r *http.Request) {
+	bound := s.Listeners.Listeners()
+	names := make([]string, 0, len(bound))
+	for n := range bound {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if r.URL.Query().Get("format") == "json" {
+		out := &adminv3.Listeners{}
+		for _, n := range names {
+			out.ListenerStatuses = append(out.ListenerStatuses, &adminv3.ListenerStatus{Name: n, LocalAddress: socketAddr(bound[n])})
+		}
+		writeProto(w, out)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	for _, n := range names {
+		fmt.Fprintf(w, "%s::%s\n", n, bound[n])
+	}
+}
+
+// statList gathers Envoy-style stats: cluster.*, listener.*, http.*, server.*.
+func (s *Server) statList() []cluster.Stat {
+	snap := s.Store.Load()
+	var out []cluster.Stat
+	for _, res := range snap.List(config.ClusterType) {
+		c := res.Compiled.(*cluster.Cluster)
+		for _, st := range c.StatList() {
+			out = append(out, cluster.Stat{Name: "cluster." + c.Name + "." + st.Name, Value: st.Value})
+		}
+	}
+	for _, res := range snap.List(config.ListenerType) {
+		l := res.Compiled.(*listener.Listener)
+		out = append(out,
+			cluster.Stat{Name: "listener." + l.Addr + ".downstream_cx_total", Value: l.Stats.CxTotal.Load()},
+			cluster.Stat{Name: "listener." + l.Addr + ".downstream_cx_active", Value: l.Stats.CxActive.Load()},
+			cluster.Stat{Name: "listener." + l.Addr + ".no_filter_chain_match", Value: l.Stats.CxNoChain.Load()},
+			cluster.Stat{Name: "listener." + l.Addr + ".ssl.connection_error", Value: l.Stats.TLSError.Load()},
+		)
+		for _, h := range l.HCMs() {
+			p := "http." + h.StatPrefix + "."
+			st := h.Stats
+			out = append(out,
+				cluster.Stat{Name: p + "downstream_rq_total", Value: st.RqTotal.Load()},
+				cluster.Stat{Name: p + "downstream_rq_2xx", Value: st.Rq2xx.Load()},
+				cluster.Stat{Name: p + "downstream_rq_3xx", Value: st.Rq3xx.Load()},
+				cluster.Stat{Name: p + "downstream_rq_4xx", Value: st.Rq4xx.Load()},
+				cluster.Stat{Name: p + "downstream_rq_5xx", Value: st.Rq5xx.Load()},
+				cluster.Stat{Name: p + "no_route", Value: st.NoRoute.Load()},
+				cluster.Stat{Name: p + "no_cluster", Value: st.NoCluster.Load()},
+				cluster.Stat{Name: p + "rbac.denied", Value: st.RBACDenied.Load()},
+				cluster.Stat{Name: p + "fault.aborts_injected", Value: st.FaultAborted.Load()},
+				cluster.Stat{Name: p + "fault.delays_injected", Value: st.FaultDelayed.Load()},
+				cluster.Stat{Name: p + "downstream_rq_timeout", Value: st.RqTimeout.Load()},
+			)
+		}
+	}
+	state := int64(0)
+	if s.State != nil {
+		state = int64(s.State())
+	}
+	out = append(out,
+		cluster.Stat{Name: "server.live", Value: b2i(state == int64(adminv3.ServerInfo_LIVE))},
+		cluster.Stat{Name: "server.state", Value: state},
+		cluster.Stat{Name: "server.uptime", Value: int64(time.Since(s.Started).Seconds())},
+	)
+	for _, t := range []string{config.ClusterType, config.ListenerType} {
+		short := map[string]string{config.ClusterType: "cluster_manager.cds", config.ListenerType: "listener_manager.lds"}[t]
+		out = append(out, cluster.Stat{Name: short + ".version_text_present", Value: b2i(snap.Version(t) != "")})
+	}
+	if s.Extra != nil {
+		out = append(out, s.Extra()...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	list := s.statList()
+	filter := r.URL.Query().Get("filter")
+	if r.URL.Query().Get("format") == "json" {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "{\"stats\":[")
+		first := true
+		for _, st := range list {
+			if filter != "" && !strings.Contains(st.Name, filter) {
+				continue
+			}
+			if !first {
+				io.WriteString(w, ",")
+			}
+			first = false
+			fmt.Fprintf(w, "{\"name\":%q,\"value\":%d}", st.Name, st.Value)
+		}
+		io.WriteString(w, "]}\n")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	for _, st := range list {
+		if filter != "" && !strings.Contains(st.Name, filter) {
+			continue
+		}
+		fmt.Fprintf(w, "%s: %d\n", st.Name, st.Value)
+	}
+}
+
+// prometheus renders Envoy's stats with Envoy's Prometheus naming (envoy_cluster_x{envoy_cluster_name=...}).
+func (s *Server) prometheus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	seen := map[string]bool{}
+	for _, st := range s.statList() {
+		name, labels := promName(st.Name)
+		if !seen[name] {
+			fmt.Fprintf(w, "# TYPE %s gauge\n", name)
+			seen[name] = true
+		}
+		fmt.Fprintf(w, "%s%s %d\n", name, labels, st.Value)
+	}
+	if s.Gatherer != nil {
+		mfs, err := s.Gatherer.Gather()
+		if err == nil {
+			enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+			for _, mf := range mfs {
+				enc.Encode(mf)
+			}
+		}
+	}
+}
+
+func promName(stat string) (string, string) {
+	for _, p := range []struct{ prefix, label string }{{"cluster.", "envoy_cluster_name"}, {"listener.", "envoy_listener_address"}, {"http.", "envoy_http_conn_manager_prefix"}} {
+		if !strings.HasPrefix(stat, p.prefix) {
+			continue
+		}
+		rest := stat[len(p.prefix):]
+		// The tag is everything up to the metric's own name: the last dot-free run of known suffixes.
+		i := tagEnd(rest)
+		tag, metric := rest[:i], rest[i+1:]
+		return sanitize("envoy_" + strings.TrimSuffix(p.prefix, ".") + "_" + metric), fmt.Sprintf("{%s=%q}", p.label, tag)
+	}
+	return sanitize("envoy_" + stat), ""
+}
+
+// tagEnd finds where the tag value (which may contain dots, e.g. service names) ends.
+func tagEnd(rest string) int {
+	for _, suffix := range []string{".outlier_detection.", ".health_check.", ".fault.", ".rbac.", ".ssl."} {
+		if i := strings.LastIndex(rest, suffix); i >= 0 {
+			return i
+		}
+	}
+	return strings.LastIndexByte(rest, '.')
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func (s *Server) serverInfo(w http.ResponseWriter, r *http.Request) {
+	state := adminv3.ServerInfo_LIVE
+	if s.State != nil {
+		state = s.State()
+	}
+	up := durationpb.New(time.Since(s.Started).Truncate(time.Second))
+	writeProto(w, &adminv3.ServerInfo{
+		Version:            "mesh-proxy/" + version.Get().Version,
+		State:              state,
+		HotRestartVersion:  "disabled",
+		UptimeCurrentEpoch: up,
+		UptimeAllEpochs:    up,
+		CommandLineOptions: &adminv3.CommandLineOptions{},
+		Node:               s.Node,
+	})
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	state := adminv3.ServerInfo_LIVE
+	if s.State != nil {
+		state = s.State()
+	}
+	if state != adminv3.ServerInfo_LIVE {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	io.WriteString(w, state.String()+"\n")
+}
+
+func (s *Server) logging(w http.ResponseWriter, r *http.Request) {
+	lvl := r.URL.Query().Get("level")
+	if lvl != "" || len(r.URL.Query()) > 0 {
+		if r.Method != http.MethodPost {
+			http.Error(w, "This endpoint requires POST", http.StatusMethodNotAllowed)
+			return
+		}
+		var l slog.Level
+		switch strings.ToLower(lvl) {
+		case "trace", "debug":
+			l = slog.LevelDebug
+		case "info":
+			l = slog.LevelInfo
+		case "warning", "warn":
+			l = slog.LevelWarn
+		case "error", "critical", "off":
+			l = slog.LevelError
+		default:
+			http.Error(w, fmt.Sprintf("unknown level %q: want trace, debug, info, warning, error, critical or off", lvl), http.StatusBadRequest)
+			return
+		}
+		if s.Level != nil {
+			s.Level.Set(l)
+		}
+	}
+	cur := "info"
+	if s.Level != nil {
+		cur = strings.ToLower(s.Level.Level().String())
+	}
+	fmt.Fprintf(w, "active loggers:\n  admin: %s\n  config: %s\n  connection: %s\n  http: %s\n  router: %s\n  upstream: %s\n", cur, cur, cur, cur, cur, cur)
+}
+
+func (s *Server) quit(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "This endpoint requires POST", http.StatusMethodNotAllowed)
+		return
+	}
+	io.WriteString(w, "OK\n")
+	if s.Quit != nil {
+		go s.Quit()
+	}
+}

@@ -1,0 +1,291 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"mesh.dev/mesh/internal/proxy/admin"
+	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/listener"
+	"mesh.dev/mesh/internal/proxy/xdsclient"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	Bootstrap     *bootstrapv3.Bootstrap // optional; static resources and node
+	XDSAddress    string                 // host:port of the ADS server; overrides the bootstrap's ads_config
+	Delta         bool                   // use incremental xDS
+	NodeID        string
+	Cluster       string // node.cluster, Istio's service cluster
+	AdminAddress  string // "" disables; Envoy's default is 127.0.0.1:15000
+	HealthAddress string // readiness (/healthz/ready), e.g. 0.0.0.0:15021
+	StatsAddress  string // Prometheus metrics, e.g. 0.0.0.0:15020
+	Workload      Workload
+	Level         *slog.LevelVar
+	DrainTimeout  time.Duration
+	OriginalDst   func(net.Conn) (netipAddrPort, bool)
+}
+
+// Proxy is a running data plane.
+type Proxy struct {
+	opts      Options
+	Store     *config.Store
+	Listeners *listener.Manager
+	Metrics   *Metrics
+	XDS       *xdsclient.Client
+	node      *corev3.Node
+	started   time.Time
+	draining  atomic.Bool
+	initDone  atomic.Bool
+	servers   []*http.Server
+	quit      chan struct{}
+	adminAddr string
+	grpcConn  *grpc.ClientConn
+}
+
+// New assembles a proxy; nothing listens until Start.
+func New(opts Options) (*Proxy, error) {
+	p := &Proxy{opts: opts, started: time.Now(), quit: make(chan struct{})}
+	if opts.DrainTimeout == 0 {
+		p.opts.DrainTimeout = 20 * time.Second
+	}
+	p.node = &corev3.Node{Id: opts.NodeID, Cluster: opts.Cluster, UserAgentName: "mesh-proxy"}
+	if b := opts.Bootstrap; b != nil && b.GetNode() != nil {
+		p.node = b.GetNode()
+		if opts.NodeID != "" {
+			p.node.Id = opts.NodeID
+		}
+	}
+	if p.node.GetId() == "" {
+		return nil, errors.New("node id is required (flag --node-id, POD_NAME/POD_NAMESPACE/INSTANCE_IP, or node.id in the bootstrap)")
+	}
+	p.Metrics = NewMetrics(opts.Workload)
+	p.Store = newStore(&p.Listeners)
+	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Observer: p.Metrics, OriginalDst: opts.OriginalDst})
+	p.Store.SetCompiler(config.ListenerType, p.Listeners.Compiler())
+	if b := opts.Bootstrap; b != nil {
+		p.Store.SetBootstrap(b)
+		if err := p.loadStatic(b); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *Proxy) loadStatic(b *bootstrapv3.Bootstrap) error {
+	sr := b.GetStaticResources()
+	pack := func(n int, get func(int) any) ([]*anypb.Any, error) {
+		var out []*anypb.Any
+		for i := 0; i < n; i++ {
+			a, err := anypb.New(get(i).(interface{ ProtoReflect() protoreflectMessage }))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	steps := []struct {
+		t string
+		n int
+		g func(int) any
+	}{
+		{config.SecretType, len(sr.GetSecrets()), func(i int) any { return sr.GetSecrets()[i] }},
+		{config.ClusterType, len(sr.GetClusters()), func(i int) any { return sr.GetClusters()[i] }},
+		{config.ListenerType, len(sr.GetListeners()), func(i int) any { return sr.GetListeners()[i] }},
+	}
+	for _, s := range steps {
+		if s.n == 0 {
+			continue
+		}
+		res, err := pack(s.n, s.g)
+		if err != nil {
+			return err
+		}
+		if err := p.Store.Apply(config.Update{TypeURL: s.t, Resources: res, Static: true}); err != nil {
+			return fmt.Errorf("bootstrap static_resources: %w", err)
+		}
+	}
+	return nil
+}
+
+// Apply implements xdsclient.Handler.
+func (p *Proxy) Apply(u config.Update) error {
+	err := p.Store.Apply(u)
+	if err == nil && (u.TypeURL == config.ListenerType) {
+		p.initDone.Store(true)
+	}
+	return err
+}
+
+// Names implements xdsclient.Handler.
+func (p *Proxy) Names(typeURL string) []string { return names(p.Store.Load(), typeURL) }
+
+// State is the Envoy server state.
+func (p *Proxy) State() adminv3.ServerInfo_State {
+	switch {
+	case p.draining.Load():
+		return adminv3.ServerInfo_DRAINING
+	case !p.initDone.Load():
+		return adminv3.ServerInfo_PRE_INITIALIZING
+	}
+	return adminv3.ServerInfo_LIVE
+}
+
+// AdminAddr returns the bound admin address.
+func (p *Proxy) AdminAddr() string { return p.adminAddr }
+
+// Quit is closed when /quitquitquit asks the proxy to exit.
+func (p *Proxy) Quit() <-chan struct{} { return p.quit }
+
+// Start binds the admin, health and metrics ports and connects to the control plane.
+func (p *Proxy) Start(ctx context.Context) error {
+	xdsAddr := p.opts.XDSAddress
+	if xdsAddr == "" {
+		xdsAddr = adsFromBootstrap(p.opts.Bootstrap)
+	}
+	if xdsAddr == "" {
+		p.initDone.Store(true) // static config only
+	}
+	if err := p.Listeners.Reconcile(p.Store.Load()); err != nil {
+		return err
+	}
+	if p.opts.AdminAddress != "" {
+		a := &admin.Server{Store: p.Store, Listeners: p.Listeners, Node: p.node, Started: p.started, State: p.State, Level: p.opts.Level,
+			Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry}
+		addr, err := p.serve(p.opts.AdminAddress, a.Handler())
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		p.adminAddr = addr
+	}
+	if p.opts.HealthAddress != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz/ready", func(w http.ResponseWriter, r *http.Request) {
+			if st := p.State(); st != adminv3.ServerInfo_LIVE {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, st.String()+"\n")
+				return
+			}
+			io.WriteString(w, "LIVE\n")
+		})
+		if _, err := p.serve(p.opts.HealthAddress, mux); err != nil {
+			return fmt.Errorf("health: %w", err)
+		}
+	}
+	if p.opts.StatsAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
+		if _, err := p.serve(p.opts.StatsAddress, mux); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	if xdsAddr != "" {
+		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("xds %s: %w", xdsAddr, err)
+		}
+		p.grpcConn = conn
+		p.XDS = &xdsclient.Client{Conn: conn, Node: p.node, Handler: p, Delta: p.opts.Delta}
+		go p.XDS.Run(ctx)
+	}
+	return nil
+}
+
+func (p *Proxy) closeQuit() {
+	select {
+	case <-p.quit:
+	default:
+		close(p.quit)
+	}
+}
+
+func (p *Proxy) serve(addr string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	p.servers = append(p.servers, srv)
+	go srv.Serve(ln)
+	return ln.Addr().String(), nil
+}
+
+// Drain stops taking new connections, lets in-flight requests finish, then stops everything.
+func (p *Proxy) Drain(ctx context.Context) {
+	p.draining.Store(true)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.DrainTimeout)
+	defer cancel()
+	p.Listeners.Drain(ctx)
+	p.Close()
+}
+
+// Close stops the side servers and the xDS connection.
+func (p *Proxy) Close() {
+	for _, s := range p.servers {
+		s.Close()
+	}
+	if p.grpcConn != nil {
+		p.grpcConn.Close()
+	}
+	for _, r := range p.Store.Load().List(config.ClusterType) {
+		if c, ok := r.Compiled.(interface{ Close() }); ok {
+			c.Close()
+		}
+	}
+}
+
+// adsFromBootstrap returns the address of the ADS cluster named in dynamic_resources.ads_config.
+func adsFromBootstrap(b *bootstrapv3.Bootstrap) string {
+	if b == nil {
+		return ""
+	}
+	ads := b.GetDynamicResources().GetAdsConfig()
+	for _, gs := range ads.GetGrpcServices() {
+		name := gs.GetEnvoyGrpc().GetClusterName()
+		for _, c := range b.GetStaticResources().GetClusters() {
+			if c.GetName() != name {
+				continue
+			}
+			for _, le := range c.GetLoadAssignment().GetEndpoints() {
+				for _, lbe := range le.GetLbEndpoints() {
+					sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+					if sa != nil {
+						return net.JoinHostPort(sa.GetAddress(), fmt.Sprint(sa.GetPortValue()))
+					}
+				}
+			}
+		}
+		if g := gs.GetGoogleGrpc(); g != nil {
+			return g.GetTargetUri()
+		}
+	}
+	return ""
+}
+
+// Warming implements xdsclient.Handler: true while an EDS cluster has no endpoint assignment yet.
+func (p *Proxy) Warming() bool {
+	s := p.Store.Load()
+	for _, n := range names(s, config.EndpointType) {
+		if s.Get(config.EndpointType, n) == nil {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+)
+
+func (c *Cluster) compileDNS(pc *clusterv3.Cluster, f string) error {
+	c.dnsRate = 5 * time.Second
+	if d := pc.GetDnsRefreshRate(); d != nil {
+		c.dnsRate = d.AsDuration()
+	}
+	for li, le := range pc.GetLoadAssignment().GetEndpoints() {
+		loc := le.GetLocality()
+		lw := uint32(1)
+		if w := le.GetLoadBalancingWeight(); w != nil {
+			lw = w.GetValue()
+		}
+		for ei, lbe := range le.GetLbEndpoints() {
+			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				return fmt.Errorf("%s: load_assignment.endpoints[%d].lb_endpoints[%d].endpoint.address: socket_address is required", f, li, ei)
+			}
+			w := uint32(1)
+			if x := lbe.GetLoadBalancingWeight(); x != nil {
+				w = x.GetValue()
+			}
+			c.dnsNames = append(c.dnsNames, dnsTarget{
+				host: sa.GetAddress(), port: strconv.Itoa(int(sa.GetPortValue())),
+				weight: w, priority: le.GetPriority(), lweight: lw,
+				locality: loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone(),
+			})
+		}
+	}
+	c.hosts.Store(newHostSet(nil, false, 0))
+	return nil
+}
+
+func (c *Cluster) dnsLoop() {
+	t := time.NewTicker(c.dnsRate)
+	defer t.Stop()
+	for {
+		c.resolve()
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// resolve turns every DNS name into one host per address, as STRICT_DNS does.
+func (c *Cluster) resolve() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var hosts []*Host
+	for _, t := range c.dnsNames {
+		addrs, err := net.DefaultResolver.LookupHost(ctx, t.host)
+		if err != nil {
+			slog.Warn("dns resolution failed", "cluster", c.Name, "host", t.host, "err", err)
+			continue
+		}
+		for _, a := range addrs {
+			hosts = append(hosts, &Host{Addr: net.JoinHostPort(a, t.port), Weight: t.weight, Priority: t.priority,
+				Locality: t.locality, LocalityWeight: t.lweight, edsHealthy: true})
+		}
+	}
+	c.setHosts(hosts)
+}

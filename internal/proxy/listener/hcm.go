@@ -1,0 +1,199 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/rbac"
+	"mesh.dev/mesh/internal/proxy/router"
+)
+
+// HCM is a compiled HttpConnectionManager.
+type HCM struct {
+	StatPrefix string
+	listener   *Listener
+	env        *Env
+	rdsName    string
+	inline     *router.Table
+	filters    []httpFilter
+	codec      hcmv3.HttpConnectionManager_CodecType
+	websocket  bool
+	useRemote  bool
+	xfcc       hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	idle       time.Duration
+	logs       []*accessLog
+	proxy      *httputil.ReverseProxy
+	Stats      *HTTPStats
+}
+
+type httpFilter struct {
+	fault *router.Fault
+	rbac  *rbac.Engine
+	name  string
+}
+
+const (
+	routerType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	faultType  = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+	rbacType   = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+)
+
+func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener) (*HCM, error) {
+	m := &HCM{StatPrefix: h.GetStatPrefix(), listener: l, env: env, codec: h.GetCodecType(), useRemote: h.GetUseRemoteAddress().GetValue(),
+		xfcc: h.GetForwardClientCertDetails(), Stats: &HTTPStats{}}
+	switch rs := h.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		if cs := rs.Rds.GetConfigSource(); cs != nil && cs.GetAds() == nil {
+			return nil, fmt.Errorf("%s.rds.config_source: only ads is supported", f)
+		}
+		m.rdsName = rs.Rds.GetRouteConfigName()
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		t, err := router.Compile(rs.RouteConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%s.route_config: %w", f, err)
+		}
+		m.inline = t
+	default:
+		return nil, fmt.Errorf("%s: route specifier %T is not supported (use rds or route_config)", f, rs)
+	}
+	if m.codec == hcmv3.HttpConnectionManager_HTTP3 {
+		return nil, fmt.Errorf("%s.codec_type: HTTP3 is not supported", f)
+	}
+	if t := h.GetTracing(); t != nil && t.GetProvider() != nil {
+		return nil, fmt.Errorf("%s.tracing.provider: span reporting is not supported (trace headers are propagated without it)", f)
+	}
+	if h.GetHttp3ProtocolOptions() != nil {
+		return nil, fmt.Errorf("%s.http3_protocol_options: not supported", f)
+	}
+	for i, u := range h.GetUpgradeConfigs() {
+		if !strings.EqualFold(u.GetUpgradeType(), "websocket") {
+			return nil, fmt.Errorf("%s.upgrade_configs[%d].upgrade_type %q: only websocket is supported", f, i, u.GetUpgradeType())
+		}
+		if len(u.GetFilters()) > 0 {
+			return nil, fmt.Errorf("%s.upgrade_configs[%d].filters: not supported", f, i)
+		}
+		m.websocket = u.GetEnabled() == nil || u.GetEnabled().GetValue()
+	}
+	if d := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
+		m.idle = d.AsDuration()
+	}
+	sawRouter := false
+	for i, hf := range h.GetHttpFilters() {
+		ff := fmt.Sprintf("%s.http_filters[%d] (%s)", f, i, hf.GetName())
+		if sawRouter {
+			return nil, fmt.Errorf("%s: the router filter must be the last HTTP filter", ff)
+		}
+		tc := hf.GetTypedConfig()
+		switch tu := tc.GetTypeUrl(); tu {
+		case routerType:
+			sawRouter = true
+		case faultType:
+			hfc := &faultv3.HTTPFault{}
+			if err := tc.UnmarshalTo(hfc); err != nil {
+				return nil, fmt.Errorf("%s: %w", ff, err)
+			}
+			ft, err := router.CompileFault(hfc, ff)
+			if err != nil {
+				return nil, err
+			}
+			m.filters = append(m.filters, httpFilter{name: "fault", fault: ft})
+		case rbacType:
+			rc := &rbacv3.RBAC{}
+			if err := tc.UnmarshalTo(rc); err != nil {
+				return nil, fmt.Errorf("%s: %w", ff, err)
+			}
+			e, err := rbac.Compile(rc, ff)
+			if err != nil {
+				return nil, err
+			}
+			m.filters = append(m.filters, httpFilter{name: "rbac", rbac: e})
+		default:
+			if hf.GetIsOptional() {
+				// Envoy's contract for is_optional: an unknown optional filter is skipped.
+				slog.Warn("skipping optional HTTP filter the proxy does not implement", "filter", hf.GetName(), "type", tu)
+				continue
+			}
+			return nil, fmt.Errorf("%s: HTTP filter type %q is not supported (supported: router, fault, rbac)", ff, tu)
+		}
+	}
+	if !sawRouter {
+		return nil, fmt.Errorf("%s.http_filters: the router filter (envoy.filters.http.router) is required", f)
+	}
+	for i, al := range h.GetAccessLog() {
+		a, err := compileAccessLog(al, fmt.Sprintf("%s.access_log[%d]", f, i))
+		if err != nil {
+			return nil, err
+		}
+		m.logs = append(m.logs, a)
+	}
+	m.proxy = &httputil.ReverseProxy{
+		Rewrite:        m.rewrite,
+		Transport:      &upstream{},
+		ModifyResponse: m.modifyResponse,
+		ErrorHandler:   m.errorHandler,
+		ErrorLog:       nil,
+		BufferPool:     bufPool{},
+	}
+	return m, nil
+}
+
+func (m *HCM) server(isTLS bool) *http.Server {
+	p := new(http.Protocols)
+	switch m.codec {
+	case hcmv3.HttpConnectionManager_HTTP1:
+		p.SetHTTP1(true)
+	case hcmv3.HttpConnectionManager_HTTP2:
+		p.SetHTTP2(isTLS)
+		p.SetUnencryptedHTTP2(!isTLS)
+	default:
+		p.SetHTTP1(true)
+		p.SetHTTP2(isTLS)
+		p.SetUnencryptedHTTP2(!isTLS)
+	}
+	idle := m.idle
+	if idle == 0 {
+		idle = time.Hour
+	}
+	return &http.Server{
+		Handler:     m,
+		Protocols:   p,
+		IdleTimeout: idle,
+		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+				c = tc.NetConn()
+			}
+			if mc, ok := c.(*metaConn); ok {
+				return context.WithValue(ctx, connKey{}, mc.info)
+			}
+			return ctx
+		},
+	}
+}
+
+type connKey struct{}
+
+// table finds the route table: inline, or the RDS one in the current snapshot.
+func (m *HCM) table(s *config.Snapshot) *router.Table {
+	if m.inline != nil {
+		return m.inline
+	}
+	return s.Route(m.rdsName)
+}
+
+// Route returns the RDS name this HCM uses ("" for an inline route_config).
+func (m *HCM) Route() string { return m.rdsName }
+
+var errNoRoute = errors.New("no route")

@@ -1,0 +1,587 @@
+// Package listener runs Envoy listeners: it binds sockets, selects a filter
+// chain per connection (port, address, SNI, ALPN, transport), terminates TLS,
+// and hands the connection to the HTTP connection manager or the TCP proxy.
+package listener
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+
+	"mesh.dev/mesh/internal/proxy/config"
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
+)
+
+// Env is what listeners need from the rest of the proxy.
+type Env struct {
+	Store    *config.Store
+	Observer Observer
+	// OriginalDst returns the address a redirected connection was meant for (nil in explicit mode).
+	OriginalDst func(net.Conn) (netip.AddrPort, bool)
+}
+
+// Listener is a compiled envoy.config.listener.v3.Listener.
+type Listener struct {
+	Name           string
+	Addr           string
+	Bind           bool
+	UseOriginalDst bool
+	Direction      string // "inbound", "outbound" or ""
+	Proto          *listenerv3.Listener
+
+	chains                  []*chain
+	def                     *chain
+	inspectTLS, inspectHTTP bool
+
+	Stats *Stats
+}
+
+// Stats are per-listener counters.
+type Stats struct {
+	CxTotal, CxActive, CxNoChain, TLSError atomic.Int64
+}
+
+type chain struct {
+	name  string
+	match chainMatch
+	tls   *tls.Config
+	hcm   *HCM
+	tcp   *tcpProxy
+	srv   *http.Server
+	conns *connQueue
+}
+
+// Compile builds a Listener; prev (may be nil) donates stats.
+func Compile(l *listenerv3.Listener, prev *Listener, env *Env) (*Listener, error) {
+	f := "listener " + strconv.Quote(l.GetName())
+	if err := l.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("%s: %w", f, err)
+	}
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return nil, fmt.Errorf("%s: address: only socket_address is supported", f)
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return nil, fmt.Errorf("%s: address.socket_address.protocol: only TCP is supported", f)
+	}
+	out := &Listener{
+		Name: l.GetName(), Proto: l,
+		Addr:           net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+		Bind:           l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
+		UseOriginalDst: l.GetUseOriginalDst().GetValue(),
+		Stats:          &Stats{},
+	}
+	if prev != nil {
+		out.Stats = prev.Stats
+	}
+	switch l.GetTrafficDirection() {
+	case corev3.TrafficDirection_INBOUND:
+		out.Direction = "inbound"
+	case corev3.TrafficDirection_OUTBOUND:
+		out.Direction = "outbound"
+	}
+	if len(l.GetAdditionalAddresses()) > 0 {
+		return nil, fmt.Errorf("%s: additional_addresses is not supported", f)
+	}
+	if l.GetApiListener() != nil || l.GetInternalListener() != nil {
+		return nil, fmt.Errorf("%s: api_listener and internal_listener are not supported", f)
+	}
+	if l.GetFilterChainMatcher() != nil {
+		return nil, fmt.Errorf("%s: filter_chain_matcher is not supported; use filter_chain_match", f)
+	}
+	for i, lf := range l.GetListenerFilters() {
+		switch tu := lf.GetTypedConfig().GetTypeUrl(); tu {
+		case "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":
+			out.inspectTLS = true
+		case "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector":
+			out.inspectHTTP = true
+		case "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst":
+			out.UseOriginalDst = true
+		default:
+			return nil, fmt.Errorf("%s: listener_filters[%d] (%s): type %q is not supported (supported: tls_inspector, http_inspector, original_dst)", f, i, lf.GetName(), tu)
+		}
+	}
+	for i, fc := range l.GetFilterChains() {
+		c, err := compileChain(fc, fmt.Sprintf("%s: filter_chains[%d]", f, i), env, out)
+		if err != nil {
+			return nil, err
+		}
+		out.chains = append(out.chains, c)
+	}
+	if fc := l.GetDefaultFilterChain(); fc != nil {
+		c, err := compileChain(fc, f+": default_filter_chain", env, out)
+		if err != nil {
+			return nil, err
+		}
+		out.def = c
+	}
+	return out, nil
+}
+
+func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (*chain, error) {
+	c := &chain{name: fc.GetName()}
+	var err error
+	if c.match, err = compileChainMatch(fc.GetFilterChainMatch(), f+".filter_chain_match"); err != nil {
+		return nil, err
+	}
+	if len(c.match.sni) > 0 || c.match.transport != "" {
+		l.inspectTLS = true
+	}
+	if len(c.match.alpn) > 0 {
+		l.inspectTLS, l.inspectHTTP = true, true
+	}
+	if ts := fc.GetTransportSocket(); ts != nil {
+		switch ts.GetTypedConfig().GetTypeUrl() {
+		case "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext":
+			dc := &tlsv3.DownstreamTlsContext{}
+			if err := ts.GetTypedConfig().UnmarshalTo(dc); err != nil {
+				return nil, fmt.Errorf("%s.transport_socket: %w", f, err)
+			}
+			if c.tls, err = meshtls.ServerConfig(dc, env.Store, f+".transport_socket"); err != nil {
+				return nil, err
+			}
+		case "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer":
+		default:
+			return nil, fmt.Errorf("%s.transport_socket (%s): type %q is not supported", f, ts.GetName(), ts.GetTypedConfig().GetTypeUrl())
+		}
+	}
+	if len(fc.GetFilters()) == 0 {
+		return nil, fmt.Errorf("%s.filters: at least one network filter is required", f)
+	}
+	for i, nf := range fc.GetFilters() {
+		ff := fmt.Sprintf("%s.filters[%d] (%s)", f, i, nf.GetName())
+		last := i == len(fc.GetFilters())-1
+		switch tu := nf.GetTypedConfig().GetTypeUrl(); tu {
+		case "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager":
+			if !last {
+				return nil, fmt.Errorf("%s: http_connection_manager must be the last network filter", ff)
+			}
+			h := &hcmv3.HttpConnectionManager{}
+			if err := nf.GetTypedConfig().UnmarshalTo(h); err != nil {
+				return nil, fmt.Errorf("%s: %w", ff, err)
+			}
+			if c.hcm, err = compileHCM(h, ff, env, l); err != nil {
+				return nil, err
+			}
+		case "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":
+			if !last {
+				return nil, fmt.Errorf("%s: tcp_proxy must be the last network filter", ff)
+			}
+			t := &tcpv3.TcpProxy{}
+			if err := nf.GetTypedConfig().UnmarshalTo(t); err != nil {
+				return nil, fmt.Errorf("%s: %w", ff, err)
+			}
+			if c.tcp, err = compileTCP(t, ff, env, l); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("%s: network filter type %q is not supported (supported: http_connection_manager, tcp_proxy)", ff, tu)
+		}
+	}
+	if c.hcm != nil {
+		c.conns = newConnQueue()
+		c.srv = c.hcm.server(c.tls != nil)
+	}
+	return c, nil
+}
+
+// SameConfig reports whether the listener resource is unchanged.
+func (l *Listener) SameConfig(m *listenerv3.Listener) bool { return proto.Equal(l.Proto, m) }
+
+func (l *Listener) selectChain(ci *connInfo) *chain {
+	var best *chain
+	for _, c := range l.chains {
+		if c.match.matches(ci) && (best == nil || c.match.score > best.match.score) {
+			best = c
+		}
+	}
+	if best == nil {
+		return l.def
+	}
+	return best
+}
+
+// Manager keeps bound listeners in step with the configuration.
+type Manager struct {
+	env     *Env
+	mu      sync.Mutex
+	running map[string]*running // by listener name
+	drained bool
+}
+
+type running struct {
+	ln   net.Listener
+	cur  atomic.Pointer[Listener]
+	addr string
+	done chan struct{}
+}
+
+// NewManager returns a Manager for env.
+func NewManager(env *Env) *Manager { return &Manager{env: env, running: map[string]*running{}} }
+
+// Compiler is the config.Compiler for listeners.
+func (m *Manager) Compiler() config.Compiler {
+	return func(msg proto.Message, prev *config.Resource, _ *config.Snapshot) (any, error) {
+		l := msg.(*listenerv3.Listener)
+		var p *Listener
+		if prev != nil {
+			p = prev.Compiled.(*Listener)
+			if p.SameConfig(l) {
+				return p, nil
+			}
+		}
+		return Compile(l, p, m.env)
+	}
+}
+
+// Reconcile binds new listeners, swaps changed ones and closes removed ones.
+// It returns bind errors; the listener stays in config but without a socket, as in Envoy's warming failure.
+func (m *Manager) Reconcile(s *config.Snapshot) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.drained {
+		return nil
+	}
+	var firstErr error
+	seen := map[string]bool{}
+	for _, r := range s.List(config.ListenerType) {
+		l := r.Compiled.(*Listener)
+		seen[l.Name] = true
+		rn := m.running[l.Name]
+		if rn != nil && rn.addr == l.Addr && l.Bind {
+			if old := rn.cur.Swap(l); old != l {
+				go old.retire(l)
+			}
+			continue
+		}
+		if rn != nil {
+			m.stop(rn)
+			delete(m.running, l.Name)
+		}
+		rn = &running{addr: l.Addr, done: make(chan struct{})}
+		rn.cur.Store(l)
+		l.start()
+		if l.Bind {
+			ln, err := net.Listen("tcp", l.Addr)
+			if err != nil {
+				slog.Error("listener bind failed", "listener", l.Name, "address", l.Addr, "err", err)
+				if firstErr == nil {
+					firstErr = fmt.Errorf("listener %q: bind %s: %w", l.Name, l.Addr, err)
+				}
+			} else {
+				rn.ln = ln
+				go m.accept(rn)
+			}
+		}
+		m.running[l.Name] = rn
+	}
+	for name, rn := range m.running {
+		if !seen[name] {
+			m.stop(rn)
+			delete(m.running, name)
+		}
+	}
+	return firstErr
+}
+
+// BoundAddr returns the address a listener actually bound (useful with port 0).
+func (m *Manager) BoundAddr(name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rn := m.running[name]; rn != nil && rn.ln != nil {
+		return rn.ln.Addr().String()
+	}
+	return ""
+}
+
+func (m *Manager) stop(rn *running) {
+	if rn.ln != nil {
+		rn.ln.Close()
+	}
+	go rn.cur.Load().retire(nil)
+}
+
+// start launches the HTTP servers of a listener's chains.
+func (l *Listener) start() {
+	for _, c := range l.allChains() {
+		if c.srv != nil {
+			go c.srv.Serve(c.conns)
+		}
+	}
+}
+
+func (l *Listener) allChains() []*chain {
+	if l.def != nil {
+		return append(append([]*chain{}, l.chains...), l.def)
+	}
+	return l.chains
+}
+
+// retire gracefully stops chains not carried over into next.
+func (l *Listener) retire(next *Listener) {
+	if next != nil {
+		next.start()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range l.allChains() {
+		if c.srv != nil {
+			c.conns.Close()
+			c.srv.Shutdown(ctx)
+		}
+	}
+}
+
+func (m *Manager) accept(rn *running) {
+	for {
+		conn, err := rn.ln.Accept()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		go m.serveConn(rn.cur.Load(), conn, false)
+	}
+}
+
+// serveConn routes one accepted connection to its filter chain.
+func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff bool) {
+	l.Stats.CxTotal.Add(1)
+	ci := &connInfo{}
+	ci.src = addrPort(conn.RemoteAddr())
+	ci.dst = addrPort(conn.LocalAddr())
+	if l.UseOriginalDst && m.env.OriginalDst != nil && !handedOff {
+		if od, ok := m.env.OriginalDst(conn); ok {
+			ci.dst = od
+			if target := m.byAddr(od, l.Name); target != nil {
+				m.serveConn(target, conn, true)
+				return
+			}
+		}
+	}
+	var c net.Conn = conn
+	if l.inspectTLS || l.inspectHTTP {
+		c = inspect(conn, ci, l.inspectTLS, l.inspectHTTP)
+	}
+	ch := l.selectChain(ci)
+	if ch == nil {
+		l.Stats.CxNoChain.Add(1)
+		conn.Close()
+		return
+	}
+	mc := &metaConn{Conn: c, info: ci}
+	c = mc
+	if ch.tls != nil {
+		tc := tls.Server(c, ch.tls)
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			l.Stats.TLSError.Add(1)
+			slog.Debug("downstream TLS handshake failed", "listener", l.Name, "remote", ci.src, "err", err)
+			conn.Close()
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		c = tc
+	}
+	l.Stats.CxActive.Add(1)
+	if ch.tcp != nil {
+		ch.tcp.serve(c, ci)
+		l.Stats.CxActive.Add(-1)
+		return
+	}
+	mc.onClose = func() { l.Stats.CxActive.Add(-1) }
+	for !ch.conns.push(c) {
+		// The chain was retired by a config update while this connection was
+		// being set up: hand it to the chain that replaced it rather than drop it.
+		next := m.current(l.Name)
+		if next == nil || next == l {
+			c.Close()
+			return
+		}
+		l = next
+		ch = l.selectChain(ci)
+		_, isTLS := c.(*tls.Conn)
+		if ch == nil || ch.hcm == nil || (ch.tls != nil) != isTLS {
+			c.Close()
+			return
+		}
+	}
+}
+
+func (m *Manager) current(name string) *Listener {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rn := m.running[name]; rn != nil {
+		return rn.cur.Load()
+	}
+	return nil
+}
+
+// byAddr finds the listener that owns a destination, for use_original_dst hand-off.
+func (m *Manager) byAddr(dst netip.AddrPort, self string) *Listener {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var wildcard *Listener
+	for name, rn := range m.running {
+		if name == self {
+			continue
+		}
+		l := rn.cur.Load()
+		host, port, _ := net.SplitHostPort(l.Addr)
+		if port != strconv.Itoa(int(dst.Port())) {
+			continue
+		}
+		if host == dst.Addr().Unmap().String() {
+			return l
+		}
+		if host == "0.0.0.0" || host == "::" {
+			wildcard = l
+		}
+	}
+	return wildcard
+}
+
+// Drain stops accepting new connections and waits (up to ctx) for in-flight requests.
+func (m *Manager) Drain(ctx context.Context) {
+	m.mu.Lock()
+	m.drained = true
+	rns := make([]*running, 0, len(m.running))
+	for _, rn := range m.running {
+		rns = append(rns, rn)
+	}
+	m.mu.Unlock()
+	for _, rn := range rns {
+		if rn.ln != nil {
+			rn.ln.Close()
+		}
+	}
+	var wg sync.WaitGroup
+	for _, rn := range rns {
+		for _, c := range rn.cur.Load().allChains() {
+			if c.srv != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c.conns.Close()
+					c.srv.Shutdown(ctx)
+				}()
+			}
+		}
+	}
+	wg.Wait()
+}
+
+// Listeners lists the running listeners with their bound addresses.
+func (m *Manager) Listeners() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]string{}
+	for n, rn := range m.running {
+		if rn.ln != nil {
+			out[n] = rn.ln.Addr().String()
+		} else {
+			out[n] = rn.addr
+		}
+	}
+	return out
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// metaConn carries connection facts to the HTTP handler.
+type metaConn struct {
+	net.Conn
+	info    *connInfo
+	onClose func()
+	once    sync.Once
+}
+
+func (c *metaConn) Close() error {
+	c.once.Do(func() {
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
+	return c.Conn.Close()
+}
+
+// connQueue is a net.Listener fed by the accept loop, one per HTTP filter chain.
+type connQueue struct {
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (q *connQueue) push(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.closed:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.closed) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{} }
+
+// RouteNames lists the RDS route configurations the listener's HTTP chains use.
+func (l *Listener) RouteNames() []string {
+	var out []string
+	for _, c := range l.allChains() {
+		if c.hcm != nil && c.hcm.rdsName != "" {
+			out = append(out, c.hcm.rdsName)
+		}
+	}
+	return out
+}
+
+// HCMs lists the listener's HTTP connection managers, for stats.
+func (l *Listener) HCMs() []*HCM {
+	var out []*HCM
+	for _, c := range l.allChains() {
+		if c.hcm != nil {
+			out = append(out, c.hcm)
+		}
+	}
+	return out
+}

@@ -1,0 +1,516 @@
+package listener
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mesh.dev/mesh/internal/proxy/cluster"
+	"mesh.dev/mesh/internal/proxy/rbac"
+	"mesh.dev/mesh/internal/proxy/router"
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
+)
+
+// HTTPStats are per-HCM counters, named as Envoy names them under http.<stat_prefix>.
+type HTTPStats struct {
+	RqTotal, Rq2xx, Rq3xx, Rq4xx, Rq5xx, NoRoute, NoCluster, RBACDenied, FaultAborted, FaultDelayed, RqTimeout, Mirrored atomic.Int64
+}
+
+// Request describes a finished request for metrics and access logs.
+type Request struct {
+	Start        time.Time
+	Duration     time.Duration
+	Method, Path string
+	Host         string
+	Protocol     string
+	Status       int
+	Flags        string // Envoy response flags: NR, UH, UO, UT, UF, FI, DI, RBAC...
+	Cluster      string
+	UpstreamHost string
+	Route        string
+	BytesIn      int64
+	BytesOut     int64
+	Remote       string
+	Principal    string
+	Direction    string
+	Listener     string
+	RequestID    string
+	UserAgent    string
+	GRPC         bool
+	Header       http.Header
+}
+
+// Observer receives every finished request (metrics, logs).
+type Observer interface {
+	Observe(*Request)
+}
+
+// reqState travels in the request context from ServeHTTP to the upstream round tripper.
+type reqState struct {
+	hcm      *HCM
+	route    *router.Route
+	wc       *router.WeightedCluster
+	cluster  *cluster.Cluster
+	origDst  string
+	hash     uint64
+	hasHash  bool
+	body     []byte
+	host     string
+	flags    string
+	perTryTO bool
+	vars     router.Vars
+	table    *router.Table
+}
+
+type stateKey struct{}
+
+const maxBuffered = 1 << 20 // Envoy's default per-request buffer limit
+
+func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	st := &reqState{hcm: m}
+	ci, _ := r.Context().Value(connKey{}).(*connInfo)
+	if ci != nil {
+		st.vars.Remote, st.vars.Local = ci.src.String(), ci.dst.String()
+		if m.listener.UseOriginalDst || true {
+			st.origDst = ci.dst.String()
+		}
+	} else {
+		st.vars.Remote = r.RemoteAddr
+	}
+	st.vars.Protocol, st.vars.Req = r.Proto, r.Header
+	m.handle(sw, r, st)
+	m.Stats.RqTotal.Add(1)
+	code := sw.status
+	if code == 0 {
+		code = 200
+	}
+	switch {
+	case code >= 500:
+		m.Stats.Rq5xx.Add(1)
+	case code >= 400:
+		m.Stats.Rq4xx.Add(1)
+	case code >= 300:
+		m.Stats.Rq3xx.Add(1)
+	default:
+		m.Stats.Rq2xx.Add(1)
+	}
+	if m.env.Observer == nil && len(m.logs) == 0 {
+		return
+	}
+	info := &Request{
+		Start: start, Duration: time.Since(start), Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Protocol: r.Proto,
+		Status: code, Flags: st.flags, UpstreamHost: st.host, BytesOut: sw.n, BytesIn: max(r.ContentLength, 0),
+		Remote: st.vars.Remote, Principal: meshtls.Principal(r.TLS), Direction: m.listener.Direction, Listener: m.listener.Name,
+		RequestID: r.Header.Get("X-Request-Id"), UserAgent: r.UserAgent(), Header: r.Header,
+		GRPC: strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"),
+	}
+	if st.cluster != nil {
+		info.Cluster = st.cluster.Name
+	}
+	if st.route != nil {
+		info.Route = st.route.Name
+	}
+	if info.Flags == "" {
+		info.Flags = "-"
+	}
+	for _, l := range m.logs {
+		l.write(info)
+	}
+	if m.env.Observer != nil {
+		m.env.Observer.Observe(info)
+	}
+}
+
+func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
+	snap := m.env.Store.Load()
+	t := m.table(snap)
+	if t == nil {
+		m.Stats.NoRoute.Add(1)
+		st.flags = "NR"
+		http.Error(w, "", http.StatusNotFound)
+		return
+	}
+	st.table = t
+	rt := t.Lookup(r)
+	if rt == nil {
+		m.Stats.NoRoute.Add(1)
+		st.flags = "NR"
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	st.route = rt
+	ensureRequestID(r)
+	propagateTrace(r.Header)
+	// HTTP filters run in configured order, before the router.
+	for _, f := range m.filters {
+		switch {
+		case f.rbac != nil:
+			if rt.RBACDisabled {
+				continue
+			}
+			req := &rbac.Request{HTTP: r, Principal: meshtls.Principal(r.TLS)}
+			if ci, ok := r.Context().Value(connKey{}).(*connInfo); ok {
+				req.Remote, req.Local, req.SNI = ci.src, ci.dst, ci.sni
+			}
+			if ok, _ := f.rbac.Allowed(req); !ok {
+				m.Stats.RBACDenied.Add(1)
+				st.flags = "RBAC"
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusForbidden)
+				io.WriteString(w, "RBAC: access denied")
+				return
+			}
+		case f.fault != nil:
+			ft := f.fault
+			if rt.Fault != nil {
+				ft = rt.Fault
+			} else if rt.VH.Fault != nil {
+				ft = rt.VH.Fault
+			}
+			delay, abort, done := ft.Decide(r.Header)
+			if delay > 0 {
+				m.Stats.FaultDelayed.Add(1)
+				st.flags = "DI"
+				tm := time.NewTimer(delay)
+				select {
+				case <-tm.C:
+				case <-r.Context().Done():
+					tm.Stop()
+					done()
+					return
+				}
+			}
+			done()
+			if abort != 0 {
+				m.Stats.FaultAborted.Add(1)
+				st.flags = "FI"
+				if ft.AbortGRPC != 0 {
+					w.Header().Set("Content-Type", "application/grpc")
+					w.Header().Set("Grpc-Status", strconv.Itoa(ft.AbortGRPC))
+					w.Header().Set("Grpc-Message", "fault filter abort")
+					w.WriteHeader(200)
+					return
+				}
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(abort)
+				io.WriteString(w, "fault filter abort")
+				return
+			}
+		}
+	}
+	if rt.Direct != nil {
+		w.WriteHeader(rt.Direct.Status)
+		io.WriteString(w, rt.Direct.Body)
+		return
+	}
+	if rt.Redirect != nil {
+		w.Header().Set("Location", rt.Redirect.Location(r, rt, r.TLS != nil))
+		code := rt.Redirect.Code
+		if code == 0 {
+			code = 301
+		}
+		w.WriteHeader(code)
+		return
+	}
+	name := rt.Cluster
+	if len(rt.Weighted) > 0 {
+		st.wc = rt.PickCluster(rand.Uint32())
+		name = st.wc.Name
+	}
+	c := snap.Cluster(name)
+	if c == nil {
+		m.Stats.NoCluster.Add(1)
+		st.flags = "NC"
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	st.cluster = c
+	upgrade := r.Header.Get("Upgrade") != ""
+	if upgrade && !(m.websocket && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
+		st.flags = "UPE"
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	st.hash, st.hasHash = rt.HashKey(r, st.vars.Remote)
+	if (rt.Retry != nil && rt.Retry.NumRetries > 0 || len(rt.Mirrors) > 0) && r.Body != nil && r.Body != http.NoBody && r.ContentLength > 0 && r.ContentLength <= maxBuffered {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		st.body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	for _, mp := range rt.Mirrors {
+		if mp.Fraction.Hit() {
+			if mc := snap.Cluster(mp.Cluster); mc != nil {
+				m.Stats.Mirrored.Add(1)
+				go mirror(r, st, mc)
+			}
+		}
+	}
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if rt.Timeout > 0 && !upgrade {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
+		defer cancel()
+	}
+	m.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func (m *HCM) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.Out.Context().Value(stateKey{}).(*reqState)
+	rt := st.route
+	out := pr.Out
+	// ReverseProxy's Rewrite mode drops forwarding headers; Envoy keeps X-Forwarded-For and appends when it is the edge.
+	if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
+		out.Header["X-Forwarded-For"] = xff
+	}
+	if m.useRemote {
+		if h, _, err := net.SplitHostPort(st.vars.Remote); err == nil {
+			if prior := out.Header.Get("X-Forwarded-For"); prior != "" {
+				out.Header.Set("X-Forwarded-For", prior+", "+h)
+			} else {
+				out.Header.Set("X-Forwarded-For", h)
+			}
+		}
+	}
+	if pr.In.TLS != nil {
+		out.Header.Set("X-Forwarded-Proto", "https")
+	} else if out.Header.Get("X-Forwarded-Proto") == "" {
+		out.Header.Set("X-Forwarded-Proto", "http")
+	}
+	if p := rt.RewritePath(pr.In.URL.Path); p != pr.In.URL.Path {
+		out.URL.Path, out.URL.RawPath = p, ""
+	}
+	if rt.HostRewrite != "" {
+		out.Host = rt.HostRewrite
+	}
+	m.xfccHeader(pr)
+	out.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(rt.Timeout.Milliseconds(), 10))
+	if st.wc != nil {
+		st.wc.Request.Apply(out.Header, &st.vars)
+	}
+	rt.Request.Apply(out.Header, &st.vars)
+	rt.VH.Request.Apply(out.Header, &st.vars)
+	st.table.Request.Apply(out.Header, &st.vars)
+	out.URL.Scheme, out.URL.Host = "http", st.cluster.Name
+}
+
+func (m *HCM) modifyResponse(resp *http.Response) error {
+	st := resp.Request.Context().Value(stateKey{}).(*reqState)
+	if st.wc != nil {
+		st.wc.Response.Apply(resp.Header, &st.vars)
+	}
+	st.route.Response.Apply(resp.Header, &st.vars)
+	st.route.VH.Response.Apply(resp.Header, &st.vars)
+	st.table.Response.Apply(resp.Header, &st.vars)
+	return nil
+}
+
+func (m *HCM) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := r.Context().Value(stateKey{}).(*reqState)
+	w.Header().Set("Content-Type", "text/plain")
+	switch {
+	case errors.Is(err, cluster.ErrOverflow):
+		st.flags = "UO"
+		w.Header().Set("X-Envoy-Overloaded", "true")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "upstream connect error or disconnect/reset before headers. reset reason: overflow")
+	case errors.Is(err, cluster.ErrNoHealthyUpstream):
+		st.flags = "UH"
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "no healthy upstream")
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errPerTryTimeout):
+		st.flags = "UT"
+		m.Stats.RqTimeout.Add(1)
+		if st.cluster != nil {
+			st.cluster.Stats.RqTimeout.Add(1)
+		}
+		w.WriteHeader(http.StatusGatewayTimeout)
+		io.WriteString(w, "upstream request timeout")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		st.flags = "DC"
+		w.WriteHeader(499)
+	default:
+		st.flags = "UF"
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+	}
+}
+
+var errPerTryTimeout = errors.New("upstream per-try timeout")
+
+// upstream is the round tripper behind ReverseProxy: it picks hosts and retries.
+type upstream struct{}
+
+func (upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := req.Context().Value(stateKey{}).(*reqState)
+	c := st.cluster
+	if !c.Acquire() {
+		return nil, cluster.ErrOverflow
+	}
+	pol := st.route.Retry
+	var prev *cluster.Host
+	for attempt := 0; ; attempt++ {
+		h, err := c.Pick(st.hash, st.hasHash, prev, st.origDst)
+		if err != nil {
+			c.Release()
+			return nil, err
+		}
+		st.host = h.Addr
+		try := req
+		if attempt > 0 {
+			try = req.Clone(req.Context())
+			if st.body != nil {
+				try.Body = io.NopCloser(bytes.NewReader(st.body))
+			}
+			try.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt+1))
+		}
+		var cancel context.CancelFunc = func() {}
+		if pol != nil && pol.PerTryTimeout > 0 {
+			var ctx context.Context
+			ctx, cancel = context.WithTimeoutCause(try.Context(), pol.PerTryTimeout, errPerTryTimeout)
+			try = try.WithContext(ctx)
+		}
+		resp, err := c.RoundTrip(try, h)
+		if err != nil && pol != nil && pol.PerTryTimeout > 0 && context.Cause(try.Context()) == errPerTryTimeout && req.Context().Err() == nil {
+			err = errPerTryTimeout
+		}
+		canRetry := pol != nil && attempt < pol.NumRetries && req.Context().Err() == nil &&
+			(st.body != nil || req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0) &&
+			pol.ShouldRetry(resp, err, isConnectErr(err))
+		if canRetry && c.AcquireRetry() {
+			if resp != nil {
+				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+			}
+			cancel()
+			prev = h
+			wait := pol.Backoff(attempt+1, rand.Uint64())
+			tm := time.NewTimer(wait)
+			select {
+			case <-tm.C:
+			case <-req.Context().Done():
+			}
+			c.ReleaseRetry()
+			continue
+		}
+		if err != nil {
+			cancel()
+			c.Release()
+			return nil, err
+		}
+		if attempt > 0 {
+			c.Stats.RqRetrySuccess.Add(1)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			c.Release()
+			go func() { <-req.Context().Done(); cancel() }()
+			return resp, nil // the body is the raw upgraded stream; ReverseProxy needs it unwrapped
+		}
+		resp.Body = &releaseBody{ReadCloser: resp.Body, done: func() { cancel(); c.Release() }}
+		return resp, nil
+	}
+}
+
+func isConnectErr(err error) bool {
+	var op *net.OpError
+	return err != nil && errors.As(err, &op) && op.Op == "dial"
+}
+
+type releaseBody struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *releaseBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.done)
+	return err
+}
+
+// mirror sends a copy of the request to another cluster and drops the answer.
+func mirror(r *http.Request, st *reqState, c *cluster.Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var body io.Reader
+	if st.body != nil {
+		body = bytes.NewReader(st.body)
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+c.Name+st.route.RewritePath(r.URL.Path), body)
+	if err != nil {
+		return
+	}
+	out.URL.RawQuery = r.URL.RawQuery
+	out.Header = r.Header.Clone()
+	host, _, ok := strings.Cut(r.Host, ":")
+	if !ok {
+		host = r.Host
+	}
+	out.Host = host + "-shadow" // Envoy's marker for mirrored traffic
+	if !c.Acquire() {
+		return
+	}
+	defer c.Release()
+	h, err := c.Pick(0, false, nil, st.origDst)
+	if err != nil {
+		return
+	}
+	resp, err := c.RoundTrip(out, h)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+// statusWriter records the status and size of the response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = 200
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+type bufPool struct{}
+
+var pool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufPool) Get() []byte  { return *(pool.Get().(*[]byte)) }
+func (bufPool) Put(b []byte) { pool.Put(&b) }

@@ -1,0 +1,152 @@
+package listener
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+)
+
+// tcpProxy is a compiled TcpProxy network filter.
+type tcpProxy struct {
+	env      *Env
+	l        *Listener
+	cluster  string
+	weighted []weightedName
+	total    uint32
+	idle     time.Duration
+	logs     []*accessLog
+	stat     string
+}
+
+type weightedName struct {
+	name   string
+	weight uint32
+}
+
+func compileTCP(t *tcpv3.TcpProxy, f string, env *Env, l *Listener) (*tcpProxy, error) {
+	p := &tcpProxy{env: env, l: l, idle: time.Hour, stat: t.GetStatPrefix()}
+	switch cs := t.GetClusterSpecifier().(type) {
+	case *tcpv3.TcpProxy_Cluster:
+		p.cluster = cs.Cluster
+	case *tcpv3.TcpProxy_WeightedClusters:
+		for _, c := range cs.WeightedClusters.GetClusters() {
+			p.weighted = append(p.weighted, weightedName{c.GetName(), c.GetWeight()})
+			p.total += c.GetWeight()
+		}
+		if p.total == 0 {
+			return nil, fmt.Errorf("%s.weighted_clusters: weights sum to zero", f)
+		}
+	default:
+		return nil, fmt.Errorf("%s: cluster specifier %T is not supported", f, cs)
+	}
+	if d := t.GetIdleTimeout(); d != nil {
+		p.idle = d.AsDuration()
+	}
+	if t.GetTunnelingConfig() != nil || t.GetOnDemand() != nil || t.GetMetadataMatch() != nil {
+		return nil, fmt.Errorf("%s: tunneling_config, on_demand and metadata_match are not supported", f)
+	}
+	for i, al := range t.GetAccessLog() {
+		a, err := compileAccessLog(al, fmt.Sprintf("%s.access_log[%d]", f, i))
+		if err != nil {
+			return nil, err
+		}
+		p.logs = append(p.logs, a)
+	}
+	return p, nil
+}
+
+func (p *tcpProxy) serve(down net.Conn, ci *connInfo) {
+	defer down.Close()
+	start := time.Now()
+	name := p.cluster
+	if len(p.weighted) > 0 {
+		slot := rand.Uint32N(p.total)
+		for _, w := range p.weighted {
+			if slot < w.weight {
+				name = w.name
+				break
+			}
+			slot -= w.weight
+		}
+	}
+	info := &Request{Start: start, Protocol: "TCP", Remote: ci.src.String(), Cluster: name, Direction: p.l.Direction, Listener: p.l.Name, Flags: "-"}
+	defer func() {
+		info.Duration = time.Since(start)
+		for _, l := range p.logs {
+			l.write(info)
+		}
+		if p.env.Observer != nil {
+			p.env.Observer.Observe(info)
+		}
+	}()
+	c := p.env.Store.Load().Cluster(name)
+	if c == nil {
+		info.Flags = "NC"
+		return
+	}
+	if !c.Acquire() {
+		info.Flags = "UO"
+		return
+	}
+	defer c.Release()
+	h, err := c.Pick(0, false, nil, ci.dst.String())
+	if err != nil {
+		info.Flags = "UH"
+		return
+	}
+	info.UpstreamHost = h.Addr
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	up, err := c.DialTCP(ctx, h)
+	cancel()
+	if err != nil {
+		info.Flags = "UF"
+		slog.Debug("tcp proxy: upstream connect failed", "cluster", name, "host", h.Addr, "err", err)
+		return
+	}
+	defer up.Close()
+	c.Record(h, 200, nil)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); info.BytesIn = pipe(up, down, p.idle) }()
+	go func() { defer wg.Done(); info.BytesOut = pipe(down, up, p.idle) }()
+	wg.Wait()
+}
+
+// pipe copies src to dst, half-closing dst when src ends, resetting the idle timer on traffic.
+func pipe(dst, src net.Conn, idle time.Duration) int64 {
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		if idle > 0 {
+			src.SetReadDeadline(time.Now().Add(idle))
+		}
+		k, err := src.Read(buf)
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				src.Close()
+				return n
+			}
+			n += int64(k)
+		}
+		if err != nil {
+			if err != io.EOF {
+				dst.Close() // idle timeout or reset: tear both sides down
+				src.Close()
+				return n
+			}
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			} else {
+				dst.Close()
+			}
+			return n
+		}
+	}
+}

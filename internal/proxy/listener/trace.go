@@ -1,0 +1,69 @@
+package listener
+
+import (
+	"encoding/hex"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+)
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := rand.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return hex.EncodeToString(b)
+}
+
+func ensureRequestID(r *http.Request) {
+	if r.Header.Get("X-Request-Id") == "" {
+		id := randHex(16)
+		r.Header.Set("X-Request-Id", id[0:8]+"-"+id[8:12]+"-4"+id[13:16]+"-a"+id[17:20]+"-"+id[20:32])
+	}
+}
+
+// propagateTrace makes the proxy a hop in the trace: the upstream request gets
+// a new span whose parent is the caller's, in both W3C and B3 forms; a request
+// that carries neither starts a new, unsampled trace.
+func propagateTrace(h http.Header) {
+	span := randHex(8)
+	tp := h.Get("Traceparent")
+	b3 := h.Get("X-B3-Traceid")
+	var traceID, flags string
+	if parts := strings.Split(tp, "-"); len(parts) == 4 && len(parts[1]) == 32 && len(parts[2]) == 16 {
+		traceID, flags = parts[1], parts[3]
+		h.Set("Traceparent", "00-"+traceID+"-"+span+"-"+flags)
+	}
+	if b3 != "" {
+		if parent := h.Get("X-B3-Spanid"); parent != "" {
+			h.Set("X-B3-Parentspanid", parent)
+		}
+		h.Set("X-B3-Spanid", span)
+		if traceID == "" {
+			traceID = strings.Repeat("0", max(0, 32-len(b3))) + b3
+			flags = "00"
+			if h.Get("X-B3-Sampled") == "1" {
+				flags = "01"
+			}
+			h.Set("Traceparent", "00-"+traceID+"-"+span+"-"+flags)
+		}
+		return
+	}
+	if single := h.Get("B3"); single != "" && traceID == "" {
+		return // single-header B3 passes through untouched
+	}
+	if traceID == "" {
+		traceID, flags = randHex(16), "00"
+		h.Set("Traceparent", "00-"+traceID+"-"+span+"-"+flags)
+	}
+	h.Set("X-B3-Traceid", traceID)
+	h.Set("X-B3-Spanid", span)
+	if flags == "01" {
+		h.Set("X-B3-Sampled", "1")
+	} else {
+		h.Set("X-B3-Sampled", "0")
+	}
+}

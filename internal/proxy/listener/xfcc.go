@@ -1,0 +1,35 @@
+package listener
+
+import (
+	"net/http/httputil"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
+)
+
+// xfccHeader maintains x-forwarded-client-cert as forward_client_cert_details asks.
+func (m *HCM) xfccHeader(pr *httputil.ProxyRequest) {
+	const h = "X-Forwarded-Client-Cert"
+	switch m.xfcc {
+	case hcmv3.HttpConnectionManager_SANITIZE:
+		pr.Out.Header.Del(h)
+		return
+	case hcmv3.HttpConnectionManager_FORWARD_ONLY, hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
+		return
+	}
+	peer := meshtls.Principal(pr.In.TLS)
+	if peer == "" {
+		if m.xfcc == hcmv3.HttpConnectionManager_SANITIZE_SET {
+			pr.Out.Header.Del(h)
+		}
+		return
+	}
+	// Our own identity (By=) is omitted: Go does not expose the certificate we presented.
+	v := "URI=" + peer
+	if m.xfcc == hcmv3.HttpConnectionManager_APPEND_FORWARD && pr.Out.Header.Get(h) != "" {
+		pr.Out.Header.Set(h, pr.Out.Header.Get(h)+","+v)
+		return
+	}
+	pr.Out.Header.Set(h, v)
+}

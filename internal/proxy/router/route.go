@@ -1,0 +1,626 @@
+// Package router compiles Envoy RouteConfigurations into lookup tables and
+// decides, per request, which route applies and what it asks for: the
+// cluster (or weighted clusters), rewrites, redirects, header edits,
+// timeouts, retries, faults and mirrors.
+package router
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"mesh.dev/mesh/internal/proxy/match"
+)
+
+// Table is a compiled RouteConfiguration.
+type Table struct {
+	Name     string
+	exact    map[string]*VirtualHost
+	suffixes []wild // "*.example.com", longest first
+	prefixes []wild // "example.*", longest first
+	any      *VirtualHost
+	Request  HeaderOps
+	Response HeaderOps
+}
+
+type wild struct {
+	part string
+	vh   *VirtualHost
+}
+
+// VirtualHost is a compiled virtual host.
+type VirtualHost struct {
+	Name     string
+	routes   []*Route
+	Request  HeaderOps
+	Response HeaderOps
+	Fault    *Fault
+	Retry    *RetryPolicy
+}
+
+// Route is a compiled route: how to match and what to do.
+type Route struct {
+	Name string
+	VH   *VirtualHost
+
+	pathKind      int
+	path          string
+	pathRe        *regexp.Regexp
+	caseSensitive bool
+	headers       []headerMatch
+	queries       []queryMatch
+	grpc          bool
+	fraction      match.Fraction
+
+	Cluster       string
+	Weighted      []WeightedCluster
+	totalWeight   uint32
+	PrefixRewrite string
+	RegexRewrite  *regexp.Regexp
+	RegexSubst    string
+	HostRewrite   string
+	AutoHost      bool
+	Timeout       time.Duration // 0: none
+	Retry         *RetryPolicy
+	Mirrors       []Mirror
+	Hash          []hashPolicy
+	Redirect      *Redirect
+	Direct        *Direct
+	Request       HeaderOps
+	Response      HeaderOps
+	Fault         *Fault // per-route override of the HCM's fault filter
+	RBACDisabled  bool   // per-route RBAC override disabling the filter
+}
+
+// WeightedCluster is one target of a weighted split.
+type WeightedCluster struct {
+	Name     string
+	Weight   uint32
+	Request  HeaderOps
+	Response HeaderOps
+}
+
+// Mirror sends a copy of matching requests to a cluster, ignoring the answer.
+type Mirror struct {
+	Cluster  string
+	Fraction match.Fraction
+}
+
+// Redirect answers with a 3xx.
+type Redirect struct {
+	Scheme, Host, Path, PrefixRewrite string
+	Port                              uint32
+	Code                              int
+	StripQuery                        bool
+}
+
+// Direct answers from the proxy itself.
+type Direct struct {
+	Status int
+	Body   string
+}
+
+const (
+	pathPrefix = iota
+	pathExact
+	pathRegex
+	pathSeparated
+)
+
+// Compile builds a Table; unsupported fields are errors naming them.
+func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
+	f := "route_configuration " + strconv.Quote(rc.GetName())
+	if err := rc.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("%s: %w", f, err)
+	}
+	t := &Table{Name: rc.GetName(), exact: map[string]*VirtualHost{}}
+	var err error
+	if t.Request, err = compileHeaderOps(rc.GetRequestHeadersToAdd(), rc.GetRequestHeadersToRemove(), f+": request_headers"); err != nil {
+		return nil, err
+	}
+	if t.Response, err = compileHeaderOps(rc.GetResponseHeadersToAdd(), rc.GetResponseHeadersToRemove(), f+": response_headers"); err != nil {
+		return nil, err
+	}
+	if rc.GetVhds() != nil {
+		return nil, fmt.Errorf("%s: vhds is not supported", f)
+	}
+	for i, v := range rc.GetVirtualHosts() {
+		vf := fmt.Sprintf("%s: virtual_hosts[%d] (%s)", f, i, v.GetName())
+		vh, err := compileVHost(v, vf)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range v.GetDomains() {
+			d = strings.ToLower(d)
+			switch {
+			case d == "*":
+				if t.any == nil {
+					t.any = vh
+				}
+			case strings.HasPrefix(d, "*"):
+				t.suffixes = append(t.suffixes, wild{d[1:], vh})
+			case strings.HasSuffix(d, "*"):
+				t.prefixes = append(t.prefixes, wild{d[:len(d)-1], vh})
+			default:
+				if _, dup := t.exact[d]; dup {
+					return nil, fmt.Errorf("%s.domains: %q appears in more than one virtual host", vf, d)
+				}
+				t.exact[d] = vh
+			}
+		}
+	}
+	sortWild(t.suffixes)
+	sortWild(t.prefixes)
+	return t, nil
+}
+
+func sortWild(w []wild) {
+	for i := 1; i < len(w); i++ {
+		for j := i; j > 0 && len(w[j].part) > len(w[j-1].part); j-- {
+			w[j], w[j-1] = w[j-1], w[j]
+		}
+	}
+}
+
+func compileVHost(v *routev3.VirtualHost, f string) (*VirtualHost, error) {
+	vh := &VirtualHost{Name: v.GetName()}
+	var err error
+	if vh.Request, err = compileHeaderOps(v.GetRequestHeadersToAdd(), v.GetRequestHeadersToRemove(), f+".request_headers"); err != nil {
+		return nil, err
+	}
+	if vh.Response, err = compileHeaderOps(v.GetResponseHeadersToAdd(), v.GetResponseHeadersToRemove(), f+".response_headers"); err != nil {
+		return nil, err
+	}
+	if v.GetRequireTls() != routev3.VirtualHost_NONE {
+		return nil, fmt.Errorf("%s.require_tls: not supported", f)
+	}
+	if rp := v.GetRetryPolicy(); rp != nil {
+		if vh.Retry, err = compileRetry(rp, f+".retry_policy"); err != nil {
+			return nil, err
+		}
+	}
+	var rbacOff bool
+	if vh.Fault, rbacOff, err = compilePerFilter(v.GetTypedPerFilterConfig(), f+".typed_per_filter_config"); err != nil {
+		return nil, err
+	}
+	for i, r := range v.GetRoutes() {
+		rt, err := compileRoute(r, vh, fmt.Sprintf("%s.routes[%d]", f, i))
+		if err != nil {
+			return nil, err
+		}
+		if rbacOff {
+			rt.RBACDisabled = true
+		}
+		vh.routes = append(vh.routes, rt)
+	}
+	return vh, nil
+}
+
+// compilePerFilter reads typed_per_filter_config entries for the filters the proxy runs.
+func compilePerFilter(m map[string]*anypb.Any, f string) (*Fault, bool, error) {
+	var fault *Fault
+	rbacOff := false
+	for name, a := range m {
+		switch name {
+		case "envoy.filters.http.fault":
+			hf := &faultv3.HTTPFault{}
+			if err := a.UnmarshalTo(hf); err != nil {
+				return nil, false, fmt.Errorf("%s[%s]: want HTTPFault: %w", f, name, err)
+			}
+			var err error
+			if fault, err = CompileFault(hf, f+"["+name+"]"); err != nil {
+				return nil, false, err
+			}
+		case "envoy.filters.http.rbac":
+			pr := &rbacv3.RBACPerRoute{}
+			if err := a.UnmarshalTo(pr); err != nil {
+				return nil, false, fmt.Errorf("%s[%s]: want RBACPerRoute: %w", f, name, err)
+			}
+			if pr.GetRbac() != nil {
+				return nil, false, fmt.Errorf("%s[%s].rbac: per-route RBAC policies are not supported; only disabling (an empty RBACPerRoute)", f, name)
+			}
+			rbacOff = true
+		default:
+			return nil, false, fmt.Errorf("%s[%s]: per-route config for this filter is not supported", f, name)
+		}
+	}
+	return fault, rbacOff, nil
+}
+
+func compileRoute(r *routev3.Route, vh *VirtualHost, f string) (*Route, error) {
+	rt := &Route{Name: r.GetName(), VH: vh, caseSensitive: true, fraction: match.Always}
+	m := r.GetMatch()
+	if cs := m.GetCaseSensitive(); cs != nil {
+		rt.caseSensitive = cs.GetValue()
+	}
+	switch p := m.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		rt.pathKind, rt.path = pathPrefix, p.Prefix
+	case *routev3.RouteMatch_Path:
+		rt.pathKind, rt.path = pathExact, p.Path
+	case *routev3.RouteMatch_SafeRegex:
+		re, err := match.CompileRegex(p.SafeRegex, f+".match.safe_regex")
+		if err != nil {
+			return nil, err
+		}
+		rt.pathKind, rt.pathRe = pathRegex, re
+	case *routev3.RouteMatch_PathSeparatedPrefix:
+		rt.pathKind, rt.path = pathSeparated, p.PathSeparatedPrefix
+	default:
+		return nil, fmt.Errorf("%s.match: path specifier %T is not supported (use prefix, path, safe_regex or path_separated_prefix)", f, p)
+	}
+	if !rt.caseSensitive {
+		rt.path = strings.ToLower(rt.path)
+	}
+	if rf := m.GetRuntimeFraction(); rf != nil {
+		rt.fraction = match.CompileFraction(rf.GetDefaultValue())
+	}
+	rt.grpc = m.GetGrpc() != nil
+	if len(m.GetDynamicMetadata()) > 0 || len(m.GetFilterState()) > 0 || m.GetTlsContext() != nil {
+		return nil, fmt.Errorf("%s.match: dynamic_metadata, filter_state and tls_context matches are not supported", f)
+	}
+	for i, h := range m.GetHeaders() {
+		hm, err := compileHeaderMatch(h, fmt.Sprintf("%s.match.headers[%d]", f, i))
+		if err != nil {
+			return nil, err
+		}
+		rt.headers = append(rt.headers, hm)
+	}
+	for i, q := range m.GetQueryParameters() {
+		qm, err := compileQueryMatch(q, fmt.Sprintf("%s.match.query_parameters[%d]", f, i))
+		if err != nil {
+			return nil, err
+		}
+		rt.queries = append(rt.queries, qm)
+	}
+	var err error
+	if rt.Request, err = compileHeaderOps(r.GetRequestHeadersToAdd(), r.GetRequestHeadersToRemove(), f+".request_headers"); err != nil {
+		return nil, err
+	}
+	if rt.Response, err = compileHeaderOps(r.GetResponseHeadersToAdd(), r.GetResponseHeadersToRemove(), f+".response_headers"); err != nil {
+		return nil, err
+	}
+	var rbacOff bool
+	if rt.Fault, rbacOff, err = compilePerFilter(r.GetTypedPerFilterConfig(), f+".typed_per_filter_config"); err != nil {
+		return nil, err
+	}
+	rt.RBACDisabled = rbacOff
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_Route:
+		if err := rt.compileAction(a.Route, f+".route"); err != nil {
+			return nil, err
+		}
+	case *routev3.Route_Redirect:
+		rd, err := compileRedirect(a.Redirect, f+".redirect")
+		if err != nil {
+			return nil, err
+		}
+		rt.Redirect = rd
+	case *routev3.Route_DirectResponse:
+		d := &Direct{Status: int(a.DirectResponse.GetStatus())}
+		if b := a.DirectResponse.GetBody(); b != nil {
+			d.Body = string(b.GetInlineBytes()) + b.GetInlineString()
+			if b.GetFilename() != "" {
+				return nil, fmt.Errorf("%s.direct_response.body.filename: not supported; inline the body", f)
+			}
+		}
+		rt.Direct = d
+	default:
+		return nil, fmt.Errorf("%s: action %T is not supported", f, a)
+	}
+	return rt, nil
+}
+
+func (rt *Route) compileAction(a *routev3.RouteAction, f string) error {
+	switch c := a.GetClusterSpecifier().(type) {
+	case *routev3.RouteAction_Cluster:
+		rt.Cluster = c.Cluster
+	case *routev3.RouteAction_WeightedClusters:
+		for i, wc := range c.WeightedClusters.GetClusters() {
+			if wc.GetName() == "" {
+				return fmt.Errorf("%s.weighted_clusters.clusters[%d]: name is required (cluster_header is not supported)", f, i)
+			}
+			w := WeightedCluster{Name: wc.GetName(), Weight: wc.GetWeight().GetValue()}
+			var err error
+			if w.Request, err = compileHeaderOps(wc.GetRequestHeadersToAdd(), wc.GetRequestHeadersToRemove(), fmt.Sprintf("%s.weighted_clusters.clusters[%d].request_headers", f, i)); err != nil {
+				return err
+			}
+			if w.Response, err = compileHeaderOps(wc.GetResponseHeadersToAdd(), wc.GetResponseHeadersToRemove(), fmt.Sprintf("%s.weighted_clusters.clusters[%d].response_headers", f, i)); err != nil {
+				return err
+			}
+			if len(wc.GetTypedPerFilterConfig()) > 0 {
+				return fmt.Errorf("%s.weighted_clusters.clusters[%d].typed_per_filter_config: not supported", f, i)
+			}
+			rt.Weighted = append(rt.Weighted, w)
+			rt.totalWeight += w.Weight
+		}
+		if rt.totalWeight == 0 {
+			return fmt.Errorf("%s.weighted_clusters: weights sum to zero", f)
+		}
+	default:
+		return fmt.Errorf("%s: cluster specifier %T is not supported (use cluster or weighted_clusters)", f, c)
+	}
+	rt.PrefixRewrite = a.GetPrefixRewrite()
+	if rr := a.GetRegexRewrite(); rr != nil {
+		re, err := regexp.Compile(rr.GetPattern().GetRegex())
+		if err != nil {
+			return fmt.Errorf("%s.regex_rewrite.pattern: %w", f, err)
+		}
+		rt.RegexRewrite, rt.RegexSubst = re, envoySubst(rr.GetSubstitution())
+	}
+	switch h := a.GetHostRewriteSpecifier().(type) {
+	case nil:
+	case *routev3.RouteAction_HostRewriteLiteral:
+		rt.HostRewrite = h.HostRewriteLiteral
+	case *routev3.RouteAction_AutoHostRewrite:
+		rt.AutoHost = h.AutoHostRewrite.GetValue()
+	default:
+		return fmt.Errorf("%s: host rewrite %T is not supported", f, h)
+	}
+	rt.Timeout = 15 * time.Second // Envoy's default route timeout
+	if d := a.GetTimeout(); d != nil {
+		rt.Timeout = d.AsDuration()
+	}
+	if d := a.GetMaxStreamDuration().GetMaxStreamDuration(); d != nil && d.AsDuration() > 0 && (rt.Timeout == 0 || d.AsDuration() < rt.Timeout) {
+		rt.Timeout = d.AsDuration()
+	}
+	if rp := a.GetRetryPolicy(); rp != nil {
+		r, err := compileRetry(rp, f+".retry_policy")
+		if err != nil {
+			return err
+		}
+		rt.Retry = r
+	} else {
+		rt.Retry = rt.VH.Retry
+	}
+	for i, mp := range a.GetRequestMirrorPolicies() {
+		if mp.GetCluster() == "" {
+			return fmt.Errorf("%s.request_mirror_policies[%d].cluster: required (cluster_header is not supported)", f, i)
+		}
+		fr := match.Always
+		if rf := mp.GetRuntimeFraction(); rf != nil {
+			fr = match.CompileFraction(rf.GetDefaultValue())
+		}
+		rt.Mirrors = append(rt.Mirrors, Mirror{Cluster: mp.GetCluster(), Fraction: fr})
+	}
+	for i, hp := range a.GetHashPolicy() {
+		h, err := compileHash(hp, fmt.Sprintf("%s.hash_policy[%d]", f, i))
+		if err != nil {
+			return err
+		}
+		rt.Hash = append(rt.Hash, h)
+	}
+	if len(a.GetUpgradeConfigs()) > 0 {
+		for i, u := range a.GetUpgradeConfigs() {
+			if !strings.EqualFold(u.GetUpgradeType(), "websocket") {
+				return fmt.Errorf("%s.upgrade_configs[%d].upgrade_type %q: only websocket is supported", f, i, u.GetUpgradeType())
+			}
+		}
+	}
+	if a.GetClusterNotFoundResponseCode() != routev3.RouteAction_SERVICE_UNAVAILABLE {
+		return fmt.Errorf("%s.cluster_not_found_response_code: only SERVICE_UNAVAILABLE is supported", f)
+	}
+	return nil
+}
+
+// envoySubst converts RE2 substitution "\1" to Go's "${1}".
+func envoySubst(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9' {
+			b.WriteString("${" + string(s[i+1]) + "}")
+			i++
+			continue
+		}
+		if s[i] == '$' {
+			b.WriteString("$$")
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func compileRedirect(r *routev3.RedirectAction, f string) (*Redirect, error) {
+	rd := &Redirect{Host: r.GetHostRedirect(), Port: r.GetPortRedirect(), StripQuery: r.GetStripQuery()}
+	switch s := r.GetSchemeRewriteSpecifier().(type) {
+	case *routev3.RedirectAction_HttpsRedirect:
+		if s.HttpsRedirect {
+			rd.Scheme = "https"
+		}
+	case *routev3.RedirectAction_SchemeRedirect:
+		rd.Scheme = s.SchemeRedirect
+	}
+	switch p := r.GetPathRewriteSpecifier().(type) {
+	case *routev3.RedirectAction_PathRedirect:
+		rd.Path = p.PathRedirect
+	case *routev3.RedirectAction_PrefixRewrite:
+		rd.PrefixRewrite = p.PrefixRewrite
+	case nil:
+	default:
+		return nil, fmt.Errorf("%s: %T is not supported (use path_redirect or prefix_rewrite)", f, p)
+	}
+	switch r.GetResponseCode() {
+	case routev3.RedirectAction_MOVED_PERMANENTLY:
+		rd.Code = 301
+	case routev3.RedirectAction_FOUND:
+		rd.Code = 302
+	case routev3.RedirectAction_SEE_OTHER:
+		rd.Code = 303
+	case routev3.RedirectAction_TEMPORARY_REDIRECT:
+		rd.Code = 307
+	case routev3.RedirectAction_PERMANENT_REDIRECT:
+		rd.Code = 308
+	}
+	return rd, nil
+}
+
+// Lookup finds the route for a request; nil when none matches (Envoy answers 404).
+func (t *Table) Lookup(r *http.Request) *Route {
+	vh := t.vhost(r.Host)
+	if vh == nil {
+		return nil
+	}
+	path := r.URL.Path
+	if r.URL.RawPath != "" {
+		path = r.URL.RawPath
+	}
+	for _, rt := range vh.routes {
+		if rt.matches(r, path) {
+			return rt
+		}
+	}
+	return nil
+}
+
+func (t *Table) vhost(host string) *VirtualHost {
+	host = strings.ToLower(host)
+	if vh, ok := t.exact[host]; ok {
+		return vh
+	}
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		if vh, ok := t.exact[host[:i]]; ok {
+			return vh
+		}
+		host = host[:i]
+	}
+	for _, w := range t.suffixes {
+		if len(host) > len(w.part) && strings.HasSuffix(host, w.part) {
+			return w.vh
+		}
+	}
+	for _, w := range t.prefixes {
+		if len(host) > len(w.part) && strings.HasPrefix(host, w.part) {
+			return w.vh
+		}
+	}
+	return t.any
+}
+
+func (rt *Route) matches(r *http.Request, path string) bool {
+	p := path
+	if !rt.caseSensitive && rt.pathKind != pathRegex {
+		p = strings.ToLower(p)
+	}
+	switch rt.pathKind {
+	case pathPrefix:
+		if !strings.HasPrefix(p, rt.path) {
+			return false
+		}
+	case pathExact:
+		if p != rt.path {
+			return false
+		}
+	case pathRegex:
+		if !rt.pathRe.MatchString(p) {
+			return false
+		}
+	case pathSeparated:
+		if !strings.HasPrefix(p, rt.path) || (len(p) > len(rt.path) && p[len(rt.path)] != '/') {
+			return false
+		}
+	}
+	if rt.grpc && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		return false
+	}
+	for i := range rt.headers {
+		if !rt.headers[i].match(r.Header) {
+			return false
+		}
+	}
+	if len(rt.queries) > 0 {
+		q := r.URL.Query()
+		for i := range rt.queries {
+			if !rt.queries[i].match(q) {
+				return false
+			}
+		}
+	}
+	return rt.fraction.Hit()
+}
+
+// PickCluster chooses the target cluster, honouring weights.
+func (rt *Route) PickCluster(rnd uint32) *WeightedCluster {
+	if len(rt.Weighted) == 0 {
+		return nil
+	}
+	slot := rnd % rt.totalWeight
+	for i := range rt.Weighted {
+		if slot < rt.Weighted[i].Weight {
+			return &rt.Weighted[i]
+		}
+		slot -= rt.Weighted[i].Weight
+	}
+	return &rt.Weighted[len(rt.Weighted)-1]
+}
+
+// RewritePath applies prefix_rewrite or regex_rewrite to path.
+func (rt *Route) RewritePath(path string) string {
+	if rt.PrefixRewrite != "" && (rt.pathKind == pathPrefix || rt.pathKind == pathSeparated) {
+		return rt.PrefixRewrite + path[min(len(rt.path), len(path)):]
+	}
+	if rt.RegexRewrite != nil {
+		return rt.RegexRewrite.ReplaceAllString(path, rt.RegexSubst)
+	}
+	return path
+}
+
+// HashKey computes the ring-hash key from the route's hash policies.
+func (rt *Route) HashKey(r *http.Request, remote string) (uint64, bool) {
+	var h uint64
+	have := false
+	for _, p := range rt.Hash {
+		v, ok := p.value(r, remote)
+		if !ok {
+			continue
+		}
+		h = h*31 + xxhash.Sum64String(v)
+		have = true
+		if p.terminal {
+			break
+		}
+	}
+	return h, have
+}
+
+// Location builds the Location header of a redirect.
+func (rd *Redirect) Location(r *http.Request, rt *Route, tls bool) string {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	host := r.Host
+	if rd.Host != "" {
+		host = rd.Host
+	}
+	if rd.Port != 0 {
+		if h, _, ok := strings.Cut(host, ":"); ok || true {
+			host = h + ":" + strconv.Itoa(int(rd.Port))
+		}
+	} else if rd.Scheme != "" && strings.Contains(host, ":") {
+		host, _, _ = strings.Cut(host, ":") // a scheme change drops the old default port
+	}
+	path := r.URL.Path
+	if rd.Path != "" {
+		path = rd.Path
+	} else if rd.PrefixRewrite != "" {
+		path = rd.PrefixRewrite + path[min(len(rt.path), len(path)):]
+	}
+	loc := scheme + "://" + host + path
+	if !rd.StripQuery && r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
+	}
+	return loc
+}
