@@ -36,10 +36,14 @@ func (e *emitter) str(s string) {
 	}
 }
 
+const spaces = "                                                                "
+
 func (e *emitter) indent(n int) {
-	for i := 0; i < n; i++ {
-		e.str(" ")
+	for n > len(spaces) {
+		e.str(spaces)
+		n -= len(spaces)
 	}
+	e.str(spaces[:n])
 }
 
 // value writes v; inline says the cursor sits after "key:" or "- " on a line already.
@@ -270,11 +274,14 @@ func plainSafe(s string) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
+// looksNumeric catches what the first-character rule lets through but
+// strconv or a YAML reader could still take for a number.
 func looksNumeric(s string) bool {
-	if _, err := strconv.ParseFloat(strings.ReplaceAll(s, "_", ""), 64); err == nil {
+	if s[0] == '.' {
 		return true
 	}
-	if strings.HasPrefix(s, ".") {
+	switch strings.ToLower(s) {
+	case "inf", "infinity", "nan":
 		return true
 	}
 	return false

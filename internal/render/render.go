@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -74,11 +75,7 @@ func RenderChart(chartName string, values map[string]any) ([]*unstructured.Unstr
 	if err != nil {
 		return nil, err
 	}
-	vals, err := chartutil.ToRenderValues(c, values, chartutil.ReleaseOptions{Name: "mesh", IsInstall: true}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("chart %s values: %w", chartName, err)
-	}
-	files, err := engine.Render(c, vals)
+	files, err := renderFiles(c, values)
 	if err != nil {
 		return nil, fmt.Errorf("chart %s: %w", chartName, err)
 	}
@@ -106,38 +103,89 @@ func RenderChart(chartName string, values map[string]any) ([]*unstructured.Unstr
 	return objs, nil
 }
 
+
+func renderFiles(c *chart.Chart, values map[string]any) (map[string]string, error) {
+	return engine.Render(c, renderValues(c, values))
+}
+
+// renderValues builds what the templates see, as Helm's ToRenderValues
+// does, but coalesces with coalesce below: Helm's own copies every value by
+// reflection, which was the largest cost of a render after parsing.
+func renderValues(c *chart.Chart, values map[string]any) chartutil.Values {
+	return chartutil.Values{
+		"Chart":        c.Metadata,
+		"Capabilities": chartutil.DefaultCapabilities,
+		"Release": map[string]any{
+			"Name": "mesh", "Namespace": "", "IsUpgrade": false, "IsInstall": true,
+			"Revision": 0, "Service": "Helm",
+		},
+		"Values": chartutil.Values(coalesce(c.Values, values)),
+	}
+}
+
+// coalesce lays user values over chart defaults with Helm's rules: maps
+// merge, anything else from the user replaces the default (lists included),
+// and a user null deletes the key. Neither input is changed.
+func coalesce(defaults, user map[string]any) map[string]any {
+	out := make(map[string]any, len(defaults)+len(user))
+	for k, v := range defaults {
+		out[k] = v
+	}
+	for k, v := range user {
+		if v == nil {
+			delete(out, k)
+			continue
+		}
+		um, uok := v.(map[string]any)
+		dm, dok := out[k].(map[string]any)
+		if uok && dok {
+			out[k] = coalesce(dm, um)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // parsed caches decoded documents by their text: most of a manifest (the
 // CRD schemas above all) renders to the same text every time, and decoding
 // YAML is the costliest step of a render.
 var parsed struct {
 	sync.Mutex
-	m map[string]*unstructured.Unstructured
+	m    map[string]*unstructured.Unstructured
+	seen map[string]bool
 }
 
 const parsedLimit = 512
 
 func parseCached(doc []byte) (*unstructured.Unstructured, error) {
+	key := string(doc)
 	parsed.Lock()
-	obj, ok := parsed.m[string(doc)]
+	obj, cached := parsed.m[key]
+	seen := parsed.seen[key]
 	parsed.Unlock()
-	if ok {
+	if cached {
 		if obj == nil {
 			return nil, nil
 		}
 		return obj.DeepCopy(), nil
 	}
 	obj, err := manifest.ParseObject(doc)
-	if err != nil {
-		return nil, err
+	if err != nil || obj == nil {
+		return obj, err
 	}
 	parsed.Lock()
-	if parsed.m == nil || len(parsed.m) >= parsedLimit {
+	defer parsed.Unlock()
+	if parsed.m == nil || len(parsed.m)+len(parsed.seen) >= parsedLimit {
 		parsed.m = map[string]*unstructured.Unstructured{}
+		parsed.seen = map[string]bool{}
 	}
-	parsed.m[string(doc)] = obj
-	parsed.Unlock()
-	if obj == nil {
-		return nil, nil
+	if !seen {
+		// A process that renders once (manifest generate) never pays for a
+		// copy: documents are cached only when they come round again.
+		parsed.seen[key] = true
+		return obj, nil
 	}
+	parsed.m[key] = obj
 	return obj.DeepCopy(), nil
 }
