@@ -103,7 +103,6 @@ func RenderChart(chartName string, values map[string]any) ([]*unstructured.Unstr
 	return objs, nil
 }
 
-
 func renderFiles(c *chart.Chart, values map[string]any) (map[string]string, error) {
 	return engine.Render(c, renderValues(c, values))
 }
