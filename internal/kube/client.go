@@ -100,3 +100,12 @@ func (c *Client) RESTMapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, er
 	}
 	return m, nil
 }
+
+// MustClient is NewClient for tests and examples, panicking on error.
+func MustClient(cfg *rest.Config) *Client {
+	c, err := NewClient(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
