@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	analyzecmd "mesh.dev/mesh/commands/analyze"
 	installcmd "mesh.dev/mesh/commands/install"
 	"mesh.dev/mesh/commands/manifest"
 	precheckcmd "mesh.dev/mesh/commands/precheck"
@@ -54,6 +55,7 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		precheckcmd.NewCommand(ctx),
 		verifyinstall.NewCommand(ctx),
 		tag.NewCommand(ctx),
+		analyzecmd.NewCommand(ctx),
 	)
 	markUsageArgs(root)
 	return root

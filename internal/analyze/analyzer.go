@@ -1,0 +1,105 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+
+	"mesh.dev/mesh/internal/resource"
+)
+
+// Analyzer inspects a snapshot and reports what it finds.
+type Analyzer interface {
+	// Metadata describes the analyzer for --list-analyzers.
+	Metadata() Metadata
+	// Analyze reports messages through ctx.
+	Analyze(ctx *Context)
+}
+
+// Metadata describes an analyzer.
+type Metadata struct {
+	Name        string
+	Description string
+	Codes       []*MessageType
+}
+
+// Message is one finding about one resource.
+type Message struct {
+	Type     *MessageType
+	Resource *Resource
+	// Field is the path of the field concerned, when there is one.
+	Field string
+	Text  string
+}
+
+// Context is what an analyzer sees: the snapshot and a way to report.
+type Context struct {
+	*Snapshot
+	messages []Message
+}
+
+// Report records a message about r; field may be empty.
+func (c *Context) Report(t *MessageType, r *Resource, field, format string, args ...any) {
+	c.messages = append(c.messages, Message{Type: t, Resource: r, Field: field, Text: fmt.Sprintf(format, args...)})
+}
+
+// Run runs every analyzer over the snapshot and returns their messages,
+// sorted by file, line, code and resource.
+func Run(s *Snapshot, analyzers []Analyzer) []Message {
+	ctx := &Context{Snapshot: s}
+	for _, a := range analyzers {
+		a.Analyze(ctx)
+	}
+	msgs := ctx.messages
+	sort.SliceStable(msgs, func(i, j int) bool { return less(msgs[i], msgs[j]) })
+	return dedupe(msgs)
+}
+
+func less(a, b Message) bool {
+	sa, sb := a.Resource.Source, b.Resource.Source
+	if sa.File != sb.File {
+		return sa.File < sb.File
+	}
+	if sa.Line != sb.Line {
+		return sa.Line < sb.Line
+	}
+	if ra, rb := a.Resource.Ref(), b.Resource.Ref(); ra != rb {
+		return ra < rb
+	}
+	if a.Type.Code != b.Type.Code {
+		return a.Type.Code < b.Type.Code
+	}
+	if a.Field != b.Field {
+		return a.Field < b.Field
+	}
+	return a.Text < b.Text
+}
+
+func dedupe(msgs []Message) []Message {
+	out := msgs[:0]
+	for i, m := range msgs {
+		if i > 0 {
+			p := msgs[i-1]
+			if p.Type == m.Type && p.Resource == m.Resource && p.Field == m.Field && p.Text == m.Text {
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Origin returns the file and line a message points at ("" for cluster objects).
+func (m Message) Origin() resource.Source { return m.Resource.Source }
+
+// String renders the message in the log format without colour.
+func (m Message) String() string {
+	return fmt.Sprintf("%s [%s] (%s) %s", m.Type.Level, m.Type.Code, m.where(), m.Text)
+}
+
+func (m Message) where() string {
+	w := m.Resource.Ref()
+	if src := m.Resource.Source.String(); src != "" {
+		w += " " + src
+	}
+	return w
+}

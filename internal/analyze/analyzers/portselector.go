@@ -1,0 +1,48 @@
+package analyzers
+
+import (
+	"istio.io/api/networking/v1alpha3"
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+
+	"mesh.dev/mesh/internal/analyze"
+)
+
+// PortSelector reports gateway VirtualService destinations that name a
+// Service with several ports but no port (IST0112).
+type PortSelector struct{}
+
+// Metadata describes the analyzer.
+func (*PortSelector) Metadata() analyze.Metadata {
+	return analyze.Metadata{Name: "virtualservice.DestinationPort", Description: "Checks gateway routes say which port of a multi-port service to use",
+		Codes: []*analyze.MessageType{analyze.VirtualServiceDestinationPortSelectorRequired}}
+}
+
+// Analyze runs the checks.
+func (*PortSelector) Analyze(ctx *analyze.Context) {
+	for _, r := range ctx.ByKind("VirtualService") {
+		vs, ok := r.Object.(*networking.VirtualService)
+		if !ok || len(vs.Spec.Gateways) == 0 || onlyMesh(vs) {
+			continue
+		}
+		ForEachDestination(vs, func(path string, d *v1alpha3.Destination) {
+			if d == nil || (d.Port != nil && d.Port.Number != 0) {
+				return
+			}
+			h, ok := ctx.LookupHost(d.Host, r.Namespace)
+			if !ok || h.Service == nil || len(h.Ports) < 2 {
+				return
+			}
+			ctx.Report(analyze.VirtualServiceDestinationPortSelectorRequired, r, path+".port",
+				"This route is bound to a gateway and sends traffic to %q, which has ports %s: set port.number to pick one", d.Host, portList(h.Ports))
+		})
+	}
+}
+
+func onlyMesh(vs *networking.VirtualService) bool {
+	for _, g := range vs.Spec.Gateways {
+		if g != "mesh" {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,43 @@
+package analyzers
+
+import (
+	"mesh.dev/mesh/internal/analyze"
+	"mesh.dev/mesh/internal/validation"
+)
+
+// Schema reports schema and semantic validation findings for every Istio
+// resource (IST0106 errors, IST0133 warnings) and deprecated fields (IST0002).
+type Schema struct{}
+
+// Metadata describes the analyzer.
+func (*Schema) Metadata() analyze.Metadata {
+	return analyze.Metadata{Name: "schema.Validation", Description: "Checks every Istio resource against the API schema and its semantic rules",
+		Codes: []*analyze.MessageType{analyze.SchemaValidationError, analyze.SchemaWarning, analyze.Deprecated}}
+}
+
+// Analyze runs the checks.
+func (*Schema) Analyze(ctx *analyze.Context) {
+	for _, r := range ctx.Resources {
+		if r.Decoded == nil {
+			continue
+		}
+		for _, e := range r.Decoded.SchemaErrors {
+			ctx.Report(analyze.SchemaValidationError, r, e.Field, "%s", e.Message)
+		}
+		for _, e := range r.Decoded.Deprecated {
+			ctx.Report(analyze.Deprecated, r, e.Field, "%s", e.Message)
+		}
+		if len(r.Decoded.SchemaErrors) > 0 {
+			// The typed object is incomplete; semantic checks would repeat
+			// the same problems in other words.
+			continue
+		}
+		errs, warns := validation.Validate(r.Object)
+		for _, e := range errs {
+			ctx.Report(analyze.SchemaValidationError, r, e.Field, "%s", e.Message)
+		}
+		for _, e := range warns {
+			ctx.Report(analyze.SchemaWarning, r, e.Field, "%s", e.Message)
+		}
+	}
+}

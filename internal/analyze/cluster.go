@@ -1,0 +1,85 @@
+package analyze
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"mesh.dev/mesh/internal/resource"
+)
+
+// clusterResources are the kinds read from a live cluster: what the
+// analyzers look at, no more.
+var clusterResources = []schema.GroupVersionResource{
+	{Version: "v1", Resource: "namespaces"},
+	{Version: "v1", Resource: "services"},
+	{Version: "v1", Resource: "pods"},
+	{Group: "apps", Version: "v1", Resource: "deployments"},
+	{Group: "apps", Version: "v1", Resource: "statefulsets"},
+	{Group: "apps", Version: "v1", Resource: "daemonsets"},
+	{Group: "batch", Version: "v1", Resource: "cronjobs"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "gateways"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "serviceentries"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "sidecars"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "workloadentries"},
+	{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"},
+	{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"},
+	{Group: "security.istio.io", Version: "v1", Resource: "requestauthentications"},
+}
+
+// Reachable reports whether the cluster answers within timeout.
+func Reachable(cfg *rest.Config, timeout time.Duration) bool {
+	c := rest.CopyConfig(cfg)
+	c.Timeout = timeout
+	dc, err := discovery.NewDiscoveryClientForConfig(c)
+	if err != nil {
+		return false
+	}
+	_, err = dc.ServerVersion()
+	return err == nil
+}
+
+// LoadCluster lists every object analysis needs from the cluster, in all
+// namespaces. Kinds whose API is not installed (no Istio CRDs yet) are
+// skipped.
+func LoadCluster(ctx context.Context, cfg *rest.Config) ([]*resource.Raw, error) {
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to cluster: %w", err)
+	}
+	var out []*resource.Raw
+	for _, gvr := range clusterResources {
+		list, err := dc.Resource(gvr).List(ctx, metav1.ListOptions{})
+		if apierrors.IsNotFound(err) {
+			slog.Debug("API not served by the cluster, skipped", "resource", gvr.String())
+			continue
+		}
+		if apierrors.IsForbidden(err) {
+			slog.Warn("not allowed to list, skipped", "resource", gvr.String(), "err", err)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", gvr.GroupResource(), err)
+		}
+		for i := range list.Items {
+			obj := list.Items[i].Object
+			// Lists return items without apiVersion/kind on some servers.
+			if obj["kind"] == nil {
+				obj["kind"] = list.GetKind()[:len(list.GetKind())-len("List")]
+				obj["apiVersion"] = gvr.GroupVersion().String()
+			}
+			out = append(out, &resource.Raw{Object: obj})
+		}
+	}
+	return out, nil
+}

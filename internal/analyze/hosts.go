@@ -1,0 +1,158 @@
+package analyze
+
+import (
+	"strings"
+
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+type serviceEntryHost struct {
+	entry *Resource
+	se    *networking.ServiceEntry
+	host  string
+}
+
+// Host is what a host name resolves to: a Kubernetes Service or a
+// ServiceEntry, and the ports it offers.
+type Host struct {
+	Name         string
+	Service      *Service
+	ServiceEntry *Resource
+	Ports        []uint32
+}
+
+func (s *Snapshot) indexServiceEntries() {
+	for _, r := range s.byKind["ServiceEntry"] {
+		se, ok := r.Object.(*networking.ServiceEntry)
+		if !ok {
+			continue
+		}
+		for _, h := range se.Spec.Hosts {
+			s.serviceEntries = append(s.serviceEntries, &serviceEntryHost{entry: r, se: se, host: ResolveSEHost(h, r.Namespace)})
+		}
+	}
+}
+
+// ResolveSEHost expands a ServiceEntry host: short names are relative to
+// the entry's namespace like any other host.
+func ResolveSEHost(h, ns string) string {
+	if !strings.Contains(h, ".") {
+		return ResolveHost(h, ns)
+	}
+	return h
+}
+
+// exportedTo reports whether a resource with exportTo in namespace own is
+// visible from namespace ns.
+func exportedTo(exportTo []string, own, ns string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		if e == "*" || e == ns || (e == "." && own == ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// HostMatches reports whether host is matched by pattern, which may start
+// with "*." (or be "*").
+func HostMatches(pattern, host string) bool {
+	if pattern == host || pattern == "*" {
+		return true
+	}
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+		return strings.HasSuffix(host, suffix)
+	}
+	return false
+}
+
+// HostsOverlap reports whether two host patterns can match a common host.
+func HostsOverlap(a, b string) bool { return HostMatches(a, b) || HostMatches(b, a) }
+
+// LookupHost finds what host (as written in a resource of namespace ns)
+// refers to; ok is false when nothing in the snapshot serves it.
+func (s *Snapshot) LookupHost(host, ns string) (Host, bool) {
+	fq := ResolveHost(host, ns)
+	if svc, ok := s.servicesByHost[fq]; ok {
+		h := Host{Name: fq, Service: svc}
+		for _, p := range svc.Service.Spec.Ports {
+			h.Ports = append(h.Ports, uint32(p.Port))
+		}
+		return h, true
+	}
+	for _, e := range s.serviceEntries {
+		if !exportedTo(e.se.Spec.ExportTo, e.entry.Namespace, ns) {
+			continue
+		}
+		if HostMatches(e.host, host) || HostMatches(e.host, fq) {
+			h := Host{Name: e.host, ServiceEntry: e.entry}
+			for _, p := range e.se.Spec.Ports {
+				h.Ports = append(h.Ports, p.Number)
+			}
+			return h, true
+		}
+	}
+	return Host{}, false
+}
+
+// AnyHostMatching reports whether some Service or ServiceEntry host matches
+// the (possibly wildcard) pattern written in namespace ns.
+func (s *Snapshot) AnyHostMatching(pattern, ns string) bool {
+	if !strings.HasPrefix(pattern, "*") {
+		_, ok := s.LookupHost(pattern, ns)
+		return ok
+	}
+	for h := range s.servicesByHost {
+		if HostMatches(pattern, h) {
+			return true
+		}
+	}
+	for _, e := range s.serviceEntries {
+		if HostsOverlap(pattern, e.host) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServicePorts returns a Service's ports.
+func ServicePorts(svc *Service) []corev1.ServicePort { return svc.Service.Spec.Ports }
+
+func (s *Snapshot) indexDestinationRules() {
+	s.drByHost = map[string][]*Resource{}
+	for _, r := range s.byKind["DestinationRule"] {
+		dr, ok := r.Object.(*networking.DestinationRule)
+		if !ok || dr.Spec.Host == "" {
+			continue
+		}
+		h := ResolveHost(dr.Spec.Host, r.Namespace)
+		s.drByHost[h] = append(s.drByHost[h], r)
+	}
+}
+
+// HasSubset reports whether a DestinationRule visible from ns defines
+// subset for host (as written in ns).
+func (s *Snapshot) HasSubset(host, ns, subset string) bool {
+	fq := ResolveHost(host, ns)
+	for _, h := range []string{fq, host} {
+		for _, r := range s.drByHost[h] {
+			dr := r.Object.(*networking.DestinationRule)
+			if !exportedTo(dr.Spec.ExportTo, r.Namespace, ns) {
+				continue
+			}
+			for _, ss := range dr.Spec.Subsets {
+				if ss.Name == subset {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// DestinationRulesFor returns the DestinationRules whose host is host
+// (fully qualified).
+func (s *Snapshot) DestinationRulesFor(host string) []*Resource { return s.drByHost[host] }

@@ -1,0 +1,73 @@
+package analyze
+
+// The message types analyzers report. Codes and meanings follow Istio's
+// (IST....); MSH.... are mesh's own.
+var (
+	Deprecated = &MessageType{"IST0002", "Deprecated", Info,
+		"A field, value or annotation is deprecated and may be removed in a future release."}
+	ReferencedResourceNotFound = &MessageType{"IST0101", "ReferencedResourceNotFound", Error,
+		"A resource refers to another (a host, subset, gateway, namespace) that does not exist."}
+	NamespaceNotInjected = &MessageType{"IST0102", "NamespaceNotInjected", Info,
+		"A namespace is not labelled for proxy injection, so its new pods join the mesh without a proxy."}
+	PodMissingProxy = &MessageType{"IST0103", "PodMissingProxy", Warning,
+		"A pod that should have a proxy has none, usually because it started before injection was enabled."}
+	SchemaValidationError = &MessageType{"IST0106", "SchemaValidationError", Error,
+		"A resource does not pass schema or semantic validation; the control plane would reject it."}
+	MisplacedAnnotation = &MessageType{"IST0107", "MisplacedAnnotation", Warning,
+		"A known annotation is set on a kind of resource it has no effect on."}
+	UnknownAnnotation = &MessageType{"IST0108", "UnknownAnnotation", Warning,
+		"An annotation in a mesh or Istio domain is not one the mesh knows, often a typo."}
+	ConflictingMeshGatewayVirtualServiceHosts = &MessageType{"IST0109", "ConflictingMeshGatewayVirtualServiceHosts", Error,
+		"Several VirtualServices bound to the mesh gateway claim the same host; only one of them takes effect."}
+	ConflictingSidecarWorkloadSelectors = &MessageType{"IST0110", "ConflictingSidecarWorkloadSelectors", Error,
+		"Several Sidecar resources select the same workload; which one applies is undefined."}
+	MultipleSidecarsWithoutWorkloadSelectors = &MessageType{"IST0111", "MultipleSidecarsWithoutWorkloadSelectors", Error,
+		"A namespace has more than one Sidecar without a workload selector; which one applies is undefined."}
+	VirtualServiceDestinationPortSelectorRequired = &MessageType{"IST0112", "VirtualServiceDestinationPortSelectorRequired", Error,
+		"A gateway VirtualService routes to a service with several ports without saying which port."}
+	DeploymentAssociatedToMultipleServices = &MessageType{"IST0116", "DeploymentAssociatedToMultipleServices", Warning,
+		"Services selecting the same workload use one port number with different protocols."}
+	PortNameIsNotUnderNamingConvention = &MessageType{"IST0118", "PortNameIsNotUnderNamingConvention", Info,
+		"A Service port name does not start with a protocol (http, grpc, tcp...) and sets no appProtocol, so its traffic is treated as opaque TCP."}
+	InvalidAnnotation = &MessageType{"IST0125", "InvalidAnnotation", Warning,
+		"A known annotation has a value the mesh cannot use."}
+	NoMatchingWorkloadsFound = &MessageType{"IST0127", "NoMatchingWorkloadsFound", Warning,
+		"A workload selector matches no workload, so the resource has no effect."}
+	VirtualServiceUnreachableRule = &MessageType{"IST0130", "VirtualServiceUnreachableRule", Warning,
+		"A VirtualService rule can never be used because earlier rules already match all of its traffic."}
+	VirtualServiceIneffectiveMatch = &MessageType{"IST0131", "VirtualServiceIneffectiveMatch", Info,
+		"A match condition repeats one of an earlier rule, so it never selects this rule."}
+	VirtualServiceHostNotFoundInGateway = &MessageType{"IST0132", "VirtualServiceHostNotFoundInGateway", Warning,
+		"A VirtualService host is not served by any server of the gateways it is bound to."}
+	SchemaWarning = &MessageType{"IST0133", "SchemaWarning", Warning,
+		"A resource passes validation but has a setting that is likely a mistake."}
+	ServiceEntryAddressesRequired = &MessageType{"IST0134", "ServiceEntryAddressesRequired", Warning,
+		"A ServiceEntry with a TCP-like port has no addresses, so its traffic cannot be told apart from other TCP traffic on that port."}
+	DeploymentConflictingPorts = &MessageType{"IST0137", "DeploymentConflictingPorts", Warning,
+		"Services selecting the same workload send one target port to different service ports."}
+	ConflictingGateways = &MessageType{"IST0145", "ConflictingGateways", Error,
+		"Gateways with the same selector serve the same port and host; only one of them takes effect."}
+	GatewayPortNotDefinedOnService = &MessageType{"IST0162", "GatewayPortNotDefinedOnService", Warning,
+		"A Gateway listens on a port that the gateway workload's Service does not expose."}
+	DestinationRuleSubsetNotSelectPods = &MessageType{"IST0173", "DestinationRuleSubsetNotSelectPods", Warning,
+		"A DestinationRule subset that traffic is routed to selects no pods."}
+	UnknownDestinationRuleHost = &MessageType{"IST0174", "UnknownDestinationRuleHost", Warning,
+		"A DestinationRule's host is not a known Service or ServiceEntry host."}
+	RetryAmplification = &MessageType{"MSH0001", "RetryAmplification", Warning,
+		"Retries on several hops of a call chain (or in the app and its proxy) multiply; one failing request can become many."}
+	SidecarScopeMissing = &MessageType{"MSH0002", "SidecarScopeMissing", Info,
+		"A namespace's proxies receive configuration for every service in the mesh because no Sidecar narrows it."}
+)
+
+// AllMessageTypes lists every message type, ordered by code.
+func AllMessageTypes() []*MessageType {
+	return []*MessageType{Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, PodMissingProxy,
+		SchemaValidationError, MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
+		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
+		VirtualServiceDestinationPortSelectorRequired, DeploymentAssociatedToMultipleServices,
+		PortNameIsNotUnderNamingConvention, InvalidAnnotation, NoMatchingWorkloadsFound,
+		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
+		SchemaWarning, ServiceEntryAddressesRequired, DeploymentConflictingPorts, ConflictingGateways,
+		GatewayPortNotDefinedOnService, DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,
+		RetryAmplification, SidecarScopeMissing}
+}

@@ -1,0 +1,72 @@
+package analyze
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"k8s.io/client-go/rest"
+
+	"mesh.dev/mesh/internal/resource"
+)
+
+// Request says what to analyse and how.
+type Request struct {
+	// Paths are files, directories and "-" to read.
+	Paths     []string
+	Recursive bool
+	Stdin     io.Reader
+	// Cluster, when set, is read first; the files are then applied over it.
+	Cluster *rest.Config
+	// DefaultNamespace is given to file objects without a namespace.
+	DefaultNamespace string
+	Filter           Filter
+	Analyzers        []Analyzer
+}
+
+// Result is what an analysis found.
+type Result struct {
+	Messages []Message
+	// Objects is how many objects were analysed.
+	Objects int
+}
+
+// Analyze reads the inputs, builds one snapshot and runs the analyzers.
+// Input that cannot be parsed comes back as a *resource.ParseError.
+func Analyze(ctx context.Context, req Request) (*Result, error) {
+	var raws []*resource.Raw
+	if req.Cluster != nil {
+		live, err := LoadCluster(ctx, req.Cluster)
+		if err != nil {
+			return nil, err
+		}
+		raws = live
+	}
+	if len(req.Paths) > 0 {
+		files, err := resource.ReadPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: req.Stdin})
+		if err != nil {
+			return nil, err
+		}
+		raws = append(raws, files...)
+	}
+	snap, err := Build(raws, BuildOptions{DefaultNamespace: req.DefaultNamespace})
+	if err != nil {
+		return nil, err
+	}
+	msgs := req.Filter.Apply(Run(snap, req.Analyzers))
+	return &Result{Messages: msgs, Objects: len(snap.Resources)}, nil
+}
+
+// Describe returns a one-line description of a scope for messages.
+func Describe(namespaces map[string]bool, files bool) string {
+	switch {
+	case namespaces == nil && files:
+		return "the given files"
+	case namespaces == nil:
+		return "all namespaces"
+	}
+	for ns := range namespaces {
+		return fmt.Sprintf("namespace %s", ns)
+	}
+	return "nothing"
+}
