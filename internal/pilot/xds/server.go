@@ -1,0 +1,467 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// Server keeps one go-control-plane snapshot per connected proxy up to date
+// with the model, and records what each proxy was sent and acknowledged.
+type Server struct {
+	Cache   cachev3.SnapshotCache
+	Secrets SecretSource // nil: no SDS
+	Metrics *Metrics     // nil: no metrics
+	Log     *slog.Logger
+
+	xds serverv3.Server
+
+	mu      sync.Mutex
+	pc      *PushContext
+	proxies map[string]*proxyState // by node id
+	streams map[int64]string       // stream id → node id
+	ready   chan struct{}
+	once    sync.Once
+}
+
+type proxyState struct {
+	proxy   *model.Proxy
+	streams int
+
+	mu        sync.Mutex
+	res       *Resources
+	status    map[string]*typeStatus // by type URL
+	pushStart map[string]time.Time   // when a new version of a type was set, until acked
+}
+
+type typeStatus struct {
+	sent, acked, nonce, nack string
+	nonces                   map[string]string // delta: nonce → version it carried
+}
+
+// NewServer returns a server with an empty model; call Update before proxies
+// can be served (their streams wait until then).
+func NewServer(ctx context.Context, secrets SecretSource, metrics *Metrics, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		Cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
+		Secrets: secrets,
+		Metrics: metrics,
+		Log:     log,
+		proxies: map[string]*proxyState{},
+		streams: map[int64]string{},
+		ready:   make(chan struct{}),
+	}
+	s.xds = serverv3.NewServer(ctx, s.Cache, s.callbacks())
+	return s
+}
+
+// XDS is the gRPC service implementation to register (ADS and the per-type services).
+func (s *Server) XDS() serverv3.Server { return s.xds }
+
+// Ready is closed once the first snapshot has arrived.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Update switches to a new model snapshot and pushes what changed: for an
+// endpoint-only change only proxies using those endpoints are regenerated,
+// and only types whose content changed are sent.
+func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
+	start := time.Now()
+	s.mu.Lock()
+	old := s.pc
+	var pc *PushContext
+	if old != nil && !ch.Full {
+		pc = old.Reuse(snap, ch.EndpointHosts)
+	} else {
+		pc = NewPushContext(snap)
+	}
+	s.pc = pc
+	var affected []*proxyState
+	for _, ps := range s.proxies {
+		if ch.Full || old == nil || ps.usesAny(ch.EndpointHosts) || ownPodChanged(old.Snap, snap, ps.proxy) {
+			affected = append(affected, ps)
+		}
+	}
+	s.mu.Unlock()
+	s.once.Do(func() { close(s.ready) })
+
+	pushed := s.regenerate(pc, affected, start)
+	kind := "full"
+	if !ch.Full {
+		kind = "eds"
+	}
+	if s.Metrics != nil {
+		s.Metrics.GenerateSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	}
+	s.Log.Debug("push", "kind", kind, "snapshot", snap.Version, "affected", len(affected), "pushed", pushed, "took", time.Since(start))
+}
+
+func ownPodChanged(a, b *model.Snapshot, p *model.Proxy) bool {
+	return a.Pod(p.Namespace, p.PodName) != b.Pod(p.Namespace, p.PodName)
+}
+
+func (ps *proxyState) usesAny(hosts map[string]bool) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.res == nil {
+		return true
+	}
+	for h := range hosts {
+		if ps.res.EndpointHosts[h] {
+			return true
+		}
+	}
+	return false
+}
+
+// regenerate rebuilds the proxies' resources in parallel and installs the
+// snapshots that differ; it returns how many did.
+func (s *Server) regenerate(pc *PushContext, proxies []*proxyState, start time.Time) int {
+	work := make(chan *proxyState)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	pushed := 0
+	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ps := range work {
+				changed, err := s.push(pc, ps, start)
+				if err != nil {
+					s.Log.Error("generate config", "proxy", ps.proxy.ID, "err", err)
+					continue
+				}
+				if changed {
+					mu.Lock()
+					pushed++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, ps := range proxies {
+		work <- ps
+	}
+	close(work)
+	wg.Wait()
+	return pushed
+}
+
+// push generates one proxy's resources and sets its snapshot when a type changed.
+func (s *Server) push(pc *PushContext, ps *proxyState, start time.Time) (bool, error) {
+	res, err := pc.Generate(ps.proxy, s.Secrets)
+	if err != nil {
+		return false, err
+	}
+	if err := res.Validate(); err != nil {
+		// Sending config Envoy would reject only produces NACKs; keep the last good one.
+		if s.Metrics != nil {
+			s.Metrics.InvalidConfigs.Inc()
+		}
+		return false, fmt.Errorf("invalid config not sent: %w", err)
+	}
+	ps.mu.Lock()
+	changed := ps.res == nil
+	for _, t := range TypeURLs {
+		if ps.res == nil || ps.res.Version(t) != res.Version(t) {
+			changed = true
+			ps.pushStart[t] = start
+		}
+	}
+	ps.res = res
+	ps.mu.Unlock()
+	if !changed {
+		return false, nil
+	}
+	if err := s.Cache.SetSnapshot(context.Background(), ps.proxy.ID, cacheSnapshot(res)); err != nil {
+		return false, fmt.Errorf("set snapshot: %w", err)
+	}
+	return true, nil
+}
+
+func cacheSnapshot(r *Resources) *cachev3.Snapshot {
+	snap := &cachev3.Snapshot{}
+	for _, t := range TypeURLs {
+		its := r.byType[t]
+		items := make(map[string]types.ResourceWithTTL, len(its))
+		for _, it := range its {
+			items[it.name] = types.ResourceWithTTL{Resource: it.msg}
+		}
+		snap.Resources[cachev3.GetResponseType(t)] = cachev3.Resources{Version: r.Version(t), Items: items}
+	}
+	return snap
+}
+
+// connect registers a proxy on its first request and gives it a snapshot.
+func (s *Server) connect(streamID int64, node *corev3.Node) error {
+	s.mu.Lock()
+	if _, ok := s.streams[streamID]; ok {
+		s.mu.Unlock()
+		return nil
+	}
+	if node == nil || node.Id == "" {
+		s.mu.Unlock()
+		return fmt.Errorf("stream %d: the first request carries no node id", streamID)
+	}
+	p, err := model.ParseNodeID(node.Id)
+	if err != nil {
+		s.mu.Unlock()
+		if s.Metrics != nil {
+			s.Metrics.RejectedStreams.Inc()
+		}
+		return err
+	}
+	s.streams[streamID] = node.Id
+	ps := s.proxies[node.Id]
+	fresh := ps == nil
+	if fresh {
+		ps = &proxyState{proxy: p, status: map[string]*typeStatus{}, pushStart: map[string]time.Time{}}
+		s.proxies[node.Id] = ps
+	}
+	ps.streams++
+	pc := s.pc
+	n := len(s.proxies)
+	s.mu.Unlock()
+	if s.Metrics != nil {
+		s.Metrics.ConnectedProxies.Set(float64(n))
+	}
+	s.Log.Info("proxy connected", "proxy", node.Id, "stream", streamID)
+	if fresh && pc != nil {
+		if _, err := s.push(pc, ps, time.Now()); err != nil {
+			s.Log.Error("generate config", "proxy", node.Id, "err", err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) disconnect(streamID int64) {
+	s.mu.Lock()
+	id, ok := s.streams[streamID]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.streams, streamID)
+	ps := s.proxies[id]
+	ps.streams--
+	if ps.streams <= 0 {
+		delete(s.proxies, id)
+		s.Cache.ClearSnapshot(id)
+	}
+	n := len(s.proxies)
+	s.mu.Unlock()
+	if s.Metrics != nil {
+		s.Metrics.ConnectedProxies.Set(float64(n))
+	}
+	s.Log.Info("proxy disconnected", "proxy", id, "stream", streamID)
+}
+
+func (s *Server) state(streamID int64) *proxyState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proxies[s.streams[streamID]]
+}
+
+// request records an ACK or NACK carried by a request. For a NACK it
+// returns the version that was rejected.
+func (s *Server) request(streamID int64, typeURL, nonce, version string, errDetail string, delta bool) (rejected string) {
+	ps := s.state(streamID)
+	if ps == nil || nonce == "" {
+		return ""
+	}
+	ps.mu.Lock()
+	st := ps.typeStatus(typeURL)
+	if delta {
+		version = st.nonces[nonce]
+		delete(st.nonces, nonce)
+	}
+	var ackedLatency time.Duration
+	acked := false
+	if errDetail != "" {
+		st.nack = errDetail
+		rejected = st.sent
+	} else {
+		st.acked, st.nack = version, ""
+		if t, ok := ps.pushStart[typeURL]; ok && ps.res != nil && version == ps.res.Version(typeURL) {
+			ackedLatency, acked = time.Since(t), true
+			delete(ps.pushStart, typeURL)
+		}
+	}
+	ps.mu.Unlock()
+	if errDetail != "" {
+		s.Log.Warn("proxy rejected config (NACK)", "proxy", ps.proxy.ID, "type", ShortType(typeURL), "nonce", nonce, "error", errDetail)
+		if s.Metrics != nil {
+			s.Metrics.NACKs.WithLabelValues(ShortType(typeURL)).Inc()
+		}
+	}
+	if acked && s.Metrics != nil {
+		s.Metrics.ConvergeSeconds.WithLabelValues(ShortType(typeURL)).Observe(ackedLatency.Seconds())
+	}
+	return rejected
+}
+
+func (s *Server) response(streamID int64, typeURL, nonce, version string, delta bool) {
+	ps := s.state(streamID)
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	st := ps.typeStatus(typeURL)
+	st.sent, st.nonce = version, nonce
+	if delta {
+		if st.nonces == nil {
+			st.nonces = map[string]string{}
+		}
+		st.nonces[nonce] = version
+	}
+	ps.mu.Unlock()
+	if s.Metrics != nil {
+		s.Metrics.Pushes.WithLabelValues(ShortType(typeURL)).Inc()
+	}
+}
+
+func (ps *proxyState) typeStatus(typeURL string) *typeStatus {
+	st := ps.status[typeURL]
+	if st == nil {
+		st = &typeStatus{}
+		ps.status[typeURL] = st
+	}
+	return st
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			if err := s.connect(id, req.Node); err != nil {
+				return err
+			}
+			rejected := s.request(id, req.TypeUrl, req.ResponseNonce, req.VersionInfo, req.GetErrorDetail().GetMessage(), false)
+			if rejected != "" {
+				// The cache answers any request whose version differs from its
+				// own by resending, so a NACK would loop forever; present the
+				// rejected version as current so the next push waits for a change.
+				req.VersionInfo = rejected
+			}
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			s.response(id, resp.TypeUrl, resp.Nonce, resp.VersionInfo, false)
+		},
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.disconnect(id) },
+		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			if err := s.connect(id, req.Node); err != nil {
+				return err
+			}
+			s.request(id, req.TypeUrl, req.ResponseNonce, "", req.GetErrorDetail().GetMessage(), true)
+			return nil
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			s.response(id, resp.TypeUrl, resp.Nonce, resp.SystemVersionInfo, true)
+		},
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.disconnect(id) },
+	}
+}
+
+// SyncStatus is one proxy's row of /debug/syncz.
+type SyncStatus struct {
+	Proxy string                `json:"proxy"`
+	Types map[string]TypeStatus `json:"types"`
+}
+
+// TypeStatus is what pilot sent a proxy for one xDS type and what came back.
+type TypeStatus struct {
+	Sent   string `json:"sent"`
+	Acked  string `json:"acked"`
+	Nonce  string `json:"nonce"`
+	Nack   string `json:"nack"`
+	Status string `json:"status"` // SYNCED, STALE, NOT SENT or NACK
+}
+
+// Sync status values.
+const (
+	StatusSynced  = "SYNCED"
+	StatusStale   = "STALE"
+	StatusNotSent = "NOT SENT"
+	StatusNACK    = "NACK"
+)
+
+var syncTypes = map[string]string{
+	"CDS": resourcev3.ClusterType, "LDS": resourcev3.ListenerType, "EDS": resourcev3.EndpointType,
+	"RDS": resourcev3.RouteType, "ECDS": resourcev3.ExtensionConfigType, "SDS": resourcev3.SecretType,
+}
+
+// Syncz reports every connected proxy's sync state, sorted by proxy id.
+func (s *Server) Syncz() []SyncStatus {
+	s.mu.Lock()
+	states := make([]*proxyState, 0, len(s.proxies))
+	for _, ps := range s.proxies {
+		states = append(states, ps)
+	}
+	s.mu.Unlock()
+	out := make([]SyncStatus, 0, len(states))
+	for _, ps := range states {
+		row := SyncStatus{Proxy: ps.proxy.ID, Types: map[string]TypeStatus{}}
+		ps.mu.Lock()
+		for short, url := range syncTypes {
+			ts := TypeStatus{Status: StatusNotSent}
+			if st := ps.status[url]; st != nil {
+				ts = TypeStatus{Sent: st.sent, Acked: st.acked, Nonce: st.nonce, Nack: st.nack}
+				switch {
+				case st.nack != "":
+					ts.Status = StatusNACK
+				case st.sent == "":
+					ts.Status = StatusNotSent
+				case st.acked == st.sent:
+					ts.Status = StatusSynced
+				default:
+					ts.Status = StatusStale
+				}
+			}
+			row.Types[short] = ts
+		}
+		ps.mu.Unlock()
+		out = append(out, row)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
+	return out
+}
+
+// Resources returns what pilot would send the proxy with node id id: its
+// current resources when connected, else freshly generated ones.
+func (s *Server) Resources(id string) (*Resources, error) {
+	s.mu.Lock()
+	ps := s.proxies[id]
+	pc := s.pc
+	s.mu.Unlock()
+	if ps != nil {
+		ps.mu.Lock()
+		r := ps.res
+		ps.mu.Unlock()
+		if r != nil {
+			return r, nil
+		}
+	}
+	if pc == nil {
+		return nil, fmt.Errorf("no model yet")
+	}
+	p, err := model.ParseNodeID(id)
+	if err != nil {
+		return nil, err
+	}
+	return pc.Generate(p, s.Secrets)
+}
