@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"runtime"
-	"sort"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -20,10 +19,6 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 )
-
-// structTypeURL is what an unknown Any is rewritten to, so the rest of its
-// resource still decodes into typed messages.
-const structTypeURL = "type.googleapis.com/google.protobuf.Struct"
 
 // unmarshal tolerates fields newer than the linked Envoy API, as a proxy
 // that is newer than this program will send them.
@@ -71,7 +66,8 @@ func decodeAll(data []byte, rs []*Resource, opts Options) error {
 
 // protoPos matches the position protojson puts in its messages, relative to
 // the resource it was decoding.
-var protoPos = regexp.MustCompile(`^proto:\s*\(line (\d+):(\d+)\):\s*`)
+// protobuf-go varies the space after "proto:" (ASCII or no-break) on purpose.
+var protoPos = regexp.MustCompile(`^proto:[\s\x{00a0}]*\(line (\d+):(\d+)\):[\s\x{00a0}]*`)
 
 // lastKey finds the last object key before the error, which is the field
 // protojson was reading.
@@ -104,12 +100,7 @@ func resourceError(data []byte, r *Resource, err error) error {
 	if k := lastKey.FindSubmatch(de.raw[:rel]); k != nil {
 		path += ", field " + strconv.Quote(string(k[1]))
 	}
-	off := r.Offset
-	if &de.raw[0] == &r.Raw[0] {
-		// Positions only map back onto the dump when the original bytes were decoded.
-		off += rel
-	}
-	return newParseError(data, off, path, fmt.Errorf("%s", strings.ReplaceAll(msg[len(m[0]):], "\u00a0", " ")))
+	return newParseError(data, r.Offset+rel, path, fmt.Errorf("%s", strings.ReplaceAll(msg[len(m[0]):], "\u00a0", " ")))
 }
 
 // decodeError carries protojson's failure and the bytes it was reading.
@@ -149,19 +140,13 @@ func decode(r *Resource) error {
 		}
 		msg = mt.New().Interface()
 	}
-	if err := unmarshal.Unmarshal(r.Raw, msg); err != nil {
-		// Most often an Any of an extension this program does not link.
-		// Rewrite those as Structs and try again; a second failure is real.
-		cleaned, unknown, serr := stripUnknownAnys(r.Raw)
-		if serr != nil || len(unknown) == 0 {
-			return &decodeError{raw: r.Raw, err: err}
-		}
-		proto.Reset(msg)
-		if err := unmarshal.Unmarshal(cleaned, msg); err != nil {
-			return &decodeError{raw: cleaned, err: err}
-		}
-		r.UnknownTypes = unknown
+	res := &resolver{}
+	opts := unmarshal
+	opts.Resolver = res
+	if err := opts.Unmarshal(r.Raw, msg); err != nil {
+		return &decodeError{raw: r.Raw, err: err}
 	}
+	r.UnknownTypes = res.unknownList()
 	r.Message = msg
 	if r.Name == "" {
 		r.Name = messageName(msg)
@@ -195,58 +180,6 @@ func rawName(raw []byte) string {
 		}
 	}
 	return ""
-}
-
-// stripUnknownAnys rewrites every Any whose type is not registered into a
-// google.protobuf.Struct holding the same fields, and lists the rewritten types.
-func stripUnknownAnys(raw []byte) ([]byte, []string, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, nil, err
-	}
-	seen := map[string]bool{}
-	v = rewriteAnys(v, seen)
-	out, err := json.Marshal(v)
-	if err != nil {
-		return nil, nil, err
-	}
-	unknown := make([]string, 0, len(seen))
-	for t := range seen {
-		unknown = append(unknown, t)
-	}
-	sort.Strings(unknown)
-	return out, unknown, nil
-}
-
-func rewriteAnys(v any, seen map[string]bool) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			t[k] = rewriteAnys(e, seen)
-		}
-		if url, ok := t["@type"].(string); ok {
-			if _, err := protoregistry.GlobalTypes.FindMessageByURL(url); err != nil {
-				seen[url] = true
-				fields := make(map[string]any, len(t))
-				for k, e := range t {
-					if k != "@type" {
-						fields[k] = e
-					}
-				}
-				return map[string]any{"@type": structTypeURL, "value": fields}
-			}
-		}
-		return t
-	case []any:
-		for i, e := range t {
-			t[i] = rewriteAnys(e, seen)
-		}
-		return t
-	default:
-		return v
-	}
 }
 
 // parseHostStatuses decodes /clusters?format=json.

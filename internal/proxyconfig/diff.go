@@ -53,12 +53,14 @@ var volatile = map[string]bool{
 
 // canonical turns resources into comparable JSON values keyed by kind/name.
 // Typed resources are re-encoded with proto field names so a snake_case and
-// a camelCase dump of the same config compare equal.
+// a camelCase dump of the same config compare equal; resources holding
+// extensions this program does not know are compared as written, since
+// their typed form lacks those extensions' contents.
 func canonical(d *configdump.Dump) (map[string]*entry, error) {
 	out := map[string]*entry{}
 	for _, r := range d.Resources {
 		raw := r.Raw
-		if r.Message != nil {
+		if r.Message != nil && len(r.UnknownTypes) == 0 {
 			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r.Message)
 			if err != nil {
 				return nil, fmt.Errorf("encode %s %q: %w", r.Kind, r.Name, err)
