@@ -29,6 +29,9 @@ type Message struct {
 	// Field is the path of the field concerned, when there is one.
 	Field string
 	Text  string
+	// Line is the line of Field in the resource's file, when known; 0
+	// means the resource's own line.
+	Line int
 }
 
 // Context is what an analyzer sees: the snapshot and a way to report.
@@ -88,8 +91,15 @@ func dedupe(msgs []Message) []Message {
 	return out
 }
 
-// Origin returns the file and line a message points at ("" for cluster objects).
-func (m Message) Origin() resource.Source { return m.Resource.Source }
+// Origin returns the file and line a message points at (empty for cluster
+// objects): the field's line when known, else the resource's.
+func (m Message) Origin() resource.Source {
+	src := m.Resource.Source
+	if m.Line > 0 && src.File != "" {
+		src.Line = m.Line
+	}
+	return src
+}
 
 // String renders the message in the log format without colour.
 func (m Message) String() string {
@@ -98,7 +108,7 @@ func (m Message) String() string {
 
 func (m Message) where() string {
 	w := m.Resource.Ref()
-	if src := m.Resource.Source.String(); src != "" {
+	if src := m.Origin().String(); src != "" {
 		w += " " + src
 	}
 	return w

@@ -45,7 +45,7 @@ func Records(msgs []Message) []Record {
 		out = append(out, Record{
 			Code: m.Type.Code, Level: m.Type.Level.String(), Type: m.Type.Name,
 			Resource: m.Resource.Ref(), Kind: m.Resource.Kind, Name: m.Resource.Name, Namespace: m.Resource.Namespace,
-			Field: m.Field, Message: m.Text, File: m.Resource.Source.File, Line: m.Resource.Source.Line,
+			Field: m.Field, Message: m.Text, File: m.Origin().File, Line: m.Origin().Line,
 		})
 	}
 	return out
@@ -115,9 +115,9 @@ func writeGitHub(w io.Writer, msgs []Message) error {
 	for _, m := range msgs {
 		cmd := map[Level]string{Error: "error", Warning: "warning", Info: "notice"}[m.Type.Level]
 		props := []string{}
-		if f := m.Resource.Source.File; f != "" && f != "-" {
+		if f := m.Origin().File; f != "" && f != "-" {
 			props = append(props, "file="+ghProperty(f))
-			if l := m.Resource.Source.Line; l > 0 {
+			if l := m.Origin().Line; l > 0 {
 				props = append(props, fmt.Sprintf("line=%d", l))
 			}
 		}

@@ -112,9 +112,9 @@ func writeSARIF(w io.Writer, msgs []Message, opts WriteOptions) error {
 			text = m.Field + ": " + text
 		}
 		loc := sarifLocation{LogicalLocations: []sarifLogical{{Name: m.Resource.Name, FullyQualifiedName: m.Resource.Ref(), Kind: "resource"}}}
-		if f := m.Resource.Source.File; f != "" && f != "-" {
+		if f := m.Origin().File; f != "" && f != "-" {
 			loc.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: f}}
-			if l := m.Resource.Source.Line; l > 0 {
+			if l := m.Origin().Line; l > 0 {
 				loc.PhysicalLocation.Region = &sarifRegion{StartLine: l}
 			}
 		}

@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -42,8 +43,18 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 		}
 		raws = live
 	}
+	var stdin []byte
+	for _, p := range req.Paths {
+		if p == resource.StdinName && req.Stdin != nil {
+			b, err := io.ReadAll(req.Stdin)
+			if err != nil {
+				return nil, fmt.Errorf("read standard input: %w", err)
+			}
+			stdin = b
+		}
+	}
 	if len(req.Paths) > 0 {
-		files, err := resource.ReadPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: req.Stdin})
+		files, err := resource.ReadPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin)})
 		if err != nil {
 			return nil, err
 		}
@@ -54,6 +65,12 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	msgs := req.Filter.Apply(Run(snap, req.Analyzers))
+	loc := resource.NewLocator(stdin)
+	for i := range msgs {
+		if m := &msgs[i]; m.Field != "" && m.Resource.Source.File != "" {
+			m.Line = loc.Line(m.Resource.Source, m.Field)
+		}
+	}
 	return &Result{Messages: msgs, Objects: len(snap.Resources)}, nil
 }
 

@@ -138,13 +138,22 @@ func readFile(path string, stdin io.Reader) ([]*Raw, error) {
 // their items.
 func ReadBytes(name string, data []byte) ([]*Raw, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
-	var raws []*Raw
-	var err error
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
-		raws, err = readJSON(name, data)
-	} else {
-		raws, err = readYAML(name, data)
+		raws, err := readJSON(name, data)
+		if err == nil {
+			return expandLists(name, raws)
+		}
+		// YAML flow style also starts with { or [; if the data reads as
+		// YAML objects, it was YAML. Otherwise the JSON error is the one
+		// that helps.
+		if yraws, yerr := readYAML(name, data); yerr == nil {
+			if out, xerr := expandLists(name, yraws); xerr == nil {
+				return out, nil
+			}
+		}
+		return nil, err
 	}
+	raws, err := readYAML(name, data)
 	if err != nil {
 		return nil, err
 	}

@@ -134,3 +134,23 @@ func FuzzReadBytes(f *testing.F) {
 		}
 	})
 }
+
+func TestLocatorFindsFieldLines(t *testing.T) {
+	loc := NewLocator([]byte("apiVersion: v1\nkind: X\nmetadata:\n  name: a\nspec:\n  http:\n  - route:\n    - destination:\n        host: reviews\n      weight: 5\n  labels:\n    \"a.b/c\": d\n"))
+	src := Source{File: "-", Line: 1}
+	for path, want := range map[string]int{
+		"spec.http[0].route[0].destination.host": 9,
+		"spec.http[0].route[0].weight":           10,
+		`spec.labels["a.b/c"]`:                   12,
+		"spec.http[3].route":                     6, // deepest field that exists
+		"metadata.name":                          4,
+	} {
+		if got := loc.Line(src, path); got != want {
+			t.Errorf("%s: line %d, want %d", path, got, want)
+		}
+	}
+	list := NewLocator([]byte("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: A\n  metadata:\n    name: x\n"))
+	if got := list.Line(Source{File: "-", Line: 4}, "metadata.name"); got != 7 {
+		t.Errorf("List item field: line %d, want 7", got)
+	}
+}

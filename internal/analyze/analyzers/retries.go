@@ -104,44 +104,39 @@ type chainWalker struct {
 }
 
 func (cw *chainWalker) walk(caller *analyze.Workload, chain []chainHop, onPath map[string]bool) {
-	extended := false
-	if len(chain) <= maxChainDepth {
-		app := appRetries(caller)
-		for _, host := range cw.g.callees(caller) {
-			if onPath[host] {
-				continue
-			}
-			pr := cw.retries[host]
-			if pr.attempts == 0 {
-				pr.attempts = 1
-			}
-			hop := chainHop{label: shortHost(host), host: host, factor: (1 + app) * pr.attempts, proxy: pr, app: app, caller: caller}
-			next := append(chain[:len(chain):len(chain)], hop)
-			onPath[host] = true
-			for _, w := range cw.behind[host] {
-				if len(cw.g.calls[w]) > 0 {
-					extended = true
-					cw.walk(w, next, onPath)
-				}
-			}
-			if len(cw.behind[host]) == 0 || !anyCalls(cw.g, cw.behind[host]) {
-				cw.report(next)
-			}
-			delete(onPath, host)
-		}
+	if len(chain) > maxChainDepth {
+		cw.report(chain)
+		return
 	}
-	if !extended && len(chain) > 1 {
+	progressed := false
+	app := appRetries(caller)
+	for _, host := range cw.g.callees(caller) {
+		if onPath[host] {
+			continue // a cycle: the chain ends here
+		}
+		progressed = true
+		pr := cw.retries[host]
+		if pr.attempts == 0 {
+			pr.attempts = 1
+		}
+		hop := chainHop{label: shortHost(host), host: host, factor: (1 + app) * pr.attempts, proxy: pr, app: app, caller: caller}
+		next := append(chain[:len(chain):len(chain)], hop)
+		onPath[host] = true
+		continued := false
+		for _, w := range cw.behind[host] {
+			if len(cw.g.calls[w]) > 0 {
+				continued = true
+				cw.walk(w, next, onPath)
+			}
+		}
+		if !continued {
+			cw.report(next)
+		}
+		delete(onPath, host)
+	}
+	if !progressed && len(chain) > 1 {
 		cw.report(chain)
 	}
-}
-
-func anyCalls(g *callGraph, ws []*analyze.Workload) bool {
-	for _, w := range ws {
-		if len(g.calls[w]) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func (cw *chainWalker) report(chain []chainHop) {
