@@ -83,7 +83,9 @@ func TestDebugEndpoints(t *testing.T) {
 	if err := c.Start(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitFor(ctx, func(c *pilottest.ADSClient) bool { return c.Count(resourcev3.RouteType) > 0 && c.Count(resourcev3.EndpointType) > 0 }); err != nil {
+	if err := c.WaitFor(ctx, func(c *pilottest.ADSClient) bool {
+		return c.Count(resourcev3.RouteType) > 0 && c.Count(resourcev3.EndpointType) > 0
+	}); err != nil {
 		t.Fatal(err)
 	}
 
