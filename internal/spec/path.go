@@ -40,7 +40,7 @@ func (p Path) String() string {
 			if i > 0 {
 				b.WriteByte('.')
 			}
-			b.WriteString(strings.ReplaceAll(s.Key, ".", `\.`))
+			b.WriteString(keyEscaper.Replace(s.Key))
 		case IndexStep:
 			fmt.Fprintf(&b, "[%d]", s.Index)
 		case SelectStep:
@@ -50,6 +50,8 @@ func (p Path) String() string {
 	return b.String()
 }
 
+var keyEscaper = strings.NewReplacer(`\`, `\\`, ".", `\.`, "[", `\[`, "]", `\]`)
+
 // ParseSet splits one --set argument "path=value" into its path and raw value.
 func ParseSet(arg string) (Path, string, error) {
 	depth := 0
@@ -58,7 +60,9 @@ func ParseSet(arg string) (Path, string, error) {
 		case '[':
 			depth++
 		case ']':
-			depth--
+			if depth > 0 {
+				depth--
+			}
 		case '\\':
 			i++
 		case '=':
@@ -67,6 +71,9 @@ func ParseSet(arg string) (Path, string, error) {
 				return p, arg[i+1:], err
 			}
 		}
+	}
+	if depth > 0 {
+		return nil, "", fmt.Errorf("%q: a '[' is not closed before the '='", arg)
 	}
 	return nil, "", fmt.Errorf("%q has no '=': expected path=value, e.g. profile=demo", arg)
 }

@@ -77,7 +77,7 @@ type GatewaySpec struct {
 }
 
 // IsEnabled reports whether the gateway is switched on (nil means off).
-func (g *GatewaySpec) IsEnabled() bool { return g.Enabled != nil && *g.Enabled }
+func (g GatewaySpec) IsEnabled() bool { return g.Enabled != nil && *g.Enabled }
 
 // KubernetesSpec sizes and places a component's workload.
 type KubernetesSpec struct {
