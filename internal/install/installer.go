@@ -104,6 +104,9 @@ func (i *Installer) Run(ctx context.Context, m Manifest, st State) (res *Result,
 	i.emit(Event{Kind: PruneDone, Pruned: pruned})
 	rec := recordObject(m.Revision, ns, st, m.Kinds())
 	action, _, err := i.Client.Apply(ctx, rec, kube.ApplyOptions{DryRun: i.DryRun})
+	if err != nil && i.DryRun && (apierrors.IsNotFound(err) || meta.IsNoMatchError(err)) {
+		action, err = kube.Created, nil
+	}
 	if err != nil {
 		return res, fmt.Errorf("record the installed state: %w", err)
 	}
