@@ -133,6 +133,14 @@ func TestCommandsEndToEnd(t *testing.T) {
 		t.Errorf("precheck on a fresh sandbox:\n%s", out)
 	}
 
+	out = mustRun("install", "--set", "profile=demo", "--dry-run")
+	if !strings.Contains(out, "Dry run: would apply") {
+		t.Errorf("dry run output:\n%s", out)
+	}
+	if n := meshCRDs(t); n != 0 {
+		t.Errorf("--dry-run created %d CRDs", n)
+	}
+
 	out = mustRun("install", "--set", "profile=demo", "-y")
 	for _, want := range []string{"✔ Base installed", "✔ Pilot installed", "✔ Ingress gateway mesh-ingressgateway installed", "✔ Egress gateway mesh-egressgateway installed", "Installation complete"} {
 		if !strings.Contains(out, want) {
