@@ -68,6 +68,7 @@ func Write(w io.Writer, format string, msgs []Message, opts WriteOptions) error 
 	case FormatJSON:
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
 		return enc.Encode(Records(msgs))
 	case FormatYAML:
 		b, err := yaml.Marshal(Records(msgs))

@@ -131,5 +131,6 @@ func writeSARIF(w io.Writer, msgs []Message, opts WriteOptions) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(log)
 }

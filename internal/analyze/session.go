@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 
 	"k8s.io/client-go/rest"
 
@@ -71,6 +72,13 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 			m.Line = loc.Line(m.Resource.Source, m.Field)
 		}
 	}
+	sort.SliceStable(msgs, func(i, j int) bool {
+		a, b := msgs[i].Origin(), msgs[j].Origin()
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Line < b.Line
+	})
 	return &Result{Messages: msgs, Objects: len(snap.Resources)}, nil
 }
 
