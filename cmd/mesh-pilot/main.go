@@ -2,13 +2,77 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
+	"github.com/spf13/cobra"
+
+	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/version"
 )
 
 func main() {
+	if err := newCommand(os.Stdout, os.Stderr).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "mesh-pilot:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand(out, errOut io.Writer) *cobra.Command {
+	o := &pilot.Options{}
+	var logLevel string
+	var showVersion bool
+	cmd := &cobra.Command{
+		Use:           "mesh-pilot",
+		Short:         "The mesh control plane: xDS, certificates, injection and validation",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				return printVersion(out)
+			}
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			}
+			o.Log = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: lvl}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return o.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster (default: in-cluster config)")
+	f.StringVar(&o.Namespace, "namespace", "", "namespace pilot runs in and keeps its CA in (default $POD_NAMESPACE or mesh-system)")
+	f.StringVar(&o.Revision, "revision", "", "control plane revision (default $REVISION or \"default\")")
+	f.StringVar(&o.XDSAddr, "xds-address", ":15010", "plaintext xDS (ADS) address")
+	f.StringVar(&o.SecureXDSAddr, "secure-xds-address", ":15012", "mTLS xDS and certificate service address")
+	f.StringVar(&o.DebugAddr, "debug-address", ":15014", "debug and metrics HTTP address")
+	f.StringVar(&o.WebhookAddr, "webhook-address", ":15017", "admission webhooks HTTPS address")
+	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "mesh config file (the `mesh` ConfigMap's key)")
+	f.StringVar(&o.InjectorValuesFile, "injector-values", "", "injector values file (default: read the mesh-sidecar-injector ConfigMap)")
+	f.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 0, "lifetime of workload certificates (default 24h)")
+	f.StringSliceVar(&o.ExtraHosts, "extra-host", nil, "extra host name or IP for pilot's serving certificate (e.g. 127.0.0.1 outside the cluster)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&showVersion, "version", false, "print the version and exit")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE:  func(*cobra.Command, []string) error { return printVersion(out) },
+	})
+	cmd.SetContext(context.Background())
+	return cmd
+}
+
+func printVersion(out io.Writer) error {
 	v := version.Get()
-	fmt.Fprintf(os.Stdout, "mesh-pilot %s (commit %s)\n", v.Version, v.GitCommit)
+	_, err := fmt.Fprintf(out, "mesh-pilot %s (commit %s, %s, %s)\n", v.Version, v.GitCommit, v.GoVersion, v.Platform)
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"time"
 )
@@ -128,20 +129,36 @@ func (a *Authority) SignWorkload(pub crypto.PublicKey, id string, ttl time.Durat
 	return a.sign(tmpl, pub)
 }
 
-// SignServing signs pub for DNS names: pilot's own serving certificate.
-func (a *Authority) SignServing(pub crypto.PublicKey, dnsNames []string, ttl time.Duration) ([]byte, error) {
+// SignServing signs pub for host names and IP addresses: pilot's own
+// serving certificate.
+func (a *Authority) SignServing(pub crypto.PublicKey, hosts []string, ttl time.Duration) ([]byte, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("serving certificate: no host names")
+	}
 	now := a.now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: dnsNames[0]},
+		Subject:               pkix.Name{CommonName: hosts[0]},
 		NotBefore:             now.Add(-time.Minute),
 		NotAfter:              now.Add(ttl),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		DNSNames:              dnsNames,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	return a.sign(tmpl, pub)
+}
+
+// ServingCertificate issues a fresh key pair for hosts, for a TLS server.
+func (a *Authority) ServingCertificate(hosts []string, ttl time.Duration) (tls.Certificate, error) {
+	pair, _, _, err := a.NewKeyPair(func(pub crypto.PublicKey) ([]byte, error) { return a.SignServing(pub, hosts, ttl) })
+	return pair, err
 }
 
 func (a *Authority) sign(tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {

@@ -465,3 +465,18 @@ func (s *Server) Resources(id string) (*Resources, error) {
 	}
 	return pc.Generate(p, s.Secrets)
 }
+
+// Refresh regenerates every connected proxy against the current model, for
+// changes outside it (rotated certificates); only changed types are sent.
+func (s *Server) Refresh() {
+	s.mu.Lock()
+	pc := s.pc
+	all := make([]*proxyState, 0, len(s.proxies))
+	for _, ps := range s.proxies {
+		all = append(all, ps)
+	}
+	s.mu.Unlock()
+	if pc != nil {
+		s.regenerate(pc, all, time.Now())
+	}
+}

@@ -1,0 +1,272 @@
+// Package inject adds the mesh proxy to pods: the sidecar container and the
+// init container that redirects the pod's traffic through it. The admission
+// webhook and `mesh kube-inject` share this code, so a pod injected offline
+// is the pod the webhook would have produced.
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+)
+
+// Labels and annotations the injector reads and writes.
+const (
+	InjectLabel         = "sidecar.mesh.io/inject"  // "false" opts a pod out
+	IstioInjectAnnot    = "sidecar.istio.io/inject" // honoured for Istio users
+	StatusAnnotation    = "sidecar.mesh.io/status"  // what was injected
+	RevisionLabel       = "mesh.io/rev"
+	NamespaceLabel      = "mesh-injection"
+	IstioNamespaceLabel = "istio-injection"
+	TLSModeLabel        = "security.istio.io/tlsMode"
+	CanonicalNameLabel  = "service.istio.io/canonical-name"
+	CanonicalRevLabel   = "service.istio.io/canonical-revision"
+
+	ProxyContainer = "mesh-proxy"
+	InitContainer  = "mesh-init"
+	ProxyUID       = 1337
+	tokenVolume    = "mesh-token"
+	rootVolume     = "mesh-ca-root-cert"
+	// TokenAudience is the audience of the projected token the proxy sends
+	// to the certificate service.
+	TokenAudience = "istio-ca"
+)
+
+// Values configure what is injected; they come from the
+// mesh-sidecar-injector ConfigMap (key "values").
+type Values struct {
+	ProxyImage        string                      `json:"proxyImage"`
+	ImagePullPolicy   corev1.PullPolicy           `json:"imagePullPolicy,omitempty"`
+	LogLevel          string                      `json:"logLevel,omitempty"`
+	ComponentLogLevel string                      `json:"componentLogLevel,omitempty"`
+	Resources         corev1.ResourceRequirements `json:"resources,omitempty"`
+	Revision          string                      `json:"revision,omitempty"`
+	DiscoveryAddress  string                      `json:"discoveryAddress"`
+}
+
+// ParseValues reads injector values, naming what is missing or malformed.
+func ParseValues(data []byte) (Values, error) {
+	var v Values
+	if err := yaml.UnmarshalStrict(data, &v); err != nil {
+		return Values{}, fmt.Errorf("injector values: %w", err)
+	}
+	if v.ProxyImage == "" {
+		return Values{}, fmt.Errorf("injector values: proxyImage is required (e.g. proxyImage: docker.io/mesh/proxy:1.0)")
+	}
+	if v.DiscoveryAddress == "" {
+		return Values{}, fmt.Errorf("injector values: discoveryAddress is required (e.g. mesh-pilot.mesh-system.svc:15012)")
+	}
+	if v.LogLevel == "" {
+		v.LogLevel = "info"
+	}
+	if v.ImagePullPolicy == "" {
+		v.ImagePullPolicy = corev1.PullIfNotPresent
+	}
+	return v, nil
+}
+
+// Status is recorded in StatusAnnotation so tools can tell what was added.
+type Status struct {
+	InitContainers []string `json:"initContainers"`
+	Containers     []string `json:"containers"`
+	Volumes        []string `json:"volumes"`
+	Revision       string   `json:"revision"`
+}
+
+// Skip says why a pod is not injected, or "" when it should be.
+func Skip(pod *corev1.Pod) string {
+	switch {
+	case pod.Annotations[StatusAnnotation] != "":
+		return "already injected"
+	case hasContainer(pod.Spec.Containers, ProxyContainer):
+		return "already has a " + ProxyContainer + " container"
+	case strings.EqualFold(pod.Labels[InjectLabel], "false"):
+		return "label " + InjectLabel + "=false"
+	case strings.EqualFold(pod.Annotations[IstioInjectAnnot], "false") || strings.EqualFold(pod.Labels[IstioInjectAnnot], "false"):
+		return "annotation " + IstioInjectAnnot + "=false"
+	case pod.Spec.HostNetwork:
+		return "pod uses the host network; its traffic cannot be captured"
+	}
+	return ""
+}
+
+func hasContainer(cs []corev1.Container, name string) bool {
+	for _, c := range cs {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Pod returns a copy of pod with the proxy injected. It does not check Skip.
+func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
+	out := pod.DeepCopy()
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Labels[TLSModeLabel] = "istio"
+	if _, ok := out.Labels[CanonicalNameLabel]; !ok {
+		out.Labels[CanonicalNameLabel] = canonicalName(pod)
+	}
+	if _, ok := out.Labels[CanonicalRevLabel]; !ok {
+		rev := pod.Labels["version"]
+		if rev == "" {
+			rev = "latest"
+		}
+		out.Labels[CanonicalRevLabel] = rev
+	}
+	if v.Revision != "" && v.Revision != "default" {
+		out.Labels[RevisionLabel] = v.Revision
+	}
+
+	out.Spec.InitContainers = append([]corev1.Container{initContainer(pod, v)}, out.Spec.InitContainers...)
+	// The proxy goes first so it starts before the application.
+	out.Spec.Containers = append([]corev1.Container{proxyContainer(pod, v)}, out.Spec.Containers...)
+	expiry := int64(43200)
+	out.Spec.Volumes = append(out.Spec.Volumes,
+		corev1.Volume{Name: tokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: TokenAudience, ExpirationSeconds: &expiry, Path: "istio-token",
+			}}},
+		}}},
+		corev1.Volume{Name: rootVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: rootVolume},
+		}}},
+	)
+	st, err := json.Marshal(Status{
+		InitContainers: []string{InitContainer}, Containers: []string{ProxyContainer},
+		Volumes: []string{tokenVolume, rootVolume}, Revision: revisionOrDefault(v.Revision),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Annotations[StatusAnnotation] = string(st)
+	return out, nil
+}
+
+func revisionOrDefault(r string) string {
+	if r == "" {
+		return "default"
+	}
+	return r
+}
+
+func canonicalName(pod *corev1.Pod) string {
+	for _, k := range []string{"service.istio.io/canonical-name", "app.kubernetes.io/name", "app"} {
+		if v := pod.Labels[k]; v != "" {
+			return v
+		}
+	}
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName
+	}
+	return strings.TrimSuffix(name, "-")
+}
+
+// appPorts are the container ports of the application, excluded from
+// nothing: the init container redirects every inbound port but the proxy's.
+func appPorts(pod *corev1.Pod) []string {
+	var out []string
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
+				out = append(out, fmt.Sprint(p.ContainerPort))
+			}
+		}
+	}
+	return out
+}
+
+// initContainer redirects the pod's TCP traffic to the proxy (outbound to
+// 15001, inbound to 15006), sparing the proxy's own traffic (uid 1337) and
+// ports. It needs NET_ADMIN for that, and only while it runs.
+func initContainer(pod *corev1.Pod, v Values) corev1.Container {
+	inbound := "*"
+	if ports := appPorts(pod); len(ports) > 0 {
+		inbound = strings.Join(ports, ",")
+	}
+	root := int64(0)
+	no := false
+	return corev1.Container{
+		Name:            InitContainer,
+		Image:           v.ProxyImage,
+		ImagePullPolicy: v.ImagePullPolicy,
+		Args: []string{
+			"capture",
+			"--proxy-uid", fmt.Sprint(ProxyUID),
+			"--outbound-port", "15001",
+			"--inbound-port", "15006",
+			"--inbound-ports", inbound,
+			"--exclude-inbound-ports", "15020,15021,15090",
+		},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                &root,
+			RunAsNonRoot:             &no,
+			AllowPrivilegeEscalation: &no,
+			Capabilities: &corev1.Capabilities{
+				Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
+				Drop: []corev1.Capability{"ALL"},
+			},
+		},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("10Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("50Mi")},
+		},
+	}
+}
+
+func proxyContainer(pod *corev1.Pod, v Values) corev1.Container {
+	uid := int64(ProxyUID)
+	yes, no := true, false
+	args := []string{"--xds-address", v.DiscoveryAddress, "--log-level", v.LogLevel}
+	fieldEnv := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	env := []corev1.EnvVar{
+		fieldEnv("POD_NAME", "metadata.name"),
+		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+		fieldEnv("INSTANCE_IP", "status.podIP"),
+		fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+		{Name: "SERVICE_NAME", Value: canonicalName(pod)},
+		{Name: "SERVICE_VERSION", Value: pod.Labels["version"]},
+	}
+	return corev1.Container{
+		Name:            ProxyContainer,
+		Image:           v.ProxyImage,
+		ImagePullPolicy: v.ImagePullPolicy,
+		Args:            args,
+		Env:             env,
+		Ports: []corev1.ContainerPort{
+			{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
+			{Name: "http-health", ContainerPort: 15021, Protocol: corev1.ProtocolTCP},
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready", Port: intstr.FromInt32(15021)}},
+			PeriodSeconds:    2,
+			FailureThreshold: 30,
+		},
+		Resources: v.Resources,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                &uid,
+			RunAsGroup:               &uid,
+			RunAsNonRoot:             &yes,
+			ReadOnlyRootFilesystem:   &yes,
+			AllowPrivilegeEscalation: &no,
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: tokenVolume, MountPath: "/var/run/secrets/tokens", ReadOnly: true},
+			{Name: rootVolume, MountPath: "/var/run/secrets/mesh", ReadOnly: true},
+		},
+	}
+}

@@ -1,0 +1,400 @@
+// Package pilot assembles the control plane: the model watcher, the xDS
+// server (plaintext 15010, mTLS 15012), the certificate authority, the debug
+// endpoints (15014) and the admission webhooks (15017).
+package pilot
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"mesh.dev/mesh/internal/pilot/ca"
+	"mesh.dev/mesh/internal/pilot/debug"
+	"mesh.dev/mesh/internal/pilot/inject"
+	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/webhook"
+	"mesh.dev/mesh/internal/pilot/xds"
+)
+
+// Options configure a pilot. Zero values take the defaults noted.
+type Options struct {
+	Kubeconfig         string // empty: in-cluster config
+	Namespace          string // default $POD_NAMESPACE or mesh-system
+	Revision           string // default $REVISION or "default"
+	ServiceName        string // default mesh-pilot
+	XDSAddr            string // default :15010
+	SecureXDSAddr      string // default :15012
+	DebugAddr          string // default :15014
+	WebhookAddr        string // default :15017
+	MeshConfigFile     string // mesh config YAML (the `mesh` ConfigMap's key); empty: defaults
+	InjectorValuesFile string // injector values; empty: read the mesh-sidecar-injector ConfigMap
+	WorkloadCertTTL    time.Duration
+	ExtraHosts         []string // more names/IPs for the serving certificate (e.g. 127.0.0.1)
+	Log                *slog.Logger
+
+	// Filled by Run for callers (tests) that need them.
+	Server   *xds.Server
+	CA       *ca.Authority
+	listened chan struct{}
+	addrs    map[string]net.Addr
+	mu       sync.Mutex
+}
+
+func (o *Options) defaults() {
+	if o.Namespace == "" {
+		o.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if o.Namespace == "" {
+		o.Namespace = "mesh-system"
+	}
+	if o.Revision == "" {
+		o.Revision = os.Getenv("REVISION")
+	}
+	if o.Revision == "" {
+		o.Revision = "default"
+	}
+	if o.ServiceName == "" {
+		o.ServiceName = "mesh-pilot"
+		if o.Revision != "default" {
+			o.ServiceName += "-" + o.Revision
+		}
+	}
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&o.XDSAddr, ":15010")
+	def(&o.SecureXDSAddr, ":15012")
+	def(&o.DebugAddr, ":15014")
+	def(&o.WebhookAddr, ":15017")
+	if o.WorkloadCertTTL == 0 {
+		o.WorkloadCertTTL = 24 * time.Hour
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	o.listened = make(chan struct{})
+	o.addrs = map[string]net.Addr{}
+}
+
+// revSuffix is how the install charts suffix per-revision object names.
+func (o *Options) revSuffix() string {
+	if o.Revision == "default" {
+		return ""
+	}
+	return "-" + o.Revision
+}
+
+// Addr returns the bound address of a listener ("xds", "secure-xds",
+// "debug", "webhook") once Run has bound it.
+func (o *Options) Addr(ctx context.Context, name string) (net.Addr, error) {
+	select {
+	case <-o.listened:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.addrs[name], nil
+}
+
+// RESTConfig loads the kubeconfig, or the in-cluster config without one.
+func RESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("not running in a cluster (%v); pass --kubeconfig", err)
+		}
+		return c, nil
+	}
+	c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	return c, nil
+}
+
+// meshConfig is the part of the mesh config pilot reads.
+type meshConfig struct {
+	RootNamespace string `json:"rootNamespace"`
+}
+
+// Run serves until ctx ends or a server fails.
+func (o *Options) Run(ctx context.Context) error {
+	o.defaults()
+	log := o.Log
+	var mc meshConfig
+	if o.MeshConfigFile != "" {
+		data, err := os.ReadFile(o.MeshConfigFile)
+		if err != nil {
+			return fmt.Errorf("mesh config: %w", err)
+		}
+		if err := yaml.Unmarshal(data, &mc); err != nil {
+			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
+		}
+	}
+	if mc.RootNamespace == "" {
+		mc.RootNamespace = o.Namespace
+	}
+	rc, err := RESTConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = 50, 100
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	istio, err := istioclient.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+
+	authority, err := ca.LoadOrCreate(ctx, kube, o.Namespace, log)
+	if err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	o.CA = authority
+	hosts := append([]string{
+		o.ServiceName + "." + o.Namespace + ".svc",
+		o.ServiceName + "." + o.Namespace + ".svc." + model.DomainSuffix,
+		o.ServiceName + "." + o.Namespace, o.ServiceName,
+	}, o.ExtraHosts...)
+	serving := &rotatingCert{ca: authority, hosts: hosts, ttl: 24 * time.Hour}
+	if _, err := serving.get(); err != nil {
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	secrets := &ca.SecretCache{CA: authority, TTL: o.WorkloadCertTTL}
+	srv := xds.NewServer(ctx, secrets, xds.NewMetrics(reg), log)
+	o.Server = srv
+
+	listen := func(name, addr string) (net.Listener, error) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s on %s: %w", name, addr, err)
+		}
+		o.mu.Lock()
+		o.addrs[name] = l.Addr()
+		o.mu.Unlock()
+		return l, nil
+	}
+	xdsL, err := listen("xds", o.XDSAddr)
+	if err != nil {
+		return err
+	}
+	secL, err := listen("secure-xds", o.SecureXDSAddr)
+	if err != nil {
+		return err
+	}
+	dbgL, err := listen("debug", o.DebugAddr)
+	if err != nil {
+		return err
+	}
+	whL, err := listen("webhook", o.WebhookAddr)
+	if err != nil {
+		return err
+	}
+	close(o.listened)
+
+	plain := grpc.NewServer(grpc.MaxConcurrentStreams(100000))
+	srv.Register(plain)
+	secure := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(&tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving.get() },
+			ClientAuth:     tls.VerifyClientCertIfGiven,
+			ClientCAs:      authority.RootPool(),
+		})),
+		grpc.StreamInterceptor(requireClientCertForXDS),
+		grpc.MaxConcurrentStreams(100000),
+	)
+	srv.Register(secure)
+	(&ca.Service{CA: authority, Kube: kube, MaxTTL: o.WorkloadCertTTL, Log: log}).Register(secure)
+
+	ready := func() error {
+		select {
+		case <-srv.Ready():
+			return nil
+		default:
+			return errors.New("waiting for the informers to sync")
+		}
+	}
+	dbg := &http.Server{Handler: debug.Handler(srv, reg, ready), ReadHeaderTimeout: 10 * time.Second}
+	values := o.injectorValues(kube)
+	wh := &http.Server{
+		Handler:           webhook.Handler(values, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving.get() },
+		},
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, OnSnapshot: srv.Update}
+		return w.Run(gctx)
+	})
+	g.Go(func() error { return (&ca.Publisher{Kube: kube, RootPEM: authority.RootPEM(), Log: log}).Run(gctx) })
+	g.Go(func() error { return serveUntil(gctx, func() error { return plain.Serve(xdsL) }, plain.Stop) })
+	g.Go(func() error { return serveUntil(gctx, func() error { return secure.Serve(secL) }, secure.Stop) })
+	g.Go(func() error {
+		return serveHTTP(gctx, dbg, func() error { return dbg.Serve(dbgL) })
+	})
+	g.Go(func() error {
+		return serveHTTP(gctx, wh, func() error { return wh.ServeTLS(whL, "", "") })
+	})
+	g.Go(func() error {
+		mutating := []string{"mesh-sidecar-injector" + o.revSuffix()}
+		validating := []string{"mesh-validator" + o.revSuffix() + "-" + o.Namespace}
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			if err := webhook.PatchCABundles(gctx, kube, mutating, validating, authority.RootPEM()); err != nil {
+				log.Warn("patch webhook caBundle", "err", err)
+			}
+			if secrets.DueForRotation() {
+				log.Info("rotating workload certificates")
+				srv.Refresh()
+			}
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	log.Info("pilot serving", "namespace", o.Namespace, "revision", o.Revision,
+		"xds", xdsL.Addr().String(), "secureXDS", secL.Addr().String(), "debug", dbgL.Addr().String(), "webhook", whL.Addr().String())
+	return g.Wait()
+}
+
+func serveUntil(ctx context.Context, serve func() error, stop func()) error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case <-ctx.Done():
+		stop()
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func serveHTTP(ctx context.Context, s *http.Server, serve func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// requireClientCertForXDS lets anyone reach the certificate service on the
+// mTLS port (that is how workloads get their first certificate) but serves
+// xDS there only to callers presenting a certificate the mesh CA issued.
+func requireClientCertForXDS(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if strings.HasPrefix(info.FullMethod, "/envoy.service.") {
+		p, ok := peer.FromContext(ss.Context())
+		ti, tlsOK := p.AuthInfo.(credentials.TLSInfo)
+		if !ok || !tlsOK || len(ti.State.VerifiedChains) == 0 {
+			return status.Error(codes.Unauthenticated, "xDS on the mTLS port needs a client certificate from the mesh CA; use port 15010 for plaintext")
+		}
+	}
+	return handler(srv, ss)
+}
+
+// injectorValues reads the values from the file, or else from the
+// mesh-sidecar-injector ConfigMap, caching a ConfigMap read for a few seconds.
+func (o *Options) injectorValues(kube kubernetes.Interface) func() (inject.Values, error) {
+	var mu sync.Mutex
+	var cached inject.Values
+	var at time.Time
+	return func() (inject.Values, error) {
+		if o.InjectorValuesFile != "" {
+			data, err := os.ReadFile(o.InjectorValuesFile)
+			if err != nil {
+				return inject.Values{}, err
+			}
+			return inject.ParseValues(data)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) < 5*time.Second {
+			return cached, nil
+		}
+		name := "mesh-sidecar-injector" + o.revSuffix()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cm, err := kube.CoreV1().ConfigMaps(o.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return inject.Values{}, fmt.Errorf("configmap %s/%s: %w", o.Namespace, name, err)
+		}
+		v, err := inject.ParseValues([]byte(cm.Data["values"]))
+		if err != nil {
+			return inject.Values{}, fmt.Errorf("configmap %s/%s key values: %w", o.Namespace, name, err)
+		}
+		cached, at = v, time.Now()
+		return v, nil
+	}
+}
+
+// rotatingCert reissues pilot's serving certificate before it expires.
+type rotatingCert struct {
+	ca    *ca.Authority
+	hosts []string
+	ttl   time.Duration
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+	due  time.Time
+}
+
+func (r *rotatingCert) get() (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cert != nil && time.Now().Before(r.due) {
+		return r.cert, nil
+	}
+	c, err := r.ca.ServingCertificate(r.hosts, r.ttl)
+	if err != nil {
+		return nil, err
+	}
+	r.cert, r.due = &c, time.Now().Add(r.ttl/2)
+	return r.cert, nil
+}

@@ -1,0 +1,133 @@
+// Package webhook serves pilot's admission webhooks on 15017: /inject adds
+// the proxy to pods, /validate rejects malformed Istio resources naming the
+// field at fault. It also keeps the webhook configurations' caBundle current.
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"mesh.dev/mesh/internal/pilot/inject"
+	"mesh.dev/mesh/internal/validation"
+)
+
+// maxBody bounds an AdmissionReview; the API server sends at most a few MiB.
+const maxBody = 8 << 20
+
+// Handler serves /inject and /validate. values returns the injector values
+// current at request time (the ConfigMap may change).
+func Handler(values func() (inject.Values, error), log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /inject", func(w http.ResponseWriter, r *http.Request) {
+		serve(w, r, log, func(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+			return injectPod(req, values, log)
+		})
+	})
+	mux.HandleFunc("POST /validate", func(w http.ResponseWriter, r *http.Request) {
+		serve(w, r, log, validate)
+	})
+	return mux
+}
+
+func serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, review func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &ar); err != nil || ar.Request == nil {
+		http.Error(w, fmt.Sprintf("body is not an admission.k8s.io/v1 AdmissionReview with a request: %v", err), http.StatusBadRequest)
+		return
+	}
+	resp := review(ar.Request)
+	resp.UID = ar.Request.UID
+	out := admissionv1.AdmissionReview{TypeMeta: ar.TypeMeta, Response: resp}
+	if out.APIVersion == "" {
+		out.APIVersion, out.Kind = "admission.k8s.io/v1", "AdmissionReview"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(out); err != nil {
+		log.Warn("write admission response", "err", err)
+	}
+}
+
+func deny(code int32, msg string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Status: metav1.StatusFailure, Code: code, Message: msg, Reason: metav1.StatusReasonInvalid}}
+}
+
+func injectPod(req *admissionv1.AdmissionRequest, values func() (inject.Values, error), log *slog.Logger) *admissionv1.AdmissionResponse {
+	if req.Kind.Kind != "Pod" {
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return deny(400, "decode pod: "+err.Error())
+	}
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
+	if why := inject.Skip(&pod); why != "" {
+		log.Debug("not injecting", "pod", pod.Namespace+"/"+pod.GenerateName+pod.Name, "reason", why)
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	v, err := values()
+	if err != nil {
+		return deny(500, "injector values: "+err.Error())
+	}
+	injected, err := inject.Pod(&pod, v)
+	if err != nil {
+		return deny(500, "inject: "+err.Error())
+	}
+	raw, err := json.Marshal(injected)
+	if err != nil {
+		return deny(500, err.Error())
+	}
+	resp := admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	if err := resp.Complete(admission.Request{AdmissionRequest: *req}); err != nil {
+		return deny(500, "build patch: "+err.Error())
+	}
+	log.Info("injected proxy", "pod", pod.Namespace+"/"+pod.GenerateName+pod.Name)
+	return &resp.AdmissionResponse
+}
+
+func validate(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	if !validation.IsIstioGroup(req.Kind.Group) || req.Operation == admissionv1.Delete {
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	errs, warns, err := validation.ValidateJSON(req.Object.Raw)
+	if err != nil {
+		// Kinds pilot does not know (e.g. a newer Istio API) are let through.
+		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"not validated: " + err.Error()}}
+	}
+	resp := &admissionv1.AdmissionResponse{Allowed: len(errs) == 0}
+	for _, w := range warns {
+		resp.Warnings = append(resp.Warnings, w.Error())
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		name := req.Name
+		if name == "" {
+			name = req.Namespace + "/<generated>"
+		}
+		resp.Result = &metav1.Status{
+			Status:  metav1.StatusFailure,
+			Code:    400,
+			Reason:  metav1.StatusReasonInvalid,
+			Message: fmt.Sprintf("%s %s is invalid: %s", req.Kind.Kind, name, strings.Join(msgs, "; ")),
+		}
+	}
+	return resp
+}
