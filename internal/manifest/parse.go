@@ -93,8 +93,8 @@ func innerLine(err error) int {
 // ParseObject reads one YAML document into an object; it returns nil for a
 // document that is null.
 func ParseObject(doc []byte) (*unstructured.Unstructured, error) {
-	js := doc
-	if !isJSON(doc) {
+	js, isJSON := jsonBody(doc)
+	if !isJSON {
 		var err error
 		if js, err = yaml.YAMLToJSON(doc); err != nil {
 			return nil, err
@@ -110,9 +110,9 @@ func ParseObject(doc []byte) (*unstructured.Unstructured, error) {
 	return obj, nil
 }
 
-// isJSON reports whether a document is a JSON object (after comment lines),
-// which decodes far faster than the YAML path.
-func isJSON(doc []byte) bool {
+// jsonBody returns the document without leading comment lines and whether
+// it is a JSON object, which decodes far faster than through YAML.
+func jsonBody(doc []byte) ([]byte, bool) {
 	for len(doc) > 0 {
 		doc = bytes.TrimLeft(doc, " \t\r\n")
 		if len(doc) == 0 || doc[0] != '#' {
@@ -124,5 +124,5 @@ func isJSON(doc []byte) bool {
 			doc = nil
 		}
 	}
-	return len(doc) > 0 && doc[0] == '{'
+	return doc, len(doc) > 0 && doc[0] == '{'
 }

@@ -1,0 +1,276 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"mesh.dev/mesh/internal/manifest"
+	"mesh.dev/mesh/internal/spec"
+	"mesh.dev/mesh/profiles"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// load renders with a fixed tag so goldens do not depend on the build's version.
+func load(t *testing.T, sets ...string) *spec.MeshOperator {
+	t.Helper()
+	op, _, err := spec.Load(spec.LoadOptions{Sets: append([]string{"tag=1.0.0"}, sets...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return op
+}
+
+func TestGoldenProfiles(t *testing.T) {
+	for _, p := range profiles.Names() {
+		t.Run(p, func(t *testing.T) {
+			m, err := Render(load(t, "profile="+p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := goldenText(t, m)
+			golden := filepath.Join("testdata", p+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/render -update)", err)
+			}
+			if !bytes.Equal(b.Bytes(), want) {
+				t.Errorf("render of profile %s differs from %s; if the change is intended run go test ./internal/render -update", p, golden)
+			}
+			// Rendering twice gives the same bytes: the output is deterministic.
+			m2, _ := Render(load(t, "profile="+p))
+			if !bytes.Equal(b.Bytes(), goldenText(t, m2).Bytes()) {
+				t.Error("two renders of the same spec differ")
+			}
+		})
+	}
+}
+
+// goldenText prints a manifest for the golden files; CRD schemas are left
+// out (internal/crdschema tests them) so the goldens show what profiles change.
+func goldenText(t *testing.T, m *Manifest) *bytes.Buffer {
+	t.Helper()
+	var b bytes.Buffer
+	for _, c := range m.Components {
+		b.WriteString("# component: " + c.Name + "\n")
+		for _, o := range c.Objects {
+			if o.GetKind() == "CustomResourceDefinition" {
+				o = o.DeepCopy()
+				unstructured.RemoveNestedField(o.Object, "spec", "versions")
+			}
+			if err := manifest.WriteYAML(&b, []*unstructured.Unstructured{o}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return &b
+}
+
+func TestComponentsAndOrder(t *testing.T) {
+	m, err := Render(load(t, "profile=demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range m.Components {
+		names = append(names, c.Name)
+	}
+	want := "base pilot ingress-gateway.mesh-ingressgateway egress-gateway.mesh-egressgateway"
+	if strings.Join(names, " ") != want {
+		t.Fatalf("components = %v, want %s", names, want)
+	}
+	all := m.Objects()
+	// CRDs and the namespace come before everything else, webhooks after everything else.
+	seenOther, seenWebhook := false, false
+	for _, o := range all {
+		switch o.GetKind() {
+		case "CustomResourceDefinition", "Namespace":
+			if seenOther {
+				t.Errorf("%s comes after other objects", manifest.Key(o))
+			}
+		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+			seenWebhook = true
+		default:
+			seenOther = true
+		}
+	}
+	if !seenWebhook {
+		t.Fatal("no webhook configurations rendered")
+	}
+	for _, c := range m.Components {
+		objs := c.Objects
+		for i, o := range objs {
+			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+				for _, later := range objs[i+1:] {
+					if !strings.HasSuffix(later.GetKind(), "WebhookConfiguration") {
+						t.Errorf("%s comes after webhook %s", manifest.Key(later), manifest.Key(o))
+					}
+				}
+			}
+		}
+		for _, o := range objs {
+			l := o.GetLabels()
+			if l[LabelPartOf] != PartOf || l[LabelComponent] != c.Name || l[LabelRevision] != "default" {
+				t.Errorf("%s labels = %v, want part-of=mesh component=%s rev=default", manifest.Key(o), l, c.Name)
+			}
+		}
+	}
+	crds := 0
+	for _, o := range all {
+		if o.GetKind() == "CustomResourceDefinition" {
+			crds++
+		}
+	}
+	if crds != 10 {
+		t.Errorf("%d CRDs, want 9 Istio CRDs and MeshOperator", crds)
+	}
+}
+
+func find(t *testing.T, m *Manifest, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, o := range m.Objects() {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	t.Fatalf("no %s %s rendered", kind, name)
+	return nil
+}
+
+func TestPilotContract(t *testing.T) {
+	m, err := Render(load(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := find(t, m, "Service", "mesh-pilot")
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	got := map[string]string{}
+	for _, p := range ports {
+		pm := p.(map[string]any)
+		got[pm["name"].(string)] = strings.TrimSpace(strings.Join([]string{toS(pm["port"]), toS(pm["targetPort"])}, "->"))
+	}
+	want := map[string]string{"grpc-xds": "15010->15010", "https-dds": "15012->15012", "http-monitoring": "15014->15014", "https-webhook": "443->15017"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("pilot service port %s = %q, want %s", k, got[k], v)
+		}
+	}
+	dep := find(t, m, "Deployment", "mesh-pilot")
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	if img := containers[0].(map[string]any)["image"]; img != "mesh.dev/mesh-pilot:1.0.0" {
+		t.Errorf("pilot image = %v", img)
+	}
+	inj := find(t, m, "ConfigMap", "mesh-sidecar-injector")
+	if v, _, _ := unstructured.NestedString(inj.Object, "data", "values"); !strings.Contains(v, "proxyImage: mesh.dev/mesh-proxy:1.0.0") || !strings.Contains(v, "logLevel: warning") {
+		t.Errorf("injector values = %s", v)
+	}
+	mw := find(t, m, "MutatingWebhookConfiguration", "mesh-sidecar-injector")
+	hooks, _, _ := unstructured.NestedSlice(mw.Object, "webhooks")
+	var labels []string
+	for _, h := range hooks {
+		hm := h.(map[string]any)
+		svcName, _, _ := unstructured.NestedString(hm, "clientConfig", "service", "name")
+		if svcName != "mesh-pilot" {
+			t.Errorf("webhook %v points at service %q", hm["name"], svcName)
+		}
+		exprs, _, _ := unstructured.NestedSlice(hm, "namespaceSelector", "matchExpressions")
+		labels = append(labels, exprs[0].(map[string]any)["key"].(string))
+		obj, _, _ := unstructured.NestedSlice(hm, "objectSelector", "matchExpressions")
+		if obj[0].(map[string]any)["key"] != "sidecar.mesh.io/inject" {
+			t.Errorf("webhook %v does not let pods opt out with sidecar.mesh.io/inject", hm["name"])
+		}
+	}
+	if strings.Join(labels, ",") != "mesh-injection,istio-injection" {
+		t.Errorf("injection selects namespaces on %v, want mesh-injection and istio-injection", labels)
+	}
+
+	rev, err := Render(load(t, "revision=canary"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	find(t, rev, "Service", "mesh-pilot-canary")
+	rmw := find(t, rev, "MutatingWebhookConfiguration", "mesh-sidecar-injector-canary")
+	sel, _, _ := unstructured.NestedSlice(rmw.Object, "webhooks")
+	exprs, _, _ := unstructured.NestedSlice(sel[0].(map[string]any), "namespaceSelector", "matchExpressions")
+	if e := exprs[0].(map[string]any); e["key"] != "mesh.io/rev" || e["values"].([]any)[0] != "canary" {
+		t.Errorf("revisioned injection selector = %v, want mesh.io/rev=canary", e)
+	}
+	for _, o := range rev.Objects() {
+		if o.GetLabels()[LabelRevision] != "canary" {
+			t.Errorf("%s is not labelled mesh.io/rev=canary", manifest.Key(o))
+		}
+	}
+}
+
+func toS(v any) string { return fmt.Sprint(v) }
+
+func TestHelmLint(t *testing.T) {
+	for _, name := range []string{"base", "pilot", "gateways"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("..", "..", "manifests", "charts", name)
+			linter := lint.All(dir, nil, "mesh-system", false)
+			for _, msg := range linter.Messages {
+				if msg.Severity > support.InfoSev {
+					t.Errorf("helm lint %s: %s", name, msg)
+				}
+			}
+		})
+	}
+}
+
+// TestHelmTemplateMatches checks that each chart, given the values a
+// profile produces, renders through Helm's own install action (what `helm
+// template` runs) to exactly the objects `manifest generate` prints.
+func TestHelmTemplateMatches(t *testing.T) {
+	for _, p := range profiles.Names() {
+		for _, in := range Inputs(load(t, "profile="+p)) {
+			t.Run(p+"/"+in.Component, func(t *testing.T) {
+				ch, err := loader.LoadDir(filepath.Join("..", "..", "manifests", "charts", in.Chart))
+				if err != nil {
+					t.Fatal(err)
+				}
+				inst := action.NewInstall(&action.Configuration{})
+				inst.DryRun, inst.ClientOnly, inst.Replace = true, true, true
+				inst.ReleaseName, inst.Namespace = "mesh", "mesh-system"
+				rel, err := inst.Run(ch, in.Values)
+				if err != nil {
+					t.Fatal(err)
+				}
+				helmObjs, err := manifest.Parse("helm template", []byte(rel.Manifest))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ours, err := RenderChart(in.Chart, in.Values)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := manifest.Compare(helmObjs, ours)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !d.Empty() {
+					t.Errorf("helm template and mesh differ: added %v removed %v changed %v", d.Added, d.Removed, d.Changed)
+				}
+				if len(ours) == 0 {
+					t.Error("no objects rendered")
+				}
+			})
+		}
+	}
+}
