@@ -74,6 +74,9 @@ func (o *DumpOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := configdump.Validate(data); err != nil {
+		return cli.Data(fmt.Errorf("%s: %w", o.source.Label, err))
+	}
 	if _, err := parse(o.source.Label, data, configdump.Options{Kinds: []configdump.Kind{configdump.KindBootstrap}}); err != nil {
 		return err
 	}

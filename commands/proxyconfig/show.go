@@ -19,6 +19,7 @@ type showKind struct {
 	aliases []string
 	short   string
 	kinds   []configdump.Kind // what to decode
+	fields  []string          // when set, the only top-level fields of kinds[0] the table needs
 	filters []string          // filter flags it takes
 	want    fetchWant
 }
@@ -27,7 +28,9 @@ var showKinds = []showKind{
 	{use: "all", short: "Show clusters, listeners, routes, endpoints and secrets",
 		filters: []string{"fqdn", "port", "direction", "subset", "name", "address", "cluster", "status"}, want: fetchWant{EDS: true, Clusters: true}},
 	{use: "cluster", aliases: []string{"clusters", "c"}, short: "Show the proxy's clusters",
-		kinds: []configdump.Kind{configdump.KindCluster}, filters: []string{"fqdn", "port", "direction", "subset"}},
+		kinds: []configdump.Kind{configdump.KindCluster}, filters: []string{"fqdn", "port", "direction", "subset"},
+		// Big meshes have thousands of clusters; the table needs four fields of each.
+		fields: []string{"name", "type", "cluster_type", "metadata"}},
 	{use: "listener", aliases: []string{"listeners", "l"}, short: "Show the proxy's listeners, one row per filter chain",
 		kinds: []configdump.Kind{configdump.KindListener}, filters: []string{"address", "port", "name"}},
 	{use: "route", aliases: []string{"routes", "r"}, short: "Show the proxy's routes",
@@ -147,7 +150,11 @@ func (o *ShowOptions) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	d, err := load(ctx, o.Context, o.source, o.kind.want, configdump.Options{Kinds: o.kind.kinds})
+	opts := configdump.Options{Kinds: o.kind.kinds}
+	if o.kind.fields != nil && o.Output == "" {
+		opts.Fields = map[configdump.Kind][]string{o.kind.kinds[0]: o.kind.fields}
+	}
+	d, err := load(ctx, o.Context, o.source, o.kind.want, opts)
 	if err != nil {
 		return err
 	}

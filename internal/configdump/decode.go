@@ -33,7 +33,7 @@ func decodeAll(data []byte, rs []*Resource, opts Options) error {
 	workers := min(runtime.GOMAXPROCS(0), len(rs))
 	if workers <= 1 {
 		for _, r := range rs {
-			if err := decode(r); err != nil {
+			if err := decode(r, opts.Fields[r.Kind]); err != nil {
 				return resourceError(data, r, err)
 			}
 		}
@@ -51,7 +51,7 @@ func decodeAll(data []byte, rs []*Resource, opts Options) error {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				errs[i] = decode(rs[i])
+				errs[i] = decode(rs[i], opts.Fields[rs[i].Kind])
 			}
 		}()
 	}
@@ -67,7 +67,7 @@ func decodeAll(data []byte, rs []*Resource, opts Options) error {
 // protoPos matches the position protojson puts in its messages, relative to
 // the resource it was decoding.
 // protobuf-go varies the space after "proto:" (ASCII or no-break) on purpose.
-var protoPos = regexp.MustCompile(`^proto:[\s\x{00a0}]*\(line (\d+):(\d+)\):[\s\x{00a0}]*`)
+var protoPos = regexp.MustCompile(`^proto:[\s\x{00a0}]*(.*?)[\s\x{00a0}]*\(line (\d+):(\d+)\):[\s\x{00a0}]*`)
 
 // lastKey finds the last object key before the error, which is the field
 // protojson was reading.
@@ -76,6 +76,11 @@ var lastKey = regexp.MustCompile(`"([^"\\]+)"\s*:\s*[^:]*$`)
 // resourceError places a decode failure at its absolute position in the
 // dump and names the field, which protojson's own message does not.
 func resourceError(data []byte, r *Resource, err error) error {
+	var se *syntaxError
+	if errors.As(err, &se) {
+		// Raised while reading inside the resource, relative to it.
+		return newParseError(data, r.Offset+se.Offset, r.Path, err)
+	}
 	var de *decodeError
 	if !errors.As(err, &de) {
 		return newParseError(data, r.Offset, r.Path, err)
@@ -85,8 +90,8 @@ func resourceError(data []byte, r *Resource, err error) error {
 	if m == nil {
 		return newParseError(data, r.Offset, r.Path, err)
 	}
-	line, _ := strconv.Atoi(m[1])
-	col, _ := strconv.Atoi(m[2])
+	line, _ := strconv.Atoi(m[2])
+	col, _ := strconv.Atoi(m[3])
 	rel := 0
 	for l := 1; l < line && rel < len(de.raw); l++ {
 		i := bytes.IndexByte(de.raw[rel:], '\n')
@@ -100,7 +105,12 @@ func resourceError(data []byte, r *Resource, err error) error {
 	if k := lastKey.FindSubmatch(de.raw[:rel]); k != nil {
 		path += ", field " + strconv.Quote(string(k[1]))
 	}
-	return newParseError(data, r.Offset+rel, path, fmt.Errorf("%s", strings.ReplaceAll(msg[len(m[0]):], "\u00a0", " ")))
+	off := r.Offset
+	if len(de.raw) == len(r.Raw) {
+		// A partial decode reads a trimmed copy whose positions are not the dump's.
+		off += rel
+	}
+	return newParseError(data, off, path, fmt.Errorf("%s", strings.ReplaceAll(strings.TrimPrefix(m[1]+": ", ": ")+msg[len(m[0]):], "\u00a0", " ")))
 }
 
 // decodeError carries protojson's failure and the bytes it was reading.
@@ -112,8 +122,9 @@ type decodeError struct {
 func (e *decodeError) Error() string { return e.err.Error() }
 func (e *decodeError) Unwrap() error { return e.err }
 
-// decode fills r.Message (and r.Name, r.TypeURL) from r.Raw.
-func decode(r *Resource) error {
+// decode fills r.Message (and r.Name, r.TypeURL) from r.Raw, only the
+// given top-level fields when fields is not empty.
+func decode(r *Resource, fields []string) error {
 	if r.Kind == KindUnknown {
 		return nil
 	}
@@ -140,11 +151,19 @@ func decode(r *Resource) error {
 		}
 		msg = mt.New().Interface()
 	}
+	src := r.Raw
+	if len(fields) > 0 {
+		trimmed, err := pick(r.Raw, fields)
+		if err != nil {
+			return err
+		}
+		src, r.Partial = trimmed, true
+	}
 	res := &resolver{}
 	opts := unmarshal
 	opts.Resolver = res
-	if err := opts.Unmarshal(r.Raw, msg); err != nil {
-		return &decodeError{raw: r.Raw, err: err}
+	if err := opts.Unmarshal(src, msg); err != nil {
+		return &decodeError{raw: src, err: err}
 	}
 	r.UnknownTypes = res.unknownList()
 	r.Message = msg
@@ -152,6 +171,38 @@ func decode(r *Resource) error {
 		r.Name = messageName(msg)
 	}
 	return nil
+}
+
+// pick returns an object holding only the named top-level members of raw
+// (and its "@type").
+func pick(raw []byte, fields []string) ([]byte, error) {
+	s := &scanner{data: raw}
+	out := make([]byte, 0, 256)
+	out = append(out, '{')
+	err := s.object(func(key string, _ int) error {
+		keep := key == "@type"
+		for _, f := range fields {
+			keep = keep || sameKey(key, f)
+		}
+		if !keep {
+			return s.skip()
+		}
+		v, err := s.value()
+		if err != nil {
+			return err
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = strconv.AppendQuote(out, key)
+		out = append(out, ':')
+		out = append(out, v...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '}'), nil
 }
 
 // messageName returns a resource's own name: its name field, or cluster_name for endpoints.

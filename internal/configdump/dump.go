@@ -61,6 +61,8 @@ type Resource struct {
 	// UnknownTypes lists Any type URLs inside the resource that this program
 	// cannot decode; those parts are kept only in Raw.
 	UnknownTypes []string
+	// Partial is set when Message holds only the fields Options.Fields asked for.
+	Partial bool
 	// Path says where the resource sits in the dump, e.g.
 	// configs[1].dynamic_active_clusters[3].cluster.
 	Path string
@@ -90,8 +92,13 @@ func (d *Dump) Of(kind Kind) []*Resource {
 // Options narrows what Parse decodes.
 type Options struct {
 	// Kinds lists the kinds to collect and decode; empty means all. The other
-	// sections are still checked for well-formed JSON.
+	// sections are only checked for balanced structure.
 	Kinds []Kind
+	// Fields, when set for a kind, limits decoding of its resources to these
+	// top-level fields (proto names); the rest stay in Raw. A summary that
+	// needs three fields of a 10 KB cluster then skips protojson for the rest.
+	// Such resources have Partial set.
+	Fields map[Kind][]string
 }
 
 func (o Options) wants(k Kind) bool {

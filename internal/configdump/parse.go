@@ -131,6 +131,27 @@ func Parse(data []byte, opts Options) (*Dump, error) {
 	return d, nil
 }
 
+// Validate checks that data is well-formed JSON throughout, with the same
+// positioned errors as Parse, without decoding anything. Parse itself only
+// checks the structure of sections it was not asked to decode.
+func Validate(data []byte) error {
+	s := &scanner{data: data}
+	if s.peek() == 0 {
+		return ErrEmpty
+	}
+	if err := s.skipValue(0); err != nil {
+		var se *syntaxError
+		if errors.As(err, &se) {
+			return newParseError(data, se.Offset, "", err)
+		}
+		return err
+	}
+	if s.peek() != 0 {
+		return newParseError(data, s.pos, "", errors.New("unexpected data after the end of the dump"))
+	}
+	return nil
+}
+
 // top walks the document's outermost object and decides what it is.
 func (p *parser) top(s *scanner) error {
 	start := s.pos
@@ -171,12 +192,12 @@ func (p *parser) top(s *scanner) error {
 			return p.bootstrap(s, "bootstrap", "", "")
 		case sameKey(key, "cluster_statuses"):
 			sawOther = key
-			return s.skipValue(0)
+			return s.skip()
 		case key == "@type":
 			sawType = true
-			return s.skipValue(0)
+			return s.skip()
 		default:
-			return s.skipValue(0)
+			return s.skip()
 		}
 	})
 	if err != nil {
@@ -226,13 +247,13 @@ func (p *parser) config(s *scanner, typeURL, path string) error {
 	label += "(" + strings.TrimPrefix(typeURL, "type.googleapis.com/") + ")"
 	if isAdmin && short == "BootstrapConfigDump" {
 		if !p.opts.wants(KindBootstrap) {
-			return p.syntax(s.skipValue(0), label)
+			return p.syntax(s.skip(), label)
 		}
 		return p.syntax(s.object(func(key string, _ int) error {
 			if sameKey(key, "bootstrap") {
 				return p.bootstrap(s, label+".bootstrap", "", "")
 			}
-			return s.skipValue(0)
+			return s.skip()
 		}), label)
 	}
 	ct, known := configTypes[short]
@@ -249,7 +270,7 @@ func (p *parser) config(s *scanner, typeURL, path string) error {
 		return nil
 	}
 	if !p.opts.wants(ct.kind) {
-		return p.syntax(s.skipValue(0), label)
+		return p.syntax(s.skip(), label)
 	}
 	version := ""
 	err := s.object(func(key string, _ int) error {
@@ -263,7 +284,7 @@ func (p *parser) config(s *scanner, typeURL, path string) error {
 				})
 			}
 		}
-		return s.skipValue(0)
+		return s.skip()
 	})
 	return p.syntax(err, label)
 }
@@ -271,7 +292,7 @@ func (p *parser) config(s *scanner, typeURL, path string) error {
 // str reads a string value, or skips a value of another type.
 func (p *parser) str(s *scanner, into *string) error {
 	if s.peek() != '"' {
-		return s.skipValue(0)
+		return s.skip()
 	}
 	raw, err := s.skipString()
 	if err != nil {
@@ -323,11 +344,11 @@ func (p *parser) entry(s *scanner, kind Kind, sec section, path, version string)
 						r.VersionInfo, r.LastUpdated = sub.version, sub.lastUpdated
 						return nil
 					}
-					return s.skipValue(0)
+					return s.skip()
 				})
 			}
 		}
-		return s.skipValue(0)
+		return s.skip()
 	})
 	if err != nil {
 		return err
@@ -401,7 +422,7 @@ func peekType(data []byte, off int, firstOnly bool) (string, error) {
 		if firstOnly {
 			return errFound
 		}
-		return s.skipValue(0)
+		return s.skip()
 	})
 	if err != nil && err != errFound {
 		return "", err

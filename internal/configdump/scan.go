@@ -10,8 +10,9 @@ import (
 // to find the resources inside a dump, so a section nobody asked for costs one
 // quick validating pass instead of a full decode.
 type scanner struct {
-	data []byte
-	pos  int
+	data  []byte
+	pos   int
+	stack []byte // reused by skip
 }
 
 // syntaxError is a malformed-JSON complaint at a byte offset.
@@ -240,10 +241,71 @@ func (s *scanner) array(fn func(i int) error) error {
 func (s *scanner) value() ([]byte, error) {
 	s.ws()
 	start := s.pos
-	if err := s.skipValue(0); err != nil {
+	if err := s.skip(); err != nil {
 		return nil, err
 	}
 	return s.data[start:s.pos], nil
+}
+
+// skip moves past one value. Objects and arrays get a fast structural pass
+// (strings closed, brackets balanced and matched) rather than a full
+// validation: whatever is later decoded is validated by protojson, and a
+// section nobody asked for should cost as little as possible. A truncated
+// dump is always caught here.
+func (s *scanner) skip() error {
+	c := s.peek()
+	if c != '{' && c != '[' {
+		return s.skipValue(0)
+	}
+	data := s.data
+	stack := s.stack[:0]
+	for i := s.pos; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			j := i + 1
+			for {
+				k := bytes.IndexByte(data[j:], '"')
+				if k < 0 {
+					s.pos = len(data)
+					return s.eof()
+				}
+				j += k
+				n := 0
+				for b := j - 1; b > i && data[b] == '\\'; b-- {
+					n++
+				}
+				if n%2 == 0 {
+					break
+				}
+				j++
+			}
+			i = j
+		case '{', '[':
+			if len(stack) >= 10000 {
+				s.pos = i
+				return s.fail("nesting deeper than 10000 levels")
+			}
+			stack = append(stack, data[i])
+		case '}', ']':
+			open := byte('{')
+			if data[i] == ']' {
+				open = '['
+			}
+			if len(stack) == 0 || stack[len(stack)-1] != open {
+				s.pos = i
+				return s.fail("unexpected %q: brackets do not match", data[i])
+			}
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				s.stack = stack
+				s.pos = i + 1
+				return nil
+			}
+		}
+	}
+	s.stack = stack
+	s.pos = len(data)
+	return s.eof()
 }
 
 // lineCol turns a byte offset into a 1-based line and column.
