@@ -10,6 +10,7 @@ import (
 
 	analyzecmd "mesh.dev/mesh/commands/analyze"
 	installcmd "mesh.dev/mesh/commands/install"
+	"mesh.dev/mesh/commands/kubeinject"
 	"mesh.dev/mesh/commands/manifest"
 	precheckcmd "mesh.dev/mesh/commands/precheck"
 	"mesh.dev/mesh/commands/profile"
@@ -56,6 +57,7 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		verifyinstall.NewCommand(ctx),
 		tag.NewCommand(ctx),
 		analyzecmd.NewCommand(ctx),
+		kubeinject.NewCommand(ctx),
 	)
 	markUsageArgs(root)
 	return root
