@@ -1,14 +1,13 @@
-// Command mesh-proxy is the mesh data plane proxy.
+// Command mesh-proxy is the mesh data plane proxy: an Envoy-compatible xDS
+// client and HTTP/TCP proxy with Envoy's admin API.
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"mesh.dev/mesh/internal/version"
+	"mesh.dev/mesh/internal/proxy/agent"
 )
 
 func main() {
-	v := version.Get()
-	fmt.Fprintf(os.Stdout, "mesh-proxy %s (commit %s)\n", v.Version, v.GitCommit)
+	os.Exit(agent.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -58,7 +58,7 @@ type Cluster struct {
 	kind             kind
 	policy           policy
 	ringSize         int
-	panicAll         bool
+	panicPct         float64 // healthy_panic_threshold: below it, all hosts take traffic
 	localityWeighted bool
 	connectTimeout   time.Duration
 
@@ -160,7 +160,10 @@ func Compile(pc *clusterv3.Cluster, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("%s: load_balancing_policy (typed LB extensions) is not supported; use lb_policy", f)
 	}
 	cc := pc.GetCommonLbConfig()
-	c.panicAll = cc.GetHealthyPanicThreshold() == nil || cc.GetHealthyPanicThreshold().GetValue() > 0
+	c.panicPct = 50
+	if t := cc.GetHealthyPanicThreshold(); t != nil {
+		c.panicPct = t.GetValue()
+	}
 	c.localityWeighted = cc.GetLocalityWeightedLbConfig() != nil
 	if cc.GetZoneAwareLbConfig() != nil {
 		return nil, fmt.Errorf("%s: common_lb_config.zone_aware_lb_config is not supported; use locality_weighted_lb_config", f)

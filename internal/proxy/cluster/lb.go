@@ -101,12 +101,20 @@ func (c *Cluster) pick(hash uint64, hasHash bool, avoid *Host) *Host {
 		return nil
 	}
 	level := hs.candidates(now)
+	panic := false
 	if len(level) == 0 {
-		if c.panicAll {
-			level = hs.hosts // Envoy's panic mode: all hosts unhealthy, spread over all
-		} else {
+		if c.panicPct <= 0 {
 			return nil
 		}
+		level, panic = hs.hosts, true // Envoy's panic mode: no healthy host anywhere, spread over all
+	} else if c.panicPct > 0 {
+		healthy := 0
+		for _, h := range level {
+			if h.Healthy(now) {
+				healthy++
+			}
+		}
+		panic = float64(healthy*100) < c.panicPct*float64(len(level))
 	}
 	level = c.localityFilter(level, now)
 	switch c.policy {
@@ -114,25 +122,25 @@ func (c *Cluster) pick(hash uint64, hasHash bool, avoid *Host) *Host {
 		// Power of two choices, as Envoy does by default.
 		var best *Host
 		for i := 0; i < 2; i++ {
-			h := c.healthyAt(level, rand.IntN(len(level)), now, avoid)
+			h := c.healthyAt(level, rand.IntN(len(level)), now, avoid, panic)
 			if h != nil && (best == nil || h.active.Load() < best.active.Load()) {
 				best = h
 			}
 		}
 		return best
 	case policyRandom:
-		return c.healthyAt(level, rand.IntN(len(level)), now, avoid)
+		return c.healthyAt(level, rand.IntN(len(level)), now, avoid, panic)
 	default:
-		return c.weightedRR(level, now, avoid)
+		return c.weightedRR(level, now, avoid, panic)
 	}
 }
 
 // healthyAt scans from i for a healthy host other than avoid (unless it is the only one).
-func (c *Cluster) healthyAt(level []*Host, i int, now int64, avoid *Host) *Host {
+func (c *Cluster) healthyAt(level []*Host, i int, now int64, avoid *Host, panic bool) *Host {
 	var fallback *Host
 	for n := 0; n < len(level); n++ {
 		h := level[(i+n)%len(level)]
-		if !h.Healthy(now) && !c.panicAll {
+		if !panic && !h.Healthy(now) {
 			continue
 		}
 		if h == avoid {
@@ -144,7 +152,7 @@ func (c *Cluster) healthyAt(level []*Host, i int, now int64, avoid *Host) *Host 
 	return fallback
 }
 
-func (c *Cluster) weightedRR(level []*Host, now int64, avoid *Host) *Host {
+func (c *Cluster) weightedRR(level []*Host, now int64, avoid *Host, panic bool) *Host {
 	weighted := false
 	for _, h := range level {
 		if h.Weight > 1 {
@@ -154,7 +162,7 @@ func (c *Cluster) weightedRR(level []*Host, now int64, avoid *Host) *Host {
 	}
 	n := c.rr.Add(1)
 	if !weighted {
-		return c.healthyAt(level, int(n%uint64(len(level))), now, avoid)
+		return c.healthyAt(level, int(n%uint64(len(level))), now, avoid, panic)
 	}
 	var total uint64
 	for _, h := range level {
@@ -164,11 +172,11 @@ func (c *Cluster) weightedRR(level []*Host, now int64, avoid *Host) *Host {
 	for i, h := range level {
 		w := uint64(max(h.Weight, 1))
 		if slot < w {
-			return c.healthyAt(level, i, now, avoid)
+			return c.healthyAt(level, i, now, avoid, panic)
 		}
 		slot -= w
 	}
-	return c.healthyAt(level, 0, now, avoid)
+	return c.healthyAt(level, 0, now, avoid, panic)
 }
 
 // localityFilter picks one locality by its weight when locality-weighted balancing is on.

@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"mesh.dev/mesh/internal/proxy/bootstrap"
+	"mesh.dev/mesh/internal/version"
+)
+
+// Exit codes of mesh-proxy, matching the mesh CLI's.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 64
+	exitData  = 65
+)
+
+// Main is mesh-proxy's entry point; it returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "version" {
+		printVersion(stdout)
+		return exitOK
+	}
+	fs := flag.NewFlagSet("mesh-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		bootstrapPath = fs.String("bootstrap", "", "Envoy v3 bootstrap file (YAML or JSON): node, static_resources, dynamic_resources.ads_config")
+		xdsAddr       = fs.String("xds-address", "", "ADS server host:port (overrides the bootstrap's ads_config)")
+		delta         = fs.Bool("delta", false, "use incremental (delta) xDS instead of state-of-the-world")
+		adminAddr     = fs.String("admin-address", "127.0.0.1:15000", "Envoy-compatible admin API address (empty disables)")
+		healthAddr    = fs.String("health-address", "0.0.0.0:15021", "readiness address serving /healthz/ready (empty disables)")
+		statsAddr     = fs.String("stats-address", "0.0.0.0:15020", "Prometheus metrics address serving /stats/prometheus (empty disables)")
+		nodeID        = fs.String("node-id", "", "xDS node id; default built from INSTANCE_IP (or POD_IP), POD_NAME and POD_NAMESPACE")
+		cluster       = fs.String("service-cluster", "", "xDS node cluster")
+		logLevel      = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		drain         = fs.Duration("drain-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
+		showVersion   = fs.Bool("version", false, "print the version and exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *showVersion {
+		printVersion(stdout)
+		return exitOK
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mesh-proxy: unexpected argument %q (subcommands: version)\n", fs.Arg(0))
+		return exitUsage
+	}
+	level := new(slog.LevelVar)
+	if err := level.UnmarshalText([]byte(strings.ToUpper(*logLevel))); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return exitUsage
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	opts := Options{XDSAddress: *xdsAddr, Delta: *delta, AdminAddress: *adminAddr, HealthAddress: *healthAddr, StatsAddress: *statsAddr,
+		NodeID: *nodeID, Cluster: *cluster, Level: level, DrainTimeout: *drain}
+	if *bootstrapPath != "" {
+		b, err := bootstrap.Load(*bootstrapPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-proxy: --bootstrap: %v\n", err)
+			return exitData
+		}
+		opts.Bootstrap = b
+	}
+	if opts.NodeID == "" && (opts.Bootstrap == nil || opts.Bootstrap.GetNode().GetId() == "") {
+		ip := os.Getenv("INSTANCE_IP")
+		if ip == "" {
+			ip = os.Getenv("POD_IP")
+		}
+		id, err := NodeID(ip, os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE"))
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
+			return exitUsage
+		}
+		opts.NodeID = id
+	}
+	if opts.NodeID != "" {
+		if _, _, podNS, _, err := ParseNodeID(opts.NodeID); err == nil {
+			pod, ns, _ := strings.Cut(podNS, ".")
+			opts.Workload = Workload{Name: workloadName(pod), Namespace: ns, App: os.Getenv("SERVICE_NAME"), Version: os.Getenv("SERVICE_VERSION")}
+		}
+	}
+	p, err := New(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
+		return exitData
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := p.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
+		return exitError
+	}
+	slog.Info("mesh-proxy started", "node", p.node.GetId(), "admin", p.AdminAddr(), "xds", opts.XDSAddress)
+	select {
+	case <-ctx.Done():
+		slog.Info("draining: new connections are refused, in-flight requests finish", "timeout", *drain)
+	case <-p.Quit():
+		slog.Info("quit requested through the admin API")
+	}
+	p.Drain(context.Background())
+	return exitOK
+}
+
+// workloadName drops the ReplicaSet and pod hashes from a pod name, as Istio's workload label does.
+func workloadName(pod string) string {
+	parts := strings.Split(pod, "-")
+	if len(parts) >= 3 {
+		return strings.Join(parts[:len(parts)-2], "-")
+	}
+	return pod
+}
+
+func printVersion(w io.Writer) {
+	v := version.Get()
+	fmt.Fprintf(w, "mesh-proxy %s (commit %s, built %s, %s %s)\n", v.Version, v.GitCommit, v.BuildDate, v.GoVersion, v.Platform)
+}
