@@ -96,7 +96,14 @@ func (e *emitter) scalarLine(inline bool, s string) {
 
 // mapEntry writes "key: value" at the current position; the value's own lines go at ind+2.
 func (e *emitter) mapEntry(k string, v any, ind int) {
-	e.str(quoteIfNeeded(k))
+	key := quoteIfNeeded(k)
+	if len(key) > 1000 {
+		// YAML limits implicit keys to 1024 characters; longer ones need the explicit "?" form.
+		e.str("? " + key + "\n")
+		e.indent(ind)
+	} else {
+		e.str(key)
+	}
 	e.str(":")
 	switch t := v.(type) {
 	case []any:
