@@ -190,12 +190,29 @@ func prune(m protoreflect.Message, paths [][]string) {
 		if fd.Kind() == protoreflect.MessageKind && !fd.IsMap() {
 			if fd.IsList() {
 				for i := 0; i < v.List().Len(); i++ {
-					prune(v.List().Get(i).Message(), deeper)
+					pruneMsg(v.List().Get(i).Message(), deeper)
 				}
 			} else {
-				prune(v.Message(), deeper)
+				pruneMsg(v.Message(), deeper)
 			}
 		}
 		return true
 	})
+}
+
+// pruneMsg prunes a message, looking inside Any payloads as Envoy's mask does.
+func pruneMsg(m protoreflect.Message, paths [][]string) {
+	a, ok := m.Interface().(*anypb.Any)
+	if !ok {
+		prune(m, paths)
+		return
+	}
+	inner, err := a.UnmarshalNew()
+	if err != nil {
+		return
+	}
+	prune(inner.ProtoReflect(), paths)
+	if packed, err := anypb.New(inner); err == nil {
+		a.Value = packed.Value
+	}
 }

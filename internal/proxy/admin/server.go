@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,7 +42,7 @@ type Server struct {
 	Extra     func() []cluster.Stat
 }
 
-var jsonOpts = protojson.MarshalOptions{UseProtoNames: true, Indent: " "}
+var jsonOpts = protojson.MarshalOptions{UseProtoNames: true}
 
 // Handler returns the admin mux.
 func (s *Server) Handler() http.Handler {
@@ -70,9 +72,15 @@ func writeProto(w http.ResponseWriter, m proto.Message) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	// Re-indent: protojson randomises its whitespace on purpose; Envoy's dump is stable two-space JSON.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	out.WriteByte('\n')
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
-	io.WriteString(w, "\n")
+	w.Write(out.Bytes())
 }
 
 func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
