@@ -69,7 +69,6 @@ func etcdArgs(l layout, p ports) []string {
 		"--quota-backend-bytes=" + strconv.Itoa(1<<30),
 		"--auto-compaction-mode=periodic",
 		"--auto-compaction-retention=5m",
-		"--snapshot-count=5000",
 		"--log-level=warn",
 	}
 }
@@ -98,8 +97,6 @@ func apiserverArgs(l layout, p ports) []string {
 		"--kubelet-certificate-authority=" + l.pki("ca.crt"),
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--profiling=false",
-		// Small watch caches: a sandbox holds a few hundred objects.
-		"--default-watch-cache-size=50",
 		"--event-ttl=30m",
 	}
 }
@@ -158,6 +155,13 @@ kind: KwokConfiguration
 options:
   cidr: %s
   nodeIP: 127.0.0.1
+  nodeLeaseDurationSeconds: 40
+  nodeLeaseParallelism: 4
+  nodePlayStageParallelism: 4
+  podPlayStageParallelism: 8
+  podsOnNodeSyncParallelism: 2
+  enableDebuggingHandlers: true
+  enableProfilingHandler: false
 `, PodCIDR)
 	if len(forwards) > 0 {
 		b.WriteString(`---
