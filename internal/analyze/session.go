@@ -36,35 +36,38 @@ type Result struct {
 // Analyze reads the inputs, builds one snapshot and runs the analyzers.
 // Input that cannot be parsed comes back as a *resource.ParseError.
 func Analyze(ctx context.Context, req Request) (*Result, error) {
-	var raws []*resource.Raw
+	b := NewBuilder(BuildOptions{DefaultNamespace: req.DefaultNamespace})
 	if req.Cluster != nil {
 		live, err := LoadCluster(ctx, req.Cluster)
 		if err != nil {
 			return nil, err
 		}
-		raws = live
+		// Cluster objects come first so that files, applied over them, win.
+		for i, r := range live {
+			r.Seq = -len(live) + i
+		}
+		if err := b.Add(live); err != nil {
+			return nil, err
+		}
 	}
 	var stdin []byte
 	for _, p := range req.Paths {
 		if p == resource.StdinName && req.Stdin != nil {
-			b, err := io.ReadAll(req.Stdin)
+			data, err := io.ReadAll(req.Stdin)
 			if err != nil {
 				return nil, fmt.Errorf("read standard input: %w", err)
 			}
-			stdin = b
+			stdin = data
 		}
 	}
 	if len(req.Paths) > 0 {
-		files, err := resource.ReadPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin)})
+		err := resource.WalkPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin)},
+			func(_ int, raws []*resource.Raw) error { return b.Add(raws) })
 		if err != nil {
 			return nil, err
 		}
-		raws = append(raws, files...)
 	}
-	snap, err := Build(raws, BuildOptions{DefaultNamespace: req.DefaultNamespace})
-	if err != nil {
-		return nil, err
-	}
+	snap := b.Snapshot()
 	msgs := req.Filter.Apply(Run(snap, req.Analyzers))
 	loc := resource.NewLocator(stdin)
 	for i := range msgs {

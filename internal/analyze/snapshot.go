@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -73,26 +74,70 @@ type BuildOptions struct {
 // Build decodes raw objects into a snapshot. Later objects replace earlier
 // ones with the same kind, namespace and name, as applying them would.
 func Build(raws []*resource.Raw, opts BuildOptions) (*Snapshot, error) {
+	b := NewBuilder(opts)
+	for i, raw := range raws {
+		raw.Seq = i
+	}
+	if err := b.Add(raws); err != nil {
+		return nil, err
+	}
+	return b.Snapshot(), nil
+}
+
+// Builder collects decoded objects from several goroutines and makes a
+// snapshot of them.
+type Builder struct {
+	opts  BuildOptions
+	mu    sync.Mutex
+	byKey map[resourceKey]*Resource
+}
+
+// NewBuilder returns an empty Builder.
+func NewBuilder(opts BuildOptions) *Builder {
 	if opts.DefaultNamespace == "" {
 		opts.DefaultNamespace = "default"
 	}
-	byKey := make(map[resourceKey]*Resource, len(raws))
-	for i, raw := range raws {
-		r, err := decodeRaw(raw, opts.DefaultNamespace)
+	return &Builder{opts: opts, byKey: map[resourceKey]*Resource{}}
+}
+
+// Add decodes raws and adds them; it is safe to call from several
+// goroutines. The raw maps are released once decoded, so a caller
+// streaming files never holds more than a few of them at once. Among
+// objects with the same identity the one with the highest Seq wins.
+func (b *Builder) Add(raws []*resource.Raw) error {
+	decoded := make([]*Resource, 0, len(raws))
+	for _, raw := range raws {
+		r, err := decodeRaw(raw, b.opts.DefaultNamespace)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		r.seq = i
-		byKey[r.key()] = r
+		r.seq = raw.Seq
+		raw.Object = nil
+		decoded = append(decoded, r)
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range decoded {
+		if old, ok := b.byKey[r.key()]; ok && old.seq > r.seq {
+			continue
+		}
+		b.byKey[r.key()] = r
+	}
+	return nil
+}
+
+// Snapshot indexes what was added.
+func (b *Builder) Snapshot() *Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	s := &Snapshot{}
-	s.Resources = make([]*Resource, 0, len(byKey))
-	for _, r := range byKey {
+	s.Resources = make([]*Resource, 0, len(b.byKey))
+	for _, r := range b.byKey {
 		s.Resources = append(s.Resources, r)
 	}
 	sort.Slice(s.Resources, func(i, j int) bool { return s.Resources[i].seq < s.Resources[j].seq })
 	s.index()
-	return s, nil
+	return s
 }
 
 func decodeRaw(raw *resource.Raw, defaultNS string) (*Resource, error) {

@@ -78,13 +78,40 @@ func ExpandPaths(paths []string, recursive bool) ([]string, error) {
 }
 
 // ReadPaths reads every object in paths (files, directories, "-"). Files are
-// parsed in parallel; the result keeps the order the paths name them in.
+// parsed in parallel; the result keeps the order the paths name them in, and
+// each object's Seq is its position.
 func ReadPaths(paths []string, opts Options) ([]*Raw, error) {
-	files, err := ExpandPaths(paths, opts.Recursive)
+	var mu sync.Mutex
+	byFile := map[int][]*Raw{}
+	err := WalkPaths(paths, opts, func(i int, raws []*Raw) error {
+		mu.Lock()
+		byFile[i] = raws
+		mu.Unlock()
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	results := make([][]*Raw, len(files))
+	var out []*Raw
+	for i := 0; i < len(byFile); i++ {
+		out = append(out, byFile[i]...)
+	}
+	for i, r := range out {
+		r.Seq = i
+	}
+	return out, nil
+}
+
+// WalkPaths parses the files named by paths in parallel and hands each
+// file's objects to visit, from the parsing goroutine, with the file's
+// position among all files. Objects' Seq numbers order them across files.
+// visit may run concurrently for different files; the first error stops
+// the walk and is returned.
+func WalkPaths(paths []string, opts Options, visit func(file int, raws []*Raw) error) error {
+	files, err := ExpandPaths(paths, opts.Recursive)
+	if err != nil {
+		return err
+	}
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -94,7 +121,14 @@ func ReadPaths(paths []string, opts Options) ([]*Raw, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i], errs[i] = readFile(files[i], opts.Stdin)
+				raws, err := readFile(files[i], opts.Stdin)
+				if err == nil {
+					for j, r := range raws {
+						r.Seq = i<<24 | j
+					}
+					err = visit(i, raws)
+				}
+				errs[i] = err
 			}
 		}()
 	}
@@ -103,17 +137,12 @@ func ReadPaths(paths []string, opts Options) ([]*Raw, error) {
 	}
 	close(next)
 	wg.Wait()
-	var out []*Raw
-	for i := range files {
-		if errs[i] != nil {
-			return nil, errs[i]
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
-		out = append(out, results[i]...)
 	}
-	for i, r := range out {
-		r.Seq = i
-	}
-	return out, nil
+	return nil
 }
 
 func readFile(path string, stdin io.Reader) ([]*Raw, error) {

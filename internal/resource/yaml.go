@@ -20,6 +20,14 @@ const maxAliasExpansions = 10000
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
 func readYAML(name string, data []byte) ([]*Raw, error) {
+	if raws, ok := fastYAML(name, data); ok {
+		return raws, nil
+	}
+	return readYAMLFull(name, data)
+}
+
+// readYAMLFull parses data with the full YAML parser.
+func readYAMLFull(name string, data []byte) ([]*Raw, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var out []*Raw
 	for {

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// The analyze benchmark times `mesh analyze --use-kube=false DIR -R` as a
+// whole process over generated configuration: equal numbers of Services,
+// Deployments, VirtualServices with weighted subset routes and
+// DestinationRules across 50 namespaces, at 1k, 10k and 50k resources. The
+// baseline is the same binary analysing an empty directory in the same run,
+// which is what starting the process costs.
+func init() {
+	register(Bench{Name: "analyze", Issue: 8, Run: benchAnalyze})
+}
+
+const (
+	analyzeRuns       = 5
+	analyzeNamespaces = 50
+)
+
+func benchAnalyze(env *Env) ([]Row, error) {
+	base := filepath.Join(env.Root, ".cache", "analyze-bench")
+	empty := filepath.Join(base, "empty")
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		return nil, err
+	}
+	mesh := env.Bin("mesh")
+	baseline, err := env.MedianProcess(analyzeRuns, mesh, "analyze", "--use-kube=false", empty, "-R")
+	if err != nil {
+		return nil, fmt.Errorf("analyze an empty directory: %w", err)
+	}
+	var rows []Row
+	for _, total := range []int{1000, 10000, 50000} {
+		dir := filepath.Join(base, fmt.Sprint(total))
+		if err := generateMeshConfig(dir, total); err != nil {
+			return nil, fmt.Errorf("generate %d resources: %w", total, err)
+		}
+		st, err := env.MedianProcess(analyzeRuns, mesh, "analyze", "--use-kube=false", dir, "-R")
+		if err != nil {
+			return nil, fmt.Errorf("analyze %d resources: %w", total, err)
+		}
+		cmd := fmt.Sprintf("bin/mesh analyze --use-kube=false .cache/analyze-bench/%d -R", total)
+		wall := Row{Figure: fmt.Sprintf("analyze %dk resources offline (process, median of %d)", total/1000, analyzeRuns),
+			Value: Ms(st.Wall), Unit: "ms", Baseline: "same binary, empty directory", BaselineValue: Ms(baseline.Wall), Command: cmd}
+		rss := Row{Figure: fmt.Sprintf("analyze %dk resources offline: peak RSS", total/1000),
+			Value: MiB(st.MaxRSS), Unit: "MiB", Baseline: "same binary, empty directory", BaselineValue: MiB(baseline.MaxRSS), Command: cmd}
+		if total == 10000 {
+			wall.Target, wall.Met = "< 500 ms (istioctl: ~1.9 s)", Check(st.Wall.Seconds() < 0.5)
+			rss.Target, rss.Met = "< 100 MiB (istioctl: ~155 MiB)", Check(MiB(st.MaxRSS) < 100)
+		} else {
+			wall.Target, rss.Target = "grows linearly", "grows linearly"
+		}
+		rows = append(rows, wall, rss)
+	}
+	return rows, nil
+}
+
+// generateMeshConfig writes total resources, a quarter of each kind, into
+// one file per namespace and kind under dir. Every VirtualService splits
+// traffic 80/20 between two subsets that select its Deployment's pods, so
+// the set analyses clean and the process exits 0.
+func generateMeshConfig(dir string, total int) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	perKind := total / 4
+	perNS := perKind / analyzeNamespaces
+	for n := 0; n < analyzeNamespaces; n++ {
+		ns := fmt.Sprintf("team-%02d", n)
+		nsDir := filepath.Join(dir, ns)
+		if err := os.MkdirAll(nsDir, 0o755); err != nil {
+			return err
+		}
+		for _, kind := range []string{"services", "deployments", "virtualservices", "destinationrules"} {
+			f, err := os.Create(filepath.Join(nsDir, kind+".yaml"))
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriter(f)
+			for i := 0; i < perNS; i++ {
+				name := fmt.Sprintf("svc-%04d", i)
+				fmt.Fprintln(w, "---")
+				switch kind {
+				case "services":
+					fmt.Fprintf(w, serviceTmpl, name, ns)
+				case "deployments":
+					fmt.Fprintf(w, deploymentTmpl, name, ns)
+				case "virtualservices":
+					fmt.Fprintf(w, virtualServiceTmpl, name, ns)
+				case "destinationrules":
+					fmt.Fprintf(w, destinationRuleTmpl, name, ns)
+				}
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+const serviceTmpl = `apiVersion: v1
+kind: Service
+metadata:
+  name: %[1]s
+  namespace: %[2]s
+  labels:
+    app: %[1]s
+spec:
+  selector:
+    app: %[1]s
+  ports:
+  - name: http
+    port: 9080
+    targetPort: 9080
+`
+
+const deploymentTmpl = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+  namespace: %[2]s
+  labels:
+    app: %[1]s
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: %[1]s
+  template:
+    metadata:
+      labels:
+        app: %[1]s
+        version: v1
+        track: stable
+    spec:
+      containers:
+      - name: app
+        image: example.invalid/%[1]s:1.0
+        ports:
+        - containerPort: 9080
+        resources:
+          requests:
+            cpu: 100m
+            memory: 64Mi
+`
+
+const virtualServiceTmpl = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: %[1]s
+  namespace: %[2]s
+spec:
+  hosts:
+  - %[1]s
+  http:
+  - match:
+    - headers:
+        x-canary:
+          exact: "true"
+    route:
+    - destination:
+        host: %[1]s
+        subset: canary
+  - route:
+    - destination:
+        host: %[1]s
+        subset: v1
+      weight: 80
+    - destination:
+        host: %[1]s
+        subset: canary
+      weight: 20
+    timeout: 5s
+    retries:
+      attempts: 2
+      perTryTimeout: 2s
+`
+
+const destinationRuleTmpl = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: %[1]s
+  namespace: %[2]s
+spec:
+  host: %[1]s
+  trafficPolicy:
+    connectionPool:
+      http:
+        http1MaxPendingRequests: 100
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: canary
+    labels:
+      track: stable
+`

@@ -1,0 +1,462 @@
+package resource
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// fastYAML parses the plain block style nearly every Kubernetes manifest is
+// written in (block mappings and sequences, plain and simply quoted scalars,
+// comments, "---" separators) several times faster than a full YAML parser.
+// Anything outside that subset (flow collections other than {} and [],
+// anchors, aliases, tags, block scalars, multi-line scalars, escapes beyond
+// the simple ones, tabs) makes it give up, and the caller parses the file
+// with yaml.v3 instead. Scalars are typed by the same function the yaml.v3
+// path uses, and a differential fuzz test holds the two paths to the same
+// results.
+func fastYAML(name string, data []byte) ([]*Raw, bool) {
+	if !plainText(data) {
+		return nil, false
+	}
+	p := &fastParser{lines: splitLines(data)}
+	var out []*Raw
+	for {
+		p.skipBlank()
+		if p.i >= len(p.lines) {
+			return out, true
+		}
+		if p.atDocMarker() {
+			if p.failed {
+				return nil, false
+			}
+			p.i++
+			continue
+		}
+		if p.lines[p.i].indent != 0 {
+			return nil, false
+		}
+		start := p.lines[p.i].num
+		v, ok := p.block(0)
+		if !ok || p.failed {
+			return nil, false
+		}
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return nil, false
+		}
+		r := &Raw{Object: m, Source: Source{File: name, Line: start}}
+		r.itemLines = p.itemLines
+		p.itemLines = nil
+		out = append(out, r)
+		p.skipBlank()
+		if p.i < len(p.lines) && !p.atDocMarker() {
+			return nil, false // content after the document at a lower indent
+		}
+	}
+}
+
+// plainText reports whether data has only characters the fast path handles
+// the way a YAML parser does: printable text, tabs and \n or \r\n line
+// ends. Other line breaks, control characters, byte order marks and
+// invalid UTF-8 are left to the full parser.
+func plainText(data []byte) bool {
+	for i := 0; i < len(data); {
+		c := data[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '\r':
+				if i+1 >= len(data) || data[i+1] != '\n' {
+					return false
+				}
+			case c < 0x20 && c != '\n' && c != '\t', c == 0x7f:
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError || r < 0xA0 || r == 0x2028 || r == 0x2029 || r == 0xFEFF ||
+			(r >= 0xD800 && r < 0xE000) || r == 0xFFFE || r == 0xFFFF {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
+type fastLine struct {
+	num    int    // 1-based line number
+	indent int    // leading spaces
+	text   string // content after the indent, comment-only lines excluded
+	blank  bool
+}
+
+func splitLines(data []byte) []fastLine {
+	s := string(data)
+	lines := make([]fastLine, 0, strings.Count(s, "\n")+1)
+	num := 0
+	for len(s) > 0 {
+		num++
+		end := strings.IndexByte(s, '\n')
+		var line string
+		if end < 0 {
+			line, s = s, ""
+		} else {
+			line, s = s[:end], s[end+1:]
+		}
+		line = strings.TrimSuffix(line, "\r")
+		ind := 0
+		for ind < len(line) && line[ind] == ' ' {
+			ind++
+		}
+		text := line[ind:]
+		blank := text == "" || text[0] == '#'
+		if !blank {
+			text = strings.TrimRight(text, " ")
+		}
+		lines = append(lines, fastLine{num: num, indent: ind, text: text, blank: blank})
+	}
+	return lines
+}
+
+type fastParser struct {
+	lines     []fastLine
+	i         int
+	failed    bool
+	depth     int
+	itemLines []int
+}
+
+func (p *fastParser) skipBlank() {
+	for p.i < len(p.lines) && p.lines[p.i].blank {
+		p.i++
+	}
+}
+
+func (p *fastParser) atDocMarker() bool {
+	l := p.lines[p.i]
+	if l.indent != 0 {
+		return false
+	}
+	if l.text == "---" || strings.HasPrefix(l.text, "--- #") {
+		return true
+	}
+	if strings.HasPrefix(l.text, "---") || strings.HasPrefix(l.text, "...") || strings.HasPrefix(l.text, "%") {
+		p.failed = true
+		return true
+	}
+	return false
+}
+
+func (p *fastParser) fail() (any, bool) {
+	p.failed = true
+	return nil, false
+}
+
+// block parses the node whose first line is the current line, at indent.
+func (p *fastParser) block(indent int) (any, bool) {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > 100 {
+		return p.fail()
+	}
+	l := p.lines[p.i]
+	if l.text == "-" || strings.HasPrefix(l.text, "- ") {
+		return p.sequence(indent)
+	}
+	return p.mapping(indent, l.text, l.num)
+}
+
+// mapping parses entries at indent; first is the text of the first entry,
+// which may start inside a sequence item ("- key: value").
+func (p *fastParser) mapping(indent int, first string, _ int) (any, bool) {
+	m := map[string]any{}
+	text := first
+	topItems := p.depth == 1
+	for {
+		key, rest, ok := splitKey(text)
+		if !ok {
+			return p.fail()
+		}
+		p.i++
+		if rest == "" {
+			p.skipBlank()
+			var v any
+			if p.i < len(p.lines) && !p.docMarkerHere() {
+				nl := p.lines[p.i]
+				switch {
+				case nl.indent > indent:
+					var ok bool
+					if v, ok = p.nested(nl.indent, topItems && key == "items"); !ok {
+						return p.fail()
+					}
+				case nl.indent == indent && (nl.text == "-" || strings.HasPrefix(nl.text, "- ")):
+					var ok bool
+					if v, ok = p.nested(nl.indent, topItems && key == "items"); !ok {
+						return p.fail()
+					}
+				}
+			}
+			m[key] = v
+		} else {
+			v, ok := inlineValue(rest)
+			if !ok {
+				return p.fail()
+			}
+			m[key] = v
+			// A following line indented deeper would continue the scalar.
+			p.skipBlank()
+			if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
+				return p.fail()
+			}
+		}
+		p.skipBlank()
+		if p.i >= len(p.lines) || p.docMarkerHere() {
+			return m, true
+		}
+		nl := p.lines[p.i]
+		if nl.indent < indent {
+			return m, true
+		}
+		if nl.indent > indent || nl.text == "-" || strings.HasPrefix(nl.text, "- ") {
+			if nl.indent == indent {
+				return m, true // a sequence item of an enclosing list
+			}
+			return p.fail()
+		}
+		text = nl.text
+	}
+}
+
+func (p *fastParser) docMarkerHere() bool {
+	l := p.lines[p.i]
+	return l.indent == 0 && (strings.HasPrefix(l.text, "---") || strings.HasPrefix(l.text, "..."))
+}
+
+func (p *fastParser) nested(indent int, recordItems bool) (any, bool) {
+	if !recordItems {
+		return p.block(indent)
+	}
+	saved := p.itemLines
+	p.itemLines = []int{}
+	v, ok := p.sequenceRecording(indent)
+	if !ok {
+		p.itemLines = saved
+	}
+	return v, ok
+}
+
+// sequenceRecording parses a sequence and records its items' lines (for
+// the items of a List).
+func (p *fastParser) sequenceRecording(indent int) (any, bool) {
+	l := p.lines[p.i]
+	if l.text != "-" && !strings.HasPrefix(l.text, "- ") {
+		p.itemLines = nil
+		return p.block(indent)
+	}
+	return p.sequenceWith(indent, true)
+}
+
+func (p *fastParser) sequence(indent int) (any, bool) { return p.sequenceWith(indent, false) }
+
+func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
+	s := []any{}
+	for {
+		l := p.lines[p.i]
+		if l.indent != indent || (l.text != "-" && !strings.HasPrefix(l.text, "- ")) {
+			return p.fail()
+		}
+		rest := ""
+		if l.text != "-" {
+			rest = strings.TrimLeft(l.text[2:], " ")
+		}
+		var v any
+		switch {
+		case rest == "" || rest[0] == '#':
+			p.i++
+			p.skipBlank()
+			if p.i < len(p.lines) && !p.docMarkerHere() && p.lines[p.i].indent > indent {
+				if record {
+					p.itemLines = append(p.itemLines, p.lines[p.i].num)
+				}
+				var ok bool
+				if v, ok = p.block(p.lines[p.i].indent); !ok {
+					return p.fail()
+				}
+			} else if record {
+				p.itemLines = append(p.itemLines, l.num)
+			}
+		case rest == "-" || strings.HasPrefix(rest, "- "):
+			return p.fail()
+		default:
+			if record {
+				p.itemLines = append(p.itemLines, l.num)
+			}
+			if _, _, isKey := splitKey(rest); isKey {
+				var ok bool
+				p.depth++
+				v, ok = p.mapping(indent+len(l.text)-len(rest), rest, l.num)
+				p.depth--
+				if !ok {
+					return p.fail()
+				}
+			} else {
+				var ok bool
+				if v, ok = inlineValue(rest); !ok {
+					return p.fail()
+				}
+				p.i++
+				p.skipBlank()
+				if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
+					return p.fail()
+				}
+			}
+		}
+		s = append(s, v)
+		p.skipBlank()
+		if p.i >= len(p.lines) || p.docMarkerHere() {
+			return s, true
+		}
+		nl := p.lines[p.i]
+		if nl.indent < indent {
+			return s, true
+		}
+		if nl.indent == indent && (nl.text == "-" || strings.HasPrefix(nl.text, "- ")) {
+			continue
+		}
+		if nl.indent == indent {
+			return s, true // the next key of the mapping that holds this list
+		}
+		return p.fail()
+	}
+}
+
+// splitKey splits "key: rest" or "key:" into the key and what follows,
+// and reports false for anything that is not a simple mapping entry.
+func splitKey(text string) (key, rest string, ok bool) {
+	if text == "" {
+		return "", "", false
+	}
+	switch text[0] {
+	case '"', '\'':
+		q, n, ok := quoted(text)
+		if !ok {
+			return "", "", false
+		}
+		after := text[n:]
+		if after == ":" {
+			return q, "", true
+		}
+		if !strings.HasPrefix(after, ": ") {
+			return "", "", false
+		}
+		return q, strings.TrimLeft(after[2:], " "), true
+	case '-', '?', '[', ']', '{', '}', '&', '*', '!', '|', '>', '%', '@', '`', '#', ',', ':':
+		return "", "", false
+	}
+	idx := strings.Index(text, ": ")
+	if idx < 0 {
+		if !strings.HasSuffix(text, ":") {
+			return "", "", false
+		}
+		idx = len(text) - 1
+	}
+	key = text[:idx]
+	if key == "<<" || strings.Contains(key, " #") || strings.ContainsAny(key, "\t") || strings.HasSuffix(key, " ") {
+		return "", "", false
+	}
+	rest = strings.TrimLeft(text[idx+1:], " ")
+	if strings.HasPrefix(rest, "#") {
+		rest = ""
+	}
+	return key, rest, true
+}
+
+// inlineValue types a scalar written after "key: " or "- ".
+func inlineValue(s string) (any, bool) {
+	switch s[0] {
+	case '"', '\'':
+		q, n, ok := quoted(s)
+		if !ok {
+			return nil, false
+		}
+		after := strings.TrimLeft(s[n:], " ")
+		if after != "" && after[0] != '#' {
+			return nil, false
+		}
+		return q, true
+	case '{', '[':
+		if s == "{}" || strings.HasPrefix(s, "{} #") {
+			return map[string]any{}, true
+		}
+		if s == "[]" || strings.HasPrefix(s, "[] #") {
+			return []any{}, true
+		}
+		return nil, false
+	case '&', '*', '!', '|', '>', '%', '@', '`', '#', ',', '?', ']', '}', ':':
+		return nil, false
+	case '-':
+		if s == "-" || strings.HasPrefix(s, "- ") {
+			return nil, false
+		}
+	}
+	if i := strings.Index(s, " #"); i >= 0 {
+		s = strings.TrimRight(s[:i], " ")
+	}
+	if strings.Contains(s, ": ") || strings.HasSuffix(s, ":") || strings.ContainsAny(s, "\t") {
+		return nil, false
+	}
+	return plainScalar(s), true
+}
+
+// plainScalar types a plain scalar exactly as the yaml.v3 path does.
+func plainScalar(s string) any {
+	c := s[0]
+	if (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') {
+		switch s {
+		case "true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL":
+		default:
+			return s
+		}
+	}
+	v, _ := scalar(&yaml.Node{Kind: yaml.ScalarNode, Value: s})
+	return v
+}
+
+// quoted reads a quoted scalar at the start of s that closes on the same
+// line, returning its value and length; escapes other than the simple ones
+// make it give up.
+func quoted(s string) (string, int, bool) {
+	q := s[0]
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == q && q == '\'' && i+1 < len(s) && s[i+1] == '\'':
+			b.WriteByte('\'')
+			i++
+		case c == q:
+			return b.String(), i + 1, true
+		case c == '\\' && q == '"':
+			if i+1 >= len(s) {
+				return "", 0, false
+			}
+			i++
+			switch s[i] {
+			case '"', '\\', '/':
+				b.WriteByte(s[i])
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			default:
+				return "", 0, false
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", 0, false
+}
