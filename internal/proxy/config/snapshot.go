@@ -9,20 +9,21 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/router"
 )
 
-// Type URLs of the resources the proxy subscribes to.
+// Type URLs of the resources the proxy subscribes to. They are spelled out
+// rather than taken from go-control-plane's resource package, which would link
+// every xDS type into the binary and cost resident memory.
 const (
-	ListenerType = resourcev3.ListenerType
-	RouteType    = resourcev3.RouteType
-	ClusterType  = resourcev3.ClusterType
-	EndpointType = resourcev3.EndpointType
-	SecretType   = resourcev3.SecretType
+	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
 // Resource is one accepted resource.
