@@ -56,7 +56,24 @@ func run(m *testing.M, o sandbox.Options) int {
 		skipped = true
 		return m.Run()
 	}
+	// Signals are caught from the start: one that arrives while the cluster
+	// is still starting cancels the start, which then cleans up after itself.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	started := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "sandboxtest: %v: stopping the sandbox\n", s)
+			cancel()
+			<-started
+			stop()
+			os.Exit(130)
+		case <-done:
+		}
+	}()
 	if o.Logger == nil {
 		o.Logger = logger()
 	}
@@ -65,19 +82,7 @@ func run(m *testing.M, o sandbox.Options) int {
 	mu.Lock()
 	cluster, startErr = c, err
 	mu.Unlock()
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case s := <-sigs:
-			fmt.Fprintf(os.Stderr, "sandboxtest: %v: stopping the sandbox\n", s)
-			stop()
-			os.Exit(130)
-		case <-done:
-		}
-	}()
+	close(started)
 	defer func() {
 		close(done)
 		signal.Stop(sigs)
