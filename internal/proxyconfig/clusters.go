@@ -51,7 +51,7 @@ func Clusters(d *configdump.Dump, f Filter) []ClusterRow {
 	for _, r := range d.Of(configdump.KindCluster) {
 		row := ClusterRow{Name: r.Name, FQDN: r.Name, Port: "-", Subset: "-", Direction: "-", Type: "-", DestinationRule: "-", resource: r}
 		if n, ok := ParseIstioClusterName(r.Name); ok {
-			row.FQDN, row.Port, row.Subset, row.Direction = n.FQDN, n.Port, n.Subset, n.Direction
+			row.FQDN, row.Port, row.Subset, row.Direction = orDash(n.FQDN), n.Port, orDash(n.Subset), n.Direction
 		}
 		if c, ok := r.Message.(*clusterv3.Cluster); ok {
 			row.Type = clusterType(c)
