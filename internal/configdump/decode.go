@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
-	"runtime"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"

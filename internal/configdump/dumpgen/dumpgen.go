@@ -192,8 +192,8 @@ func cluster(sv service, subset string) obj {
 		"common_lb_config":  obj{"locality_weighted_lb_config": obj{}},
 		"metadata":          obj{"filter_metadata": obj{"istio": istio}},
 		"typed_extension_protocol_options": obj{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": obj{
-			"@type":                       "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-			"common_http_protocol_options": obj{"idle_timeout": "3600s", "max_connection_duration": "0s"},
+			"@type":                          "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+			"common_http_protocol_options":   obj{"idle_timeout": "3600s", "max_connection_duration": "0s"},
 			"use_downstream_protocol_config": obj{"http_protocol_options": obj{}, "http2_protocol_options": obj{"max_concurrent_streams": 1073741824}},
 		}},
 		// Istio's peer metadata filter is not a go-control-plane type: parsers
@@ -205,11 +205,11 @@ func cluster(sv service, subset string) obj {
 			obj{"name": "tlsMode-istio", "match": obj{"tlsMode": "istio"}, "transport_socket": obj{"name": "envoy.transport_sockets.tls", "typed_config": obj{
 				"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
 				"common_tls_context": obj{
-					"tls_params":                        obj{"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"},
-					"alpn_protocols":                    []any{"istio-peer-exchange", "istio"},
+					"tls_params":                         obj{"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"},
+					"alpn_protocols":                     []any{"istio-peer-exchange", "istio"},
 					"tls_certificate_sds_secret_configs": []any{sds("default")},
 					"combined_validation_context": obj{
-						"default_validation_context":         obj{"match_subject_alt_names": []any{obj{"exact": "spiffe://cluster.local/ns/" + sv.ns + "/sa/" + sv.name}}},
+						"default_validation_context":           obj{"match_subject_alt_names": []any{obj{"exact": "spiffe://cluster.local/ns/" + sv.ns + "/sa/" + sv.name}}},
 						"validation_context_sds_secret_config": sds("ROOTCA"),
 					},
 				},
@@ -227,7 +227,7 @@ func endpoints(sv service, subset string, n, seed int) obj {
 		k := seed*n + i
 		ip := fmt.Sprintf("198.18.%d.%d", (k/250)%256, k%250+1)
 		lbs = append(lbs, obj{
-			"endpoint": obj{"address": obj{"socket_address": obj{"address": ip, "port_value": sv.port}}, "health_check_config": obj{}},
+			"endpoint":      obj{"address": obj{"socket_address": obj{"address": ip, "port_value": sv.port}}, "health_check_config": obj{}},
 			"health_status": "HEALTHY",
 			"metadata": obj{"filter_metadata": obj{
 				"envoy.transport_socket_match": obj{"tlsMode": "istio"},
@@ -252,9 +252,9 @@ func listener(port int) obj {
 		"filter_chains": []any{obj{
 			"filter_chain_match": obj{"transport_protocol": "raw_buffer", "application_protocols": []any{"http/1.1", "h2c"}},
 			"filters": []any{obj{"name": "envoy.filters.network.http_connection_manager", "typed_config": obj{
-				"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-				"stat_prefix": fmt.Sprintf("outbound_0.0.0.0_%d", port),
-				"rds":         obj{"config_source": obj{"ads": obj{}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}, "route_config_name": fmt.Sprint(port)},
+				"@type":        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+				"stat_prefix":  fmt.Sprintf("outbound_0.0.0.0_%d", port),
+				"rds":          obj{"config_source": obj{"ads": obj{}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}, "route_config_name": fmt.Sprint(port)},
 				"http_filters": []any{obj{"name": "envoy.filters.http.router", "typed_config": obj{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}},
 			}}},
 		}},
