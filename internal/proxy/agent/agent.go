@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/admin"
+	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/xdsclient"
@@ -74,9 +75,12 @@ func New(opts Options) (*Proxy, error) {
 	if p.node.GetId() == "" {
 		return nil, errors.New("node id is required (flag --node-id, POD_NAME/POD_NAMESPACE/INSTANCE_IP, or node.id in the bootstrap)")
 	}
+	if p.opts.OriginalDst == nil {
+		p.opts.OriginalDst = capture.OriginalDst
+	}
 	p.Metrics = NewMetrics(opts.Workload)
 	p.Store = newStore(&p.Listeners)
-	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Observer: p.Metrics, OriginalDst: opts.OriginalDst})
+	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Observer: p.Metrics, OriginalDst: p.opts.OriginalDst})
 	p.Store.SetCompiler(config.ListenerType, p.Listeners.Compiler())
 	if b := opts.Bootstrap; b != nil {
 		p.Store.SetBootstrap(b)

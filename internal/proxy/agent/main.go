@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"mesh.dev/mesh/internal/proxy/bootstrap"
+	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/version"
 )
 
@@ -31,6 +33,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "version" {
 		printVersion(stdout)
 		return exitOK
+	}
+	if len(args) > 0 && args[0] == "init" {
+		return initMain(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("mesh-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -59,7 +64,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mesh-proxy: unexpected argument %q (subcommands: version)\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "mesh-proxy: unexpected argument %q (subcommands: init, version)\n", fs.Arg(0))
 		return exitUsage
 	}
 	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
@@ -134,4 +139,49 @@ func workloadName(pod string) string {
 func printVersion(w io.Writer) {
 	v := version.Get()
 	fmt.Fprintf(w, "mesh-proxy %s (commit %s, built %s, %s %s)\n", v.Version, v.GitCommit, v.BuildDate, v.GoVersion, v.Platform)
+}
+
+// initMain is `mesh-proxy init`: write the capture rules into the current network namespace.
+func initMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mesh-proxy init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := capture.Default()
+	fs.IntVar(&c.ProxyUID, "proxy-uid", c.ProxyUID, "uid the proxy runs as; its traffic is not captured")
+	fs.IntVar(&c.ProxyGID, "proxy-gid", c.ProxyGID, "gid the proxy runs as; its traffic is not captured")
+	fs.IntVar(&c.OutboundPort, "outbound-port", c.OutboundPort, "port outbound TCP is redirected to")
+	fs.IntVar(&c.InboundPort, "inbound-port", c.InboundPort, "port inbound TCP is redirected to")
+	fs.StringVar(&c.InboundPorts, "inbound-ports", c.InboundPorts, `inbound ports to capture: "*" for all, a comma list, or "" for none`)
+	exclude := fs.String("exclude-inbound-ports", "15020,15021,15090", "inbound ports never captured (comma list)")
+	dry := fs.Bool("dry-run", false, "print the iptables-restore input instead of applying it")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	c.ExcludeInboundPorts = nil
+	for _, s := range strings.Split(*exclude, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-proxy init: --exclude-inbound-ports: %q is not a port\n", s)
+			return exitUsage
+		}
+		c.ExcludeInboundPorts = append(c.ExcludeInboundPorts, n)
+	}
+	if err := c.Validate(); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy init: %v\n", err)
+		return exitUsage
+	}
+	if *dry {
+		io.WriteString(stdout, c.Rules())
+		return exitOK
+	}
+	if err := c.Apply(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy init: %v\n", err)
+		return exitError
+	}
+	return exitOK
 }
