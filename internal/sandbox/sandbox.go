@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,26 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 
+	// Free ports are found by binding and releasing them, so another process
+	// (often a sandbox of a test package running in parallel) can take one
+	// before the component binds it. Ports picked here are picked again then;
+	// ports the caller fixed are not.
+	const attempts = 3
+	for i := 1; ; i++ {
+		c, err := startOnce(ctx, o, binDir, log, began)
+		if err == nil {
+			return c, nil
+		}
+		var se *StartError
+		portClash := errors.As(err, &se) && strings.Contains(se.LogTail, "address already in use")
+		if !portClash || o.APIServerPort != 0 || o.EtcdPort != 0 || i == attempts || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("a chosen port was taken; starting again with new ports", "component", se.Component)
+	}
+}
+
+func startOnce(ctx context.Context, o Options, binDir string, log *slog.Logger, began time.Time) (*Cluster, error) {
 	c := &Cluster{binDir: binDir, log: log}
 	if err := c.prepareDir(o.Dir); err != nil {
 		return nil, err
