@@ -128,7 +128,14 @@ type sotwState struct {
 	version, nonce string
 	names          []string
 	sent           bool
+	lastNack       string    // version last rejected
+	nackDue        time.Time // when a repeated NACK may be sent
+	nackErr        error
 }
+
+// nackRepeatDelay spaces out NACKs of a version already rejected: a server
+// that answers every NACK with the same bad version would otherwise spin.
+const nackRepeatDelay = time.Second
 
 func (c *Client) runSotW(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -195,7 +202,12 @@ func (c *Client) runSotW(ctx context.Context) error {
 		}
 		s.nonce = resp.GetNonce()
 		aerr := c.Handler.Apply(config.Update{TypeURL: t, Version: resp.GetVersionInfo(), Replace: wildcard(t), Resources: resp.GetResources()})
+		if aerr != nil && s.lastNack == resp.GetVersionInfo() {
+			s.nackDue, s.nackErr = time.Now().Add(nackRepeatDelay), aerr
+			return nil
+		}
 		if aerr != nil {
+			s.lastNack = resp.GetVersionInfo()
 			slog.Warn("rejected xDS update (NACK)", "type", t, "version", resp.GetVersionInfo(), "err", aerr)
 		} else {
 			s.version = resp.GetVersionInfo()
@@ -250,6 +262,15 @@ func (c *Client) runSotW(ctx context.Context) error {
 		case err := <-recvErr:
 			return fmt.Errorf("receive: %w", err)
 		case <-tick.C:
+			for t, s := range state {
+				if s.nackErr != nil && time.Now().After(s.nackDue) {
+					err := s.nackErr
+					s.nackErr = nil
+					if err := send(t, err); err != nil {
+						return fmt.Errorf("send: %w", err)
+					}
+				}
+			}
 			if err := flush(time.Since(heldSince) > warmingLimit); err != nil {
 				return err
 			}
