@@ -19,8 +19,9 @@ const outputUnified = "unified"
 // DiffOptions holds the flags of `mesh proxy-config diff`.
 type DiffOptions struct {
 	*cli.Context
-	Output string
-	a, b   source
+	Output    string
+	AdminPort int
+	a, b      source
 }
 
 func newDiffCommand(ctx *cli.Context) *cobra.Command {
@@ -52,6 +53,7 @@ A and B are each one of:
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: unified (a unified text diff), json or yaml")
+	bindAdminPort(cmd.Flags(), &o.AdminPort)
 	return cmd
 }
 
@@ -61,8 +63,11 @@ func (o *DiffOptions) Complete(args []string) error {
 	if o.a, err = parseDiffSource(o.Context, args[0]); err != nil {
 		return err
 	}
-	o.b, err = parseDiffSource(o.Context, args[1])
-	return err
+	if o.b, err = parseDiffSource(o.Context, args[1]); err != nil {
+		return err
+	}
+	o.a.AdminPort, o.b.AdminPort = o.AdminPort, o.AdminPort
+	return nil
 }
 
 // Validate rejects unknown output formats and reading standard input twice.

@@ -39,42 +39,12 @@ const liveNode = "sidecar~127.0.0.1~reviews-v1-0.default~default.svc.cluster.loc
 // go-control-plane ADS server on loopback, reads its config through the
 // admin API, changes the config over xDS and diffs before against after.
 func TestLiveProxyDumpChangeDiff(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
-	srv := grpc.NewServer()
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, serverv3.NewServer(context.Background(), cache, nil))
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-
-	upstreamPort := freePort(t)
-	listenPort := freePort(t)
-	reviews := "outbound|9080||reviews.default.svc.cluster.local"
-	ratings := "outbound|9080|v1|ratings.default.svc.cluster.local"
-	publish := func(version string, timeout time.Duration, withListener bool) {
-		res := map[resourcev3.Type][]types.Resource{
-			resourcev3.ClusterType:  {liveCluster(reviews, timeout, ""), liveCluster(ratings, time.Second, "ratings")},
-			resourcev3.EndpointType: {liveCLA(reviews, upstreamPort), liveCLA(ratings, upstreamPort)},
-			resourcev3.RouteType:    {liveRoute("9080", reviews)},
-		}
-		if withListener {
-			res[resourcev3.ListenerType] = []types.Resource{liveListener(t, "127.0.0.1_9080", listenPort, "9080")}
-		} else {
-			res[resourcev3.ListenerType] = nil
-		}
-		snap, err := cachev3.NewSnapshot(version, res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cache.SetSnapshot(context.Background(), liveNode, snap); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cp := startLiveControlPlane(t)
+	publish := cp.publish
+	reviews, ratings, listenPort := cp.reviews, cp.ratings, cp.listenPort
 	publish("1", 10*time.Second, true)
 
-	p, err := agent.New(agent.Options{XDSAddress: ln.Addr().String(), NodeID: liveNode, AdminAddress: "127.0.0.1:0", Level: new(slog.LevelVar)})
+	p, err := agent.New(agent.Options{XDSAddress: cp.addr, NodeID: liveNode, AdminAddress: "127.0.0.1:0", Level: new(slog.LevelVar)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +111,57 @@ func TestLiveProxyDumpChangeDiff(t *testing.T) {
 	out, _, err = run(t, "", "log", "--admin-address", admin, "--level", "debug")
 	if err != nil || !strings.Contains(out, "http         debug") {
 		t.Errorf("log --level debug (%v):\n%s", err, out)
+	}
+}
+
+// liveControlPlane is a go-control-plane ADS server on loopback serving two
+// clusters, their endpoints, a route and (optionally) a listener to liveNode.
+type liveControlPlane struct {
+	t                *testing.T
+	addr             string
+	cache            cachev3.SnapshotCache
+	reviews, ratings string
+	listenPort       uint32
+	upstreamPort     uint32
+}
+
+func startLiveControlPlane(t *testing.T) *liveControlPlane {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &liveControlPlane{
+		t: t, addr: ln.Addr().String(), cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
+		reviews:    "outbound|9080||reviews.default.svc.cluster.local",
+		ratings:    "outbound|9080|v1|ratings.default.svc.cluster.local",
+		listenPort: freePort(t), upstreamPort: freePort(t),
+	}
+	srv := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, serverv3.NewServer(context.Background(), cp.cache, nil))
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return cp
+}
+
+// publish sets the snapshot: the reviews cluster's connect timeout, and whether the listener exists.
+func (cp *liveControlPlane) publish(version string, timeout time.Duration, withListener bool) {
+	t := cp.t
+	res := map[resourcev3.Type][]types.Resource{
+		resourcev3.ClusterType:  {liveCluster(cp.reviews, timeout, ""), liveCluster(cp.ratings, time.Second, "ratings")},
+		resourcev3.EndpointType: {liveCLA(cp.reviews, cp.upstreamPort), liveCLA(cp.ratings, cp.upstreamPort)},
+		resourcev3.RouteType:    {liveRoute("9080", cp.reviews)},
+		resourcev3.ListenerType: nil,
+	}
+	if withListener {
+		res[resourcev3.ListenerType] = []types.Resource{liveListener(t, "127.0.0.1_9080", cp.listenPort, "9080")}
+	}
+	snap, err := cachev3.NewSnapshot(version, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.cache.SetSnapshot(context.Background(), liveNode, snap); err != nil {
+		t.Fatal(err)
 	}
 }
 

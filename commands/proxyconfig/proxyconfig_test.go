@@ -37,9 +37,21 @@ func init() { clock = func() time.Time { return certTime } }
 
 // run executes `mesh proxy-config args...` in-process and returns stdout, stderr and the error.
 func run(t *testing.T, stdin string, args ...string) (string, string, error) {
+	return runIn(t, stdin, "", args...)
+}
+
+// runWithKubeconfig is run with --kubeconfig set, as the root command would.
+func runWithKubeconfig(t *testing.T, kubeconfig string, args ...string) (string, string, error) {
+	return runIn(t, "", kubeconfig, args...)
+}
+
+func runIn(t *testing.T, stdin, kubeconfig string, args ...string) (string, string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	ctx := cli.NewContext(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut})
+	if kubeconfig != "" {
+		ctx.ConfigFlags.KubeConfig = &kubeconfig
+	}
 	cmd := NewCommand(ctx)
 	cmd.SetArgs(args)
 	cmd.SetOut(&out)

@@ -20,6 +20,7 @@ import (
 type sourceFlags struct {
 	File         string
 	AdminAddress string
+	AdminPort    int
 }
 
 func (s *sourceFlags) bind(fs *pflag.FlagSet, withFile bool) {
@@ -27,6 +28,11 @@ func (s *sourceFlags) bind(fs *pflag.FlagSet, withFile bool) {
 		fs.StringVarP(&s.File, "file", "f", "", "read a saved /config_dump from this file ('-' for standard input) instead of a live proxy")
 	}
 	fs.StringVar(&s.AdminAddress, "admin-address", "", "reach the proxy's admin API directly at host:port (VMs, local proxies) instead of through a pod")
+	bindAdminPort(fs, &s.AdminPort)
+}
+
+func bindAdminPort(fs *pflag.FlagSet, p *int) {
+	fs.IntVar(p, "admin-port", adminclient.DefaultPort, "the proxy's admin port inside a pod, for the port-forward")
 }
 
 // source is one resolved place to read a proxy's config from.
@@ -36,6 +42,7 @@ type source struct {
 	Admin     string // host:port of an admin API
 	Pod       string
 	Namespace string
+	AdminPort int // the admin port inside the pod
 }
 
 // resolve picks the source from a pod argument and the flags; exactly one must be given.
@@ -56,7 +63,12 @@ func (s sourceFlags) resolve(c *cli.Context, args []string) (source, error) {
 	case s.AdminAddress != "":
 		return source{Label: "admin://" + s.AdminAddress, Admin: s.AdminAddress}, nil
 	}
-	return podSource(c, args[0])
+	if s.AdminPort < 1 || s.AdminPort > 65535 {
+		return source{}, cli.Usagef("--admin-port %d: expected a port between 1 and 65535", s.AdminPort)
+	}
+	src, err := podSource(c, args[0])
+	src.AdminPort = s.AdminPort
+	return src, err
 }
 
 func podSource(c *cli.Context, arg string) (source, error) {
@@ -141,7 +153,11 @@ func withAdmin[T any](ctx context.Context, c *cli.Context, src source, fn func(*
 		if err != nil {
 			return zero, fmt.Errorf("kubeconfig: %w", err)
 		}
-		fw, err := adminclient.PortForward(ctx, cfg, src.Namespace, src.Pod, adminclient.DefaultPort, c.ErrOut)
+		port := src.AdminPort
+		if port == 0 {
+			port = adminclient.DefaultPort
+		}
+		fw, err := adminclient.PortForward(ctx, cfg, src.Namespace, src.Pod, port, c.ErrOut)
 		if err != nil {
 			return zero, err
 		}
