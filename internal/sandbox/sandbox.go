@@ -49,6 +49,9 @@ type Options struct {
 	// the apiserver's portforward subresource) connects to the same port on
 	// 127.0.0.1, whichever pod it names.
 	PortForwards []int32
+	// KeepDir leaves a temporary folder (logs included) in place after Stop,
+	// for looking into a failure.
+	KeepDir bool
 	// EtcdOnly starts etcd alone: the baseline the benchmarks compare with.
 	EtcdOnly bool
 	// Logger receives progress messages; nil discards them.
@@ -66,6 +69,7 @@ type Timings struct {
 type Cluster struct {
 	dir     string
 	ownsDir bool
+	keepDir bool
 	binDir  string
 	log     *slog.Logger
 	ca      *authority
@@ -139,7 +143,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 }
 
 func startOnce(ctx context.Context, o Options, binDir string, log *slog.Logger, began time.Time) (*Cluster, error) {
-	c := &Cluster{binDir: binDir, log: log}
+	c := &Cluster{binDir: binDir, log: log, keepDir: o.KeepDir}
 	if err := c.prepareDir(o.Dir); err != nil {
 		return nil, err
 	}
@@ -147,7 +151,7 @@ func startOnce(ctx context.Context, o Options, binDir string, log *slog.Logger, 
 		_ = c.Stop()
 		// The log tail is in the error; a removed temporary folder's path is not worth printing.
 		var se *StartError
-		if c.ownsDir && errors.As(err, &se) {
+		if c.ownsDir && !c.keepDir && errors.As(err, &se) {
 			se.LogPath = ""
 		}
 		return nil, err
@@ -381,7 +385,11 @@ func (c *Cluster) Stop() error {
 		for i := len(c.procs) - 1; i >= 0; i-- {
 			c.procs[i].stop(5 * time.Second)
 		}
-		if c.ownsDir {
+		if c.ownsDir && c.keepDir {
+			// Without its owner file a later start does not take the folder for stale.
+			_ = os.Remove(filepath.Join(c.dir, ownerFile))
+		}
+		if c.ownsDir && !c.keepDir {
 			c.stopErr = os.RemoveAll(c.dir)
 		} else if c.dir != "" {
 			if err := os.Remove(layout{c.dir}.state()); err != nil && !os.IsNotExist(err) {

@@ -77,6 +77,9 @@ func run(m *testing.M, o sandbox.Options) int {
 	if o.Logger == nil {
 		o.Logger = logger()
 	}
+	if os.Getenv(KeepEnv) != "" {
+		o.KeepDir = true
+	}
 	c, err := sandbox.Start(ctx, o)
 	cancel()
 	mu.Lock()
@@ -91,12 +94,19 @@ func run(m *testing.M, o sandbox.Options) int {
 	return m.Run()
 }
 
+// KeepEnv names the environment variable that, when set, keeps the sandbox
+// folder (certificates, kubeconfigs, component logs) after the tests.
+const KeepEnv = "MESH_SANDBOX_KEEP"
+
 func stop() {
 	mu.Lock()
 	defer mu.Unlock()
 	if cluster != nil {
 		if err := cluster.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "sandboxtest: stop sandbox: %v\n", err)
+		}
+		if os.Getenv(KeepEnv) != "" {
+			fmt.Fprintf(os.Stderr, "sandboxtest: %s is set: kept %s (logs in %s)\n", KeepEnv, cluster.Dir(), cluster.LogDir())
 		}
 	}
 }
