@@ -159,8 +159,8 @@ func decodeRaw(raw *resource.Raw, defaultNS string) (*Resource, error) {
 		r.Decoded = d
 		r.Object = d.Object
 		r.Meta = metaOf(d.Object)
-	} else if obj := newKubeObject(gvk); obj != nil {
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw.Object, obj); err != nil {
+	} else if obj, err := decodeKube(kind, gv.Group, raw.Object); obj != nil || err != nil {
+		if err != nil {
 			return nil, &resource.ParseError{File: raw.Source.File, Line: raw.Source.Line, Err: fmt.Errorf("%s %q: %v", kind, raw.Name(), err)}
 		}
 		r.Object = obj
@@ -187,30 +187,6 @@ func metaOf(obj runtime.Object) *metav1.ObjectMeta {
 		}
 	}
 	return &metav1.ObjectMeta{}
-}
-
-func newKubeObject(gvk schema.GroupVersionKind) runtime.Object {
-	switch gvk.GroupKind() {
-	case schema.GroupKind{Kind: "Namespace"}:
-		return &corev1.Namespace{}
-	case schema.GroupKind{Kind: "Service"}:
-		return &corev1.Service{}
-	case schema.GroupKind{Kind: "Pod"}:
-		return &corev1.Pod{}
-	case schema.GroupKind{Group: "apps", Kind: "Deployment"}:
-		return &appsv1.Deployment{}
-	case schema.GroupKind{Group: "apps", Kind: "StatefulSet"}:
-		return &appsv1.StatefulSet{}
-	case schema.GroupKind{Group: "apps", Kind: "DaemonSet"}:
-		return &appsv1.DaemonSet{}
-	case schema.GroupKind{Group: "apps", Kind: "ReplicaSet"}:
-		return &appsv1.ReplicaSet{}
-	case schema.GroupKind{Group: "batch", Kind: "Job"}:
-		return &batchv1.Job{}
-	case schema.GroupKind{Group: "batch", Kind: "CronJob"}:
-		return &batchv1.CronJob{}
-	}
-	return nil
 }
 
 // ByKind returns the resources of one kind ("VirtualService", "Service"...),

@@ -138,6 +138,8 @@ func Decode(obj map[string]any) (*Decoded, error) {
 	if _, ok := obj["spec"]; !ok {
 		d.message(spec, map[string]any{}, "spec")
 	}
+	sortErrors(d.errs)
+	sortErrors(d.deprecated)
 	return &Decoded{Object: out, SchemaErrors: d.errs, Deprecated: d.deprecated}, nil
 }
 

@@ -4,7 +4,10 @@
 // `mesh analyze` and the pilot's validating webhook call it.
 package validation
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // FieldError is one problem with one field of a resource.
 type FieldError struct {
@@ -35,6 +38,6 @@ func (l *list) warn(field, format string, args ...any) {
 	l.warns = append(l.warns, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-func idx(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+func idx(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
-func key(path, k string) string { return fmt.Sprintf("%s[%q]", path, k) }
+func key(path, k string) string { return path + "[" + strconv.Quote(k) + "]" }

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,14 +91,9 @@ func (d *decoder) message(m protoreflect.Message, v any, path string) {
 		return
 	}
 	fi := indexOf(md)
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // deterministic error order
-	oneofSeen := map[protoreflect.FullName]string{}
-	for _, k := range keys {
-		val := obj[k]
+	var oneofSeen map[protoreflect.FullName]string
+	// Keys are visited in map order; Decode sorts the errors afterwards.
+	for k, val := range obj {
 		fp := path + "." + k
 		fd, ok := fi.byName[k]
 		if !ok {
@@ -110,8 +104,15 @@ func (d *decoder) message(m protoreflect.Message, v any, path string) {
 			continue
 		}
 		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			if oneofSeen == nil {
+				oneofSeen = map[protoreflect.FullName]string{}
+			}
 			if other, seen := oneofSeen[od.FullName()]; seen {
-				d.fail(fp, "only one of %s and %s may be set", other, k)
+				a, b := other, k
+				if a > b {
+					a, b = b, a
+				}
+				d.fail(path+"."+b, "only one of %s and %s may be set", a, b)
 				continue
 			}
 			oneofSeen[od.FullName()] = k
@@ -172,12 +173,7 @@ func (d *decoder) mapField(m protoreflect.Message, fd protoreflect.FieldDescript
 	}
 	mp := m.Mutable(fd).Map()
 	kd, vd := fd.MapKey(), fd.MapValue()
-	keys := make([]string, 0, len(obj))
 	for k := range obj {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
 		ep := key(path, k)
 		kv, ok := d.scalar(kd, k, ep)
 		if !ok {

@@ -1,0 +1,241 @@
+package analyze
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// The Kubernetes kinds analysis reads are decoded by hand, and only the
+// fields analyzers look at (metadata; Service selectors and ports; pod
+// containers, service account, host network; workload pod templates).
+// The generic reflection-based converter costs more than everything else
+// in a large offline analysis. Fields of the wrong type are reported with
+// their path, as the converter would.
+
+type kubeDecoder struct{ err error }
+
+func (d *kubeDecoder) fail(path, want string, v any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s: expected %s, got %T", path, want, v)
+	}
+}
+
+func (d *kubeDecoder) obj(m map[string]any, k, path string) map[string]any {
+	v, ok := m[k]
+	if !ok || v == nil {
+		return nil
+	}
+	o, ok := v.(map[string]any)
+	if !ok {
+		d.fail(path+"."+k, "an object", v)
+	}
+	return o
+}
+
+func (d *kubeDecoder) list(m map[string]any, k, path string) []any {
+	v, ok := m[k]
+	if !ok || v == nil {
+		return nil
+	}
+	l, ok := v.([]any)
+	if !ok {
+		d.fail(path+"."+k, "a list", v)
+	}
+	return l
+}
+
+func (d *kubeDecoder) str(m map[string]any, k, path string) string {
+	v, ok := m[k]
+	if !ok || v == nil {
+		return ""
+	}
+	s, ok := v.(string)
+	if !ok {
+		d.fail(path+"."+k, "a string", v)
+	}
+	return s
+}
+
+func (d *kubeDecoder) integer(m map[string]any, k, path string) int64 {
+	v, ok := m[k]
+	if !ok || v == nil {
+		return 0
+	}
+	switch n := v.(type) {
+	case int64:
+		return n
+	case float64:
+		if n == float64(int64(n)) {
+			return int64(n)
+		}
+	}
+	d.fail(path+"."+k, "an integer", v)
+	return 0
+}
+
+func (d *kubeDecoder) boolean(m map[string]any, k, path string) bool {
+	v, ok := m[k]
+	if !ok || v == nil {
+		return false
+	}
+	b, ok := v.(bool)
+	if !ok {
+		d.fail(path+"."+k, "true or false", v)
+	}
+	return b
+}
+
+func (d *kubeDecoder) strMap(m map[string]any, k, path string) map[string]string {
+	o := d.obj(m, k, path)
+	if o == nil {
+		return nil
+	}
+	out := make(map[string]string, len(o))
+	for key, v := range o {
+		s, ok := v.(string)
+		if !ok {
+			d.fail(path+"."+k+"."+key, "a string", v)
+			continue
+		}
+		out[key] = s
+	}
+	return out
+}
+
+func (d *kubeDecoder) meta(m map[string]any, path string) metav1.ObjectMeta {
+	md := d.obj(m, "metadata", path)
+	if md == nil {
+		return metav1.ObjectMeta{}
+	}
+	p := path + ".metadata"
+	om := metav1.ObjectMeta{
+		Name: d.str(md, "name", p), GenerateName: d.str(md, "generateName", p), Namespace: d.str(md, "namespace", p),
+		Labels: d.strMap(md, "labels", p), Annotations: d.strMap(md, "annotations", p),
+	}
+	for range d.list(md, "ownerReferences", p) {
+		om.OwnerReferences = append(om.OwnerReferences, metav1.OwnerReference{})
+	}
+	return om
+}
+
+func (d *kubeDecoder) podSpec(m map[string]any, path string) corev1.PodSpec {
+	if m == nil {
+		return corev1.PodSpec{}
+	}
+	spec := corev1.PodSpec{ServiceAccountName: d.str(m, "serviceAccountName", path), HostNetwork: d.boolean(m, "hostNetwork", path)}
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = d.str(m, "serviceAccount", path)
+	}
+	for _, field := range []string{"initContainers", "containers"} {
+		for i, c := range d.list(m, field, path) {
+			cm, ok := c.(map[string]any)
+			if !ok {
+				d.fail(fmt.Sprintf("%s.%s[%d]", path, field, i), "an object", c)
+				continue
+			}
+			ctr := corev1.Container{Name: d.str(cm, "name", path+"."+field), Image: d.str(cm, "image", path+"."+field)}
+			if field == "containers" {
+				spec.Containers = append(spec.Containers, ctr)
+			} else {
+				spec.InitContainers = append(spec.InitContainers, ctr)
+			}
+		}
+	}
+	return spec
+}
+
+func (d *kubeDecoder) template(m map[string]any, path string) corev1.PodTemplateSpec {
+	if m == nil {
+		return corev1.PodTemplateSpec{}
+	}
+	return corev1.PodTemplateSpec{ObjectMeta: d.meta(m, path), Spec: d.podSpec(d.obj(m, "spec", path), path+".spec")}
+}
+
+func (d *kubeDecoder) workloadTemplate(m map[string]any) corev1.PodTemplateSpec {
+	spec := d.obj(m, "spec", "")
+	if spec == nil {
+		return corev1.PodTemplateSpec{}
+	}
+	return d.template(d.obj(spec, "template", "spec"), "spec.template")
+}
+
+// decodeKube decodes the Kubernetes kinds analysis reads; it returns nil
+// for other kinds.
+func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
+	d := &kubeDecoder{}
+	var obj runtime.Object
+	switch group + "/" + kind {
+	case "/Namespace":
+		obj = &corev1.Namespace{ObjectMeta: d.meta(m, "")}
+	case "/Service":
+		svc := &corev1.Service{ObjectMeta: d.meta(m, "")}
+		if spec := d.obj(m, "spec", ""); spec != nil {
+			svc.Spec.Selector = d.strMap(spec, "selector", "spec")
+			svc.Spec.Type = corev1.ServiceType(d.str(spec, "type", "spec"))
+			for i, p := range d.list(spec, "ports", "spec") {
+				pp := fmt.Sprintf("spec.ports[%d]", i)
+				pm, ok := p.(map[string]any)
+				if !ok {
+					d.fail(pp, "an object", p)
+					continue
+				}
+				port := corev1.ServicePort{Name: d.str(pm, "name", pp), Port: int32(d.integer(pm, "port", pp)), Protocol: corev1.Protocol(d.str(pm, "protocol", pp))}
+				if ap := d.str(pm, "appProtocol", pp); ap != "" {
+					port.AppProtocol = &ap
+				}
+				switch t := pm["targetPort"].(type) {
+				case nil:
+				case int64:
+					port.TargetPort = intstr.FromInt32(int32(t))
+				case string:
+					port.TargetPort = intstr.FromString(t)
+				default:
+					d.fail(pp+".targetPort", "a port number or name", t)
+				}
+				svc.Spec.Ports = append(svc.Spec.Ports, port)
+			}
+		}
+		obj = svc
+	case "/Pod":
+		obj = &corev1.Pod{ObjectMeta: d.meta(m, ""), Spec: d.podSpec(d.obj(m, "spec", ""), "spec")}
+	case "apps/Deployment":
+		o := &appsv1.Deployment{ObjectMeta: d.meta(m, "")}
+		o.Spec.Template = d.workloadTemplate(m)
+		obj = o
+	case "apps/StatefulSet":
+		o := &appsv1.StatefulSet{ObjectMeta: d.meta(m, "")}
+		o.Spec.Template = d.workloadTemplate(m)
+		obj = o
+	case "apps/DaemonSet":
+		o := &appsv1.DaemonSet{ObjectMeta: d.meta(m, "")}
+		o.Spec.Template = d.workloadTemplate(m)
+		obj = o
+	case "apps/ReplicaSet":
+		o := &appsv1.ReplicaSet{ObjectMeta: d.meta(m, "")}
+		o.Spec.Template = d.workloadTemplate(m)
+		obj = o
+	case "batch/Job":
+		o := &batchv1.Job{ObjectMeta: d.meta(m, "")}
+		o.Spec.Template = d.workloadTemplate(m)
+		obj = o
+	case "batch/CronJob":
+		o := &batchv1.CronJob{ObjectMeta: d.meta(m, "")}
+		if spec := d.obj(m, "spec", ""); spec != nil {
+			if jt := d.obj(spec, "jobTemplate", "spec"); jt != nil {
+				if js := d.obj(jt, "spec", "spec.jobTemplate"); js != nil {
+					o.Spec.JobTemplate.Spec.Template = d.template(d.obj(js, "template", "spec.jobTemplate.spec"), "spec.jobTemplate.spec.template")
+				}
+			}
+		}
+		obj = o
+	default:
+		return nil, nil
+	}
+	return obj, d.err
+}
