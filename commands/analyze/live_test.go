@@ -1,0 +1,118 @@
+package analyze
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"mesh.dev/mesh/internal/cli"
+	"mesh.dev/mesh/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// TestLiveCluster analyses a real API server: namespace labels, pods with
+// and without their proxy, and files applied over the cluster's objects.
+func TestLiveCluster(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kc := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	mustCreate := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("create %s: %v", what, err)
+		}
+	}
+	for name, labels := range map[string]map[string]string{
+		"shop":   {"mesh-injection": "enabled"},
+		"legacy": {"team": "old"},
+		"opted":  {"mesh-injection": "disabled"},
+	} {
+		_, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+		mustCreate("namespace "+name, err)
+	}
+	pod := func(name string, containers ...string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "cart"}}}
+		for _, c := range containers {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: "example.invalid/" + c})
+		}
+		return p
+	}
+	_, err := kc.CoreV1().Pods("shop").Create(ctx, pod("cart-injected", "cart", "mesh-proxy"), metav1.CreateOptions{})
+	mustCreate("pod", err)
+	_, err = kc.CoreV1().Pods("shop").Create(ctx, pod("cart-bare", "cart"), metav1.CreateOptions{})
+	mustCreate("pod", err)
+	_, err = kc.CoreV1().Services("shop").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "cart"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "cart"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{})
+	mustCreate("service", err)
+
+	kubeconfig := c.KubeconfigPath()
+	out, code := run(t, "", "--kubeconfig", kubeconfig, "-A", "-o", "json")
+	for _, want := range []string{`"resource": "Namespace legacy"`, `"resource": "Pod cart-bare.shop"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("live analysis lacks %s:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"Namespace shop", "Namespace opted", "cart-injected", "kube-system"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("live analysis reports %s:\n%s", unwanted, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("only warnings and infos: exit %d, want 0", code)
+	}
+
+	// -n limits the report to one namespace.
+	out, _ = run(t, "", "--kubeconfig", kubeconfig, "-n", "legacy")
+	if !strings.Contains(out, "IST0102") || strings.Contains(out, "cart-bare") {
+		t.Errorf("-n legacy:\n%s", out)
+	}
+
+	// Files are analysed as if applied over the cluster: the route resolves
+	// to the cluster's Service, and a second one names a host that nothing has.
+	dir := t.TempDir()
+	vs := filepath.Join(dir, "vs.yaml")
+	os.WriteFile(vs, []byte(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: cart
+  namespace: shop
+spec:
+  hosts: [cart]
+  http:
+  - route:
+    - destination:
+        host: cart
+        port:
+          number: 80
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: orders
+  namespace: shop
+spec:
+  hosts: [orders]
+  http:
+  - route:
+    - destination:
+        host: orders
+`), 0o644)
+	out, code = run(t, "", "--kubeconfig", kubeconfig, "-n", "shop", vs)
+	if code != cli.ExitFindings || !strings.Contains(out, `host not found: "orders"`) || strings.Contains(out, `host not found: "cart"`) {
+		t.Errorf("files over the cluster: exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "vs.yaml:25") {
+		t.Errorf("message does not point at the file and line of the field:\n%s", out)
+	}
+}
