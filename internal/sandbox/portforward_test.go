@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,17 +20,20 @@ import (
 	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
+var serveStandIn sync.Once
+
 func TestPortForwardToPodReachesLocalStandIn(t *testing.T) {
 	c := sandboxtest.Cluster(t)
 	admin := adminClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	port := int32(standIn.Addr().(*net.TCPAddr).Port)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "stand-in for %s", r.URL.Path)
-	})}
-	go srv.Serve(standIn)
-	defer srv.Close()
+	serveStandIn.Do(func() {
+		// Served for the life of the test binary, so -count=N reuses it.
+		go http.Serve(standIn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "stand-in for %s", r.URL.Path)
+		}))
+	})
 
 	ns := createNamespace(t, admin, "pf-")
 	pod := &corev1.Pod{

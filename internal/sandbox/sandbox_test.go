@@ -14,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -118,8 +119,14 @@ func TestLimitedUserNeedsRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err != nil {
-		t.Errorf("alice listing pods in %s after the view binding: %v", ns, err)
+	// The authorizer learns of the binding through a watch; give it a moment.
+	var listErr error
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, listErr = alice.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return listErr == nil, nil
+	})
+	if err != nil {
+		t.Errorf("alice listing pods in %s after the view binding: %v", ns, listErr)
 	}
 	if _, err := alice.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("alice listing pods cluster-wide after a namespaced binding: err = %v, want Forbidden", err)
