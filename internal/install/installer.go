@@ -147,6 +147,7 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 		}
 	}
 	var mu sync.Mutex
+	var settling []kube.Ref // CRDs and namespaces not yet usable
 	record := func(o ObjectResult) {
 		mu.Lock()
 		cr.Objects = append(cr.Objects, o)
@@ -154,7 +155,7 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 		i.emit(Event{Kind: ObjectApplied, Component: c.Name, Object: &o})
 	}
 	apply := func(ctx context.Context, o *unstructured.Unstructured) error {
-		action, _, err := i.Client.Apply(ctx, o, kube.ApplyOptions{DryRun: i.DryRun})
+		action, live, err := i.Client.Apply(ctx, o, kube.ApplyOptions{DryRun: i.DryRun, Current: upToDate(o)})
 		if err != nil && i.DryRun && (apierrors.IsNotFound(err) || meta.IsNoMatchError(err)) {
 			// A dry run creates nothing, so objects that need a namespace or a
 			// CRD this rendering brings cannot be checked yet; they would be created.
@@ -163,15 +164,20 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 		if err != nil {
 			return err
 		}
+		if Shared(kube.RefOf(o)) && (action != kube.Unchanged || !kube.ReadyNow(live)) {
+			mu.Lock()
+			settling = append(settling, kube.RefOf(o))
+			mu.Unlock()
+		}
 		record(ObjectResult{Ref: kube.RefOf(o), Action: action})
 		return nil
 	}
 	if err := kube.ForEach(ctx, first, apply); err != nil {
 		return cr, err
 	}
-	if len(first) > 0 && !i.DryRun {
+	if len(settling) > 0 && !i.DryRun {
 		// Later objects may be custom resources of these CRDs.
-		if err := i.Client.WaitReady(ctx, refs(first), i.timeout()); err != nil {
+		if err := i.Client.WaitReady(ctx, settling, i.timeout()); err != nil {
 			return cr, err
 		}
 		i.Client.ResetMapping()
@@ -194,7 +200,7 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 		if err != nil {
 			return cr, err
 		}
-		action, _, err := i.Client.Apply(ctx, o, kube.ApplyOptions{DryRun: i.DryRun})
+		action, _, err := i.Client.Apply(ctx, o, kube.ApplyOptions{DryRun: i.DryRun, Current: upToDate(o)})
 		if err != nil {
 			return cr, err
 		}

@@ -50,6 +50,7 @@ func Prepare(rev string, comps []Component) Manifest {
 				labels[kube.LabelRevision] = rev
 			}
 			o.SetLabels(labels)
+			setAppliedHash(o)
 			pc.Objects = append(pc.Objects, o)
 		}
 		m.Components = append(m.Components, pc)

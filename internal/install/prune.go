@@ -60,7 +60,7 @@ func sortForDeletion(objs []*unstructured.Unstructured) {
 }
 
 // deleteAll deletes webhooks first, one by one, then the rest in parallel.
-func deleteAll(ctx context.Context, c *kube.Client, objs []*unstructured.Unstructured, dryRun bool) ([]kube.Ref, error) {
+func deleteAll(ctx context.Context, c *kube.Client, objs []*unstructured.Unstructured, opts kube.DeleteOptions) ([]kube.Ref, error) {
 	var hooks, rest []kube.Ref
 	for _, o := range objs {
 		if r := kube.RefOf(o); IsWebhook(r) {
@@ -70,11 +70,11 @@ func deleteAll(ctx context.Context, c *kube.Client, objs []*unstructured.Unstruc
 		}
 	}
 	for _, r := range hooks {
-		if err := c.Delete(ctx, r, dryRun); err != nil {
+		if err := c.Delete(ctx, r, opts); err != nil {
 			return nil, err
 		}
 	}
-	if err := kube.ForEach(ctx, rest, func(ctx context.Context, r kube.Ref) error { return c.Delete(ctx, r, dryRun) }); err != nil {
+	if err := kube.ForEach(ctx, rest, func(ctx context.Context, r kube.Ref) error { return c.Delete(ctx, r, opts) }); err != nil {
 		return nil, err
 	}
 	return append(hooks, rest...), nil
@@ -85,7 +85,7 @@ func (i *Installer) prune(ctx context.Context, m Manifest, kinds []schema.GroupV
 	if err != nil || len(left) == 0 {
 		return nil, err
 	}
-	pruned, err := deleteAll(ctx, i.Client, left, i.DryRun)
+	pruned, err := deleteAll(ctx, i.Client, left, kube.DeleteOptions{DryRun: i.DryRun})
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}

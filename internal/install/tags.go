@@ -161,7 +161,7 @@ func RemoveTag(ctx context.Context, c *kube.Client, tag string) error {
 	if _, err := GetTag(ctx, c, tag); err != nil {
 		return err
 	}
-	return c.Delete(ctx, kube.Ref{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration", Name: TagWebhookName(tag)}, false)
+	return c.Delete(ctx, kube.Ref{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration", Name: TagWebhookName(tag)}, kube.DeleteOptions{})
 }
 
 func namespacesUsing(ctx context.Context, c *kube.Client, tag string) ([]string, error) {

@@ -198,17 +198,22 @@ type UninstallResult struct {
 // (last revision only) the namespace, and the CRDs with --purge or their labels without.
 func (u *Uninstaller) Run(ctx context.Context, p *UninstallPlan) (*UninstallResult, error) {
 	res := &UninstallResult{DryRun: u.DryRun}
-	deleted, err := deleteAll(ctx, u.Client, p.objects, u.DryRun)
+	wait := u.Wait && !u.DryRun
+	opts := kube.DeleteOptions{DryRun: u.DryRun, Foreground: wait}
+	deleted, err := deleteAll(ctx, u.Client, p.objects, opts)
 	res.Deleted = append(res.Deleted, deleted...)
 	if err != nil {
 		return res, err
 	}
+	waitFor := slices.Clone(deleted)
 	if !p.Last {
+		if wait {
+			return res, waitGone(ctx, u.Client, waitFor, u.Timeout)
+		}
 		return res, nil
 	}
-	var waitFor []kube.Ref
 	for _, r := range p.Namespaces {
-		if err := u.Client.Delete(ctx, r, u.DryRun); err != nil {
+		if err := u.Client.Delete(ctx, r, opts); err != nil {
 			return res, err
 		}
 		res.Deleted = append(res.Deleted, r)
@@ -217,7 +222,7 @@ func (u *Uninstaller) Run(ctx context.Context, p *UninstallPlan) (*UninstallResu
 	for _, crd := range p.crds {
 		r := kube.RefOf(crd)
 		if u.Purge {
-			if err := u.Client.Delete(ctx, r, u.DryRun); err != nil {
+			if err := u.Client.Delete(ctx, r, opts); err != nil {
 				return res, err
 			}
 			res.Deleted = append(res.Deleted, r)
@@ -229,7 +234,7 @@ func (u *Uninstaller) Run(ctx context.Context, p *UninstallPlan) (*UninstallResu
 		}
 		res.Unlabelled = append(res.Unlabelled, r)
 	}
-	if u.Wait && !u.DryRun {
+	if wait {
 		if err := waitGone(ctx, u.Client, waitFor, u.Timeout); err != nil {
 			return res, err
 		}

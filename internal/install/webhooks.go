@@ -68,7 +68,7 @@ func (i *Installer) rollbackWebhooks(ctx context.Context, l *webhookLedger) erro
 		e := l.entries[n]
 		var err error
 		if e.before == nil {
-			err = i.Client.Delete(ctx, e.ref, false)
+			err = i.Client.Delete(ctx, e.ref, kube.DeleteOptions{})
 			i.log().Info("removed webhook configuration created by the interrupted install", "object", e.ref.String())
 		} else {
 			err = restoreWebhooks(ctx, i.Client, e)
@@ -110,7 +110,7 @@ func (i *Installer) recoverWebhooks(ctx context.Context, rev string) error {
 		}
 		if dangling {
 			i.log().Info("removing webhook configuration whose service is gone", "object", kube.RefOf(o).String())
-			if err := i.Client.Delete(ctx, kube.RefOf(o), false); err != nil {
+			if err := i.Client.Delete(ctx, kube.RefOf(o), kube.DeleteOptions{}); err != nil {
 				return err
 			}
 		}

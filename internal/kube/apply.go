@@ -29,6 +29,11 @@ const (
 type ApplyOptions struct {
 	// DryRun asks the server to validate and default without persisting.
 	DryRun bool
+	// Current, when set, is asked about the live object before sending: when
+	// it says the live object already holds everything the apply would set,
+	// nothing is sent. A no-op apply of a large object (a CRD with its
+	// schema) costs the server real work, and a re-install is mostly no-ops.
+	Current func(live *unstructured.Unstructured) bool
 }
 
 // Resource returns the dynamic client for obj's kind, namespaced when the kind is.
@@ -61,6 +66,9 @@ func (c *Client) Apply(ctx context.Context, obj *unstructured.Unstructured, opts
 		before = nil
 	case err != nil:
 		return "", nil, fmt.Errorf("read %s: %w", ref, c.Explain(err))
+	}
+	if before != nil && opts.Current != nil && opts.Current(before) {
+		return Unchanged, before, nil
 	}
 	body, err := runtime.Encode(unstructured.UnstructuredJSONScheme, obj)
 	if err != nil {
@@ -100,9 +108,18 @@ func sameContent(a, b *unstructured.Unstructured) bool {
 	return equality.Semantic.DeepEqual(strip(a), strip(b))
 }
 
-// Delete removes the object named by ref, with background propagation of its
-// dependents; an object already gone counts as deleted.
-func (c *Client) Delete(ctx context.Context, ref Ref, dryRun bool) error {
+// DeleteOptions tune one delete.
+type DeleteOptions struct {
+	DryRun bool
+	// Foreground keeps the object until the garbage collector has removed its
+	// dependents (a Deployment's ReplicaSets and Pods), so waiting for the
+	// object to disappear waits for them too.
+	Foreground bool
+}
+
+// Delete removes the object named by ref; an object already gone, or of a
+// kind the cluster no longer serves, counts as deleted.
+func (c *Client) Delete(ctx context.Context, ref Ref, opts DeleteOptions) error {
 	ri, _, err := c.Resource(ref)
 	if err != nil {
 		if meta.IsNoMatchError(err) {
@@ -111,8 +128,11 @@ func (c *Client) Delete(ctx context.Context, ref Ref, dryRun bool) error {
 		return err
 	}
 	policy := metav1.DeletePropagationBackground
+	if opts.Foreground {
+		policy = metav1.DeletePropagationForeground
+	}
 	do := metav1.DeleteOptions{PropagationPolicy: &policy}
-	if dryRun {
+	if opts.DryRun {
 		do.DryRun = []string{metav1.DryRunAll}
 	}
 	if err := ri.Delete(ctx, ref.Name, do); err != nil && !apierrors.IsNotFound(err) {

@@ -227,6 +227,28 @@ func (c *Client) checkNamespace(ctx context.Context, st *Readiness) error {
 	return nil
 }
 
+// ReadyNow judges, from an object already read, whether a CRD is established
+// or a namespace active; other objects count as ready.
+func ReadyNow(u *unstructured.Unstructured) bool {
+	if u == nil {
+		return false
+	}
+	switch u.GroupVersionKind().GroupKind().String() {
+	case "CustomResourceDefinition.apiextensions.k8s.io":
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, raw := range conds {
+			if c, _ := raw.(map[string]any); c["type"] == "Established" && c["status"] == "True" {
+				return true
+			}
+		}
+		return false
+	case "Namespace":
+		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+		return phase == "Active" && u.GetDeletionTimestamp() == nil
+	}
+	return true
+}
+
 // podReasons says why the pods behind a selector are not ready: scheduling,
 // image pulls, crash loops, failing probes.
 func (c *Client) podReasons(ctx context.Context, ns string, sel *metav1.LabelSelector) []string {
