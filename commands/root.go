@@ -15,6 +15,7 @@ import (
 	precheckcmd "mesh.dev/mesh/commands/precheck"
 	"mesh.dev/mesh/commands/profile"
 	"mesh.dev/mesh/commands/proxyconfig"
+	"mesh.dev/mesh/commands/proxystatus"
 	"mesh.dev/mesh/commands/tag"
 	"mesh.dev/mesh/commands/uninstall"
 	"mesh.dev/mesh/commands/upgrade"
@@ -48,6 +49,7 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		newVersionCommand(ctx),
 		newCompletionCommand(ctx),
 		proxyconfig.NewCommand(ctx),
+		proxystatus.NewCommand(ctx),
 		manifest.NewCommand(ctx),
 		profile.NewCommand(ctx),
 		installcmd.NewCommand(ctx),

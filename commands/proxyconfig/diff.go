@@ -113,7 +113,7 @@ func (o *DiffOptions) Run(ctx context.Context) error {
 			if err := cli.PrintStructured(o.Out, o.Output, d); err != nil {
 				return err
 			}
-		} else if err := printDiff(o.Out, o.Colors(), d, o.a.Label, o.b.Label); err != nil {
+		} else if err := PrintDiff(o.Out, o.Colors(), d, o.a.Label, o.b.Label); err != nil {
 			return err
 		}
 	}
@@ -123,7 +123,9 @@ func (o *DiffOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-func printDiff(w io.Writer, c *cli.Colors, d proxyconfig.Diff, la, lb string) error {
+// PrintDiff writes d for a person: one line per added, removed or changed
+// resource, and for a change its fields' paths with old → new values.
+func PrintDiff(w io.Writer, c *cli.Colors, d proxyconfig.Diff, la, lb string) error {
 	if d.Empty() {
 		_, err := fmt.Fprintf(w, "%s and %s have the same configuration (ignoring last_updated, version_info and nonces).\n", la, lb)
 		return err

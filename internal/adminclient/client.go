@@ -12,6 +12,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // DefaultPort is the proxy admin port inside a pod.
@@ -58,6 +61,20 @@ func (c *Client) ConfigDump(ctx context.Context, includeEDS bool) ([]byte, error
 // Clusters fetches /clusters?format=json: every cluster's hosts with live health.
 func (c *Client) Clusters(ctx context.Context) ([]byte, error) {
 	return c.do(ctx, http.MethodGet, "/clusters", url.Values{"format": {"json"}})
+}
+
+// NodeID returns the proxy's node id from /server_info, which Envoy and
+// mesh-proxy both answer even when the config dump carries no bootstrap.
+func (c *Client) NodeID(ctx context.Context) (string, error) {
+	body, err := c.do(ctx, http.MethodGet, "/server_info", nil)
+	if err != nil {
+		return "", err
+	}
+	var info adminv3.ServerInfo
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, &info); err != nil {
+		return "", fmt.Errorf("decode /server_info: %w", err)
+	}
+	return info.GetNode().GetId(), nil
 }
 
 // Loggers returns the proxy's log level per logger. Envoy answers this on

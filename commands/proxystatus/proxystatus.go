@@ -1,0 +1,283 @@
+// Package proxystatus holds `mesh proxy-status`: which proxies mesh-pilot
+// serves and whether each is in sync, and for one proxy, how its config
+// differs from what pilot sent it.
+package proxystatus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"mesh.dev/mesh/commands/proxyconfig"
+	"mesh.dev/mesh/internal/adminclient"
+	"mesh.dev/mesh/internal/cli"
+	"mesh.dev/mesh/internal/configdump"
+	pcfg "mesh.dev/mesh/internal/proxyconfig"
+	"mesh.dev/mesh/internal/syncstatus"
+)
+
+// Options holds the flags of `mesh proxy-status`.
+type Options struct {
+	*cli.Context
+	PilotAddress   string
+	PilotNamespace string
+	Revision       string
+	AdminAddress   string
+	AdminPort      int
+	Output         string
+
+	pod, podNamespace string
+}
+
+// NewCommand returns `mesh proxy-status`.
+func NewCommand(ctx *cli.Context) *cobra.Command {
+	o := &Options{Context: ctx}
+	cmd := &cobra.Command{
+		Use:     "proxy-status [POD[.NAMESPACE]]",
+		Aliases: []string{"ps"},
+		Short:   "Show whether each proxy has the config mesh-pilot sent it",
+		Long: `Without a pod, list every proxy connected to mesh-pilot with the state of each
+xDS type (SYNCED, STALE, NOT SENT or NACK) and the version pilot sent.
+
+With a pod (or --admin-address for a proxy outside Kubernetes), compare what
+pilot sent that proxy with the proxy's own /config_dump, resource by
+resource, like 'mesh proxy-config diff'; exit 1 when they differ.
+
+Pilot is reached through a port-forward to a mesh-pilot pod in
+--pilot-namespace, or at --pilot-address HOST:PORT (its debug port, 15014).`,
+		Example: `  mesh proxy-status
+  mesh proxy-status --pilot-address 127.0.0.1:15014
+  mesh proxy-status productpage-v1-6b746f74dc-9stvs.default`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.PilotAddress, "pilot-address", "", "mesh-pilot's debug server at host:port instead of a port-forward to its pod")
+	fs.StringVar(&o.PilotNamespace, "pilot-namespace", "mesh-system", "namespace of the mesh-pilot pods")
+	fs.StringVar(&o.Revision, "revision", "", "the control plane revision to ask (default: the default revision)")
+	fs.StringVar(&o.AdminAddress, "admin-address", "", "compare the proxy whose admin API is at host:port (instead of a pod)")
+	fs.IntVar(&o.AdminPort, "admin-port", adminclient.DefaultPort, "the proxy's admin port inside its pod")
+	fs.StringVarP(&o.Output, "output", "o", "", "output format: json or yaml")
+	return cmd
+}
+
+// Complete resolves the pod argument.
+func (o *Options) Complete(args []string) error {
+	if len(args) == 1 {
+		o.pod, o.podNamespace = adminclient.SplitPodName(args[0])
+		if o.podNamespace == "" {
+			ns, _, err := o.Namespace()
+			if err != nil {
+				return err
+			}
+			o.podNamespace = ns
+		}
+	}
+	return nil
+}
+
+// Validate rejects conflicting flags.
+func (o *Options) Validate() error {
+	if o.pod != "" && o.AdminAddress != "" {
+		return cli.Usagef("give either a pod or --admin-address, not both")
+	}
+	if o.AdminPort < 1 || o.AdminPort > 65535 {
+		return cli.Usagef("--admin-port %d: expected a port between 1 and 65535", o.AdminPort)
+	}
+	return cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML)
+}
+
+// Run prints the status table, or the comparison for one proxy.
+func (o *Options) Run(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return o.withPilot(ctx, func(p *syncstatus.Client) error {
+		statuses, err := p.Syncz(ctx)
+		if err != nil {
+			return err
+		}
+		if o.pod == "" && o.AdminAddress == "" {
+			return o.printTable(statuses)
+		}
+		return o.compare(ctx, p, statuses)
+	})
+}
+
+func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
+	if o.Output != "" {
+		return cli.PrintStructured(o.Out, o.Output, statuses)
+	}
+	c := o.Colors()
+	tw := cli.NewTable(o.Out)
+	fmt.Fprintln(tw, "NAME\t"+strings.Join(syncstatus.Types, "\t"))
+	var nacks []string
+	for _, s := range statuses {
+		cells := []string{s.Name()}
+		for _, typ := range syncstatus.Types {
+			ts := s.Status(typ)
+			cell := ts.Status
+			if ts.Sent != "" {
+				cell += " (" + ts.Sent + ")"
+			}
+			switch ts.Status {
+			case "SYNCED":
+				cell = c.OK(cell)
+			case "NACK":
+				cell = c.Bad(cell)
+				nacks = append(nacks, fmt.Sprintf("%s %s: %s", s.Name(), typ, ts.Nack))
+			case "STALE":
+				cell = c.Warn(cell)
+			}
+			cells = append(cells, cell)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(nacks) > 0 {
+		fmt.Fprintln(o.Out, "\nRejected config (NACK):")
+		for _, n := range nacks {
+			fmt.Fprintln(o.Out, "  "+n)
+		}
+	}
+	return nil
+}
+
+// compare diffs what pilot sent one proxy against the proxy's own dump.
+func (o *Options) compare(ctx context.Context, p *syncstatus.Client, statuses []syncstatus.ProxyStatus) error {
+	label, id, proxyDump, err := o.proxyDump(ctx)
+	if err != nil {
+		return err
+	}
+	if bs := proxyDump.Of(configdump.KindBootstrap); id == "" && len(bs) > 0 {
+		id = bs[0].Name
+	}
+	if id == "" && o.pod != "" {
+		want := o.pod + "." + o.podNamespace
+		for _, s := range statuses {
+			if s.Name() == want {
+				id = s.Proxy
+			}
+		}
+	}
+	if id == "" {
+		return fmt.Errorf("%s: cannot tell the proxy's node id (no bootstrap node in its dump, and no proxy of that name connected to pilot)", label)
+	}
+	raw, err := p.ConfigDump(ctx, id)
+	if err != nil {
+		return err
+	}
+	pilotDump, err := configdump.Parse(raw, configdump.Options{Kinds: pcfg.SentKinds})
+	if err != nil {
+		return cli.Data(fmt.Errorf("pilot's config dump for %s: %w", id, err))
+	}
+	d, err := pcfg.Compare(pcfg.Sent(pilotDump), pcfg.Sent(proxyDump))
+	if err != nil {
+		return err
+	}
+	if o.Output != "" {
+		err = cli.PrintStructured(o.Out, o.Output, d)
+	} else {
+		err = proxyconfig.PrintDiff(o.Out, o.Colors(), d, "pilot (sent to "+syncstatus.NodeName(id)+")", label)
+	}
+	if err != nil {
+		return err
+	}
+	if !d.Empty() {
+		return &cli.SilentError{Code: 1}
+	}
+	return nil
+}
+
+// proxyDump fetches the proxy's config dump and, when it says, its node id.
+func (o *Options) proxyDump(ctx context.Context) (string, string, *configdump.Dump, error) {
+	addr, label := o.AdminAddress, "admin://"+o.AdminAddress
+	if o.pod != "" {
+		cfg, err := o.RESTConfig()
+		if err != nil {
+			return "", "", nil, fmt.Errorf("kubeconfig: %w", err)
+		}
+		fw, err := adminclient.PortForward(ctx, cfg, o.podNamespace, o.pod, o.AdminPort, o.ErrOut)
+		if err != nil {
+			return "", "", nil, err
+		}
+		defer fw.Close()
+		addr, label = fw.LocalAddress, o.pod+"."+o.podNamespace
+	}
+	c, err := adminclient.New(addr)
+	if err != nil {
+		return "", "", nil, cli.Usage(err)
+	}
+	// A proxy too old for /server_info still has its bootstrap in the dump.
+	id, _ := c.NodeID(ctx)
+	raw, err := c.ConfigDump(ctx, true)
+	if err != nil {
+		return "", "", nil, err
+	}
+	kinds := append([]configdump.Kind{configdump.KindBootstrap}, pcfg.SentKinds...)
+	d, err := configdump.Parse(raw, configdump.Options{Kinds: kinds})
+	if err != nil {
+		return "", "", nil, cli.Data(fmt.Errorf("%s: %w", label, err))
+	}
+	return label, id, d, nil
+}
+
+// withPilot runs fn against pilot's debug server, port-forwarding to a
+// running mesh-pilot pod unless --pilot-address is given.
+func (o *Options) withPilot(ctx context.Context, fn func(*syncstatus.Client) error) error {
+	addr := o.PilotAddress
+	if addr == "" {
+		cfg, err := o.RESTConfig()
+		if err != nil {
+			return fmt.Errorf("kubeconfig: %w", err)
+		}
+		client, err := o.KubeClient()
+		if err != nil {
+			return err
+		}
+		rev := o.Revision
+		if rev == "" {
+			rev = "default"
+		}
+		sel := "app=mesh-pilot,mesh.io/rev=" + rev
+		pods, err := client.CoreV1().Pods(o.PilotNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return fmt.Errorf("find mesh-pilot in %s: %w", o.PilotNamespace, err)
+		}
+		pod := ""
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				pod = p.Name
+				break
+			}
+		}
+		if pod == "" {
+			return fmt.Errorf("no running mesh-pilot pod (%s) in namespace %s: is the mesh installed? (or give --pilot-address)", sel, o.PilotNamespace)
+		}
+		fw, err := adminclient.PortForward(ctx, cfg, o.PilotNamespace, pod, syncstatus.DebugPort, o.ErrOut)
+		if err != nil {
+			return err
+		}
+		defer fw.Close()
+		addr = fw.LocalAddress
+	}
+	p, err := syncstatus.New(addr)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	return fn(p)
+}
