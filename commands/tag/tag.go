@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"mesh.dev/mesh/internal/cli"
-	"mesh.dev/mesh/internal/kube"
 	"mesh.dev/mesh/internal/install"
+	"mesh.dev/mesh/internal/kube"
 )
 
 // NewCommand builds `mesh tag` and its subcommands.
