@@ -22,8 +22,9 @@ import (
 // ACKs (or, when Reject says so, NACKs) every response.
 type ADSClient struct {
 	NodeID string
-	// Wildcard subscribes to every type without names and skips decoding,
-	// for benchmarks with thousands of clients.
+	// Wildcard subscribes to every type without names and neither decodes
+	// nor keeps the resources (only their count), for benchmarks with
+	// thousands of clients.
 	Wildcard bool
 	// Reject, when set, is asked about each response; a non-nil error NACKs it.
 	Reject func(typeURL string, resources []*anypb.Any) error
@@ -36,6 +37,7 @@ type ADSClient struct {
 	resources map[string]map[string]*anypb.Any
 	versions  map[string]string
 	subs      map[string][]string
+	counts    map[string]int
 	changed   chan struct{}
 	err       error
 }
@@ -45,6 +47,7 @@ func (c *ADSClient) Start(ctx context.Context, conn *grpc.ClientConn) error {
 	c.resources = map[string]map[string]*anypb.Any{}
 	c.versions = map[string]string{}
 	c.subs = map[string][]string{}
+	c.counts = map[string]int{}
 	c.changed = make(chan struct{}, 1)
 	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
@@ -105,7 +108,6 @@ func (c *ADSClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 	var edsNames, rdsNames []string
 	for _, a := range resp.Resources {
 		if c.Wildcard {
-			byName[fmt.Sprint(len(byName))] = a
 			continue
 		}
 		name, eds, rds, err := inspect(t, a)
@@ -118,6 +120,9 @@ func (c *ADSClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 	}
 	c.mu.Lock()
 	c.resources[t] = byName
+	if c.Wildcard {
+		c.counts[t] = len(resp.Resources)
+	}
 	c.versions[t] = resp.VersionInfo
 	ack.VersionInfo = resp.VersionInfo
 	ack.ResourceNames = c.subs[t]
@@ -240,6 +245,9 @@ func (c *ADSClient) Version(t string) string {
 func (c *ADSClient) Count(t string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.Wildcard {
+		return c.counts[t]
+	}
 	return len(c.resources[t])
 }
 

@@ -193,6 +193,10 @@ func (w *World) Input() model.Input {
 // write for each service.
 func SlicesFor(svcs []*corev1.Service, pods []*corev1.Pod) []*discoveryv1.EndpointSlice {
 	var out []*discoveryv1.EndpointSlice
+	byNS := map[string][]*corev1.Pod{}
+	for _, p := range pods {
+		byNS[p.Namespace] = append(byNS[p.Namespace], p)
+	}
 	for _, s := range svcs {
 		if len(s.Spec.Selector) == 0 {
 			continue
@@ -209,8 +213,8 @@ func SlicesFor(svcs []*corev1.Service, pods []*corev1.Pod) []*discoveryv1.Endpoi
 			es.Ports = append(es.Ports, discoveryv1.EndpointPort{Name: &name, Port: &port})
 		}
 		sel := labels.SelectorFromSet(s.Spec.Selector)
-		for _, pod := range pods {
-			if pod.Namespace != s.Namespace || !sel.Matches(labels.Set(pod.Labels)) || pod.Status.PodIP == "" {
+		for _, pod := range byNS[s.Namespace] {
+			if !sel.Matches(labels.Set(pod.Labels)) || pod.Status.PodIP == "" {
 				continue
 			}
 			ready := true

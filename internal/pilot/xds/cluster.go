@@ -26,12 +26,10 @@ const defaultConnectTimeout = 10 * time.Second
 // outboundClusters returns the clusters of svc (every port, plus one per
 // DestinationRule subset), memoised per push.
 func (pc *PushContext) outboundClusters(svc *model.Service) []*item {
-	pc.mu.Lock()
-	c, ok := pc.clusters[svc.Hostname]
-	pc.mu.Unlock()
-	if ok {
-		return c
-	}
+	return memo(&pc.mu, pc.clusters, svc.Hostname, func() []*item { return pc.buildOutboundClusters(svc) })
+}
+
+func (pc *PushContext) buildOutboundClusters(svc *model.Service) []*item {
 	dr := pc.drByHost[svc.Hostname]
 	var out []*item
 	for _, p := range svc.Ports {
@@ -48,9 +46,6 @@ func (pc *PushContext) outboundClusters(svc *model.Service) []*item {
 			out = append(out, newItem(OutboundClusterName(p.Port, ss.Name, svc.Hostname), pc.buildCluster(svc, p, ss.Name, merged)))
 		}
 	}
-	pc.mu.Lock()
-	pc.clusters[svc.Hostname] = out
-	pc.mu.Unlock()
 	return out
 }
 
@@ -358,12 +353,10 @@ func labelsMatch(want, have map[string]string) bool {
 
 // outboundEndpoints returns the load assignments of every EDS cluster of svc.
 func (pc *PushContext) outboundEndpoints(svc *model.Service) []*item {
-	pc.mu.Lock()
-	e, ok := pc.endpoints[svc.Hostname]
-	pc.mu.Unlock()
-	if ok {
-		return e
-	}
+	return memo(&pc.mu, pc.endpoints, svc.Hostname, func() []*item { return pc.buildOutboundEndpoints(svc) })
+}
+
+func (pc *PushContext) buildOutboundEndpoints(svc *model.Service) []*item {
 	var out []*item
 	if svc.Resolution == model.ResolutionEndpoints {
 		dr := pc.drByHost[svc.Hostname]
@@ -379,9 +372,6 @@ func (pc *PushContext) outboundEndpoints(svc *model.Service) []*item {
 			}
 		}
 	}
-	pc.mu.Lock()
-	pc.endpoints[svc.Hostname] = out
-	pc.mu.Unlock()
 	return out
 }
 

@@ -22,18 +22,14 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 )
 
-// Validate runs go-control-plane's ValidateAll on every resource, naming the
-// resources that fail.
+// Validate reports go-control-plane's ValidateAll verdict on every resource
+// (computed when the resource was generated), naming those that fail.
 func (r *Resources) Validate() error {
 	var errs []error
 	for _, t := range TypeURLs {
 		for _, it := range r.byType[t] {
-			v, ok := it.msg.(interface{ ValidateAll() error })
-			if !ok {
-				continue
-			}
-			if err := v.ValidateAll(); err != nil {
-				errs = append(errs, fmt.Errorf("%s %s: %w", ShortType(t), it.name, err))
+			if it.invalid != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", ShortType(t), it.name, it.invalid))
 			}
 		}
 	}

@@ -10,11 +10,15 @@ package xds
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/emptypb"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -22,21 +26,35 @@ import (
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
-// item is a generated resource with its content hash, computed once.
+// item is a generated resource with its content hash and validation
+// result, both computed once however many proxies share it.
 type item struct {
-	name string
-	msg  proto.Message
-	hash uint64
+	name    string
+	msg     proto.Message
+	hash    uint64
+	invalid error // go-control-plane's ValidateAll verdict
+	// wire carries msg's encoding as unknown fields of an empty message, so
+	// go-control-plane's per-response marshalling is a copy: a resource
+	// shared by 2,000 proxies is encoded once, not 2,000 times.
+	wire    proto.Message
+	version string
 }
 
 func newItem(name string, m proto.Message) *item {
+	var invalid error
+	if v, ok := m.(interface{ ValidateAll() error }); ok {
+		invalid = v.ValidateAll()
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		panic(fmt.Sprintf("marshal %s: %v", name, err)) // generated messages always marshal
 	}
 	h := fnv.New64a()
 	_, _ = h.Write(b)
-	return &item{name: name, msg: m, hash: h.Sum64()}
+	wire := &emptypb.Empty{}
+	wire.ProtoReflect().SetUnknown(protoreflect.RawFields(b))
+	sum := h.Sum64()
+	return &item{name: name, msg: m, hash: sum, invalid: invalid, wire: wire, version: strconv.FormatUint(sum, 36)}
 }
 
 // PushContext memoises per-snapshot generation shared by many proxies. It is
@@ -51,11 +69,32 @@ type PushContext struct {
 	// makes route tables per client workload instead of per namespace.
 	sourceLabels bool
 
+	// Memoised results. Each entry is computed once even when many proxies
+	// ask for it at the same moment (a push regenerates proxies in parallel).
 	mu        sync.Mutex
-	clusters  map[string][]*item // by service host: that service's outbound clusters
-	endpoints map[string][]*item // by service host: its cluster load assignments
-	routes    map[string]*item   // by scope key + port
-	scopes    map[string]*scope  // by scope key
+	clusters  map[string]*lazy[[]*item] // by service host: that service's outbound clusters
+	endpoints map[string]*lazy[[]*item] // by service host: its cluster load assignments
+	routes    map[string]*lazy[*item]   // by scope key + port
+	scopes    map[string]*lazy[*scope]  // by scope key
+}
+
+// lazy is a value computed once, by whichever caller needs it first.
+type lazy[T any] struct {
+	once sync.Once
+	v    T
+}
+
+// memo returns m[key], computing it with build on first use.
+func memo[T any](mu *sync.Mutex, m map[string]*lazy[T], key string, build func() T) T {
+	mu.Lock()
+	l := m[key]
+	if l == nil {
+		l = &lazy[T]{}
+		m[key] = l
+	}
+	mu.Unlock()
+	l.once.Do(func() { l.v = build() })
+	return l.v
 }
 
 // NewPushContext indexes snap for generation.
@@ -64,10 +103,10 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		Snap:      snap,
 		drByHost:  map[string]*networkingv1.DestinationRule{},
 		vsByHost:  map[string][]*networkingv1.VirtualService{},
-		clusters:  map[string][]*item{},
-		endpoints: map[string][]*item{},
-		routes:    map[string]*item{},
-		scopes:    map[string]*scope{},
+		clusters:  map[string]*lazy[[]*item]{},
+		endpoints: map[string]*lazy[[]*item]{},
+		routes:    map[string]*lazy[*item]{},
+		scopes:    map[string]*lazy[*scope]{},
 	}
 	// DestinationRules: one in the service's namespace wins over the root
 	// namespace's, which wins over any other namespace's.
@@ -127,13 +166,15 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 		vsByHost:     pc.vsByHost,
 		vsSorted:     pc.vsSorted,
 		sourceLabels: pc.sourceLabels,
-		clusters:     pc.clusters,
-		routes:       pc.routes,
-		scopes:       pc.scopes,
-		endpoints:    map[string][]*item{},
+		endpoints:    map[string]*lazy[[]*item]{},
 	}
+	// The maps are copied (their entries shared) so the two contexts never
+	// write to one map under different locks.
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
+	n.clusters = maps.Clone(pc.clusters)
+	n.routes = maps.Clone(pc.routes)
+	n.scopes = maps.Clone(pc.scopes)
 	for h, eps := range pc.endpoints {
 		if !changedHosts[h] {
 			n.endpoints[h] = eps
@@ -204,26 +245,19 @@ func (pc *PushContext) scopeFor(ns string, lbls map[string]string) *scope {
 	if sc != nil {
 		key = "sc:" + sc.Namespace + "/" + sc.Name + "@" + ns
 	}
-	pc.mu.Lock()
-	s := pc.scopes[key]
-	pc.mu.Unlock()
-	if s != nil {
+	return memo(&pc.mu, pc.scopes, key, func() *scope {
+		s := &scope{key: key}
+		for _, svc := range pc.Snap.Services {
+			if !svc.VisibleTo(ns) {
+				continue
+			}
+			if sc != nil && !egressAllows(sc, ns, svc) {
+				continue
+			}
+			s.services = append(s.services, svc)
+		}
 		return s
-	}
-	s = &scope{key: key}
-	for _, svc := range pc.Snap.Services {
-		if !svc.VisibleTo(ns) {
-			continue
-		}
-		if sc != nil && !egressAllows(sc, ns, svc) {
-			continue
-		}
-		s.services = append(s.services, svc)
-	}
-	pc.mu.Lock()
-	pc.scopes[key] = s
-	pc.mu.Unlock()
-	return s
+	})
 }
 
 // sidecarFor returns the Sidecar for a workload: one in its namespace

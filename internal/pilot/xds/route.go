@@ -459,12 +459,10 @@ func (pc *PushContext) outboundRouteConfig(sc *scope, port uint32, proxyNS strin
 	if pc.sourceLabels {
 		key += "|" + labelKey(proxyLabels)
 	}
-	pc.mu.Lock()
-	it := pc.routes[key]
-	pc.mu.Unlock()
-	if it != nil {
-		return it
-	}
+	return memo(&pc.mu, pc.routes, key, func() *item { return pc.buildOutboundRouteConfig(sc, port, proxyNS, proxyLabels) })
+}
+
+func (pc *PushContext) buildOutboundRouteConfig(sc *scope, port uint32, proxyNS string, proxyLabels map[string]string) *item {
 	rc := routeCtx{port: port, gateway: "mesh", proxyNS: proxyNS, proxyLabels: proxyLabels}
 	cfg := &routev3.RouteConfiguration{Name: fmt.Sprint(port), ValidateClusters: wrapperspb.Bool(false)}
 	seen := map[string]bool{}
@@ -503,11 +501,7 @@ func (pc *PushContext) outboundRouteConfig(sc *scope, port uint32, proxyNS strin
 			}},
 		}},
 	})
-	it = newItem(cfg.Name, cfg)
-	pc.mu.Lock()
-	pc.routes[key] = it
-	pc.mu.Unlock()
-	return it
+	return newItem(cfg.Name, cfg)
 }
 
 func labelKey(l map[string]string) string {

@@ -194,15 +194,23 @@ func (s *Server) push(pc *PushContext, ps *proxyState, start time.Time) (bool, e
 	return true, nil
 }
 
+// cacheSnapshot hands go-control-plane the pre-encoded resources, with the
+// per-resource versions delta xDS needs computed from the hashes pilot
+// already has (go-control-plane would otherwise re-encode every resource of
+// every proxy to hash it).
 func cacheSnapshot(r *Resources) *cachev3.Snapshot {
-	snap := &cachev3.Snapshot{}
-	for _, t := range TypeURLs {
+	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
+	for i := 0; i < int(types.UnknownType); i++ {
+		t, _ := cachev3.GetResponseTypeURL(types.ResponseType(i))
 		its := r.byType[t]
 		items := make(map[string]types.ResourceWithTTL, len(its))
+		versions := make(map[string]string, len(its))
 		for _, it := range its {
-			items[it.name] = types.ResourceWithTTL{Resource: it.msg}
+			items[it.name] = types.ResourceWithTTL{Resource: it.wire}
+			versions[it.name] = it.version
 		}
-		snap.Resources[cachev3.GetResponseType(t)] = cachev3.Resources{Version: r.Version(t), Items: items}
+		snap.Resources[i] = cachev3.Resources{Version: r.Version(t), Items: items}
+		snap.VersionMap[t] = versions
 	}
 	return snap
 }

@@ -1,0 +1,376 @@
+package pilot_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
+
+	"mesh.dev/mesh/internal/crdschema"
+	"mesh.dev/mesh/internal/pilot"
+	"mesh.dev/mesh/internal/pilot/inject"
+	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/pilottest"
+	"mesh.dev/mesh/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+const fixtures = "../../../shared/fixtures/bookinfo"
+
+type env struct {
+	t     *testing.T
+	ctx   context.Context
+	kube  kubernetes.Interface
+	dyn   dynamic.Interface
+	rm    *restmapper.DeferredDiscoveryRESTMapper
+	pilot *pilot.Options
+}
+
+func (e *env) apply(path, ns string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		if err := e.applyObj(obj, ns); err != nil {
+			return err
+		}
+	}
+}
+
+func (e *env) applyObj(obj *unstructured.Unstructured, ns string) error {
+	gvk := obj.GroupVersionKind()
+	m, err := e.rm.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		e.rm.Reset()
+		if m, err = e.rm.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return err
+		}
+	}
+	obj.SetNamespace(ns)
+	_, err = e.dyn.Resource(m.Resource).Namespace(ns).Apply(e.ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "pilot-test", Force: true})
+	return err
+}
+
+func (e *env) applyYAML(doc, ns string) error {
+	obj := &unstructured.Unstructured{}
+	if err := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(doc), 4096).Decode(&obj.Object); err != nil {
+		return err
+	}
+	return e.applyObj(obj, ns)
+}
+
+// installCRDs creates the Istio CRDs the base chart ships.
+func (e *env) installCRDs() {
+	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	for _, crd := range crdschema.All() {
+		u := &unstructured.Unstructured{Object: crd.Object()}
+		if _, err := e.dyn.Resource(gvr).Create(e.ctx, u, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			e.t.Fatalf("create CRD %s: %v", crd.Name(), err)
+		}
+	}
+	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1"} {
+			if _, err := e.kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		e.t.Fatalf("Istio CRDs never served: %v", err)
+	}
+	e.rm.Reset()
+}
+
+func TestPilotOnTheAPIServer(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cfg := c.RESTConfig()
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg),
+		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
+	e.installCRDs()
+
+	for _, ns := range []*corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: "mesh-system"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "bookinfo", Labels: map[string]string{inject.NamespaceLabel: "enabled"}}},
+	} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kube.CoreV1().ConfigMaps("mesh-system").Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-sidecar-injector"},
+		Data:       map[string]string{"values": "proxyImage: mesh/proxy:test\ndiscoveryAddress: mesh-pilot.mesh-system.svc:15012\n"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := &pilot.Options{
+		Kubeconfig: c.KubeconfigPath(), Namespace: "mesh-system",
+		XDSAddr: "127.0.0.1:0", SecureXDSAddr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0", WebhookAddr: "127.0.0.1:0",
+		ExtraHosts: []string{"127.0.0.1"},
+	}
+	e.pilot = p
+	pilotCtx, stopPilot := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(pilotCtx) }()
+	defer func() {
+		stopPilot()
+		if err := <-done; err != nil {
+			t.Errorf("pilot exited with %v", err)
+		}
+	}()
+	dbg, err := p.Addr(ctx, "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		resp, err := http.Get("http://" + dbg.String() + "/ready")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		t.Fatalf("pilot never became ready: %v", err)
+	}
+	wh, _ := p.Addr(ctx, "webhook")
+	registerWebhooks(t, e, "https://"+wh.String())
+
+	t.Run("injection", func(t *testing.T) { testInjection(t, e) })
+	t.Run("discovery and routing", func(t *testing.T) { testDiscovery(t, e) })
+	t.Run("validation", func(t *testing.T) { testValidation(t, e) })
+}
+
+// registerWebhooks points the API server at pilot's webhooks by URL.
+func registerWebhooks(t *testing.T, e *env, base string) {
+	none := admissionregv1.SideEffectClassNone
+	fail := admissionregv1.Fail
+	ca := e.pilot.CA.RootPEM()
+	injectURL, validateURL := base+"/inject", base+"/validate"
+	_, err := e.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(e.ctx, &admissionregv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-sidecar-injector-test"},
+		Webhooks: []admissionregv1.MutatingWebhook{{
+			Name:                    "namespace.sidecar-injector.mesh.io",
+			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &injectURL, CABundle: ca},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{inject.NamespaceLabel: "enabled"}},
+			ObjectSelector:          &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: inject.InjectLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}}}},
+			Rules:                   []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create}, Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(e.ctx, &admissionregv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-validator-test"},
+		Webhooks: []admissionregv1.ValidatingWebhook{{
+			Name:                    "validation.mesh.io",
+			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &validateURL, CABundle: ca},
+			Rules:                   []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}, Rule: admissionregv1.Rule{APIGroups: []string{"networking.istio.io", "security.istio.io"}, APIVersions: []string{"*"}, Resources: []string{"*"}}}},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sanity: pilot's webhook certificate verifies against the bundle given to the API server.
+	pool := e.pilot.CA.RootPool()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(base, "https://"), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("webhook TLS does not verify against the CA bundle: %v", err)
+	}
+	conn.Close()
+}
+
+func testInjection(t *testing.T, e *env) {
+	if err := e.apply(filepath.Join(fixtures, "bookinfo.yaml"), "bookinfo"); err != nil {
+		t.Fatal(err)
+	}
+	optOut := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "legacy", Labels: map[string]string{inject.InjectLabel: "false"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "legacy:1"}}},
+	}
+	created, err := e.kube.CoreV1().Pods("bookinfo").Create(e.ctx, optOut, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(created.Spec.Containers) != 1 {
+		t.Errorf("opted-out pod got %d containers", len(created.Spec.Containers))
+	}
+	var pods *corev1.PodList
+	err = wait.PollUntilContextTimeout(e.ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err = e.kube.CoreV1().Pods("bookinfo").List(ctx, metav1.ListOptions{LabelSelector: "app"})
+		return err == nil && len(pods.Items) == 6, nil
+	})
+	if err != nil {
+		t.Fatalf("bookinfo pods: %v", err)
+	}
+	for _, pod := range pods.Items {
+		if pod.Spec.Containers[0].Name != inject.ProxyContainer || pod.Spec.InitContainers[0].Name != inject.InitContainer {
+			t.Errorf("pod %s was not injected by the webhook: containers %v", pod.Name, pod.Spec.Containers)
+		}
+		if pod.Labels[inject.TLSModeLabel] != "istio" {
+			t.Errorf("pod %s lacks the tlsMode label", pod.Name)
+		}
+	}
+}
+
+func podNode(t *testing.T, e *env, ns, app string) string {
+	t.Helper()
+	var id string
+	err := wait.PollUntilContextTimeout(e.ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil || len(pods.Items) == 0 || pods.Items[0].Status.PodIP == "" {
+			return false, nil
+		}
+		p := pods.Items[0]
+		id = model.NodeID(model.SidecarProxy, p.Status.PodIP, p.Name, p.Namespace)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("no running %s pod with an IP: %v", app, err)
+	}
+	return id
+}
+
+func endpointCount(c *pilottest.ADSClient, cluster string) int {
+	a := c.Resource(resourcev3.EndpointType, cluster)
+	if a == nil {
+		return 0
+	}
+	var cla endpointv3.ClusterLoadAssignment
+	if a.UnmarshalTo(&cla) != nil {
+		return 0
+	}
+	n := 0
+	for _, l := range cla.Endpoints {
+		n += len(l.LbEndpoints)
+	}
+	return n
+}
+
+func testDiscovery(t *testing.T, e *env) {
+	addr, _ := e.pilot.Addr(e.ctx, "xds")
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := &pilottest.ADSClient{NodeID: podNode(t, e, "bookinfo", "productpage")}
+	if err := client.Start(e.ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	reviews := "outbound|9080||reviews.bookinfo.svc.cluster.local"
+	wctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+	defer cancel()
+	if err := client.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+		return c.Resource(resourcev3.ClusterType, reviews) != nil && endpointCount(c, reviews) == 3
+	}); err != nil {
+		t.Fatalf("xDS client never got the reviews cluster with 3 endpoints (from Services, Pods and EndpointSlices): %v", err)
+	}
+
+	// Routing rules from the fixtures change the routes as they say.
+	for _, f := range []string{"destination-rule-all.yaml", "virtual-service-reviews-jason-v2-v3.yaml"} {
+		if err := e.apply(filepath.Join(fixtures, "networking", f), "bookinfo"); err != nil {
+			t.Fatalf("apply %s: %v", f, err)
+		}
+	}
+	if err := client.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+		r := c.Resource(resourcev3.RouteType, "9080")
+		return r != nil && strings.Contains(string(r.Value), "outbound|9080|v2|reviews.bookinfo.svc.cluster.local") &&
+			strings.Contains(string(r.Value), "jason") && endpointCount(c, "outbound|9080|v3|reviews.bookinfo.svc.cluster.local") == 1
+	}); err != nil {
+		t.Fatalf("routes never sent jason to v2: %v", err)
+	}
+	if err := e.apply(filepath.Join(fixtures, "networking", "virtual-service-reviews-80-20.yaml"), "bookinfo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+		r := c.Resource(resourcev3.RouteType, "9080")
+		return r != nil && !strings.Contains(string(r.Value), "jason") && strings.Contains(string(r.Value), "outbound|9080|v1|reviews.bookinfo.svc.cluster.local")
+	}); err != nil {
+		t.Fatalf("the 80/20 rule never replaced the jason rule: %v", err)
+	}
+
+	// Scaling a deployment is an endpoint change.
+	scale, err := e.kube.AppsV1().Deployments("bookinfo").GetScale(e.ctx, "reviews-v3", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 2
+	if _, err := e.kube.AppsV1().Deployments("bookinfo").UpdateScale(e.ctx, "reviews-v3", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+		return endpointCount(c, reviews) == 4 && endpointCount(c, "outbound|9080|v3|reviews.bookinfo.svc.cluster.local") == 2
+	}); err != nil {
+		t.Fatalf("the new reviews-v3 pod never reached the client: %v", err)
+	}
+}
+
+func testValidation(t *testing.T, e *env) {
+	bad := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: -5
+`
+	err := e.applyYAML(bad, "bookinfo")
+	if err == nil {
+		t.Fatal("a VirtualService with negative weight was accepted")
+	}
+	if !strings.Contains(err.Error(), "validation.mesh.io") || !strings.Contains(err.Error(), "spec.http[0].route[0].weight") {
+		t.Errorf("rejection does not come from the webhook or does not name the field: %v", err)
+	}
+	good := strings.Replace(bad, "weight: -5", "weight: 100", 1)
+	if err := e.applyYAML(good, "bookinfo"); err != nil {
+		t.Errorf("a valid VirtualService was rejected: %v", err)
+	}
+}

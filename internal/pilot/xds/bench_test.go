@@ -1,0 +1,77 @@
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/pilottest"
+)
+
+func BenchmarkGenerate1000Services(b *testing.B) {
+	w := pilottest.Synthetic(1000, 5, 10, false)
+	snap := w.Snapshot(1)
+	pod := w.In.Pods[0]
+	p, _ := model.ParseNodeID(model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace))
+	b.Run("first proxy (cold push context)", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := NewPushContext(snap).Generate(p, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	pc := NewPushContext(snap)
+	if _, err := pc.Generate(p, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("another proxy (warm push context)", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := pc.Generate(p, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("model build", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			model.Build(2, w.In)
+		}
+	})
+}
+
+func BenchmarkPush20Proxies(b *testing.B) {
+	w := pilottest.Synthetic(1000, 5, 10, false)
+	s := NewServer(context.Background(), nil, nil, slog.New(slog.DiscardHandler))
+	s.Update(w.Snapshot(1), model.Change{Full: true})
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	g := grpc.NewServer()
+	s.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	conn, _ := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer conn.Close()
+	var clients []*pilottest.ADSClient
+	for i := 0; i < 20; i++ {
+		pod := w.In.Pods[i*100]
+		c := &pilottest.ADSClient{NodeID: model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace), Wildcard: true}
+		if err := c.Start(context.Background(), conn); err != nil {
+			b.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	start := time.Now()
+	for _, c := range clients {
+		if err := c.WaitFor(context.Background(), func(c *pilottest.ADSClient) bool {
+			return c.Count(resourcev3.EndpointType) > 0 && c.Count(resourcev3.RouteType) > 0 && c.Count(resourcev3.ClusterType) > 0
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("20 proxies connected and configured in %v", time.Since(start))
+}
