@@ -31,6 +31,7 @@ type Options struct {
 	Bootstrap     *bootstrapv3.Bootstrap // optional; static resources and node
 	XDSAddress    string                 // host:port of the ADS server; overrides the bootstrap's ads_config
 	Delta         bool                   // use incremental xDS
+	XDSBackoff    [2]time.Duration       // min and max reconnect backoff (zero: 500ms and 30s)
 	NodeID        string
 	Cluster       string // node.cluster, Istio's service cluster
 	AdminAddress  string // "" disables; Envoy's default is 127.0.0.1:15000
@@ -206,7 +207,8 @@ func (p *Proxy) Start(ctx context.Context) error {
 			return fmt.Errorf("xds %s: %w", xdsAddr, err)
 		}
 		p.grpcConn = conn
-		p.XDS = &xdsclient.Client{Conn: conn, Node: p.node, Handler: p, Delta: p.opts.Delta}
+		p.XDS = &xdsclient.Client{Conn: conn, Node: p.node, Handler: p, Delta: p.opts.Delta,
+			MinBackoff: p.opts.XDSBackoff[0], MaxBackoff: p.opts.XDSBackoff[1]}
 		go p.XDS.Run(ctx)
 	}
 	return nil

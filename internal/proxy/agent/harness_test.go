@@ -216,7 +216,7 @@ func routeTo(cluster string) *routev3.Route_Route {
 
 func startProxy(t *testing.T, xds string) *Proxy {
 	t.Helper()
-	p, err := New(Options{XDSAddress: xds, NodeID: testNode, AdminAddress: "127.0.0.1:0"})
+	p, err := New(Options{XDSAddress: xds, NodeID: testNode, AdminAddress: "127.0.0.1:0", XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,6 @@ func startProxy(t *testing.T, xds string) *Proxy {
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p.XDS.MinBackoff, p.XDS.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
 	t.Cleanup(func() { cancel(); p.Close() })
 	return p
 }
