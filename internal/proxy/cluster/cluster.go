@@ -83,7 +83,13 @@ type Cluster struct {
 	dnsRate  time.Duration
 }
 
-type limits struct{ conns, pending, requests, retries int64 }
+type limits struct {
+	conns, pending, requests, retries int64
+	// Retry budget: retries may be budgetPct of active requests, never fewer than budgetMin.
+	budget    bool
+	budgetPct float64
+	budgetMin int64
+}
 
 type dnsTarget struct {
 	host, port                string
@@ -216,8 +222,14 @@ func (c *Cluster) compileBreakers(cb *clusterv3.CircuitBreakers, f string) error
 		if v := t.GetMaxRetries(); v != nil {
 			c.limits.retries = int64(v.GetValue())
 		}
-		if t.GetRetryBudget() != nil {
-			return fmt.Errorf("%s: circuit_breakers.thresholds[%d].retry_budget is not supported; use max_retries", f, i)
+		if rb := t.GetRetryBudget(); rb != nil {
+			c.limits.budget, c.limits.budgetPct, c.limits.budgetMin = true, 20, 3
+			if p := rb.GetBudgetPercent(); p != nil {
+				c.limits.budgetPct = p.GetValue()
+			}
+			if m := rb.GetMinRetryConcurrency(); m != nil {
+				c.limits.budgetMin = int64(m.GetValue())
+			}
 		}
 	}
 	return nil
@@ -463,7 +475,12 @@ func (c *Cluster) Release() { c.activeRq.Add(-1) }
 
 // AcquireRetry reserves a retry under max_retries.
 func (c *Cluster) AcquireRetry() bool {
-	if c.activeRetries.Add(1) > c.limits.retries {
+	limit := c.limits.retries
+	if c.limits.budget {
+		// A budget replaces max_retries: it scales with the traffic in flight.
+		limit = max(c.limits.budgetMin, int64(float64(c.activeRq.Load())*c.limits.budgetPct/100))
+	}
+	if c.activeRetries.Add(1) > limit {
 		c.activeRetries.Add(-1)
 		c.Stats.RqRetryOverflow.Add(1)
 		return false
