@@ -71,7 +71,7 @@ func benchInstall(env *Env) ([]Row, error) {
 	baseline := base[len(base)/2]
 	n := len(objs)
 	cmd := "go run ./bench -only install"
-	baseName := fmt.Sprintf("plain server-side apply of the same %d objects, one request each in sequence, in-process, no readiness wait (median of %d)", n, installRuns)
+	baseName := fmt.Sprintf("plain server-side apply of the same %d objects to the installed mesh (so each a no-op), one request each in sequence, in-process, no reads and no readiness wait (median of %d)", n, installRuns)
 	return []Row{
 		{
 			Figure: fmt.Sprintf("mesh install --set profile=demo -y, fresh sandbox until every component is ready (%d objects, process)", n),
