@@ -116,6 +116,11 @@ func TestServesWhileControlPlaneIsDownAndResumes(t *testing.T) {
 }
 
 func TestConfigUpdateUnderLoadDropsNothing(t *testing.T) {
+	t.Run("sotw", func(t *testing.T) { updateUnderLoad(t, false) })
+	t.Run("delta", func(t *testing.T) { updateUnderLoad(t, true) })
+}
+
+func updateUnderLoad(t *testing.T, delta bool) {
 	a := startUpstream(t, "a", nil)
 	b := startUpstream(t, "b", nil)
 	cp := startControlPlane(t, "")
@@ -124,7 +129,7 @@ func TestConfigUpdateUnderLoadDropsNothing(t *testing.T) {
 		return []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, Action: routeTo(c)}}
 	}
 	cp.set(basicResources(t, port, routes("a"), map[string][]*upstream{"a": {a}}))
-	startProxy(t, cp.addr)
+	startProxyDelta(t, cp.addr, delta)
 	eventually(t, "routing", func() bool { resp, err := client.Get(url(port, "/")); return err == nil && resp.StatusCode == 200 })
 	var failures, total atomic.Int64
 	var seen sync.Map

@@ -214,9 +214,11 @@ func routeTo(cluster string) *routev3.Route_Route {
 	return &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}}
 }
 
-func startProxy(t *testing.T, xds string) *Proxy {
+func startProxy(t *testing.T, xds string) *Proxy { return startProxyDelta(t, xds, false) }
+
+func startProxyDelta(t *testing.T, xds string, delta bool) *Proxy {
 	t.Helper()
-	p, err := New(Options{XDSAddress: xds, NodeID: testNode, AdminAddress: "127.0.0.1:0", XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond}})
+	p, err := New(Options{XDSAddress: xds, Delta: delta, NodeID: testNode, AdminAddress: "127.0.0.1:0", XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -350,11 +350,7 @@ func (c *Client) runDelta(ctx context.Context) error {
 	if err := resubscribe(); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
+	handle := func(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		t := resp.GetTypeUrl()
 		u := config.Update{TypeURL: t, Version: resp.GetSystemVersionInfo(), Removed: resp.GetRemovedResources()}
 		for _, r := range resp.GetResources() {
@@ -375,6 +371,68 @@ func (c *Client) runDelta(ctx context.Context) error {
 		if aerr == nil {
 			if err := resubscribe(); err != nil {
 				return fmt.Errorf("send: %w", err)
+			}
+		}
+		return nil
+	}
+	recv := make(chan *discoveryv3.DeltaDiscoveryResponse)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case recv <- resp:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	// Deltas are incremental, so held ones are kept in order, not superseded.
+	var held []*discoveryv3.DeltaDiscoveryResponse
+	var heldSince time.Time
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	flush := func(force bool) error {
+		if len(held) == 0 || (!force && c.Handler.Warming()) {
+			return nil
+		}
+		for _, t := range []string{config.ListenerType, config.RouteType} {
+			for _, r := range held {
+				if r.GetTypeUrl() == t {
+					if err := handle(r); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		held = nil
+		return nil
+	}
+	for {
+		select {
+		case err := <-recvErr:
+			return fmt.Errorf("receive: %w", err)
+		case <-tick.C:
+			if err := flush(time.Since(heldSince) > warmingLimit); err != nil {
+				return err
+			}
+		case resp := <-recv:
+			if heldDuringWarming(resp.GetTypeUrl()) && (c.Handler.Warming() || len(held) > 0) {
+				if len(held) == 0 {
+					heldSince = time.Now()
+				}
+				held = append(held, resp)
+				continue
+			}
+			if err := handle(resp); err != nil {
+				return err
+			}
+			if err := flush(false); err != nil {
+				return err
 			}
 		}
 	}
