@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -157,11 +159,17 @@ func updateUnderLoad(t *testing.T, delta bool) {
 	// Flip between clusters, add and remove one, while requests run.
 	for i := 0; i < 6; i++ {
 		time.Sleep(50 * time.Millisecond)
+		target := "a"
 		if i%2 == 0 {
-			cp.set(basicResources(t, port, routes("b"), map[string][]*upstream{"a": {a}, "b": {b}}))
-		} else {
-			cp.set(basicResources(t, port, routes("a"), map[string][]*upstream{"a": {a}, "b": {b}}))
+			target = "b"
 		}
+		res := basicResources(t, port, routes(target), map[string][]*upstream{"a": {a}, "b": {b}})
+		if i >= 3 {
+			// Change the listener itself too, so its filter chains are replaced on the bound socket.
+			l := res[resourcev3.ListenerType][0].(*listenerv3.Listener)
+			l.StatPrefix = fmt.Sprintf("gen%d", i)
+		}
+		cp.set(res)
 	}
 	time.Sleep(100 * time.Millisecond)
 	cancel()

@@ -15,7 +15,9 @@ import (
 // TestHTTP2OverTLSWithInlineCertificate serves a gateway-style TLS listener
 // (certificate inline, ALPN h2) and checks the client speaks HTTP/2 to it.
 func TestHTTP2OverTLSWithInlineCertificate(t *testing.T) {
-	app := startUpstream(t, "app", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "via "+r.Header.Get("X-Forwarded-Proto")) })
+	app := startUpstream(t, "app", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "via "+r.Header.Get("X-Forwarded-Proto"))
+	})
 	ca := newCA(t)
 	certPEM, keyPEM := ca.issue(t, "istio-system", "ingressgateway")
 	port := freePort(t)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
@@ -36,6 +37,7 @@ type HCM struct {
 	logs       []*accessLog
 	proxy      *httputil.ReverseProxy
 	Stats      *HTTPStats
+	draining   atomic.Bool // set when the listener is replaced or the proxy drains
 }
 
 type httpFilter struct {

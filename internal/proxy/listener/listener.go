@@ -332,16 +332,27 @@ func (l *Listener) allChains() []*chain {
 	return l.chains
 }
 
+// listenerDrain is how long connections of a replaced listener may keep
+// serving before they are closed; responses meanwhile carry Connection: close,
+// so clients move to the new listener between requests instead of losing one.
+const listenerDrain = 5 * time.Second
+
 // retire gracefully stops chains not carried over into next.
 func (l *Listener) retire(next *Listener) {
 	if next != nil {
 		next.start()
 	}
+	for _, c := range l.allChains() {
+		if c.srv != nil {
+			c.hcm.draining.Store(true)
+			c.conns.Close()
+		}
+	}
+	time.Sleep(listenerDrain)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, c := range l.allChains() {
 		if c.srv != nil {
-			c.conns.Close()
 			c.srv.Shutdown(ctx)
 		}
 	}
@@ -477,6 +488,7 @@ func (m *Manager) Drain(ctx context.Context) {
 		for _, c := range rn.cur.Load().allChains() {
 			if c.srv != nil {
 				wg.Add(1)
+				c.hcm.draining.Store(true)
 				go func() {
 					defer wg.Done()
 					c.conns.Close()

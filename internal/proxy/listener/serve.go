@@ -78,6 +78,9 @@ const maxBuffered = 1 << 20 // Envoy's default per-request buffer limit
 
 func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if m.draining.Load() && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	st := &reqState{hcm: m}
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
