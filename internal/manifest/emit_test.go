@@ -37,20 +37,20 @@ func viaJSON(t *testing.T, v any) any {
 
 func TestEncodeYAMLRoundTrip(t *testing.T) {
 	v := map[string]any{
-		"plain":    "mesh-pilot",
-		"empty":    "",
-		"bools":    []any{"true", "no", "Off", "y", "NULL", "~", true, false, nil},
-		"numbers":  []any{"15012", "1.20", "0x1F", "1e3", ".5", "-1", "+1", "inf", ".nan", int64(7), 2.5, float64(3)},
-		"special":  []any{"a: b", "a #b", "#c", "- x", "[x]", "{x}", "*ref", "&a", "!tag", "%x", "@x", "`x`", "'q'", "\"q\"", "a:b", " lead", "trail ", "tab\there", "x,y", "?", "|", ">"},
-		"multi":    "line one\nline two\n",
-		"multiNoNL": "a\nb",
-		"multiTrail": "a\n\n",
+		"plain":       "mesh-pilot",
+		"empty":       "",
+		"bools":       []any{"true", "no", "Off", "y", "NULL", "~", true, false, nil},
+		"numbers":     []any{"15012", "1.20", "0x1F", "1e3", ".5", "-1", "+1", "inf", ".nan", int64(7), 2.5, float64(3)},
+		"special":     []any{"a: b", "a #b", "#c", "- x", "[x]", "{x}", "*ref", "&a", "!tag", "%x", "@x", "`x`", "'q'", "\"q\"", "a:b", " lead", "trail ", "tab\there", "x,y", "?", "|", ">"},
+		"multi":       "line one\nline two\n",
+		"multiNoNL":   "a\nb",
+		"multiTrail":  "a\n\n",
 		"multiIndent": "  indented\nx",
-		"unicode":  "héllo ✓",
-		"control":  "bell\a",
-		"nested":   map[string]any{"list": []any{map[string]any{"name": "x", "ports": []any{int64(1), int64(2)}}, []any{"a", []any{}}, map[string]any{}}, "m": map[string]any{}},
-		"key: odd": "v",
-		"15014":    "numeric key",
+		"unicode":     "héllo ✓",
+		"control":     "bell\a",
+		"nested":      map[string]any{"list": []any{map[string]any{"name": "x", "ports": []any{int64(1), int64(2)}}, []any{"a", []any{}}, map[string]any{}}, "m": map[string]any{}},
+		"key: odd":    "v",
+		"15014":       "numeric key",
 	}
 	got := roundTrip(t, v)
 	if want := viaJSON(t, v); !reflect.DeepEqual(got, want) {
@@ -76,7 +76,7 @@ func FuzzEncodeYAML(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if !json.Valid([]byte(`"` + s + `"`)) && !utf8Valid(s) {
+		if !json.Valid([]byte(`"`+s+`"`)) && !utf8Valid(s) {
 			return
 		}
 		if !utf8Valid(s) {
