@@ -30,7 +30,7 @@ var showKinds = []showKind{
 	{use: "cluster", aliases: []string{"clusters", "c"}, short: "Show the proxy's clusters",
 		kinds: []configdump.Kind{configdump.KindCluster}, filters: []string{"fqdn", "port", "direction", "subset"},
 		// Big meshes have thousands of clusters; the table needs four fields of each.
-		fields: []string{"name", "type", "cluster_type", "metadata"}},
+		fields: []string{"name", "type", "cluster_type", "metadata.filter_metadata.istio.config"}},
 	{use: "listener", aliases: []string{"listeners", "l"}, short: "Show the proxy's listeners, one row per filter chain",
 		kinds: []configdump.Kind{configdump.KindListener}, filters: []string{"address", "port", "name"}},
 	{use: "route", aliases: []string{"routes", "r"}, short: "Show the proxy's routes",

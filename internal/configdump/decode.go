@@ -173,31 +173,48 @@ func decode(r *Resource, fields []string) error {
 	return nil
 }
 
-// pick returns an object holding only the named top-level members of raw
-// (and its "@type").
+// pick returns an object holding only the given members of raw (and its
+// "@type"). A field may be a dotted path into nested objects, e.g.
+// metadata.filter_metadata.istio, to keep one entry of a large map.
 func pick(raw []byte, fields []string) ([]byte, error) {
 	s := &scanner{data: raw}
-	out := make([]byte, 0, 256)
+	return pickObject(s, fields, make([]byte, 0, 256))
+}
+
+func pickObject(s *scanner, fields []string, out []byte) ([]byte, error) {
 	out = append(out, '{')
+	n := 0
 	err := s.object(func(key string, _ int) error {
-		keep := key == "@type"
+		var sub []string
+		whole := key == "@type"
 		for _, f := range fields {
-			keep = keep || sameKey(key, f)
+			head, rest, nested := strings.Cut(f, ".")
+			if !sameKey(key, head) && key != head {
+				continue
+			}
+			if !nested {
+				whole = true
+			} else {
+				sub = append(sub, rest)
+			}
 		}
-		if !keep {
+		if !whole && sub == nil {
 			return s.skip()
 		}
-		v, err := s.value()
-		if err != nil {
-			return err
-		}
-		if len(out) > 1 {
+		if n > 0 {
 			out = append(out, ',')
 		}
+		n++
 		out = strconv.AppendQuote(out, key)
 		out = append(out, ':')
-		out = append(out, v...)
-		return nil
+		if whole || s.peek() != '{' {
+			v, err := s.value()
+			out = append(out, v...)
+			return err
+		}
+		var err error
+		out, err = pickObject(s, sub, out)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -216,3 +216,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFieldsDecodeOnlyWhatIsAsked(t *testing.T) {
+	doc := clusterDumpHead + `{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"outbound|80|v1|a.b.svc.cluster.local",
+	  "connect_timeout":"soon",
+	  "metadata":{"filter_metadata":{"istio":{"config":"/apis/networking.istio.io/v1alpha3/namespaces/b/destination-rule/a","services":[{"host":"a"}]},"other":{"x":1}}}}}]}]}`
+	d, err := Parse([]byte(doc), Options{Fields: map[Kind][]string{KindCluster: {"name", "metadata.filter_metadata.istio.config"}}})
+	if err != nil {
+		t.Fatalf("a field that was not asked for must not be decoded: %v", err)
+	}
+	r := d.Of(KindCluster)[0]
+	c := r.Message.(*clusterv3.Cluster)
+	if !r.Partial || c.GetName() != "outbound|80|v1|a.b.svc.cluster.local" {
+		t.Errorf("partial %v, name %q", r.Partial, c.GetName())
+	}
+	md := c.GetMetadata().GetFilterMetadata()
+	if got := md["istio"].GetFields()["config"].GetStringValue(); got != "/apis/networking.istio.io/v1alpha3/namespaces/b/destination-rule/a" {
+		t.Errorf("istio config: %q", got)
+	}
+	if md["other"] != nil || md["istio"].GetFields()["services"] != nil {
+		t.Errorf("fields outside the paths were decoded: %v", md)
+	}
+	if _, err := Parse([]byte(doc), Options{}); err == nil {
+		t.Error("a full decode must reject the bad connect_timeout")
+	}
+}

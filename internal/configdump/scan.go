@@ -247,6 +247,14 @@ func (s *scanner) value() ([]byte, error) {
 	return s.data[start:s.pos], nil
 }
 
+// structural marks the bytes skip must look at.
+var structural = func() (t [256]bool) {
+	for _, c := range `"{}[]` {
+		t[c] = true
+	}
+	return t
+}()
+
 // skip moves past one value. Objects and arrays get a fast structural pass
 // (strings closed, brackets balanced and matched) rather than a full
 // validation: whatever is later decoded is validated by protojson, and a
@@ -260,6 +268,13 @@ func (s *scanner) skip() error {
 	data := s.data
 	stack := s.stack[:0]
 	for i := s.pos; i < len(data); i++ {
+		// Most bytes are neither quotes nor brackets; step over them with a table lookup.
+		for i < len(data) && !structural[data[i]] {
+			i++
+		}
+		if i >= len(data) {
+			break
+		}
 		switch data[i] {
 		case '"':
 			j := i + 1
