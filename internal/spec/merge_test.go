@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 
@@ -69,6 +70,38 @@ func FuzzMerge(f *testing.F) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// FuzzOverlayFile feeds arbitrary -f file content through reading,
+// translation and merging: it must fail with a FileError or produce a spec,
+// never panic, and a file that loads must load the same way twice.
+func FuzzOverlayFile(f *testing.F) {
+	f.Add([]byte("kind: MeshOperator\nspec:\n  hub: x\n"))
+	f.Add([]byte("apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  profile: demo\n  components:\n    ingressGateways:\n    - name: istio-ingressgateway\n      enabled: false\n"))
+	f.Add([]byte("kind: MeshOperator\nspec:\n  components:\n    egressGateways:\n    - name: a\n      enabled: true\n      k8s: {replicaCount: 2}\n"))
+	f.Add([]byte("kind: MeshOperator\nspec: &a\n  values: *a\n"))
+	f.Add([]byte("- 1\n- 2\n"))
+	f.Add([]byte("kind: IstioOperator\nspec:\n  values:\n    pilot:\n      env: [1]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		doc, _, err := parseOverlay("fuzz.yaml", data)
+		if err != nil {
+			var fe *FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %T is not a FileError: %v", err, err)
+			}
+			return
+		}
+		base, err := ProfileTree(DefaultProfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		merged := Merge(base, doc).(map[string]any)
+		op1, err1 := decode(merged)
+		op2, err2 := decode(Merge(base, doc).(map[string]any))
+		if (err1 == nil) != (err2 == nil) || (err1 == nil && !reflect.DeepEqual(op1, op2)) {
+			t.Fatal("the same overlay decoded two different ways")
 		}
 	})
 }
