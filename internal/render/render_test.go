@@ -220,17 +220,25 @@ func TestPilotContract(t *testing.T) {
 
 func toS(v any) string { return fmt.Sprint(v) }
 
+// TestHelmLint runs Helm's linter on each chart, with its own defaults and
+// with the values each profile gives it.
 func TestHelmLint(t *testing.T) {
-	for _, name := range []string{"base", "pilot", "gateways"} {
-		t.Run(name, func(t *testing.T) {
-			dir := filepath.Join("..", "..", "manifests", "charts", name)
-			linter := lint.All(dir, nil, "mesh-system", false)
-			for _, msg := range linter.Messages {
-				if msg.Severity > support.InfoSev {
-					t.Errorf("helm lint %s: %s", name, msg)
-				}
+	lintChart := func(t *testing.T, name string, values map[string]any) {
+		dir := filepath.Join("..", "..", "manifests", "charts", name)
+		linter := lint.All(dir, values, "mesh-system", false)
+		for _, msg := range linter.Messages {
+			if msg.Severity > support.InfoSev {
+				t.Errorf("helm lint %s: %s", name, msg)
 			}
-		})
+		}
+	}
+	for _, name := range []string{"base", "pilot", "gateways"} {
+		t.Run(name+"/defaults", func(t *testing.T) { lintChart(t, name, nil) })
+	}
+	for _, p := range profiles.Names() {
+		for _, in := range Inputs(load(t, "profile="+p, "revision=canary")) {
+			t.Run(p+"/"+in.Component, func(t *testing.T) { lintChart(t, in.Chart, in.Values) })
+		}
 	}
 }
 
