@@ -206,3 +206,26 @@ func TestCommandsEndToEnd(t *testing.T) {
 		t.Errorf("second uninstall:\n%s", out)
 	}
 }
+
+func TestNotReadyNamesWhy(t *testing.T) {
+	kc := sandboxtest.Cluster(t).KubeconfigPath()
+	out, err := run(t, kc, "install", "--set", "profile=minimal", "--set", "components.pilot.k8s.nodeSelector.disk=none", "--readiness-timeout", "3s", "-y")
+	if err == nil {
+		t.Fatalf("install with an unschedulable pilot succeeded:\n%s", out)
+	}
+	if !strings.Contains(out, "✘ Pilot failed") || !strings.Contains(out, "Deployment/mesh-pilot -n mesh-system") ||
+		!strings.Contains(out, "not scheduled") || !strings.Contains(out, "node") {
+		t.Errorf("output does not name the pilot and why it is not ready:\n%s", out)
+	}
+	if !strings.Contains(err.Error(), "not ready") {
+		t.Errorf("error: %v", err)
+	}
+	c := kube.MustClient(sandboxtest.Cluster(t).RESTConfig())
+	hooks, err := c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(context.Background(), metav1.ListOptions{LabelSelector: kube.LabelPartOf + "=mesh"})
+	if err != nil || len(hooks.Items) != 0 {
+		t.Errorf("webhooks applied although pilot never became ready: %d (%v)", len(hooks.Items), err)
+	}
+	if out, err := run(t, kc, "uninstall", "--purge", "-y"); err != nil {
+		t.Fatalf("uninstall after the failed install: %v\n%s", err, out)
+	}
+}

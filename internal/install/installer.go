@@ -177,7 +177,9 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 	}
 	if len(settling) > 0 && !i.DryRun {
 		// Later objects may be custom resources of these CRDs.
-		if err := i.Client.WaitReady(ctx, settling, i.timeout()); err != nil {
+		// Establishing CRDs is the API server's job and not what
+		// --readiness-timeout is about, so it gets a generous bound of its own.
+		if err := i.Client.WaitReady(ctx, settling, max(i.timeout(), 2*time.Minute)); err != nil {
 			return cr, err
 		}
 		i.Client.ResetMapping()
@@ -185,7 +187,7 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 	if err := kube.ForEach(ctx, rest, apply); err != nil {
 		return cr, err
 	}
-	if i.Wait && !i.DryRun {
+	if i.Wait && !i.DryRun && slices.ContainsFunc(rest, func(o *unstructured.Unstructured) bool { return kube.NeedsWait(kube.RefOf(o)) }) {
 		i.emit(Event{Kind: ComponentWaiting, Component: c.Name})
 		if err := i.Client.WaitReady(ctx, refs(rest), i.timeout()); err != nil {
 			return cr, err

@@ -270,7 +270,12 @@ func (c *Client) podReasons(ctx context.Context, ns string, sel *metav1.LabelSel
 	for _, p := range pods.Items {
 		if r := PodReason(&p); r != "" {
 			out = append(out, fmt.Sprintf("pod %s: %s", p.Name, r))
-			out = append(out, c.warningEvents(ctx, ns, p.Name, "Pod")...)
+			for _, e := range c.warningEvents(ctx, ns, p.Name, "Pod") {
+				// The scheduler's event repeats the PodScheduled condition word for word.
+				if _, msg, _ := strings.Cut(e, ": "); !strings.Contains(r, msg) {
+					out = append(out, e)
+				}
+			}
 		}
 	}
 	return out
