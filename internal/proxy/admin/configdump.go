@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -45,6 +46,12 @@ func ConfigDump(s *config.Snapshot, includeEDS bool) *adminv3.ConfigDump {
 	d.Configs = append(d.Configs, mustAny(cd))
 	if includeEDS {
 		ed := &adminv3.EndpointsConfigDump{}
+		// Static clusters' inline assignments are shown as static endpoint configs, as Envoy does.
+		for _, r := range s.List(config.ClusterType) {
+			if la := r.Msg.(*clusterv3.Cluster).GetLoadAssignment(); r.Static && la != nil {
+				ed.StaticEndpointConfigs = append(ed.StaticEndpointConfigs, &adminv3.EndpointsConfigDump_StaticEndpointConfig{EndpointConfig: mustAny(la), LastUpdated: timestamppb.New(r.LastUpdated)})
+			}
+		}
 		for _, r := range s.List(config.EndpointType) {
 			ed.DynamicEndpointConfigs = append(ed.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{VersionInfo: r.Version, EndpointConfig: mustAny(r.Msg), LastUpdated: timestamppb.New(r.LastUpdated)})
 		}

@@ -44,16 +44,21 @@ func TestAdminConfigDumpParsesAsEnvoyConfigDump(t *testing.T) {
 	for _, c := range d.GetConfigs() {
 		types = append(types, strings.TrimPrefix(c.GetTypeUrl(), "type.googleapis.com/envoy.admin.v3."))
 	}
-	if got := strings.Join(types, ","); got != "ClustersConfigDump,EndpointsConfigDump,ListenersConfigDump,RoutesConfigDump,SecretsConfigDump" {
+	if got := strings.Join(types, ","); got != "BootstrapConfigDump,ClustersConfigDump,EndpointsConfigDump,ListenersConfigDump,RoutesConfigDump,SecretsConfigDump" {
 		t.Fatalf("config types %s", got)
 	}
+	var boot adminv3.BootstrapConfigDump
+	d.GetConfigs()[0].UnmarshalTo(&boot)
+	if boot.GetBootstrap().GetNode().GetId() != testNode {
+		t.Fatalf("bootstrap node %q", boot.GetBootstrap().GetNode().GetId())
+	}
 	var clusters adminv3.ClustersConfigDump
-	d.GetConfigs()[0].UnmarshalTo(&clusters)
+	d.GetConfigs()[1].UnmarshalTo(&clusters)
 	if len(clusters.GetDynamicActiveClusters()) != 1 || clusters.GetDynamicActiveClusters()[0].GetVersionInfo() != v || clusters.GetDynamicActiveClusters()[0].GetLastUpdated() == nil {
 		t.Fatalf("dynamic_active_clusters: %v", clusters.GetDynamicActiveClusters())
 	}
 	var listeners adminv3.ListenersConfigDump
-	d.GetConfigs()[2].UnmarshalTo(&listeners)
+	d.GetConfigs()[3].UnmarshalTo(&listeners)
 	if len(listeners.GetDynamicListeners()) != 1 || listeners.GetDynamicListeners()[0].GetActiveState().GetListener() == nil {
 		t.Fatalf("dynamic_listeners must carry active_state.listener: %v", listeners.GetDynamicListeners())
 	}

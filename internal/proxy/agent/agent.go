@@ -88,6 +88,9 @@ func New(opts Options) (*Proxy, error) {
 		if err := p.loadStatic(b); err != nil {
 			return nil, err
 		}
+	} else {
+		// Envoy always has a bootstrap; tools reading /config_dump expect its node there.
+		p.Store.SetBootstrap(&bootstrapv3.Bootstrap{Node: p.node})
 	}
 	return p, nil
 }
