@@ -102,11 +102,28 @@ func printDiff(w io.Writer, c *cli.Colors, d *manifest.Diff, total int) error {
 	for _, ch := range d.Changed {
 		fmt.Fprintf(w, "%s %s\n", c.Warn("~ changed:"), ch.Key)
 		for _, f := range ch.Fields {
+			old, oldText := f.Old.(string)
+			cur, newText := f.New.(string)
+			if oldText && newText && (strings.Contains(old, "\n") || strings.Contains(cur, "\n")) {
+				// Embedded documents (mesh config, injector values) read better line by line.
+				fmt.Fprintf(w, "    %s:\n", f.Path)
+				for _, l := range manifest.LineDiff(old, cur) {
+					fmt.Fprintf(w, "      %s\n", paintLine(c, l))
+				}
+				continue
+			}
 			fmt.Fprintf(w, "    %s\n", FormatChange(f))
 		}
 	}
 	_, err := fmt.Fprintf(w, "%d added, %d removed, %d changed\n", len(d.Added), len(d.Removed), len(d.Changed))
 	return err
+}
+
+func paintLine(c *cli.Colors, l string) string {
+	if strings.HasPrefix(l, "+") {
+		return c.OK(l)
+	}
+	return c.Bad(l)
 }
 
 // FormatChange renders one field change on one line: "path: old -> new".

@@ -128,7 +128,7 @@ func TestDiff(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
 	outA, _, _ := run(t, "manifest", "generate")
-	outB, _, _ := run(t, "manifest", "generate", "--set", "components.pilot.k8s.replicaCount=3", "--set", "components.egressGateways[name:mesh-egressgateway].enabled=true")
+	outB, _, _ := run(t, "manifest", "generate", "--set", "components.pilot.k8s.replicaCount=3", "--set", "components.egressGateways[name:mesh-egressgateway].enabled=true", "--set", "meshConfig.accessLogFile=/dev/stdout")
 	os.WriteFile(a, []byte(outA), 0o644)
 	os.WriteFile(b, []byte(outB), 0o644)
 
@@ -141,7 +141,7 @@ func TestDiff(t *testing.T) {
 	if !errors.As(err, &silent) || silent.Code != 1 {
 		t.Fatalf("different manifests: err = %v, want exit status 1", err)
 	}
-	for _, w := range []string{"+ added:   apps/Deployment mesh-system/mesh-egressgateway", "~ changed: autoscaling/HorizontalPodAutoscaler mesh-system/mesh-pilot", "spec.minReplicas: 1 -> 3"} {
+	for _, w := range []string{"+ added:   apps/Deployment mesh-system/mesh-egressgateway", "~ changed: autoscaling/HorizontalPodAutoscaler mesh-system/mesh-pilot", "spec.minReplicas: 1 -> 3", "    data.mesh:\n      - accessLogFile: \"\"\n      + accessLogFile: /dev/stdout\n"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("diff output lacks %q:\n%s", w, out)
 		}

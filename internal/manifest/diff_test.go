@@ -124,3 +124,14 @@ func TestCompareDuplicate(t *testing.T) {
 		t.Errorf("duplicate objects: err = %v", err)
 	}
 }
+
+func TestLineDiff(t *testing.T) {
+	got := LineDiff("a\nb\nc\nd\n", "a\nc\nx\nd")
+	want := "- b,+ x"
+	if strings.Join(got, ",") != want {
+		t.Errorf("LineDiff = %q, want %q", got, want)
+	}
+	if d := LineDiff("same\n", "same"); len(d) != 0 {
+		t.Errorf("a trailing newline alone is reported: %q", d)
+	}
+}
