@@ -61,6 +61,14 @@ type Options struct {
 	listened chan struct{}
 	addrs    map[string]net.Addr
 	mu       sync.Mutex
+	initOnce sync.Once
+}
+
+func (o *Options) initState() {
+	o.initOnce.Do(func() {
+		o.listened = make(chan struct{})
+		o.addrs = map[string]net.Addr{}
+	})
 }
 
 func (o *Options) defaults() {
@@ -97,8 +105,7 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	o.listened = make(chan struct{})
-	o.addrs = map[string]net.Addr{}
+	o.initState()
 }
 
 // revSuffix is how the install charts suffix per-revision object names.
@@ -112,6 +119,7 @@ func (o *Options) revSuffix() string {
 // Addr returns the bound address of a listener ("xds", "secure-xds",
 // "debug", "webhook") once Run has bound it.
 func (o *Options) Addr(ctx context.Context, name string) (net.Addr, error) {
+	o.initState()
 	select {
 	case <-o.listened:
 	case <-ctx.Done():

@@ -3,6 +3,7 @@ package pilot_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -99,7 +100,17 @@ func (e *env) applyYAML(doc, ns string) error {
 func (e *env) installCRDs() {
 	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	for _, crd := range crdschema.All() {
-		u := &unstructured.Unstructured{Object: crd.Object()}
+		raw, err := json.Marshal(map[string]any{
+			"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+			"metadata": map[string]any{"name": crd.Name()}, "spec": crd.Object(),
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := json.Unmarshal(raw, &u.Object); err != nil {
+			e.t.Fatal(err)
+		}
 		if _, err := e.dyn.Resource(gvr).Create(e.ctx, u, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			e.t.Fatalf("create CRD %s: %v", crd.Name(), err)
 		}
