@@ -9,6 +9,8 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
            -X $(PKG)/internal/version.GitCommit=$(COMMIT) \
            -X $(PKG)/internal/version.BuildDate=$(DATE)
 BINARIES := mesh mesh-pilot mesh-proxy
+# mesh-sample plays the Bookinfo services in the sandbox runtime (not shipped).
+SANDBOX_BINARIES := mesh-sample
 TEST_TIMEOUT ?= 40m
 
 .PHONY: help build test test-unit lint docs bench tools sandbox-up sandbox-down demo clean
@@ -16,9 +18,9 @@ TEST_TIMEOUT ?= 40m
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build mesh, mesh-pilot and mesh-proxy into bin/
+build: ## build mesh, mesh-pilot, mesh-proxy (and the sandbox's mesh-sample) into bin/
 	@mkdir -p bin
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES))
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES) $(SANDBOX_BINARIES))
 
 tools: ## build the sandbox cluster's binaries into tools/bin (a no-op when up to date)
 	$(MAKE) -C tools

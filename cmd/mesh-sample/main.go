@@ -1,0 +1,46 @@
+// Command mesh-sample is the sandbox's stand-in for the Bookinfo services: one
+// binary that serves productpage, details, reviews (v1/v2/v3) or ratings on
+// port 9080, chosen by --role and --version.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"mesh.dev/mesh/internal/sandbox/sampleapp"
+)
+
+func main() {
+	fs := flag.NewFlagSet("mesh-sample", flag.ContinueOnError)
+	c := sampleapp.Config{}
+	fs.StringVar(&c.Role, "role", os.Getenv("SERVICE_ROLE"), "service to play: productpage, details, reviews or ratings (default $SERVICE_ROLE)")
+	fs.StringVar(&c.Version, "version", envOr("SERVICE_VERSION", "v1"), "service version, v1, v2 or v3 (default $SERVICE_VERSION)")
+	addr := fs.String("listen", ":9080", "address to serve on")
+	fs.StringVar(&c.DetailsURL, "details-url", "http://details:9080", "details service base URL")
+	fs.StringVar(&c.ReviewsURL, "reviews-url", "http://reviews:9080", "reviews service base URL")
+	fs.StringVar(&c.RatingsURL, "ratings-url", "http://ratings:9080", "ratings service base URL")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(64)
+	}
+	h, err := sampleapp.Handler(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mesh-sample:", err)
+		os.Exit(64)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log.Info("serving", "role", c.Role, "version", c.Version, "address", *addr)
+	if err := http.ListenAndServe(*addr, h); err != nil {
+		fmt.Fprintln(os.Stderr, "mesh-sample:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,177 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// imageName is the repository's last path element without tag or digest:
+// "mesh.dev/mesh-proxy:1.0" → "mesh-proxy".
+func imageName(image string) string {
+	if i := strings.IndexByte(image, '@'); i >= 0 {
+		image = image[:i]
+	}
+	name := path.Base(image)
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		name = name[:i]
+	}
+	return name
+}
+
+// commandLine maps a container's command and args to a local binary and its
+// arguments. The images' entrypoint is their binary, so a command may only
+// name that binary (by any path).
+func commandLine(c corev1.Container, bin string, env map[string]string) ([]string, error) {
+	argv := []string{bin}
+	if len(c.Command) > 0 {
+		if path.Base(c.Command[0]) != filepath.Base(bin) {
+			return nil, fmt.Errorf("container %s: command %q: only the image's own binary %s can run in the sandbox",
+				c.Name, c.Command[0], filepath.Base(bin))
+		}
+		argv = append(argv, c.Command[1:]...)
+	}
+	argv = append(argv, c.Args...)
+	for i := 1; i < len(argv); i++ {
+		argv[i] = expand(argv[i], env)
+	}
+	return argv, nil
+}
+
+var varRef = regexp.MustCompile(`\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)`)
+
+// expand replaces $(VAR) with the container's variable as Kubernetes does;
+// unknown references stay as written and $$ escapes a dollar.
+func expand(s string, env map[string]string) string {
+	return varRef.ReplaceAllStringFunc(s, func(m string) string {
+		if m == "$$" {
+			return "$"
+		}
+		if v, ok := env[m[2:len(m)-1]]; ok {
+			return v
+		}
+		return m
+	})
+}
+
+// procState is what the runtime knows of one container.
+type procState struct {
+	spec     corev1.Container
+	init     bool
+	cmd      *exec.Cmd
+	done     chan struct{}
+	started  time.Time
+	exitCode int
+	finished time.Time
+	running  bool
+	ready    bool
+	restarts int32
+	waiting  string // reason while not running
+	message  string
+	lastTerm *corev1.ContainerStateTerminated
+}
+
+func (s *procState) status(image string) corev1.ContainerStatus {
+	st := corev1.ContainerStatus{Name: s.spec.Name, Image: s.spec.Image, ImageID: image,
+		ContainerID: "sandbox://" + s.spec.Name, Ready: s.ready, RestartCount: s.restarts}
+	started := s.running
+	st.Started = &started
+	switch {
+	case s.running:
+		st.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(s.started)}
+	case !s.finished.IsZero() && s.waiting == "":
+		st.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: int32(s.exitCode), Reason: exitReason(s.exitCode),
+			StartedAt: metav1.NewTime(s.started), FinishedAt: metav1.NewTime(s.finished)}
+	default:
+		reason := s.waiting
+		if reason == "" {
+			reason = "ContainerCreating"
+		}
+		if s.init && reason == "ContainerCreating" {
+			reason = "PodInitializing"
+		}
+		st.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: s.message}
+	}
+	if s.lastTerm != nil {
+		st.LastTerminationState.Terminated = s.lastTerm
+	}
+	return st
+}
+
+func exitReason(code int) string {
+	if code == 0 {
+		return "Completed"
+	}
+	return "Error"
+}
+
+// launchSpec is everything needed to start one container process.
+type launchSpec struct {
+	ns       string
+	hostname string
+	argv     []string
+	env      []string
+	uid, gid *int64
+	logFile  string
+}
+
+// start runs the container in the pod's network namespace and a UTS
+// namespace of its own (the pod name as host name), as the container's user.
+func start(ls launchSpec) (*exec.Cmd, error) {
+	args := []string{"netns", "exec", ls.ns, "unshare", "--uts", "--", "sh", "-c", `hostname "$1" && shift && exec "$@"`, "sh", ls.hostname}
+	if ls.uid != nil || ls.gid != nil {
+		args = append(args, "setpriv")
+		if ls.uid != nil {
+			args = append(args, "--reuid="+strconv.FormatInt(*ls.uid, 10))
+		}
+		gid := ls.gid
+		if gid == nil {
+			gid = ls.uid
+		}
+		args = append(args, "--regid="+strconv.FormatInt(*gid, 10), "--clear-groups", "--")
+	}
+	args = append(args, ls.argv...)
+	cmd := exec.Command("ip", args...)
+	cmd.Env = ls.env
+	cmd.Dir = "/"
+	logf, err := os.OpenFile(ls.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	logf.Close()
+	if err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// stopProcess sends SIGTERM to the container's process group and SIGKILL
+// after grace; done is closed when the process has been reaped.
+func stopProcess(ctx context.Context, cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-done:
+		return
+	case <-time.After(grace):
+	case <-ctx.Done():
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}

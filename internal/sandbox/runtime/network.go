@@ -1,0 +1,182 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Address plan of one runtime: a /24 of the sandbox's pod range, claimed with
+// a lock file so runtimes of test packages running side by side never share
+// one. kwok's nodes use 198.18.N.0/24 for small N; runtimes take the top.
+const (
+	firstSubnet = 200
+	lastSubnet  = 253
+	lockDir     = "/run/mesh-sandbox-runtime"
+)
+
+// network is one runtime's pod network: a bridge on the host holding the
+// gateway address, and a veth per pod into the pod's network namespace.
+// Bridging keeps pod-to-pod traffic at layer 2, so the host needs no IP
+// forwarding and pods have no route off the machine.
+type network struct {
+	subnet  int      // X of 198.18.X.0/24
+	lock    *os.File // held for the runtime's life
+	bridge  string
+	gateway netip.Addr
+	free    []netip.Addr
+}
+
+func run(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// checkHost says what is missing for running pods for real.
+func checkHost() error {
+	if os.Geteuid() != 0 {
+		return errors.New("the sandbox runtime needs root (network namespaces and veths)")
+	}
+	for _, tool := range []string{"ip", "iptables", "setpriv", "unshare", "hostname"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: apt-get install -y iproute2 iptables util-linux hostname", tool)
+		}
+	}
+	return nil
+}
+
+// claimNetwork takes the first free subnet and builds its bridge, first
+// removing what a runtime that died with that subnet left behind.
+func claimNetwork(ctx context.Context) (*network, error) {
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox runtime: %w", err)
+	}
+	for x := firstSubnet; x <= lastSubnet; x++ {
+		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("subnet-%d.lock", x)), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox runtime: %w", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		n := &network{subnet: x, lock: f, bridge: fmt.Sprintf("msbr%d", x),
+			gateway: netip.AddrFrom4([4]byte{198, 18, byte(x), 1})}
+		for i := 2; i < 255; i++ {
+			n.free = append(n.free, netip.AddrFrom4([4]byte{198, 18, byte(x), byte(i)}))
+		}
+		n.removeLeftovers(ctx)
+		if err := n.createBridge(ctx); err != nil {
+			n.close(ctx)
+			return nil, err
+		}
+		return n, nil
+	}
+	return nil, fmt.Errorf("sandbox runtime: every subnet 198.18.%d-%d.0/24 is taken (locks in %s)", firstSubnet, lastSubnet, lockDir)
+}
+
+// CIDR is the runtime's pod range.
+func (n *network) CIDR() string { return fmt.Sprintf("198.18.%d.0/24", n.subnet) }
+
+func (n *network) nsPrefix() string { return fmt.Sprintf("msb%d-", n.subnet) }
+
+func (n *network) createBridge(ctx context.Context) error {
+	steps := [][]string{
+		{"ip", "link", "add", n.bridge, "type", "bridge"},
+		{"ip", "addr", "add", n.gateway.String() + "/24", "dev", n.bridge},
+		{"ip", "link", "set", n.bridge, "up"},
+	}
+	for _, s := range steps {
+		if err := run(ctx, s...); err != nil {
+			return fmt.Errorf("sandbox runtime: pod network: %w", err)
+		}
+	}
+	// Whatever the host's global setting, nothing entering from a pod is routed on.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+n.bridge+"/forwarding", []byte("0"), 0o644); err != nil {
+		return fmt.Errorf("sandbox runtime: turn off forwarding on %s: %w", n.bridge, err)
+	}
+	return nil
+}
+
+// removeLeftovers deletes the namespaces and bridge of a dead runtime that
+// held this subnet; the lock proves no live one does.
+func (n *network) removeLeftovers(ctx context.Context) {
+	if entries, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), n.nsPrefix()) {
+				_ = run(ctx, "ip", "netns", "del", e.Name())
+			}
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/" + n.bridge); err == nil {
+		_ = run(ctx, "ip", "link", "del", n.bridge)
+	}
+}
+
+func (n *network) close(ctx context.Context) {
+	n.removeLeftovers(ctx)
+	if n.lock != nil {
+		n.lock.Close()
+	}
+}
+
+func (n *network) allocate() (netip.Addr, error) {
+	if len(n.free) == 0 {
+		return netip.Addr{}, fmt.Errorf("no pod address left in %s", n.CIDR())
+	}
+	a := n.free[0]
+	n.free = n.free[1:]
+	return a, nil
+}
+
+func (n *network) release(a netip.Addr) { n.free = append(n.free, a) }
+
+// podNetwork is one pod's namespace and veth.
+type podNetwork struct {
+	ns   string
+	veth string
+	ip   netip.Addr
+}
+
+// addPod creates the pod's namespace holding ip on its eth0, wired to the
+// bridge. Its only routes are the sandbox's pod and Service ranges, through
+// the gateway: there is no default route.
+func (n *network) addPod(ctx context.Context, id int, ip netip.Addr, sysctls map[string]string) (*podNetwork, error) {
+	p := &podNetwork{ns: fmt.Sprintf("%s%d", n.nsPrefix(), id), veth: fmt.Sprintf("msv%d-%d", n.subnet, id), ip: ip}
+	steps := [][]string{
+		{"ip", "netns", "add", p.ns},
+		{"ip", "link", "add", p.veth, "type", "veth", "peer", "name", "eth0", "netns", p.ns},
+		{"ip", "link", "set", p.veth, "master", n.bridge, "up"},
+		{"ip", "-n", p.ns, "link", "set", "lo", "up"},
+		{"ip", "-n", p.ns, "addr", "add", ip.String() + "/24", "dev", "eth0"},
+		{"ip", "-n", p.ns, "link", "set", "eth0", "up"},
+		{"ip", "-n", p.ns, "route", "add", "198.18.0.0/15", "via", n.gateway.String(), "dev", "eth0"},
+	}
+	for k, v := range sysctls {
+		steps = append(steps, []string{"ip", "netns", "exec", p.ns, "sysctl", "-q", "-w", k + "=" + v})
+	}
+	for _, s := range steps {
+		if err := run(ctx, s...); err != nil {
+			n.removePod(context.WithoutCancel(ctx), p)
+			return nil, fmt.Errorf("pod network: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// removePod deletes the namespace; the veth pair goes with it.
+func (n *network) removePod(ctx context.Context, p *podNetwork) {
+	_ = run(ctx, "ip", "netns", "del", p.ns)
+	if _, err := os.Stat("/sys/class/net/" + p.veth); err == nil {
+		_ = run(ctx, "ip", "link", "del", p.veth)
+	}
+}

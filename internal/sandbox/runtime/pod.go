@@ -1,0 +1,485 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// maxGrace caps a pod's termination grace period: the sandbox is thrown away
+// quickly and a stuck process must not hold up a test.
+const maxGrace = 10 * time.Second
+
+// podWorker runs one pod: its network, init containers in order, then its
+// containers (restarted by restartPolicy), readiness probes, and its status.
+type podWorker struct {
+	rt     *Runtime
+	pod    *corev1.Pod
+	id     int
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	ip       netip.Addr
+	net      *podNetwork
+	inits    []*procState
+	conts    []*procState
+	phase    corev1.PodPhase
+	started  time.Time
+	message  string
+	lastSent []byte
+}
+
+func (w *podWorker) key() string { return w.pod.Namespace + "/" + w.pod.Name }
+
+func (w *podWorker) run(ctx context.Context) {
+	defer close(w.done)
+	defer w.teardown()
+	w.mu.Lock()
+	w.started = time.Now()
+	w.phase = corev1.PodPending
+	for _, c := range w.pod.Spec.InitContainers {
+		w.inits = append(w.inits, &procState{spec: c, init: true})
+	}
+	for _, c := range w.pod.Spec.Containers {
+		w.conts = append(w.conts, &procState{spec: c})
+	}
+	w.mu.Unlock()
+
+	if err := w.setupNetwork(ctx); err != nil {
+		w.fail(ctx, "NetworkSetupFailed", err)
+		return
+	}
+	w.report(ctx)
+	for _, s := range w.inits {
+		if !w.runInit(ctx, s) {
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range w.conts {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.supervise(ctx, s) }()
+	}
+	w.mu.Lock()
+	w.phase = corev1.PodRunning
+	w.mu.Unlock()
+	w.probeLoop(ctx)
+	wg.Wait()
+}
+
+func (w *podWorker) setupNetwork(ctx context.Context) error {
+	w.rt.netMu.Lock()
+	ip, err := w.rt.net.allocate()
+	w.rt.netMu.Unlock()
+	if err != nil {
+		return err
+	}
+	sysctls := map[string]string{}
+	if sc := w.pod.Spec.SecurityContext; sc != nil {
+		for _, s := range sc.Sysctls {
+			sysctls[s.Name] = s.Value
+		}
+	}
+	pn, err := w.rt.net.addPod(ctx, w.id, ip, sysctls)
+	if err != nil {
+		w.rt.netMu.Lock()
+		w.rt.net.release(ip)
+		w.rt.netMu.Unlock()
+		return err
+	}
+	w.mu.Lock()
+	w.ip, w.net = ip, pn
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *podWorker) teardown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w.mu.Lock()
+	pn, ip := w.net, w.ip
+	w.net = nil
+	w.mu.Unlock()
+	if pn != nil {
+		w.rt.net.removePod(ctx, pn)
+		w.rt.netMu.Lock()
+		w.rt.net.release(ip)
+		w.rt.netMu.Unlock()
+	}
+}
+
+// fail reports the pod as not startable and waits for it to be deleted.
+func (w *podWorker) fail(ctx context.Context, reason string, err error) {
+	w.rt.log.Warn("pod cannot run", "pod", w.key(), "reason", reason, "err", err)
+	w.mu.Lock()
+	for _, s := range append(append([]*procState(nil), w.inits...), w.conts...) {
+		if !s.running && s.waiting == "" {
+			s.waiting, s.message = reason, err.Error()
+		}
+	}
+	w.message = err.Error()
+	w.mu.Unlock()
+	w.report(ctx)
+	<-ctx.Done()
+}
+
+// launch starts one container process; the returned channel closes once it exits.
+func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan struct{}, error) {
+	bin, ok := w.rt.binaryFor(s.spec.Image)
+	if !ok {
+		return nil, nil, fmt.Errorf("container %s: image %s has no local binary", s.spec.Name, s.spec.Image)
+	}
+	env, vars, err := containerEnv(ctx, w.rt.cs, w.pod, s.spec, w.ip.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	argv, err := commandLine(s.spec, bin, vars)
+	if err != nil {
+		return nil, nil, err
+	}
+	uid, gid := runAs(w.pod, s.spec)
+	cmd, err := start(launchSpec{ns: w.net.ns, hostname: w.pod.Name, argv: argv, env: env, uid: uid, gid: gid,
+		logFile: filepath.Join(w.rt.logDir, fmt.Sprintf("%s_%s_%s.log", w.pod.Namespace, w.pod.Name, s.spec.Name))})
+	if err != nil {
+		return nil, nil, fmt.Errorf("container %s: %w", s.spec.Name, err)
+	}
+	done := make(chan struct{})
+	w.mu.Lock()
+	s.cmd, s.done, s.running, s.started, s.waiting, s.message = cmd, done, true, time.Now(), "", ""
+	w.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		w.mu.Lock()
+		s.running, s.ready, s.finished, s.exitCode = false, false, time.Now(), exitCode(err)
+		w.mu.Unlock()
+		close(done)
+	}()
+	return cmd, done, nil
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		if c := ee.ExitCode(); c >= 0 {
+			return c
+		}
+		return 137
+	}
+	return 128
+}
+
+func runAs(pod *corev1.Pod, c corev1.Container) (uid, gid *int64) {
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		uid, gid = sc.RunAsUser, sc.RunAsGroup
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid = sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			gid = sc.RunAsGroup
+		}
+	}
+	return uid, gid
+}
+
+// backoff is the pause before the n-th restart, doubling up to 10 s.
+func backoff(n int32) time.Duration {
+	d := 500 * time.Millisecond << min(n, 5)
+	return min(d, 10*time.Second)
+}
+
+// runInit runs an init container to success, retrying failures as the
+// kubelet does unless restartPolicy is Never.
+func (w *podWorker) runInit(ctx context.Context, s *procState) bool {
+	for {
+		_, done, err := w.launch(ctx, s)
+		if err != nil {
+			w.fail(ctx, "CreateContainerError", err)
+			return false
+		}
+		w.report(ctx)
+		select {
+		case <-done:
+		case <-ctx.Done():
+			w.stopAll(ctx)
+			return false
+		}
+		w.mu.Lock()
+		code := s.exitCode
+		w.mu.Unlock()
+		if code == 0 {
+			w.report(ctx)
+			return true
+		}
+		w.mu.Lock()
+		s.lastTerm = &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: "Error",
+			StartedAt: metav1.NewTime(s.started), FinishedAt: metav1.NewTime(s.finished)}
+		if w.pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
+			w.phase = corev1.PodFailed
+			w.mu.Unlock()
+			w.report(ctx)
+			<-ctx.Done()
+			return false
+		}
+		s.restarts++
+		s.waiting, s.message = "CrashLoopBackOff", fmt.Sprintf("init container exited with %d", code)
+		n := s.restarts
+		w.mu.Unlock()
+		w.report(ctx)
+		select {
+		case <-time.After(backoff(n)):
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// supervise keeps a container running according to restartPolicy until the
+// pod stops.
+func (w *podWorker) supervise(ctx context.Context, s *procState) {
+	for {
+		cmd, done, err := w.launch(ctx, s)
+		if err != nil {
+			w.mu.Lock()
+			s.waiting, s.message = "CreateContainerError", err.Error()
+			w.mu.Unlock()
+			w.rt.log.Warn("container cannot start", "pod", w.key(), "err", err)
+			w.report(ctx)
+			<-ctx.Done()
+			return
+		}
+		w.report(ctx)
+		select {
+		case <-ctx.Done():
+			stopProcess(context.Background(), cmd, done, w.grace())
+			return
+		case <-done:
+		}
+		w.mu.Lock()
+		code := s.exitCode
+		policy := w.pod.Spec.RestartPolicy
+		restart := policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && code != 0)
+		if restart {
+			s.lastTerm = &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: exitReason(code),
+				StartedAt: metav1.NewTime(s.started), FinishedAt: metav1.NewTime(s.finished)}
+			s.restarts++
+			s.waiting, s.message = "CrashLoopBackOff", fmt.Sprintf("exited with %d; restarting", code)
+		}
+		n := s.restarts
+		w.mu.Unlock()
+		w.rt.log.Info("container exited", "pod", w.key(), "container", s.spec.Name, "code", code, "restart", restart)
+		w.report(ctx)
+		if !restart {
+			<-ctx.Done()
+			return
+		}
+		select {
+		case <-time.After(backoff(n - 1)):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (w *podWorker) grace() time.Duration {
+	g := maxGrace
+	if p := w.pod.Spec.TerminationGracePeriodSeconds; p != nil && time.Duration(*p)*time.Second < g {
+		g = time.Duration(*p) * time.Second
+	}
+	return g
+}
+
+func (w *podWorker) stopAll(ctx context.Context) {
+	w.mu.Lock()
+	var procs []*procState
+	for _, s := range append(append([]*procState(nil), w.inits...), w.conts...) {
+		if s.running {
+			procs = append(procs, s)
+		}
+	}
+	w.mu.Unlock()
+	for _, s := range procs {
+		stopProcess(context.Background(), s.cmd, s.done, w.grace())
+	}
+}
+
+// probeLoop runs readiness probes from the host to the pod address until the
+// pod stops, reporting status whenever it changes.
+func (w *podWorker) probeLoop(ctx context.Context) {
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	next := map[string]time.Time{}
+	for {
+		now := time.Now()
+		for _, s := range w.conts {
+			w.mu.Lock()
+			running, p := s.running, s.spec.ReadinessProbe
+			started := s.started
+			w.mu.Unlock()
+			if !running {
+				continue
+			}
+			if p == nil {
+				w.setReady(s, true)
+				continue
+			}
+			if now.Before(started.Add(time.Duration(p.InitialDelaySeconds)*time.Second)) || now.Before(next[s.spec.Name]) {
+				continue
+			}
+			period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
+			next[s.spec.Name] = now.Add(min(period, 2*time.Second))
+			w.setReady(s, w.probe(ctx, client, s.spec, p))
+		}
+		w.report(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (w *podWorker) setReady(s *procState, ready bool) {
+	w.mu.Lock()
+	s.ready = ready && s.running
+	w.mu.Unlock()
+}
+
+func (w *podWorker) probe(ctx context.Context, client *http.Client, c corev1.Container, p *corev1.Probe) bool {
+	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch {
+	case p.HTTPGet != nil:
+		port, ok := resolvePort(c, p.HTTPGet.Port)
+		if !ok {
+			return false
+		}
+		scheme := "http"
+		if p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
+			scheme = "https"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(w.ip.String(), strconv.Itoa(port)), p.HTTPGet.Path), nil)
+		if err != nil {
+			return false
+		}
+		for _, h := range p.HTTPGet.HTTPHeaders {
+			req.Header.Set(h.Name, h.Value)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode >= 200 && resp.StatusCode < 400
+	case p.TCPSocket != nil:
+		port, ok := resolvePort(c, p.TCPSocket.Port)
+		if !ok {
+			return false
+		}
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(w.ip.String(), strconv.Itoa(port)))
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	}
+	// exec and gRPC probes are not run here; the container counts as ready.
+	return true
+}
+
+func resolvePort(c corev1.Container, p intstr.IntOrString) (int, bool) {
+	if p.Type == intstr.Int {
+		return p.IntValue(), true
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return int(cp.ContainerPort), true
+		}
+	}
+	return 0, false
+}
+
+// report sends the pod's status when it differs from what was last sent. A
+// JSON merge patch replaces the lists whole, so no read-modify-write is needed.
+func (w *podWorker) report(ctx context.Context) {
+	w.mu.Lock()
+	st := w.statusLocked()
+	w.mu.Unlock()
+	body, err := json.Marshal(map[string]any{"status": st})
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	same := string(body) == string(w.lastSent)
+	w.mu.Unlock()
+	if same || ctx.Err() != nil {
+		return
+	}
+	_, err = w.rt.cs.CoreV1().Pods(w.pod.Namespace).Patch(ctx, w.pod.Name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
+	if err != nil {
+		if ctx.Err() == nil {
+			w.rt.log.Warn("pod status not sent", "pod", w.key(), "err", err)
+		}
+		return
+	}
+	w.mu.Lock()
+	w.lastSent = body
+	w.mu.Unlock()
+}
+
+func (w *podWorker) statusLocked() corev1.PodStatus {
+	st := corev1.PodStatus{Phase: w.phase, HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}},
+		StartTime: &metav1.Time{Time: w.started.Truncate(time.Second)}, Message: w.message}
+	if w.net != nil {
+		st.PodIP = w.ip.String()
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+	}
+	initialized := true
+	for _, s := range w.inits {
+		cs := s.status(s.spec.Image)
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
+			initialized = false
+		}
+	}
+	allReady := len(w.conts) > 0
+	for _, s := range w.conts {
+		cs := s.status(s.spec.Image)
+		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+		allReady = allReady && cs.Ready
+	}
+	cond := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse}
+		if ok {
+			c.Status = corev1.ConditionTrue
+		} else {
+			c.Reason = reason
+		}
+		return c
+	}
+	st.Conditions = []corev1.PodCondition{
+		cond(corev1.PodReadyToStartContainers, w.net != nil, ""),
+		cond(corev1.PodInitialized, initialized, "ContainersNotInitialized"),
+		cond(corev1.ContainersReady, allReady, "ContainersNotReady"),
+		cond(corev1.PodReady, allReady, "ContainersNotReady"),
+		cond(corev1.PodScheduled, true, ""),
+	}
+	return st
+}

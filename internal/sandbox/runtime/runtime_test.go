@@ -1,0 +1,259 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"mesh.dev/mesh/internal/sandbox/runtime"
+	"mesh.dev/mesh/internal/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// startRuntime builds the sample app and starts a runtime on the package's sandbox.
+func startRuntime(t *testing.T) (*runtime.Runtime, kubernetes.Interface) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox runtime needs root")
+	}
+	c := sandboxtest.Cluster(t)
+	bin := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", bin, "mesh.dev/mesh/cmd/mesh-sample").CombinedOutput(); err != nil {
+		t.Fatalf("build mesh-sample: %v\n%s", err, out)
+	}
+	o, err := runtime.ForCluster(c, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rt, err := runtime.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, rt.LogDir())
+		}
+		if err := rt.Stop(); err != nil {
+			t.Error(err)
+		}
+		if _, err := os.Stat("/sys/class/net/msbr" + strings.TrimPrefix(strings.Split(rt.PodCIDR(), ".")[2], "")); err == nil {
+			t.Errorf("bridge of %s still exists after Stop", rt.PodCIDR())
+		}
+	})
+	return rt, kubernetes.NewForConfigOrDie(c.RESTConfig())
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		t.Logf("--- %s\n%s", filepath.Base(f), b)
+	}
+}
+
+func namespace(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	ns, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "runtime-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	return ns.Name
+}
+
+func samplePod(role string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: role + "-"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: role, Image: "mesh.dev/mesh-sample:test",
+			Args:  []string{"--role=$(ROLE)", "--version=v3", "--ratings-url=http://127.0.0.1:1"},
+			Env:   []corev1.EnvVar{{Name: "ROLE", Value: role}, {Name: "MY_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 9080}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromString("http")}},
+				PeriodSeconds: 1},
+		}}},
+	}
+}
+
+// waitPod polls until cond holds for the pod and returns it.
+func waitPod(t *testing.T, cs kubernetes.Interface, ns, name, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	var last *corev1.Pod
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p
+		if cond(p) {
+			return p
+		}
+	}
+	st, _ := json.MarshalIndent(last.Status, "", "  ")
+	t.Fatalf("pod %s/%s: %s not reached in 60 s; node %q, status:\n%s", ns, name, what, last.Spec.NodeName, st)
+	return nil
+}
+
+func ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// processesOf lists the pids whose environment names the pod as host.
+func processesOf(pod string) []string {
+	var pids []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		env, err := os.ReadFile(filepath.Join(d, "environ"))
+		if err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00HOSTNAME="+pod+"\x00")) {
+			pids = append(pids, filepath.Base(d))
+		}
+	}
+	return pids
+}
+
+func TestPodRunsAsLocalProcessInItsNamespace(t *testing.T) {
+	rt, cs := startRuntime(t)
+	ns := namespace(t, cs)
+	ctx := context.Background()
+	pod, err := cs.CoreV1().Pods(ns).Create(ctx, samplePod("reviews"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pod.Spec.NodeName != rt.NodeName() {
+		t.Fatalf("pod with a local image bound to %q, want the runtime's node %q", pod.Spec.NodeName, rt.NodeName())
+	}
+	pod = waitPod(t, cs, ns, pod.Name, "Running and Ready", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning && ready(p) })
+	if !strings.HasPrefix(pod.Status.PodIP, strings.TrimSuffix(rt.PodCIDR(), "0/24")) {
+		t.Fatalf("pod IP %q is not in the runtime's range %s", pod.Status.PodIP, rt.PodCIDR())
+	}
+	if cst := pod.Status.ContainerStatuses; len(cst) != 1 || cst[0].State.Running == nil || !cst[0].Ready {
+		t.Fatalf("container status: %+v", cst)
+	}
+
+	// The host reaches the pod's own address; the app answers with the pod's name as host name.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Get("http://" + pod.Status.PodIP + ":9080/reviews/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var got struct {
+		Version string `json:"version"`
+		Pod     string `json:"podname"`
+		Reviews []struct {
+			Rating struct{ Error string } `json:"rating"`
+		} `json:"reviews"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("answer from %s: %v\n%s", pod.Status.PodIP, err, body)
+	}
+	if got.Version != "v3" || got.Pod != pod.Name || len(got.Reviews) == 0 || got.Reviews[0].Rating.Error == "" {
+		t.Fatalf("answer from the pod = %s; want reviews v3 from host %s with an unreachable ratings service", body, pod.Name)
+	}
+
+	// The process sees its address through the downward API and lives in the pod's namespace.
+	netns := rt.NetNS(pod.UID)
+	if netns == "" {
+		t.Fatal("the runtime reports no namespace for a running pod")
+	}
+	pids := processesOf(pod.Name)
+	if len(pids) != 1 {
+		t.Fatalf("processes of the pod: %v, want one", pids)
+	}
+	env, _ := os.ReadFile("/proc/" + pids[0] + "/environ")
+	if !bytes.Contains(append([]byte{0}, env...), []byte("\x00MY_IP="+pod.Status.PodIP+"\x00")) {
+		t.Errorf("MY_IP not set to the pod IP in the process environment")
+	}
+	out, err := exec.Command("ip", "netns", "identify", pids[0]).Output()
+	if err != nil || strings.TrimSpace(string(out)) != netns {
+		t.Errorf("process %s is in namespace %q (%v), want %q", pids[0], strings.TrimSpace(string(out)), err, netns)
+	}
+
+	// Deleting the pod stops the process and removes the namespace, and the pod object goes away.
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod not gone 30 s after deletion (last error %v)", err)
+		}
+	}
+	if pids := processesOf(pod.Name); len(pids) != 0 {
+		t.Errorf("processes of the deleted pod still running: %v", pids)
+	}
+	if _, err := os.Stat("/run/netns/" + netns); !os.IsNotExist(err) {
+		t.Errorf("namespace %s still exists after the pod was deleted (%v)", netns, err)
+	}
+}
+
+func TestOtherImagesStayWithKwok(t *testing.T) {
+	rt, cs := startRuntime(t)
+	ns := namespace(t, cs)
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "nginx-"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "docker.io/library/nginx:1.27"}}}}
+	p, err := cs.CoreV1().Pods(ns).Create(context.Background(), p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = waitPod(t, cs, ns, p.Name, "Running (simulated)", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	if p.Spec.NodeName == rt.NodeName() || !strings.HasPrefix(p.Spec.NodeName, "kwok-node-") {
+		t.Errorf("pod with a foreign image runs on %q, want a kwok node", p.Spec.NodeName)
+	}
+}
+
+func TestContainerRestartsAfterExit(t *testing.T) {
+	_, cs := startRuntime(t)
+	ns := namespace(t, cs)
+	ctx := context.Background()
+	pod, err := cs.CoreV1().Pods(ns).Create(ctx, samplePod("details"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod = waitPod(t, cs, ns, pod.Name, "Ready", ready)
+	pids := processesOf(pod.Name)
+	if len(pids) != 1 {
+		t.Fatalf("processes of the pod: %v", pids)
+	}
+	if err := exec.Command("kill", "-KILL", pids[0]).Run(); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitPod(t, cs, ns, pod.Name, "restarted and Ready", func(p *corev1.Pod) bool {
+		return ready(p) && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount == 1
+	})
+	if lt := pod.Status.ContainerStatuses[0].LastTerminationState.Terminated; lt == nil || lt.ExitCode != 137 {
+		t.Errorf("last termination = %+v, want exit code 137 (SIGKILL)", lt)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://%s:9080/details/0", pod.Status.PodIP))
+	if err != nil {
+		t.Fatalf("restarted container does not answer: %v", err)
+	}
+	resp.Body.Close()
+}
