@@ -19,6 +19,11 @@ func TestSchema(t *testing.T) {
 	expect(t, "deprecated", run(t, &Schema{},
 		`{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: d}, spec: {host: a, trafficPolicy: {loadBalancer: {simple: LEAST_CONN}}}}`),
 		"IST0002 DestinationRule d.default spec.trafficPolicy.loadBalancer.simple")
+	expect(t, "unknown Istio kind or version", run(t, &Schema{},
+		`{apiVersion: networking.istio.io/v1, kind: VirtualServise, metadata: {name: v}}`,
+		`{apiVersion: networking.istio.io/v2, kind: Gateway, metadata: {name: g}}`,
+		`{apiVersion: networking.istio.io/v1alpha3, kind: EnvoyFilter, metadata: {name: e}}`),
+		"IST0106 VirtualServise v.default kind", "IST0106 Gateway g.default kind")
 }
 
 func TestReferences(t *testing.T) {

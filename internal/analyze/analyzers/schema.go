@@ -1,6 +1,8 @@
 package analyzers
 
 import (
+	"strings"
+
 	"mesh.dev/mesh/internal/analyze"
 	"mesh.dev/mesh/internal/validation"
 )
@@ -19,6 +21,10 @@ func (*Schema) Metadata() analyze.Metadata {
 func (*Schema) Analyze(ctx *analyze.Context) {
 	for _, r := range ctx.Resources {
 		if r.Decoded == nil {
+			if validation.IsIstioGroup(r.Group) && !otherIstioKinds[r.Group+"/"+r.Kind] {
+				ctx.Report(analyze.SchemaValidationError, r, "kind", "%s/%s %s is not a known Istio resource: expected one of %s",
+					r.Group, r.Version, r.Kind, strings.Join(validation.Kinds(), ", "))
+			}
 			continue
 		}
 		for _, e := range r.Decoded.SchemaErrors {
@@ -40,4 +46,11 @@ func (*Schema) Analyze(ctx *analyze.Context) {
 			ctx.Report(analyze.SchemaWarning, r, e.Field, "%s", e.Message)
 		}
 	}
+}
+
+// otherIstioKinds are real kinds in the Istio groups that mesh does not
+// validate; they are passed over rather than reported as unknown.
+var otherIstioKinds = map[string]bool{
+	"networking.istio.io/WorkloadGroup": true, "networking.istio.io/EnvoyFilter": true,
+	"networking.istio.io/ProxyConfig": true,
 }
