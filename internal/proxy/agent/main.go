@@ -51,7 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		logLevel      = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		drain         = fs.Duration("drain-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 		showVersion   = fs.Bool("version", false, "print the version and exit")
-		memLimit      = fs.Int64("memory-limit-mib", 32, "soft heap limit in MiB the garbage collector aims under (0: Go's default; GOMEMLIMIT wins when set)")
+		memLimit      = fs.Int64("memory-limit-mib", 0, "soft heap limit in MiB the garbage collector aims under (0: Go's default; GOMEMLIMIT wins when set)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
