@@ -24,7 +24,7 @@ type Progress struct {
 	mu      sync.Mutex
 	current string
 	applied int
-	waiting bool
+	waiting string
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -40,16 +40,16 @@ func (p *Progress) Handle(e install.Event) {
 	defer p.mu.Unlock()
 	switch e.Kind {
 	case install.ComponentStarted:
-		p.current, p.applied, p.waiting = e.Component, 0, false
+		p.current, p.applied, p.waiting = e.Component, 0, ""
 		if p.tty {
 			p.startSpinner()
 		}
 	case install.ObjectApplied:
 		p.applied++
 	case install.ComponentWaiting:
-		p.waiting = true
+		p.waiting = e.Waiting
 		if !p.tty {
-			fmt.Fprintf(p.out, "  %s: waiting for readiness\n", Title(e.Component))
+			fmt.Fprintf(p.out, "  %s: waiting for %s\n", Title(e.Component), e.Waiting)
 		}
 	case install.ComponentDone:
 		p.stopSpinner()
@@ -90,8 +90,8 @@ func (p *Progress) startSpinner() {
 			case <-t.C:
 				p.mu.Lock()
 				what := fmt.Sprintf("applying (%d applied)", p.applied)
-				if p.waiting {
-					what = "waiting for readiness"
+				if p.waiting != "" {
+					what = "waiting for " + p.waiting
 				}
 				fmt.Fprintf(p.out, "\r\033[K%s %s: %s", spinnerFrames[n%len(spinnerFrames)], Title(p.current), what)
 				p.mu.Unlock()

@@ -39,7 +39,7 @@ func TestProgressPlainLines(t *testing.T) {
 	p := NewProgress(&out, cli.NewColors(&out, false), false)
 	res := &install.ComponentResult{Name: "pilot", Objects: []install.ObjectResult{{Action: kube.Created}, {Action: kube.Unchanged}}}
 	p.Handle(install.Event{Kind: install.ComponentStarted, Component: "pilot"})
-	p.Handle(install.Event{Kind: install.ComponentWaiting, Component: "pilot"})
+	p.Handle(install.Event{Kind: install.ComponentWaiting, Component: "pilot", Waiting: "readiness"})
 	p.Handle(install.Event{Kind: install.ComponentDone, Component: "pilot", Result: res})
 	p.Handle(install.Event{Kind: install.ComponentFailed, Component: "ingress-gateway.gw", Err: errors.New("boom")})
 	p.Close()

@@ -176,6 +176,7 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 		return cr, err
 	}
 	if len(settling) > 0 && !i.DryRun {
+		i.emit(Event{Kind: ComponentWaiting, Component: c.Name, Waiting: fmt.Sprintf("%d CRD(s) and namespace(s) to be usable", len(settling))})
 		// Later objects may be custom resources of these CRDs.
 		// Establishing CRDs is the API server's job and not what
 		// --readiness-timeout is about, so it gets a generous bound of its own.
@@ -188,7 +189,7 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 		return cr, err
 	}
 	if i.Wait && !i.DryRun && slices.ContainsFunc(rest, func(o *unstructured.Unstructured) bool { return kube.NeedsWait(kube.RefOf(o)) }) {
-		i.emit(Event{Kind: ComponentWaiting, Component: c.Name})
+		i.emit(Event{Kind: ComponentWaiting, Component: c.Name, Waiting: "readiness"})
 		if err := i.Client.WaitReady(ctx, refs(rest), i.timeout()); err != nil {
 			return cr, err
 		}

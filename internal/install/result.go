@@ -79,5 +79,7 @@ type Event struct {
 	Object    *ObjectResult
 	Result    *ComponentResult
 	Pruned    []kube.Ref
-	Err       error
+	// Waiting says what a ComponentWaiting event waits for.
+	Waiting string
+	Err     error
 }
