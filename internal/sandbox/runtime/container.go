@@ -124,12 +124,15 @@ type launchSpec struct {
 	env      []string
 	uid, gid *int64
 	logFile  string
+	mounts   []mount
 }
 
 // start runs the container in the pod's network namespace and a UTS
 // namespace of its own (the pod name as host name), as the container's user.
 func start(ls launchSpec) (*exec.Cmd, error) {
-	args := []string{"netns", "exec", ls.ns, "unshare", "--uts", "--", "sh", "-c", `hostname "$1" && shift && exec "$@"`, "sh", ls.hostname}
+	// `ip netns exec` gives the process a mount namespace of its own, where the volumes are bound.
+	script := mountScript(ls.mounts) + `hostname "$1" && shift && exec "$@"`
+	args := []string{"netns", "exec", ls.ns, "unshare", "--uts", "--", "sh", "-c", script, "sh", ls.hostname}
 	if ls.uid != nil || ls.gid != nil {
 		args = append(args, "setpriv")
 		if ls.uid != nil {

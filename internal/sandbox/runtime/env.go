@@ -28,6 +28,8 @@ func containerEnv(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod,
 	set("PATH", basePath)
 	set("HOSTNAME", pod.Name)
 	set("HOME", "/")
+	set("KUBERNETES_SERVICE_HOST", kubernetesService)
+	set("KUBERNETES_SERVICE_PORT", "443")
 	for _, from := range c.EnvFrom {
 		data, err := sourceData(ctx, cs, pod.Namespace, from.ConfigMapRef, from.SecretRef)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -32,15 +33,19 @@ type podWorker struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu       sync.Mutex
-	ip       netip.Addr
-	net      *podNetwork
-	inits    []*procState
-	conts    []*procState
-	phase    corev1.PodPhase
-	started  time.Time
-	message  string
-	lastSent []byte
+	mu        sync.Mutex
+	ip        netip.Addr
+	net       *podNetwork
+	inits     []*procState
+	conts     []*procState
+	phase     corev1.PodPhase
+	started   time.Time
+	message   string
+	lastSent  []byte
+	inited    bool              // init containers done: service rules may go in
+	dir       string            // the pod's files: hosts, volumes
+	hostsFile string            // bind-mounted over /etc/hosts
+	vols      map[string]string // volume name → folder
 }
 
 func (w *podWorker) key() string { return w.pod.Namespace + "/" + w.pod.Name }
@@ -63,12 +68,20 @@ func (w *podWorker) run(ctx context.Context) {
 		w.fail(ctx, "NetworkSetupFailed", err)
 		return
 	}
+	if err := w.setupFiles(ctx); err != nil {
+		w.fail(ctx, "CreateContainerConfigError", err)
+		return
+	}
 	w.report(ctx)
 	for _, s := range w.inits {
 		if !w.runInit(ctx, s) {
 			return
 		}
 	}
+	w.mu.Lock()
+	w.inited = true
+	w.mu.Unlock()
+	w.rt.svc.sync(ctx, w)
 	var wg sync.WaitGroup
 	for _, s := range w.conts {
 		wg.Add(1)
@@ -107,6 +120,30 @@ func (w *podWorker) setupNetwork(ctx context.Context) error {
 	return nil
 }
 
+// setupFiles writes the pod's hosts file and volumes.
+func (w *podWorker) setupFiles(ctx context.Context) error {
+	dir := filepath.Join(w.rt.podsDir, fmt.Sprintf("%d-%s", w.id, w.pod.Name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	hosts := filepath.Join(dir, "hosts")
+	if err := os.WriteFile(hosts, nil, 0o644); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.dir, w.hostsFile = dir, hosts
+	w.mu.Unlock()
+	w.rt.svc.sync(ctx, w)
+	vols, err := w.prepareVolumes(ctx, filepath.Join(dir, "volumes"))
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.vols = vols
+	w.mu.Unlock()
+	return nil
+}
+
 func (w *podWorker) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -114,7 +151,11 @@ func (w *podWorker) teardown() {
 	pn, ip := w.net, w.ip
 	w.net = nil
 	w.mu.Unlock()
+	if w.dir != "" {
+		os.RemoveAll(w.dir)
+	}
 	if pn != nil {
+		w.rt.svc.forget(pn.ns)
 		w.rt.net.removePod(ctx, pn)
 		w.rt.netMu.Lock()
 		w.rt.net.release(ip)
@@ -151,8 +192,12 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 	if err != nil {
 		return nil, nil, err
 	}
+	mounts, err := containerMounts(s.spec, w.vols, w.hostsFile)
+	if err != nil {
+		return nil, nil, err
+	}
 	uid, gid := runAs(w.pod, s.spec)
-	cmd, err := start(launchSpec{ns: w.net.ns, hostname: w.pod.Name, argv: argv, env: env, uid: uid, gid: gid,
+	cmd, err := start(launchSpec{ns: w.net.ns, mounts: mounts, hostname: w.pod.Name, argv: argv, env: env, uid: uid, gid: gid,
 		logFile: filepath.Join(w.rt.logDir, fmt.Sprintf("%s_%s_%s.log", w.pod.Namespace, w.pod.Name, s.spec.Name))})
 	if err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", s.spec.Name, err)

@@ -65,6 +65,8 @@ type Runtime struct {
 	logDir     string
 	ownsLogDir bool
 	webhookSrv *http.Server
+	podsDir    string
+	svc        *services
 
 	netMu sync.Mutex
 	net   *network
@@ -133,10 +135,19 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	if r.podsDir, err = os.MkdirTemp("", "mesh-sandbox-pods-"); err != nil {
+		r.Stop()
+		return nil, err
+	}
 	if r.net, err = claimNetwork(ctx); err != nil {
 		r.Stop()
 		return nil, err
 	}
+	if err := r.forwardAPIServer(bg, o.Config.Host); err != nil {
+		r.Stop()
+		return nil, fmt.Errorf("sandbox runtime: %w", err)
+	}
+	r.startServices(bg)
 	r.node = fmt.Sprintf("sandbox-runtime-%d", r.net.subnet)
 	if err := r.registerNode(ctx); err != nil {
 		r.Stop()
@@ -295,6 +306,9 @@ func (r *Runtime) Stop() error {
 		}
 		if r.ownsLogDir {
 			os.RemoveAll(r.logDir)
+		}
+		if r.podsDir != "" {
+			os.RemoveAll(r.podsDir)
 		}
 	})
 	return r.stopErr

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +26,21 @@ import (
 	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
-func TestMain(m *testing.M) { sandboxtest.Main(m) }
+func TestMain(m *testing.M) {
+	// Run inside a pod's namespace by TestServicesTokensAndAPIServerFromPods.
+	if os.Getenv("RUNTIME_TEST_HELPER") == "apiserver" {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil,
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := c.Get("https://" + os.Getenv("KUBERNETES_SERVICE_HOST") + "/version")
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		io.Copy(os.Stdout, resp.Body)
+		os.Exit(0)
+	}
+	sandboxtest.Main(m)
+}
 
 // startRuntime builds the sample app and starts a runtime on the package's sandbox.
 func startRuntime(t *testing.T) (*runtime.Runtime, kubernetes.Interface) {
@@ -256,4 +272,83 @@ func TestContainerRestartsAfterExit(t *testing.T) {
 		t.Fatalf("restarted container does not answer: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// TestServicesTokensAndAPIServerFromPods: a pod reaches another through its
+// Service name (hosts file and ClusterIP rules), gets a ServiceAccount token
+// the API server accepts, and reaches the API server at the kubernetes
+// Service address.
+func TestServicesTokensAndAPIServerFromPods(t *testing.T) {
+	rt, cs := startRuntime(t)
+	ns := namespace(t, cs)
+	ctx := context.Background()
+	details := samplePod("details")
+	details.Labels = map[string]string{"app": "details"}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, details, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "details"}, Spec: corev1.ServiceSpec{
+		Selector: map[string]string{"app": "details"},
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}}}}
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	page := samplePod("productpage")
+	page.Spec.Containers[0].Args = []string{"--role=productpage", "--reviews-url=http://127.0.0.1:1"}
+	page, err := cs.CoreV1().Pods(ns).Create(ctx, page, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page = waitPod(t, cs, ns, page.Name, "Ready", ready)
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	var html string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		resp, err := client.Get("http://" + page.Status.PodIP + ":9080/productpage")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			html = string(b)
+			if strings.Contains(html, "William Shakespeare") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("product page never showed the details fetched through http://details:9080 (err %v):\n%s", err, html)
+		}
+	}
+	if !strings.Contains(html, "<title>Simple Bookstore App</title>") {
+		t.Errorf("product page lacks its title:\n%s", html)
+	}
+
+	// The ServiceAccount token mounted where client-go looks for it is one the API server accepts.
+	pids := processesOf(page.Name)
+	if len(pids) != 1 {
+		t.Fatalf("processes of the pod: %v", pids)
+	}
+	// Absolute symlinks under /proc/PID/root resolve against our root, so resolve /var/run (often a link to /run) first.
+	varRun, _ := filepath.EvalSymlinks("/var/run")
+	token, err := os.ReadFile("/proc/" + pids[0] + "/root" + varRun + "/secrets/kubernetes.io/serviceaccount/token")
+	if err != nil {
+		t.Fatalf("token in the container's mount namespace: %v", err)
+	}
+	c := sandboxtest.Cluster(t)
+	cfg := c.RESTConfig()
+	cfg.CertData, cfg.KeyData, cfg.BearerToken = nil, nil, strings.TrimSpace(string(token))
+	who, err := kubernetes.NewForConfigOrDie(cfg).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("the pod's token is refused: %v", err)
+	}
+	if want := "system:serviceaccount:" + ns + ":default"; who.Status.UserInfo.Username != want {
+		t.Errorf("token identifies %q, want %q", who.Status.UserInfo.Username, want)
+	}
+
+	// From inside the pod's namespace, https://198.19.0.1 is the API server.
+	self, _ := os.Executable()
+	cmd := exec.Command("ip", "netns", "exec", rt.NetNS(page.UID), self)
+	cmd.Env = []string{"RUNTIME_TEST_HELPER=apiserver", "KUBERNETES_SERVICE_HOST=198.19.0.1"}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"gitVersion"`) {
+		t.Errorf("API server from the pod's namespace: %v\n%s", err, out)
+	}
 }
