@@ -74,7 +74,7 @@ func typeIndex(t string) int {
 	return -1
 }
 
-func newPilotRig(ctx context.Context, proxies int) (*pilotRig, error) {
+func newPilotRig(ctx context.Context, proxies int, delta bool) (*pilotRig, error) {
 	r := &pilotRig{world: pilottest.Synthetic(pilotServices, pilotPods, pilotNamespaces, false)}
 	r.server = xds.NewServer(ctx, nil, nil, slog.New(slog.DiscardHandler))
 	r.version++
@@ -102,16 +102,20 @@ func newPilotRig(ctx context.Context, proxies int) (*pilotRig, error) {
 	for i := 0; i < proxies; i++ {
 		pod := pods[(i*len(pods))/proxies]
 		bc := &benchClient{}
-		bc.c = &pilottest.ADSClient{
-			NodeID:   model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace),
-			Wildcard: true,
-			OnApply: func(t, _ string) {
-				if i := typeIndex(t); i >= 0 {
-					bc.counts[i].Add(1)
-				}
-			},
+		node := model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace)
+		count := func(t string) {
+			if i := typeIndex(t); i >= 0 {
+				bc.counts[i].Add(1)
+			}
 		}
-		if err := bc.c.Start(ctx, r.conns[i%len(r.conns)]); err != nil {
+		var err error
+		if delta {
+			err = (&pilottest.DeltaClient{NodeID: node, OnApply: func(t string, _ int) { count(t) }}).Start(ctx, r.conns[i%len(r.conns)])
+		} else {
+			bc.c = &pilottest.ADSClient{NodeID: node, Wildcard: true, OnApply: func(t, _ string) { count(t) }}
+			err = bc.c.Start(ctx, r.conns[i%len(r.conns)])
+		}
+		if err != nil {
 			return nil, err
 		}
 		r.clients = append(r.clients, bc)
@@ -208,7 +212,7 @@ func benchPilot(_ *Env) ([]Row, error) {
 	}
 	// Baseline: one proxy.
 	slog.Info("pilot bench: baseline with one proxy")
-	one, err := newPilotRig(ctx, 1)
+	one, err := newPilotRig(ctx, 1, true)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +231,7 @@ func benchPilot(_ *Env) ([]Row, error) {
 
 	slog.Info("pilot bench: connecting", "proxies", proxies)
 	start := time.Now()
-	rig, err := newPilotRig(ctx, proxies)
+	rig, err := newPilotRig(ctx, proxies, true)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +267,7 @@ func benchPilot(_ *Env) ([]Row, error) {
 	}
 	full, edsPush := median(fulls), median(edss)
 	cmd := "go run ./bench -only pilot"
-	model := "synthetic model fed directly, no API server"
+	model := "delta ADS; synthetic model fed directly, no API server"
 	return []Row{
 		{Figure: fmt.Sprintf("pilot: first config to %d proxies, connect to all ACKed (%s)", proxies, model), Value: connect.Seconds(), Unit: "s", Command: cmd},
 		{Figure: fmt.Sprintf("pilot: full push (CDS+EDS+RDS) to %d proxies, change to all ACKed, median of 3 (%s)", proxies, model),

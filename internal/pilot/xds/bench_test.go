@@ -2,14 +2,18 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/pilottest"
@@ -74,4 +78,49 @@ func BenchmarkPush20Proxies(b *testing.B) {
 		}
 	}
 	b.Logf("20 proxies connected and configured in %v", time.Since(start))
+}
+
+func BenchmarkEndpointPush100Delta(b *testing.B) {
+	w := pilottest.Synthetic(1000, 5, 10, false)
+	s := NewServer(context.Background(), nil, nil, slog.New(slog.DiscardHandler))
+	s.Update(w.Snapshot(1), model.Change{Full: true})
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	g := grpc.NewServer()
+	s.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	conn, _ := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer conn.Close()
+	var eds atomic.Int64
+	for i := 0; i < 100; i++ {
+		pod := w.In.Pods[i*50]
+		c := &pilottest.DeltaClient{NodeID: model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace),
+			OnApply: func(t string, _ int) {
+				if t == resourcev3.EndpointType {
+					eds.Add(1)
+				}
+			}}
+		if err := c.Start(context.Background(), conn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for eds.Load() < 100 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		before := eds.Load()
+		w.In.Pods = append(w.In.Pods, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-1-x%d", n), Namespace: "ns-1", Labels: map[string]string{"app": "svc-1", "version": "v1"}},
+			Status:     corev1.PodStatus{PodIP: w.NextIP()},
+		})
+		snap := w.Snapshot(uint64(n + 2))
+		start := time.Now()
+		s.Update(snap, model.Change{EndpointHosts: map[string]bool{"svc-1.ns-1.svc.cluster.local": true}})
+		gen := time.Since(start)
+		for eds.Load() < before+100 {
+			time.Sleep(time.Millisecond)
+		}
+		b.Logf("update %v, all acked %v", gen, time.Since(start))
+	}
 }

@@ -68,6 +68,7 @@ func (r *Resources) Names(typeURL string) []string {
 	for _, it := range r.byType[typeURL] {
 		out = append(out, it.name)
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -99,10 +100,11 @@ func (r *Resources) add(typeURL string, its ...*item) {
 	r.byType[typeURL] = append(r.byType[typeURL], its...)
 }
 
+// finish computes the type versions. Items are not sorted: generation adds
+// them in a deterministic order (services sorted by host, ports ascending),
+// which is all a stable version needs, and sorting 2,000 names per proxy per
+// push is a third of a push's cost.
 func (r *Resources) finish() {
-	for _, its := range r.byType {
-		sort.Slice(its, func(i, j int) bool { return its[i].name < its[j].name })
-	}
 	for t := range r.byType {
 		r.Version(t)
 	}
