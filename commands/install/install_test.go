@@ -9,7 +9,10 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -172,13 +175,25 @@ func TestCommandsEndToEnd(t *testing.T) {
 		t.Errorf("install -o json: %v, %d components\n%s", err, len(res.Components), out)
 	}
 
-	out = mustRun("upgrade", "--set", "profile=minimal", "-y")
+	// Pretend a newer mesh installed the default revision: going back is refused without --force.
+	c := kube.MustClient(sandboxtest.Cluster(t).RESTConfig())
+	rec := schema.GroupVersionResource{Group: "install.mesh.io", Version: "v1alpha1", Resource: "meshoperators"}
+	if _, err := c.Dynamic.Resource(rec).Namespace("mesh-system").Patch(context.Background(), "installed-state", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"install.mesh.io/version":"0.2.0"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, kc, "upgrade", "-y")
+	if err == nil || !strings.Contains(err.Error(), "downgrade") || !strings.Contains(err.Error(), "--force") || !strings.Contains(out, "0.2.0 → ") {
+		t.Errorf("a downgrade was not refused with a hint at --force (err %v):\n%s", err, out)
+	}
+
+	out = mustRun("upgrade", "--set", "profile=minimal", "-y", "--force")
 	for _, want := range []string{"→", "profile demo → minimal", "Prechecks passed", "Pruned"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("upgrade output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err := run(t, kc, "verify-install", "--set", "profile=demo")
+	out, err = run(t, kc, "verify-install", "--set", "profile=demo")
 	if err == nil || !strings.Contains(out, "missing: Deployment/mesh-ingressgateway") {
 		t.Errorf("verify-install against demo after upgrading to minimal should list the gateways missing (err %v):\n%s", err, out)
 	}
@@ -193,6 +208,18 @@ func TestCommandsEndToEnd(t *testing.T) {
 	mustRun("tag", "set", "prod", "--revision", "default")
 	if out := mustRun("tag", "list"); !strings.Contains(out, "prod") || !strings.Contains(out, "default") {
 		t.Errorf("tag list after set:\n%s", out)
+	}
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{kube.LabelRevision: "prod"}}}
+	if _, err := c.Kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, kc, "tag", "remove", "prod"); err == nil || !strings.Contains(err.Error(), "still used by namespaces [shop]") {
+		t.Errorf("removing a tag in use: %v", err)
+	}
+	mustRun("tag", "remove", "prod", "-y")
+	if out := mustRun("tag", "list"); !strings.Contains(out, "No revision tags") {
+		t.Errorf("tag list after remove:\n%s", out)
 	}
 
 	out = mustRun("uninstall", "--purge", "-y")
