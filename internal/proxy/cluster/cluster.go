@@ -18,7 +18,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -65,9 +64,10 @@ type Cluster struct {
 	hosts atomic.Pointer[hostSet]
 	rr    atomic.Uint64
 
-	h1, h2    *http.Transport
-	downProto bool // pick HTTP/1 or HTTP/2 to match the downstream request
-	TLS       *tls.Config
+	def       *socket       // transport_socket (plaintext when absent)
+	matches   []socketMatch // transport_socket_matches, in order
+	bare      *socket       // the socket for hosts without metadata
+	downProto bool          // pick HTTP/1 or HTTP/2 to match the downstream request
 
 	limits  limits
 	outlier *outlier
@@ -95,6 +95,7 @@ type dnsTarget struct {
 	host, port                string
 	weight, priority, lweight uint32
 	locality                  string
+	sock                      *socket
 }
 
 // Options are what compiling a cluster needs from the rest of the proxy.
@@ -236,26 +237,6 @@ func (c *Cluster) compileBreakers(cb *clusterv3.CircuitBreakers, f string) error
 }
 
 func (c *Cluster) compileTransport(pc *clusterv3.Cluster, opts Options, f string) error {
-	if ts := pc.GetTransportSocket(); ts != nil {
-		switch ts.GetName() {
-		case "envoy.transport_sockets.tls", "tls":
-			uc := &tlsv3.UpstreamTlsContext{}
-			if err := ts.GetTypedConfig().UnmarshalTo(uc); err != nil {
-				return fmt.Errorf("%s: transport_socket.typed_config: want UpstreamTlsContext: %w", f, err)
-			}
-			cfg, err := meshtls.ClientConfig(uc, opts.Secrets, f+": transport_socket")
-			if err != nil {
-				return err
-			}
-			c.TLS = cfg
-		case "envoy.transport_sockets.raw_buffer", "raw_buffer":
-		default:
-			return fmt.Errorf("%s: transport_socket %q is not supported (supported: envoy.transport_sockets.tls, envoy.transport_sockets.raw_buffer)", f, ts.GetName())
-		}
-	}
-	if len(pc.GetTransportSocketMatches()) > 0 {
-		return fmt.Errorf("%s: transport_socket_matches is not supported", f)
-	}
 	h2 := pc.GetHttp2ProtocolOptions() != nil //nolint:staticcheck // still sent by control planes
 	idle := time.Hour
 	if a, ok := pc.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok {
@@ -283,50 +264,7 @@ func (c *Cluster) compileTransport(pc *clusterv3.Cluster, opts Options, f string
 			return fmt.Errorf("%s: typed_extension_protocol_options[%q] is not supported", f, k)
 		}
 	}
-	c.h1 = c.newTransport(false, idle)
-	if h2 || c.downProto {
-		c.h2 = c.newTransport(true, idle)
-	}
-	if h2 && !c.downProto {
-		c.h1 = c.h2
-	}
-	return nil
-}
-
-func (c *Cluster) newTransport(h2 bool, idle time.Duration) *http.Transport {
-	d := &net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
-	t := &http.Transport{
-		DialContext:         c.dialer(d),
-		MaxIdleConns:        0,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     idle,
-		TLSClientConfig:     c.TLS,
-		DisableCompression:  true,
-		// Envoy's max_connections caps a cluster; per host is the closest the pool offers.
-		MaxConnsPerHost: int(min(c.limits.conns, 1<<30)),
-	}
-	if c.TLS != nil {
-		t.DialTLSContext = nil
-	}
-	p := new(http.Protocols)
-	if h2 {
-		if c.TLS != nil {
-			p.SetHTTP2(true)
-		} else {
-			p.SetUnencryptedHTTP2(true)
-		}
-	} else {
-		p.SetHTTP1(true)
-		if c.TLS != nil && len(c.TLS.NextProtos) > 0 {
-			for _, np := range c.TLS.NextProtos {
-				if np == "h2" {
-					p.SetHTTP2(true)
-				}
-			}
-		}
-	}
-	t.Protocols = p
-	return t
+	return c.compileSockets(pc, opts, poolOptions{h2: h2, idle: idle}, f)
 }
 
 // dialer counts connections so max_connections and /stats see them.
@@ -388,6 +326,7 @@ func (c *Cluster) SetEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
 				Locality:       locName,
 				LocalityWeight: lw,
 				edsHealthy:     hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY || hs == corev3.HealthStatus_DEGRADED,
+				sock:           c.endpointSocket(le, lbe),
 			})
 		}
 	}
@@ -442,9 +381,11 @@ func (c *Cluster) Start() {
 func (c *Cluster) Close() {
 	c.stopOnce.Do(func() {
 		close(c.stop)
-		c.h1.CloseIdleConnections()
-		if c.h2 != nil {
-			c.h2.CloseIdleConnections()
+		for _, s := range c.sockets() {
+			s.h1.CloseIdleConnections()
+			if s.h2 != nil {
+				s.h2.CloseIdleConnections()
+			}
 		}
 	})
 }
@@ -499,7 +440,7 @@ func (c *Cluster) Pick(hash uint64, hasHash bool, avoid *Host, origDst string) (
 		if origDst == "" {
 			return nil, ErrNoHealthyUpstream
 		}
-		return &Host{Addr: origDst, Weight: 1, edsHealthy: true}, nil
+		return &Host{Addr: origDst, Weight: 1, edsHealthy: true, sock: c.bare}, nil
 	}
 	h := c.pick(hash, hasHash, avoid)
 	if h == nil {
@@ -512,14 +453,15 @@ func (c *Cluster) Pick(hash uint64, hasHash bool, avoid *Host, origDst string) (
 // RoundTrip sends req to host h over the cluster's pool and records the outcome.
 func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) {
 	req.URL.Host = h.Addr
-	if c.TLS != nil {
+	s := c.sockOf(h)
+	if s.tls != nil {
 		req.URL.Scheme = "https"
 	} else {
 		req.URL.Scheme = "http"
 	}
-	t := c.h1
+	t := s.h1
 	if c.downProto && req.ProtoMajor == 2 {
-		t = c.h2
+		t = s.h2
 	}
 	h.active.Add(1)
 	c.Stats.RqTotal.Add(1)
@@ -559,7 +501,7 @@ func (c *Cluster) Record(h *Host, status int, err error) {
 	}
 }
 
-// DialTCP opens a raw (or TLS, when the cluster has a transport socket) connection to h.
+// DialTCP opens a raw (or TLS, when h's transport socket says so) connection to h.
 func (c *Cluster) DialTCP(ctx context.Context, h *Host) (net.Conn, error) {
 	d := &net.Dialer{Timeout: c.connectTimeout}
 	conn, err := c.dialer(d)(ctx, "tcp", h.Addr)
@@ -567,8 +509,8 @@ func (c *Cluster) DialTCP(ctx context.Context, h *Host) (net.Conn, error) {
 		c.Record(h, 0, err)
 		return nil, err
 	}
-	if c.TLS != nil {
-		tc := tls.Client(conn, c.TLS)
+	if s := c.sockOf(h); s.tls != nil {
+		tc := tls.Client(conn, s.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			c.Record(h, 0, err)

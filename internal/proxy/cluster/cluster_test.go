@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -57,8 +58,8 @@ func TestUnsupportedFieldsAreNamed(t *testing.T) {
 		"type LOGICAL_DNS": func(pc *clusterv3.Cluster) {
 			pc.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
 		},
-		"transport_socket": func(pc *clusterv3.Cluster) {
-			pc.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{Name: "x"}}
+		"transport_socket_matches[0].transport_socket": func(pc *clusterv3.Cluster) {
+			pc.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{Name: "x", TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.alts"}}}
 		},
 		"zone_aware_lb_config": func(pc *clusterv3.Cluster) {
 			pc.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_ZoneAwareLbConfig_{ZoneAwareLbConfig: &clusterv3.Cluster_CommonLbConfig_ZoneAwareLbConfig{}}}

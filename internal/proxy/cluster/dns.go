@@ -35,6 +35,7 @@ func (c *Cluster) compileDNS(pc *clusterv3.Cluster, f string) error {
 				host: sa.GetAddress(), port: strconv.Itoa(int(sa.GetPortValue())),
 				weight: w, priority: le.GetPriority(), lweight: lw,
 				locality: loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone(),
+				sock:     c.endpointSocket(le, lbe),
 			})
 		}
 	}
@@ -68,7 +69,7 @@ func (c *Cluster) resolve() {
 		}
 		for _, a := range addrs {
 			hosts = append(hosts, &Host{Addr: net.JoinHostPort(a, t.port), Weight: t.weight, Priority: t.priority,
-				Locality: t.locality, LocalityWeight: t.lweight, edsHealthy: true})
+				Locality: t.locality, LocalityWeight: t.lweight, edsHealthy: true, sock: t.sock})
 		}
 	}
 	c.setHosts(hosts)

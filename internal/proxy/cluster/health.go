@@ -20,7 +20,6 @@ type healthChecker struct {
 	kickCh             chan struct{}
 	mu                 sync.Mutex
 	fails, passes      map[string]uint32
-	client             *http.Client
 }
 
 func compileHealthCheck(c *Cluster, hcs []*corev3.HealthCheck, f string) (*healthChecker, error) {
@@ -53,7 +52,6 @@ func compileHealthCheck(c *Cluster, hcs []*corev3.HealthCheck, f string) (*healt
 	if h.interval <= 0 {
 		h.interval = 5 * time.Second
 	}
-	h.client = &http.Client{Transport: c.h1, Timeout: h.timeout}
 	return h, nil
 }
 
@@ -94,7 +92,8 @@ func (h *healthChecker) probe(host *Host) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 	defer cancel()
 	scheme := "http"
-	if h.c.TLS != nil {
+	s := h.c.sockOf(host)
+	if s.tls != nil {
 		scheme = "https"
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+host.Addr+h.path, nil)
@@ -107,7 +106,7 @@ func (h *healthChecker) probe(host *Host) bool {
 		req.Host = h.c.Name
 	}
 	req.Header.Set("User-Agent", "Envoy/HC")
-	resp, err := h.client.Do(req)
+	resp, err := (&http.Client{Transport: s.h1, Timeout: h.timeout}).Do(req)
 	if err != nil {
 		return false
 	}

@@ -13,6 +13,7 @@ type Host struct {
 	Locality       string
 	LocalityWeight uint32
 	edsHealthy     bool
+	sock           *socket // chosen by transport_socket_matches; nil means the cluster's default
 
 	active       atomic.Int64 // requests in flight, for least request
 	hcFailed     atomic.Bool  // set by active health checking

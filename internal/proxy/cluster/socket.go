@@ -1,0 +1,207 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
+)
+
+// socketMatchFilter is the filter_metadata key transport_socket_matches are matched under.
+const socketMatchFilter = "envoy.transport_socket_match"
+
+// socket is one upstream transport socket (plaintext or TLS) with the
+// connection pools that run over it; a cluster with transport_socket_matches
+// has one per match besides its default.
+type socket struct {
+	name   string // the match name, or "default" for the cluster's transport_socket
+	tls    *tls.Config
+	h1, h2 *http.Transport
+}
+
+// socketMatch is one compiled Cluster.TransportSocketMatch.
+type socketMatch struct {
+	match *structpb.Struct
+	sock  *socket
+}
+
+// poolOptions are the HTTP protocol choices shared by every socket of a cluster.
+type poolOptions struct {
+	h2   bool
+	idle time.Duration
+}
+
+// compileSockets builds the default socket and one per transport_socket_matches entry.
+func (c *Cluster) compileSockets(pc *clusterv3.Cluster, opts Options, po poolOptions, f string) error {
+	def, err := c.compileSocket("default", pc.GetTransportSocket(), opts, po, f+": transport_socket")
+	if err != nil {
+		return err
+	}
+	c.def = def
+	for i, m := range pc.GetTransportSocketMatches() {
+		field := fmt.Sprintf("%s: transport_socket_matches[%d]", f, i)
+		name := m.GetName()
+		if name == "" {
+			name = fmt.Sprintf("match-%d", i)
+		}
+		s, err := c.compileSocket(name, m.GetTransportSocket(), opts, po, field+".transport_socket")
+		if err != nil {
+			return err
+		}
+		c.matches = append(c.matches, socketMatch{match: m.GetMatch(), sock: s})
+	}
+	// Hosts with no metadata (ORIGINAL_DST) still go through the matches: a catch-all applies to them.
+	c.bare = c.socketFor(nil, nil)
+	return nil
+}
+
+// compileSocket builds a socket from a TransportSocket; nil means plaintext.
+func (c *Cluster) compileSocket(name string, ts *corev3.TransportSocket, opts Options, po poolOptions, field string) (*socket, error) {
+	s := &socket{name: name}
+	switch ts.GetName() {
+	case "":
+		if ts != nil {
+			return nil, fmt.Errorf("%s.name: required (envoy.transport_sockets.tls or envoy.transport_sockets.raw_buffer)", field)
+		}
+	case "envoy.transport_sockets.tls", "tls":
+		uc := &tlsv3.UpstreamTlsContext{}
+		if err := ts.GetTypedConfig().UnmarshalTo(uc); err != nil {
+			return nil, fmt.Errorf("%s.typed_config: want UpstreamTlsContext: %w", field, err)
+		}
+		cfg, err := meshtls.ClientConfig(uc, opts.Secrets, field)
+		if err != nil {
+			return nil, err
+		}
+		s.tls = cfg
+	case "envoy.transport_sockets.raw_buffer", "raw_buffer":
+	default:
+		return nil, fmt.Errorf("%s: %q is not supported (supported: envoy.transport_sockets.tls, envoy.transport_sockets.raw_buffer)", field, ts.GetName())
+	}
+	s.h1 = c.newTransport(false, po.idle, s.tls)
+	if po.h2 || c.downProto {
+		s.h2 = c.newTransport(true, po.idle, s.tls)
+	}
+	if po.h2 && !c.downProto {
+		s.h1 = s.h2
+	}
+	return s, nil
+}
+
+// socketFor picks the transport socket for an endpoint: the first match whose
+// criteria are all present in the endpoint's metadata (the locality's when
+// the endpoint has none), else the cluster's transport_socket.
+func (c *Cluster) socketFor(endpoint, locality *corev3.Metadata) *socket {
+	if len(c.matches) == 0 {
+		return c.def
+	}
+	md := endpoint.GetFilterMetadata()[socketMatchFilter]
+	if md == nil {
+		md = locality.GetFilterMetadata()[socketMatchFilter]
+	}
+	for _, m := range c.matches {
+		if subset(m.match, md) {
+			return m.sock
+		}
+	}
+	return c.def
+}
+
+// subset reports whether every field of want is in have with an equal value.
+func subset(want, have *structpb.Struct) bool {
+	for k, v := range want.GetFields() {
+		hv, ok := have.GetFields()[k]
+		if !ok || !proto.Equal(v, hv) {
+			return false
+		}
+	}
+	return true
+}
+
+// endpointSocket is socketFor for one LbEndpoint of a LocalityLbEndpoints.
+func (c *Cluster) endpointSocket(le *endpointv3.LocalityLbEndpoints, lbe *endpointv3.LbEndpoint) *socket {
+	return c.socketFor(lbe.GetMetadata(), le.GetMetadata())
+}
+
+// sockOf returns the socket requests to h travel over.
+func (c *Cluster) sockOf(h *Host) *socket {
+	if h.sock != nil {
+		return h.sock
+	}
+	return c.def
+}
+
+// sockets returns every socket of the cluster, the default first.
+func (c *Cluster) sockets() []*socket {
+	out := []*socket{c.def}
+	for _, m := range c.matches {
+		out = append(out, m.sock)
+	}
+	return out
+}
+
+// TransportSocketName returns the name of the transport socket match that
+// serves h ("default" for the cluster's own transport_socket).
+func (c *Cluster) TransportSocketName(h *Host) string { return c.sockOf(h).name }
+
+func (c *Cluster) newTransport(h2 bool, idle time.Duration, tcfg *tls.Config) *http.Transport {
+	d := &net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
+	tcfg = httpALPN(tcfg, h2)
+	t := &http.Transport{
+		DialContext:         c.dialer(d),
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     idle,
+		TLSClientConfig:     tcfg,
+		DisableCompression:  true,
+		// Envoy's max_connections caps a cluster; per host is the closest the pool offers.
+		MaxConnsPerHost: int(min(c.limits.conns, 1<<30)),
+	}
+	p := new(http.Protocols)
+	if h2 {
+		if tcfg != nil {
+			p.SetHTTP2(true)
+		} else {
+			p.SetUnencryptedHTTP2(true)
+		}
+	} else {
+		p.SetHTTP1(true)
+		if tcfg != nil && slices.Contains(tcfg.NextProtos, "h2") {
+			p.SetHTTP2(true)
+		}
+	}
+	t.Protocols = p
+	return t
+}
+
+// httpALPN adds the HTTP protocol an HTTP pool speaks to a TLS context's
+// ALPN list when the list names only other protocols. Istio's mesh contexts
+// offer "istio-peer-exchange" and "istio" (its sidecars swap them for
+// istio-http/* on HTTP pools); a server that knows only h2 and http/1.1, as
+// mesh-proxy's inbound listeners do, refuses a handshake with no protocol in
+// common, so an HTTP pool must also offer its own.
+func httpALPN(cfg *tls.Config, h2 bool) *tls.Config {
+	if cfg == nil || len(cfg.NextProtos) == 0 {
+		return cfg
+	}
+	want := "http/1.1"
+	if h2 {
+		want = "h2"
+	}
+	if slices.Contains(cfg.NextProtos, "h2") || slices.Contains(cfg.NextProtos, "http/1.1") {
+		return cfg
+	}
+	out := cfg.Clone()
+	out.NextProtos = append(slices.Clone(cfg.NextProtos), want)
+	return out
+}
