@@ -89,7 +89,27 @@ func (n *network) CIDR() string { return fmt.Sprintf("198.18.%d.0/24", n.subnet)
 
 func (n *network) nsPrefix() string { return fmt.Sprintf("msb%d-", n.subnet) }
 
+// guardRange makes the whole benchmarking range unreachable from the host
+// except through the runtimes' bridges (their /24s are more specific): the
+// API server dials pod and Service addresses (webhooks, port-forward), and
+// those of kwok's simulated pods must fail here rather than leave through
+// the default route. The route is shared by every runtime and harmless to
+// keep, so it is added when missing and never removed.
+func guardRange(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "ip", "route", "show", "type", "unreachable", "198.18.0.0/15").Output()
+	if err == nil && strings.Contains(string(out), "198.18.0.0/15") {
+		return nil
+	}
+	if err := run(ctx, "ip", "route", "add", "unreachable", "198.18.0.0/15"); err != nil && !strings.Contains(err.Error(), "File exists") {
+		return fmt.Errorf("sandbox runtime: %w", err)
+	}
+	return nil
+}
+
 func (n *network) createBridge(ctx context.Context) error {
+	if err := guardRange(ctx); err != nil {
+		return err
+	}
 	steps := [][]string{
 		{"ip", "link", "add", n.bridge, "type", "bridge"},
 		{"ip", "addr", "add", n.gateway.String() + "/24", "dev", n.bridge},
