@@ -2,6 +2,7 @@ package pilot_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +34,7 @@ import (
 
 	"mesh.dev/mesh/internal/crdschema"
 	"mesh.dev/mesh/internal/pilot"
+	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/pilottest"
@@ -189,6 +192,56 @@ func TestPilotOnTheAPIServer(t *testing.T) {
 	t.Run("injection", func(t *testing.T) { testInjection(t, e) })
 	t.Run("discovery and routing", func(t *testing.T) { testDiscovery(t, e) })
 	t.Run("validation", func(t *testing.T) { testValidation(t, e) })
+	t.Run("mTLS xDS", func(t *testing.T) { testSecureXDS(t, e) })
+}
+
+// testSecureXDS: on 15012 xDS needs a client certificate from the mesh CA,
+// and a workload with one gets its config and its SDS secrets.
+func testSecureXDS(t *testing.T, e *env) {
+	addr, _ := e.pilot.Addr(e.ctx, "secure-xds")
+	dial := func(certs []tls.Certificate) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			RootCAs: e.pilot.CA.RootPool(), ServerName: "mesh-pilot.mesh-system.svc", Certificates: certs,
+		})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	node := podNode(t, e, "bookinfo", "ratings")
+	wctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	anon := &pilottest.ADSClient{NodeID: node}
+	err := anon.Start(wctx, dial(nil))
+	if err == nil {
+		err = anon.WaitFor(wctx, func(c *pilottest.ADSClient) bool { return c.Count(resourcev3.ClusterType) > 0 })
+	}
+	if err == nil || !strings.Contains(err.Error(), "client certificate") {
+		t.Errorf("xDS without a client certificate on the mTLS port: %v, want refused", err)
+	}
+	pair, _, _, err := e.pilot.CA.NewKeyPair(func(pub crypto.PublicKey) ([]byte, error) {
+		return e.pilot.CA.SignWorkload(pub, ca.SPIFFEID("bookinfo", "bookinfo-ratings"), time.Hour)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &pilottest.ADSClient{NodeID: node}
+	if err := c.Start(wctx, dial([]tls.Certificate{pair})); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+		return c.Resource(resourcev3.ClusterType, "outbound|9080||details.bookinfo.svc.cluster.local") != nil
+	}); err != nil {
+		t.Fatalf("workload with a mesh certificate got no config over mTLS: %v", err)
+	}
+	res, err := e.pilot.Server.Resources(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Names(resourcev3.SecretType); len(got) != 2 || got[0] != "ROOTCA" || got[1] != "default" {
+		t.Errorf("SDS secrets %v, want ROOTCA and default", got)
+	}
 }
 
 // registerWebhooks points the API server at pilot's webhooks by URL.
