@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
