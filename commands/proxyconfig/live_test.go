@@ -107,9 +107,9 @@ func TestLiveProxyDumpChangeDiff(t *testing.T) {
 		t.Errorf("unchanged cluster reported:\n%s", out)
 	}
 
-	// Log levels: mesh-proxy has one level for all loggers.
+	// Log levels: --level LEVEL sets every one of the proxy's loggers (column widths follow the longest name).
 	out, _, err = run(t, "", "log", "--admin-address", admin, "--level", "debug")
-	if err != nil || !strings.Contains(out, "http         debug") {
+	if err != nil || !strings.Contains(strings.Join(strings.Fields(out), " "), "http debug http2 debug") {
 		t.Errorf("log --level debug (%v):\n%s", err, out)
 	}
 }

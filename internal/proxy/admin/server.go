@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/listener"
+	"mesh.dev/mesh/internal/proxy/logging"
 	"mesh.dev/mesh/internal/version"
 )
 
@@ -36,7 +38,8 @@ type Server struct {
 	Node      *corev3.Node
 	Started   time.Time
 	State     State
-	Level     *slog.LevelVar
+	Loggers   *logging.Registry // named loggers /logging lists and sets; nil means logging.Default
+	Level     *slog.LevelVar    // optional: kept in step with /logging?level= for an embedder's own handler
 	Quit      func()
 	Gatherer  prometheus.Gatherer // extra metrics (istio_*) for /stats/prometheus
 	Extra     func() []cluster.Stat
@@ -355,36 +358,88 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, state.String()+"\n")
 }
 
+// logging lists the named loggers and their levels; with POST it first
+// applies ?level=L (every logger) and ?LOGGER=L (one logger), as Envoy does.
+// A bad name or level rejects the whole request, so nothing changes half-way.
 func (s *Server) logging(w http.ResponseWriter, r *http.Request) {
-	lvl := r.URL.Query().Get("level")
-	if lvl != "" || len(r.URL.Query()) > 0 {
+	reg := s.Loggers
+	if reg == nil {
+		reg = logging.Default
+	}
+	q := r.URL.Query()
+	if len(q) > 0 {
 		if r.Method != http.MethodPost {
 			http.Error(w, "This endpoint requires POST", http.StatusMethodNotAllowed)
 			return
 		}
-		var l slog.Level
-		switch strings.ToLower(lvl) {
-		case "trace", "debug":
-			l = slog.LevelDebug
-		case "info":
-			l = slog.LevelInfo
-		case "warning", "warn":
-			l = slog.LevelWarn
-		case "error", "critical", "off":
-			l = slog.LevelError
-		default:
-			http.Error(w, fmt.Sprintf("unknown level %q: want trace, debug, info, warning, error, critical or off", lvl), http.StatusBadRequest)
+		all, each, err := parseLogging(q, reg)
+		if err != nil {
+			http.Error(w, err.Error()+"\nusage: POST /logging?level=LEVEL (every logger) or /logging?LOGGER=LEVEL; levels: "+strings.Join(logging.LevelNames(), ", "), http.StatusBadRequest)
 			return
 		}
-		if s.Level != nil {
-			s.Level.Set(l)
+		if all != nil {
+			reg.SetAll(*all)
+			if s.Level != nil {
+				s.Level.Set(slogLevel(*all))
+			}
+		}
+		for _, n := range sortedKeys(each) {
+			reg.Set(n, each[n]) // names were checked by parseLogging
 		}
 	}
-	cur := "info"
-	if s.Level != nil {
-		cur = strings.ToLower(s.Level.Level().String())
+	levels := reg.Levels()
+	var b strings.Builder
+	b.WriteString("active loggers:\n")
+	for _, n := range sortedKeys(levels) {
+		fmt.Fprintf(&b, "  %s: %s\n", n, levels[n])
 	}
-	fmt.Fprintf(w, "active loggers:\n  admin: %s\n  config: %s\n  connection: %s\n  http: %s\n  router: %s\n  upstream: %s\n", cur, cur, cur, cur, cur, cur)
+	io.WriteString(w, b.String())
+}
+
+// parseLogging checks every parameter of a /logging request before any is applied.
+func parseLogging(q url.Values, reg *logging.Registry) (all *logging.Level, each map[string]logging.Level, err error) {
+	known := reg.Levels()
+	each = map[string]logging.Level{}
+	for _, name := range sortedKeys(q) {
+		vals := q[name]
+		if len(vals) != 1 {
+			return nil, nil, fmt.Errorf("parameter %q given %d times; give it once", name, len(vals))
+		}
+		lvl, err := logging.ParseLevel(vals[0])
+		if err != nil {
+			return nil, nil, fmt.Errorf("parameter %q: %w", name, err)
+		}
+		if name == "level" {
+			all = &lvl
+			continue
+		}
+		if _, ok := known[name]; !ok {
+			return nil, nil, fmt.Errorf("unknown logger %q: known loggers are %s", name, strings.Join(sortedKeys(known), ", "))
+		}
+		each[name] = lvl
+	}
+	return all, each, nil
+}
+
+func slogLevel(l logging.Level) slog.Level {
+	switch l {
+	case logging.Trace, logging.Debug:
+		return slog.LevelDebug
+	case logging.Info:
+		return slog.LevelInfo
+	case logging.Warning:
+		return slog.LevelWarn
+	}
+	return slog.LevelError
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (s *Server) quit(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/listener"
+	"mesh.dev/mesh/internal/proxy/logging"
 	"mesh.dev/mesh/internal/proxy/xdsclient"
 )
 
@@ -38,7 +39,7 @@ type Options struct {
 	HealthAddress string // readiness (/healthz/ready), e.g. 0.0.0.0:15021
 	StatsAddress  string // Prometheus metrics, e.g. 0.0.0.0:15020
 	Workload      Workload
-	Level         *slog.LevelVar
+	Level         *slog.LevelVar // optional: kept in step with /logging?level= for an embedder's own slog handler
 	DrainTimeout  time.Duration
 	OriginalDst   func(net.Conn) (netipAddrPort, bool)
 }
@@ -174,7 +175,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		return err
 	}
 	if p.opts.AdminAddress != "" {
-		a := &admin.Server{Store: p.Store, Listeners: p.Listeners, Node: p.node, Started: p.started, State: p.State, Level: p.opts.Level,
+		a := &admin.Server{Store: p.Store, Listeners: p.Listeners, Node: p.node, Started: p.started, State: p.State, Level: p.opts.Level, Loggers: logging.Default,
 			Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry}
 		addr, err := p.serve(p.opts.AdminAddress, a.Handler())
 		if err != nil {

@@ -18,6 +18,14 @@ import (
 	"mesh.dev/mesh/internal/proxy/bootstrap"
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/version"
+
+	"mesh.dev/mesh/internal/proxy/logging"
+)
+
+// The agent's named loggers (see package logging).
+var (
+	mainLog   = logging.Default.Logger("main")
+	configLog = logging.Default.Logger("config")
 )
 
 // Exit codes of mesh-proxy, matching the mesh CLI's.
@@ -48,7 +56,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		statsAddr     = fs.String("stats-address", "0.0.0.0:15020", "Prometheus metrics address serving /stats/prometheus (empty disables)")
 		nodeID        = fs.String("node-id", "", "xDS node id; default built from INSTANCE_IP (or POD_IP), POD_NAME and POD_NAMESPACE")
 		cluster       = fs.String("service-cluster", "", "xDS node cluster")
-		logLevel      = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		logLevel      = fs.String("log-level", "info", "level of every logger: trace, debug, info, warning, error, critical or off")
+		compLevels    = fs.String("component-log-level", "", "per-logger levels, LOGGER:LEVEL[,LOGGER:LEVEL...] (e.g. upstream:debug,connection:trace); applied after --log-level")
 		drain         = fs.Duration("drain-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 		showVersion   = fs.Bool("version", false, "print the version and exit")
 		memLimit      = fs.Int64("memory-limit-mib", 0, "soft heap limit in MiB the garbage collector aims under (0: Go's default; GOMEMLIMIT wins when set)")
@@ -71,14 +80,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		// A sidecar's footprint is multiplied by every pod; trade a little GC CPU for RSS near the limit.
 		debug.SetMemoryLimit(*memLimit << 20)
 	}
-	level := new(slog.LevelVar)
-	if err := level.UnmarshalText([]byte(strings.ToUpper(*logLevel))); err != nil {
-		fmt.Fprintf(stderr, "mesh-proxy: --log-level %q: want debug, info, warn or error\n", *logLevel)
+	loggers := logging.Default
+	if err := setLogLevels(loggers, *logLevel, *compLevels); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
 		return exitUsage
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	// The output lets everything through: each named logger filters at its own level.
+	loggers.SetOutput(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug - 4}))
+	slog.SetDefault(loggers.Logger("misc"))
 	opts := Options{XDSAddress: *xdsAddr, Delta: *delta, AdminAddress: *adminAddr, HealthAddress: *healthAddr, StatsAddress: *statsAddr,
-		NodeID: *nodeID, Cluster: *cluster, Level: level, DrainTimeout: *drain}
+		NodeID: *nodeID, Cluster: *cluster, DrainTimeout: *drain}
 	if *bootstrapPath != "" {
 		b, err := bootstrap.Load(*bootstrapPath)
 		if err != nil {
@@ -116,12 +127,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
 		return exitError
 	}
-	slog.Info("mesh-proxy started", "node", p.node.GetId(), "admin", p.AdminAddr(), "xds", opts.XDSAddress)
+	mainLog.Info("mesh-proxy started", "node", p.node.GetId(), "admin", p.AdminAddr(), "xds", opts.XDSAddress)
 	select {
 	case <-ctx.Done():
-		slog.Info("draining: new connections are refused, in-flight requests finish", "timeout", *drain)
+		mainLog.Info("draining: new connections are refused, in-flight requests finish", "timeout", *drain)
 	case <-p.Quit():
-		slog.Info("quit requested through the admin API")
+		mainLog.Info("quit requested through the admin API")
 	}
 	p.Drain(context.Background())
 	return exitOK
@@ -184,4 +195,30 @@ func initMain(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// setLogLevels applies --log-level to every logger, then --component-log-level's pairs.
+func setLogLevels(reg *logging.Registry, all, components string) error {
+	l, err := logging.ParseLevel(all)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	reg.SetAll(l)
+	if strings.TrimSpace(components) == "" {
+		return nil
+	}
+	for _, part := range strings.Split(components, ",") {
+		name, lvl, ok := strings.Cut(strings.TrimSpace(part), ":")
+		if !ok {
+			return fmt.Errorf("--component-log-level %q: %q is not LOGGER:LEVEL", components, part)
+		}
+		l, err := logging.ParseLevel(lvl)
+		if err != nil {
+			return fmt.Errorf("--component-log-level %q: logger %s: %w", components, name, err)
+		}
+		if err := reg.Set(name, l); err != nil {
+			return fmt.Errorf("--component-log-level %q: %w", components, err)
+		}
+	}
+	return nil
 }

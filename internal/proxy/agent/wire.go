@@ -5,7 +5,6 @@ package agent
 
 import (
 	"fmt"
-	"log/slog"
 	"sort"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -93,7 +92,7 @@ func newStore(lm **listener.Manager) *config.Store {
 		}
 		if *lm != nil {
 			if err := (*lm).Reconcile(next); err != nil {
-				slog.Error("listener reconcile", "err", err)
+				configLog.Error("listener reconcile", "err", err)
 			}
 		}
 	})

@@ -3,13 +3,17 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+
+	"mesh.dev/mesh/internal/proxy/logging"
 )
+
+// upstreamLog is Envoy's "upstream" logger.
+var upstreamLog = logging.Default.Logger("upstream")
 
 func (c *Cluster) compileDNS(pc *clusterv3.Cluster, f string) error {
 	c.dnsRate = 5 * time.Second
@@ -64,7 +68,7 @@ func (c *Cluster) resolve() {
 	for _, t := range c.dnsNames {
 		addrs, err := net.DefaultResolver.LookupHost(ctx, t.host)
 		if err != nil {
-			slog.Warn("dns resolution failed", "cluster", c.Name, "host", t.host, "err", err)
+			upstreamLog.Warn("dns resolution failed", "cluster", c.Name, "host", t.host, "err", err)
 			continue
 		}
 		for _, a := range addrs {

@@ -124,7 +124,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 		default:
 			if hf.GetIsOptional() {
 				// Envoy's contract for is_optional: an unknown optional filter is skipped.
-				slog.Warn("skipping optional HTTP filter the proxy does not implement", "filter", hf.GetName(), "type", tu)
+				configLog.Warn("skipping optional HTTP filter the proxy does not implement", "filter", hf.GetName(), "type", tu)
 				continue
 			}
 			return nil, fmt.Errorf("%s: HTTP filter type %q is not supported (supported: router, fault, rbac)", ff, tu)
@@ -172,7 +172,7 @@ func (m *HCM) server(isTLS bool) *http.Server {
 		Handler:     m,
 		Protocols:   p,
 		IdleTimeout: idle,
-		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+		ErrorLog:    slog.NewLogLogger(httpLog.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 				c = tc.NetConn()

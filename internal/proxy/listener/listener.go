@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,6 +24,17 @@ import (
 
 	"mesh.dev/mesh/internal/proxy/config"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
+
+	"mesh.dev/mesh/internal/proxy/logging"
+)
+
+// The listener's named loggers (see package logging).
+var (
+	connHandlerLog = logging.Default.Logger("conn_handler")
+	connectionLog  = logging.Default.Logger("connection")
+	httpLog        = logging.Default.Logger("http")
+	configLog      = logging.Default.Logger("config")
+	filterLog      = logging.Default.Logger("filter")
 )
 
 // Env is what listeners need from the rest of the proxy.
@@ -279,7 +289,7 @@ func (m *Manager) Reconcile(s *config.Snapshot) error {
 		if l.Bind {
 			ln, err := net.Listen("tcp", l.Addr)
 			if err != nil {
-				slog.Error("listener bind failed", "listener", l.Name, "address", l.Addr, "err", err)
+				connHandlerLog.Error("listener bind failed", "listener", l.Name, "address", l.Addr, "err", err)
 				if firstErr == nil {
 					firstErr = fmt.Errorf("listener %q: bind %s: %w", l.Name, l.Addr, err)
 				}
@@ -404,7 +414,7 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff bool) {
 		tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.Handshake(); err != nil {
 			l.Stats.TLSError.Add(1)
-			slog.Debug("downstream TLS handshake failed", "listener", l.Name, "remote", ci.src, "err", err)
+			connectionLog.Debug("downstream TLS handshake failed", "listener", l.Name, "remote", ci.src, "err", err)
 			conn.Close()
 			return
 		}

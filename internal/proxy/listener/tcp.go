@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -107,7 +106,7 @@ func (p *tcpProxy) serve(down net.Conn, ci *connInfo) {
 	cancel()
 	if err != nil {
 		info.Flags = "UF"
-		slog.Debug("tcp proxy: upstream connect failed", "cluster", name, "host", h.Addr, "err", err)
+		filterLog.Debug("tcp proxy: upstream connect failed", "cluster", name, "host", h.Addr, "err", err)
 		return
 	}
 	defer up.Close()

@@ -8,7 +8,6 @@ package xdsclient
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -21,7 +20,12 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"mesh.dev/mesh/internal/proxy/config"
+
+	"mesh.dev/mesh/internal/proxy/logging"
 )
+
+// configLog is Envoy's "config" logger, which xDS updates go to.
+var configLog = logging.Default.Logger("config")
 
 // Handler applies updates and says which named resources to ask for next.
 type Handler interface {
@@ -95,7 +99,7 @@ func (c *Client) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		slog.Warn("ADS stream ended; serving the last accepted config", "err", err)
+		configLog.Warn("ADS stream ended; serving the last accepted config", "err", err)
 		if time.Since(start) > maxB {
 			backoff = minB // the stream was healthy for a while: start over
 		}
@@ -208,7 +212,7 @@ func (c *Client) runSotW(ctx context.Context) error {
 		}
 		if aerr != nil {
 			s.lastNack = resp.GetVersionInfo()
-			slog.Warn("rejected xDS update (NACK)", "type", t, "version", resp.GetVersionInfo(), "err", aerr)
+			configLog.Warn("rejected xDS update (NACK)", "type", t, "version", resp.GetVersionInfo(), "err", aerr)
 		} else {
 			s.version = resp.GetVersionInfo()
 			c.setAcked(t, s.version)
@@ -360,7 +364,7 @@ func (c *Client) runDelta(ctx context.Context) error {
 		aerr := c.Handler.Apply(u)
 		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
 		if aerr != nil {
-			slog.Warn("rejected delta xDS update (NACK)", "type", t, "err", aerr)
+			configLog.Warn("rejected delta xDS update (NACK)", "type", t, "err", aerr)
 			ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: aerr.Error()}
 		} else {
 			c.setAcked(t, resp.GetSystemVersionInfo())
