@@ -177,7 +177,7 @@ func TestPilotContract(t *testing.T) {
 		t.Errorf("pilot image = %v", img)
 	}
 	inj := find(t, m, "ConfigMap", "mesh-sidecar-injector")
-	if v, _, _ := unstructured.NestedString(inj.Object, "data", "values"); !strings.Contains(v, "proxyImage: mesh.dev/mesh-proxy:1.0.0") || !strings.Contains(v, "logLevel: warning") {
+	if v, _, _ := unstructured.NestedString(inj.Object, "data", "values"); !strings.Contains(v, "proxyImage: mesh.dev/mesh-proxy:1.0.0") || !strings.Contains(v, "logLevel: warn\n") {
 		t.Errorf("injector values = %s", v)
 	}
 	mw := find(t, m, "MutatingWebhookConfiguration", "mesh-sidecar-injector")

@@ -36,11 +36,16 @@ mesh.io/rev: {{ include "pilot.rev" . | quote }}
 {{- $mc := deepCopy .Values.meshConfig -}}
 {{- $dc := $mc.defaultConfig | default dict -}}
 {{- if not $dc.discoveryAddress -}}
-{{- $_ := set $dc "discoveryAddress" (printf "%s.%s.svc:15012" (include "pilot.name" .) .Values.global.namespace) -}}
+{{- $_ := set $dc "discoveryAddress" (include "pilot.discoveryAddress" .) -}}
 {{- end -}}
 {{- $_ := set $mc "defaultConfig" $dc -}}
 {{- if eq (toString $mc.rootNamespace) "mesh-system" -}}
 {{- $_ := set $mc "rootNamespace" .Values.global.namespace -}}
 {{- end -}}
 {{ toYaml $mc }}
+{{- end }}
+
+{{/* Where proxies find pilot's ADS server. */}}
+{{- define "pilot.discoveryAddress" -}}
+{{ include "pilot.name" . }}.{{ .Values.global.namespace }}.svc:15010
 {{- end }}
