@@ -7,16 +7,20 @@ import (
 	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // startMTLSUpstream serves HTTPS that requires a client certificate from ca and
@@ -131,5 +135,66 @@ func TestTransportSocketMatches(t *testing.T) {
 	}
 	if seen["with-sidecar"] == 0 || seen["without-sidecar"] == 0 {
 		t.Errorf("responses by endpoint %v; want both endpoints to answer", seen)
+	}
+}
+
+// TestMeshTCPOverMTLSBetweenProxies sends TCP from an outbound listener over
+// pilot's mesh mTLS context (ALPN istio-peer-exchange, istio) to an inbound
+// listener with pilot's server context (ALPN h2, http/1.1), as between two
+// sidecars for a TCP service: the handshake must succeed although the ALPN
+// lists share nothing, as it does between two Envoys.
+func TestMeshTCPOverMTLSBetweenProxies(t *testing.T) {
+	ca := newCA(t)
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	cp := startControlPlane(t, "")
+	inPort, outPort := freePort(t), freePort(t)
+	tcpTo := func(name string, port uint32, cluster string, ts *corev3.TransportSocket) *listenerv3.Listener {
+		tp := &tcpv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster}}
+		return &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", port), FilterChains: []*listenerv3.FilterChain{{TransportSocket: ts,
+			Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, tp)}}}}}}
+	}
+	server := &tlsv3.DownstreamTlsContext{RequireClientCertificate: wrapperspb.Bool(true), CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds("default")},
+		ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds("ROOTCA")},
+		AlpnProtocols:                  []string{"h2", "http/1.1"},
+	}}
+	inbound := tcpTo("inbound", inPort, "echo", &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, server)}})
+	toInbound := istioAutoMTLSCluster(t, "mysql.default.svc.cluster.local")
+	toInbound.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+	toInbound.EdsClusterConfig = nil
+	toInbound.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: toInbound.Name, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{
+		{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: sockAddr("127.0.0.1", inPort)}}, Metadata: istioMeta()}}}}}
+	ver := cp.set(map[resourcev3.Type][]types.Resource{
+		resourcev3.ListenerType: {inbound, tcpTo("outbound", outPort, toInbound.Name, nil)},
+		resourcev3.ClusterType:  {staticCluster("echo", &upstream{addr: echo.Addr().String()}), toInbound},
+		resourcev3.SecretType:   meshSecrets(t, ca, "default", "ratings"),
+	})
+	startProxy(t, cp.addr)
+	eventually(t, "LDS ACK", func() bool { return cp.ackedVersion(resourcev3.ListenerType) == ver })
+
+	c, err := net.Dial("tcp", "127.0.0.1:"+itoa(outPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	payload := "SELECT rating FROM ratings"
+	go c.Write([]byte(payload))
+	got := make([]byte, len(payload))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != payload {
+		t.Fatalf("echo over proxy-to-proxy mTLS: %q, %v", got, err)
 	}
 }

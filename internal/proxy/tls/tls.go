@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -101,6 +102,21 @@ func ServerConfig(dc *tlsv3.DownstreamTlsContext, secrets Secrets, field string)
 	}
 	if v != nil {
 		cfg.VerifyPeerCertificate = v.verify
+	}
+	if len(cfg.NextProtos) > 0 {
+		// Envoy completes a handshake whose ALPN offer has nothing in common
+		// with its own, selecting no protocol; Go's server would abort it. Mesh
+		// clients offer "istio-peer-exchange"/"istio" to h2/http1.1 listeners.
+		noALPN := cfg.Clone()
+		noALPN.NextProtos = nil
+		cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			for _, p := range h.SupportedProtos {
+				if slices.Contains(cfg.NextProtos, p) {
+					return nil, nil
+				}
+			}
+			return noALPN, nil
+		}
 	}
 	return cfg, nil
 }
