@@ -98,6 +98,10 @@ func apiserverArgs(l layout, p ports) []string {
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--profiling=false",
 		"--event-ttl=30m",
+		// No kube-proxy here: webhooks and aggregated APIs behind a Service are
+		// dialled at an endpoint's pod IP (which the sandbox runtime's pods
+		// really hold) rather than at the ClusterIP, which nothing serves.
+		"--enable-aggregator-routing=true",
 	}
 }
 
