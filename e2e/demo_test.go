@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"mesh.dev/mesh/internal/sandbox"
 	"mesh.dev/mesh/internal/sandbox/runtime"
+	"mesh.dev/mesh/internal/sandbox/sampleapp"
 	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
@@ -101,6 +104,11 @@ func (e *env) dump() {
 			e.t.Logf("pod %s/%s node=%s phase=%s ip=%s %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.PodIP, states)
 		}
 	}
+	if evs, err := e.cs.CoreV1().Events("").List(context.Background(), metav1.ListOptions{FieldSelector: "type=Warning"}); err == nil {
+		for _, ev := range evs.Items {
+			e.t.Logf("event %s/%s %s: %s", ev.Namespace, ev.InvolvedObject.Name, ev.Reason, ev.Message)
+		}
+	}
 	files, _ := filepath.Glob(filepath.Join(e.rt.LogDir(), "*.log"))
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
@@ -111,13 +119,77 @@ func (e *env) dump() {
 	}
 }
 
+// waitFor polls cond every half second until it holds or timeout passes.
+func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
+	e.t.Helper()
+	var last string
+	for deadline := time.Now().Add(timeout); ; time.Sleep(500 * time.Millisecond) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: not reached in %s; last state: %s", what, timeout, last)
+		}
+	}
+}
+
 func TestDemo(t *testing.T) {
 	demoEnabled(t)
 	e := setup(t)
 	if out, err := e.mesh(time.Minute, "precheck"); err != nil {
 		t.Fatalf("precheck: %v\n%s", err, out)
 	}
-	if out, err := e.mesh(3*time.Minute, "install", "--set", "profile=demo", "--set", "values.global.logging.level=info", "-y", "--readiness-timeout", "60s"); err != nil {
+	if out, err := e.mesh(3*time.Minute, append([]string{"install", "--set", "profile=demo", "-y", "--readiness-timeout", "60s"}, installWorkarounds()...)...); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
+
+	// Bookinfo in a namespace labelled for injection, its images mapped to the sample app.
+	ctx := context.Background()
+	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bookinfo",
+		Labels: map[string]string{"mesh-injection": "enabled"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(e.root, "..", "shared", "fixtures", "bookinfo", "bookinfo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, _, err := sampleapp.MapBookinfo(raw, "mesh.dev/mesh-sample:demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.apply("bookinfo", mapped)
+	e.waitFor("Bookinfo pods Ready with a sidecar", 2*time.Minute, func() (bool, string) {
+		pods, err := e.cs.CoreV1().Pods("bookinfo").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		var state []string
+		ok := len(pods.Items) == 6
+		for _, p := range pods.Items {
+			names := []string{}
+			for _, c := range p.Spec.Containers {
+				names = append(names, c.Name)
+			}
+			ready := false
+			for _, c := range p.Status.Conditions {
+				ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+			}
+			ok = ok && ready && len(p.Spec.Containers) == 2 && p.Spec.NodeName == e.rt.NodeName()
+			state = append(state, fmt.Sprintf("%s node=%s containers=%v ready=%v", p.Name, p.Spec.NodeName, names, ready))
+		}
+		return ok, strings.Join(state, "; ")
+	})
+}
+
+// installWorkarounds are --set flags that get past known mismatches between
+// the charts and the binaries, while those are open; MESH_E2E_WORKAROUNDS=1
+// turns them on so the rest of the walk can be explored.
+func installWorkarounds() []string {
+	if os.Getenv("MESH_E2E_WORKAROUNDS") != "1" {
+		return nil
+	}
+	return []string{"--set", "values.global.logging.level=info",
+		"--set", "components.ingressGateways[0].enabled=false", "--set", "components.egressGateways[0].enabled=false"}
 }

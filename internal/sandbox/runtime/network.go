@@ -124,7 +124,19 @@ func (n *network) createBridge(ctx context.Context) error {
 	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+n.bridge+"/forwarding", []byte("0"), 0o644); err != nil {
 		return fmt.Errorf("sandbox runtime: turn off forwarding on %s: %w", n.bridge, err)
 	}
+	// With br_netfilter loaded, frames between two pods on the bridge pass the
+	// host's FORWARD chain, whose policy is often DROP (Docker sets it): let
+	// this bridge's own traffic through.
+	if b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil && strings.TrimSpace(string(b)) == "1" {
+		if err := run(ctx, n.forwardRule("-I")...); err != nil {
+			return fmt.Errorf("sandbox runtime: %w", err)
+		}
+	}
 	return nil
+}
+
+func (n *network) forwardRule(op string) []string {
+	return []string{"iptables", op, "FORWARD", "-i", n.bridge, "-o", n.bridge, "-j", "ACCEPT", "-m", "comment", "--comment", "mesh sandbox runtime"}
 }
 
 // removeLeftovers deletes the namespaces and bridge of a dead runtime that
@@ -139,6 +151,9 @@ func (n *network) removeLeftovers(ctx context.Context) {
 	}
 	if _, err := os.Stat("/sys/class/net/" + n.bridge); err == nil {
 		_ = run(ctx, "ip", "link", "del", n.bridge)
+	}
+	// A dead runtime's rule, or ours: remove every copy.
+	for run(ctx, n.forwardRule("-D")...) == nil {
 	}
 }
 
