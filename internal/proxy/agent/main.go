@@ -86,7 +86,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// The output lets everything through: each named logger filters at its own level.
-	loggers.SetOutput(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug - 4}))
+	loggers.SetOutput(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug - 4, ReplaceAttr: logging.ReplaceLevelNames}))
 	slog.SetDefault(loggers.Logger("misc"))
 	opts := Options{XDSAddress: *xdsAddr, Delta: *delta, AdminAddress: *adminAddr, HealthAddress: *healthAddr, StatsAddress: *statsAddr,
 		NodeID: *nodeID, Cluster: *cluster, DrainTimeout: *drain}

@@ -197,3 +197,20 @@ func (h *handler) and(w func(slog.Handler) slog.Handler) slog.Handler {
 	c.with = append(slices.Clone(h.with), w)
 	return &c
 }
+
+// ReplaceLevelNames is a slog.HandlerOptions.ReplaceAttr that prints the
+// levels slog has no name for as Envoy's: TRACE below DEBUG, CRITICAL above ERROR.
+func ReplaceLevelNames(groups []string, a slog.Attr) slog.Attr {
+	if a.Key != slog.LevelKey || len(groups) > 0 {
+		return a
+	}
+	if l, ok := a.Value.Any().(slog.Level); ok {
+		switch {
+		case l < slog.LevelDebug:
+			a.Value = slog.StringValue("TRACE")
+		case l > slog.LevelError:
+			a.Value = slog.StringValue("CRITICAL")
+		}
+	}
+	return a
+}

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -34,6 +35,18 @@ func TestNamedLoggersFilterByTheirOwnLevel(t *testing.T) {
 	httpLog.Error("boom")
 	if out.Len() != 0 {
 		t.Errorf("loggers set to off still wrote:\n%s", out.String())
+	}
+}
+
+func TestTraceAndCriticalPrintWithEnvoyNames(t *testing.T) {
+	var out bytes.Buffer
+	r := NewRegistry(Trace)
+	r.SetOutput(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug - 4, ReplaceAttr: ReplaceLevelNames}))
+	l := r.Logger("pool")
+	l.Log(context.Background(), Trace.slogLevel(), "tiny")
+	l.Log(context.Background(), Critical.slogLevel(), "huge")
+	if got := out.String(); !strings.Contains(got, "level=TRACE msg=tiny") || !strings.Contains(got, "level=CRITICAL msg=huge") {
+		t.Errorf("levels not printed as TRACE and CRITICAL:\n%s", got)
 	}
 }
 
