@@ -56,6 +56,15 @@ func startADS(t *testing.T) *adsServer {
 			s.acks[r.GetTypeUrl()] = r.GetVersionInfo()
 		}
 		return nil
+	}, StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if r.GetErrorDetail() != nil {
+			s.nacks = append(s.nacks, r.GetErrorDetail().GetMessage())
+		} else if r.GetResponseNonce() != "" {
+			s.acks[r.GetTypeUrl()] = "1" // delta has no version: an ACK of the only snapshot
+		}
+		return nil
 	}}
 	g := grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, serverv3.NewServer(context.Background(), s.cache, cb))
@@ -110,7 +119,7 @@ func onLoopback(t *testing.T, in []types.Resource) []types.Resource {
 // TestProxyACKsPilotBookinfo generates what pilot sends to Bookinfo's
 // productpage sidecar and to the ingress gateway, under several of the
 // Bookinfo rule sets, serves it over ADS and requires mesh-proxy to ACK every
-// type with no NACK.
+// type with no NACK, over state-of-the-world and delta xDS.
 func TestProxyACKsPilotBookinfo(t *testing.T) {
 	cases := map[string][]string{
 		"no rules (auto mTLS)":      nil,
@@ -127,13 +136,14 @@ func TestProxyACKsPilotBookinfo(t *testing.T) {
 				model.NodeID(model.Router, "198.18.200.1", "mesh-ingressgateway-0", "mesh-system"),
 			}
 			for _, node := range nodes {
-				checkACK(t, pc, node)
+				checkACK(t, pc, node, false)
+				checkACK(t, pc, node, true)
 			}
 		})
 	}
 }
 
-func checkACK(t *testing.T, pc *xds.PushContext, node string) {
+func checkACK(t *testing.T, pc *xds.PushContext, node string, delta bool) {
 	t.Helper()
 	p, err := model.ParseNodeID(node)
 	if err != nil {
@@ -161,7 +171,7 @@ func checkACK(t *testing.T, pc *xds.PushContext, node string) {
 	if err := ads.cache.SetSnapshot(context.Background(), node, snap); err != nil {
 		t.Fatal(err)
 	}
-	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0",
+	px, err := agent.New(agent.Options{XDSAddress: ads.addr, Delta: delta, NodeID: node, AdminAddress: "127.0.0.1:0",
 		XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
