@@ -202,7 +202,7 @@ func initContainer(pod *corev1.Pod, v Values) corev1.Container {
 		Image:           v.ProxyImage,
 		ImagePullPolicy: v.ImagePullPolicy,
 		Args: []string{
-			"capture",
+			"init",
 			"--proxy-uid", fmt.Sprint(ProxyUID),
 			"--outbound-port", "15001",
 			"--inbound-port", "15006",
