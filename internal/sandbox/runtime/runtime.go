@@ -224,7 +224,8 @@ func (r *Runtime) watchPods(ctx context.Context) {
 
 func (r *Runtime) sync(ctx context.Context, o any) {
 	pod, ok := o.(*corev1.Pod)
-	if !ok {
+	if !ok || ctx.Err() != nil {
+		// Stopping: Stop itself stops every pod.
 		return
 	}
 	if pod.DeletionTimestamp != nil {
