@@ -41,7 +41,7 @@ func (e *env) apply(ns string, manifest []byte) {
 		}
 		ri := dyn.Resource(m.Resource)
 		var client dynamic.ResourceInterface = ri
-		if m.Scope.Name() == "namespace" {
+		if m.Scope.Name() == "namespace" && ns != "" {
 			obj.SetNamespace(ns)
 			client = ri.Namespace(ns)
 		}
