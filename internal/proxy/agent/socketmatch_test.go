@@ -115,10 +115,25 @@ func TestTransportSocketMatches(t *testing.T) {
 		resourcev3.SecretType:   meshSecrets(t, ca, "default", "productpage"),
 	})
 	startProxy(t, cp.addr)
-	eventually(t, "CDS ACK", func() bool { return cp.ackedVersion(resourcev3.ClusterType) == ver })
+	eventually(t, "ACK of every type", func() bool {
+		for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType} {
+			if cp.ackedVersion(typ) != ver {
+				return false
+			}
+		}
+		return true
+	})
 	if n := cp.nackMessages(); len(n) > 0 {
 		t.Fatalf("proxy NACKed: %q", n)
 	}
+	eventually(t, "listener serving", func() bool {
+		resp, err := client.Get(url(port, "/"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode != http.StatusNotFound // the route is in place
+	})
 
 	seen := map[string]int{}
 	for i := 0; i < 20; i++ {
@@ -185,10 +200,11 @@ func TestMeshTCPOverMTLSBetweenProxies(t *testing.T) {
 	startProxy(t, cp.addr)
 	eventually(t, "LDS ACK", func() bool { return cp.ackedVersion(resourcev3.ListenerType) == ver })
 
-	c, err := net.Dial("tcp", "127.0.0.1:"+itoa(outPort))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var c net.Conn
+	eventually(t, "outbound listener bound", func() bool {
+		c, err = net.Dial("tcp", "127.0.0.1:"+itoa(outPort))
+		return err == nil
+	})
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	payload := "SELECT rating FROM ratings"
