@@ -135,7 +135,13 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	if r.podsDir, err = os.MkdirTemp("", "mesh-sandbox-pods-"); err != nil {
+	// Not under /tmp: pods mount volumes over /tmp, which would hide the
+	// sources of the volumes mounted after it.
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		r.Stop()
+		return nil, err
+	}
+	if r.podsDir, err = os.MkdirTemp(lockDir, "pods-"); err != nil {
 		r.Stop()
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -175,6 +176,10 @@ func containerMounts(c corev1.Container, vols map[string]string, hostsFile strin
 		}
 		ms = append(ms, mt)
 	}
+	// Parents before children, so a mount nested in another lands inside it.
+	sort.SliceStable(ms, func(i, j int) bool {
+		return strings.Count(filepath.Clean(ms[i].dst), "/") < strings.Count(filepath.Clean(ms[j].dst), "/")
+	})
 	return ms, nil
 }
 
