@@ -149,26 +149,11 @@ func TestDemo(t *testing.T) {
 	if out, err := e.mesh(time.Minute, "precheck"); err != nil {
 		t.Fatalf("precheck: %v\n%s", err, out)
 	}
-	if out, err := e.mesh(3*time.Minute, append([]string{"install", "--set", "profile=demo", "-y", "--readiness-timeout", "60s"}, installWorkarounds()...)...); err != nil {
+	if out, err := e.mesh(3*time.Minute, "install", "--set", "profile=demo", "-y", "--readiness-timeout", "60s"); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
 
 	ctx := context.Background()
-	if os.Getenv("MESH_E2E_WORKAROUNDS") == "1" {
-		// Pilot publishes its root certificate (mesh-ca-root-cert) to every
-		// namespace, which the charts' ClusterRole does not allow yet.
-		e.apply("", []byte(`apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: e2e-pilot-configmaps}
-rules: [{apiGroups: [""], resources: [configmaps], verbs: [create, update, patch]}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: e2e-pilot-configmaps}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-pilot-configmaps}
-subjects: [{kind: ServiceAccount, name: mesh-pilot, namespace: mesh-system}]
-`))
-	}
 
 	// Bookinfo in a namespace labelled for injection, its images mapped to the sample app.
 	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bookinfo",
@@ -230,8 +215,3 @@ subjects: [{kind: ServiceAccount, name: mesh-pilot, namespace: mesh-system}]
 		return resp.StatusCode == 200 && strings.Contains(string(b), "<title>Simple Bookstore App</title>"), resp.Status + ": " + string(b)
 	})
 }
-
-// installWorkarounds are --set flags that get past known mismatches between
-// the charts and the binaries while those are open (none at the moment: the
-// charts now speak the binaries' flags).
-func installWorkarounds() []string { return nil }
