@@ -57,6 +57,12 @@ type Listener struct {
 	chains                  []*chain
 	def                     *chain
 	inspectTLS, inspectHTTP bool
+	// restoreDst is the original_dst listener filter: chains match on the
+	// address a redirected connection was sent to. Unlike UseOriginalDst it
+	// never hands the connection to another listener, so a sidecar's inbound
+	// capture listener keeps what it captured instead of passing it to the
+	// outbound listener on the same port.
+	restoreDst bool
 
 	Stats *Stats
 }
@@ -121,7 +127,7 @@ func Compile(l *listenerv3.Listener, prev *Listener, env *Env) (*Listener, error
 		case "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector":
 			out.inspectHTTP = true
 		case "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst":
-			out.UseOriginalDst = true
+			out.restoreDst = true
 		default:
 			return nil, fmt.Errorf("%s: listener_filters[%d] (%s): type %q is not supported (supported: tls_inspector, http_inspector, original_dst)", f, i, lf.GetName(), tu)
 		}
@@ -238,6 +244,7 @@ type running struct {
 	ln   net.Listener
 	cur  atomic.Pointer[Listener]
 	addr string
+	bind bool
 	done chan struct{}
 }
 
@@ -273,7 +280,11 @@ func (m *Manager) Reconcile(s *config.Snapshot) error {
 		l := r.Compiled.(*Listener)
 		seen[l.Name] = true
 		rn := m.running[l.Name]
-		if rn != nil && rn.addr == l.Addr && l.Bind {
+		// A listener that is not bound (only reached by use_original_dst hand-off)
+		// is swapped in place too: stopping and restarting an unchanged one
+		// would retire the very chains it goes on serving with, so every
+		// later config push left it closing each handed-off connection.
+		if rn != nil && rn.addr == l.Addr && rn.bind == l.Bind {
 			if old := rn.cur.Swap(l); old != l {
 				go old.retire(l)
 			}
@@ -283,7 +294,7 @@ func (m *Manager) Reconcile(s *config.Snapshot) error {
 			m.stop(rn)
 			delete(m.running, l.Name)
 		}
-		rn = &running{addr: l.Addr, done: make(chan struct{})}
+		rn = &running{addr: l.Addr, bind: l.Bind, done: make(chan struct{})}
 		rn.cur.Store(l)
 		l.start()
 		if l.Bind {
@@ -378,22 +389,30 @@ func (m *Manager) accept(rn *running) {
 			}
 			return
 		}
-		go m.serveConn(rn.cur.Load(), conn, false)
+		go m.serveConn(rn.cur.Load(), conn, nil)
 	}
 }
 
-// serveConn routes one accepted connection to its filter chain.
-func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff bool) {
+// serveConn routes one accepted connection to its filter chain. handedOff is
+// the original destination when another listener passed the connection on
+// (use_original_dst), nil for a connection accepted by l itself.
+func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPort) {
 	l.Stats.CxTotal.Add(1)
 	ci := &connInfo{}
 	ci.src = addrPort(conn.RemoteAddr())
 	ci.dst = addrPort(conn.LocalAddr())
-	if l.UseOriginalDst && m.env.OriginalDst != nil && !handedOff {
+	if handedOff != nil {
+		ci.dst = *handedOff
+	} else if (l.UseOriginalDst || l.restoreDst) && m.env.OriginalDst != nil {
 		if od, ok := m.env.OriginalDst(conn); ok {
 			ci.dst = od
-			if target := m.byAddr(od, l.Name); target != nil {
-				m.serveConn(target, conn, true)
-				return
+			// Only use_original_dst hands off (Envoy's rule); the original_dst
+			// listener filter just restores the destination for this listener.
+			if l.UseOriginalDst {
+				if target := m.byAddr(od, l.Name); target != nil {
+					m.serveConn(target, conn, &od)
+					return
+				}
 			}
 		}
 	}
