@@ -214,4 +214,61 @@ func TestDemo(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode == 200 && strings.Contains(string(b), "<title>Simple Bookstore App</title>"), resp.Status + ": " + string(b)
 	})
+
+	// Reviews 80/20 over v1 and v2: productpage's sidecar splits its calls.
+	b, err := os.ReadFile(filepath.Join(e.root, "..", "shared", "fixtures", "bookinfo", "networking", "virtual-service-reviews-80-20.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.apply("bookinfo", b)
+	// Before the rule reaches productpage's sidecar, v3 answers a third of
+	// the calls; 30 in a row without it happen by chance once in ~200,000.
+	streak := 0
+	e.waitFor("the reviews rule in productpage's sidecar (30 pages in a row without reviews-v3)", time.Minute, func() (bool, string) {
+		v, err := reviewsVersion(client, url)
+		switch {
+		case err != nil:
+			streak = 0
+			return false, err.Error()
+		case v == "v3":
+			streak = 0
+		default:
+			streak++
+		}
+		return streak >= 30, fmt.Sprintf("%d in a row, last %s", streak, v)
+	})
+	counts := map[string]int{}
+	for i := 0; i < 200; i++ {
+		v, err := reviewsVersion(client, url)
+		if err != nil {
+			t.Fatalf("product page %d of 200 with the 80/20 rule: %v", i+1, err)
+		}
+		counts[v]++
+	}
+	t.Logf("reviews versions over 200 product pages: %v", counts)
+	// 80/20 of 200 is 160/40, binomial sd ~5.7: 130..190 is over five sd either side.
+	if counts["v3"] != 0 || counts["v1"]+counts["v2"] != 200 || counts["v1"] < 130 || counts["v1"] > 190 {
+		t.Fatalf("reviews versions over 200 product pages: %v; want only v1 and v2, about 160/40", counts)
+	}
+}
+
+// reviewsVersion fetches the product page and returns the reviews version it
+// shows; a page that is not a 200 or shows an error is an error.
+func reviewsVersion(client *http.Client, url string) (string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	page := string(b)
+	if resp.StatusCode != 200 || strings.Contains(page, `class="error"`) {
+		return "", fmt.Errorf("%s: %s", resp.Status, page)
+	}
+	_, rest, ok := strings.Cut(page, `data-version="`)
+	v, _, ok2 := strings.Cut(rest, `"`)
+	if !ok || !ok2 || v == "" {
+		return "", fmt.Errorf("no reviews version on the page: %s", page)
+	}
+	return v, nil
 }
