@@ -250,25 +250,82 @@ func TestDemo(t *testing.T) {
 	if counts["v3"] != 0 || counts["v1"]+counts["v2"] != 200 || counts["v1"] < 130 || counts["v1"] > 190 {
 		t.Fatalf("reviews versions over 200 product pages: %v; want only v1 and v2, about 160/40", counts)
 	}
+
+	// The ratings abort for jason: reviews-v2 for jason shows the ratings
+	// fault, everyone else gets reviews-v3 with its stars.
+	for _, f := range []string{"virtual-service-reviews-jason-v2-v3.yaml", "virtual-service-ratings-test-abort.yaml"} {
+		b, err := os.ReadFile(filepath.Join(e.root, "..", "shared", "fixtures", "bookinfo", "networking", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.apply("bookinfo", b)
+	}
+	const fault = `<p class="rating-error">Ratings service is currently unavailable</p>`
+	check := func() error {
+		v, page, err := productPage(client, url, "jason")
+		if err != nil {
+			return fmt.Errorf("as jason: %w", err)
+		}
+		if v != "v2" || !strings.Contains(page, fault) || strings.Contains(page, `class="stars"`) {
+			return fmt.Errorf("as jason: reviews-%s, want reviews-v2 showing the ratings fault: %s", v, page)
+		}
+		v, page, err = productPage(client, url, "")
+		if err != nil {
+			return fmt.Errorf("anonymous: %w", err)
+		}
+		if v != "v3" || !strings.Contains(page, `class="stars" style="color: red"`) || strings.Contains(page, "rating-error") {
+			return fmt.Errorf("anonymous: reviews-%s, want reviews-v3 with red stars: %s", v, page)
+		}
+		return nil
+	}
+	streak = 0
+	e.waitFor("the jason rules in the sidecars (10 checks in a row)", time.Minute, func() (bool, string) {
+		if err := check(); err != nil {
+			streak = 0
+			return false, err.Error()
+		}
+		streak++
+		return streak >= 10, fmt.Sprintf("%d in a row", streak)
+	})
+	for i := 0; i < 20; i++ {
+		if err := check(); err != nil {
+			t.Fatalf("check %d of 20 with the ratings abort: %v", i+1, err)
+		}
+	}
 }
 
 // reviewsVersion fetches the product page and returns the reviews version it
 // shows; a page that is not a 200 or shows an error is an error.
 func reviewsVersion(client *http.Client, url string) (string, error) {
-	resp, err := client.Get(url)
+	v, _, err := productPage(client, url, "")
+	return v, err
+}
+
+// productPage fetches the product page, as user when not empty (Bookinfo's
+// end-user header), and returns the reviews version it shows and the page.
+// A page that is not a 200 or fails to show details or reviews is an error.
+func productPage(client *http.Client, url, user string) (string, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	if user != "" {
+		req.Header.Set("end-user", user)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", "", err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	page := string(b)
 	if resp.StatusCode != 200 || strings.Contains(page, `class="error"`) {
-		return "", fmt.Errorf("%s: %s", resp.Status, page)
+		return "", page, fmt.Errorf("%s: %s", resp.Status, page)
 	}
 	_, rest, ok := strings.Cut(page, `data-version="`)
 	v, _, ok2 := strings.Cut(rest, `"`)
 	if !ok || !ok2 || v == "" {
-		return "", fmt.Errorf("no reviews version on the page: %s", page)
+		return "", page, fmt.Errorf("no reviews version on the page: %s", page)
 	}
-	return v, nil
+	return v, page, nil
 }
