@@ -220,8 +220,9 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 func (l *Listener) SameConfig(m *listenerv3.Listener) bool { return proto.Equal(l.Proto, m) }
 
 func (l *Listener) selectChain(ci *connInfo) *chain {
+	cands := narrowChains(l.chains, ci)
 	var best *chain
-	for _, c := range l.chains {
+	for _, c := range cands {
 		if c.match.matches(ci) && (best == nil || c.match.score > best.match.score) {
 			best = c
 		}
@@ -230,6 +231,24 @@ func (l *Listener) selectChain(ci *connInfo) *chain {
 		return l.def
 	}
 	return best
+}
+
+// narrowChains applies Envoy's rule for the destination port, the first
+// criterion: when some chain names the connection's port, only those are
+// candidates, and a chain without a port is not a fallback for them. So a
+// STRICT inbound port (a TLS chain only) refuses plaintext instead of the
+// catch-all passthrough chain quietly serving it past mTLS.
+func narrowChains(chains []*chain, ci *connInfo) []*chain {
+	var exact []*chain
+	for _, c := range chains {
+		if c.match.port != 0 && c.match.port == uint32(ci.dst.Port()) {
+			exact = append(exact, c)
+		}
+	}
+	if len(exact) > 0 {
+		return exact
+	}
+	return chains
 }
 
 // Manager keeps bound listeners in step with the configuration.
