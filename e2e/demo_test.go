@@ -292,6 +292,34 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("check %d of 20 with the ratings abort: %v", i+1, err)
 		}
 	}
+
+	// mTLS between sidecars: with STRICT PeerAuthentication a plaintext
+	// request straight to productpage's pod is refused, while the page
+	// through the gateway (mTLS all the way) still works.
+	pp, err := e.cs.CoreV1().Pods("bookinfo").List(ctx, metav1.ListOptions{LabelSelector: "app=productpage"})
+	if err != nil || len(pp.Items) != 1 {
+		t.Fatalf("productpage pod: %v (%d found)", err, len(pp.Items))
+	}
+	direct := "http://" + pp.Items[0].Status.PodIP + ":9080/productpage"
+	if _, _, err := productPage(client, direct, ""); err != nil {
+		t.Fatalf("plaintext to productpage's pod before STRICT (PERMISSIVE takes it): %v", err)
+	}
+	e.apply("bookinfo", []byte("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\nspec:\n  mtls:\n    mode: STRICT\n"))
+	e.waitFor("plaintext to productpage's pod refused under STRICT", time.Minute, func() (bool, string) {
+		_, page, err := productPage(client, direct, "")
+		if err == nil {
+			return false, "plaintext still served: " + page[:min(len(page), 200)]
+		}
+		return true, ""
+	})
+	for i := 0; i < 20; i++ {
+		if _, _, err := productPage(client, url, ""); err != nil {
+			t.Fatalf("product page %d of 20 through the gateway under STRICT: %v", i+1, err)
+		}
+		if _, page, err := productPage(client, direct, ""); err == nil {
+			t.Fatalf("plaintext %d of 20 to productpage's pod under STRICT was served: %s", i+1, page)
+		}
+	}
 }
 
 // reviewsVersion fetches the product page and returns the reviews version it
