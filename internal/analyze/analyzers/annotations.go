@@ -55,6 +55,7 @@ var knownAnnotations = func() map[string]annotationInfo {
 	m[analyze.SuppressAnnotation] = annotationInfo{}
 	m[AppRetriesAnnotation] = annotationInfo{kinds: map[string]bool{"Pod": true}}
 	m[PodInjectLabel] = annotationInfo{kinds: map[string]bool{"Pod": true}}
+	m[PodStatusAnnotation] = annotationInfo{kinds: map[string]bool{"Pod": true}}
 	return m
 }()
 

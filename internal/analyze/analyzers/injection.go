@@ -23,6 +23,8 @@ const (
 	RevisionLabel       = "mesh.io/rev"
 	IstioRevisionLabel  = "istio.io/rev"
 	PodInjectLabel      = "sidecar.mesh.io/inject"
+	// PodStatusAnnotation records what the injector added to a pod.
+	PodStatusAnnotation = "sidecar.mesh.io/status"
 	IstioPodInject      = "sidecar.istio.io/inject"
 )
 
