@@ -227,22 +227,7 @@ func (c *Client) runSotW(ctx context.Context) error {
 		}
 		return nil
 	}
-	recv := make(chan *discoveryv3.DiscoveryResponse)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case recv <- resp:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	recv, recvErr := pump(ctx, stream.Recv)
 	held := map[string]*discoveryv3.DiscoveryResponse{}
 	var heldSince time.Time
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -379,22 +364,7 @@ func (c *Client) runDelta(ctx context.Context) error {
 		}
 		return nil
 	}
-	recv := make(chan *discoveryv3.DeltaDiscoveryResponse)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case recv <- resp:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	recv, recvErr := pump(ctx, stream.Recv)
 	// Deltas are incremental, so held ones are kept in order, not superseded.
 	var held []*discoveryv3.DeltaDiscoveryResponse
 	var heldSince time.Time
@@ -463,4 +433,26 @@ func diff(old, cur []string) (add, remove []string) {
 		}
 	}
 	return add, remove
+}
+
+// pump moves a stream's responses onto a channel so the caller can select on
+// them beside its other events; the first receive error ends it.
+func pump[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
+	out := make(chan T)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case out <- resp:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errc
 }
