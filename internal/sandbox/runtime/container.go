@@ -70,6 +70,7 @@ type procState struct {
 	spec     corev1.Container
 	init     bool
 	cmd      *exec.Cmd
+	pid      int // of the last process started; the container's binary once the exec chain is through
 	done     chan struct{}
 	started  time.Time
 	exitCode int
@@ -84,15 +85,14 @@ type procState struct {
 
 func (s *procState) status(image string) corev1.ContainerStatus {
 	st := corev1.ContainerStatus{Name: s.spec.Name, Image: s.spec.Image, ImageID: image,
-		ContainerID: "sandbox://" + s.spec.Name, Ready: s.ready, RestartCount: s.restarts}
+		ContainerID: containerID(s.pid), Ready: s.ready, RestartCount: s.restarts}
 	started := s.running
 	st.Started = &started
 	switch {
 	case s.running:
 		st.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(s.started)}
 	case !s.finished.IsZero() && s.waiting == "":
-		st.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: int32(s.exitCode), Reason: exitReason(s.exitCode),
-			StartedAt: metav1.NewTime(s.started), FinishedAt: metav1.NewTime(s.finished)}
+		st.State.Terminated = s.terminated()
 	default:
 		reason := s.waiting
 		if reason == "" {
@@ -102,11 +102,39 @@ func (s *procState) status(image string) corev1.ContainerStatus {
 			reason = "PodInitializing"
 		}
 		st.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: s.message}
+		st.ContainerID = "" // no process now; the last one is in lastState
 	}
 	if s.lastTerm != nil {
 		st.LastTerminationState.Terminated = s.lastTerm
 	}
 	return st
+}
+
+// terminated describes the container's last exit.
+func (s *procState) terminated() *corev1.ContainerStateTerminated {
+	return &corev1.ContainerStateTerminated{ExitCode: int32(s.exitCode), Reason: exitReason(s.exitCode),
+		StartedAt: metav1.NewTime(s.started), FinishedAt: metav1.NewTime(s.finished), ContainerID: containerID(s.pid)}
+}
+
+// containerID names a container by the host PID of its process, so that
+// whoever reads the pod's status can find it (`kill`, /proc/<pid>, nsenter);
+// it changes with every restart, as a real runtime's IDs do.
+func containerID(pid int) string {
+	if pid == 0 {
+		return ""
+	}
+	return "sandbox://" + strconv.Itoa(pid)
+}
+
+// PIDFromContainerID returns the host PID a runtime pod's containerID
+// (sandbox://<pid>) names.
+func PIDFromContainerID(id string) (int, error) {
+	rest, ok := strings.CutPrefix(id, "sandbox://")
+	pid, err := strconv.Atoi(rest)
+	if !ok || err != nil || pid <= 0 {
+		return 0, fmt.Errorf("container ID %q: want sandbox://<pid>, as the sandbox runtime reports it", id)
+	}
+	return pid, nil
 }
 
 func exitReason(code int) string {

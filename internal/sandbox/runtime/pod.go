@@ -204,7 +204,7 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 	}
 	done := make(chan struct{})
 	w.mu.Lock()
-	s.cmd, s.done, s.running, s.started, s.waiting, s.message = cmd, done, true, time.Now(), "", ""
+	s.cmd, s.pid, s.done, s.running, s.started, s.waiting, s.message = cmd, cmd.Process.Pid, done, true, time.Now(), "", ""
 	w.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -274,8 +274,7 @@ func (w *podWorker) runInit(ctx context.Context, s *procState) bool {
 			return true
 		}
 		w.mu.Lock()
-		s.lastTerm = &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: "Error",
-			StartedAt: metav1.NewTime(s.started), FinishedAt: metav1.NewTime(s.finished)}
+		s.lastTerm = s.terminated()
 		if w.pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
 			w.phase = corev1.PodFailed
 			w.mu.Unlock()
@@ -322,8 +321,7 @@ func (w *podWorker) supervise(ctx context.Context, s *procState) {
 		policy := w.pod.Spec.RestartPolicy
 		restart := policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && code != 0)
 		if restart {
-			s.lastTerm = &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: exitReason(code),
-				StartedAt: metav1.NewTime(s.started), FinishedAt: metav1.NewTime(s.finished)}
+			s.lastTerm = s.terminated()
 			s.restarts++
 			s.waiting, s.message = "CrashLoopBackOff", fmt.Sprintf("exited with %d; restarting", code)
 		}

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -245,6 +247,10 @@ func TestOtherImagesStayWithKwok(t *testing.T) {
 	}
 }
 
+// TestContainerRestartsAfterExit: the process named by the container's
+// containerID is killed; the pod reports the container down and not Ready,
+// then restarted (restartCount, lastState with the old process) in the same
+// network namespace with the same IP, answering again.
 func TestContainerRestartsAfterExit(t *testing.T) {
 	_, cs := startRuntime(t)
 	ns := namespace(t, cs)
@@ -254,24 +260,81 @@ func TestContainerRestartsAfterExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod = waitPod(t, cs, ns, pod.Name, "Ready", ready)
-	pids := processesOf(pod.Name)
-	if len(pids) != 1 {
-		t.Fatalf("processes of the pod: %v", pids)
-	}
-	if err := exec.Command("kill", "-KILL", pids[0]).Run(); err != nil {
+	oldID := pod.Status.ContainerStatuses[0].ContainerID
+	pid, err := runtime.PIDFromContainerID(oldID)
+	if err != nil {
 		t.Fatal(err)
 	}
-	pod = waitPod(t, cs, ns, pod.Name, "restarted and Ready", func(p *corev1.Pod) bool {
-		return ready(p) && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount == 1
-	})
-	if lt := pod.Status.ContainerStatuses[0].LastTerminationState.Terminated; lt == nil || lt.ExitCode != 137 {
-		t.Errorf("last termination = %+v, want exit code 137 (SIGKILL)", lt)
+	if pids := processesOf(pod.Name); len(pids) != 1 || pids[0] != strconv.Itoa(pid) {
+		t.Fatalf("containerID %s, but the pod's processes are %v", oldID, pids)
+	}
+	w, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + pod.Name, ResourceVersion: pod.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Every status the runtime sends is seen here, so the down state cannot slip by between polls.
+	sawDown := false
+	timeout := time.After(60 * time.Second)
+	for !ready(pod) || pod.Status.ContainerStatuses[0].RestartCount == 0 {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("watch closed before the container came back")
+			}
+			p, isPod := ev.Object.(*corev1.Pod)
+			if !isPod {
+				t.Fatalf("watch event %s: %v", ev.Type, ev.Object)
+			}
+			pod = p
+			st := pod.Status.ContainerStatuses[0]
+			if st.State.Running == nil {
+				sawDown = true
+				if st.Ready || ready(pod) || st.ContainerID != "" {
+					t.Errorf("container down (%+v) but ready=%v, pod Ready=%v, containerID=%q", st.State, st.Ready, ready(pod), st.ContainerID)
+				}
+			}
+		case <-timeout:
+			st, _ := json.MarshalIndent(pod.Status, "", "  ")
+			t.Fatalf("not restarted and Ready in 60 s:\n%s", st)
+		}
+	}
+	if !sawDown {
+		t.Error("no status showed the container down between the kill and the restart")
+	}
+	st := pod.Status.ContainerStatuses[0]
+	if st.RestartCount != 1 {
+		t.Errorf("restartCount = %d, want 1", st.RestartCount)
+	}
+	if lt := st.LastTerminationState.Terminated; lt == nil || lt.ExitCode != 137 || lt.ContainerID != oldID {
+		t.Errorf("last termination = %+v, want exit code 137 (SIGKILL) of %s", lt, oldID)
+	}
+	newPID, err := runtime.PIDFromContainerID(st.ContainerID)
+	if err != nil || newPID == pid {
+		t.Errorf("containerID after the restart = %q (%v), want the new process, not %d", st.ContainerID, err, pid)
+	}
+	if pids := processesOf(pod.Name); len(pids) != 1 || pids[0] != strconv.Itoa(newPID) {
+		t.Errorf("containerID %s after the restart, but the pod's processes are %v", st.ContainerID, pids)
 	}
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://%s:9080/details/0", pod.Status.PodIP))
 	if err != nil {
-		t.Fatalf("restarted container does not answer: %v", err)
+		t.Fatalf("restarted container does not answer at the same pod IP %s: %v", pod.Status.PodIP, err)
 	}
 	resp.Body.Close()
+}
+
+func TestPIDFromContainerID(t *testing.T) {
+	if pid, err := runtime.PIDFromContainerID("sandbox://4242"); err != nil || pid != 4242 {
+		t.Errorf("sandbox://4242 = %d, %v", pid, err)
+	}
+	for _, bad := range []string{"", "sandbox://", "sandbox://0", "sandbox://-3", "containerd://4242", "sandbox://12x"} {
+		if _, err := runtime.PIDFromContainerID(bad); err == nil || !strings.Contains(err.Error(), "sandbox://<pid>") {
+			t.Errorf("%q: err = %v, want one naming the sandbox://<pid> form", bad, err)
+		}
+	}
 }
 
 // TestServicesTokensAndAPIServerFromPods: a pod reaches another through its
