@@ -94,6 +94,8 @@ func (r *Runtime) updateNodeStatus(ctx context.Context) error {
 		node.Status.NodeInfo = corev1.NodeSystemInfo{KubeletVersion: "sandbox-runtime", OperatingSystem: "linux", Architecture: "amd64",
 			ContainerRuntimeVersion: "sandbox://local-processes"}
 	}
+	// The API server sends logs, port-forward and exec for this node's pods here.
+	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(r.kubeletPort)
 	for i := range node.Status.Conditions {
 		if node.Status.Conditions[i].Type == corev1.NodeReady {
 			node.Status.Conditions[i].LastHeartbeatTime = hb

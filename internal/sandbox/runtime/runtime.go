@@ -65,8 +65,11 @@ type Runtime struct {
 	logDir     string
 	ownsLogDir bool
 	webhookSrv *http.Server
-	podsDir    string
-	svc        *services
+	kubeletSrv *http.Server
+	// kubeletPort serves the node's kubelet API (logs, port-forward, exec).
+	kubeletPort int
+	podsDir     string
+	svc         *services
 
 	netMu sync.Mutex
 	net   *network
@@ -154,6 +157,10 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 		return nil, fmt.Errorf("sandbox runtime: %w", err)
 	}
 	r.startServices(bg)
+	if err := r.startKubelet(o); err != nil {
+		r.Stop()
+		return nil, fmt.Errorf("sandbox runtime: %w", err)
+	}
 	r.node = fmt.Sprintf("sandbox-runtime-%d", r.net.subnet)
 	if err := r.registerNode(ctx); err != nil {
 		r.Stop()
@@ -291,6 +298,9 @@ func (r *Runtime) Stop() error {
 		}
 		if r.cancel != nil {
 			r.cancel()
+		}
+		if r.kubeletSrv != nil {
+			r.kubeletSrv.Close()
 		}
 		r.mu.Lock()
 		var uids []types.UID
