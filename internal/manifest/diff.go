@@ -2,20 +2,15 @@ package manifest
 
 import (
 	"fmt"
-	"reflect"
 	"sort"
-	"strconv"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"mesh.dev/mesh/internal/treediff"
 )
 
 // FieldChange is one field that differs between two values.
-type FieldChange struct {
-	Path string `json:"path"`
-	// Old is absent (nil) when the field was added, New when it was removed.
-	Old any `json:"old,omitempty"`
-	New any `json:"new,omitempty"`
-}
+type FieldChange = treediff.Change
 
 // ObjectChange is one object present in both manifests with different content.
 type ObjectChange struct {
@@ -76,138 +71,6 @@ func Compare(a, b []*unstructured.Unstructured) (*Diff, error) {
 	return d, nil
 }
 
-// Values lists the fields that differ between two generic values, with
-// dotted paths; lists of named maps are matched by name ([name:x]), other
-// lists by position.
-func Values(a, b any) []FieldChange {
-	var out []FieldChange
-	diffAt("", a, b, &out)
-	return out
-}
-
-func diffAt(path string, a, b any, out *[]FieldChange) {
-	am, aIsMap := a.(map[string]any)
-	bm, bIsMap := b.(map[string]any)
-	if aIsMap && bIsMap {
-		keys := make([]string, 0, len(am)+len(bm))
-		for k := range am {
-			keys = append(keys, k)
-		}
-		for k := range bm {
-			if _, ok := am[k]; !ok {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			av, aok := am[k]
-			bv, bok := bm[k]
-			p := join(path, k)
-			switch {
-			case !aok:
-				*out = append(*out, FieldChange{Path: p, New: bv})
-			case !bok:
-				*out = append(*out, FieldChange{Path: p, Old: av})
-			default:
-				diffAt(p, av, bv, out)
-			}
-		}
-		return
-	}
-	al, aIsList := a.([]any)
-	bl, bIsList := b.([]any)
-	if aIsList && bIsList {
-		if named(al) && named(bl) {
-			diffNamed(path, al, bl, out)
-			return
-		}
-		for i := 0; i < max(len(al), len(bl)); i++ {
-			p := path + "[" + strconv.Itoa(i) + "]"
-			switch {
-			case i >= len(al):
-				*out = append(*out, FieldChange{Path: p, New: bl[i]})
-			case i >= len(bl):
-				*out = append(*out, FieldChange{Path: p, Old: al[i]})
-			default:
-				diffAt(p, al[i], bl[i], out)
-			}
-		}
-		return
-	}
-	if !equalScalar(a, b) {
-		*out = append(*out, FieldChange{Path: path, Old: a, New: b})
-	}
-}
-
-func diffNamed(path string, a, b []any, out *[]FieldChange) {
-	bi := map[string]any{}
-	for _, e := range b {
-		bi[e.(map[string]any)["name"].(string)] = e
-	}
-	seen := map[string]bool{}
-	for _, e := range a {
-		name := e.(map[string]any)["name"].(string)
-		seen[name] = true
-		p := path + "[name:" + name + "]"
-		if other, ok := bi[name]; ok {
-			diffAt(p, e, other, out)
-		} else {
-			*out = append(*out, FieldChange{Path: p, Old: e})
-		}
-	}
-	for _, e := range b {
-		name := e.(map[string]any)["name"].(string)
-		if !seen[name] {
-			*out = append(*out, FieldChange{Path: path + "[name:" + name + "]", New: e})
-		}
-	}
-}
-
-func named(l []any) bool {
-	if len(l) == 0 {
-		return false
-	}
-	seen := map[string]bool{}
-	for _, e := range l {
-		m, ok := e.(map[string]any)
-		if !ok {
-			return false
-		}
-		n, ok := m["name"].(string)
-		if !ok || seen[n] {
-			return false
-		}
-		seen[n] = true
-	}
-	return true
-}
-
-// equalScalar compares leaves, treating 1 and 1.0 as equal since YAML
-// decoders disagree on which one a number is.
-func equalScalar(a, b any) bool {
-	if fa, ok := number(a); ok {
-		if fb, ok := number(b); ok {
-			return fa == fb
-		}
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func number(v any) (float64, bool) {
-	switch t := v.(type) {
-	case int:
-		return float64(t), true
-	case int64:
-		return float64(t), true
-	case float64:
-		return t, true
-	}
-	return 0, false
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
+// Values lists the fields that differ between two generic values, in
+// treediff's path notation.
+func Values(a, b any) []FieldChange { return treediff.Compare(a, b) }

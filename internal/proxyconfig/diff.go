@@ -3,13 +3,12 @@ package proxyconfig
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"sort"
-	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"mesh.dev/mesh/internal/configdump"
+	"mesh.dev/mesh/internal/treediff"
 )
 
 // Change classes in a Diff.
@@ -19,13 +18,8 @@ const (
 	Changed = "changed"
 )
 
-// FieldChange is one differing field of a changed resource. Old or New is
-// nil when the field exists on one side only.
-type FieldChange struct {
-	Path string `json:"path"`
-	Old  any    `json:"old,omitempty"`
-	New  any    `json:"new,omitempty"`
-}
+// FieldChange is one differing field of a changed resource.
+type FieldChange = treediff.Change
 
 // ResourceDiff is one resource that differs between two dumps.
 type ResourceDiff struct {
@@ -123,9 +117,7 @@ func Compare(a, b *configdump.Dump) (Diff, error) {
 		case ea == nil:
 			d.Resources = append(d.Resources, ResourceDiff{Kind: eb.kind, Name: eb.name, Change: Added})
 		default:
-			var fields []FieldChange
-			walkDiff("", ea.value, eb.value, &fields)
-			if len(fields) > 0 {
+			if fields := treediff.Compare(ea.value, eb.value); len(fields) > 0 {
 				d.Resources = append(d.Resources, ResourceDiff{Kind: ea.kind, Name: ea.name, Change: Changed, Fields: fields})
 			}
 		}
@@ -157,135 +149,4 @@ func sortedKeys(maps ...map[string]*entry) []string {
 		return keys[i] < keys[j]
 	})
 	return keys
-}
-
-// walkDiff records the leaf-most fields where a and b differ.
-func walkDiff(path string, a, b any, out *[]FieldChange) {
-	switch ta := a.(type) {
-	case map[string]any:
-		tb, ok := b.(map[string]any)
-		if !ok {
-			break
-		}
-		keys := map[string]bool{}
-		for k := range ta {
-			keys[k] = true
-		}
-		for k := range tb {
-			keys[k] = true
-		}
-		sorted := make([]string, 0, len(keys))
-		for k := range keys {
-			sorted = append(sorted, k)
-		}
-		sort.Strings(sorted)
-		for _, k := range sorted {
-			va, ina := ta[k]
-			vb, inb := tb[k]
-			p := joinPath(path, k)
-			switch {
-			case !ina:
-				*out = append(*out, FieldChange{Path: p, New: vb})
-			case !inb:
-				*out = append(*out, FieldChange{Path: p, Old: va})
-			default:
-				walkDiff(p, va, vb, out)
-			}
-		}
-		return
-	case []any:
-		tb, ok := b.([]any)
-		if !ok {
-			break
-		}
-		if byName(ta) && byName(tb) {
-			walkNamedList(path, ta, tb, out)
-			return
-		}
-		for i := 0; i < max(len(ta), len(tb)); i++ {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			switch {
-			case i >= len(tb):
-				*out = append(*out, FieldChange{Path: p, Old: ta[i]})
-			case i >= len(ta):
-				*out = append(*out, FieldChange{Path: p, New: tb[i]})
-			default:
-				walkDiff(p, ta[i], tb[i], out)
-			}
-		}
-		return
-	}
-	if !reflect.DeepEqual(a, b) {
-		*out = append(*out, FieldChange{Path: orDot(path), Old: a, New: b})
-	}
-}
-
-// byName reports whether every element is an object with a distinct "name",
-// so elements are matched by name and a reordering is not a change.
-func byName(l []any) bool {
-	if len(l) == 0 {
-		return false
-	}
-	seen := map[string]bool{}
-	for _, e := range l {
-		m, ok := e.(map[string]any)
-		if !ok {
-			return false
-		}
-		n, ok := m["name"].(string)
-		if !ok || seen[n] {
-			return false
-		}
-		seen[n] = true
-	}
-	return true
-}
-
-func walkNamedList(path string, a, b []any, out *[]FieldChange) {
-	index := func(l []any) map[string]any {
-		m := map[string]any{}
-		for _, e := range l {
-			m[e.(map[string]any)["name"].(string)] = e
-		}
-		return m
-	}
-	ia, ib := index(a), index(b)
-	var names []string
-	for _, e := range a {
-		names = append(names, e.(map[string]any)["name"].(string))
-	}
-	for _, e := range b {
-		if n := e.(map[string]any)["name"].(string); ia[n] == nil {
-			names = append(names, n)
-		}
-	}
-	for _, n := range names {
-		p := fmt.Sprintf("%s[name=%s]", path, n)
-		switch {
-		case ib[n] == nil:
-			*out = append(*out, FieldChange{Path: p, Old: ia[n]})
-		case ia[n] == nil:
-			*out = append(*out, FieldChange{Path: p, New: ib[n]})
-		default:
-			walkDiff(p, ia[n], ib[n], out)
-		}
-	}
-}
-
-func joinPath(path, key string) string {
-	if strings.ContainsAny(key, ".[]") || key == "" {
-		key = fmt.Sprintf("[%q]", key)
-		return path + key
-	}
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func orDot(p string) string {
-	if p == "" {
-		return "."
-	}
-	return p
 }

@@ -118,17 +118,3 @@ func TestCompare(t *testing.T) {
 		t.Errorf("reverse: %+v", d.Resources)
 	}
 }
-
-func TestWalkDiffPaths(t *testing.T) {
-	a := map[string]any{"name": "c", "lb": "RR", "chains": []any{map[string]any{"name": "x", "port": 1.0}, map[string]any{"name": "y"}}, "list": []any{1.0, 2.0}}
-	b := map[string]any{"name": "c", "lb": "LR", "chains": []any{map[string]any{"name": "y"}, map[string]any{"name": "x", "port": 2.0}}, "list": []any{1.0}, "new": true}
-	var out []FieldChange
-	walkDiff("", a, b, &out)
-	var got []string
-	for _, f := range out {
-		got = append(got, f.Path)
-	}
-	if strings.Join(got, " ") != "chains[name=x].port lb list[1] new" {
-		t.Errorf("paths: %v", got)
-	}
-}
