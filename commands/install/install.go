@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,11 +24,7 @@ import (
 type Options struct {
 	*cli.Context
 	Source
-	Yes              bool
-	DryRun           bool
-	Wait             bool
-	ReadinessTimeout time.Duration
-	Output           string
+	Apply
 
 	client *kube.Client
 }
@@ -59,17 +54,8 @@ again changes nothing; objects a new rendering no longer has are pruned.`,
 		},
 	}
 	o.Source.AddFlags(cmd.Flags())
-	AddApplyFlags(cmd, &o.Yes, &o.DryRun, &o.Wait, &o.ReadinessTimeout, &o.Output)
+	o.Apply.AddFlags(cmd.Flags())
 	return cmd
-}
-
-// AddApplyFlags binds the flags install and upgrade share.
-func AddApplyFlags(cmd *cobra.Command, yes, dryRun, wait *bool, timeout *time.Duration, output *string) {
-	cmd.Flags().BoolVarP(yes, "skip-confirmation", "y", false, "do not ask for confirmation")
-	cmd.Flags().BoolVar(dryRun, "dry-run", false, "send every change as a server-side dry run: show what would change, change nothing")
-	cmd.Flags().BoolVar(wait, "wait", true, "wait for each component to be ready before the next")
-	cmd.Flags().DurationVar(timeout, "readiness-timeout", 5*time.Minute, "how long to wait for a component to be ready")
-	cmd.Flags().StringVarP(output, "output", "o", "", "print the result as json or yaml")
 }
 
 // Complete renders the mesh.
@@ -81,38 +67,20 @@ func (o *Options) Complete() error {
 }
 
 // Validate checks flags before anything touches the cluster.
-func (o *Options) Validate() error {
-	if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-		return err
-	}
-	if o.ReadinessTimeout <= 0 {
-		return cli.Usagef("--readiness-timeout must be positive, got %s", o.ReadinessTimeout)
-	}
-	if !o.Yes && !o.DryRun && !cli.IsTerminal(o.In) {
-		return NeedYes()
-	}
-	return nil
-}
+func (o *Options) Validate() error { return o.Apply.Validate(o.In) }
 
 // Run installs.
 func (o *Options) Run(parent context.Context) error {
-	ctx, stop := SignalContext(parent)
-	defer stop()
-	c, err := kube.FromCLI(o.Context)
-	if err != nil {
-		return err
-	}
-	o.client = c
-	progressOut := o.Out
-	if o.Output != "" {
-		progressOut = o.ErrOut
-	}
 	for _, w := range o.Warnings {
 		fmt.Fprintf(o.ErrOut, "%s %s\n", o.ErrColors().Warn("warning:"), w)
 	}
-	if _, err := o.client.ServerVersion(ctx); err != nil {
+	ctx, stop, c, err := Connect(parent, o.Context)
+	if err != nil {
 		return err
 	}
+	defer stop()
+	o.client = c
+	progressOut := o.ProgressOut(o.Context)
 	ns, err := o.Manifest.Namespace()
 	if err != nil {
 		return err

@@ -19,13 +19,10 @@ import (
 // Options are the flags of `mesh uninstall`.
 type Options struct {
 	*cli.Context
+	installcmd.Change
 	Revision string
 	Purge    bool
-	Yes      bool
-	DryRun   bool
-	Wait     bool
 	Timeout  time.Duration
-	Output   string
 
 	client *kube.Client
 }
@@ -56,11 +53,9 @@ user resources it is about to delete before it asks.`,
 	}
 	cmd.Flags().StringVar(&o.Revision, "revision", "", "the control plane revision to remove (default: the default revision)")
 	cmd.Flags().BoolVar(&o.Purge, "purge", false, "also delete all user configuration of the mesh's CRDs, and the CRDs")
-	cmd.Flags().BoolVarP(&o.Yes, "skip-confirmation", "y", false, "do not ask for confirmation")
-	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "show what would be deleted, delete nothing")
-	cmd.Flags().BoolVar(&o.Wait, "wait", true, "wait until the namespace (and with --purge the CRDs) are gone")
+	o.Change.AddFlags(cmd.Flags(), "show what would be deleted, delete nothing",
+		"wait until the namespace (and with --purge the CRDs) are gone")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for deletions")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "print the result as json or yaml")
 	return cmd
 }
 
@@ -70,32 +65,17 @@ func (o *Options) Complete() error {
 }
 
 // Validate checks flags before anything touches the cluster.
-func (o *Options) Validate() error {
-	if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-		return err
-	}
-	if !o.Yes && !o.DryRun && !cli.IsTerminal(o.In) {
-		return installcmd.NeedYes()
-	}
-	return nil
-}
+func (o *Options) Validate() error { return o.Change.Validate(o.In) }
 
 // Run plans the uninstall, asks, and deletes.
 func (o *Options) Run(parent context.Context) error {
-	ctx, stop := installcmd.SignalContext(parent)
-	defer stop()
-	c, err := kube.FromCLI(o.Context)
+	ctx, stop, c, err := installcmd.Connect(parent, o.Context)
 	if err != nil {
 		return err
 	}
+	defer stop()
 	o.client = c
-	out := o.Out
-	if o.Output != "" {
-		out = o.ErrOut
-	}
-	if _, err := o.client.ServerVersion(ctx); err != nil {
-		return err
-	}
+	out := o.ProgressOut(o.Context)
 	u := &install.Uninstaller{Client: o.client, Revision: o.Revision, Purge: o.Purge, DryRun: o.DryRun, Wait: o.Wait, Timeout: o.Timeout}
 	plan, err := u.Plan(ctx)
 	if err != nil {

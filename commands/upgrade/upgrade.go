@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,12 +22,8 @@ import (
 type Options struct {
 	*cli.Context
 	installcmd.Source
-	Yes              bool
-	DryRun           bool
-	Wait             bool
-	Force            bool
-	ReadinessTimeout time.Duration
-	Output           string
+	installcmd.Apply
+	Force bool
 
 	client *kube.Client
 }
@@ -59,7 +54,7 @@ the installed spec; with them it renders those instead.`,
 		},
 	}
 	o.Source.AddFlags(cmd.Flags())
-	installcmd.AddApplyFlags(cmd, &o.Yes, &o.DryRun, &o.Wait, &o.ReadinessTimeout, &o.Output)
+	o.Apply.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&o.Force, "force", false, "allow a downgrade or a skip of more than one minor version")
 	return cmd
 }
@@ -75,36 +70,18 @@ func (o *Options) Complete() error {
 }
 
 // Validate checks flags before anything touches the cluster.
-func (o *Options) Validate() error {
-	if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-		return err
-	}
-	if o.ReadinessTimeout <= 0 {
-		return cli.Usagef("--readiness-timeout must be positive, got %s", o.ReadinessTimeout)
-	}
-	if !o.Yes && !o.DryRun && !cli.IsTerminal(o.In) {
-		return installcmd.NeedYes()
-	}
-	return nil
-}
+func (o *Options) Validate() error { return o.Apply.Validate(o.In) }
 
 // Run shows the version change, prechecks, asks and installs.
 func (o *Options) Run(parent context.Context) error {
-	ctx, stop := installcmd.SignalContext(parent)
-	defer stop()
-	c, err := kube.FromCLI(o.Context)
+	ctx, stop, c, err := installcmd.Connect(parent, o.Context)
 	if err != nil {
 		return err
 	}
+	defer stop()
 	o.client = c
-	out := o.Out
-	if o.Output != "" {
-		out = o.ErrOut
-	}
+	out := o.ProgressOut(o.Context)
 	colors := cli.NewColors(out, o.Color)
-	if _, err := o.client.ServerVersion(ctx); err != nil {
-		return err
-	}
 	up := &install.Upgrader{Force: o.Force, Installer: install.Installer{
 		Client: o.client, Wait: o.Wait, ReadinessTimeout: o.ReadinessTimeout, DryRun: o.DryRun,
 	}}
