@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -207,6 +208,17 @@ func benchPilot(_ *Env) ([]Row, error) {
 	defer cancel()
 	const cds, eds, rds = 0, 1, 3
 
+	if path := os.Getenv("MESH_BENCH_PILOT_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	proxies := pilotProxies
 	if n, err := strconv.Atoi(os.Getenv("MESH_BENCH_PILOT_PROXIES")); err == nil && n > 0 {
 		proxies = n // for quick local runs; the report's figure is for 2,000

@@ -12,7 +12,6 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // DomainSuffix is the cluster DNS suffix services are named under.
@@ -151,6 +150,7 @@ type Snapshot struct {
 	Services []*Service // sorted by hostname
 
 	servicesByHost map[string]*Service
+	servicesByNS   map[string][]*Service // sorted by hostname
 	endpoints      map[string][]*Endpoint // by hostname, sorted
 	podsByIP       map[string]*corev1.Pod
 	pods           map[string]*corev1.Pod // ns/name
@@ -187,15 +187,26 @@ func (s *Snapshot) Namespace(name string) *corev1.Namespace { return s.namespace
 // services a workload with those labels serves.
 func (s *Snapshot) ServicesFor(ns string, lbls map[string]string) []*Service {
 	var out []*Service
-	for _, svc := range s.Services {
-		if svc.Namespace != ns || len(svc.Selector) == 0 || svc.MeshExternal {
+	for _, svc := range s.servicesByNS[ns] {
+		if len(svc.Selector) == 0 || svc.MeshExternal {
 			continue
 		}
-		if labels.SelectorFromSet(svc.Selector).Matches(labels.Set(lbls)) {
+		if selects(svc.Selector, lbls) {
 			out = append(out, svc)
 		}
 	}
 	return out
+}
+
+// selects is labels.SelectorFromSet(sel).Matches(lbls) without building a
+// selector: it runs once per proxy and service of its namespace on a push.
+func selects(sel, lbls map[string]string) bool {
+	for k, v := range sel {
+		if have, ok := lbls[k]; !ok || have != v {
+			return false
+		}
+	}
+	return true
 }
 
 // KubeHostname is the DNS name of Service name in namespace ns.
@@ -249,6 +260,10 @@ func Build(version uint64, in Input) *Snapshot {
 		}
 	}
 	sort.Slice(s.Services, func(i, j int) bool { return s.Services[i].Hostname < s.Services[j].Hostname })
+	s.servicesByNS = map[string][]*Service{}
+	for _, svc := range s.Services {
+		s.servicesByNS[svc.Namespace] = append(s.servicesByNS[svc.Namespace], svc)
+	}
 
 	for _, es := range in.EndpointSlices {
 		svc := kubeSvc[es.Namespace+"/"+es.Labels[discoveryv1.LabelServiceName]]

@@ -3,7 +3,6 @@ package xds
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
@@ -24,17 +23,7 @@ import (
 
 // Validate reports go-control-plane's ValidateAll verdict on every resource
 // (computed when the resource was generated), naming those that fail.
-func (r *Resources) Validate() error {
-	var errs []error
-	for _, t := range TypeURLs {
-		for _, it := range r.byType[t] {
-			if it.invalid != nil {
-				errs = append(errs, fmt.Errorf("%s %s: %w", ShortType(t), it.name, it.invalid))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
+func (r *Resources) Validate() error { return r.invalid }
 
 // ConfigDump renders the resources as Envoy's admin ConfigDump, as a proxy
 // that accepted them all would report it. Private keys are

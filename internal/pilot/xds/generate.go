@@ -1,7 +1,10 @@
 package xds
 
 import (
+	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"hash/fnv"
 	"sort"
 	"strconv"
@@ -41,10 +44,15 @@ type SecretSource interface {
 	WorkloadSecrets(namespace, serviceAccount string) ([]*tlsv3.Secret, error)
 }
 
-// Resources is everything pilot sends one proxy, by type URL.
+// Resources is everything pilot sends one proxy, by type URL. Proxies whose
+// config comes out the same (same scope, same inbound side) share one
+// Resources' items, versions and generations; only the identity and the
+// secrets are per proxy.
 type Resources struct {
 	byType   map[string][]*item
 	versions map[string]string
+	gens     view
+	invalid  error // ValidateAll failures, joined
 	// Clusters the proxy uses whose endpoints come over EDS, by service host:
 	// an endpoint change of one of these hosts concerns this proxy.
 	EndpointHosts map[string]bool
@@ -78,7 +86,10 @@ func (r *Resources) Version(typeURL string) string {
 	if v, ok := r.versions[typeURL]; ok {
 		return v
 	}
-	its := r.byType[typeURL]
+	return itemsVersion(r.byType[typeURL])
+}
+
+func itemsVersion(its []*item) string {
 	h := fnv.New64a()
 	var buf [8]byte
 	for _, it := range its {
@@ -88,26 +99,31 @@ func (r *Resources) Version(typeURL string) string {
 		}
 		_, _ = h.Write(buf[:])
 	}
-	v := strconv.FormatUint(h.Sum64(), 36)
-	if r.versions == nil {
-		r.versions = map[string]string{}
-	}
-	r.versions[typeURL] = v
-	return v
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 func (r *Resources) add(typeURL string, its ...*item) {
 	r.byType[typeURL] = append(r.byType[typeURL], its...)
 }
 
-// finish computes the type versions. Items are not sorted: generation adds
-// them in a deterministic order (services sorted by host, ports ascending),
-// which is all a stable version needs, and sorting 2,000 names per proxy per
-// push is a third of a push's cost.
+// finish computes the type versions, the served generations and the
+// validation verdict, once for all proxies sharing r. Items are not sorted:
+// generation adds them in a deterministic order (services sorted by host,
+// ports ascending), which is all a stable version needs.
 func (r *Resources) finish() {
-	for t := range r.byType {
-		r.Version(t)
+	r.versions = make(map[string]string, len(TypeURLs))
+	var errs []error
+	for i, t := range TypeURLs {
+		its := r.byType[t]
+		r.versions[t] = itemsVersion(its)
+		r.gens[i] = newTypeGen(t, r.versions[t], its)
+		for _, it := range its {
+			if it.invalid != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", ShortType(t), it.name, it.invalid))
+			}
+		}
 	}
+	r.invalid = errors.Join(errs...)
 }
 
 // workload is what pilot knows of the workload behind a proxy.
@@ -157,30 +173,81 @@ func (pc *PushContext) workloadFor(p *model.Proxy) *workload {
 }
 
 // Generate builds the resources for one proxy. secrets may be nil, in which
-// case no SDS resources are generated.
+// case no SDS resources are generated. Proxies with the same generator
+// inputs share what it returns, built once per push.
 func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resources, error) {
-	r := &Resources{byType: map[string][]*item{}, EndpointHosts: map[string]bool{}}
 	w := pc.workloadFor(p)
+	key, err := pc.groupKey(p, w)
+	if err != nil {
+		return nil, err
+	}
+	base := memo(&pc.mu, pc.groups, key, func() *Resources {
+		r := &Resources{byType: map[string][]*item{}, EndpointHosts: map[string]bool{}}
+		if p.Type == model.Router {
+			pc.gateway(r, w)
+		} else {
+			pc.sidecar(r, w)
+		}
+		r.finish()
+		return r
+	})
+	r := *base
 	r.Namespace, r.ServiceAccount = w.namespace, w.serviceAccount
+	if secrets == nil {
+		return &r, nil
+	}
+	ss, err := secrets.WorkloadSecrets(w.namespace, w.serviceAccount)
+	if err != nil {
+		return nil, fmt.Errorf("secrets for %s/%s: %w", w.namespace, w.serviceAccount, err)
+	}
+	its := make([]*item, 0, len(ss))
+	var errs []error
+	for _, s := range ss {
+		it := newItem(s.Name, s)
+		if it.invalid != nil {
+			errs = append(errs, fmt.Errorf("SDS %s: %w", it.name, it.invalid))
+		}
+		its = append(its, it)
+	}
+	r.byType = maps.Clone(base.byType)
+	r.byType[resourcev3.SecretType] = its
+	r.versions = maps.Clone(base.versions)
+	r.versions[resourcev3.SecretType] = itemsVersion(its)
+	r.gens[typeIndexOf(resourcev3.SecretType)] = newTypeGen(resourcev3.SecretType, r.versions[resourcev3.SecretType], its)
+	r.invalid = errors.Join(append([]error{base.invalid}, errs...)...)
+	return &r, nil
+}
+
+// groupKey names everything the generator reads about a proxy: proxies
+// with equal keys get equal config (apart from secrets), so it is built
+// once for all of them.
+func (pc *PushContext) groupKey(p *model.Proxy, w *workload) (string, error) {
+	var b strings.Builder
 	switch p.Type {
-	case model.SidecarProxy:
-		pc.sidecar(r, w)
 	case model.Router:
-		pc.gateway(r, w)
+		// Gateways select routers by labels.
+		b.WriteString("router|" + w.namespace + "|" + labelKey(w.labels))
+		return b.String(), nil
+	case model.SidecarProxy:
 	default:
-		return nil, fmt.Errorf("proxy %s: unknown type %q", p.ID, p.Type)
+		return "", fmt.Errorf("proxy %s: unknown type %q", p.ID, p.Type)
 	}
-	if secrets != nil {
-		ss, err := secrets.WorkloadSecrets(w.namespace, w.serviceAccount)
-		if err != nil {
-			return nil, fmt.Errorf("secrets for %s/%s: %w", w.namespace, w.serviceAccount, err)
-		}
-		for _, s := range ss {
-			r.add(resourcev3.SecretType, newItem(s.Name, s))
-		}
+	sc := pc.scopeFor(w.namespace, w.labels)
+	b.WriteString("sidecar|" + sc.key + "|" + w.namespace)
+	for _, ip := range inboundPorts(w.services, w.namedPorts) {
+		fmt.Fprintf(&b, "|%d/%s/%d", ip.port, ip.protocol, pc.mtlsMode(w.namespace, w.labels, ip.port))
 	}
-	r.finish()
-	return r, nil
+	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	for _, ap := range allow {
+		b.WriteString("|a:" + ap.Namespace + "/" + ap.Name)
+	}
+	for _, ap := range deny {
+		b.WriteString("|d:" + ap.Namespace + "/" + ap.Name)
+	}
+	if pc.sourceLabels {
+		b.WriteString("|l:" + labelKey(w.labels))
+	}
+	return b.String(), nil
 }
 
 // scopeResources are the outbound resources shared by every proxy of a scope.

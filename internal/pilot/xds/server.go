@@ -11,18 +11,16 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
-// Server keeps one go-control-plane snapshot per connected proxy up to date
-// with the model, and records what each proxy was sent and acknowledged.
+// Server keeps every connected proxy's view of the model up to date, and
+// records what each proxy was sent and acknowledged.
 type Server struct {
-	Cache   cachev3.SnapshotCache
+	cache   *viewCache
 	Secrets SecretSource // nil: no SDS
 	Metrics *Metrics     // nil: no metrics
 	Log     *slog.Logger
@@ -59,7 +57,7 @@ func NewServer(ctx context.Context, secrets SecretSource, metrics *Metrics, log 
 		log = slog.Default()
 	}
 	s := &Server{
-		Cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
+		cache:   newViewCache(),
 		Secrets: secrets,
 		Metrics: metrics,
 		Log:     log,
@@ -67,7 +65,7 @@ func NewServer(ctx context.Context, secrets SecretSource, metrics *Metrics, log 
 		streams: map[int64]string{},
 		ready:   make(chan struct{}),
 	}
-	s.xds = serverv3.NewServer(ctx, s.Cache, s.callbacks())
+	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
 }
 
@@ -184,35 +182,12 @@ func (s *Server) push(pc *PushContext, ps *proxyState, start time.Time) (bool, e
 		}
 	}
 	ps.res = res
+	if changed {
+		// Under ps.mu so two pushes to one proxy cannot install out of order.
+		s.cache.setView(ps.proxy.ID, res.gens)
+	}
 	ps.mu.Unlock()
-	if !changed {
-		return false, nil
-	}
-	if err := s.Cache.SetSnapshot(context.Background(), ps.proxy.ID, cacheSnapshot(res)); err != nil {
-		return false, fmt.Errorf("set snapshot: %w", err)
-	}
-	return true, nil
-}
-
-// cacheSnapshot hands go-control-plane the pre-encoded resources, with the
-// per-resource versions delta xDS needs computed from the hashes pilot
-// already has (go-control-plane would otherwise re-encode every resource of
-// every proxy to hash it).
-func cacheSnapshot(r *Resources) *cachev3.Snapshot {
-	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
-	for i := 0; i < int(types.UnknownType); i++ {
-		t, _ := cachev3.GetResponseTypeURL(types.ResponseType(i))
-		its := r.byType[t]
-		items := make(map[string]types.ResourceWithTTL, len(its))
-		versions := make(map[string]string, len(its))
-		for _, it := range its {
-			items[it.name] = types.ResourceWithTTL{Resource: it.wire}
-			versions[it.name] = it.version
-		}
-		snap.Resources[i] = cachev3.Resources{Version: r.Version(t), Items: items}
-		snap.VersionMap[t] = versions
-	}
-	return snap
+	return changed, nil
 }
 
 // connect registers a proxy on its first request and gives it a snapshot.
@@ -269,7 +244,7 @@ func (s *Server) disconnect(streamID int64) {
 	ps.streams--
 	if ps.streams <= 0 {
 		delete(s.proxies, id)
-		s.Cache.ClearSnapshot(id)
+		s.cache.clear(id)
 	}
 	n := len(s.proxies)
 	s.mu.Unlock()
