@@ -150,7 +150,7 @@ type Snapshot struct {
 	Services []*Service // sorted by hostname
 
 	servicesByHost map[string]*Service
-	servicesByNS   map[string][]*Service // sorted by hostname
+	servicesByNS   map[string][]*Service  // sorted by hostname
 	endpoints      map[string][]*Endpoint // by hostname, sorted
 	podsByIP       map[string]*corev1.Pod
 	pods           map[string]*corev1.Pod // ns/name

@@ -3,11 +3,11 @@ package xds
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"strings"
 	"hash/fnv"
+	"maps"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"

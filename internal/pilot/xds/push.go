@@ -69,10 +69,10 @@ type PushContext struct {
 	// Memoised results. Each entry is computed once even when many proxies
 	// ask for it at the same moment (a push regenerates proxies in parallel).
 	mu        sync.Mutex
-	clusters  map[string]*lazy[[]*item] // by service host: that service's outbound clusters
-	endpoints map[string]*lazy[[]*item] // by service host: its cluster load assignments
-	routes    map[string]*lazy[*item]   // by scope key + port
-	scopes    map[string]*lazy[*scope]  // by scope key
+	clusters  map[string]*lazy[[]*item]    // by service host: that service's outbound clusters
+	endpoints map[string]*lazy[[]*item]    // by service host: its cluster load assignments
+	routes    map[string]*lazy[*item]      // by scope key + port
+	scopes    map[string]*lazy[*scope]     // by scope key
 	groups    map[string]*lazy[*Resources] // by groupKey: config shared by proxies
 }
 
