@@ -20,7 +20,7 @@ func fastYAML(name string, data []byte) ([]*Raw, bool) {
 	if !plainText(data) {
 		return nil, false
 	}
-	p := &fastParser{lines: splitLines(data)}
+	p := &fastParser{lines: splitLines(data), strs: map[string]string{}}
 	var out []*Raw
 	for {
 		p.skipBlank()
@@ -127,6 +127,28 @@ type fastParser struct {
 	failed    bool
 	depth     int
 	itemLines []int
+	// strs interns keys and string values. Without it every name and label
+	// kept after decoding would pin the whole file's text in memory, and
+	// the same namespace, label or host would be held once per use.
+	strs map[string]string
+}
+
+// intern returns the file's single copy of s, detached from the file text.
+func (p *fastParser) intern(s string) string {
+	if v, ok := p.strs[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	p.strs[v] = v
+	return v
+}
+
+// value interns v when it is a string.
+func (p *fastParser) value(v any) any {
+	if s, ok := v.(string); ok {
+		return p.intern(s)
+	}
+	return v
 }
 
 func (p *fastParser) skipBlank() {
@@ -199,13 +221,13 @@ func (p *fastParser) mapping(indent int, first string, _ int) (any, bool) {
 					}
 				}
 			}
-			m[key] = v
+			m[p.intern(key)] = v
 		} else {
 			v, ok := inlineValue(rest)
 			if !ok {
 				return p.fail()
 			}
-			m[key] = v
+			m[p.intern(key)] = p.value(v)
 			// A following line indented deeper would continue the scalar.
 			p.skipBlank()
 			if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
@@ -307,6 +329,7 @@ func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
 				if v, ok = inlineValue(rest); !ok {
 					return p.fail()
 				}
+				v = p.value(v)
 				p.i++
 				p.skipBlank()
 				if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
@@ -421,8 +444,28 @@ func plainScalar(s string) any {
 			return s
 		}
 	}
+	if n, ok := decimal(s); ok {
+		return n
+	}
 	v, _ := scalar(&yaml.Node{Kind: yaml.ScalarNode, Value: s})
 	return v
+}
+
+// decimal reads a plain decimal integer without a sign or leading zero
+// (ports, replicas, weights), the common case the YAML resolver is slow at.
+func decimal(s string) (int64, bool) {
+	if len(s) > 18 || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // quoted reads a quoted scalar at the start of s that closes on the same
