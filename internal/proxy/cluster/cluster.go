@@ -75,6 +75,9 @@ type Cluster struct {
 
 	activeRq, activeRetries, activeCx atomic.Int64
 
+	h1       atomic.Pointer[h1Pool] // the lean path's idle connections, made on first use
+	poolIdle time.Duration          // idle_timeout of upstream connections
+
 	Stats Stats
 
 	stopOnce sync.Once
@@ -381,6 +384,7 @@ func (c *Cluster) Start() {
 func (c *Cluster) Close() {
 	c.stopOnce.Do(func() {
 		close(c.stop)
+		c.closeH1()
 		for _, s := range c.sockets() {
 			s.h1.CloseIdleConnections()
 			if s.h2 != nil {

@@ -49,6 +49,7 @@ func (c *Cluster) compileSockets(pc *clusterv3.Cluster, opts Options, po poolOpt
 		return err
 	}
 	c.def = def
+	c.poolIdle = po.idle
 	for i, m := range pc.GetTransportSocketMatches() {
 		field := fmt.Sprintf("%s: transport_socket_matches[%d]", f, i)
 		name := m.GetName()

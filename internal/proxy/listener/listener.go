@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -80,6 +81,7 @@ type chain struct {
 	tcp   *tcpProxy
 	srv   *http.Server
 	conns *connQueue
+	lean  leanConns // connections on the lean HTTP/1.1 path
 }
 
 // Compile builds a Listener; prev (may be nil) donates stats.
@@ -393,7 +395,9 @@ func (l *Listener) retire(next *Listener) {
 	defer cancel()
 	for _, c := range l.allChains() {
 		if c.srv != nil {
+			c.lean.closeIdle()
 			c.srv.Shutdown(ctx)
+			c.lean.wait(ctx)
 		}
 	}
 }
@@ -466,6 +470,10 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPor
 		return
 	}
 	mc.onClose = func() { l.Stats.CxActive.Add(-1) }
+	if ch.tls == nil && ch.hcm.leanEligible(false) {
+		ch.hcm.serveLean(ch, mc)
+		return
+	}
 	for !ch.conns.push(c) {
 		// The chain was retired by a config update while this connection was
 		// being set up: hand it to the chain that replaced it rather than drop it.
@@ -540,7 +548,9 @@ func (m *Manager) Drain(ctx context.Context) {
 				go func() {
 					defer wg.Done()
 					c.conns.Close()
+					c.lean.closeIdle()
 					c.srv.Shutdown(ctx)
+					c.lean.wait(ctx)
 				}()
 			}
 		}
@@ -574,9 +584,19 @@ func addrPort(a net.Addr) netip.AddrPort {
 // metaConn carries connection facts to the HTTP handler.
 type metaConn struct {
 	net.Conn
+	// r, when set, is read instead of Conn: the lean path's reader, holding
+	// bytes it read before handing the connection to net/http.
+	r       io.Reader
 	info    *connInfo
 	onClose func()
 	once    sync.Once
+}
+
+func (c *metaConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(p)
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *metaConn) Close() error {

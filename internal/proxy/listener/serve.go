@@ -94,8 +94,12 @@ func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.vars.Protocol, st.vars.Req = r.Proto, r.Header
 	m.handle(sw, r, st)
+	m.finish(start, r, st, sw.status, sw.n)
+}
+
+// finish counts a finished request and reports it to access logs and the observer.
+func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, bytesOut int64) {
 	m.Stats.RqTotal.Add(1)
-	code := sw.status
 	if code == 0 {
 		code = 200
 	}
@@ -114,7 +118,7 @@ func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	info := &Request{
 		Start: start, Duration: time.Since(start), Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Protocol: r.Proto,
-		Status: code, Flags: st.flags, UpstreamHost: st.host, BytesOut: sw.n, BytesIn: max(r.ContentLength, 0),
+		Status: code, Flags: st.flags, UpstreamHost: st.host, BytesOut: bytesOut, BytesIn: max(r.ContentLength, 0),
 		Remote: st.vars.Remote, Principal: meshtls.Principal(r.TLS), Direction: m.listener.Direction, Listener: m.listener.Name,
 		RequestID: r.Header.Get("X-Request-Id"), UserAgent: r.UserAgent(), Header: r.Header,
 		GRPC: strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"),
@@ -301,7 +305,7 @@ func (m *HCM) rewrite(pr *httputil.ProxyRequest) {
 	if rt.HostRewrite != "" {
 		out.Host = rt.HostRewrite
 	}
-	m.xfccHeader(pr)
+	m.xfccHeader(pr.In, pr.Out.Header)
 	out.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(rt.Timeout.Milliseconds(), 10))
 	if st.wc != nil {
 		st.wc.Request.Apply(out.Header, &st.vars)

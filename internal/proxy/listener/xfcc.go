@@ -1,7 +1,7 @@
 package listener
 
 import (
-	"net/http/httputil"
+	"net/http"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
@@ -9,27 +9,27 @@ import (
 )
 
 // xfccHeader maintains x-forwarded-client-cert as forward_client_cert_details asks.
-func (m *HCM) xfccHeader(pr *httputil.ProxyRequest) {
+func (m *HCM) xfccHeader(in *http.Request, out http.Header) {
 	const h = "X-Forwarded-Client-Cert"
 	switch m.xfcc {
 	case hcmv3.HttpConnectionManager_SANITIZE:
-		pr.Out.Header.Del(h)
+		out.Del(h)
 		return
 	case hcmv3.HttpConnectionManager_FORWARD_ONLY, hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
 		return
 	}
-	peer := meshtls.Principal(pr.In.TLS)
+	peer := meshtls.Principal(in.TLS)
 	if peer == "" {
 		if m.xfcc == hcmv3.HttpConnectionManager_SANITIZE_SET {
-			pr.Out.Header.Del(h)
+			out.Del(h)
 		}
 		return
 	}
 	// Our own identity (By=) is omitted: Go does not expose the certificate we presented.
 	v := "URI=" + peer
-	if m.xfcc == hcmv3.HttpConnectionManager_APPEND_FORWARD && pr.Out.Header.Get(h) != "" {
-		pr.Out.Header.Set(h, pr.Out.Header.Get(h)+","+v)
+	if m.xfcc == hcmv3.HttpConnectionManager_APPEND_FORWARD && out.Get(h) != "" {
+		out.Set(h, out.Get(h)+","+v)
 		return
 	}
-	pr.Out.Header.Set(h, v)
+	out.Set(h, v)
 }

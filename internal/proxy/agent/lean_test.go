@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+)
+
+// One keep-alive connection carries requests the lean HTTP/1.1 path serves
+// and one it hands to net/http (a chunked body); every answer must come back
+// whole and in order, and the hand-off must keep the bytes already read.
+func TestLeanPathHandsOffMidConnection(t *testing.T) {
+	up := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s body=%q", r.Method, r.URL.Path, b)
+	})
+	port := freePort(t)
+	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, nil, staticCluster("a", up))
+	waitListening(t, port)
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// All three requests go out at once: the second arrives while the lean
+	// path already holds part of the stream in its buffer.
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"POST /two HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"+
+		"POST /three HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+	br := bufio.NewReader(c)
+	for _, want := range []string{`GET /one body=""`, `POST /two body="hello"`, `POST /three body="abc"`} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("reading the answer to %q: %v", want, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, b, want)
+		}
+	}
+}
+
+// A chunked answer streams through with its framing, and an upstream that
+// closes every other connection after answering costs no request.
+func TestLeanPathChunkedAndUpstreamCloses(t *testing.T) {
+	var n atomic.Int64
+	up := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 0 {
+			w.Header().Set("Connection", "close")
+		}
+		if r.URL.Path == "/stream" {
+			io.WriteString(w, "part1,")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "part2")
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	port := freePort(t)
+	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, nil, staticCluster("a", up))
+	resp, body := get(t, url(port, "/stream"))
+	if resp.StatusCode != 200 || body != "part1,part2" || len(resp.TransferEncoding) == 0 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("stream: %d %q transfer-encoding %v", resp.StatusCode, body, resp.TransferEncoding)
+	}
+	for i := 0; i < 20; i++ {
+		resp, body := get(t, url(port, "/x"))
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+}
+
+// An upstream that closes an idle keep-alive connection makes the next
+// request over it fail before any answer; the lean path sends it again on a
+// fresh connection instead of answering 503.
+func TestLeanPathResendsOnStaleUpstreamConnection(t *testing.T) {
+	up := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	})
+	up.srv.IdleTimeout = 50 * time.Millisecond
+	port := freePort(t)
+	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, nil, staticCluster("a", up))
+	for i := 0; i < 5; i++ {
+		resp, err := http.Post(url(port, "/p"), "text/plain", strings.NewReader(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != fmt.Sprintf("got %d", i) {
+			t.Fatalf("request %d after the upstream closed its idle connection: %d %q", i, resp.StatusCode, b)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+func waitListening(t *testing.T, port uint32) {
+	t.Helper()
+	eventually(t, "listener bound", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
