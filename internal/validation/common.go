@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	istiotype "istio.io/api/type/v1beta1"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // validateHost checks a host name as used in hosts fields: a DNS name, a
@@ -43,7 +42,7 @@ func validateHost(l *list, h, path string, allowWildcard bool) {
 		return
 	}
 	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-		if msgs := validation.IsDNS1123Label(strings.ToLower(label)); len(msgs) > 0 {
+		if msgs := dns1123Label(strings.ToLower(label)); len(msgs) > 0 {
 			l.err(path, "invalid host %q: label %q: %s", h, label, msgs[0])
 			return
 		}
@@ -88,7 +87,7 @@ func validateExportTo(l *list, exportTo []string, path string) {
 			}
 			continue
 		}
-		for _, msg := range validation.IsDNS1123Label(e) {
+		for _, msg := range dns1123Label(e) {
 			l.err(p, "invalid namespace %q: %s (or use \".\" for this namespace, \"*\" for all)", e, msg)
 		}
 	}
@@ -136,7 +135,7 @@ func validatePortName(l *list, name, path string) {
 	if name == "" {
 		return
 	}
-	for _, msg := range validation.IsDNS1123Label(name) {
+	for _, msg := range dns1123Label(name) {
 		l.err(path, "invalid port name %q: %s", name, msg)
 	}
 }

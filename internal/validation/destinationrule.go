@@ -3,7 +3,6 @@ package validation
 import (
 	"istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"time"
 )
 
@@ -23,7 +22,7 @@ func validateDestinationRule(l *list, o *networking.DestinationRule) {
 				l.err(p+".name", "subset %q is defined twice", ss.Name)
 			}
 			seen[ss.Name] = true
-			for _, msg := range validation.IsDNS1123Label(ss.Name) {
+			for _, msg := range dns1123Label(ss.Name) {
 				l.err(p+".name", "invalid subset name %q: %s", ss.Name, msg)
 			}
 		}

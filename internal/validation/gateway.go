@@ -5,7 +5,6 @@ import (
 
 	"istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func validateGateway(l *list, o *networking.Gateway) {
@@ -31,7 +30,7 @@ func validateGateway(l *list, o *networking.Gateway) {
 			hp := idx(p+".hosts", j)
 			ns, host := splitNamespaced(h)
 			if ns != "" && ns != "." && ns != "*" && ns != "~" {
-				for _, msg := range validation.IsDNS1123Label(ns) {
+				for _, msg := range dns1123Label(ns) {
 					l.err(hp, "invalid namespace %q in %q: %s", ns, h, msg)
 				}
 			}

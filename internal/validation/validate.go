@@ -9,7 +9,6 @@ import (
 	security "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Validate checks the meaning of a typed Istio resource (one returned by
@@ -106,12 +105,12 @@ func validateMeta(l *list, m *metav1.ObjectMeta) {
 	if m.Name == "" && m.GenerateName == "" {
 		l.err("metadata.name", "name is required")
 	} else if m.Name != "" {
-		for _, msg := range validation.IsDNS1123Subdomain(m.Name) {
+		for _, msg := range dns1123Subdomain(m.Name) {
 			l.err("metadata.name", "invalid name %q: %s", m.Name, msg)
 		}
 	}
 	if m.Namespace != "" {
-		for _, msg := range validation.IsDNS1123Label(m.Namespace) {
+		for _, msg := range dns1123Label(m.Namespace) {
 			l.err("metadata.namespace", "invalid namespace %q: %s", m.Namespace, msg)
 		}
 	}
@@ -120,10 +119,10 @@ func validateMeta(l *list, m *metav1.ObjectMeta) {
 
 func validateLabels(l *list, labels map[string]string, path string) {
 	for k, v := range labels {
-		for _, msg := range validation.IsQualifiedName(k) {
+		for _, msg := range qualifiedName(k) {
 			l.err(key(path, k), "invalid label key: %s", msg)
 		}
-		for _, msg := range validation.IsValidLabelValue(v) {
+		for _, msg := range labelValue(v) {
 			l.err(key(path, k), "invalid label value %q: %s", v, msg)
 		}
 	}

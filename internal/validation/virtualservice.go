@@ -7,7 +7,6 @@ import (
 
 	"istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // MeshGateway is the reserved gateway name for the sidecars of the mesh.
@@ -24,7 +23,7 @@ func validateVirtualService(l *list, o *networking.VirtualService) {
 		}
 		ns, name := splitNamespaced(g)
 		if ns != "" {
-			for _, msg := range validation.IsDNS1123Label(ns) {
+			for _, msg := range dns1123Label(ns) {
 				l.err(p, "invalid gateway namespace %q: %s", ns, msg)
 			}
 		}
@@ -201,7 +200,7 @@ func validateDestination(l *list, d *v1alpha3.Destination, p string) {
 		validateHost(l, d.Host, p+".host", false)
 	}
 	if d.Subset != "" {
-		for _, msg := range validation.IsDNS1123Label(d.Subset) {
+		for _, msg := range dns1123Label(d.Subset) {
 			l.err(p+".subset", "invalid subset name %q: %s", d.Subset, msg)
 		}
 	}

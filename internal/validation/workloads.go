@@ -6,7 +6,6 @@ import (
 
 	"istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func validateWorkloadEntry(l *list, we *v1alpha3.WorkloadEntry, p string) {
@@ -26,7 +25,7 @@ func validateWorkloadEntry(l *list, we *v1alpha3.WorkloadEntry, p string) {
 	}
 	validateLabels(l, we.Labels, p+".labels")
 	if we.ServiceAccount != "" {
-		for _, msg := range validation.IsDNS1123Subdomain(we.ServiceAccount) {
+		for _, msg := range dns1123Subdomain(we.ServiceAccount) {
 			l.err(p+".serviceAccount", "invalid service account %q: %s", we.ServiceAccount, msg)
 		}
 	}
@@ -77,7 +76,7 @@ func validateSidecar(l *list, o *networking.Sidecar) {
 				continue
 			}
 			if ns != "." && ns != "*" && ns != "~" {
-				for _, msg := range validation.IsDNS1123Label(ns) {
+				for _, msg := range dns1123Label(ns) {
 					l.err(hp, "invalid namespace %q in %q: %s", ns, h, msg)
 				}
 			}
