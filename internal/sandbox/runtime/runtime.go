@@ -105,6 +105,10 @@ func ForCluster(c *sandbox.Cluster, binDir string) (Options, error) {
 	return Options{Config: c.RESTConfig(), Images: images, WebhookCertPEM: certPEM, WebhookKeyPEM: keyPEM, CABundle: c.CAPEM()}, nil
 }
 
+// CheckHost says why the runtime cannot run on this machine (not root, a
+// missing tool), or nil when it can.
+func CheckHost() error { return checkHost() }
+
 // Start claims a pod network, registers the runtime's node and placement
 // webhook, and runs the pods bound to the node until Stop. On failure
 // nothing is left behind.
