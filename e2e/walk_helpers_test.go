@@ -95,21 +95,22 @@ func (e *env) fixture(name string) []byte {
 
 // adopt deletes the namespace's pods that run elsewhere than on this test's
 // runtime (left by an earlier test's runtime, or simulated by kwok after it
-// stopped) and waits until every Deployment replica is a Ready pod on this
+// stopped) or lack the containers wanted (created while the injector was
+// away), and waits until every Deployment replica is a Ready pod on this
 // runtime, each with containers containers when containers > 0.
 func (e *env) adopt(ns string, containers int) {
 	e.t.Helper()
 	ctx := context.Background()
-	pods, err := e.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	zero := int64(0)
-	for _, p := range pods.Items {
-		if p.Spec.NodeName != "" && p.Spec.NodeName != e.rt.NodeName() {
-			e.t.Logf("pod %s/%s is on %s, not this runtime's node: deleting it for its controller to recreate", ns, p.Name, p.Spec.NodeName)
-			if err := e.cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
-				e.t.Fatal(err)
+	evict := func(pods []corev1.Pod) {
+		for _, p := range pods {
+			elsewhere := p.Spec.NodeName != "" && p.Spec.NodeName != e.rt.NodeName()
+			uninjected := containers > 0 && len(p.Spec.Containers) != containers
+			if (elsewhere || uninjected) && p.DeletionTimestamp == nil {
+				e.t.Logf("pod %s/%s on %s with %d containers is not what this test runs: deleting it for its controller to recreate", ns, p.Name, p.Spec.NodeName, len(p.Spec.Containers))
+				if err := e.cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+					e.t.Fatal(err)
+				}
 			}
 		}
 	}
@@ -128,6 +129,8 @@ func (e *env) adopt(ns string, containers int) {
 		if err != nil {
 			return false, err.Error()
 		}
+		// Also pods placed while this runtime was starting, or scheduled to kwok since.
+		evict(pods.Items)
 		var state []string
 		got, ok := 0, want > 0
 		for _, p := range pods.Items {
