@@ -48,28 +48,13 @@ sandbox-up: tools ## start a local sandbox cluster and print how to use it
 sandbox-down: ## stop the local sandbox cluster
 	$(GO) run ./internal/sandbox/cmd/sandbox down
 
-SANDBOX_KUBECONFIG := $(CURDIR)/.sandbox/kubeconfig
-SHARED := $(CURDIR)/../shared/fixtures
-MESH_ON_SANDBOX := ./bin/mesh --kubeconfig $(SANDBOX_KUBECONFIG)
 
-demo: build tools ## the README's first command: sandbox cluster, precheck, install the demo profile, verify, analyze, inspect a proxy dump
-	$(GO) run ./internal/sandbox/cmd/sandbox up
-	$(MESH_ON_SANDBOX) precheck
-	$(MESH_ON_SANDBOX) install --set profile=demo -y
-	$(MESH_ON_SANDBOX) verify-install
-	$(MESH_ON_SANDBOX) install --set profile=demo -y
-	./bin/mesh analyze --use-kube=false -R $(SHARED)/bookinfo
-	./bin/mesh proxy-config cluster -f $(SHARED)/envoy/sidecar-config-dump.json
-	@echo
-	@echo "The sandbox is still running, with the mesh installed (its pods are simulated by kwok here;"
-	@echo "the Bookinfo walk with real proxies is e2e/, issue 9). Explore it with:"
-	@echo "  export KUBECONFIG=$(SANDBOX_KUBECONFIG)"
-	@echo "  ./bin/mesh verify-install; ./bin/mesh manifest generate --set profile=minimal | less"
-	@echo "  ./bin/mesh upgrade --set profile=minimal -y; ./bin/mesh uninstall -y"
-	@echo "Stop it with: make demo-down"
+demo: build tools ## the README's first command: sandbox cluster + runtime, install the mesh, Bookinfo with sidecars, traffic rules, mTLS, proxy views (needs root)
+	$(GO) build -o bin/ ./internal/sandbox/cmd/mesh-demo ./internal/sandbox/runtime/cmd/sandbox-runtime
+	./bin/mesh-demo up
 
-demo-down: ## stop the demo's sandbox cluster
-	$(GO) run ./internal/sandbox/cmd/sandbox down
+demo-down: ## stop the demo's sandbox runtime and cluster
+	@if [ -x bin/mesh-demo ]; then ./bin/mesh-demo down; else $(GO) run ./internal/sandbox/cmd/mesh-demo down; fi
 
 clean: ## remove build output
 	rm -rf bin dist
