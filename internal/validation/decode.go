@@ -130,13 +130,15 @@ func Decode(obj map[string]any) (*Decoded, error) {
 		case "metadata":
 			decodeMeta(d, obj[k], meta)
 		case "spec":
-			d.message(spec, obj[k], "spec")
+			d.at("spec")
+			d.message(spec, obj[k])
 		default:
 			d.fail(k, "unknown field %q: a %s has apiVersion, kind, metadata and spec", k, kind)
 		}
 	}
 	if _, ok := obj["spec"]; !ok {
-		d.message(spec, map[string]any{}, "spec")
+		d.at("spec")
+		d.message(spec, map[string]any{})
 	}
 	sortErrors(d.errs)
 	sortErrors(d.deprecated)
@@ -166,7 +168,8 @@ func decodeMeta(d *decoder, v any, meta *metav1.ObjectMeta) {
 		case "resourceVersion":
 			meta.ResourceVersion = d.str(val, p)
 		case "generation":
-			if n, ok := d.integer(val, p, 0, 1<<62); ok {
+			d.at(p)
+			if n, ok := d.integer(val, 0, 1<<62); ok {
 				meta.Generation = n
 			}
 		case "labels":

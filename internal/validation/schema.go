@@ -71,156 +71,182 @@ func optionalInPractice(md protoreflect.MessageDescriptor, fd protoreflect.Field
 type decoder struct {
 	errs       []FieldError
 	deprecated []FieldError
+	// path is the field being decoded ("spec.http[0].route"). It is one
+	// buffer extended and cut back as the walk descends and returns, and
+	// becomes a string only for a finding: a string per field was a large
+	// share of decoding a big input that has none.
+	path []byte
 }
+
+// here returns the path of the field being decoded.
+func (d *decoder) here() string { return string(d.path) }
+
+// at makes p the path of the field being decoded.
+func (d *decoder) at(p string) { d.path = append(d.path[:0], p...) }
+
+func (d *decoder) leave(n int) { d.path = d.path[:n] }
 
 func (d *decoder) fail(path, format string, args ...any) {
 	d.errs = append(d.errs, FieldError{Field: path, Message: fmt.Sprintf(format, args...)})
 }
 
-func (d *decoder) message(m protoreflect.Message, v any, path string) {
+func (d *decoder) message(m protoreflect.Message, v any) {
 	if v == nil {
 		return
 	}
 	md := m.Descriptor()
-	if wellKnown(d, m, v, path) {
+	if wellKnown(d, m, v) {
 		return
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		d.fail(path, "expected an object, got %s", describe(v))
+		d.fail(d.here(), "expected an object, got %s", describe(v))
 		return
 	}
 	fi := indexOf(md)
 	var oneofSeen map[protoreflect.FullName]string
 	// Keys are visited in map order; Decode sorts the errors afterwards.
 	for k, val := range obj {
-		fp := path + "." + k
 		fd, ok := fi.byName[k]
 		if !ok {
-			d.fail(fp, "unknown field %q in %s", k, md.Name())
+			d.fail(d.here()+"."+k, "unknown field %q in %s", k, md.Name())
 			continue
 		}
 		if val == nil {
 			continue
 		}
-		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
-			if oneofSeen == nil {
-				oneofSeen = map[protoreflect.FullName]string{}
-			}
-			if other, seen := oneofSeen[od.FullName()]; seen {
-				a, b := other, k
-				if a > b {
-					a, b = b, a
-				}
-				d.fail(path+"."+b, "only one of %s and %s may be set", a, b)
-				continue
-			}
-			oneofSeen[od.FullName()] = k
-		}
-		if fi.deprecated[fd.Number()] {
-			d.deprecated = append(d.deprecated, FieldError{Field: fp, Message: fmt.Sprintf("%s is deprecated", k)})
-		}
-		switch {
-		case fd.IsMap():
-			d.mapField(m, fd, val, fp)
-		case fd.IsList():
-			d.listField(m, fd, val, fp)
-		case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
-			d.message(m.Mutable(fd).Message(), val, fp)
-		default:
-			if pv, ok := d.scalar(fd, val, fp); ok {
-				m.Set(fd, pv)
-			}
-		}
+		d.field(k, fd, m, val, fi, &oneofSeen)
 	}
 	for _, fd := range fi.required {
 		if !m.Has(fd) {
-			d.fail(path+"."+fd.JSONName(), "required field %s is missing", fd.JSONName())
+			d.fail(d.here()+"."+fd.JSONName(), "required field %s is missing", fd.JSONName())
 		}
 	}
 }
 
-func (d *decoder) listField(m protoreflect.Message, fd protoreflect.FieldDescriptor, v any, path string) {
+// field decodes the value of field k (described by fd) of m.
+func (d *decoder) field(k string, fd protoreflect.FieldDescriptor, m protoreflect.Message, val any, fi *fieldIndex, oneofSeen *map[protoreflect.FullName]string) {
+	parent := len(d.path)
+	defer d.leave(parent)
+	d.path = append(append(d.path, '.'), k...)
+	if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+		if *oneofSeen == nil {
+			*oneofSeen = map[protoreflect.FullName]string{}
+		}
+		if other, seen := (*oneofSeen)[od.FullName()]; seen {
+			a, b := other, k
+			if a > b {
+				a, b = b, a
+			}
+			d.fail(string(d.path[:parent])+"."+b, "only one of %s and %s may be set", a, b)
+			return
+		}
+		(*oneofSeen)[od.FullName()] = k
+	}
+	if fi.deprecated[fd.Number()] {
+		d.deprecated = append(d.deprecated, FieldError{Field: d.here(), Message: fmt.Sprintf("%s is deprecated", k)})
+	}
+	switch {
+	case fd.IsMap():
+		d.mapField(m, fd, val)
+	case fd.IsList():
+		d.listField(m, fd, val)
+	case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
+		d.message(m.Mutable(fd).Message(), val)
+	default:
+		if pv, ok := d.scalar(fd, val); ok {
+			m.Set(fd, pv)
+		}
+	}
+}
+
+func (d *decoder) listField(m protoreflect.Message, fd protoreflect.FieldDescriptor, v any) {
 	arr, ok := v.([]any)
 	if !ok {
-		d.fail(path, "expected a list, got %s", describe(v))
+		d.fail(d.here(), "expected a list, got %s", describe(v))
 		return
 	}
 	l := m.Mutable(fd).List()
+	parent := len(d.path)
+	defer d.leave(parent)
 	for i, e := range arr {
-		ep := idx(path, i)
+		d.path = strconv.AppendInt(append(d.path[:parent], '['), int64(i), 10)
+		d.path = append(d.path, ']')
 		if fd.Kind() == protoreflect.MessageKind {
 			el := l.NewElement()
-			d.message(el.Message(), e, ep)
+			d.message(el.Message(), e)
 			l.Append(el)
 			continue
 		}
 		if e == nil {
-			d.fail(ep, "null is not allowed in a list")
+			d.fail(d.here(), "null is not allowed in a list")
 			continue
 		}
-		if pv, ok := d.scalar(fd, e, ep); ok {
+		if pv, ok := d.scalar(fd, e); ok {
 			l.Append(pv)
 		}
 	}
 }
 
-func (d *decoder) mapField(m protoreflect.Message, fd protoreflect.FieldDescriptor, v any, path string) {
+func (d *decoder) mapField(m protoreflect.Message, fd protoreflect.FieldDescriptor, v any) {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		d.fail(path, "expected an object (a map), got %s", describe(v))
+		d.fail(d.here(), "expected an object (a map), got %s", describe(v))
 		return
 	}
 	mp := m.Mutable(fd).Map()
 	kd, vd := fd.MapKey(), fd.MapValue()
+	parent := len(d.path)
+	defer d.leave(parent)
 	for k := range obj {
-		ep := key(path, k)
-		kv, ok := d.scalar(kd, k, ep)
+		d.path = strconv.AppendQuote(append(d.path[:parent], '['), k)
+		d.path = append(d.path, ']')
+		kv, ok := d.scalar(kd, k)
 		if !ok {
 			continue
 		}
 		e := obj[k]
 		if vd.Kind() == protoreflect.MessageKind {
 			val := mp.NewValue()
-			d.message(val.Message(), e, ep)
+			d.message(val.Message(), e)
 			mp.Set(kv.MapKey(), val)
 			continue
 		}
 		if e == nil {
 			continue
 		}
-		if pv, ok := d.scalar(vd, e, ep); ok {
+		if pv, ok := d.scalar(vd, e); ok {
 			mp.Set(kv.MapKey(), pv)
 		}
 	}
 }
 
-func (d *decoder) scalar(fd protoreflect.FieldDescriptor, v any, path string) (protoreflect.Value, bool) {
+func (d *decoder) scalar(fd protoreflect.FieldDescriptor, v any) (protoreflect.Value, bool) {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
 		if s, ok := v.(string); ok {
 			return protoreflect.ValueOfString(s), true
 		}
-		d.fail(path, "expected a string, got %s", describe(v))
+		d.fail(d.here(), "expected a string, got %s", describe(v))
 	case protoreflect.BoolKind:
 		if b, ok := v.(bool); ok {
 			return protoreflect.ValueOfBool(b), true
 		}
-		d.fail(path, "expected true or false, got %s", describe(v))
+		d.fail(d.here(), "expected true or false, got %s", describe(v))
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
-		if i, ok := d.integer(v, path, math.MinInt32, math.MaxInt32); ok {
+		if i, ok := d.integer(v, math.MinInt32, math.MaxInt32); ok {
 			return protoreflect.ValueOfInt32(int32(i)), true
 		}
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		if i, ok := d.integer(v, path, math.MinInt64, math.MaxInt64); ok {
+		if i, ok := d.integer(v, math.MinInt64, math.MaxInt64); ok {
 			return protoreflect.ValueOfInt64(i), true
 		}
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
-		if i, ok := d.integer(v, path, 0, math.MaxUint32); ok {
+		if i, ok := d.integer(v, 0, math.MaxUint32); ok {
 			return protoreflect.ValueOfUint32(uint32(i)), true
 		}
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		if i, ok := d.integer(v, path, 0, math.MaxInt64); ok {
+		if i, ok := d.integer(v, 0, math.MaxInt64); ok {
 			return protoreflect.ValueOfUint64(uint64(i)), true
 		}
 	case protoreflect.FloatKind, protoreflect.DoubleKind:
@@ -234,14 +260,14 @@ func (d *decoder) scalar(fd protoreflect.FieldDescriptor, v any, path string) (p
 				return floatValue(fd, f), true
 			}
 		}
-		d.fail(path, "expected a number, got %s", describe(v))
+		d.fail(d.here(), "expected a number, got %s", describe(v))
 	case protoreflect.EnumKind:
 		ed := fd.Enum()
 		switch n := v.(type) {
 		case string:
 			if ev := ed.Values().ByName(protoreflect.Name(n)); ev != nil {
 				if opts, _ := ev.Options().(*descriptorpb.EnumValueOptions); opts.GetDeprecated() {
-					d.deprecated = append(d.deprecated, FieldError{Field: path, Message: fmt.Sprintf("value %s is deprecated", n)})
+					d.deprecated = append(d.deprecated, FieldError{Field: d.here(), Message: fmt.Sprintf("value %s is deprecated", n)})
 				}
 				return protoreflect.ValueOfEnum(ev.Number()), true
 			}
@@ -250,14 +276,14 @@ func (d *decoder) scalar(fd protoreflect.FieldDescriptor, v any, path string) (p
 				return protoreflect.ValueOfEnum(ev.Number()), true
 			}
 		}
-		d.fail(path, "invalid value %s: expected one of %s", describe(v), enumNames(ed))
+		d.fail(d.here(), "invalid value %s: expected one of %s", describe(v), enumNames(ed))
 	case protoreflect.BytesKind:
 		if s, ok := v.(string); ok {
 			if b, err := base64.StdEncoding.DecodeString(s); err == nil {
 				return protoreflect.ValueOfBytes(b), true
 			}
 		}
-		d.fail(path, "expected base64-encoded bytes, got %s", describe(v))
+		d.fail(d.here(), "expected base64-encoded bytes, got %s", describe(v))
 	}
 	return protoreflect.Value{}, false
 }
@@ -269,30 +295,30 @@ func floatValue(fd protoreflect.FieldDescriptor, f float64) protoreflect.Value {
 	return protoreflect.ValueOfFloat64(f)
 }
 
-func (d *decoder) integer(v any, path string, lo, hi int64) (int64, bool) {
+func (d *decoder) integer(v any, lo, hi int64) (int64, bool) {
 	var i int64
 	switch n := v.(type) {
 	case int64:
 		i = n
 	case float64:
 		if n != math.Trunc(n) || n < math.MinInt64 || n > math.MaxInt64 {
-			d.fail(path, "expected an integer, got %v", n)
+			d.fail(d.here(), "expected an integer, got %v", n)
 			return 0, false
 		}
 		i = int64(n)
 	case string:
 		p, err := strconv.ParseInt(n, 10, 64)
 		if err != nil {
-			d.fail(path, "expected an integer, got %s", describe(v))
+			d.fail(d.here(), "expected an integer, got %s", describe(v))
 			return 0, false
 		}
 		i = p
 	default:
-		d.fail(path, "expected an integer, got %s", describe(v))
+		d.fail(d.here(), "expected an integer, got %s", describe(v))
 		return 0, false
 	}
 	if i < lo || i > hi {
-		d.fail(path, "%d is out of range [%d, %d]", i, lo, hi)
+		d.fail(d.here(), "%d is out of range [%d, %d]", i, lo, hi)
 		return 0, false
 	}
 	return i, true
@@ -326,17 +352,17 @@ func describe(v any) string {
 
 // wellKnown decodes the protobuf well-known types the Istio API uses, in the
 // forms users write them; it reports whether m was one of them.
-func wellKnown(d *decoder, m protoreflect.Message, v any, path string) bool {
+func wellKnown(d *decoder, m protoreflect.Message, v any) bool {
 	switch m.Descriptor().FullName() {
 	case "google.protobuf.Duration":
 		s, ok := v.(string)
 		if !ok {
-			d.fail(path, "expected a duration string such as \"5s\" or \"100ms\", got %s", describe(v))
+			d.fail(d.here(), "expected a duration string such as \"5s\" or \"100ms\", got %s", describe(v))
 			return true
 		}
 		dur, err := time.ParseDuration(s)
 		if err != nil {
-			d.fail(path, "invalid duration %q: expected a number with a unit, such as \"5s\", \"1m\" or \"100ms\"", s)
+			d.fail(d.here(), "invalid duration %q: expected a number with a unit, such as \"5s\", \"1m\" or \"100ms\"", s)
 			return true
 		}
 		pb := durationpb.New(dur)
@@ -347,27 +373,27 @@ func wellKnown(d *decoder, m protoreflect.Message, v any, path string) bool {
 		"google.protobuf.Int64Value", "google.protobuf.UInt32Value", "google.protobuf.UInt64Value",
 		"google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.BytesValue":
 		fd := m.Descriptor().Fields().ByName("value")
-		if pv, ok := d.scalar(fd, v, path); ok {
+		if pv, ok := d.scalar(fd, v); ok {
 			m.Set(fd, pv)
 		}
 		return true
 	case "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue":
 		val, err := structpb.NewValue(v)
 		if err != nil {
-			d.fail(path, "invalid value: %v", err)
+			d.fail(d.here(), "invalid value: %v", err)
 			return true
 		}
 		var src proto.Message = val
 		switch m.Descriptor().Name() {
 		case "Struct":
 			if val.GetStructValue() == nil {
-				d.fail(path, "expected an object, got %s", describe(v))
+				d.fail(d.here(), "expected an object, got %s", describe(v))
 				return true
 			}
 			src = val.GetStructValue()
 		case "ListValue":
 			if val.GetListValue() == nil {
-				d.fail(path, "expected a list, got %s", describe(v))
+				d.fail(d.here(), "expected a list, got %s", describe(v))
 				return true
 			}
 			src = val.GetListValue()

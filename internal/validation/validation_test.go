@@ -128,8 +128,16 @@ spec:
       weight: "heavy"
     timeout: soon
     retries: {attempts: 2.5}
+  - match:
+    - headers:
+        x-user: {exact: a, prefix: b}
+        x-team: {exakt: c}
+    route:
+    - destination: {host: reviews}
 `)
 	for _, want := range []struct{ field, text string }{
+		{`spec.http[1].match[0].headers["x-user"].prefix`, "only one of exact and prefix"},
+		{`spec.http[1].match[0].headers["x-team"].exakt`, "unknown field"},
 		{"spec.htp", `unknown field "htp"`},
 		{"spec.http[0].route[0].destination.hosst", "unknown field"},
 		{"spec.http[0].route[0].destination.host", "required field host is missing"},
