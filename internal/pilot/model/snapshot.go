@@ -150,11 +150,13 @@ type Snapshot struct {
 	Services []*Service // sorted by hostname
 
 	servicesByHost map[string]*Service
-	servicesByNS   map[string][]*Service  // sorted by hostname
-	endpoints      map[string][]*Endpoint // by hostname, sorted
-	podsByIP       map[string]*corev1.Pod
-	pods           map[string]*corev1.Pod // ns/name
-	namespaces     map[string]*corev1.Namespace
+	// selectorIndex finds the services selecting a workload: by namespace,
+	// then by the "key=value" of each service's smallest selector key.
+	selectorIndex map[string]map[string][]*Service
+	endpoints     map[string][]*Endpoint // by hostname, sorted
+	podsByIP      map[string]*corev1.Pod
+	pods          map[string]*corev1.Pod // ns/name
+	namespaces    map[string]*corev1.Namespace
 
 	VirtualServices        []*networkingv1.VirtualService
 	DestinationRules       []*networkingv1.DestinationRule
@@ -186,14 +188,19 @@ func (s *Snapshot) Namespace(name string) *corev1.Namespace { return s.namespace
 // ServicesFor returns the services in ns whose selector matches lbls: the
 // services a workload with those labels serves.
 func (s *Snapshot) ServicesFor(ns string, lbls map[string]string) []*Service {
+	// Candidates come from the index by one selector label, so a lookup
+	// costs the workload's labels, not the namespace's services.
 	var out []*Service
-	for _, svc := range s.servicesByNS[ns] {
-		if len(svc.Selector) == 0 || svc.MeshExternal {
-			continue
+	idx := s.selectorIndex[ns]
+	for k, v := range lbls {
+		for _, svc := range idx[k+"="+v] {
+			if selects(svc.Selector, lbls) {
+				out = append(out, svc)
+			}
 		}
-		if selects(svc.Selector, lbls) {
-			out = append(out, svc)
-		}
+	}
+	if len(out) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
 	}
 	return out
 }
@@ -260,9 +267,24 @@ func Build(version uint64, in Input) *Snapshot {
 		}
 	}
 	sort.Slice(s.Services, func(i, j int) bool { return s.Services[i].Hostname < s.Services[j].Hostname })
-	s.servicesByNS = map[string][]*Service{}
+	s.selectorIndex = map[string]map[string][]*Service{}
 	for _, svc := range s.Services {
-		s.servicesByNS[svc.Namespace] = append(s.servicesByNS[svc.Namespace], svc)
+		if len(svc.Selector) == 0 || svc.MeshExternal {
+			continue
+		}
+		first := ""
+		for k := range svc.Selector {
+			if first == "" || k < first {
+				first = k
+			}
+		}
+		idx := s.selectorIndex[svc.Namespace]
+		if idx == nil {
+			idx = map[string][]*Service{}
+			s.selectorIndex[svc.Namespace] = idx
+		}
+		key := first + "=" + svc.Selector[first]
+		idx[key] = append(idx[key], svc)
 	}
 
 	for _, es := range in.EndpointSlices {

@@ -3,9 +3,9 @@ package xds
 import (
 	"context"
 	"errors"
-	"maps"
 	"reflect"
 	"sync"
+	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -103,13 +103,19 @@ func typeIndexOf(typeURL string) int {
 // touches the types that changed, under a per-proxy lock, and delta
 // responses reuse a diff computed once per group of proxies.
 type viewCache struct {
-	mu    sync.RWMutex
-	nodes map[string]*nodeEntry
+	mu     sync.RWMutex
+	nodes  map[string]*nodeEntry
+	budget *sendBudget
 }
 
 type nodeEntry struct {
+	node    string
+	budget  *sendBudget
 	mu      sync.Mutex
 	view    view
+	charged [5]int64 // budget bytes held by each type's unacknowledged response
+	charges [5]int   // counts charges, so a stale expiry releases nothing
+	parked  bool     // waiting for budget
 	watches map[*cacheWatch]struct{}
 	// What the last delta response of each stream carried, by stream
 	// (its response channel) and type index.
@@ -130,7 +136,11 @@ type cacheWatch struct {
 	dch     chan cachev3.DeltaResponse
 }
 
-func newViewCache() *viewCache { return &viewCache{nodes: map[string]*nodeEntry{}} }
+func newViewCache(maxInFlight int64) *viewCache {
+	c := &viewCache{nodes: map[string]*nodeEntry{}}
+	c.budget = &sendBudget{limit: maxInFlight, retry: c.retry}
+	return c
+}
 
 func (c *viewCache) entry(node string) *nodeEntry {
 	c.mu.RLock()
@@ -142,7 +152,7 @@ func (c *viewCache) entry(node string) *nodeEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e = c.nodes[node]; e == nil {
-		e = &nodeEntry{watches: map[*cacheWatch]struct{}{}, sent: map[chan cachev3.DeltaResponse]*[5]sentState{}}
+		e = &nodeEntry{node: node, budget: c.budget, watches: map[*cacheWatch]struct{}{}, sent: map[chan cachev3.DeltaResponse]*[5]sentState{}}
 		c.nodes[node] = e
 	}
 	return e
@@ -179,13 +189,46 @@ func (c *viewCache) setView(node string, v view) {
 // clear forgets a proxy that has no stream left.
 func (c *viewCache) clear(node string) {
 	c.mu.Lock()
+	e := c.nodes[node]
 	delete(c.nodes, node)
 	c.mu.Unlock()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	var held int64
+	for i := range e.charged {
+		held += e.charged[i]
+		e.charged[i] = 0
+	}
+	e.mu.Unlock()
+	c.budget.release(held)
+}
+
+// retry answers a node's watches that waited for budget.
+func (c *viewCache) retry(node string) {
+	c.mu.RLock()
+	e := c.nodes[node]
+	c.mu.RUnlock()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	e.parked = false
+	for i := range TypeURLs {
+		for w := range e.watches {
+			if w.typeIdx == i && e.respond(w) {
+				delete(e.watches, w)
+			}
+		}
+	}
+	e.mu.Unlock()
 }
 
 // respond sends w its response if there is something to send. The
 // server's channels hold one response per type, and a watch is answered
-// at most once, so the send never blocks.
+// at most once, so the send never blocks. A large response waits (the
+// watch stays open) while the bytes in flight are over budget.
 func (e *nodeEntry) respond(w *cacheWatch) bool {
 	g := e.view[w.typeIdx]
 	if g == nil {
@@ -193,18 +236,108 @@ func (e *nodeEntry) respond(w *cacheWatch) bool {
 	}
 	if w.req != nil {
 		r := e.sotwResponse(w, g)
-		if r == nil {
+		if r == nil || !e.charge(w.typeIdx, r.size()) {
 			return false
 		}
 		w.ch <- r
 		return true
 	}
-	r := e.deltaResponse(w, g)
-	if r == nil {
+	r, commit := e.deltaResponse(w, g)
+	if r == nil || !e.charge(w.typeIdx, r.size()) {
 		return false
 	}
+	commit()
 	w.dch <- r
 	return true
+}
+
+// charge takes n bytes of budget for a response of type t; false parks the
+// node until budget is released.
+func (e *nodeEntry) charge(t int, n int64) bool {
+	if n < smallResponse {
+		return true
+	}
+	if !e.budget.acquire(n, e.node, !e.parked) {
+		e.parked = true
+		return false
+	}
+	e.charged[t] += n
+	e.charges[t]++
+	seq := e.charges[t]
+	// A proxy that never answers must not hold budget for ever.
+	time.AfterFunc(budgetHold, func() {
+		e.mu.Lock()
+		if e.charges[t] == seq {
+			e.acked(t)
+		}
+		e.mu.Unlock()
+	})
+	return true
+}
+
+// budgetHold is the longest a response holds budget without an answer.
+const budgetHold = 10 * time.Second
+
+// acked releases the budget of type t's previous response: the client
+// answered it (ACK or NACK), so it is no longer buffered anywhere.
+func (e *nodeEntry) acked(t int) {
+	if n := e.charged[t]; n > 0 {
+		e.charged[t] = 0
+		e.budget.release(n)
+	}
+}
+
+// smallResponse is the size under which responses skip the budget.
+const smallResponse = 64 << 10
+
+// sendBudget bounds the bytes of large responses sent and not yet
+// answered. Without it, 2,000 proxies connecting at once each get a
+// 1.6 MiB response encoded and queued in gRPC at the same moment: 3 GiB.
+type sendBudget struct {
+	limit int64
+	retry func(node string)
+
+	mu      sync.Mutex
+	used    int64
+	waiting []string // nodes, first come first served
+}
+
+// acquire takes n bytes if they fit (or nothing is in flight, so one
+// response larger than the limit still goes); otherwise it queues node for
+// a retry when enqueue is set.
+func (b *sendBudget) acquire(n int64, node string, enqueue bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.limit <= 0 || b.used == 0 || b.used+n <= b.limit {
+		b.used += n
+		return true
+	}
+	if enqueue {
+		b.waiting = append(b.waiting, node)
+	}
+	return false
+}
+
+// release returns n bytes and retries waiting nodes, outside any node lock
+// (the caller may hold one, so the retries run on their own goroutine).
+func (b *sendBudget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	var wake []string
+	if len(b.waiting) > 0 {
+		wake, b.waiting = b.waiting, nil
+	}
+	b.mu.Unlock()
+	if len(wake) > 0 {
+		go func() {
+			for _, node := range wake {
+				b.retry(node)
+			}
+		}()
+	}
 }
 
 func (e *nodeEntry) sotwResponse(w *cacheWatch, g *typeGen) *sotwResponse {
@@ -262,7 +395,7 @@ func sameMap(a, b map[string]string) bool {
 	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
-func (e *nodeEntry) deltaResponse(w *cacheWatch, g *typeGen) *deltaResponse {
+func (e *nodeEntry) deltaResponse(w *cacheWatch, g *typeGen) (*deltaResponse, func()) {
 	st := e.sent[w.dch]
 	if st == nil {
 		st = &[5]sentState{}
@@ -313,20 +446,26 @@ func (e *nodeEntry) deltaResponse(w *cacheWatch, g *typeGen) *deltaResponse {
 	// never finishes initialising.
 	first := wildcard && w.dreq.GetResponseNonce() == ""
 	if len(r.resources) == 0 && len(r.removed) == 0 && !first {
-		return nil
+		return nil, nil
 	}
-	if wildcard {
-		r.returned = maps.Clone(g.versions)
-	} else {
-		r.returned = make(map[string]string, len(subscribed))
-		for n := range subscribed {
-			if it := g.byName[n]; it != nil {
-				r.returned[n] = it.version
-			}
+	// The map the server tracks for this stream is updated in place rather
+	// than copied: only this stream uses it, and the server touches it only
+	// between cancelling this type's watch and opening the next, while no
+	// response of the type can be made (both sides hold e.mu around that).
+	returned := known
+	if returned == nil {
+		returned = make(map[string]string, len(r.resources))
+	}
+	r.returned = returned
+	return r, func() {
+		for _, res := range r.resources {
+			returned[res.Name] = res.Version
 		}
+		for _, n := range r.removed {
+			delete(returned, n)
+		}
+		*sent = sentState{gen: g, versions: returned}
 	}
-	*sent = sentState{gen: g, versions: r.returned}
-	return r
 }
 
 // CreateWatch implements cachev3.ConfigWatcher for SotW streams.
@@ -335,7 +474,7 @@ func (c *viewCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 	if idx < 0 {
 		return func() {}, nil // a type pilot does not serve: never answered
 	}
-	return c.watch(req.GetNode().GetId(), &cacheWatch{typeIdx: idx, req: req, sub: sub, ch: ch})
+	return c.watch(req.GetNode().GetId(), req.GetResponseNonce() != "", &cacheWatch{typeIdx: idx, req: req, sub: sub, ch: ch})
 }
 
 // CreateDeltaWatch implements cachev3.ConfigWatcher for delta streams.
@@ -344,13 +483,16 @@ func (c *viewCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subs
 	if idx < 0 {
 		return func() {}, nil
 	}
-	return c.watch(req.GetNode().GetId(), &cacheWatch{typeIdx: idx, dreq: req, sub: sub, dch: ch})
+	return c.watch(req.GetNode().GetId(), req.GetResponseNonce() != "", &cacheWatch{typeIdx: idx, dreq: req, sub: sub, dch: ch})
 }
 
-func (c *viewCache) watch(node string, w *cacheWatch) (func(), error) {
+func (c *viewCache) watch(node string, answered bool, w *cacheWatch) (func(), error) {
 	e := c.entry(node)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if answered {
+		e.acked(w.typeIdx)
+	}
 	if e.respond(w) {
 		return func() {}, nil
 	}
@@ -376,6 +518,14 @@ type sotwResponse struct {
 	returned map[string]string
 }
 
+func (r *sotwResponse) size() int64 {
+	var n int64
+	for _, a := range r.anys {
+		n += int64(len(a.Value))
+	}
+	return n
+}
+
 func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
 	return &discoveryv3.DiscoveryResponse{VersionInfo: r.version, Resources: r.anys, TypeUrl: r.req.GetTypeUrl()}, nil
 }
@@ -392,6 +542,14 @@ type deltaResponse struct {
 	resources []*discoveryv3.Resource
 	removed   []string
 	returned  map[string]string
+}
+
+func (r *deltaResponse) size() int64 {
+	var n int64
+	for _, res := range r.resources {
+		n += int64(len(res.Resource.Value))
+	}
+	return n
 }
 
 func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscoveryResponse, error) {

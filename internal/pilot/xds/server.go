@@ -50,6 +50,10 @@ type typeStatus struct {
 	nonces                   map[string]string // delta: nonce → version it carried
 }
 
+// MaxInFlightBytes bounds the encoded bytes of large responses pilot has
+// sent and proxies have not yet answered; the rest wait their turn.
+var MaxInFlightBytes int64 = 256 << 20
+
 // NewServer returns a server with an empty model; call Update before proxies
 // can be served (their streams wait until then).
 func NewServer(ctx context.Context, secrets SecretSource, metrics *Metrics, log *slog.Logger) *Server {
@@ -57,7 +61,7 @@ func NewServer(ctx context.Context, secrets SecretSource, metrics *Metrics, log 
 		log = slog.Default()
 	}
 	s := &Server{
-		cache:   newViewCache(),
+		cache:   newViewCache(MaxInFlightBytes),
 		Secrets: secrets,
 		Metrics: metrics,
 		Log:     log,
