@@ -87,9 +87,10 @@ func Build(raws []*resource.Raw, opts BuildOptions) (*Snapshot, error) {
 // Builder collects decoded objects from several goroutines and makes a
 // snapshot of them.
 type Builder struct {
-	opts  BuildOptions
-	mu    sync.Mutex
-	byKey map[resourceKey]*Resource
+	opts   BuildOptions
+	mu     sync.Mutex
+	byKey  map[resourceKey]*Resource
+	labels *labelMaps
 }
 
 // NewBuilder returns an empty Builder.
@@ -97,7 +98,7 @@ func NewBuilder(opts BuildOptions) *Builder {
 	if opts.DefaultNamespace == "" {
 		opts.DefaultNamespace = "default"
 	}
-	return &Builder{opts: opts, byKey: map[resourceKey]*Resource{}}
+	return &Builder{opts: opts, byKey: map[resourceKey]*Resource{}, labels: newLabelMaps()}
 }
 
 // Add decodes raws and adds them; it is safe to call from several
@@ -112,6 +113,7 @@ func (b *Builder) Add(raws []*resource.Raw) error {
 			return err
 		}
 		r.seq = raw.Seq
+		b.labels.shareObject(r)
 		raw.Object = nil
 		decoded = append(decoded, r)
 	}
