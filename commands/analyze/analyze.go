@@ -185,6 +185,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if o.ListAnalyzers {
 		return printAnalyzers(o, all)
 	}
+	tuneGC()
 	filter := analyze.Filter{Suppressions: o.suppressions}
 	switch {
 	case o.AllNamespaces:
