@@ -82,19 +82,7 @@ func TestResiliencePilotRestart(t *testing.T) {
 	})
 
 	// A rule changed now reaches the reconnected sidecars: productpage's sends reviews to v3.
-	e.apply("bookinfo", []byte(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v3
-`))
+	e.apply("bookinfo", []byte(reviewsV3))
 	streak := 0
 	e.waitFor("the reviews-v3 rule through the reconnected sidecars (20 pages in a row)", time.Minute, func() (bool, string) {
 		v, err := reviewsVersion(m.client, m.url)
@@ -107,60 +95,136 @@ spec:
 	})
 }
 
-// TestResilienceSidecarRestart kills productpage's sidecar: with it gone the
-// page through the gateway fails with an HTTP error from the gateway, and a
-// plaintext request to the pod does not reach the app, which still runs
-// behind the interception (no bypass of STRICT mTLS); once the runtime has
-// restarted the sidecar the page is served again and plaintext is still
+// TestResilienceSidecarRestart kills a sidecar, first productpage's (called
+// by the ingress gateway), then ratings' (called by reviews-v3's sidecar).
+// With it gone, calls to the pod fail with an error from the caller's proxy,
+// and a plaintext request to the pod does not reach its app, which still
+// runs behind the interception: no bypass of STRICT mTLS. Once the runtime
+// has restarted the sidecar, calls are served again and plaintext is still
 // refused.
 func TestResilienceSidecarRestart(t *testing.T) {
 	demoEnabled(t)
 	e := setup(t)
 	m := e.bookinfoOnMesh()
-	pp := e.pod("bookinfo", "app=productpage")
-	direct := "http://" + pp.Status.PodIP + ":9080/productpage"
-	app := e.containerStatus(pp, "productpage")
 
-	before := e.kill(pp, "mesh-proxy")
-	var gatewayFailures []string
-	directTries := 0
-	e.waitFor("productpage's sidecar restarted and the pod Ready", 2*time.Minute, func() (bool, string) {
-		p := e.pod("bookinfo", "app=productpage")
+	e.sidecarOutage("productpage", "/productpage", func() (bool, string) {
+		status, body, err := get(m.client, m.url)
+		switch {
+		case err != nil:
+			t.Fatalf("the gateway gave no answer (want the page or an HTTP error): %v", err)
+		case status >= 500:
+			return true, fmt.Sprintf("gateway %d %s", status, strings.TrimSpace(body[:min(len(body), 80)]))
+		case status != 200:
+			t.Fatalf("the gateway answered %d, want 200 or a 5xx: %s", status, body)
+		}
+		return false, ""
+	})
+
+	// reviews-v3 calls ratings for its stars.
+	e.apply("bookinfo", []byte(reviewsV3))
+	const fault = `<p class="rating-error">`
+	// One product page: reviews-v3 showing ratings' stars (ok), or the ratings fault (how).
+	ratings := func() (ok bool, faulted bool, how string) {
+		v, page, err := productPage(m.client, m.url, "")
+		switch {
+		case err != nil || v != "v3":
+			return false, false, fmt.Sprintf("reviews %q, %v", v, err)
+		case strings.Contains(page, fault):
+			_, msg, _ := strings.Cut(page, fault)
+			return false, true, "reviews-v3 shows " + msg[:min(len(msg), 120)]
+		case strings.Contains(page, `class="stars"`):
+			return true, false, ""
+		}
+		return false, false, "neither stars nor the ratings fault: " + page
+	}
+	streak := 0
+	e.waitFor("reviews-v3 with ratings' stars (20 pages in a row)", time.Minute, func() (bool, string) {
+		ok, _, how := ratings()
+		if !ok {
+			streak = 0
+			return false, how
+		}
+		streak++
+		return streak >= 20, fmt.Sprintf("%d in a row", streak)
+	})
+	e.sidecarOutage("ratings", "/ratings/0", func() (bool, string) {
+		ok, failed, how := ratings()
+		if !ok && !failed {
+			t.Fatalf("with ratings' sidecar down the page must still be served by reviews-v3, with stars or the ratings fault: %s", how)
+		}
+		return failed, how
+	})
+}
+
+// reviewsV3 routes every call to reviews to v3.
+const reviewsV3 = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v3
+`
+
+// sidecarOutage kills the sidecar of the Bookinfo pod app=app and waits for
+// its restart. call is a request a user makes that reaches the pod through
+// the mesh; it reports whether it failed (and how), and fails the test
+// itself on anything but the served answer or a clear error from the
+// caller's proxy. At least one call must fail while the sidecar is down and
+// every one must be served after; a plaintext request to path on the pod
+// must fail throughout, while the app's container keeps running.
+func (e *env) sidecarOutage(app, path string, call func() (failed bool, how string)) {
+	t := e.t
+	t.Helper()
+	pod := e.pod("bookinfo", "app="+app)
+	direct := "http://" + pod.Status.PodIP + ":9080" + path
+	appBefore := e.containerStatus(pod, app)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	plaintext := func(when string) {
+		if status, body, err := get(client, direct); err == nil {
+			t.Fatalf("plaintext to %s's pod %s was answered (%d): %s", app, when, status, body[:min(len(body), 200)])
+		}
+	}
+
+	before := e.kill(pod, "mesh-proxy")
+	var failures []string
+	tries := 0
+	e.waitFor(app+"'s sidecar restarted and the pod Ready, after a call failed", 2*time.Minute, func() (bool, string) {
+		p := e.pod("bookinfo", "app="+app)
 		st := e.containerStatus(p, "mesh-proxy")
 		back := st.RestartCount > before && st.State.Running != nil && podReady(p)
-		if len(gatewayFailures) == 0 || !back {
-			status, body, err := get(m.client, m.url)
-			switch {
-			case err != nil:
-				t.Fatalf("the gateway gave no answer with productpage's sidecar down (want an HTTP error): %v", err)
-			case status >= 500:
-				gatewayFailures = append(gatewayFailures, fmt.Sprintf("%d %s", status, strings.TrimSpace(body[:min(len(body), 80)])))
-			case status != 200:
-				t.Fatalf("the gateway answered %d with productpage's sidecar down, want 200 (sidecar back) or a 5xx: %s", status, body)
+		if len(failures) == 0 || !back {
+			tries++
+			if failed, how := call(); failed {
+				failures = append(failures, how)
 			}
-			directTries++
-			if status, body, err := get(m.client, direct); err == nil && (status == 200 || strings.Contains(body, "Simple Bookstore App")) {
-				t.Fatalf("plaintext to productpage's pod was answered by the app with its sidecar down (%d): %s", status, body[:min(len(body), 200)])
-			}
+			plaintext("with its sidecar down")
 		}
-		return back && len(gatewayFailures) > 0, fmt.Sprintf("restarts=%d state=%+v ready=%v gateway failures=%d", st.RestartCount, st.State, podReady(p), len(gatewayFailures))
+		return back && len(failures) > 0, fmt.Sprintf("restarts=%d state=%+v ready=%v calls failed: %d of %d", st.RestartCount, st.State, podReady(p), len(failures), tries)
 	})
-	t.Logf("with productpage's sidecar down: the gateway answered %v; %d plaintext requests to the pod all failed", gatewayFailures, directTries)
+	t.Logf("with the sidecar of %s down %d of %d calls failed: %v; plaintext to the pod failed every time", app, len(failures), tries, failures)
 
-	// The app kept running all along: its requests were stopped by the interception, not by its absence.
-	p := e.pod("bookinfo", "app=productpage")
-	if st := e.containerStatus(p, "productpage"); st.ContainerID != app.ContainerID || st.RestartCount != app.RestartCount {
-		t.Fatalf("productpage's app container changed while only its sidecar was killed: %s restarts %d, was %s restarts %d",
-			st.ContainerID, st.RestartCount, app.ContainerID, app.RestartCount)
+	// The app ran all along: the interception stopped the plaintext, not the app's absence.
+	p := e.pod("bookinfo", "app="+app)
+	if st := e.containerStatus(p, app); st.ContainerID != appBefore.ContainerID || st.RestartCount != appBefore.RestartCount || st.State.Running == nil {
+		t.Fatalf("%s's app container changed while only its sidecar was killed: %s restarts %d, was %s restarts %d",
+			app, st.ContainerID, st.RestartCount, appBefore.ContainerID, appBefore.RestartCount)
 	}
-	for i := 0; i < 20; i++ {
-		if v, _, err := productPage(m.client, m.url, ""); err != nil || v != "v1" {
-			t.Fatalf("product page %d of 20 through the gateway after the sidecar's restart: reviews %q, %v", i+1, v, err)
+	streak := 0
+	e.waitFor(app+" served through the mesh again (20 calls in a row)", time.Minute, func() (bool, string) {
+		if failed, how := call(); failed {
+			streak = 0
+			return false, how
 		}
-		if _, page, err := productPage(m.client, direct, ""); err == nil {
-			t.Fatalf("plaintext %d of 20 to productpage's pod after the sidecar's restart was served: %s", i+1, page[:min(len(page), 200)])
-		}
-	}
+		plaintext("after its sidecar's restart")
+		streak++
+		return streak >= 20, fmt.Sprintf("%d in a row", streak)
+	})
 }
 
 // meshProxies names the proxies pilot should list, as pod.namespace: every
