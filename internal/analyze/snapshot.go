@@ -34,6 +34,11 @@ type Snapshot struct {
 	services       []*Service
 	servicesByHost map[string]*Service
 	servicesByNS   map[string][]*Service
+	// servicesBySel holds each Service with a selector under one of its
+	// selector's labels, so a workload finds the Services that may select
+	// it through its own labels instead of testing every Service in its
+	// namespace.
+	servicesBySel  map[labelKey][]*Service
 	serviceEntries []*serviceEntryHost
 	workloads      []*Workload
 	labelIndex     map[labelKey][]*Workload
@@ -201,6 +206,7 @@ func (s *Snapshot) index() {
 	s.knownNS = map[string]bool{}
 	s.servicesByHost = map[string]*Service{}
 	s.servicesByNS = map[string][]*Service{}
+	s.servicesBySel = map[labelKey][]*Service{}
 	s.labelIndex = map[labelKey][]*Workload{}
 	s.workloadsByNS = map[string][]*Workload{}
 	for _, r := range s.Resources {
@@ -213,10 +219,14 @@ func (s *Snapshot) index() {
 			s.namespaces[r.Name] = o
 			s.knownNS[r.Name] = true
 		case *corev1.Service:
-			svc := &Service{Resource: r, Service: o, Host: fmt.Sprintf("%s.%s.svc.%s", r.Name, r.Namespace, DomainSuffix)}
+			svc := &Service{Resource: r, Service: o, Host: r.Name + "." + r.Namespace + ".svc." + DomainSuffix}
 			s.services = append(s.services, svc)
 			s.servicesByHost[svc.Host] = svc
 			s.servicesByNS[r.Namespace] = append(s.servicesByNS[r.Namespace], svc)
+			if k, ok := minKey(o.Spec.Selector); ok {
+				lk := labelKey{r.Namespace, k, o.Spec.Selector[k]}
+				s.servicesBySel[lk] = append(s.servicesBySel[lk], svc)
+			}
 		case *corev1.Pod:
 			s.addWorkload(&Workload{Resource: r, Labels: o.Labels, Annotations: o.Annotations, ServiceAccount: o.Spec.ServiceAccountName, Containers: containerNames(&o.Spec), Pod: o})
 		default:
@@ -344,16 +354,31 @@ func LabelsMatch(selector, labels map[string]string) bool {
 }
 
 // ServicesFor returns the Services in the workload's namespace whose
-// selectors select it.
+// selectors select it, in input order.
 func (s *Snapshot) ServicesFor(w *Workload) []*Service {
 	var out []*Service
-	for _, svc := range s.servicesByNS[w.Namespace] {
-		sel := svc.Service.Spec.Selector
-		if len(sel) > 0 && LabelsMatch(sel, w.Labels) {
-			out = append(out, svc)
+	for k, v := range w.Labels {
+		for _, svc := range s.servicesBySel[labelKey{w.Namespace, k, v}] {
+			if LabelsMatch(svc.Service.Spec.Selector, w.Labels) {
+				out = append(out, svc)
+			}
 		}
 	}
+	if len(out) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	}
 	return out
+}
+
+// minKey returns the smallest key of a non-empty map.
+func minKey(m map[string]string) (string, bool) {
+	first, found := "", false
+	for k := range m {
+		if !found || k < first {
+			first, found = k, true
+		}
+	}
+	return first, found
 }
 
 // ServiceWorkloads returns the workloads a Service selects.
@@ -373,10 +398,10 @@ func ResolveHost(host, ns string) string {
 	}
 	switch strings.Count(host, ".") {
 	case 0:
-		return fmt.Sprintf("%s.%s.svc.%s", host, ns, DomainSuffix)
+		return host + "." + ns + ".svc." + DomainSuffix
 	case 1:
 		if _, ok := strings.CutSuffix(host, "."+DomainSuffix); !ok {
-			return fmt.Sprintf("%s.svc.%s", host, DomainSuffix)
+			return host + ".svc." + DomainSuffix
 		}
 	case 2:
 		if strings.HasSuffix(host, ".svc") {

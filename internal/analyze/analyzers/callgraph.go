@@ -142,7 +142,7 @@ func routedHosts(ctx *analyze.Context, ns string) map[string]bool {
 		if !ok || r.Namespace != ns {
 			continue
 		}
-		ForEachDestination(vs, func(_ string, d *v1alpha3.Destination) {
+		ForEachDestination(vs, func(_ DestinationPath, d *v1alpha3.Destination) {
 			if d != nil && d.Host != "" {
 				out[analyze.ResolveHost(d.Host, ns)] = true
 			}

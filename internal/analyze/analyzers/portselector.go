@@ -24,7 +24,7 @@ func (*PortSelector) Analyze(ctx *analyze.Context) {
 		if !ok || len(vs.Spec.Gateways) == 0 || onlyMesh(vs) {
 			continue
 		}
-		ForEachDestination(vs, func(path string, d *v1alpha3.Destination) {
+		ForEachDestination(vs, func(path DestinationPath, d *v1alpha3.Destination) {
 			if d == nil || (d.Port != nil && d.Port.Number != 0) {
 				return
 			}
@@ -32,7 +32,7 @@ func (*PortSelector) Analyze(ctx *analyze.Context) {
 			if !ok || h.Service == nil || len(h.Ports) < 2 {
 				return
 			}
-			ctx.Report(analyze.VirtualServiceDestinationPortSelectorRequired, r, path+".port",
+			ctx.Report(analyze.VirtualServiceDestinationPortSelectorRequired, r, path.String()+".port",
 				"This route is bound to a gateway and sends traffic to %q, which has ports %s: set port.number to pick one", d.Host, portList(h.Ports))
 		})
 	}

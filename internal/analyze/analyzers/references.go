@@ -2,6 +2,7 @@ package analyzers
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"istio.io/api/networking/v1alpha3"
@@ -41,7 +42,7 @@ func (*References) Analyze(ctx *analyze.Context) {
 				ctx.Report(analyze.ReferencedResourceNotFound, r, fmt.Sprintf("spec.gateways[%d]", i), "Referenced gateway not found: %q", g)
 			}
 		}
-		ForEachDestination(vs, func(path string, d *v1alpha3.Destination) {
+		ForEachDestination(vs, func(path DestinationPath, d *v1alpha3.Destination) {
 			checkDestination(ctx, r, path, d)
 		})
 	}
@@ -85,21 +86,21 @@ func (*References) Analyze(ctx *analyze.Context) {
 	}
 }
 
-func checkDestination(ctx *analyze.Context, r *analyze.Resource, path string, d *v1alpha3.Destination) {
+func checkDestination(ctx *analyze.Context, r *analyze.Resource, path DestinationPath, d *v1alpha3.Destination) {
 	if d == nil || d.Host == "" {
 		return
 	}
 	// The subset is checked even when the host is missing: both need fixing.
 	if d.Subset != "" && !ctx.HasSubset(d.Host, r.Namespace, d.Subset) {
-		ctx.Report(analyze.ReferencedResourceNotFound, r, path+".subset", "Referenced host+subset in destinationrule not found: %q", d.Host+"+"+d.Subset)
+		ctx.Report(analyze.ReferencedResourceNotFound, r, path.String()+".subset", "Referenced host+subset in destinationrule not found: %q", d.Host+"+"+d.Subset)
 	}
 	h, ok := ctx.LookupHost(d.Host, r.Namespace)
 	if !ok {
-		ctx.Report(analyze.ReferencedResourceNotFound, r, path+".host", "Referenced host not found: %q", d.Host)
+		ctx.Report(analyze.ReferencedResourceNotFound, r, path.String()+".host", "Referenced host not found: %q", d.Host)
 		return
 	}
 	if d.Port != nil && d.Port.Number != 0 && len(h.Ports) > 0 && !containsPort(h.Ports, d.Port.Number) {
-		ctx.Report(analyze.ReferencedResourceNotFound, r, path+".port.number", "Referenced port not found: host %q has no port %d (it has %s)", d.Host, d.Port.Number, portList(h.Ports))
+		ctx.Report(analyze.ReferencedResourceNotFound, r, path.String()+".port.number", "Referenced port not found: host %q has no port %d (it has %s)", d.Host, d.Port.Number, portList(h.Ports))
 	}
 }
 
@@ -129,28 +130,48 @@ func GatewayKey(ref, ns string) string {
 	return ns + "/" + ref
 }
 
+// DestinationPath is the field path of a destination in a VirtualService;
+// String renders it ("spec.http[0].route[1].destination"). It is a value
+// so that walking every destination costs no string until a finding
+// needs one.
+type DestinationPath struct {
+	rules  string // "http", "tcp" or "tls"
+	rule   int
+	list   string // "route", "mirror" or "mirrors"
+	target int
+}
+
+// String renders the path.
+func (p DestinationPath) String() string {
+	s := "spec." + p.rules + "[" + strconv.Itoa(p.rule) + "]." + p.list
+	if p.list == "mirror" {
+		return s
+	}
+	return s + "[" + strconv.Itoa(p.target) + "].destination"
+}
+
 // ForEachDestination calls fn for every route and mirror destination of a
 // VirtualService, with the destination's field path.
-func ForEachDestination(vs *networking.VirtualService, fn func(path string, d *v1alpha3.Destination)) {
+func ForEachDestination(vs *networking.VirtualService, fn func(path DestinationPath, d *v1alpha3.Destination)) {
 	for i, h := range vs.Spec.Http {
 		for j, rd := range h.Route {
-			fn(fmt.Sprintf("spec.http[%d].route[%d].destination", i, j), rd.Destination)
+			fn(DestinationPath{"http", i, "route", j}, rd.Destination)
 		}
 		if h.Mirror != nil {
-			fn(fmt.Sprintf("spec.http[%d].mirror", i), h.Mirror)
+			fn(DestinationPath{"http", i, "mirror", 0}, h.Mirror)
 		}
 		for j, m := range h.Mirrors {
-			fn(fmt.Sprintf("spec.http[%d].mirrors[%d].destination", i, j), m.Destination)
+			fn(DestinationPath{"http", i, "mirrors", j}, m.Destination)
 		}
 	}
 	for i, t := range vs.Spec.Tcp {
 		for j, rd := range t.Route {
-			fn(fmt.Sprintf("spec.tcp[%d].route[%d].destination", i, j), rd.Destination)
+			fn(DestinationPath{"tcp", i, "route", j}, rd.Destination)
 		}
 	}
 	for i, t := range vs.Spec.Tls {
 		for j, rd := range t.Route {
-			fn(fmt.Sprintf("spec.tls[%d].route[%d].destination", i, j), rd.Destination)
+			fn(DestinationPath{"tls", i, "route", j}, rd.Destination)
 		}
 	}
 }

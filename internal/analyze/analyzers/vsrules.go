@@ -55,8 +55,11 @@ func checkHTTPRules(ctx *analyze.Context, r *analyze.Resource, routes []*v1alpha
 		var ms []proto.Message
 		for _, m := range h.Match {
 			// The name only labels the match; it does not change what matches.
-			c := proto.Clone(m).(*v1alpha3.HTTPMatchRequest)
-			c.Name = ""
+			c := m
+			if m.Name != "" {
+				c = proto.Clone(m).(*v1alpha3.HTTPMatchRequest)
+				c.Name = ""
+			}
 			if isCatchAllHTTP(c) {
 				c = &v1alpha3.HTTPMatchRequest{}
 			}
@@ -75,8 +78,13 @@ func isCatchAllHTTP(m *v1alpha3.HTTPMatchRequest) bool {
 		c.Uri = nil
 		m = c
 	}
-	return proto.Equal(m, &v1alpha3.HTTPMatchRequest{})
+	return isEmpty(m)
 }
+
+// isEmpty reports whether m sets nothing, as proto.Equal with a new
+// message would, without building one: a message that sets any field or
+// holds unknown fields has a non-zero encoded size.
+func isEmpty(m proto.Message) bool { return proto.Size(m) == 0 }
 
 // checkRules walks rules in order. A rule with no match conditions, or one
 // whose only condition is empty, matches everything, so every later rule is
@@ -114,7 +122,7 @@ func checkRules(ctx *analyze.Context, r *analyze.Resource, path string, rules []
 			catchAll = i
 		}
 		for _, m := range matches {
-			if proto.Equal(m, m.ProtoReflect().Type().New().Interface()) {
+			if isEmpty(m) {
 				catchAll = i
 			}
 		}
