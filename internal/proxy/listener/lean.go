@@ -142,11 +142,10 @@ func (m *HCM) serveLean(ch *chain, mc *metaConn) {
 	}
 	var armed time.Time
 	for {
+		// A draining connection still serves a request that is already on
+		// its way (the answer says Connection: close); idle ones are closed
+		// by the drain through closeIdle.
 		lc.idle.Store(true)
-		if m.draining.Load() {
-			mc.Close()
-			return
-		}
 		// The idle deadline stays armed while a request is served (only
 		// heads and bodies are read here); re-arming it costs a timer
 		// update, so it is moved only when 1/16 of it has passed.
