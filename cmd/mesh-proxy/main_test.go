@@ -168,3 +168,28 @@ func TestBadBootstrapExits65(t *testing.T) {
 		t.Fatalf("version: %v %s", err, out)
 	}
 }
+
+// The CA flags: a contradiction is a usage error, a missing root or token a
+// data error naming what is missing.
+func TestCAFlagsAreChecked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildOnce(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--node-id", "sidecar~1.2.3.4~a.b~b.svc.cluster.local", "--xds-address", "127.0.0.1:1", "--xds-mtls"}, 64, "--xds-mtls needs --ca-address"},
+		{[]string{"--node-id", "sidecar~1.2.3.4~a.b~b.svc.cluster.local", "--ca-address", "127.0.0.1:1", "--ca-root-cert", filepath.Join(dir, "none.pem")}, 65, "none.pem"},
+		{[]string{"--node-id", "sidecar~1.2.3.4~a.b~b.svc.cluster.local", "--ca-address", "127.0.0.1:1", "--workload-cert-ttl", "5s"}, 64, "--workload-cert-ttl"},
+	} {
+		out, err := exec.Command(bin, c.args...).CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: %v\n%s\nwant exit %d mentioning %q", c.args, err, out, c.code, c.want)
+		}
+	}
+}

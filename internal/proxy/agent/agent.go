@@ -16,12 +16,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/admin"
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/logging"
 	"mesh.dev/mesh/internal/proxy/xdsclient"
@@ -42,6 +44,11 @@ type Options struct {
 	Level         *slog.LevelVar // optional: kept in step with /logging?level= for an embedder's own slog handler
 	DrainTimeout  time.Duration
 	OriginalDst   func(net.Conn) (netipAddrPort, bool)
+	// Identity, when set, keeps the workload certificate from pilot's CA; it
+	// stands in for the "default" and "ROOTCA" SDS secrets pilot has not sent.
+	Identity *identity.Manager
+	// XDSMTLS connects to the ADS server over TLS with Identity's certificate (pilot's 15012).
+	XDSMTLS bool
 }
 
 // Proxy is a running data plane.
@@ -82,6 +89,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p.Metrics = NewMetrics(opts.Workload)
 	p.Store = newStore(&p.Listeners)
+	if opts.Identity != nil {
+		p.Store.SetSecretFallback(opts.Identity.Secret)
+	}
 	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Observer: p.Metrics, OriginalDst: p.opts.OriginalDst})
 	p.Store.SetCompiler(config.ListenerType, p.Listeners.Compiler())
 	if b := opts.Bootstrap; b != nil {
@@ -205,15 +215,35 @@ func (p *Proxy) Start(ctx context.Context) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
+	if p.opts.Identity != nil {
+		go p.opts.Identity.Run(ctx)
+	}
 	if xdsAddr != "" {
-		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		creds := insecure.NewCredentials()
+		if p.opts.XDSMTLS {
+			if p.opts.Identity == nil {
+				return errors.New("xDS over mTLS needs the workload identity (CA address)")
+			}
+			creds = credentials.NewTLS(p.opts.Identity.ClientTLS())
+		}
+		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return fmt.Errorf("xds %s: %w", xdsAddr, err)
 		}
 		p.grpcConn = conn
 		p.XDS = &xdsclient.Client{Conn: conn, Node: p.node, Handler: p, Delta: p.opts.Delta,
 			MinBackoff: p.opts.XDSBackoff[0], MaxBackoff: p.opts.XDSBackoff[1]}
-		go p.XDS.Run(ctx)
+		go func() {
+			if p.opts.XDSMTLS {
+				// A connection made before the certificate arrives would carry none, and pilot serves no xDS to it.
+				select {
+				case <-p.opts.Identity.Ready():
+				case <-ctx.Done():
+					return
+				}
+			}
+			p.XDS.Run(ctx)
+		}()
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/version"
 
+	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/logging"
 )
 
@@ -60,6 +61,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		compLevels    = fs.String("component-log-level", "", "per-logger levels, LOGGER:LEVEL[,LOGGER:LEVEL...] (e.g. upstream:debug,connection:trace); applied after --log-level")
 		drain         = fs.Duration("drain-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 		showVersion   = fs.Bool("version", false, "print the version and exit")
+		caAddr        = fs.String("ca-address", "", "mesh-pilot's certificate service host:port (its mTLS port 15012); empty: no workload certificate of the agent's own")
+		caRoot        = fs.String("ca-root-cert", "/var/run/secrets/istio/root-cert.pem", "PEM mesh root that pilot's serving certificate chains to (the istio-ca-root-cert ConfigMap)")
+		caName        = fs.String("ca-server-name", "", "name to verify pilot's serving certificate against (default: the host of --ca-address)")
+		saToken       = fs.String("sa-token", "/var/run/secrets/tokens/istio-token", "projected ServiceAccount token file presented to the CA")
+		certTTL       = fs.Duration("workload-cert-ttl", 24*time.Hour, "validity to ask the CA for; the certificate is renewed at half its life")
+		xdsMTLS       = fs.Bool("xds-mtls", false, "connect to --xds-address over TLS, verifying pilot with --ca-root-cert and presenting the workload certificate (needs --ca-address)")
 		memLimit      = fs.Int64("memory-limit-mib", 0, "soft heap limit in MiB the garbage collector aims under (0: Go's default; GOMEMLIMIT wins when set)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +122,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			pod, ns, _ := strings.Cut(podNS, ".")
 			opts.Workload = Workload{Name: workloadName(pod), Namespace: ns, App: os.Getenv("SERVICE_NAME"), Version: os.Getenv("SERVICE_VERSION")}
 		}
+	}
+	if *xdsMTLS && *caAddr == "" {
+		fmt.Fprintln(stderr, "mesh-proxy: --xds-mtls needs --ca-address: the client certificate comes from pilot's CA")
+		return exitUsage
+	}
+	if *caAddr != "" {
+		if *certTTL < time.Minute {
+			fmt.Fprintf(stderr, "mesh-proxy: --workload-cert-ttl %v: want at least 1m\n", *certTTL)
+			return exitUsage
+		}
+		id, err := identity.New(identity.Config{CAAddress: *caAddr, ServerName: *caName, RootCertFile: *caRoot, TokenFile: *saToken, TTL: *certTTL,
+			Log: logging.Default.Logger("secret")})
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-proxy: --ca-address %s: %v (flags --ca-root-cert, --sa-token)\n", *caAddr, err)
+			return exitData
+		}
+		defer id.Close()
+		opts.Identity, opts.XDSMTLS = id, *xdsMTLS
 	}
 	p, err := New(opts)
 	if err != nil {

@@ -26,6 +26,7 @@ type Store struct {
 	cur       atomic.Pointer[Snapshot]
 	compilers map[string]Compiler
 	commits   []func(old, new *Snapshot)
+	fallback  atomic.Pointer[func(string) *tlsv3.Secret]
 }
 
 // NewStore returns an empty store.
@@ -45,7 +46,21 @@ func (s *Store) OnCommit(f func(old, new *Snapshot)) { s.commits = append(s.comm
 func (s *Store) Load() *Snapshot { return s.cur.Load() }
 
 // Secret implements tls.Secrets against the current snapshot, so a rotated secret is seen at the next handshake.
-func (s *Store) Secret(name string) *tlsv3.Secret { return s.Load().Secret(name) }
+// A secret the control plane has not sent comes from the fallback, if one is set.
+func (s *Store) Secret(name string) *tlsv3.Secret {
+	if sec := s.Load().Secret(name); sec != nil {
+		return sec
+	}
+	if f := s.fallback.Load(); f != nil {
+		return (*f)(name)
+	}
+	return nil
+}
+
+// SetSecretFallback supplies secrets SDS has not delivered: the agent's own
+// workload certificate stands in for "default" and "ROOTCA" until (or
+// unless) the control plane pushes them.
+func (s *Store) SetSecretFallback(f func(name string) *tlsv3.Secret) { s.fallback.Store(&f) }
 
 // Update is one set of changes to one resource type.
 type Update struct {
