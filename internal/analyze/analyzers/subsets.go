@@ -48,44 +48,17 @@ func (*SubsetPods) Analyze(ctx *analyze.Context) {
 			if !routed[host+"/"+ss.Name] {
 				continue
 			}
-			svcSel := h.Service.Service.Spec.Selector
-			if !selectsAny(ctx, h.Service.Namespace, svcSel, ss.Labels) {
-				sel := map[string]string{}
-				for k, v := range svcSel {
-					sel[k] = v
-				}
-				for k, v := range ss.Labels {
-					sel[k] = v
-				}
+			sel := make(map[string]string, len(h.Service.Service.Spec.Selector)+len(ss.Labels))
+			for k, v := range h.Service.Service.Spec.Selector {
+				sel[k] = v
+			}
+			for k, v := range ss.Labels {
+				sel[k] = v
+			}
+			if len(ctx.SelectWorkloads(h.Service.Namespace, sel)) == 0 {
 				ctx.Report(analyze.DestinationRuleSubsetNotSelectPods, r, fmt.Sprintf("spec.subsets[%d]", i),
 					"Subset %q receives traffic but selects no pods of service %q (labels %v)", ss.Name, dr.Spec.Host, sel)
 			}
 		}
 	}
-}
-
-// selectsAny reports whether some workload in ns has the Service's
-// selector labels merged with the subset's (the subset's value winning),
-// without building the merged map for every subset.
-func selectsAny(ctx *analyze.Context, ns string, svcSel, subset map[string]string) bool {
-	narrow := subset
-	if len(narrow) == 0 {
-		narrow = svcSel
-	}
-	for _, w := range ctx.SelectWorkloads(ns, narrow) {
-		if !analyze.LabelsMatch(subset, w.Labels) {
-			continue
-		}
-		ok := true
-		for k, v := range svcSel {
-			if _, overridden := subset[k]; !overridden && w.Labels[k] != v {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
 }
