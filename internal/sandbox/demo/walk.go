@@ -111,6 +111,13 @@ func (w *Walk) printf(format string, args ...any) {
 // Mesh runs the CLI as a user would (NO_COLOR, the sandbox's kubeconfig),
 // prints the command and its output, and returns both with its error.
 func (w *Walk) Mesh(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
+	out, err := w.mesh(ctx, timeout, args...)
+	w.printf("$ mesh %s\n%s", strings.Join(args, " "), indentOutput([]byte(out)))
+	return out, err
+}
+
+// mesh runs the CLI without printing anything.
+func (w *Walk) mesh(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
 	if err := w.init(); err != nil {
 		return "", err
 	}
@@ -119,7 +126,6 @@ func (w *Walk) Mesh(ctx context.Context, timeout time.Duration, args ...string) 
 	cmd := exec.CommandContext(ctx, filepath.Join(w.Bin, "mesh"), args...)
 	cmd.Env = append(os.Environ(), "NO_COLOR=1", "KUBECONFIG="+w.Kubeconfig)
 	out, err := cmd.CombinedOutput()
-	w.printf("$ mesh %s\n%s", strings.Join(args, " "), indentOutput(out))
 	return string(out), err
 }
 
@@ -463,10 +469,12 @@ func (w *Walk) ProxyStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Polled quietly: right after the last rule a proxy may still be STALE.
 	var out string
+	defer func() { w.printf("$ mesh proxy-status\n%s", indentOutput([]byte(out))) }()
 	err = WaitFor(ctx, "every proxy SYNCED in `mesh proxy-status`", time.Minute, func() (bool, string) {
 		var err error
-		out, err = w.Mesh(ctx, time.Minute, "proxy-status")
+		out, err = w.mesh(ctx, time.Minute, "proxy-status")
 		if err != nil {
 			return false, fmt.Sprintf("%v: %s", err, out)
 		}
