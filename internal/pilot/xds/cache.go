@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -24,9 +25,12 @@ type typeGen struct {
 	anys     []*anypb.Any      // the SotW payload, in items order
 	res      []*discoveryv3.Resource
 
+	id    uint64 // unique, so diffs can name older generations without keeping them alive
 	mu    sync.Mutex
-	diffs map[*typeGen]*genDiff // from an older generation to this one
+	diffs map[uint64]*genDiff // from an older generation (by id) to this one
 }
+
+var genIDs atomic.Uint64
 
 // genDiff is what changed between two generations of a type.
 type genDiff struct {
@@ -36,6 +40,7 @@ type genDiff struct {
 
 func newTypeGen(typeURL, version string, its []*item) *typeGen {
 	g := &typeGen{
+		id:       genIDs.Add(1),
 		typeURL:  typeURL,
 		version:  version,
 		items:    its,
@@ -58,7 +63,7 @@ func newTypeGen(typeURL, version string, its []*item) *typeGen {
 func (g *typeGen) diffFrom(old *typeGen) *genDiff {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if d := g.diffs[old]; d != nil {
+	if d := g.diffs[old.id]; d != nil {
 		return d
 	}
 	d := &genDiff{}
@@ -73,14 +78,14 @@ func (g *typeGen) diffFrom(old *typeGen) *genDiff {
 		}
 	}
 	if g.diffs == nil {
-		g.diffs = map[*typeGen]*genDiff{}
+		g.diffs = map[uint64]*genDiff{}
 	}
 	// Only the previous generation is ever asked for in practice; keep the
 	// map from growing when proxies lag several generations behind.
 	if len(g.diffs) > 4 {
 		clear(g.diffs)
 	}
-	g.diffs[old] = d
+	g.diffs[old.id] = d
 	return d
 }
 
@@ -276,7 +281,7 @@ func (e *nodeEntry) charge(t int, n int64) bool {
 }
 
 // budgetHold is the longest a response holds budget without an answer.
-const budgetHold = 10 * time.Second
+const budgetHold = 60 * time.Second
 
 // acked releases the budget of type t's previous response: the client
 // answered it (ACK or NACK), so it is no longer buffered anywhere.
