@@ -11,7 +11,12 @@ import (
 	"testing"
 	"time"
 
+	rbaccfg "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 )
 
 // One keep-alive connection carries requests the lean HTTP/1.1 path serves
@@ -113,4 +118,45 @@ func waitListening(t *testing.T, port uint32) {
 		}
 		return err == nil
 	})
+}
+
+// On a plaintext listener (served by the lean path) the RBAC filter denies
+// by path and method and an empty fault filter, as pilot always configures
+// one, lets everything through.
+func TestLeanPathRunsRBACAndFaultFilters(t *testing.T) {
+	up := startUpstream(t, "a", nil)
+	port := freePort(t)
+	deny := &rbacv3.RBAC{Rules: &rbaccfg.RBAC{Action: rbaccfg.RBAC_DENY, Policies: map[string]*rbaccfg.Policy{
+		"deny-admin-post": {
+			Principals: []*rbaccfg.Principal{{Identifier: &rbaccfg.Principal_Any{Any: true}}},
+			Permissions: []*rbaccfg.Permission{{Rule: &rbaccfg.Permission_AndRules{AndRules: &rbaccfg.Permission_Set{Rules: []*rbaccfg.Permission{
+				{Rule: &rbaccfg.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{Rule: &matcherv3.PathMatcher_Path{Path: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "/admin"}}}}}},
+				{Rule: &rbaccfg.Permission_Header{Header: &routev3.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_ExactMatch{ExactMatch: "POST"}}}},
+			}}}}},
+		}}}}
+	filters := []*hcmv3.HttpFilter{
+		faultFilter(t, &faultv3.HTTPFault{}),
+		{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, deny)}},
+	}
+	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, filters, staticCluster("a", up))
+	waitListening(t, port)
+	post := func(path string) (int, string) {
+		resp, err := http.Post(url(port, path), "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/admin/users"); code != 403 || body != "RBAC: access denied" {
+		t.Errorf("POST /admin/users: %d %q, want 403 from RBAC", code, body)
+	}
+	if code, body := post("/public"); code != 200 || body != "a" {
+		t.Errorf("POST /public: %d %q, want 200 from the upstream", code, body)
+	}
+	if resp, body := get(t, url(port, "/admin/users")); resp.StatusCode != 200 || body != "a" {
+		t.Errorf("GET /admin/users: %d %q, want 200 (only POST is denied)", resp.StatusCode, body)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"mesh.dev/mesh/internal/proxy/cluster"
+	"mesh.dev/mesh/internal/proxy/rbac"
 	"mesh.dev/mesh/internal/proxy/router"
 )
 
@@ -31,8 +32,8 @@ import (
 // the net/http path), writes it to a pooled upstream connection and copies
 // the answer back. Anything it does not handle itself (HTTP/2 prior
 // knowledge, upgrades, Expect, chunked or large request bodies, HTTP/1.0,
-// HTTP filters, direct responses, redirects, mirrors, TLS or HTTP/2
-// upstreams, malformed heads) makes it hand the connection, with every byte
+// direct responses, redirects, mirrors, TLS or HTTP/2 upstreams, malformed
+// heads) makes it hand the connection, with every byte
 // it has read but not used, to the chain's net/http server, which then owns
 // it to the end. A hand-off happens before the request is consumed, so the
 // net/http path sees the request whole.
@@ -118,7 +119,7 @@ type leanConn struct {
 
 // leanEligible reports whether connections of this HCM may start on the lean path.
 func (m *HCM) leanEligible(isTLS bool) bool {
-	return !isTLS && m.codec != hcmv3.HttpConnectionManager_HTTP2 && len(m.filters) == 0 && leanOff == ""
+	return !isTLS && m.codec != hcmv3.HttpConnectionManager_HTTP2 && leanOff == ""
 }
 
 // leanOff disables the lean path (MESH_PROXY_LEAN_HTTP1=off) to compare it with the net/http path.
@@ -387,8 +388,11 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 	default:
 		ensureRequestID(r)
 		propagateTrace(r.Header)
-		st.hash, st.hasHash = rt.HashKey(r, lc.remote)
-		code, n, err = m.leanProxy(lc, st)
+		var answered bool
+		if code, n, answered, err = m.leanFilters(lc, st); !answered {
+			st.hash, st.hasHash = rt.HashKey(r, lc.remote)
+			code, n, err = m.leanProxy(lc, st)
+		}
 	}
 	// Stats and logs are written before the last bytes leave, so a client
 	// that has its answer finds the request counted, as on the net/http path.
@@ -397,6 +401,53 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 		err = ferr
 	}
 	return err
+}
+
+// leanFilters runs the HTTP filters in their configured order, as HCM.handle
+// does; answered is true when one of them made the reply (RBAC denial, fault abort).
+func (m *HCM) leanFilters(lc *leanConn, st *reqState) (code int, n int64, answered bool, err error) {
+	r, rt := &lc.req, st.route
+	for _, f := range m.filters {
+		switch {
+		case f.rbac != nil:
+			if rt.RBACDisabled {
+				continue
+			}
+			req := &rbac.Request{HTTP: r, Remote: lc.mc.info.src, Local: lc.mc.info.dst, SNI: lc.mc.info.sni}
+			if ok, _ := f.rbac.Allowed(req); !ok {
+				m.Stats.RBACDenied.Add(1)
+				st.flags = "RBAC"
+				code, n, err = lc.localReply(m, http.StatusForbidden, nil, "RBAC: access denied")
+				return code, n, true, err
+			}
+		case f.fault != nil:
+			ft := f.fault
+			if rt.Fault != nil {
+				ft = rt.Fault
+			} else if rt.VH.Fault != nil {
+				ft = rt.VH.Fault
+			}
+			delay, abort, done := ft.Decide(r.Header)
+			if delay > 0 {
+				m.Stats.FaultDelayed.Add(1)
+				st.flags = "DI"
+				time.Sleep(delay)
+			}
+			done()
+			if abort != 0 {
+				m.Stats.FaultAborted.Add(1)
+				st.flags = "FI"
+				if ft.AbortGRPC != 0 {
+					code, n, err = lc.localReply(m, http.StatusOK, http.Header{"Content-Type": {"application/grpc"},
+						"Grpc-Status": {strconv.Itoa(ft.AbortGRPC)}, "Grpc-Message": {"fault filter abort"}}, "")
+					return code, n, true, err
+				}
+				code, n, err = lc.localReply(m, abort, nil, "fault filter abort")
+				return code, n, true, err
+			}
+		}
+	}
+	return 0, 0, false, nil
 }
 
 func (lc *leanConn) local404(m *HCM) (int, int64, error) {
