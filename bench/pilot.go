@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/pilottest"
 	"mesh.dev/mesh/internal/pilot/xds"
@@ -224,6 +227,9 @@ func pilotMemory() (inUse, rss, peak int64) {
 func benchPilot(_ *Env) ([]Row, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), pilotBudget)
 	defer cancel()
+	// As mesh-pilot runs by default (--memory-limit-mib).
+	debug.SetMemoryLimit(pilot.DefaultMemoryLimitMiB << 20)
+	defer debug.SetMemoryLimit(math.MaxInt64)
 	proxies := pilotProxies
 	if n, err := strconv.Atoi(os.Getenv("MESH_BENCH_PILOT_PROXIES")); err == nil && n > 0 {
 		proxies = n // for quick local runs; the report's figure is for 2,000
@@ -301,7 +307,7 @@ func benchPilot(_ *Env) ([]Row, error) {
 	}
 	full, edsPush := median(fulls), median(edss)
 	cmd := "go run ./bench -only pilot"
-	how := "delta ADS, clients in a child process; synthetic model fed directly, no API server"
+	how := fmt.Sprintf("delta ADS, clients in a child process; synthetic model fed directly, no API server; mesh-pilot's default soft memory limit %d MiB", pilot.DefaultMemoryLimitMiB)
 	base := "same push to 1 proxy"
 	return []Row{
 		{Figure: fmt.Sprintf("pilot: first config to %d proxies, connect to all ACKed (%.1f MiB each; %s)", proxies, float64(unscoped)/(1<<20), how),

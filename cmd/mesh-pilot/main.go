@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -27,6 +28,7 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	o := &pilot.Options{}
 	var logLevel string
 	var showVersion bool
+	var memLimitMiB int64
 	cmd := &cobra.Command{
 		Use:           "mesh-pilot",
 		Short:         "The mesh control plane: xDS, certificates, injection and validation",
@@ -42,6 +44,13 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
 			o.Log = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: lvl}))
+			if memLimitMiB < 0 {
+				return fmt.Errorf("--memory-limit-mib %d: want 0 (none) or a positive number of MiB", memLimitMiB)
+			}
+			// GOMEMLIMIT, when set, is the operator's choice and wins.
+			if memLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(memLimitMiB << 20)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return o.Run(ctx)
@@ -60,6 +69,7 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	f.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 0, "lifetime of workload certificates (default 24h)")
 	f.StringSliceVar(&o.ExtraHosts, "extra-host", nil, "extra host name or IP for pilot's serving certificate (e.g. 127.0.0.1 outside the cluster)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.Int64Var(&memLimitMiB, "memory-limit-mib", pilot.DefaultMemoryLimitMiB, "soft memory limit in MiB: the garbage collector works harder near it (0: none; GOMEMLIMIT overrides)")
 	f.BoolVar(&showVersion, "version", false, "print the version and exit")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "version",
