@@ -20,7 +20,7 @@ func fastYAML(name string, data []byte) ([]*Raw, bool) {
 	if !plainText(data) {
 		return nil, false
 	}
-	p := &fastParser{lines: splitLines(data), strs: map[string]string{}}
+	p := &fastParser{lines: splitLines(data), strs: map[string]any{}}
 	var out []*Raw
 	for {
 		p.skipBlank()
@@ -127,26 +127,33 @@ type fastParser struct {
 	failed    bool
 	depth     int
 	itemLines []int
-	// strs interns keys and string values. Without it every name and label
-	// kept after decoding would pin the whole file's text in memory, and
-	// the same namespace, label or host would be held once per use.
-	strs map[string]string
+	// strs interns keys and string values, each held as an interface
+	// value made once. Without it every name and label kept after
+	// decoding would pin the whole file's text in memory, the same
+	// namespace, label or host would be held once per use, and each use
+	// would allocate its own interface value.
+	strs map[string]any
 }
 
-// intern returns the file's single copy of s, detached from the file text.
-func (p *fastParser) intern(s string) string {
+// box returns the file's single copy of s, detached from the file text,
+// as an interface value.
+func (p *fastParser) box(s string) any {
 	if v, ok := p.strs[s]; ok {
 		return v
 	}
-	v := strings.Clone(s)
-	p.strs[v] = v
+	c := strings.Clone(s)
+	v := any(c)
+	p.strs[c] = v
 	return v
 }
+
+// intern returns the file's single copy of s.
+func (p *fastParser) intern(s string) string { return p.box(s).(string) }
 
 // value interns v when it is a string.
 func (p *fastParser) value(v any) any {
 	if s, ok := v.(string); ok {
-		return p.intern(s)
+		return p.box(s)
 	}
 	return v
 }
@@ -223,11 +230,11 @@ func (p *fastParser) mapping(indent int, first string, _ int) (any, bool) {
 			}
 			m[p.intern(key)] = v
 		} else {
-			v, ok := inlineValue(rest)
+			v, ok := p.inlineValue(rest)
 			if !ok {
 				return p.fail()
 			}
-			m[p.intern(key)] = p.value(v)
+			m[p.intern(key)] = v
 			// A following line indented deeper would continue the scalar.
 			p.skipBlank()
 			if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
@@ -326,10 +333,9 @@ func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
 				}
 			} else {
 				var ok bool
-				if v, ok = inlineValue(rest); !ok {
+				if v, ok = p.inlineValue(rest); !ok {
 					return p.fail()
 				}
-				v = p.value(v)
 				p.i++
 				p.skipBlank()
 				if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
@@ -365,7 +371,7 @@ func splitKey(text string) (key, rest string, ok bool) {
 	switch text[0] {
 	case '"', '\'':
 		q, n, ok := quoted(text)
-		if !ok {
+		if !ok || n > 512 {
 			return "", "", false
 		}
 		after := text[n:]
@@ -387,7 +393,9 @@ func splitKey(text string) (key, rest string, ok bool) {
 		idx = len(text) - 1
 	}
 	key = text[:idx]
-	if key == "<<" || strings.Contains(key, " #") || strings.ContainsAny(key, "\t") || strings.HasSuffix(key, " ") {
+	// YAML limits implicit keys to 1024 characters; long ones are left to
+	// the full parser, which knows exactly where the limit falls.
+	if len(key) > 512 || key == "<<" || strings.Contains(key, " #") || strings.ContainsAny(key, "\t") || strings.HasSuffix(key, " ") {
 		return "", "", false
 	}
 	rest = strings.TrimLeft(text[idx+1:], " ")
@@ -397,8 +405,9 @@ func splitKey(text string) (key, rest string, ok bool) {
 	return key, rest, true
 }
 
-// inlineValue types a scalar written after "key: " or "- ".
-func inlineValue(s string) (any, bool) {
+// inlineValue types a scalar written after "key: " or "- "; strings come
+// back interned.
+func (p *fastParser) inlineValue(s string) (any, bool) {
 	switch s[0] {
 	case '"', '\'':
 		q, n, ok := quoted(s)
@@ -409,7 +418,7 @@ func inlineValue(s string) (any, bool) {
 		if after != "" && after[0] != '#' {
 			return nil, false
 		}
-		return q, true
+		return p.box(q), true
 	case '{', '[':
 		if s == "{}" || strings.HasPrefix(s, "{} #") {
 			return map[string]any{}, true
@@ -431,7 +440,14 @@ func inlineValue(s string) (any, bool) {
 	if strings.Contains(s, ": ") || strings.HasSuffix(s, ":") || strings.ContainsAny(s, "\t") {
 		return nil, false
 	}
-	return plainScalar(s), true
+	if c := s[0]; (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') {
+		switch s {
+		case "true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL":
+		default:
+			return p.box(s), true
+		}
+	}
+	return p.value(plainScalar(s)), true
 }
 
 // plainScalar types a plain scalar exactly as the yaml.v3 path does.
