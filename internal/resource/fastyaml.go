@@ -3,6 +3,7 @@ package resource
 import (
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -93,8 +94,12 @@ type fastLine struct {
 	blank  bool
 }
 
+// splitLines cuts data into lines without copying it: the lines are
+// substrings of data, read only while the file is parsed (every key and
+// value kept is an interned copy), so data must not change until fastYAML
+// returns.
 func splitLines(data []byte) []fastLine {
-	s := string(data)
+	s := unsafe.String(unsafe.SliceData(data), len(data))
 	lines := make([]fastLine, 0, strings.Count(s, "\n")+1)
 	num := 0
 	for len(s) > 0 {
