@@ -3,12 +3,14 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
 
-// H1Conn is a plaintext HTTP/1.1 connection to one upstream host, owned by
+// H1Conn is an HTTP/1.1 connection (plaintext or TLS) to one upstream host, owned by
 // one request at a time. It is the lean path's alternative to http.Transport:
 // the caller writes and reads on its own goroutine, so a request costs no
 // hand-offs between the pool's reader and writer goroutines.
@@ -16,7 +18,7 @@ type H1Conn struct {
 	net.Conn
 	R      *bufio.Reader
 	W      *bufio.Writer
-	addr   string
+	key    h1Key
 	idleAt time.Time
 	// Reused reports whether the connection served a request before; a
 	// failure before any response byte on a reused one may be a close the
@@ -41,29 +43,52 @@ func (pc *H1Conn) SetAttemptDeadline(dl time.Time, timeout time.Duration) error 
 // first use so a cluster that never sees lean traffic carries nothing.
 type h1Pool struct {
 	mu   sync.Mutex
-	idle map[string][]*H1Conn
+	idle map[h1Key][]*H1Conn
+}
+
+// h1Key separates connections by the transport socket they were made with.
+type h1Key struct {
+	addr string
+	sock *socket
 }
 
 const maxIdleH1PerHost = 256
 
-// PlainH1 reports whether every request to the cluster travels as plaintext
-// HTTP/1.1, so the lean path may carry it instead of http.Transport.
-func (c *Cluster) PlainH1() bool {
+// LeanH1 reports whether every request to the cluster may travel as
+// HTTP/1.1 (plaintext, or TLS offering http/1.1), so the lean path may carry
+// it instead of http.Transport. Clusters configured for HTTP/2 upstream are not.
+func (c *Cluster) LeanH1() bool {
 	for _, s := range c.sockets() {
-		if s.tls != nil || s.h1 == s.h2 {
+		if s.h1 == s.h2 {
 			return false
 		}
 	}
 	return true
 }
 
+// leanTLS is the socket's TLS configuration with ALPN narrowed to HTTP/1.1.
+func (s *socket) leanTLSConfig() *tls.Config {
+	s.leanOnce.Do(func() {
+		cfg := httpALPN(s.tls, false)
+		if slices.Contains(cfg.NextProtos, "h2") {
+			cfg = cfg.Clone()
+			cfg.NextProtos = slices.DeleteFunc(slices.Clone(cfg.NextProtos), func(p string) bool { return p == "h2" })
+		}
+		s.leanTLS = cfg
+	})
+	return s.leanTLS
+}
+
 // GetH1 returns an idle connection to h or dials a new one (counted against
-// max_connections like the pooled transports' connections).
+// max_connections like the pooled transports' connections), with TLS when
+// h's transport socket has it; dl bounds the dial and handshake.
 func (c *Cluster) GetH1(h *Host, dl time.Time) (*H1Conn, error) {
+	s := c.sockOf(h)
+	key := h1Key{addr: h.Addr, sock: s}
 	if p := c.h1.Load(); p != nil {
 		now := time.Now()
 		p.mu.Lock()
-		list := p.idle[h.Addr]
+		list := p.idle[key]
 		for len(list) > 0 {
 			pc := list[len(list)-1]
 			list = list[:len(list)-1]
@@ -71,12 +96,12 @@ func (c *Cluster) GetH1(h *Host, dl time.Time) (*H1Conn, error) {
 				pc.Close()
 				continue
 			}
-			p.idle[h.Addr] = list
+			p.idle[key] = list
 			p.mu.Unlock()
 			pc.Reused = true
 			return pc, nil
 		}
-		p.idle[h.Addr] = list
+		p.idle[key] = list
 		p.mu.Unlock()
 	}
 	if c.limits.conns < 1<<30 && c.activeCx.Load() >= c.limits.conns {
@@ -87,7 +112,21 @@ func (c *Cluster) GetH1(h *Host, dl time.Time) (*H1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &H1Conn{Conn: conn, R: bufio.NewReaderSize(conn, 4<<10), W: bufio.NewWriterSize(conn, 4<<10), addr: h.Addr}, nil
+	if s.tls != nil {
+		tc := tls.Client(conn, s.leanTLSConfig())
+		ctx, cancel := context.WithTimeout(context.Background(), c.connectTimeout)
+		if !dl.IsZero() {
+			ctx, cancel = context.WithDeadline(ctx, dl)
+		}
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			conn.Close()
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: err} // a failed handshake is a connection failure
+		}
+		conn = tc
+	}
+	return &H1Conn{Conn: conn, R: bufio.NewReaderSize(conn, 4<<10), W: bufio.NewWriterSize(conn, 4<<10), key: key}, nil
 }
 
 // PutH1 returns a connection whose last exchange ended cleanly to the pool.
@@ -100,17 +139,17 @@ func (c *Cluster) PutH1(pc *H1Conn) {
 	}
 	p := c.h1.Load()
 	if p == nil {
-		c.h1.CompareAndSwap(nil, &h1Pool{idle: map[string][]*H1Conn{}})
+		c.h1.CompareAndSwap(nil, &h1Pool{idle: map[h1Key][]*H1Conn{}})
 		p = c.h1.Load()
 	}
 	pc.idleAt = time.Now()
 	p.mu.Lock()
-	if len(p.idle[pc.addr]) >= maxIdleH1PerHost {
+	if len(p.idle[pc.key]) >= maxIdleH1PerHost {
 		p.mu.Unlock()
 		pc.Close()
 		return
 	}
-	p.idle[pc.addr] = append(p.idle[pc.addr], pc)
+	p.idle[pc.key] = append(p.idle[pc.key], pc)
 	p.mu.Unlock()
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -28,6 +29,9 @@ type socket struct {
 	name   string // the match name, or "default" for the cluster's transport_socket
 	tls    *tls.Config
 	h1, h2 *http.Transport
+
+	leanOnce sync.Once
+	leanTLS  *tls.Config // tls with ALPN narrowed to HTTP/1.1, for the lean path
 }
 
 // socketMatch is one compiled Cluster.TransportSocketMatch.

@@ -32,7 +32,7 @@ import (
 // the net/http path), writes it to a pooled upstream connection and copies
 // the answer back. Anything it does not handle itself (HTTP/2 prior
 // knowledge, upgrades, Expect, chunked or large request bodies, HTTP/1.0,
-// direct responses, redirects, mirrors, TLS or HTTP/2 upstreams, malformed
+// direct responses, redirects, mirrors, HTTP/2 upstreams, malformed
 // heads) makes it hand the connection, with every byte
 // it has read but not used, to the chain's net/http server, which then owns
 // it to the end. A hand-off happens before the request is consumed, so the
@@ -352,7 +352,7 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 			wc = rt.PickCluster(rand.Uint32())
 			name = wc.Name
 		}
-		if c = snap.Cluster(name); c != nil && !c.PlainH1() {
+		if c = snap.Cluster(name); c != nil && !c.LeanH1() {
 			return errHandOff
 		}
 	}
@@ -642,7 +642,9 @@ func (lc *leanConn) exchange(c *cluster.Cluster, h *cluster.Host, dl time.Time, 
 	for try := 0; ; try++ {
 		pc, err = c.GetH1(h, dl)
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			// A connect or handshake that outlives connect_timeout is a
+			// connection failure (503); only the route's deadline makes it a timeout.
+			if ne, ok := err.(net.Error); ok && ne.Timeout() && !dl.IsZero() && !time.Now().Before(dl) {
 				err = os.ErrDeadlineExceeded
 			}
 			return nil, err, !errors.Is(err, cluster.ErrOverflow)
