@@ -2,7 +2,10 @@ package analyze
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"mesh.dev/mesh/internal/resource"
 )
@@ -46,13 +49,34 @@ func (c *Context) Report(t *MessageType, r *Resource, field, format string, args
 }
 
 // Run runs every analyzer over the snapshot and returns their messages,
-// sorted by file, line, code and resource.
+// sorted by file, line, code and resource. Analyzers only read the
+// snapshot, so they run side by side, one per core; each reports into its
+// own Context and the messages are joined in analyzer order, so the result
+// is the same as running them one after another.
 func Run(s *Snapshot, analyzers []Analyzer) []Message {
-	ctx := &Context{Snapshot: s}
-	for _, a := range analyzers {
-		a.Analyze(ctx)
+	found := make([][]Message, len(analyzers))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(analyzers)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(analyzers) {
+					return
+				}
+				ctx := &Context{Snapshot: s}
+				analyzers[i].Analyze(ctx)
+				found[i] = ctx.messages
+			}
+		}()
 	}
-	msgs := ctx.messages
+	wg.Wait()
+	var msgs []Message
+	for _, m := range found {
+		msgs = append(msgs, m...)
+	}
 	sort.SliceStable(msgs, func(i, j int) bool { return less(msgs[i], msgs[j]) })
 	return dedupe(msgs)
 }
