@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,10 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -337,20 +333,6 @@ func serveHTTP(ctx context.Context, s *http.Server, serve func() error) error {
 		}
 		return err
 	}
-}
-
-// requireClientCertForXDS lets anyone reach the certificate service on the
-// mTLS port (that is how workloads get their first certificate) but serves
-// xDS there only to callers presenting a certificate the mesh CA issued.
-func requireClientCertForXDS(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if strings.HasPrefix(info.FullMethod, "/envoy.service.") {
-		p, ok := peer.FromContext(ss.Context())
-		ti, tlsOK := p.AuthInfo.(credentials.TLSInfo)
-		if !ok || !tlsOK || len(ti.State.VerifiedChains) == 0 {
-			return status.Error(codes.Unauthenticated, "xDS on the mTLS port needs a client certificate from the mesh CA; use port 15010 for plaintext")
-		}
-	}
-	return handler(srv, ss)
 }
 
 // injectorValues reads the values from the file, or else from the

@@ -226,6 +226,23 @@ func testSecureXDS(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A mesh certificate of another namespace does not get this
+	// namespace's config (nor its secrets) by claiming its node id.
+	other, _, _, err := e.pilot.CA.NewKeyPair(func(pub crypto.PublicKey) ([]byte, error) {
+		return e.pilot.CA.SignWorkload(pub, ca.SPIFFEID("default", "default"), time.Hour)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := &pilottest.ADSClient{NodeID: node}
+	err = intruder.Start(wctx, dial([]tls.Certificate{other}))
+	if err == nil {
+		err = intruder.WaitFor(wctx, func(c *pilottest.ADSClient) bool { return c.Count(resourcev3.ClusterType) > 0 })
+	}
+	if err == nil || !strings.Contains(err.Error(), `certificate's identity is in namespace "default"`) {
+		t.Errorf("namespace default's certificate asking for a bookinfo proxy's config: %v, want refused", err)
+	}
+
 	c := &pilottest.ADSClient{NodeID: node}
 	if err := c.Start(wctx, dial([]tls.Certificate{pair})); err != nil {
 		t.Fatal(err)
