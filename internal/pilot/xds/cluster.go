@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networkingapi "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
 	"mesh.dev/mesh/internal/pilot/model"
 )
@@ -37,16 +38,30 @@ func (pc *PushContext) buildOutboundClusters(svc *model.Service) []*item {
 		if dr != nil {
 			policy = dr.Spec.TrafficPolicy
 		}
-		out = append(out, newItem(OutboundClusterName(p.Port, "", svc.Hostname), pc.buildCluster(svc, p, "", policy)))
+		out = append(out, newItem(OutboundClusterName(p.Port, "", svc.Hostname), withConfigRef(pc.buildCluster(svc, p, "", policy), dr)))
 		if dr == nil {
 			continue
 		}
 		for _, ss := range dr.Spec.Subsets {
 			merged := mergePolicy(dr.Spec.TrafficPolicy, ss.TrafficPolicy)
-			out = append(out, newItem(OutboundClusterName(p.Port, ss.Name, svc.Hostname), pc.buildCluster(svc, p, ss.Name, merged)))
+			out = append(out, newItem(OutboundClusterName(p.Port, ss.Name, svc.Hostname), withConfigRef(pc.buildCluster(svc, p, ss.Name, merged), dr)))
 		}
 	}
 	return out
+}
+
+// withConfigRef names the DestinationRule that shaped c in the cluster's
+// istio filter metadata, in the API path form Envoy dumps from Istio carry,
+// so `mesh proxy-config cluster` can show which rule a cluster came from.
+func withConfigRef(c *clusterv3.Cluster, dr *networkingv1.DestinationRule) *clusterv3.Cluster {
+	if dr == nil {
+		return c
+	}
+	ref := "/apis/networking.istio.io/v1/namespaces/" + dr.Namespace + "/destination-rule/" + dr.Name
+	c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		"istio": {Fields: map[string]*structpb.Value{"config": structpb.NewStringValue(ref)}},
+	}}
+	return c
 }
 
 // mergePolicy overlays a subset's policy on the rule's, field group by field group.
