@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,12 +12,17 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbaccfg "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // One keep-alive connection carries requests the lean HTTP/1.1 path serves
@@ -158,5 +164,55 @@ func TestLeanPathRunsRBACAndFaultFilters(t *testing.T) {
 	}
 	if resp, body := get(t, url(port, "/admin/users")); resp.StatusCode != 200 || body != "a" {
 		t.Errorf("GET /admin/users: %d %q, want 200 (only POST is denied)", resp.StatusCode, body)
+	}
+}
+
+// Over mTLS the lean path serves HTTP/1.1 too, and a request it hands to
+// net/http (a chunked body) still carries the client's identity: the
+// upstream sees the same X-Forwarded-Client-Cert on every request.
+func TestLeanPathOverTLSKeepsThePeerIdentityAcrossHandOff(t *testing.T) {
+	up := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s xfcc=%s proto=%s body=%q", r.Method, r.URL.Path, r.Header.Get("X-Forwarded-Client-Cert"), r.Header.Get("X-Forwarded-Proto"), b)
+	})
+	ca := newCA(t)
+	certPEM, keyPEM := ca.issue(t, "default", "server")
+	port := freePort(t)
+	hcm := &hcmv3.HttpConnectionManager{StatPrefix: "in", ForwardClientCertDetails: hcmv3.HttpConnectionManager_APPEND_FORWARD,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "in", VirtualHosts: []*routev3.VirtualHost{{
+			Name: "all", Domains: []string{"*"}, Routes: []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}}}}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}}}
+	inline := func(b []byte) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
+	}
+	dtc := &tlsv3.DownstreamTlsContext{RequireClientCertificate: wrapperspb.Bool(true), CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificates:       []*tlsv3.TlsCertificate{{CertificateChain: inline(certPEM), PrivateKey: inline(keyPEM)}},
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(ca.pem)}},
+	}}
+	l := &listenerv3.Listener{Name: "in", Address: sockAddr("127.0.0.1", port), FilterChains: []*listenerv3.FilterChain{{
+		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, dtc)}},
+		Filters:         []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}}}}}
+	staticProxy(t, []*listenerv3.Listener{l}, staticCluster("a", up))
+	waitListening(t, port)
+	c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), ca.clientTLS(t, "default", "client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"POST /two HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"+
+		"GET /three HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	id := "URI=spiffe://cluster.local/ns/default/sa/client"
+	for _, want := range []string{`GET /one xfcc=` + id + ` proto=https body=""`, `POST /two xfcc=` + id + ` proto=https body="hello"`, `GET /three xfcc=` + id + ` proto=https body=""`} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("reading the answer to %q: %v", want, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, b, want)
+		}
 	}
 }

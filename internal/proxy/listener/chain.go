@@ -89,6 +89,10 @@ type connInfo struct {
 	tls      bool
 	sni      string
 	alpn     []string
+	// tlsState is the handshake of a TLS connection the lean path handed to
+	// net/http: net/http sees a wrapper, not a *tls.Conn, so requests get
+	// their TLS state from here.
+	tlsState *tls.ConnectionState
 }
 
 func (m *chainMatch) matches(ci *connInfo) bool {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -23,9 +24,11 @@ import (
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/rbac"
 	"mesh.dev/mesh/internal/proxy/router"
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
-// The lean HTTP/1.1 path serves plaintext HTTP/1.1 connections on its own
+// The lean HTTP/1.1 path serves HTTP/1.1 connections (plaintext, or TLS
+// that did not negotiate h2) on its own
 // loop instead of net/http's server, ReverseProxy and Transport: one
 // goroutine per downstream connection parses the request into a reused
 // http.Request (so routing, header rules and hashing are the same code as
@@ -112,14 +115,15 @@ type leanConn struct {
 	scr    []byte
 	remote string
 	local  string
+	tls    *tls.ConnectionState // nil for plaintext
 	st     reqState
 	close  bool // the client asked for Connection: close
 	target string
 }
 
 // leanEligible reports whether connections of this HCM may start on the lean path.
-func (m *HCM) leanEligible(isTLS bool) bool {
-	return !isTLS && m.codec != hcmv3.HttpConnectionManager_HTTP2 && leanOff == ""
+func (m *HCM) leanEligible() bool {
+	return m.codec != hcmv3.HttpConnectionManager_HTTP2 && leanOff == ""
 }
 
 // leanOff disables the lean path (MESH_PROXY_LEAN_HTTP1=off) to compare it with the net/http path.
@@ -130,10 +134,20 @@ var leanOff = func() string {
 	return ""
 }()
 
-// serveLean runs the lean loop on a plaintext connection until it closes or is handed off.
-func (m *HCM) serveLean(ch *chain, mc *metaConn) {
-	lc := &leanConn{mc: mc, br: bufio.NewReaderSize(mc.Conn, leanBufSize), bw: bufio.NewWriterSize(mc.Conn, leanBufSize),
+// serveLean runs the lean loop on a connection (conn is mc, or a TLS
+// connection over it) until it closes or is handed off.
+func (m *HCM) serveLean(ch *chain, mc *metaConn, conn net.Conn) {
+	var src io.Reader = mc.Conn
+	tc, isTLS := conn.(*tls.Conn)
+	if isTLS {
+		src = tc
+	}
+	lc := &leanConn{mc: mc, br: bufio.NewReaderSize(src, leanBufSize), bw: bufio.NewWriterSize(conn, leanBufSize),
 		hdr: http.Header{}, rhdr: http.Header{}, remote: mc.info.src.String(), local: mc.info.dst.String()}
+	if isTLS {
+		cs := tc.ConnectionState()
+		lc.tls = &cs
+	}
 	lc.req.URL = &lc.url
 	ch.lean.add(lc)
 	defer ch.lean.remove(lc)
@@ -164,16 +178,35 @@ func (m *HCM) serveLean(ch *chain, mc *metaConn) {
 			continue
 		case errors.Is(err, errHandOff):
 			mc.Conn.SetReadDeadline(time.Time{})
-			mc.r = lc.br
-			if !ch.conns.push(mc) {
-				mc.Close()
+			var next net.Conn = mc
+			if isTLS {
+				mc.info.tlsState = lc.tls
+				next = &tlsHandOff{Conn: tc, r: lc.br, mc: mc}
+			} else {
+				mc.r = lc.br
+			}
+			if !ch.conns.push(next) {
+				conn.Close()
 			}
 		default:
-			mc.Close()
+			conn.Close()
 		}
 		return
 	}
 }
+
+// tlsHandOff is a TLS connection handed to net/http with the bytes the lean
+// path already decrypted; NetConn leads ConnContext to the connection's facts.
+type tlsHandOff struct {
+	net.Conn
+	r  io.Reader
+	mc *metaConn
+}
+
+func (c *tlsHandOff) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// NetConn returns the connection under TLS, as tls.Conn does.
+func (c *tlsHandOff) NetConn() net.Conn { return c.mc }
 
 // peekHead waits until a whole request head is buffered and returns it without consuming it.
 func (lc *leanConn) peekHead() ([]byte, error) {
@@ -214,7 +247,7 @@ func (lc *leanConn) parseHead(head []byte) error {
 	}
 	r := &lc.req
 	clear(lc.hdr)
-	*r = http.Request{Method: method, URL: &lc.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: lc.hdr, Body: http.NoBody, RemoteAddr: lc.remote}
+	*r = http.Request{Method: method, URL: &lc.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: lc.hdr, Body: http.NoBody, RemoteAddr: lc.remote, TLS: lc.tls}
 	lc.target = string(target)
 	if bytes.IndexByte(target, '%') >= 0 {
 		u, err := url.ParseRequestURI(lc.target)
@@ -413,7 +446,7 @@ func (m *HCM) leanFilters(lc *leanConn, st *reqState) (code int, n int64, answer
 			if rt.RBACDisabled {
 				continue
 			}
-			req := &rbac.Request{HTTP: r, Remote: lc.mc.info.src, Local: lc.mc.info.dst, SNI: lc.mc.info.sni}
+			req := &rbac.Request{HTTP: r, Principal: meshtls.Principal(lc.tls), Remote: lc.mc.info.src, Local: lc.mc.info.dst, SNI: lc.mc.info.sni}
 			if ok, _ := f.rbac.Allowed(req); !ok {
 				m.Stats.RBACDenied.Add(1)
 				st.flags = "RBAC"
@@ -620,7 +653,10 @@ func (m *HCM) leanRewrite(lc *leanConn, st *reqState) {
 		}
 	}
 	h["X-Forwarded-Proto"] = leanHTTP
-	m.xfccHeader(nil, h)
+	if lc.tls != nil {
+		h["X-Forwarded-Proto"] = leanHTTPS
+	}
+	m.xfccHeader(&lc.req, h)
 	h["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(rt.Timeout.Milliseconds(), 10)}
 	if st.wc != nil {
 		st.wc.Request.Apply(h, &st.vars)
@@ -634,7 +670,7 @@ func (m *HCM) leanRewrite(lc *leanConn, st *reqState) {
 	}
 }
 
-var leanHTTP = []string{"http"}
+var leanHTTP, leanHTTPS = []string{"http"}, []string{"https"}
 
 // exchange writes the request on a pooled connection and reads the response
 // head into lc.resp; the body is left on the returned connection.

@@ -470,9 +470,11 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPor
 		return
 	}
 	mc.onClose = func() { l.Stats.CxActive.Add(-1) }
-	if ch.tls == nil && ch.hcm.leanEligible(false) {
-		ch.hcm.serveLean(ch, mc)
-		return
+	if ch.hcm != nil && ch.hcm.leanEligible() {
+		if tc, ok := c.(*tls.Conn); !ok || tc.ConnectionState().NegotiatedProtocol != "h2" {
+			ch.hcm.serveLean(ch, mc, c)
+			return
+		}
 	}
 	for !ch.conns.push(c) {
 		// The chain was retired by a config update while this connection was

@@ -84,6 +84,9 @@ func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	st := &reqState{hcm: m}
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
+	if r.TLS == nil && ci != nil && ci.tlsState != nil {
+		r.TLS = ci.tlsState
+	}
 	if ci != nil {
 		st.vars.Remote, st.vars.Local = ci.src.String(), ci.dst.String()
 		if m.listener.UseOriginalDst || true {
