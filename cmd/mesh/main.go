@@ -21,6 +21,9 @@ func main() {
 // the default GOGC collecting garbage was half the CPU of `manifest
 // generate`. The soft limit keeps long commands (large config dumps) from
 // growing without bound. GOGC and GOMEMLIMIT in the environment still win.
+// A command that holds everything it reads until it finishes would grow to
+// five times that at GOGC=400, so such a command sets its own GOGC
+// (mesh analyze: 100, see commands/analyze/gc.go).
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
