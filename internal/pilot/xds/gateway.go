@@ -66,6 +66,7 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 		if eps := pc.outboundEndpoints(svc); len(eps) > 0 {
 			r.add(resourcev3.EndpointType, eps...)
 			r.EndpointHosts[svc.Hostname] = true
+			r.edsServices = append(r.edsServices, svc)
 		}
 	}
 }

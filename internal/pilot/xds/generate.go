@@ -53,6 +53,10 @@ type Resources struct {
 	versions map[string]string
 	gens     view
 	invalid  error // ValidateAll failures, joined
+	// For endpoint-only pushes: the services whose endpoints r carries, in
+	// order, and the validation failures of everything but EDS.
+	edsServices   []*model.Service
+	invalidNonEDS error
 	// Clusters the proxy uses whose endpoints come over EDS, by service host:
 	// an endpoint change of one of these hosts concerns this proxy.
 	EndpointHosts map[string]bool
@@ -112,18 +116,25 @@ func (r *Resources) add(typeURL string, its ...*item) {
 // ports ascending), which is all a stable version needs.
 func (r *Resources) finish() {
 	r.versions = make(map[string]string, len(TypeURLs))
-	var errs []error
+	var errs, edsErrs []error
 	for i, t := range TypeURLs {
 		its := r.byType[t]
 		r.versions[t] = itemsVersion(its)
 		r.gens[i] = newTypeGen(t, r.versions[t], its)
 		for _, it := range its {
-			if it.invalid != nil {
-				errs = append(errs, fmt.Errorf("%s %s: %w", ShortType(t), it.name, it.invalid))
+			if it.invalid == nil {
+				continue
+			}
+			err := fmt.Errorf("%s %s: %w", ShortType(t), it.name, it.invalid)
+			if t == resourcev3.EndpointType {
+				edsErrs = append(edsErrs, err)
+			} else {
+				errs = append(errs, err)
 			}
 		}
 	}
-	r.invalid = errors.Join(errs...)
+	r.invalidNonEDS = errors.Join(errs...)
+	r.invalid = errors.Join(append(errs, edsErrs...)...)
 }
 
 // workload is what pilot knows of the workload behind a proxy.
@@ -182,6 +193,9 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 		return nil, err
 	}
 	base := memo(&pc.mu, pc.groups, key, func() *Resources {
+		if r := pc.reuseGroup(key); r != nil {
+			return r
+		}
 		r := &Resources{byType: map[string][]*item{}, EndpointHosts: map[string]bool{}}
 		if p.Type == model.Router {
 			pc.gateway(r, w)
@@ -216,6 +230,46 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 	r.gens[typeIndexOf(resourcev3.SecretType)] = newTypeGen(resourcev3.SecretType, r.versions[resourcev3.SecretType], its)
 	r.invalid = errors.Join(append([]error{base.invalid}, errs...)...)
 	return &r, nil
+}
+
+// reuseGroup carries a group over an endpoint-only change: unchanged when
+// it uses none of the changed hosts, else with only its EDS resources
+// rebuilt. nil when there is nothing to carry over.
+func (pc *PushContext) reuseGroup(key string) *Resources {
+	l := pc.prevGroups[key]
+	if l == nil || !l.done.Load() || l.v == nil {
+		return nil
+	}
+	old := l.v
+	touched := false
+	for h := range pc.changedHosts {
+		if old.EndpointHosts[h] {
+			touched = true
+			break
+		}
+	}
+	if !touched {
+		return old
+	}
+	r := *old
+	r.byType = maps.Clone(old.byType)
+	var eds []*item
+	for _, svc := range old.edsServices {
+		eds = append(eds, pc.outboundEndpoints(svc)...)
+	}
+	r.byType[resourcev3.EndpointType] = eds
+	r.versions = maps.Clone(old.versions)
+	r.versions[resourcev3.EndpointType] = itemsVersion(eds)
+	i := typeIndexOf(resourcev3.EndpointType)
+	r.gens[i] = newTypeGen(resourcev3.EndpointType, r.versions[resourcev3.EndpointType], eds)
+	var errs []error
+	for _, it := range eds {
+		if it.invalid != nil {
+			errs = append(errs, fmt.Errorf("EDS %s: %w", it.name, it.invalid))
+		}
+	}
+	r.invalid = errors.Join(append([]error{old.invalidNonEDS}, errs...)...)
+	return &r
 }
 
 // groupKey names everything the generator reads about a proxy: proxies
@@ -285,6 +339,7 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 		if eps := pc.outboundEndpoints(svc); len(eps) > 0 {
 			r.add(resourcev3.EndpointType, eps...)
 			r.EndpointHosts[svc.Hostname] = true
+			r.edsServices = append(r.edsServices, svc)
 		}
 	}
 	ports := inboundPorts(w.services, w.namedPorts)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -74,12 +75,18 @@ type PushContext struct {
 	routes    map[string]*lazy[*item]      // by scope key + port
 	scopes    map[string]*lazy[*scope]     // by scope key
 	groups    map[string]*lazy[*Resources] // by groupKey: config shared by proxies
+
+	// Set by Reuse: the previous context's groups and the hosts whose
+	// endpoints changed since, so a group only swaps its EDS resources.
+	prevGroups   map[string]*lazy[*Resources]
+	changedHosts map[string]bool
 }
 
 // lazy is a value computed once, by whichever caller needs it first.
 type lazy[T any] struct {
 	once sync.Once
 	v    T
+	done atomic.Bool // v is built (read without running once)
 }
 
 // memo returns m[key], computing it with build on first use.
@@ -91,7 +98,10 @@ func memo[T any](mu *sync.Mutex, m map[string]*lazy[T], key string, build func()
 		m[key] = l
 	}
 	mu.Unlock()
-	l.once.Do(func() { l.v = build() })
+	l.once.Do(func() {
+		l.v = build()
+		l.done.Store(true)
+	})
 	return l.v
 }
 
@@ -172,6 +182,7 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 	// write to one map under different locks.
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
+	n.prevGroups, n.changedHosts = maps.Clone(pc.groups), changedHosts
 	n.clusters = maps.Clone(pc.clusters)
 	n.routes = maps.Clone(pc.routes)
 	n.scopes = maps.Clone(pc.scopes)
