@@ -224,7 +224,18 @@ func pilotMemory() (inUse, rss, peak int64) {
 	return inUse, rss, peak
 }
 
+// loadAverage is the 1-minute load average, to put the timings in context
+// on a machine shared with other work.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
 func benchPilot(_ *Env) ([]Row, error) {
+	load := loadAverage()
 	ctx, cancel := context.WithTimeout(context.Background(), pilotBudget)
 	defer cancel()
 	// As mesh-pilot runs by default (--memory-limit-mib).
@@ -307,7 +318,7 @@ func benchPilot(_ *Env) ([]Row, error) {
 	}
 	full, edsPush := median(fulls), median(edss)
 	cmd := "go run ./bench -only pilot"
-	how := fmt.Sprintf("delta ADS, clients in a child process; synthetic model fed directly, no API server; mesh-pilot's default soft memory limit %d MiB", pilot.DefaultMemoryLimitMiB)
+	how := fmt.Sprintf("delta ADS, clients in a child process; synthetic model fed directly, no API server; mesh-pilot's default soft memory limit %d MiB; 1-min load average %s at start, %s at end", pilot.DefaultMemoryLimitMiB, load, loadAverage())
 	base := "same push to 1 proxy"
 	return []Row{
 		{Figure: fmt.Sprintf("pilot: first config to %d proxies, connect to all ACKed (%.1f MiB each; %s)", proxies, float64(unscoped)/(1<<20), how),
