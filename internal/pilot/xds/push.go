@@ -3,8 +3,14 @@
 //
 // Generation shares work between proxies: a PushContext, built once per
 // snapshot, memoises everything that depends only on the snapshot (outbound
-// clusters, endpoints, outbound route tables per Sidecar scope); only the
-// inbound side is built per proxy.
+// clusters, endpoints, outbound route tables per Sidecar scope), and proxies
+// whose generator inputs are equal (same scope, namespace, inbound ports,
+// mTLS modes and authorization policies; labels too when rules match on
+// them) share one generated config, encoded, hashed and validated once.
+// Serving goes through viewCache (cache.go) rather than go-control-plane's
+// SnapshotCache: a push touches only the types whose version changed, and
+// a delta response is the group's precomputed diff. An endpoint-only
+// change rebuilds only the EDS resources of the groups using a changed host.
 package xds
 
 import (
