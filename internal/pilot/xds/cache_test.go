@@ -234,3 +234,39 @@ func TestSendBudgetSerialisesLargeResponses(t *testing.T) {
 		t.Errorf("budget went negative: %d", b.used)
 	}
 }
+
+// A rule matching on client labels makes route tables per workload: the
+// productpage sidecar gets the rule, the details sidecar (same namespace,
+// same Sidecar scope) does not, though both share everything else.
+func TestSourceLabelRulesSplitSharedRoutes(t *testing.T) {
+	w, _ := bookinfo(t)
+	if err := w.AddYAML([]byte(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {app: productpage}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	pc := NewPushContext(model.Build(1, w.Input()))
+	clusters := func(r *Resources) []string {
+		var out []string
+		for _, rt := range routeFor(t, r, "9080", "reviews.default").Routes {
+			out = append(out, rt.GetRoute().GetCluster())
+		}
+		return out
+	}
+	pp := generate(t, pc, w.PodProxy(model.SidecarProxy, "productpage-v1"))
+	details := generate(t, pc, w.PodProxy(model.SidecarProxy, "details-v1"))
+	if got := fmt.Sprint(clusters(pp)); got != "[outbound|9080|v2|reviews.default.svc.cluster.local outbound|9080|v1|reviews.default.svc.cluster.local]" {
+		t.Errorf("productpage's reviews routes = %s", got)
+	}
+	if got := fmt.Sprint(clusters(details)); got != "[outbound|9080|v1|reviews.default.svc.cluster.local]" {
+		t.Errorf("details' reviews routes = %s", got)
+	}
+}

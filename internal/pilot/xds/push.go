@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	networkingapi "istio.io/api/networking/v1alpha3"
@@ -76,11 +77,12 @@ type PushContext struct {
 	// Memoised results. Each entry is computed once even when many proxies
 	// ask for it at the same moment (a push regenerates proxies in parallel).
 	mu        sync.Mutex
-	clusters  map[string]*lazy[[]*item]    // by service host: that service's outbound clusters
-	endpoints map[string]*lazy[[]*item]    // by service host: its cluster load assignments
-	routes    map[string]*lazy[*item]      // by scope key + port
-	scopes    map[string]*lazy[*scope]     // by scope key
-	groups    map[string]*lazy[*Resources] // by groupKey: config shared by proxies
+	clusters  map[string]*lazy[[]*item]              // by service host: that service's outbound clusters
+	endpoints map[string]*lazy[[]*item]              // by service host: its cluster load assignments
+	routes    map[string]*lazy[*item]                // by scope key + port
+	scopes    map[string]*lazy[*scope]               // by scope key
+	groups    map[string]*lazy[*Resources]           // by groupKey: config shared by proxies
+	vhosts    map[string]*lazy[*routev3.VirtualHost] // outbound virtual hosts shared by route tables
 
 	// Set by Reuse: the previous context's groups and the hosts whose
 	// endpoints changed since, so a group only swaps its EDS resources.
@@ -122,6 +124,7 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		routes:    map[string]*lazy[*item]{},
 		scopes:    map[string]*lazy[*scope]{},
 		groups:    map[string]*lazy[*Resources]{},
+		vhosts:    map[string]*lazy[*routev3.VirtualHost]{},
 	}
 	// DestinationRules: one in the service's namespace wins over the root
 	// namespace's, which wins over any other namespace's.
@@ -190,6 +193,7 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 	defer pc.mu.Unlock()
 	n.prevGroups, n.changedHosts = maps.Clone(pc.groups), changedHosts
 	n.clusters = maps.Clone(pc.clusters)
+	n.vhosts = maps.Clone(pc.vhosts)
 	n.routes = maps.Clone(pc.routes)
 	n.scopes = maps.Clone(pc.scopes)
 	for h, eps := range pc.endpoints {

@@ -471,23 +471,25 @@ func (pc *PushContext) buildOutboundRouteConfig(sc *scope, port uint32, proxyNS 
 		if !ok || !p.Protocol.IsHTTP() {
 			continue
 		}
-		vh := &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", svc.Hostname, port)}
-		for _, d := range serviceDomains(svc, port, proxyNS) {
-			if !seen[d] {
-				seen[d] = true
-				vh.Domains = append(vh.Domains, d)
+		if vh := pc.sharedVirtualHost(svc, port, proxyNS, rc); vh != nil {
+			fresh := true
+			for _, d := range vh.Domains {
+				if seen[d] {
+					fresh = false
+					break
+				}
+			}
+			if fresh {
+				for _, d := range vh.Domains {
+					seen[d] = true
+				}
+				cfg.VirtualHosts = append(cfg.VirtualHosts, vh)
+				continue
 			}
 		}
-		if len(vh.Domains) == 0 {
-			continue
+		if vh := pc.virtualHost(svc, port, proxyNS, rc, seen); vh != nil {
+			cfg.VirtualHosts = append(cfg.VirtualHosts, vh)
 		}
-		if vss := pc.vsByHost[svc.Hostname]; len(vss) > 0 {
-			vh.Routes = pc.httpRoutes(vss[0], rc)
-		}
-		if len(vh.Routes) == 0 {
-			vh.Routes = []*routev3.Route{defaultRoute(OutboundClusterName(port, "", svc.Hostname))}
-		}
-		cfg.VirtualHosts = append(cfg.VirtualHosts, vh)
 	}
 	cfg.VirtualHosts = append(cfg.VirtualHosts, &routev3.VirtualHost{
 		Name:    "allow_any",
@@ -502,6 +504,54 @@ func (pc *PushContext) buildOutboundRouteConfig(sc *scope, port uint32, proxyNS 
 		}},
 	})
 	return newItem(cfg.Name, cfg)
+}
+
+// virtualHost builds svc's virtual host on port for a client in proxyNS,
+// leaving out domains already in seen (and adding its own); nil when none
+// is left.
+func (pc *PushContext) virtualHost(svc *model.Service, port uint32, proxyNS string, rc routeCtx, seen map[string]bool) *routev3.VirtualHost {
+	vh := &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", svc.Hostname, port)}
+	for _, d := range serviceDomains(svc, port, proxyNS) {
+		if !seen[d] {
+			seen[d] = true
+			vh.Domains = append(vh.Domains, d)
+		}
+	}
+	if len(vh.Domains) == 0 {
+		return nil
+	}
+	if vss := pc.vsByHost[svc.Hostname]; len(vss) > 0 {
+		vh.Routes = pc.httpRoutes(vss[0], rc)
+	}
+	if len(vh.Routes) == 0 {
+		vh.Routes = []*routev3.Route{defaultRoute(OutboundClusterName(port, "", svc.Hostname))}
+	}
+	return vh
+}
+
+// sharedVirtualHost is svc's virtual host built once per push for every
+// route table that has it: it differs only by whether the client is in the
+// service's namespace (short names), unless a rule matches on the client's
+// namespace or labels, in which case it is nil (built per table instead).
+func (pc *PushContext) sharedVirtualHost(svc *model.Service, port uint32, proxyNS string, rc routeCtx) *routev3.VirtualHost {
+	if vss := pc.vsByHost[svc.Hostname]; len(vss) > 0 && matchesOnSource(vss[0]) {
+		return nil
+	}
+	key := fmt.Sprintf("%s|%d|%v", svc.Hostname, port, svc.Namespace == proxyNS)
+	return memo(&pc.mu, pc.vhosts, key, func() *routev3.VirtualHost {
+		return pc.virtualHost(svc, port, proxyNS, rc, map[string]bool{})
+	})
+}
+
+func matchesOnSource(vs *networkingv1.VirtualService) bool {
+	for _, hr := range vs.Spec.Http {
+		for _, m := range hr.Match {
+			if m.SourceNamespace != "" || len(m.SourceLabels) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func labelKey(l map[string]string) string {
