@@ -77,6 +77,7 @@ type Cluster struct {
 
 	h1       atomic.Pointer[h1Pool] // the lean path's idle connections, made on first use
 	poolIdle time.Duration          // idle_timeout of upstream connections
+	leanH1   bool                   // every socket speaks HTTP/1.1 (see LeanH1)
 
 	Stats Stats
 

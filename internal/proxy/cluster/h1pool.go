@@ -57,7 +57,9 @@ const maxIdleH1PerHost = 256
 // LeanH1 reports whether every request to the cluster may travel as
 // HTTP/1.1 (plaintext, or TLS offering http/1.1), so the lean path may carry
 // it instead of http.Transport. Clusters configured for HTTP/2 upstream are not.
-func (c *Cluster) LeanH1() bool {
+func (c *Cluster) LeanH1() bool { return c.leanH1 }
+
+func (c *Cluster) computeLeanH1() bool {
 	for _, s := range c.sockets() {
 		if s.h1 == s.h2 {
 			return false

@@ -68,6 +68,7 @@ func (c *Cluster) compileSockets(pc *clusterv3.Cluster, opts Options, po poolOpt
 	}
 	// Hosts with no metadata (ORIGINAL_DST) still go through the matches: a catch-all applies to them.
 	c.bare = c.socketFor(nil, nil)
+	c.leanH1 = c.computeLeanH1()
 	return nil
 }
 

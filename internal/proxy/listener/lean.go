@@ -102,23 +102,25 @@ func (s *leanConns) wait(ctx context.Context) {
 
 // leanConn is one downstream connection on the lean path with the buffers and request it reuses.
 type leanConn struct {
-	mc     *metaConn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	idle   atomic.Bool
-	req    http.Request
-	url    url.URL
-	hdr    http.Header
-	rhdr   http.Header
-	resp   http.Response
-	body   []byte
-	scr    []byte
-	remote string
-	local  string
-	tls    *tls.ConnectionState // nil for plaintext
-	st     reqState
-	close  bool // the client asked for Connection: close
-	target string
+	mc        *metaConn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idle      atomic.Bool
+	req       http.Request
+	url       url.URL
+	hdr       http.Header
+	rhdr      http.Header
+	resp      http.Response
+	body      []byte
+	scr       []byte
+	remote    string
+	local     string
+	tls       *tls.ConnectionState // nil for plaintext
+	st        reqState
+	close     bool   // the client asked for Connection: close
+	target    string // request target sent upstream (rewritten when the route says so)
+	rawTarget string // request target as the client sent it
+	info      Request
 }
 
 // leanEligible reports whether connections of this HCM may start on the lean path.
@@ -249,6 +251,7 @@ func (lc *leanConn) parseHead(head []byte) error {
 	clear(lc.hdr)
 	*r = http.Request{Method: method, URL: &lc.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: lc.hdr, Body: http.NoBody, RemoteAddr: lc.remote, TLS: lc.tls}
 	lc.target = string(target)
+	lc.rawTarget = lc.target
 	if bytes.IndexByte(target, '%') >= 0 {
 		u, err := url.ParseRequestURI(lc.target)
 		if err != nil {
@@ -429,7 +432,7 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 	}
 	// Stats and logs are written before the last bytes leave, so a client
 	// that has its answer finds the request counted, as on the net/http path.
-	m.finish(start, r, st, code, n)
+	m.finish(start, r, st, code, n, &lc.info, lc.rawTarget)
 	if ferr := lc.bw.Flush(); ferr != nil && err == nil {
 		err = ferr
 	}

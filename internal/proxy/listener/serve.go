@@ -97,11 +97,13 @@ func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.vars.Protocol, st.vars.Req = r.Proto, r.Header
 	m.handle(sw, r, st)
-	m.finish(start, r, st, sw.status, sw.n)
+	m.finish(start, r, st, sw.status, sw.n, nil, "")
 }
 
-// finish counts a finished request and reports it to access logs and the observer.
-func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, bytesOut int64) {
+// finish counts a finished request and reports it to access logs and the
+// observer. The lean path passes a Request to reuse (the observer and logs
+// are done with it when they return) and the request target it already has.
+func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, bytesOut int64, info *Request, uri string) {
 	m.Stats.RqTotal.Add(1)
 	if code == 0 {
 		code = 200
@@ -119,8 +121,14 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 	if m.env.Observer == nil && len(m.logs) == 0 {
 		return
 	}
-	info := &Request{
-		Start: start, Duration: time.Since(start), Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Protocol: r.Proto,
+	if info == nil {
+		info = new(Request)
+	}
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	*info = Request{
+		Start: start, Duration: time.Since(start), Method: r.Method, Path: uri, Host: r.Host, Protocol: r.Proto,
 		Status: code, Flags: st.flags, UpstreamHost: st.host, BytesOut: bytesOut, BytesIn: max(r.ContentLength, 0),
 		Remote: st.vars.Remote, Principal: meshtls.Principal(r.TLS), Direction: m.listener.Direction, Listener: m.listener.Name,
 		RequestID: r.Header.Get("X-Request-Id"), UserAgent: r.UserAgent(), Header: r.Header,

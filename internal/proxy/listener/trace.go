@@ -8,14 +8,17 @@ import (
 )
 
 func randHex(n int) string {
-	b := make([]byte, n)
+	var raw [32]byte // ids here are at most 16 bytes; the buffers stay on the stack
+	b := raw[:n]
 	for i := 0; i < n; i += 8 {
 		v := rand.Uint64()
 		for j := 0; j < 8 && i+j < n; j++ {
 			b[i+j] = byte(v >> (8 * j))
 		}
 	}
-	return hex.EncodeToString(b)
+	var out [64]byte
+	hex.Encode(out[:2*n], b)
+	return string(out[:2*n])
 }
 
 func ensureRequestID(r *http.Request) {
