@@ -564,7 +564,18 @@ func (w *Walk) ProxyConfigCluster(ctx context.Context) error {
 			return fmt.Errorf("productpage's clusters do not list %s.%s.svc.cluster.local:\n%s", svc, Namespace, out)
 		}
 	}
-	return nil
+	// destination-rule-all.yaml, applied with the gateway, made reviews' v2
+	// subset; the table names that rule beside it.
+	for _, line := range strings.Split(out, "\n") {
+		cells := columns.Split(strings.TrimSpace(line), -1)
+		if len(cells) == 6 && cells[0] == "reviews."+Namespace+".svc.cluster.local" && cells[2] == "v2" {
+			if cells[5] != "reviews."+Namespace {
+				return fmt.Errorf("reviews' v2 cluster names DestinationRule %q, want reviews.%s:\n%s", cells[5], Namespace, out)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("productpage's clusters have no reviews v2 subset from destination-rule-all.yaml:\n%s", out)
 }
 
 // ProxyConfigDiff runs `mesh proxy-config diff` of two reviews pods: they
