@@ -52,7 +52,7 @@ type typeStatus struct {
 
 // MaxInFlightBytes bounds the encoded bytes of large responses pilot has
 // sent and proxies have not yet answered; the rest wait their turn.
-var MaxInFlightBytes int64 = 256 << 20
+var MaxInFlightBytes int64 = 128 << 20
 
 // NewServer returns a server with an empty model; call Update before proxies
 // can be served (their streams wait until then).
