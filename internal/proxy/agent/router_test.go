@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func TestRouterMatchesAndRewrites(t *testing.T) {
@@ -92,5 +94,30 @@ func TestRouterMatchesAndRewrites(t *testing.T) {
 	}
 	if resp, body := get(t, url(port, "/direct"), h, "reviews"); resp.StatusCode != 418 || body != "teapot" {
 		t.Errorf("direct response: %d %q", resp.StatusCode, body)
+	}
+}
+
+// auto_host_rewrite sends the chosen endpoint's hostname as Host, on the
+// lean path (a plain GET) and on the net/http path (a chunked POST).
+func TestAutoHostRewriteUsesTheEndpointHostname(t *testing.T) {
+	a := startUpstream(t, "a", nil)
+	port := freePort(t)
+	c := staticCluster("a", a)
+	c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().Hostname = "reviews-v1.internal"
+	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+		ClusterSpecifier:     &routev3.RouteAction_Cluster{Cluster: "a"},
+		HostRewriteSpecifier: &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}}}}}, nil, c)
+	if resp, _ := get(t, url(port, "/x"), "Host", "reviews"); resp.Header.Get("X-Seen-Host") != "reviews-v1.internal" {
+		t.Errorf("GET: upstream saw Host %q, want the endpoint's hostname", resp.Header.Get("X-Seen-Host"))
+	}
+	req, _ := http.NewRequest("POST", url(port, "/y"), io.MultiReader(strings.NewReader("chunked"))) // unknown length: sent chunked
+	req.Host = "reviews"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Seen-Host") != "reviews-v1.internal" {
+		t.Errorf("chunked POST: upstream saw Host %q, want the endpoint's hostname", resp.Header.Get("X-Seen-Host"))
 	}
 }

@@ -325,6 +325,7 @@ func (c *Cluster) SetEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
 			hs := lbe.GetHealthStatus()
 			hosts = append(hosts, &Host{
 				Addr:           net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+				Hostname:       lbe.GetEndpoint().GetHostname(),
 				Weight:         w,
 				Priority:       le.GetPriority(),
 				Locality:       locName,

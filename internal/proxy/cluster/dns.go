@@ -72,7 +72,7 @@ func (c *Cluster) resolve() {
 			continue
 		}
 		for _, a := range addrs {
-			hosts = append(hosts, &Host{Addr: net.JoinHostPort(a, t.port), Weight: t.weight, Priority: t.priority,
+			hosts = append(hosts, &Host{Addr: net.JoinHostPort(a, t.port), Hostname: t.host, Weight: t.weight, Priority: t.priority,
 				Locality: t.locality, LocalityWeight: t.lweight, edsHealthy: true, sock: t.sock})
 		}
 	}

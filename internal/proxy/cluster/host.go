@@ -8,6 +8,7 @@ import (
 // Host is one upstream endpoint with the runtime state load balancing reads.
 type Host struct {
 	Addr           string // host:port
+	Hostname       string // the endpoint's hostname (EDS/STATIC) or DNS name (STRICT_DNS); auto_host_rewrite sends it as Host
 	Weight         uint32
 	Priority       uint32
 	Locality       string

@@ -120,6 +120,7 @@ type leanConn struct {
 	close     bool   // the client asked for Connection: close
 	target    string // request target sent upstream (rewritten when the route says so)
 	rawTarget string // request target as the client sent it
+	upHost    string // Host for this attempt when auto_host_rewrite names the upstream host
 	info      Request
 }
 
@@ -576,6 +577,10 @@ func (m *HCM) leanProxy(lc *leanConn, st *reqState) (code int, n int64, err erro
 			return lc.localReply(m, http.StatusServiceUnavailable, nil, "no healthy upstream")
 		}
 		st.host = h.Addr
+		lc.upHost = ""
+		if rt.AutoHost && h.Hostname != "" {
+			lc.upHost = h.Hostname // auto_host_rewrite: the chosen host's name
+		}
 		if attempt > 0 {
 			lc.hdr.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt+1))
 		}
@@ -713,6 +718,9 @@ func (lc *leanConn) writeRequest(pc *cluster.H1Conn) error {
 	host := r.Host
 	if rt := lc.st.route; rt.HostRewrite != "" {
 		host = rt.HostRewrite
+	}
+	if lc.upHost != "" {
+		host = lc.upHost
 	}
 	w.WriteString(host)
 	w.WriteString("\r\n")

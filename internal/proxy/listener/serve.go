@@ -389,6 +389,9 @@ func (upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		st.host = h.Addr
+		if st.route.AutoHost && h.Hostname != "" {
+			req.Host = h.Hostname // auto_host_rewrite: the chosen host's name
+		}
 		try := req
 		if attempt > 0 {
 			try = req.Clone(req.Context())
