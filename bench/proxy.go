@@ -122,6 +122,17 @@ func runProxyBench(env *Env) ([]Row, error) {
 	for _, t := range targets {
 		rss[t.name] = pxRSS(t.pid)
 	}
+	// The same proxy started without the soft limit, under the same load, for comparison.
+	var rssNoLimit int64
+	if np, err := pxStartMeshWith(env, dir, upPort, 0); err == nil {
+		pxMaxLoad(np, 2000)
+		pxFixedLoad(np)
+		pxMaxLoad(np, pxMaxRequests)
+		rssNoLimit = pxRSS(np.pid)
+		np.stop()
+	} else {
+		notes = append(notes, "mesh-proxy without memory limit: "+err.Error())
+	}
 
 	cmd := "go run ./bench -only proxy"
 	var rows []Row
@@ -188,6 +199,10 @@ func runProxyBench(env *Env) ([]Row, error) {
 		row.Baseline, row.BaselineValue = "haproxy (1 backend)", MiB(r)
 	}
 	rows = append(rows, row)
+	if rssNoLimit > 0 {
+		rows = append(rows, Row{Figure: fmt.Sprintf("mesh-proxy RSS with %d clusters after the same load, no memory limit (Go's defaults)", pxClusters),
+			Value: MiB(rssNoLimit), Unit: "MiB", Command: cmd})
+	}
 	if r, ok := rss["nginx"]; ok {
 		rows = append(rows, Row{Figure: "nginx RSS after the load (1 upstream, 1 worker)", Value: MiB(r), Unit: "MiB", Command: cmd})
 	}
@@ -454,6 +469,11 @@ func pxStart(name string, port int, path string, args ...string) (*pxTarget, err
 }
 
 func pxStartMesh(env *Env, dir string, upPort int) (*pxTarget, error) {
+	return pxStartMeshWith(env, dir, upPort, pxMemLimitMiB)
+}
+
+// pxStartMeshWith starts mesh-proxy with a soft heap limit in MiB (0: none).
+func pxStartMeshWith(env *Env, dir string, upPort int, memLimitMiB int) (*pxTarget, error) {
 	bin := env.Bin("mesh-proxy")
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s missing: run make build", bin)
@@ -498,12 +518,12 @@ static_resources:
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
 `, name, name, upPort)
 	}
-	bs := filepath.Join(dir, "mesh-proxy.yaml")
+	bs := filepath.Join(dir, fmt.Sprintf("mesh-proxy-%d.yaml", port))
 	if err := os.WriteFile(bs, []byte(b.String()), 0o644); err != nil {
 		return nil, err
 	}
 	return pxStart("mesh-proxy", port, bin, "--bootstrap", bs, "--admin-address", "127.0.0.1:0", "--health-address", "", "--stats-address", "",
-		"--log-level", "warn", "--memory-limit-mib", strconv.Itoa(pxMemLimitMiB))
+		"--log-level", "warn", "--memory-limit-mib", strconv.Itoa(memLimitMiB))
 }
 
 func pxStartHAProxy(dir string, upPort int) (*pxTarget, error) {
