@@ -38,7 +38,7 @@ func fastYAML(name string, data []byte) ([]*Raw, bool) {
 		if p.lines[p.i].indent != 0 {
 			return nil, false
 		}
-		start := p.lines[p.i].num
+		start := p.i + 1
 		v, ok := p.block(0)
 		if !ok || p.failed {
 			return nil, false
@@ -87,8 +87,8 @@ func plainText(data []byte) bool {
 	return true
 }
 
+// fastLine is one line of the file; lines[i] is line number i+1.
 type fastLine struct {
-	num    int    // 1-based line number
 	indent int    // leading spaces
 	text   string // content after the indent, comment-only lines excluded
 	blank  bool
@@ -101,9 +101,7 @@ type fastLine struct {
 func splitLines(data []byte) []fastLine {
 	s := unsafe.String(unsafe.SliceData(data), len(data))
 	lines := make([]fastLine, 0, strings.Count(s, "\n")+1)
-	num := 0
 	for len(s) > 0 {
-		num++
 		end := strings.IndexByte(s, '\n')
 		var line string
 		if end < 0 {
@@ -121,7 +119,7 @@ func splitLines(data []byte) []fastLine {
 		if !blank {
 			text = strings.TrimRight(text, " ")
 		}
-		lines = append(lines, fastLine{num: num, indent: ind, text: text, blank: blank})
+		lines = append(lines, fastLine{indent: ind, text: text, blank: blank})
 	}
 	return lines
 }
@@ -200,7 +198,7 @@ func (p *fastParser) block(indent int) (any, bool) {
 	if l.text == "-" || strings.HasPrefix(l.text, "- ") {
 		return p.sequence(indent)
 	}
-	return p.mapping(indent, l.text, l.num)
+	return p.mapping(indent, l.text, p.i+1)
 }
 
 // mapping parses entries at indent; first is the text of the first entry,
@@ -298,7 +296,7 @@ func (p *fastParser) sequence(indent int) (any, bool) { return p.sequenceWith(in
 func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
 	s := []any{}
 	for {
-		l := p.lines[p.i]
+		l, lnum := p.lines[p.i], p.i+1
 		if l.indent != indent || (l.text != "-" && !strings.HasPrefix(l.text, "- ")) {
 			return p.fail()
 		}
@@ -313,25 +311,25 @@ func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
 			p.skipBlank()
 			if p.i < len(p.lines) && !p.docMarkerHere() && p.lines[p.i].indent > indent {
 				if record {
-					p.itemLines = append(p.itemLines, p.lines[p.i].num)
+					p.itemLines = append(p.itemLines, p.i+1)
 				}
 				var ok bool
 				if v, ok = p.block(p.lines[p.i].indent); !ok {
 					return p.fail()
 				}
 			} else if record {
-				p.itemLines = append(p.itemLines, l.num)
+				p.itemLines = append(p.itemLines, lnum)
 			}
 		case rest == "-" || strings.HasPrefix(rest, "- "):
 			return p.fail()
 		default:
 			if record {
-				p.itemLines = append(p.itemLines, l.num)
+				p.itemLines = append(p.itemLines, lnum)
 			}
 			if _, _, isKey := splitKey(rest); isKey {
 				var ok bool
 				p.depth++
-				v, ok = p.mapping(indent+len(l.text)-len(rest), rest, l.num)
+				v, ok = p.mapping(indent+len(l.text)-len(rest), rest, lnum)
 				p.depth--
 				if !ok {
 					return p.fail()
@@ -468,9 +466,18 @@ func plainScalar(s string) any {
 	if n, ok := decimal(s); ok {
 		return n
 	}
+	// A YAML number ends in a digit, '.', or a hex digit (0x1F), and
+	// booleans and null start with a letter (handled above): "5s", "64Mi"
+	// or "100m" can only be strings, and the resolver would spend parse
+	// errors finding that out.
+	if c := s[len(s)-1]; !isLetter(s[0]) && ((c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z')) {
+		return s
+	}
 	v, _ := scalar(&yaml.Node{Kind: yaml.ScalarNode, Value: s})
 	return v
 }
+
+func isLetter(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
 
 // decimal reads a plain decimal integer without a sign or leading zero
 // (ports, replicas, weights), the common case the YAML resolver is slow at.
