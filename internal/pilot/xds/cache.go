@@ -383,15 +383,32 @@ func (e *nodeEntry) sotwResponse(w *cacheWatch, g *typeGen) *sotwResponse {
 		}
 		return r
 	}
+	// Endpoints, routes and secrets need not come whole in SotW: a proxy
+	// keeps what a response leaves out. For them the returned map holds
+	// each resource's own version, so a push sends only those that changed
+	// (an endpoint change of one service: one load assignment, not all).
+	partial := !cachev3.ResourceRequiresFullStateInSotw(g.typeURL)
 	r.returned = make(map[string]string, len(names))
 	for _, n := range names {
-		if it := g.byName[n]; it != nil {
-			if _, dup := r.returned[n]; dup {
-				continue
-			}
-			r.anys = append(r.anys, it.anyMsg)
-			r.returned[n] = g.version
+		it := g.byName[n]
+		if it == nil {
+			continue
 		}
+		if _, dup := r.returned[n]; dup {
+			continue
+		}
+		if !partial {
+			r.returned[n] = g.version
+			r.anys = append(r.anys, it.anyMsg)
+			continue
+		}
+		r.returned[n] = it.version
+		if v, ok := known[n]; !ok || v != it.version {
+			r.anys = append(r.anys, it.anyMsg)
+		}
+	}
+	if partial && len(r.anys) == 0 {
+		return nil // nothing this proxy asked for changed
 	}
 	return r
 }

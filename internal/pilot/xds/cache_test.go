@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -268,5 +269,56 @@ spec:
 	}
 	if got := fmt.Sprint(clusters(details)); got != "[outbound|9080|v1|reviews.default.svc.cluster.local]" {
 		t.Errorf("details' reviews routes = %s", got)
+	}
+}
+
+// Over SotW, endpoints are not sent whole: an endpoint change of one
+// service sends that service's load assignment alone.
+func TestSotWEndpointPushCarriesOnlyChangedAssignments(t *testing.T) {
+	w, _ := bookinfo(t)
+	s := NewServer(context.Background(), nil, nil, nil)
+	s.Update(model.Build(1, w.Input()), model.Change{Full: true})
+	node := w.PodProxy(model.SidecarProxy, "productpage-v1")
+	reviews := "outbound|9080||reviews.default.svc.cluster.local"
+	ratings := "outbound|9080||ratings.default.svc.cluster.local"
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(startADS(t, s)).StreamAggregatedResources(waitCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{reviews, ratings}}
+	if err := st.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	recv := func() []string {
+		t.Helper()
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range resp.Resources {
+			var cla endpointv3.ClusterLoadAssignment
+			if err := a.UnmarshalTo(&cla); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, cla.ClusterName)
+		}
+		sort.Strings(got)
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce, ResourceNames: req.ResourceNames}
+		if err := st.Send(ack); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := fmt.Sprint(recv()); got != "["+ratings+" "+reviews+"]" {
+		t.Fatalf("first EDS response = %s, want both", got)
+	}
+	w.In.Pods = append(w.In.Pods, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "ratings-v1-extra", Namespace: "default", Labels: map[string]string{"app": "ratings", "version": "v1"}},
+		Status:     corev1.PodStatus{PodIP: "198.18.100.102"},
+	})
+	s.Update(model.Build(2, w.Input()), model.Change{EndpointHosts: map[string]bool{"ratings.default.svc.cluster.local": true}})
+	if got := fmt.Sprint(recv()); got != "["+ratings+"]" {
+		t.Fatalf("EDS response after a ratings pod = %s, want ratings alone", got)
 	}
 }
