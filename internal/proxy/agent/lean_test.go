@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +22,9 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -214,5 +217,41 @@ func TestLeanPathOverTLSKeepsThePeerIdentityAcrossHandOff(t *testing.T) {
 		if resp.StatusCode != 200 || string(b) != want {
 			t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, b, want)
 		}
+	}
+}
+
+// max_requests_per_connection (in the cluster's HttpProtocolOptions, where
+// pilot puts a DestinationRule's maxRequestsPerConnection) retires an
+// upstream connection after that many requests.
+func TestMaxRequestsPerUpstreamConnection(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{}
+	up := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	})
+	c := staticCluster("a", up)
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(t, &httpv3.HttpProtocolOptions{
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(2)},
+		UpstreamProtocolOptions:   &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{}}},
+	})}
+	port := freePort(t)
+	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, nil, c)
+	for i := 0; i < 6; i++ {
+		if resp, body := get(t, url(port, "/")); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for addr, n := range conns {
+		if n > 2 {
+			t.Errorf("upstream connection %s carried %d requests, limit 2", addr, n)
+		}
+	}
+	if len(conns) < 3 {
+		t.Errorf("6 requests over %d connections, want at least 3 with a limit of 2", len(conns))
 	}
 }

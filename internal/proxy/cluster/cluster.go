@@ -78,13 +78,17 @@ type Cluster struct {
 	h1       atomic.Pointer[h1Pool] // the lean path's idle connections, made on first use
 	poolIdle time.Duration          // idle_timeout of upstream connections
 	leanH1   bool                   // every socket speaks HTTP/1.1 (see LeanH1)
+	// maxRqPerConn is common_http_protocol_options.max_requests_per_connection
+	// (0: unlimited), honoured by the lean path's pool.
+	maxRqPerConn uint32
 
 	Stats Stats
 
-	stopOnce sync.Once
-	stop     chan struct{}
-	dnsNames []dnsTarget
-	dnsRate  time.Duration
+	stopOnce   sync.Once
+	stop       chan struct{}
+	dnsNames   []dnsTarget
+	dnsRate    time.Duration
+	dnsNetwork string // "ip", "ip4" or "ip6": dns_lookup_family
 }
 
 type limits struct {
@@ -112,6 +116,9 @@ func Compile(pc *clusterv3.Cluster, opts Options) (*Cluster, error) {
 	f := "cluster " + strconv.Quote(pc.GetName())
 	if err := pc.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("%s: %w", f, err)
+	}
+	if err := checkClusterFields(pc, f); err != nil {
+		return nil, err
 	}
 	c := &Cluster{
 		Name:           pc.GetName(),
@@ -262,6 +269,7 @@ func (c *Cluster) compileTransport(pc *clusterv3.Cluster, opts Options, f string
 		if d := po.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil && d.AsDuration() > 0 {
 			idle = d.AsDuration()
 		}
+		c.maxRqPerConn = po.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection().GetValue()
 	}
 	for k := range pc.GetTypedExtensionProtocolOptions() {
 		if k != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {

@@ -20,6 +20,16 @@ func (c *Cluster) compileDNS(pc *clusterv3.Cluster, f string) error {
 	if d := pc.GetDnsRefreshRate(); d != nil {
 		c.dnsRate = d.AsDuration()
 	}
+	switch pc.GetDnsLookupFamily() {
+	case clusterv3.Cluster_V4_ONLY:
+		c.dnsNetwork = "ip4"
+	case clusterv3.Cluster_V6_ONLY:
+		c.dnsNetwork = "ip6"
+	case clusterv3.Cluster_AUTO, clusterv3.Cluster_ALL:
+		c.dnsNetwork = "ip"
+	default:
+		return fmt.Errorf("%s: dns_lookup_family %s is not supported (supported: AUTO, V4_ONLY, V6_ONLY, ALL)", f, pc.GetDnsLookupFamily())
+	}
 	for li, le := range pc.GetLoadAssignment().GetEndpoints() {
 		loc := le.GetLocality()
 		lw := uint32(1)
@@ -66,7 +76,11 @@ func (c *Cluster) resolve() {
 	defer cancel()
 	var hosts []*Host
 	for _, t := range c.dnsNames {
-		addrs, err := net.DefaultResolver.LookupHost(ctx, t.host)
+		ips, err := net.DefaultResolver.LookupIP(ctx, c.dnsNetwork, t.host)
+		addrs := make([]string, len(ips))
+		for i, ip := range ips {
+			addrs[i] = ip.String()
+		}
 		if err != nil {
 			upstreamLog.Warn("dns resolution failed", "cluster", c.Name, "host", t.host, "err", err)
 			continue

@@ -25,6 +25,7 @@ type H1Conn struct {
 	// upstream sent while it sat idle, and is worth one fresh attempt.
 	Reused   bool
 	deadline time.Time
+	uses     uint32
 }
 
 // SetAttemptDeadline arms the connection's deadline for one exchange. Moving
@@ -143,6 +144,11 @@ func (c *Cluster) PutH1(pc *H1Conn) {
 	if p == nil {
 		c.h1.CompareAndSwap(nil, &h1Pool{idle: map[h1Key][]*H1Conn{}})
 		p = c.h1.Load()
+	}
+	pc.uses++
+	if c.maxRqPerConn > 0 && pc.uses >= c.maxRqPerConn {
+		pc.Close() // max_requests_per_connection reached
+		return
 	}
 	pc.idleAt = time.Now()
 	p.mu.Lock()
