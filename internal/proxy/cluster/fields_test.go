@@ -16,11 +16,11 @@ func TestUnhonouredClusterFieldsAreRefusedByName(t *testing.T) {
 		set  func(*clusterv3.Cluster)
 		want string
 	}{
-		{func(pc *clusterv3.Cluster) { pc.LbSubsetConfig = &clusterv3.Cluster_LbSubsetConfig{} }, "field lb_subset_config is"},
+		{func(pc *clusterv3.Cluster) { pc.LbSubsetConfig = &clusterv3.Cluster_LbSubsetConfig{} }, "field lb_subset_config is not supported"},
 		{func(pc *clusterv3.Cluster) {
 			pc.UpstreamBindConfig = &corev3.BindConfig{}
 			pc.PerConnectionBufferLimitBytes = wrapperspb.UInt32(1024)
-		}, "fields per_connection_buffer_limit_bytes, upstream_bind_config are"},
+		}, "fields per_connection_buffer_limit_bytes, upstream_bind_config are not supported"},
 		{func(pc *clusterv3.Cluster) {
 			pc.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 			pc.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED

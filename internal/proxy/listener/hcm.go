@@ -17,6 +17,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/protofields"
 	"mesh.dev/mesh/internal/proxy/rbac"
 	"mesh.dev/mesh/internal/proxy/router"
 )
@@ -53,6 +54,17 @@ const (
 )
 
 func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener) (*HCM, error) {
+	// The fields compileHCM acts on; anything else is refused by name.
+	if err := protofields.Check(h, f, "stat_prefix", "codec_type", "rds", "route_config", "http_filters", "tracing",
+		"http3_protocol_options", "upgrade_configs", "common_http_protocol_options", "access_log", "use_remote_address",
+		"forward_client_cert_details"); err != nil {
+		return nil, err
+	}
+	if o := h.GetCommonHttpProtocolOptions(); o != nil {
+		if err := protofields.Check(o, f+".common_http_protocol_options", "idle_timeout"); err != nil {
+			return nil, err
+		}
+	}
 	m := &HCM{StatPrefix: h.GetStatPrefix(), listener: l, env: env, codec: h.GetCodecType(), useRemote: h.GetUseRemoteAddress().GetValue(),
 		xfcc: h.GetForwardClientCertDetails(), Stats: &HTTPStats{}}
 	switch rs := h.GetRouteSpecifier().(type) {
