@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,12 +49,7 @@ func benchAnalyze(env *Env) ([]Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("analyze an empty directory: %w", err)
 	}
-	rssHow, gnuTime := "GNU time's %M, largest of the runs", true
-	if rss, err := peakRSS(env, analyzeRuns, mesh, "analyze", "--use-kube=false", empty, "-R"); err == nil {
-		baseline.MaxRSS = rss
-	} else {
-		rssHow, gnuTime = "wait4 rusage, which includes the bench process's own RSS: "+err.Error(), false
-	}
+	rssHow := env.RSSMethod() + ", largest of the runs"
 	var rows []Row
 	for _, total := range []int{1000, 10000, 50000} {
 		dir := filepath.Join(base, fmt.Sprint(total))
@@ -67,11 +59,6 @@ func benchAnalyze(env *Env) ([]Row, error) {
 		st, err := env.MedianProcess(analyzeRuns, mesh, "analyze", "--use-kube=false", dir, "-R")
 		if err != nil {
 			return nil, fmt.Errorf("analyze %d resources: %w", total, err)
-		}
-		if gnuTime {
-			if st.MaxRSS, err = peakRSS(env, analyzeRuns, mesh, "analyze", "--use-kube=false", dir, "-R"); err != nil {
-				return nil, fmt.Errorf("peak RSS of analyzing %d resources: %w", total, err)
-			}
 		}
 		cmd := fmt.Sprintf(".cache/analyze-bench/mesh analyze --use-kube=false .cache/analyze-bench/%d -R (mesh: a copy of bin/mesh)", total)
 		wall := Row{Figure: fmt.Sprintf("analyze %dk resources offline (process, median of %d)", total/1000, analyzeRuns),
@@ -271,34 +258,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
-}
-
-// peakRSS runs a command n times under GNU time and returns the largest
-// peak RSS it reports. The rusage os/exec hands back cannot be used for
-// this: Go starts children with vfork (CLONE_VM), and when the child execs
-// the kernel folds the parent's high-water RSS into the child's, so every
-// figure would be at least the bench process's own (~84 MiB: the "empty
-// directory costs 84 MiB" of earlier runs was that floor, not mesh).
-func peakRSS(env *Env, n int, name string, args ...string) (int64, error) {
-	const gnuTime = "/usr/bin/time"
-	if _, err := os.Stat(gnuTime); err != nil {
-		return 0, fmt.Errorf("no %s", gnuTime)
-	}
-	var peak int64
-	for i := 0; i < n; i++ {
-		cmd := exec.Command(gnuTime, append([]string{"-f", "%M", name}, args...)...)
-		cmd.Dir = env.Root
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			return 0, fmt.Errorf("%s %s: %v: %s", gnuTime, name, err, tail(stderr.String()))
-		}
-		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s printed %q, expected the peak RSS in KiB", gnuTime, stderr.String())
-		}
-		peak = max(peak, kib*1024)
-	}
-	return peak, nil
 }

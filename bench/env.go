@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,9 +49,33 @@ type ProcessStats struct {
 	MaxRSS int64         // bytes
 }
 
+// gnuTime measures a child's peak RSS. The rusage os/exec hands back cannot
+// be used for that: Go starts children with vfork (CLONE_VM), and when the
+// child execs, the kernel folds the parent's high-water RSS into the
+// child's, so every figure would be at least this bench process's own
+// (~84 MiB). GNU time fork()s its child, so its %M is the child's alone.
+const gnuTime = "/usr/bin/time"
+
+// RSSMethod says how MaxRSS figures were measured, for the rows to name.
+func (e *Env) RSSMethod() string {
+	if e.hasGNUTime() {
+		return "peak RSS by GNU time's %M"
+	}
+	return "peak RSS by wait4 rusage, which includes the bench process's own RSS (install Debian's time package for the child's alone)"
+}
+
+func (e *Env) hasGNUTime() bool {
+	_, err := os.Stat(gnuTime)
+	return err == nil
+}
+
 // RunProcess runs a command to completion, discarding its output, and measures it.
 func (e *Env) RunProcess(name string, args ...string) (ProcessStats, error) {
+	useTime := e.hasGNUTime()
 	cmd := exec.Command(name, args...)
+	if useTime {
+		cmd = exec.Command(gnuTime, append([]string{"-f", "%M", name}, args...)...)
+	}
 	cmd.Dir = e.Root
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -62,8 +87,17 @@ func (e *Env) RunProcess(name string, args ...string) (ProcessStats, error) {
 	}
 	st := ProcessStats{Wall: wall}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		// With GNU time in between, wait4 counts its child's CPU too.
 		st.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		st.MaxRSS = ru.Maxrss * 1024
+	}
+	if useTime {
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
+		if err != nil {
+			return ProcessStats{}, fmt.Errorf("%s printed %q, expected the peak RSS in KiB", gnuTime, tail(stderr.String()))
+		}
+		st.MaxRSS = kib * 1024
 	}
 	return st, nil
 }
