@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/match"
+	"mesh.dev/mesh/internal/proxy/protofields"
 )
 
 // Table is a compiled RouteConfiguration.
@@ -237,6 +238,11 @@ func compilePerFilter(m map[string]*anypb.Any, f string) (*Fault, bool, error) {
 }
 
 func compileRoute(r *routev3.Route, vh *VirtualHost, f string) (*Route, error) {
+	if err := protofields.Check(r, f, "name", "match", "route", "redirect", "direct_response", "metadata",
+		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+		"typed_per_filter_config"); err != nil {
+		return nil, err
+	}
 	rt := &Route{Name: r.GetName(), VH: vh, caseSensitive: true, fraction: match.Always}
 	m := r.GetMatch()
 	if cs := m.GetCaseSensitive(); cs != nil {
@@ -321,6 +327,16 @@ func compileRoute(r *routev3.Route, vh *VirtualHost, f string) (*Route, error) {
 }
 
 func (rt *Route) compileAction(a *routev3.RouteAction, f string) error {
+	if err := protofields.Check(a, f, "cluster", "weighted_clusters", "prefix_rewrite", "regex_rewrite",
+		"host_rewrite_literal", "auto_host_rewrite", "timeout", "max_stream_duration", "retry_policy",
+		"request_mirror_policies", "hash_policy", "upgrade_configs", "cluster_not_found_response_code"); err != nil {
+		return err
+	}
+	if msd := a.GetMaxStreamDuration(); msd != nil {
+		if err := protofields.Check(msd, f+".max_stream_duration", "max_stream_duration"); err != nil {
+			return err
+		}
+	}
 	switch c := a.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:
 		rt.Cluster = c.Cluster

@@ -1,0 +1,31 @@
+package router
+
+import (
+	"strings"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Route and RouteAction fields the proxy does not act on are refused by name.
+func TestUnhonouredRouteFieldsAreRefusedByName(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(*routev3.Route)
+		want string
+	}{
+		{func(r *routev3.Route) { r.GetRoute().IdleTimeout = durationpb.New(1) }, "route: field idle_timeout is not supported"},
+		{func(r *routev3.Route) { r.Decorator = &routev3.Decorator{Operation: "op"} }, "field decorator is not supported"},
+		{func(r *routev3.Route) {
+			r.GetRoute().MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{GrpcTimeoutHeaderMax: durationpb.New(1)}
+		}, "max_stream_duration: field grpc_timeout_header_max is not supported"},
+	} {
+		r := &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "a"}}}}
+		tc.set(r)
+		_, err := Compile(&routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: []*routev3.Route{r}}}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want an error containing %q", err, tc.want)
+		}
+	}
+}
