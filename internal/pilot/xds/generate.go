@@ -62,6 +62,14 @@ type Resources struct {
 	EndpointHosts map[string]bool
 	// Workload identity, for secrets.
 	Namespace, ServiceAccount string
+
+	// What a config change is checked against (see configDelta): the
+	// group's shared config, key, namespace, scope and role.
+	base    *Resources
+	key     string
+	groupNS string
+	scope   *scope // nil for routers
+	router  bool
 }
 
 // Items returns the resources of typeURL.
@@ -196,16 +204,20 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 		if r := pc.reuseGroup(key); r != nil {
 			return r
 		}
-		r := &Resources{byType: map[string][]*item{}, EndpointHosts: map[string]bool{}}
+		pc.built.Add(1)
+		r := &Resources{byType: map[string][]*item{}, EndpointHosts: map[string]bool{}, key: key, groupNS: w.namespace}
 		if p.Type == model.Router {
+			r.router = true
 			pc.gateway(r, w)
 		} else {
+			r.scope = pc.scopeFor(w.namespace, w.labels)
 			pc.sidecar(r, w)
 		}
 		r.finish()
 		return r
 	})
 	r := *base
+	r.base = base
 	r.Namespace, r.ServiceAccount = w.namespace, w.serviceAccount
 	if secrets == nil {
 		return &r, nil

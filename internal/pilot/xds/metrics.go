@@ -4,13 +4,17 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are pilot's xDS figures on /metrics.
 type Metrics struct {
-	Pushes           *prometheus.CounterVec
-	NACKs            *prometheus.CounterVec
-	ConvergeSeconds  *prometheus.HistogramVec
-	GenerateSeconds  *prometheus.HistogramVec
-	ConnectedProxies prometheus.Gauge
-	InvalidConfigs   prometheus.Counter
-	RejectedStreams  prometheus.Counter
+	Pushes          *prometheus.CounterVec
+	NACKs           *prometheus.CounterVec
+	ConvergeSeconds *prometheus.HistogramVec
+	GenerateSeconds *prometheus.HistogramVec
+	// ProxiesRegenerated and GroupsBuilt show how far a change reached:
+	// proxies whose config was recomputed, and shared configs built afresh.
+	ProxiesRegenerated *prometheus.CounterVec
+	GroupsBuilt        *prometheus.CounterVec
+	ConnectedProxies   prometheus.Gauge
+	InvalidConfigs     prometheus.Counter
+	RejectedStreams    prometheus.Counter
 }
 
 // NewMetrics creates the xDS metrics and registers them with reg.
@@ -29,8 +33,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"type"}),
 		GenerateSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mesh_pilot_push_generate_seconds",
-			Help:    "Time to regenerate config for the affected proxies after a change, by push kind (full or eds).",
+			Help:    "Time to regenerate config for the affected proxies after a change, by push kind (full, config or eds).",
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"kind"}),
+		ProxiesRegenerated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mesh_pilot_push_proxies_total", Help: "Proxies whose config was recomputed after a change, by push kind (full, config or eds).",
+		}, []string{"kind"}),
+		GroupsBuilt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mesh_pilot_push_groups_built_total", Help: "Shared proxy configs generated afresh (not carried over) after a change, by push kind (full, config or eds).",
 		}, []string{"kind"}),
 		ConnectedProxies: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mesh_pilot_xds_connected_proxies", Help: "Proxies with an open xDS stream.",
@@ -42,6 +52,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mesh_pilot_xds_rejected_streams_total", Help: "xDS streams refused, e.g. for a malformed node id.",
 		}),
 	}
-	reg.MustRegister(m.Pushes, m.NACKs, m.ConvergeSeconds, m.GenerateSeconds, m.ConnectedProxies, m.InvalidConfigs, m.RejectedStreams)
+	reg.MustRegister(m.Pushes, m.NACKs, m.ConvergeSeconds, m.GenerateSeconds, m.ProxiesRegenerated, m.GroupsBuilt, m.ConnectedProxies, m.InvalidConfigs, m.RejectedStreams)
 	return m
 }

@@ -88,6 +88,8 @@ type PushContext struct {
 	// endpoints changed since, so a group only swaps its EDS resources.
 	prevGroups   map[string]*lazy[*Resources]
 	changedHosts map[string]bool
+
+	built atomic.Int64 // groups generated afresh (not carried over)
 }
 
 // lazy is a value computed once, by whichever caller needs it first.
@@ -175,6 +177,9 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 	return pc
 }
 
+// Built counts the groups generated afresh (not carried over) in this context.
+func (pc *PushContext) Built() int64 { return pc.built.Load() }
+
 // Reuse returns a context for next that keeps everything pc computed except
 // the endpoints of changedHosts: the endpoint-only push.
 func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool) *PushContext {
@@ -191,7 +196,16 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 	// write to one map under different locks.
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	n.prevGroups, n.changedHosts = maps.Clone(pc.groups), changedHosts
+	n.prevGroups, n.changedHosts = map[string]*lazy[*Resources]{}, changedHosts
+	for k, l := range pc.groups {
+		// Groups no changed host reaches stay as they are, also for
+		// proxies this push does not regenerate, so the next push finds them.
+		if l.done.Load() && l.v != nil && !l.v.usesAny(changedHosts) {
+			n.groups[k] = l
+		} else {
+			n.prevGroups[k] = l
+		}
+	}
 	n.clusters = maps.Clone(pc.clusters)
 	n.vhosts = maps.Clone(pc.vhosts)
 	n.routes = maps.Clone(pc.routes)
@@ -255,7 +269,9 @@ func matchServices(snap *model.Snapshot, host string) []*model.Service {
 // scope is the set of services a proxy's outbound side sees (Sidecar egress).
 type scope struct {
 	key      string
+	ns       string // the namespace of the proxies it serves
 	services []*model.Service
+	hosts    map[string]bool // services' hostnames, for dependency checks
 	shared   scopeResources
 }
 
@@ -267,7 +283,7 @@ func (pc *PushContext) scopeFor(ns string, lbls map[string]string) *scope {
 		key = "sc:" + sc.Namespace + "/" + sc.Name + "@" + ns
 	}
 	return memo(&pc.mu, pc.scopes, key, func() *scope {
-		s := &scope{key: key}
+		s := &scope{key: key, ns: ns, hosts: map[string]bool{}}
 		for _, svc := range pc.Snap.Services {
 			if !svc.VisibleTo(ns) {
 				continue
@@ -276,6 +292,7 @@ func (pc *PushContext) scopeFor(ns string, lbls map[string]string) *scope {
 				continue
 			}
 			s.services = append(s.services, svc)
+			s.hosts[svc.Hostname] = true
 		}
 		return s
 	})

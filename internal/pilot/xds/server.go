@@ -80,37 +80,75 @@ func (s *Server) XDS() serverv3.Server { return s.xds }
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Update switches to a new model snapshot and pushes what changed: for an
-// endpoint-only change only proxies using those endpoints are regenerated,
-// and only types whose content changed are sent.
+// endpoint-only change only proxies using those endpoints are regenerated;
+// for a config change of a tracked kind (see diffConfig) only proxies whose
+// group it can reach; and only types whose content changed are sent.
 func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 	start := time.Now()
 	s.mu.Lock()
 	old := s.pc
+	kind := "full"
 	var pc *PushContext
-	if old != nil && !ch.Full {
+	var affected []*proxyState
+	switch {
+	case old != nil && !ch.Full:
+		kind = "eds"
 		pc = old.Reuse(snap, ch.EndpointHosts)
-	} else {
+		for _, ps := range s.proxies {
+			if ps.usesAny(ch.EndpointHosts) || ownPodChanged(old.Snap, snap, ps.proxy) {
+				affected = append(affected, ps)
+			}
+		}
+	case old != nil:
+		pc = NewPushContext(snap)
+		d, tracked := diffConfig(old, snap, pc)
+		if !tracked {
+			break
+		}
+		kind = "config"
+		for h := range ch.EndpointHosts {
+			d.endpointHosts[h] = true
+		}
+		keep := map[string]*Resources{}
+		for _, ps := range s.proxies {
+			ps.mu.Lock()
+			g := (*Resources)(nil)
+			if ps.res != nil {
+				g = ps.res.base
+			}
+			ps.mu.Unlock()
+			switch {
+			case g == nil || d.dirty(g) || ownPodChanged(old.Snap, snap, ps.proxy):
+				affected = append(affected, ps)
+			default:
+				keep[g.key] = g
+				if g.usesAny(d.endpointHosts) {
+					affected = append(affected, ps)
+				}
+			}
+		}
+		pc.carry(old, &d, keep)
+		s.Log.Debug("config change", "kinds", d.kinds, "hosts", len(d.hosts), "namespaces", len(d.namespaces))
+	default:
 		pc = NewPushContext(snap)
 	}
-	s.pc = pc
-	var affected []*proxyState
-	for _, ps := range s.proxies {
-		if ch.Full || old == nil || ps.usesAny(ch.EndpointHosts) || ownPodChanged(old.Snap, snap, ps.proxy) {
+	if kind == "full" {
+		affected = affected[:0]
+		for _, ps := range s.proxies {
 			affected = append(affected, ps)
 		}
 	}
+	s.pc = pc
 	s.mu.Unlock()
 	s.once.Do(func() { close(s.ready) })
 
 	pushed := s.regenerate(pc, affected, start)
-	kind := "full"
-	if !ch.Full {
-		kind = "eds"
-	}
 	if s.Metrics != nil {
 		s.Metrics.GenerateSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+		s.Metrics.ProxiesRegenerated.WithLabelValues(kind).Add(float64(len(affected)))
+		s.Metrics.GroupsBuilt.WithLabelValues(kind).Add(float64(pc.Built()))
 	}
-	s.Log.Debug("push", "kind", kind, "snapshot", snap.Version, "affected", len(affected), "pushed", pushed, "took", time.Since(start))
+	s.Log.Debug("push", "kind", kind, "snapshot", snap.Version, "affected", len(affected), "pushed", pushed, "groups built", pc.Built(), "took", time.Since(start))
 }
 
 func ownPodChanged(a, b *model.Snapshot, p *model.Proxy) bool {

@@ -1,0 +1,278 @@
+package xds
+
+import (
+	"maps"
+	"reflect"
+	"sort"
+	"strings"
+
+	networkingapi "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// configDelta is what a config change can reach, worked out by comparing
+// two snapshots: a group is rebuilt only when it sees one of hosts, belongs
+// to one of namespaces, or is a gateway. Kinds pilot cannot bound this way
+// make the change full (configDelta returns ok false).
+type configDelta struct {
+	kinds      []string        // changed kinds, for logs
+	hosts      map[string]bool // services whose clusters, endpoints or routes may differ
+	namespaces map[string]bool // namespaces whose proxies' inbound side or scope may differ
+	// endpointHosts are the services whose endpoints differ (carried-over
+	// groups rebuild only their EDS for these).
+	endpointHosts map[string]bool
+}
+
+// sameObject reports whether a and b are the same version of one object:
+// informer caches hand out the same pointer until the object changes.
+func sameObject(a, b metav1.Object) bool {
+	if a == b {
+		return true
+	}
+	return a.GetUID() != "" && a.GetUID() == b.GetUID() &&
+		a.GetResourceVersion() != "" && a.GetResourceVersion() == b.GetResourceVersion()
+}
+
+// changedObjects returns the old and new versions of every object of one
+// kind that was added, removed or updated between two lists.
+func changedObjects[T metav1.Object](before, after []T) []T {
+	key := func(o T) string { return o.GetNamespace() + "/" + o.GetName() }
+	prev := make(map[string]T, len(before))
+	for _, o := range before {
+		prev[key(o)] = o
+	}
+	var out []T
+	for _, o := range after {
+		k := key(o)
+		p, ok := prev[k]
+		delete(prev, k)
+		if ok && sameObject(p, o) {
+			continue
+		}
+		if ok {
+			out = append(out, p)
+		}
+		out = append(out, o)
+	}
+	for _, p := range prev {
+		out = append(out, p)
+	}
+	return out
+}
+
+// diffConfig compares the config of two snapshots. ok is false when the
+// change touches something not tracked here, so every group is rebuilt:
+// Services and ServiceEntries (scopes and inbound ports move),
+// WorkloadEntries, RequestAuthentications, policy or Sidecars in the root
+// namespace (they reach every namespace), and rules that start or stop
+// matching on client labels (group keys change).
+func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d configDelta, ok bool) {
+	a, b := old.Snap, next
+	d = configDelta{hosts: map[string]bool{}, namespaces: map[string]bool{}, endpointHosts: map[string]bool{}}
+	if a.RootNamespace != b.RootNamespace || old.sourceLabels != nextPC.sourceLabels {
+		return d, false
+	}
+	if len(changedObjects(a.ServiceEntries, b.ServiceEntries)) > 0 ||
+		len(changedObjects(a.WorkloadEntries, b.WorkloadEntries)) > 0 ||
+		len(changedObjects(a.RequestAuthentications, b.RequestAuthentications)) > 0 {
+		return d, false
+	}
+	if !sameServices(a, b) {
+		return d, false
+	}
+	for _, svc := range b.Services {
+		if !reflect.DeepEqual(a.Endpoints(svc.Hostname), b.Endpoints(svc.Hostname)) {
+			d.endpointHosts[svc.Hostname] = true
+		}
+	}
+
+	// A namespace-wide or workload policy reaches the proxies of its namespace only.
+	for _, kind := range []struct {
+		name string
+		nss  []string
+	}{
+		{"PeerAuthentication", namespacesOf(changedObjects(a.PeerAuthentications, b.PeerAuthentications))},
+		{"AuthorizationPolicy", namespacesOf(changedObjects(a.AuthorizationPolicies, b.AuthorizationPolicies))},
+		{"Sidecar", namespacesOf(changedObjects(a.Sidecars, b.Sidecars))},
+	} {
+		for _, ns := range kind.nss {
+			if ns == b.RootNamespace {
+				return d, false
+			}
+			d.namespaces[ns] = true
+		}
+		if len(kind.nss) > 0 {
+			d.kinds = append(d.kinds, kind.name)
+		}
+	}
+
+	// A VirtualService shapes the routes and TCP listeners of its hosts.
+	vss := changedObjects(a.VirtualServices, b.VirtualServices)
+	for _, vs := range vss {
+		for _, h := range vs.Spec.Hosts {
+			for _, svc := range matchServices(b, resolveHost(h, vs.Namespace)) {
+				d.hosts[svc.Hostname] = true
+			}
+		}
+	}
+	if len(vss) > 0 {
+		d.kinds = append(d.kinds, "VirtualService")
+	}
+	// A DestinationRule shapes its host's clusters and endpoints (subsets),
+	// and the routes of every VirtualService sending traffic there (hash
+	// policies), so those VirtualServices' hosts are reached too.
+	drs := changedObjects(a.DestinationRules, b.DestinationRules)
+	if len(drs) > 0 {
+		d.kinds = append(d.kinds, "DestinationRule")
+		drHosts := map[string]bool{}
+		for _, dr := range drs {
+			for _, svc := range matchServices(b, resolveHost(dr.Spec.Host, dr.Namespace)) {
+				drHosts[svc.Hostname] = true
+				d.hosts[svc.Hostname] = true
+			}
+		}
+		for _, vs := range append(append([]*networkingv1.VirtualService(nil), a.VirtualServices...), b.VirtualServices...) {
+			if !routesToAny(vs, drHosts) {
+				continue
+			}
+			for _, h := range vs.Spec.Hosts {
+				for _, svc := range matchServices(b, resolveHost(h, vs.Namespace)) {
+					d.hosts[svc.Hostname] = true
+				}
+			}
+		}
+	}
+	// Gateways only shape routers, which every config change rebuilds.
+	if len(changedObjects(a.Gateways, b.Gateways)) > 0 {
+		d.kinds = append(d.kinds, "Gateway")
+	}
+	sort.Strings(d.kinds)
+	return d, true
+}
+
+// routesToAny reports whether vs sends (or mirrors) traffic to one of hosts.
+func routesToAny(vs *networkingv1.VirtualService, hosts map[string]bool) bool {
+	var dests []*networkingapi.Destination
+	for _, r := range vs.Spec.Http {
+		for _, rd := range r.Route {
+			dests = append(dests, rd.Destination)
+		}
+		dests = append(dests, r.Mirror)
+	}
+	for _, r := range vs.Spec.Tcp {
+		for _, rd := range r.Route {
+			dests = append(dests, rd.Destination)
+		}
+	}
+	for _, r := range vs.Spec.Tls {
+		for _, rd := range r.Route {
+			dests = append(dests, rd.Destination)
+		}
+	}
+	for _, dst := range dests {
+		if dst != nil && hosts[resolveHost(dst.Host, vs.Namespace)] {
+			return true
+		}
+	}
+	return false
+}
+
+func namespacesOf[T metav1.Object](objs []T) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.GetNamespace())
+	}
+	return out
+}
+
+// sameServices reports whether both snapshots hold equal services.
+func sameServices(a, b *model.Snapshot) bool {
+	if len(a.Services) != len(b.Services) {
+		return false
+	}
+	for i, s := range b.Services {
+		if !reflect.DeepEqual(a.Services[i], s) {
+			return false
+		}
+	}
+	return true
+}
+
+// dirty reports whether a group's config may differ under d.
+func (d *configDelta) dirty(g *Resources) bool {
+	if g.router || d.namespaces[g.groupNS] {
+		return true
+	}
+	return g.scope == nil || d.scopeDirty(g.scope)
+}
+
+func (d *configDelta) scopeDirty(sc *scope) bool {
+	if d.namespaces[sc.ns] {
+		return true
+	}
+	for h := range d.hosts {
+		if sc.hosts[h] {
+			return true
+		}
+	}
+	return false
+}
+
+// carry gives pc, the context for the snapshot after a tracked change,
+// everything of old that d cannot reach: memoised clusters, endpoints,
+// virtual hosts, scopes and route tables of untouched hosts and scopes,
+// and the groups in keep (untouched ones as they are, those using a host
+// whose endpoints changed to have their EDS rebuilt).
+func (pc *PushContext) carry(old *PushContext, d *configDelta, keep map[string]*Resources) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	for h, l := range old.clusters {
+		if !d.hosts[h] && !d.endpointHosts[h] {
+			pc.clusters[h] = l
+		}
+	}
+	for h, l := range old.endpoints {
+		if !d.hosts[h] && !d.endpointHosts[h] {
+			pc.endpoints[h] = l
+		}
+	}
+	for k, l := range old.vhosts {
+		if h, _, _ := strings.Cut(k, "|"); !d.hosts[h] {
+			pc.vhosts[k] = l
+		}
+	}
+	for k, l := range old.scopes {
+		if l.done.Load() && !d.scopeDirty(l.v) {
+			pc.scopes[k] = l
+		}
+	}
+	for k, l := range old.routes {
+		if sk, _, _ := strings.Cut(k, "|"); pc.scopes[sk] != nil {
+			pc.routes[k] = l
+		}
+	}
+	pc.prevGroups = map[string]*lazy[*Resources]{}
+	pc.changedHosts = maps.Clone(d.endpointHosts)
+	for k, g := range keep {
+		l := &lazy[*Resources]{v: g}
+		l.once.Do(func() {})
+		l.done.Store(true)
+		if g.usesAny(d.endpointHosts) {
+			pc.prevGroups[k] = l
+		} else {
+			pc.groups[k] = l
+		}
+	}
+}
+
+func (r *Resources) usesAny(hosts map[string]bool) bool {
+	for h := range hosts {
+		if r.EndpointHosts[h] {
+			return true
+		}
+	}
+	return false
+}
