@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -156,14 +158,17 @@ func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // inspect looks at the first bytes: a TLS ClientHello gives SNI and ALPN, a
 // plaintext preface tells HTTP/2 from HTTP/1, as tls_inspector and http_inspector do.
-func inspect(c net.Conn, ci *connInfo, wantTLS, wantHTTP bool) net.Conn {
+// timedOut reports that the client sent nothing within timeout (0: no limit).
+func inspect(c net.Conn, ci *connInfo, wantTLS, wantHTTP bool, timeout time.Duration) (_ net.Conn, timedOut bool) {
 	br := bufio.NewReaderSize(c, 4096)
 	pc := &peekedConn{Conn: c, r: br}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	defer c.SetReadDeadline(time.Time{})
+	if timeout > 0 {
+		c.SetReadDeadline(time.Now().Add(timeout))
+		defer c.SetReadDeadline(time.Time{})
+	}
 	first, err := br.Peek(1)
 	if err != nil {
-		return pc
+		return pc, errors.Is(err, os.ErrDeadlineExceeded)
 	}
 	if first[0] == 0x16 && wantTLS {
 		ci.tls = true
@@ -172,7 +177,7 @@ func inspect(c net.Conn, ci *connInfo, wantTLS, wantHTTP bool) net.Conn {
 			ci.sni = hello.ServerName
 			ci.alpn = hello.SupportedProtos
 		}
-		return pc
+		return pc, false
 	}
 	if wantHTTP {
 		if p, err := br.Peek(len(h2Preface)); err == nil && bytes.Equal(p, []byte(h2Preface)) {
@@ -181,7 +186,7 @@ func inspect(c net.Conn, ci *connInfo, wantTLS, wantHTTP bool) net.Conn {
 			ci.alpn = []string{"http/1.1"}
 		}
 	}
-	return pc
+	return pc, false
 }
 
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

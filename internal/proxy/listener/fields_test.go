@@ -47,3 +47,14 @@ func TestUnhonouredHCMFieldsAreRefusedByName(t *testing.T) {
 		}
 	}
 }
+
+// A Listener field the proxy does not act on is refused by name.
+func TestUnhonouredListenerFieldsAreRefusedByName(t *testing.T) {
+	l := &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(1024), Freebind: wrapperspb.Bool(true)}
+	_, err := Compile(l, nil, &Env{Store: config.NewStore()})
+	if err == nil || !strings.Contains(err.Error(), `listener "l": fields freebind, per_connection_buffer_limit_bytes are not supported`) {
+		t.Errorf("got %v, want the two fields named", err)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/protofields"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
 
 	"mesh.dev/mesh/internal/proxy/logging"
@@ -58,6 +59,8 @@ type Listener struct {
 	chains                  []*chain
 	def                     *chain
 	inspectTLS, inspectHTTP bool
+	inspectTimeout          time.Duration // listener_filters_timeout (0: none)
+	inspectContinue         bool          // continue_on_listener_filters_timeout: use the default chain instead of closing
 	// restoreDst is the original_dst listener filter: chains match on the
 	// address a redirected connection was sent to. Unlike UseOriginalDst it
 	// never hands the connection to another listener, so a sidecar's inbound
@@ -90,6 +93,14 @@ func Compile(l *listenerv3.Listener, prev *Listener, env *Env) (*Listener, error
 	if err := l.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("%s: %w", f, err)
 	}
+	// The fields Compile acts on (the rest of this function refuses the
+	// unsupported values of some of them with a specific reason).
+	if err := protofields.Check(l, f, "name", "address", "additional_addresses", "stat_prefix", "metadata",
+		"filter_chains", "default_filter_chain", "filter_chain_matcher", "listener_filters", "listener_filters_timeout",
+		"continue_on_listener_filters_timeout", "use_original_dst", "traffic_direction", "bind_to_port",
+		"api_listener", "internal_listener"); err != nil {
+		return nil, err
+	}
 	sa := l.GetAddress().GetSocketAddress()
 	if sa == nil {
 		return nil, fmt.Errorf("%s: address: only socket_address is supported", f)
@@ -99,10 +110,15 @@ func Compile(l *listenerv3.Listener, prev *Listener, env *Env) (*Listener, error
 	}
 	out := &Listener{
 		Name: l.GetName(), Proto: l,
-		Addr:           net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
-		Bind:           l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
-		UseOriginalDst: l.GetUseOriginalDst().GetValue(),
-		Stats:          &Stats{},
+		Addr:            net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+		Bind:            l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
+		UseOriginalDst:  l.GetUseOriginalDst().GetValue(),
+		Stats:           &Stats{},
+		inspectTimeout:  15 * time.Second, // Envoy's default listener_filters_timeout
+		inspectContinue: l.GetContinueOnListenerFiltersTimeout(),
+	}
+	if d := l.GetListenerFiltersTimeout(); d != nil {
+		out.inspectTimeout = d.AsDuration() // 0: wait as long as it takes
 	}
 	if prev != nil {
 		out.Stats = prev.Stats
@@ -441,7 +457,13 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPor
 	}
 	var c net.Conn = conn
 	if l.inspectTLS || l.inspectHTTP {
-		c = inspect(conn, ci, l.inspectTLS, l.inspectHTTP)
+		var timedOut bool
+		c, timedOut = inspect(conn, ci, l.inspectTLS, l.inspectHTTP, l.inspectTimeout)
+		if timedOut && !l.inspectContinue {
+			l.Stats.CxNoChain.Add(1)
+			conn.Close()
+			return
+		}
 	}
 	ch := l.selectChain(ci)
 	if ch == nil {
