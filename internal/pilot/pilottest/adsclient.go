@@ -119,6 +119,15 @@ func (c *ADSClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 		rdsNames = append(rdsNames, rds...)
 	}
 	c.mu.Lock()
+	if t != resourcev3.ListenerType && t != resourcev3.ClusterType {
+		// Only listeners and clusters come as the whole set; a response of
+		// another type carries the resources that changed, as in Envoy.
+		for n, a := range c.resources[t] {
+			if _, ok := byName[n]; !ok {
+				byName[n] = a
+			}
+		}
+	}
 	c.resources[t] = byName
 	if c.Wildcard {
 		c.counts[t] = len(resp.Resources)
@@ -158,6 +167,13 @@ func (c *ADSClient) resubscribe(t string, names []string, out []*discoveryv3.Dis
 		return out
 	}
 	c.subs[t] = names
+	keep := map[string]*anypb.Any{}
+	for _, n := range names {
+		if a, ok := c.resources[t][n]; ok {
+			keep[n] = a
+		}
+	}
+	c.resources[t] = keep
 	return append(out, &discoveryv3.DiscoveryRequest{TypeUrl: t, ResourceNames: names, VersionInfo: c.versions[t]})
 }
 
