@@ -97,11 +97,17 @@ func TestLeanPathChunkedAndUpstreamCloses(t *testing.T) {
 // request over it fail before any answer; the lean path sends it again on a
 // fresh connection instead of answering 503.
 func TestLeanPathResendsOnStaleUpstreamConnection(t *testing.T) {
-	up := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{IdleTimeout: 50 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "got %s", b)
-	})
-	up.srv.IdleTimeout = 50 * time.Millisecond
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	up := &upstream{name: "a", addr: ln.Addr().String(), srv: srv}
 	port := freePort(t)
 	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, nil, staticCluster("a", up))
 	for i := 0; i < 5; i++ {
