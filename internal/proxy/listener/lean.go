@@ -234,6 +234,12 @@ var leanMethods = map[string]string{"GET": "GET", "POST": "POST", "PUT": "PUT", 
 
 // parseHead fills lc.req from a request head; errHandOff for anything the lean path leaves to net/http.
 func (lc *leanConn) parseHead(head []byte) error {
+	// Lines end in CRLF only; a bare CR or LF is left to net/http's stricter reading.
+	for i, c := range head {
+		if c == '\n' && (i == 0 || head[i-1] != '\r') || c == '\r' && (i+1 == len(head) || head[i+1] != '\n') {
+			return errHandOff
+		}
+	}
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	sp1 := bytes.IndexByte(line, ' ')
 	sp2 := bytes.LastIndexByte(line, ' ')
@@ -245,8 +251,13 @@ func (lc *leanConn) parseHead(head []byte) error {
 		return errHandOff
 	}
 	target := line[sp1+1 : sp2]
-	if target[0] != '/' || bytes.IndexByte(target, '#') >= 0 || bytes.IndexByte(target, ' ') >= 0 {
+	if target[0] != '/' || bytes.IndexByte(target, '#') >= 0 {
 		return errHandOff
+	}
+	for _, c := range target {
+		if c <= ' ' || c == 0x7f {
+			return errHandOff // net/http answers 400
+		}
 	}
 	r := &lc.req
 	clear(lc.hdr)
@@ -265,6 +276,7 @@ func (lc *leanConn) parseHead(head []byte) error {
 	}
 	lc.close = false
 	cl := int64(-1)
+	sawHost := false
 	for len(rest) > 2 {
 		var l []byte
 		l, rest, _ = bytes.Cut(rest, []byte("\r\n"))
@@ -277,14 +289,15 @@ func (lc *leanConn) parseHead(head []byte) error {
 			return errHandOff
 		}
 		v := textproto.TrimBytes(l[colon+1:])
-		if bytes.IndexByte(v, 0) >= 0 || bytes.IndexByte(v, '\r') >= 0 || bytes.IndexByte(v, '\n') >= 0 {
-			return errHandOff
+		if !validFieldValue(v) {
+			return errHandOff // net/http answers 400
 		}
 		switch k {
 		case "Host":
-			if r.Host != "" {
+			if sawHost {
 				return errHandOff
 			}
+			sawHost = true
 			r.Host = string(v)
 			continue
 		case "Content-Length":
@@ -354,6 +367,16 @@ func leanKey(raw []byte) (string, bool) {
 		}
 	}
 	return textproto.CanonicalMIMEHeaderKey(string(raw)), true
+}
+
+// validFieldValue reports whether v has no control characters but tabs (RFC 9110 5.5).
+func validFieldValue(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func validHeaderByte(c byte) bool {
