@@ -5,6 +5,7 @@
 package model
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -224,21 +225,23 @@ func KubeHostname(name, ns string) string {
 // Build indexes in into a new Snapshot with the given version.
 func Build(version uint64, in Input) *Snapshot {
 	s := &Snapshot{
-		Version:                version,
-		servicesByHost:         map[string]*Service{},
-		endpoints:              map[string][]*Endpoint{},
-		podsByIP:               map[string]*corev1.Pod{},
-		pods:                   map[string]*corev1.Pod{},
-		namespaces:             map[string]*corev1.Namespace{},
-		VirtualServices:        in.VirtualServices,
-		DestinationRules:       in.DestinationRules,
-		Gateways:               in.Gateways,
-		Sidecars:               in.Sidecars,
-		WorkloadEntries:        in.WorkloadEntries,
-		ServiceEntries:         in.ServiceEntries,
-		PeerAuthentications:    in.PeerAuthentications,
-		AuthorizationPolicies:  in.AuthorizationPolicies,
-		RequestAuthentications: in.RequestAuthentications,
+		Version:        version,
+		servicesByHost: map[string]*Service{},
+		endpoints:      map[string][]*Endpoint{},
+		podsByIP:       map[string]*corev1.Pod{},
+		pods:           map[string]*corev1.Pod{},
+		namespaces:     map[string]*corev1.Namespace{},
+		// Copied, so a caller reusing its slices cannot change an older
+		// snapshot: pushes compare snapshots to find what changed.
+		VirtualServices:        slices.Clone(in.VirtualServices),
+		DestinationRules:       slices.Clone(in.DestinationRules),
+		Gateways:               slices.Clone(in.Gateways),
+		Sidecars:               slices.Clone(in.Sidecars),
+		WorkloadEntries:        slices.Clone(in.WorkloadEntries),
+		ServiceEntries:         slices.Clone(in.ServiceEntries),
+		PeerAuthentications:    slices.Clone(in.PeerAuthentications),
+		AuthorizationPolicies:  slices.Clone(in.AuthorizationPolicies),
+		RequestAuthentications: slices.Clone(in.RequestAuthentications),
 		RootNamespace:          in.RootNamespace,
 	}
 	if s.RootNamespace == "" {
