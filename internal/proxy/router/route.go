@@ -123,6 +123,14 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 	if err := rc.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("%s: %w", f, err)
 	}
+	if err := protofields.Check(rc, f, "name", "virtual_hosts", "vhds", "validate_clusters",
+		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"); err != nil {
+		return nil, err
+	}
+	if rc.GetValidateClusters().GetValue() {
+		// Routes to a missing cluster answer 503 at request time, as with validate_clusters false.
+		return nil, fmt.Errorf("%s: validate_clusters true is not supported (routes to unknown clusters answer 503 NC)", f)
+	}
 	t := &Table{Name: rc.GetName(), exact: map[string]*VirtualHost{}}
 	var err error
 	if t.Request, err = compileHeaderOps(rc.GetRequestHeadersToAdd(), rc.GetRequestHeadersToRemove(), f+": request_headers"); err != nil {
@@ -173,6 +181,10 @@ func sortWild(w []wild) {
 }
 
 func compileVHost(v *routev3.VirtualHost, f string) (*VirtualHost, error) {
+	if err := protofields.Check(v, f, "name", "domains", "routes", "require_tls", "retry_policy", "typed_per_filter_config", "metadata",
+		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"); err != nil {
+		return nil, err
+	}
 	vh := &VirtualHost{Name: v.GetName()}
 	var err error
 	if vh.Request, err = compileHeaderOps(v.GetRequestHeadersToAdd(), v.GetRequestHeadersToRemove(), f+".request_headers"); err != nil {
