@@ -190,7 +190,11 @@ func Compile(pc *clusterv3.Cluster, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	if od := pc.GetOutlierDetection(); od != nil {
-		c.outlier = compileOutlier(od)
+		o, err := compileOutlier(od, f)
+		if err != nil {
+			return nil, err
+		}
+		c.outlier = o
 	}
 	if err := c.compileTransport(pc, opts, f); err != nil {
 		return nil, err

@@ -63,3 +63,16 @@ func TestStrictDNSHonoursLookupFamily(t *testing.T) {
 		c.Close()
 	}
 }
+
+// Outlier detection without the success-rate detectors: asking for one is a NACK naming it.
+func TestUnhonouredOutlierDetectorsAreRefusedByName(t *testing.T) {
+	pc := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		OutlierDetection: &clusterv3.OutlierDetection{Consecutive_5Xx: wrapperspb.UInt32(3), SuccessRateMinimumHosts: wrapperspb.UInt32(2)}}
+	if _, err := Compile(pc, Options{}); err == nil || !strings.Contains(err.Error(), `cluster "c".outlier_detection: field success_rate_minimum_hosts is not supported`) {
+		t.Errorf("got %v", err)
+	}
+	pc.OutlierDetection.SuccessRateMinimumHosts = nil
+	if _, err := Compile(pc, Options{}); err != nil {
+		t.Errorf("consecutive_5xx alone: %v", err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+
+	"mesh.dev/mesh/internal/proxy/protofields"
 )
 
 // outlier is passive health checking: hosts that fail in a row are ejected for a while.
@@ -14,7 +16,15 @@ type outlier struct {
 	maxPercent               int
 }
 
-func compileOutlier(od *clusterv3.OutlierDetection) *outlier {
+// compileOutlier honours the consecutive-failure detectors; the success-rate
+// and failure-percentage ones are refused by name. interval is accepted:
+// failures are judged as they happen and an ejection ends by its own clock,
+// so there is no sweep for it to pace.
+func compileOutlier(od *clusterv3.OutlierDetection, f string) (*outlier, error) {
+	if err := protofields.Check(od, f+".outlier_detection", "consecutive_5xx", "consecutive_gateway_failure", "enforcing_consecutive_5xx",
+		"enforcing_consecutive_gateway_failure", "base_ejection_time", "max_ejection_time", "max_ejection_percent", "interval"); err != nil {
+		return nil, err
+	}
 	o := &outlier{consec5xx: 5, consecGateway: 5, baseEjection: 30 * time.Second, maxEject: 300 * time.Second, maxPercent: 10, enforce5xx: true}
 	if v := od.GetConsecutive_5Xx(); v != nil {
 		o.consec5xx = int32(v.GetValue())
@@ -37,7 +47,7 @@ func compileOutlier(od *clusterv3.OutlierDetection) *outlier {
 	if v := od.GetMaxEjectionPercent(); v != nil {
 		o.maxPercent = int(v.GetValue())
 	}
-	return o
+	return o, nil
 }
 
 func (o *outlier) record(c *Cluster, h *Host, status int, err error) {
