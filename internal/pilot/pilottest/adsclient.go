@@ -2,7 +2,9 @@ package pilottest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 
@@ -64,6 +66,10 @@ func (c *ADSClient) Start(ctx context.Context, conn *grpc.ClientConn) error {
 			req.Node = &corev3.Node{Id: c.NodeID}
 		}
 		if err := s.Send(req); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The server ended the stream; its reason comes with Recv.
+				_, err = s.Recv()
+			}
 			return fmt.Errorf("subscribe %s: %w", t, err)
 		}
 	}
