@@ -21,6 +21,7 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
 
+	"mesh.dev/mesh/internal/proxy/protofields"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
@@ -222,7 +223,16 @@ func Compile(pc *clusterv3.Cluster, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) compileBreakers(cb *clusterv3.CircuitBreakers, f string) error {
+	if cb != nil {
+		if err := protofields.Check(cb, f+".circuit_breakers", "thresholds"); err != nil {
+			return err
+		}
+	}
 	for i, t := range cb.GetThresholds() {
+		if err := protofields.Check(t, fmt.Sprintf("%s.circuit_breakers.thresholds[%d]", f, i), "priority", "max_connections",
+			"max_pending_requests", "max_requests", "max_retries", "retry_budget"); err != nil {
+			return err
+		}
 		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
 			return fmt.Errorf("%s: circuit_breakers.thresholds[%d].priority %s is not supported (routes run at DEFAULT)", f, i, t.GetPriority())
 		}

@@ -76,3 +76,13 @@ func TestUnhonouredOutlierDetectorsAreRefusedByName(t *testing.T) {
 		t.Errorf("consecutive_5xx alone: %v", err)
 	}
 }
+
+// A circuit-breaker threshold the proxy does not enforce is a NACK naming it.
+func TestUnhonouredCircuitBreakerFieldsAreRefusedByName(t *testing.T) {
+	pc := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxRequests: wrapperspb.UInt32(10), MaxConnectionPools: wrapperspb.UInt32(2)}}}}
+	if _, err := Compile(pc, Options{}); err == nil || !strings.Contains(err.Error(), "circuit_breakers.thresholds[0]: field max_connection_pools is not supported") {
+		t.Errorf("got %v", err)
+	}
+}
