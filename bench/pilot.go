@@ -20,6 +20,8 @@ import (
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +46,12 @@ import (
 //   - a full push: a DestinationRule and VirtualService change on a service
 //     every proxy sees (new clusters, endpoints and routes for all 2,000);
 //   - an endpoint-only push: one new pod (EDS only, to the proxies using it).
+//
+// Then, in a second mesh of the same size where a Sidecar limits each
+// namespace to its own services, it times a VirtualService change for one
+// host until every proxy that sees the host ACKed the new routes, and
+// counts the proxies that were sent anything; the baseline is the same
+// change with dependency tracking off (every proxy's config recomputed).
 //
 // The baseline is the same push to a single connected proxy, measured in the
 // same run with the same model. Every wait is bounded, so the whole bench
@@ -85,11 +93,13 @@ type pilotRig struct {
 	clients *exec.Cmd
 	in      io.WriteCloser
 	out     *bufio.Reader
+	closed  bool
 }
 
-func newPilotRig(ctx context.Context, proxies int) (*pilotRig, error) {
-	r := &pilotRig{world: pilottest.Synthetic(pilotServices, pilotPods, pilotNamespaces, false)}
-	r.server = xds.NewServer(ctx, nil, nil, slog.New(slog.DiscardHandler))
+func newPilotRig(ctx context.Context, proxies int, scoped, rebuildAll bool) (*pilotRig, error) {
+	r := &pilotRig{world: pilottest.Synthetic(pilotServices, pilotPods, pilotNamespaces, scoped)}
+	r.server = xds.NewServer(ctx, nil, xds.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	r.server.RebuildAll = rebuildAll
 	r.version++
 	r.server.Update(r.world.Snapshot(r.version), model.Change{Full: true})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -157,6 +167,10 @@ func (r *pilotRig) call(cmd string) (string, error) {
 }
 
 func (r *pilotRig) close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
 	if r.in != nil {
 		_, _ = io.WriteString(r.in, "quit\n")
 		_ = r.in.Close()
@@ -177,6 +191,55 @@ func (r *pilotRig) fullChange() {
 	r.world.In.VirtualServices[0] = vs
 	r.version++
 	r.server.Update(r.world.Snapshot(r.version), model.Change{Full: true})
+}
+
+// routeChange shifts svc-0's traffic split (its VirtualService only);
+// svc-0 lives in ns-0.
+func (r *pilotRig) routeChange() {
+	vs := r.world.In.VirtualServices[0].DeepCopy()
+	w := vs.Spec.Http[0].Route[1].Weight%50 + 5
+	vs.Spec.Http[0].Route[0].Weight, vs.Spec.Http[0].Route[1].Weight = 100-w, w
+	r.world.In.VirtualServices[0] = vs
+	r.version++
+	r.server.Update(r.world.Snapshot(r.version), model.Change{Full: true})
+}
+
+// timeScopedPush times change until every client in namespace ns ACKed a
+// new response of type t, and returns how many clients (in any
+// namespace) were sent something new meanwhile and how many proxies'
+// config pilot recomputed (its mesh_pilot_push_proxies_total).
+func (r *pilotRig) timeScopedPush(change func(), ns string, t int) (took time.Duration, pushed, recomputed int, err error) {
+	if _, err := r.call("mark " + strconv.Itoa(t)); err != nil {
+		return 0, 0, 0, err
+	}
+	before := r.recomputed()
+	start := time.Now()
+	change()
+	if _, err := r.call("waitns " + ns); err != nil {
+		return 0, 0, 0, err
+	}
+	took = time.Since(start)
+	out, err := r.call("pushed")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	pushed, err = strconv.Atoi(strings.TrimPrefix(out, "done "))
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("xDS clients: %q", out)
+	}
+	return took, pushed, int(r.recomputed() - before), nil
+}
+
+// recomputed is pilot's count of proxies whose config it recomputed, all push kinds.
+func (r *pilotRig) recomputed() float64 {
+	n := 0.0
+	for _, kind := range []string{"full", "config", "eds"} {
+		var m dto.Metric
+		if err := r.server.Metrics.ProxiesRegenerated.WithLabelValues(kind).Write(&m); err == nil {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return n
 }
 
 // endpointChange adds a pod to svc-1.
@@ -258,7 +321,7 @@ func benchPilot(_ *Env) ([]Row, error) {
 	}
 
 	slog.Info("pilot bench: baseline with one proxy")
-	one, err := newPilotRig(ctx, 1)
+	one, err := newPilotRig(ctx, 1, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +342,7 @@ func benchPilot(_ *Env) ([]Row, error) {
 	one.close()
 
 	slog.Info("pilot bench: connecting", "proxies", proxies)
-	rig, err := newPilotRig(ctx, proxies)
+	rig, err := newPilotRig(ctx, proxies, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -333,6 +396,45 @@ func benchPilot(_ *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	rig.close() // its memory is measured; the next mesh needs the room
+
+	slog.Info("pilot bench: Sidecar-scoped mesh", "proxies", proxies)
+	srig, err := newPilotRig(ctx, proxies, true, false)
+	if err != nil {
+		return nil, err
+	}
+	defer srig.close()
+	if err := srig.startClients(ctx, proxies); err != nil {
+		return nil, err
+	}
+	if _, err := srig.call(""); err != nil {
+		return nil, fmt.Errorf("first push, scoped mesh: %w", err)
+	}
+	var tracked, untracked []time.Duration
+	var pushed, recomputed [2]int // most over the runs: tracking on, off
+	for i := 0; i < 3; i++ {
+		for j, all := range []bool{false, true} {
+			srig.server.RebuildAll = all
+			d, p, rc, err := srig.timeScopedPush(srig.routeChange, "ns-0", pRDS)
+			if err != nil {
+				return nil, fmt.Errorf("route change, scoped mesh: %w", err)
+			}
+			slog.Info("pilot bench: route change in a scoped mesh", "rebuildAll", all, "took", d, "pushed", p, "recomputed", rc)
+			if all {
+				untracked = append(untracked, d)
+			} else {
+				tracked = append(tracked, d)
+			}
+			pushed[j], recomputed[j] = max(pushed[j], p), max(recomputed[j], rc)
+		}
+	}
+	sees := 0 // proxies in ns-0, the only namespace that sees svc-0
+	for i := 0; i < proxies; i++ {
+		if pod := srig.world.In.Pods[(i*len(srig.world.In.Pods))/proxies]; pod.Namespace == "ns-0" {
+			sees++
+		}
+	}
+	scopedHow := fmt.Sprintf("%d services in %d namespaces, a Sidecar per namespace limiting egress to ./*; delta ADS, clients in a child process", pilotServices, pilotNamespaces)
 	full, edsPush := median(fulls), median(edss)
 	cmd := "go run ./bench -only pilot"
 	how := fmt.Sprintf("delta ADS, clients in a child process; synthetic model fed directly, no API server; mesh-pilot's default soft memory limit %d MiB; 1-min load average %s at start, %s at end", pilot.DefaultMemoryLimitMiB, load, loadAverage())
@@ -357,6 +459,12 @@ func benchPilot(_ *Env) ([]Row, error) {
 			Target: "< 1024 MiB", Met: Check(MiB(peak) < 1024), Command: cmd},
 		{Figure: "pilot: config bytes per sidecar (CDS+EDS+LDS+RDS, encoded), Sidecar egress ./* (own namespace only)", Value: float64(scoped) / 1024, Unit: "KiB",
 			Baseline: "no Sidecar: all 1,000 services", BaselineValue: float64(unscoped) / 1024, Target: "smaller with scoping", Met: Check(scoped < unscoped), Command: cmd},
+		{Figure: fmt.Sprintf("pilot: VirtualService change for one host (svc-0), Sidecar-scoped mesh, %d proxies, change to every proxy that sees the host (%d) ACKed, median of %d (%s)", proxies, sees, len(tracked), scopedHow),
+			Value: median(tracked).Seconds(), Unit: "s", Baseline: "same change, dependency tracking off (every proxy's config recomputed)", BaselineValue: median(untracked).Seconds(),
+			Command: cmd},
+		{Figure: fmt.Sprintf("pilot: proxies whose config was recomputed for that VirtualService change, of %d connected (%d see the host; proxies sent anything: %d, %d with tracking off; most over %d runs)", proxies, sees, pushed[0], pushed[1], len(tracked)),
+			Value: float64(recomputed[0]), Unit: "proxies", Baseline: "same change, dependency tracking off", BaselineValue: float64(recomputed[1]),
+			Target: "only affected proxies", Met: Check(recomputed[0] == sees && pushed[0] == sees), Command: cmd},
 	}, nil
 }
 
@@ -407,7 +515,9 @@ func median(ds []time.Duration) time.Duration {
 // prints "ready" once all have ACKed every type, then answers commands:
 // "mark 0,1,3" remembers the response counts of those types, "wait" waits
 // until every client ACKed a newer response of each marked type and prints
-// "done", "quit" ends.
+// "done", "waitns NS" does the same for the clients in namespace NS,
+// "pushed" prints "done N", N the clients (of all) sent anything new since
+// the mark; "quit" ends.
 func runPilotClients(addr string) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -454,11 +564,14 @@ func runPilotClients(addr string) int {
 		}
 		return out
 	}
-	waitAll := func(before [][4]int64, types []int) error {
+	waitAll := func(before [][4]int64, types []int, only func(int) bool) error {
 		deadline := time.Now().Add(pilotPushWait)
 		for {
 			behind := 0
 			for i := range counts {
+				if only != nil && !only(i) {
+					continue
+				}
 				for _, t := range types {
 					if counts[i][t].Load() <= before[i][t] {
 						behind++
@@ -475,7 +588,7 @@ func runPilotClients(addr string) int {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	if err := waitAll(make([][4]int64, len(nodes)), []int{pCDS, pEDS, pLDS, pRDS}); err != nil {
+	if err := waitAll(make([][4]int64, len(nodes)), []int{pCDS, pEDS, pLDS, pRDS}, nil); err != nil {
 		return fail(err)
 	}
 	fmt.Println("ready")
@@ -493,11 +606,30 @@ func runPilotClients(addr string) int {
 			marked = snapshot()
 			fmt.Println("ok")
 		case "wait":
-			if err := waitAll(marked, types); err != nil {
+			if err := waitAll(marked, types, nil); err != nil {
 				fmt.Printf("error %v\n", err)
 				continue
 			}
 			fmt.Println("done")
+		case "waitns":
+			if err := waitAll(marked, types, func(i int) bool { return strings.Contains(nodes[i], "."+arg+"~") }); err != nil {
+				fmt.Printf("error %v\n", err)
+				continue
+			}
+			fmt.Println("done")
+		case "pushed":
+			// Gives any other push a moment to land first.
+			time.Sleep(500 * time.Millisecond)
+			pushed := 0
+			for i := range counts {
+				for t := range counts[i] {
+					if counts[i][t].Load() > marked[i][t] {
+						pushed++
+						break
+					}
+				}
+			}
+			fmt.Printf("done %d\n", pushed)
 		case "quit":
 			return 0
 		}

@@ -24,6 +24,10 @@ type Server struct {
 	Secrets SecretSource // nil: no SDS
 	Metrics *Metrics     // nil: no metrics
 	Log     *slog.Logger
+	// RebuildAll turns dependency tracking off: every config change
+	// rebuilds every group (only changed types are still sent). For
+	// comparison in benchmarks; change it only between Updates.
+	RebuildAll bool
 
 	xds serverv3.Server
 
@@ -101,6 +105,9 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 		}
 	case old != nil:
 		pc = NewPushContext(snap)
+		if s.RebuildAll {
+			break
+		}
 		d, tracked := diffConfig(old, snap, pc)
 		if !tracked {
 			break
