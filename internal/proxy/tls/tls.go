@@ -16,6 +16,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"mesh.dev/mesh/internal/proxy/match"
+	"mesh.dev/mesh/internal/proxy/protofields"
 )
 
 // Secrets looks up SDS secrets by name; nil when the secret has not arrived.
@@ -48,7 +49,14 @@ type sanMatcher struct {
 
 // ClientConfig builds the upstream side of mTLS from an UpstreamTlsContext.
 func ClientConfig(uc *tlsv3.UpstreamTlsContext, secrets Secrets, field string) (*tls.Config, error) {
+	if err := protofields.Check(uc, field, "common_tls_context", "sni"); err != nil {
+		return nil, err
+	}
 	common := uc.GetCommonTlsContext()
+	minV, maxV, err := checkCommon(common, field+".common_tls_context")
+	if err != nil {
+		return nil, err
+	}
 	cert, err := certFrom(common, field+".common_tls_context")
 	if err != nil {
 		return nil, err
@@ -61,7 +69,8 @@ func ClientConfig(uc *tlsv3.UpstreamTlsContext, secrets Secrets, field string) (
 		ServerName:         uc.GetSni(),
 		InsecureSkipVerify: true, // verification is ours: SPIFFE SANs, not host names
 		NextProtos:         common.GetAlpnProtocols(),
-		MinVersion:         tls.VersionTLS12,
+		MinVersion:         minV,
+		MaxVersion:         maxV,
 	}
 	if cert != nil {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -76,7 +85,14 @@ func ClientConfig(uc *tlsv3.UpstreamTlsContext, secrets Secrets, field string) (
 
 // ServerConfig builds the downstream side from a DownstreamTlsContext.
 func ServerConfig(dc *tlsv3.DownstreamTlsContext, secrets Secrets, field string) (*tls.Config, error) {
+	if err := protofields.Check(dc, field, "common_tls_context", "require_client_certificate"); err != nil {
+		return nil, err
+	}
 	common := dc.GetCommonTlsContext()
+	minV, maxV, err := checkCommon(common, field+".common_tls_context")
+	if err != nil {
+		return nil, err
+	}
 	cert, err := certFrom(common, field+".common_tls_context")
 	if err != nil {
 		return nil, err
@@ -90,7 +106,8 @@ func ServerConfig(dc *tlsv3.DownstreamTlsContext, secrets Secrets, field string)
 	}
 	cfg := &tls.Config{
 		NextProtos: common.GetAlpnProtocols(),
-		MinVersion: tls.VersionTLS12,
+		MinVersion: minV,
+		MaxVersion: maxV,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return cert.load(secrets)
 		},
@@ -119,6 +136,45 @@ func ServerConfig(dc *tlsv3.DownstreamTlsContext, secrets Secrets, field string)
 		}
 	}
 	return cfg, nil
+}
+
+// checkCommon refuses CommonTlsContext fields the proxy does not act on and
+// returns the protocol versions tls_params asks for (TLS 1.2 to 1.3 by default).
+func checkCommon(c *tlsv3.CommonTlsContext, field string) (minV, maxV uint16, err error) {
+	minV, maxV = tls.VersionTLS12, tls.VersionTLS13
+	if c == nil {
+		return minV, maxV, nil
+	}
+	if err := protofields.Check(c, field, "tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
+		"tls_certificate_provider_instance", "validation_context", "validation_context_sds_secret_config",
+		"combined_validation_context", "alpn_protocols"); err != nil {
+		return 0, 0, err
+	}
+	if p := c.GetTlsParams(); p != nil {
+		if err := protofields.Check(p, field+".tls_params", "tls_minimum_protocol_version", "tls_maximum_protocol_version"); err != nil {
+			return 0, 0, err
+		}
+		versions := map[tlsv3.TlsParameters_TlsProtocol]uint16{tlsv3.TlsParameters_TLSv1_0: tls.VersionTLS10,
+			tlsv3.TlsParameters_TLSv1_1: tls.VersionTLS11, tlsv3.TlsParameters_TLSv1_2: tls.VersionTLS12, tlsv3.TlsParameters_TLSv1_3: tls.VersionTLS13}
+		if v, ok := versions[p.GetTlsMinimumProtocolVersion()]; ok {
+			minV = v
+		}
+		if v, ok := versions[p.GetTlsMaximumProtocolVersion()]; ok {
+			maxV = v
+		}
+		if minV > maxV {
+			return 0, 0, fmt.Errorf("%s.tls_params: minimum version above the maximum", field)
+		}
+	}
+	for _, vc := range []*tlsv3.CertificateValidationContext{c.GetValidationContext(), c.GetCombinedValidationContext().GetDefaultValidationContext()} {
+		if vc == nil {
+			continue
+		}
+		if err := protofields.Check(vc, field+" validation context", "trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names"); err != nil {
+			return 0, 0, err
+		}
+	}
+	return minV, maxV, nil
 }
 
 func certFrom(c *tlsv3.CommonTlsContext, field string) (*certSource, error) {
