@@ -9,6 +9,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -56,5 +57,14 @@ func TestUnhonouredListenerFieldsAreRefusedByName(t *testing.T) {
 	_, err := Compile(l, nil, &Env{Store: config.NewStore()})
 	if err == nil || !strings.Contains(err.Error(), `listener "l": fields freebind, per_connection_buffer_limit_bytes are not supported`) {
 		t.Errorf("got %v, want the two fields named", err)
+	}
+}
+
+// A TcpProxy field the proxy does not act on is refused by name.
+func TestUnhonouredTCPProxyFieldsAreRefusedByName(t *testing.T) {
+	_, err := compileTCP(&tcpv3.TcpProxy{StatPrefix: "s", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"},
+		MaxConnectAttempts: wrapperspb.UInt32(3)}, "tcp_proxy", &Env{}, &Listener{})
+	if err == nil || !strings.Contains(err.Error(), "tcp_proxy: field max_connect_attempts is not supported") {
+		t.Errorf("got %v", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	"mesh.dev/mesh/internal/proxy/protofields"
 )
 
 // tcpProxy is a compiled TcpProxy network filter.
@@ -30,6 +32,10 @@ type weightedName struct {
 }
 
 func compileTCP(t *tcpv3.TcpProxy, f string, env *Env, l *Listener) (*tcpProxy, error) {
+	if err := protofields.Check(t, f, "stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log",
+		"tunneling_config", "on_demand", "metadata_match"); err != nil {
+		return nil, err
+	}
 	p := &tcpProxy{env: env, l: l, idle: time.Hour, stat: t.GetStatPrefix()}
 	switch cs := t.GetClusterSpecifier().(type) {
 	case *tcpv3.TcpProxy_Cluster:
