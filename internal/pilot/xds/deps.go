@@ -21,6 +21,9 @@ type configDelta struct {
 	kinds      []string        // changed kinds, for logs
 	hosts      map[string]bool // services whose clusters, endpoints or routes may differ
 	namespaces map[string]bool // namespaces whose proxies' inbound side or scope may differ
+	// services are the new versions of added or changed services: a scope
+	// that would admit one is reached even if it did not see it before.
+	services []*model.Service
 	// endpointHosts are the services whose endpoints differ (carried-over
 	// groups rebuild only their EDS for these).
 	endpointHosts map[string]bool
@@ -65,8 +68,7 @@ func changedObjects[T metav1.Object](before, after []T) []T {
 
 // diffConfig compares the config of two snapshots. ok is false when the
 // change touches something not tracked here, so every group is rebuilt:
-// Services and ServiceEntries (scopes and inbound ports move),
-// WorkloadEntries, RequestAuthentications, policy or Sidecars in the root
+// ServiceEntries, WorkloadEntries, RequestAuthentications, policy or Sidecars in the root
 // namespace (they reach every namespace), and rules that start or stop
 // matching on client labels (group keys change).
 func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d configDelta, ok bool) {
@@ -80,8 +82,20 @@ func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d 
 		len(changedObjects(a.RequestAuthentications, b.RequestAuthentications)) > 0 {
 		return d, false
 	}
-	if !sameServices(a, b) {
-		return d, false
+	// A Service reaches the scopes that see it (before or after), the
+	// inbound side of its namespace's proxies (it may select them) and the
+	// routes of VirtualServices sending traffic to it (ports come from it).
+	destHosts := map[string]bool{}
+	for _, svc := range changedServices(a, b) {
+		d.hosts[svc.Hostname] = true
+		d.namespaces[svc.Namespace] = true
+		destHosts[svc.Hostname] = true
+		if b.ServiceByHost(svc.Hostname) == svc {
+			d.services = append(d.services, svc)
+		}
+	}
+	if len(destHosts) > 0 {
+		d.kinds = append(d.kinds, "Service")
 	}
 	for _, svc := range b.Services {
 		if !reflect.DeepEqual(a.Endpoints(svc.Hostname), b.Endpoints(svc.Hostname)) {
@@ -127,20 +141,23 @@ func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d 
 	drs := changedObjects(a.DestinationRules, b.DestinationRules)
 	if len(drs) > 0 {
 		d.kinds = append(d.kinds, "DestinationRule")
-		drHosts := map[string]bool{}
 		for _, dr := range drs {
 			for _, svc := range matchServices(b, resolveHost(dr.Spec.Host, dr.Namespace)) {
-				drHosts[svc.Hostname] = true
+				destHosts[svc.Hostname] = true
 				d.hosts[svc.Hostname] = true
 			}
 		}
+	}
+	if len(destHosts) > 0 {
 		for _, vs := range append(append([]*networkingv1.VirtualService(nil), a.VirtualServices...), b.VirtualServices...) {
-			if !routesToAny(vs, drHosts) {
+			if !routesToAny(vs, destHosts) {
 				continue
 			}
 			for _, h := range vs.Spec.Hosts {
-				for _, svc := range matchServices(b, resolveHost(h, vs.Namespace)) {
-					d.hosts[svc.Hostname] = true
+				for _, snap := range []*model.Snapshot{a, b} {
+					for _, svc := range matchServices(snap, resolveHost(h, vs.Namespace)) {
+						d.hosts[svc.Hostname] = true
+					}
 				}
 			}
 		}
@@ -188,17 +205,24 @@ func namespacesOf[T metav1.Object](objs []T) []string {
 	return out
 }
 
-// sameServices reports whether both snapshots hold equal services.
-func sameServices(a, b *model.Snapshot) bool {
-	if len(a.Services) != len(b.Services) {
-		return false
-	}
-	for i, s := range b.Services {
-		if !reflect.DeepEqual(a.Services[i], s) {
-			return false
+// changedServices returns the old and new versions of every service added,
+// removed or changed between two snapshots.
+func changedServices(a, b *model.Snapshot) []*model.Service {
+	var out []*model.Service
+	for _, s := range b.Services {
+		if o := a.ServiceByHost(s.Hostname); o == nil || !reflect.DeepEqual(o, s) {
+			if o != nil {
+				out = append(out, o)
+			}
+			out = append(out, s)
 		}
 	}
-	return true
+	for _, o := range a.Services {
+		if b.ServiceByHost(o.Hostname) == nil {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // dirty reports whether a group's config may differ under d.
@@ -215,6 +239,11 @@ func (d *configDelta) scopeDirty(sc *scope) bool {
 	}
 	for h := range d.hosts {
 		if sc.hosts[h] {
+			return true
+		}
+	}
+	for _, svc := range d.services {
+		if sc.admits(svc) {
 			return true
 		}
 	}

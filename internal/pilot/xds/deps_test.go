@@ -231,15 +231,58 @@ spec:
 		return c.Resource(resourcev3.ClusterType, "outbound|8080||cart.shop.svc.cluster.local") == nil
 	})
 
-	// A new Service is not tracked: every proxy is regenerated.
+	// A new Service in shop: only shop's proxies see it (default's Sidecar
+	// now hides shop).
 	apply("Service in shop", `
 apiVersion: v1
 kind: Service
 metadata: {name: pay, namespace: shop}
 spec:
   ports: [{name: http, port: 8081}]
-`, "full", 3, 2, []string{"cart"}, func(c *pilottest.ADSClient) bool {
+`, "config", 1, 1, []string{"cart"}, func(c *pilottest.ADSClient) bool {
 		return c.Resource(resourcev3.ClusterType, "outbound|8081||pay.shop.svc.cluster.local") != nil
+	})
+
+	// A Service selecting reviews' pods: default's proxies see it, and
+	// reviews-v1 serves it (a new inbound port), so it leaves productpage's group.
+	apply("Service selecting reviews", `
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-admin, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http-admin, port: 9999}]
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+		return c.Resource(resourcev3.ClusterType, "outbound|9999||reviews-admin.default.svc.cluster.local") != nil
+	})
+	inbound9999 := func(c *pilottest.ADSClient) bool {
+		var l listenerv3.Listener
+		if a := c.Resource(resourcev3.ListenerType, VirtualInbound); a == nil || a.UnmarshalTo(&l) != nil {
+			return false
+		}
+		for _, fc := range l.FilterChains {
+			if fc.GetFilterChainMatch().GetDestinationPort().GetValue() == 9999 {
+				return true
+			}
+		}
+		return false
+	}
+	if !inbound9999(proxies["reviews-v1"].c) || inbound9999(proxies["productpage-v1"].c) {
+		t.Errorf("inbound port 9999: reviews-v1 %v (want true), productpage-v1 %v (want false)", inbound9999(proxies["reviews-v1"].c), inbound9999(proxies["productpage-v1"].c))
+	}
+
+	// A ServiceEntry is not tracked: every proxy is regenerated.
+	apply("ServiceEntry in default", `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+`, "full", 3, 3, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+		return c.Resource(resourcev3.ClusterType, "outbound|80||api.example.com") != nil
 	})
 
 	// Carried-over config is still whole.

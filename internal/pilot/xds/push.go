@@ -11,6 +11,11 @@
 // SnapshotCache: a push touches only the types whose version changed, and
 // a delta response is the group's precomputed diff. An endpoint-only
 // change rebuilds only the EDS resources of the groups using a changed host.
+// A config change is diffed against the previous snapshot (deps.go): for
+// VirtualServices, DestinationRules, Services, Gateways, and Sidecars and
+// security policy outside the root namespace, only the groups whose scope
+// sees a touched host, or whose namespace holds a touched policy, are
+// rebuilt and only their proxies regenerated; other kinds rebuild all.
 package xds
 
 import (
@@ -269,7 +274,8 @@ func matchServices(snap *model.Snapshot, host string) []*model.Service {
 // scope is the set of services a proxy's outbound side sees (Sidecar egress).
 type scope struct {
 	key      string
-	ns       string // the namespace of the proxies it serves
+	ns       string                // the namespace of the proxies it serves
+	sidecar  *networkingv1.Sidecar // nil: no Sidecar applies
 	services []*model.Service
 	hosts    map[string]bool // services' hostnames, for dependency checks
 	shared   scopeResources
@@ -283,19 +289,20 @@ func (pc *PushContext) scopeFor(ns string, lbls map[string]string) *scope {
 		key = "sc:" + sc.Namespace + "/" + sc.Name + "@" + ns
 	}
 	return memo(&pc.mu, pc.scopes, key, func() *scope {
-		s := &scope{key: key, ns: ns, hosts: map[string]bool{}}
+		s := &scope{key: key, ns: ns, sidecar: sc, hosts: map[string]bool{}}
 		for _, svc := range pc.Snap.Services {
-			if !svc.VisibleTo(ns) {
-				continue
+			if s.admits(svc) {
+				s.services = append(s.services, svc)
+				s.hosts[svc.Hostname] = true
 			}
-			if sc != nil && !egressAllows(sc, ns, svc) {
-				continue
-			}
-			s.services = append(s.services, svc)
-			s.hosts[svc.Hostname] = true
 		}
 		return s
 	})
+}
+
+// admits reports whether the scope's proxies see svc.
+func (s *scope) admits(svc *model.Service) bool {
+	return svc.VisibleTo(s.ns) && (s.sidecar == nil || egressAllows(s.sidecar, s.ns, svc))
 }
 
 // sidecarFor returns the Sidecar for a workload: one in its namespace
