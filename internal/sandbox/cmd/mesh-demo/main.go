@@ -107,12 +107,16 @@ func up(d dirs) error {
 			err, c.KubeconfigPath(), filepath.Join(d.state, "logs", "pods"))
 	}
 	gw, _ := w.GatewayURL(ctx)
+	toolsBin, err := sandbox.FindBinDir()
+	if err != nil {
+		toolsBin = filepath.Join(d.root, "tools", "bin")
+	}
 	fmt.Printf(`
 The demo is done and the sandbox keeps running, with the mesh and Bookinfo in it.
 Explore it:
 
   export KUBECONFIG=%s
-  export PATH=%s:$PATH
+  export PATH=%s:%s:$PATH   # mesh, and the sandbox's own kubectl
   mesh proxy-status
   mesh proxy-config route $(kubectl get pod -n bookinfo -l app=productpage -o jsonpath='{.items[0].metadata.name}').bookinfo
   curl -s -H 'end-user: jason' %s | grep -o 'rating-error.*</p>'
@@ -122,7 +126,7 @@ Explore it:
 
 The manifests as applied are in %s, the containers' logs in %s.
 Stop it all with: make demo-down
-`, c.KubeconfigPath(), d.bin, gw, work, filepath.Join(d.state, "logs", "pods"))
+`, c.KubeconfigPath(), d.bin, toolsBin, gw, work, filepath.Join(d.state, "logs", "pods"))
 	return nil
 }
 

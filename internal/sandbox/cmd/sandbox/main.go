@@ -73,8 +73,14 @@ func up(w io.Writer, dir string) error {
 	return nil
 }
 
+// printUse also names the kubectl `make tools` built beside the cluster,
+// since a fresh machine has none of its own.
 func printUse(w io.Writer, kubeconfig string) {
-	fmt.Fprintf(w, "Use it with:\n\n  export KUBECONFIG=%s\n  kubectl get nodes\n\nStop it with `make sandbox-down`.\n", kubeconfig)
+	fmt.Fprintf(w, "Use it with:\n\n  export KUBECONFIG=%s\n", kubeconfig)
+	if bin, err := sandbox.FindBinDir(); err == nil {
+		fmt.Fprintf(w, "  export PATH=%s:$PATH   # the sandbox's own kubectl\n", bin)
+	}
+	fmt.Fprintf(w, "  kubectl get nodes\n\nStop it with `make sandbox-down`.\n")
 }
 
 func down(w io.Writer, dir string) error {
