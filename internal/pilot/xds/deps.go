@@ -68,27 +68,44 @@ func changedObjects[T metav1.Object](before, after []T) []T {
 
 // diffConfig compares the config of two snapshots. ok is false when the
 // change touches something not tracked here, so every group is rebuilt:
-// ServiceEntries, WorkloadEntries, RequestAuthentications, policy or Sidecars in the root
-// namespace (they reach every namespace), and rules that start or stop
-// matching on client labels (group keys change).
+// WorkloadEntries, policy or Sidecars in the root namespace (they reach
+// every namespace), and rules that start or stop matching on client labels
+// (group keys change).
+//
+// ServiceEntries reach the generator only as the services and endpoints
+// the snapshot makes of them, so they are tracked through those.
+// RequestAuthentications are not read by the generator at all (no JWT
+// filter is generated), so a change to one recomputes nothing.
 func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d configDelta, ok bool) {
 	a, b := old.Snap, next
 	d = configDelta{hosts: map[string]bool{}, namespaces: map[string]bool{}, endpointHosts: map[string]bool{}}
 	if a.RootNamespace != b.RootNamespace || old.sourceLabels != nextPC.sourceLabels {
 		return d, false
 	}
-	if len(changedObjects(a.ServiceEntries, b.ServiceEntries)) > 0 ||
-		len(changedObjects(a.WorkloadEntries, b.WorkloadEntries)) > 0 ||
-		len(changedObjects(a.RequestAuthentications, b.RequestAuthentications)) > 0 {
+	for _, kind := range []struct {
+		name    string
+		changed bool
+	}{
+		{"ServiceEntry", len(changedObjects(a.ServiceEntries, b.ServiceEntries)) > 0},
+		{"RequestAuthentication", len(changedObjects(a.RequestAuthentications, b.RequestAuthentications)) > 0},
+	} {
+		if kind.changed {
+			d.kinds = append(d.kinds, kind.name)
+		}
+	}
+	if len(changedObjects(a.WorkloadEntries, b.WorkloadEntries)) > 0 {
 		return d, false
 	}
-	// A Service reaches the scopes that see it (before or after), the
-	// inbound side of its namespace's proxies (it may select them) and the
-	// routes of VirtualServices sending traffic to it (ports come from it).
+	// A Service (or ServiceEntry host) reaches the scopes that see it
+	// (before or after), the routes of VirtualServices sending traffic to
+	// it (ports come from it) and, when it can select workloads, the
+	// inbound side of its namespace's proxies.
 	destHosts := map[string]bool{}
 	for _, svc := range changedServices(a, b) {
 		d.hosts[svc.Hostname] = true
-		d.namespaces[svc.Namespace] = true
+		if canSelectProxies(svc) {
+			d.namespaces[svc.Namespace] = true
+		}
 		destHosts[svc.Hostname] = true
 		if b.ServiceByHost(svc.Hostname) == svc {
 			d.services = append(d.services, svc)
@@ -98,8 +115,13 @@ func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d 
 		d.kinds = append(d.kinds, "Service")
 	}
 	for _, svc := range b.Services {
-		if !reflect.DeepEqual(a.Endpoints(svc.Hostname), b.Endpoints(svc.Hostname)) {
-			d.endpointHosts[svc.Hostname] = true
+		if reflect.DeepEqual(a.Endpoints(svc.Hostname), b.Endpoints(svc.Hostname)) {
+			continue
+		}
+		d.endpointHosts[svc.Hostname] = true
+		if svc.Resolution != model.ResolutionEndpoints {
+			// DNS clusters carry their endpoints inline: CDS, not EDS.
+			d.hosts[svc.Hostname] = true
 		}
 	}
 
@@ -195,6 +217,13 @@ func routesToAny(vs *networkingv1.VirtualService, hosts map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// canSelectProxies reports whether svc may give its namespace's proxies
+// inbound ports: a Kubernetes Service always may (as before), a
+// ServiceEntry host only through a workloadSelector.
+func canSelectProxies(svc *model.Service) bool {
+	return svc.Hostname == model.KubeHostname(svc.Name, svc.Namespace) || len(svc.Selector) > 0
 }
 
 func namespacesOf[T metav1.Object](objs []T) []string {

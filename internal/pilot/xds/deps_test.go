@@ -113,10 +113,13 @@ func TestConfigChangeReachesOnlyAffectedProxies(t *testing.T) {
 		for n, p := range proxies {
 			before[n] = p.total()
 		}
-		regenBefore, builtBefore := regenerated(kind), built(kind)
+		regenBefore, builtBefore, fullBefore := regenerated(kind), built(kind), regenerated("full")
 		version++
 		snap := model.Build(version, w.Input())
 		s.Update(snap, model.Change{Full: true})
+		if kind != "full" && regenerated("full") != fullBefore {
+			t.Errorf("%s: fell back to a full push", step)
+		}
 		if got := regenerated(kind) - regenBefore; got != float64(regen) {
 			t.Errorf("%s: %s push regenerated %v proxies, want %d", step, kind, got, regen)
 		}
@@ -255,23 +258,14 @@ spec:
 `, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
 		return c.Resource(resourcev3.ClusterType, "outbound|9999||reviews-admin.default.svc.cluster.local") != nil
 	})
-	inbound9999 := func(c *pilottest.ADSClient) bool {
-		var l listenerv3.Listener
-		if a := c.Resource(resourcev3.ListenerType, VirtualInbound); a == nil || a.UnmarshalTo(&l) != nil {
-			return false
-		}
-		for _, fc := range l.FilterChains {
-			if fc.GetFilterChainMatch().GetDestinationPort().GetValue() == 9999 {
-				return true
-			}
-		}
-		return false
-	}
+	inbound9999 := func(c *pilottest.ADSClient) bool { return inbound(c, 9999) }
 	if !inbound9999(proxies["reviews-v1"].c) || inbound9999(proxies["productpage-v1"].c) {
 		t.Errorf("inbound port 9999: reviews-v1 %v (want true), productpage-v1 %v (want false)", inbound9999(proxies["reviews-v1"].c), inbound9999(proxies["productpage-v1"].c))
 	}
 
-	// A ServiceEntry is not tracked: every proxy is regenerated.
+	// A ServiceEntry reaches the scopes that see its hosts: default's
+	// (shop's Sidecar hides default). Its workloadSelector picks VMs only
+	// (MESH_EXTERNAL hosts give no proxy inbound ports).
 	apply("ServiceEntry in default", `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -281,9 +275,49 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}]
   resolution: DNS
   location: MESH_EXTERNAL
-`, "full", 3, 3, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+  workloadSelector: {labels: {app: api-vm}}
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
 		return c.Resource(resourcev3.ClusterType, "outbound|80||api.example.com") != nil
 	})
+
+	// exportTo hides it from its own namespace, and default's Sidecar only
+	// admits default: nobody sees it, nobody is recomputed.
+	apply("ServiceEntry in shop exported to default", `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ledger, namespace: shop}
+spec:
+  hosts: [ledger.example.com]
+  exportTo: [default]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+`, "config", 0, 0, nil, nil)
+
+	// A mesh-internal ServiceEntry selecting cart's workloads: cart sees it
+	// and serves it (a new inbound port).
+	apply("ServiceEntry selecting cart", `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: cart-vm, namespace: shop}
+spec:
+  hosts: [cart-vm.shop.internal]
+  ports: [{number: 8082, name: http-vm, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector: {labels: {app: cart}}
+`, "config", 1, 1, []string{"cart"}, func(c *pilottest.ADSClient) bool {
+		return c.Resource(resourcev3.ClusterType, "outbound|8082||cart-vm.shop.internal") != nil
+	})
+
+	// The generator reads no RequestAuthentication: nothing is recomputed.
+	apply("RequestAuthentication in default", `
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  jwtRules: [{issuer: "https://issuer.example.com"}]
+`, "config", 0, 0, nil, nil)
 
 	// Carried-over config is still whole.
 	if got := fmt.Sprint(proxies["productpage-v1"].c.Resource(resourcev3.RouteType, "9080")); !strings.Contains(got, "outbound|9080|v2|reviews") {
@@ -293,4 +327,18 @@ spec:
 	if a := proxies["cart"].c.Resource(resourcev3.ClusterType, "outbound|8080||cart.shop.svc.cluster.local"); a == nil || a.UnmarshalTo(&cl) != nil {
 		t.Errorf("cart lost its own cluster")
 	}
+}
+
+// inbound reports whether c's inbound listener has a filter chain for port.
+func inbound(c *pilottest.ADSClient, port uint32) bool {
+	var l listenerv3.Listener
+	if a := c.Resource(resourcev3.ListenerType, VirtualInbound); a == nil || a.UnmarshalTo(&l) != nil {
+		return false
+	}
+	for _, fc := range l.FilterChains {
+		if fc.GetFilterChainMatch().GetDestinationPort().GetValue() == port {
+			return true
+		}
+	}
+	return false
 }
