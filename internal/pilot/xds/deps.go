@@ -27,6 +27,10 @@ type configDelta struct {
 	// endpointHosts are the services whose endpoints differ (carried-over
 	// groups rebuild only their EDS for these).
 	endpointHosts map[string]bool
+	// workloads are "namespace/address" of changed WorkloadEntries: a proxy
+	// without a pod takes its labels, account and ports from the entry at
+	// its IP, so such a proxy is regenerated.
+	workloads map[string]bool
 }
 
 // sameObject reports whether a and b are the same version of one object:
@@ -68,17 +72,17 @@ func changedObjects[T metav1.Object](before, after []T) []T {
 
 // diffConfig compares the config of two snapshots. ok is false when the
 // change touches something not tracked here, so every group is rebuilt:
-// WorkloadEntries, policy or Sidecars in the root namespace (they reach
-// every namespace), and rules that start or stop matching on client labels
-// (group keys change).
+// policy or Sidecars in the root namespace (they reach every namespace),
+// and rules that start or stop matching on client labels (group keys change).
 //
 // ServiceEntries reach the generator only as the services and endpoints
-// the snapshot makes of them, so they are tracked through those.
+// the snapshot makes of them, and WorkloadEntries as endpoints and as the
+// workload behind a pod-less proxy, so both are tracked through those.
 // RequestAuthentications are not read by the generator at all (no JWT
 // filter is generated), so a change to one recomputes nothing.
 func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d configDelta, ok bool) {
 	a, b := old.Snap, next
-	d = configDelta{hosts: map[string]bool{}, namespaces: map[string]bool{}, endpointHosts: map[string]bool{}}
+	d = configDelta{hosts: map[string]bool{}, namespaces: map[string]bool{}, endpointHosts: map[string]bool{}, workloads: map[string]bool{}}
 	if a.RootNamespace != b.RootNamespace || old.sourceLabels != nextPC.sourceLabels {
 		return d, false
 	}
@@ -87,14 +91,15 @@ func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d 
 		changed bool
 	}{
 		{"ServiceEntry", len(changedObjects(a.ServiceEntries, b.ServiceEntries)) > 0},
+		{"WorkloadEntry", len(changedObjects(a.WorkloadEntries, b.WorkloadEntries)) > 0},
 		{"RequestAuthentication", len(changedObjects(a.RequestAuthentications, b.RequestAuthentications)) > 0},
 	} {
 		if kind.changed {
 			d.kinds = append(d.kinds, kind.name)
 		}
 	}
-	if len(changedObjects(a.WorkloadEntries, b.WorkloadEntries)) > 0 {
-		return d, false
+	for _, we := range changedObjects(a.WorkloadEntries, b.WorkloadEntries) {
+		d.workloads[we.Namespace+"/"+we.Spec.Address] = true
 	}
 	// A Service (or ServiceEntry host) reaches the scopes that see it
 	// (before or after), the routes of VirtualServices sending traffic to

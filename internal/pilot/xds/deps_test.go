@@ -310,6 +310,86 @@ spec:
 		return c.Resource(resourcev3.ClusterType, "outbound|8082||cart-vm.shop.internal") != nil
 	})
 
+	// A VM in shop connects before its WorkloadEntry exists: no labels, so
+	// no inbound side yet.
+	vm := &watchedProxy{name: "vm-1", log: &applyLog{per: map[string]int{}}}
+	vm.c = &pilottest.ADSClient{NodeID: model.NodeID(model.SidecarProxy, "198.18.251.1", "vm-1", "shop"), OnApply: vm.log.add}
+	if err := vm.c.Start(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	waitSynced(t, s, vm.c.NodeID, "CDS", "EDS", "LDS")
+	proxies["vm-1"] = vm
+
+	// Its WorkloadEntry joins cart and cart-vm (an endpoint change: cart is
+	// sent EDS only) and gives the VM proxy cart's labels, so it serves
+	// cart's ports and shares cart's config: nothing is built afresh.
+	cartNonEDS := proxies["cart"].total() - proxies["cart"].log.get("EDS")
+	apply("WorkloadEntry for the VM", `
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1, namespace: shop}
+spec:
+  address: 198.18.251.1
+  labels: {app: cart}
+  serviceAccount: cart-vm
+`, "config", 2, 0, []string{"cart", "vm-1"}, func(c *pilottest.ADSClient) bool {
+		return contains(endpointsOf(c, "outbound|8080||cart.shop.svc.cluster.local"), "198.18.251.1") &&
+			contains(endpointsOf(c, "outbound|8082||cart-vm.shop.internal"), "198.18.251.1")
+	})
+	if got := proxies["cart"].total() - proxies["cart"].log.get("EDS"); got != cartNonEDS {
+		t.Errorf("WorkloadEntry for the VM: cart was sent %d non-EDS responses, want EDS only", got-cartNonEDS)
+	}
+	if !inbound(vm.c, 8080) || !inbound(vm.c, 8082) {
+		t.Errorf("the VM proxy does not serve cart's ports 8080 and 8082")
+	}
+
+	// A Service in shop exported only to default: nobody sees it (default's
+	// Sidecar admits default only), but it may select shop's workloads, so
+	// shop's group is rebuilt; it selects none of them, so nothing is sent.
+	apply("Service in shop exported to default", `
+apiVersion: v1
+kind: Service
+metadata:
+  name: batch
+  namespace: shop
+  annotations: {networking.istio.io/exportTo: default}
+spec:
+  selector: {app: batch}
+  ports: [{name: http, port: 7070}]
+`, "config", 2, 1, nil, nil)
+
+	// A second VM's WorkloadEntry joins batch, whose endpoints no proxy
+	// uses: only the VM itself is reached, as the workload behind its
+	// proxy, and now serves batch's port.
+	vm2 := &watchedProxy{name: "vm-2", log: &applyLog{per: map[string]int{}}}
+	vm2.c = &pilottest.ADSClient{NodeID: model.NodeID(model.SidecarProxy, "198.18.251.3", "vm-2", "shop"), OnApply: vm2.log.add}
+	if err := vm2.c.Start(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	waitSynced(t, s, vm2.c.NodeID, "CDS", "EDS", "LDS")
+	proxies["vm-2"] = vm2
+	apply("WorkloadEntry for a VM serving batch", `
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-2, namespace: shop}
+spec:
+  address: 198.18.251.3
+  labels: {app: batch}
+`, "config", 1, 1, []string{"vm-2"}, func(c *pilottest.ADSClient) bool { return inbound(c, 7070) })
+
+	// A WorkloadEntry picked by api.example.com's selector: a DNS cluster
+	// carries its endpoints inline, so default's clusters change (CDS).
+	apply("WorkloadEntry for api.example.com", `
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: api-vm-1, namespace: default}
+spec:
+  address: 198.18.251.2
+  labels: {app: api-vm}
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ClusterType, "outbound|80||api.example.com")), "198.18.251.2")
+	})
+
 	// The generator reads no RequestAuthentication: nothing is recomputed.
 	apply("RequestAuthentication in default", `
 apiVersion: security.istio.io/v1

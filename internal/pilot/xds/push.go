@@ -12,11 +12,12 @@
 // a delta response is the group's precomputed diff. An endpoint-only
 // change rebuilds only the EDS resources of the groups using a changed host.
 // A config change is diffed against the previous snapshot (deps.go): for
-// VirtualServices, DestinationRules, Services, ServiceEntries, Gateways,
-// and Sidecars and security policy outside the root namespace, only the
-// groups whose scope sees a touched host, or whose namespace holds a
-// touched policy, are rebuilt and only their proxies regenerated
-// (RequestAuthentications reach nothing); other kinds rebuild all.
+// VirtualServices, DestinationRules, Services, ServiceEntries,
+// WorkloadEntries, Gateways, and Sidecars and security policy outside the
+// root namespace, only the groups whose scope sees a touched host, or whose
+// namespace holds a touched policy, are rebuilt and only their proxies
+// regenerated (RequestAuthentications reach nothing); root-namespace
+// policy and Sidecars rebuild all.
 package xds
 
 import (

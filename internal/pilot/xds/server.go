@@ -125,7 +125,8 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 			}
 			ps.mu.Unlock()
 			switch {
-			case g == nil || d.dirty(g) || ownPodChanged(old.Snap, snap, ps.proxy):
+			case g == nil || d.dirty(g) || ownPodChanged(old.Snap, snap, ps.proxy) ||
+				d.workloads[ps.proxy.Namespace+"/"+ps.proxy.IP]:
 				affected = append(affected, ps)
 			default:
 				keep[g.key] = g
