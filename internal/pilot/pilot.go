@@ -246,7 +246,7 @@ func (o *Options) Run(ctx context.Context) error {
 		grpc.MaxConcurrentStreams(100000),
 	)
 	srv.Register(secure)
-	(&ca.Service{CA: authority, Kube: kube, MaxTTL: o.WorkloadCertTTL, Log: log}).Register(secure)
+	(&ca.Service{CA: authority, Kube: kube, MaxTTL: o.WorkloadCertTTL, Log: log, Audiences: []string{inject.TokenAudience}}).Register(secure)
 
 	ready := func() error {
 		select {

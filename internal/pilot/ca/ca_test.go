@@ -171,7 +171,7 @@ func TestCAOnTheAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	(&Service{CA: a, Kube: kube, MaxTTL: time.Hour, Log: log}).Register(g)
+	(&Service{CA: a, Kube: kube, MaxTTL: time.Hour, Log: log, Audiences: []string{"istio-ca"}}).Register(g)
 	go func() { _ = g.Serve(lis) }()
 	defer g.Stop()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -228,6 +228,23 @@ func TestCAOnTheAPIServer(t *testing.T) {
 	}
 	if _, err := call("not-a-token", csr); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("forged token: %v, want Unauthenticated", err)
+	}
+	// The injector's projected token is meant for the CA ("istio-ca"); one
+	// meant for some other service is refused.
+	audienceToken := func(aud string) string {
+		t.Helper()
+		tr, err := kube.CoreV1().ServiceAccounts("team-a").CreateToken(ctx, "frontend",
+			&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{aud}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("token for audience %s: %v", aud, err)
+		}
+		return tr.Status.Token
+	}
+	if _, err := call(audienceToken("istio-ca"), csr); err != nil {
+		t.Errorf("token for the istio-ca audience refused: %v", err)
+	}
+	if _, err := call(audienceToken("vault"), csr); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("token for another audience: %v, want Unauthenticated", err)
 	}
 	// A CSR without SANs gets the caller's identity, whatever it is.
 	bare, _ := csrFor(t)

@@ -27,6 +27,10 @@ type Service struct {
 	Kube   kubernetes.Interface
 	MaxTTL time.Duration // also the default
 	Log    *slog.Logger
+	// Audiences a token may be meant for besides the API server's own: the
+	// injector projects sidecars' tokens for "istio-ca", so a stolen one is
+	// of no use against the API server.
+	Audiences []string
 }
 
 // Register adds the service to g.
@@ -93,9 +97,15 @@ func (s *Service) authenticate(ctx context.Context) (ns, sa string, err error) {
 	if token == "" {
 		return "", "", status.Error(codes.Unauthenticated, "no bearer token: send the ServiceAccount token in the authorization metadata")
 	}
-	tr, err := s.Kube.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
-		Spec: authnv1.TokenReviewSpec{Token: token},
-	}, metav1.CreateOptions{})
+	review := func(audiences []string) (*authnv1.TokenReview, error) {
+		return s.Kube.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
+			Spec: authnv1.TokenReviewSpec{Token: token, Audiences: audiences},
+		}, metav1.CreateOptions{})
+	}
+	tr, err := review(nil)
+	if err == nil && !tr.Status.Authenticated && len(s.Audiences) > 0 {
+		tr, err = review(s.Audiences)
+	}
 	if err != nil {
 		return "", "", status.Errorf(codes.Unavailable, "token review: %v", err)
 	}
