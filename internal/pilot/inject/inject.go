@@ -32,6 +32,11 @@ const (
 	ProxyUID       = 1337
 	tokenVolume    = "mesh-token"
 	rootVolume     = "mesh-ca-root-cert"
+	tokenMountPath = "/var/run/secrets/tokens"
+	tokenPath      = "istio-token"
+	rootMountPath  = "/var/run/secrets/mesh"
+	// rootCertKey is the key pilot publishes the root under (ca.KeyRootCert).
+	rootCertKey = "root-cert.pem"
 	// TokenAudience is the audience of the projected token the proxy sends
 	// to the certificate service.
 	TokenAudience = "istio-ca"
@@ -47,6 +52,10 @@ type Values struct {
 	Resources         corev1.ResourceRequirements `json:"resources,omitempty"`
 	Revision          string                      `json:"revision,omitempty"`
 	DiscoveryAddress  string                      `json:"discoveryAddress"`
+	// CAAddress is pilot's certificate service (its mTLS port). When set,
+	// sidecars get their workload certificate from it with their projected
+	// token and reach DiscoveryAddress over mTLS with that certificate.
+	CAAddress string `json:"caAddress,omitempty"`
 }
 
 // ParseValues reads injector values, naming what is missing or malformed.
@@ -135,7 +144,7 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 	out.Spec.Volumes = append(out.Spec.Volumes,
 		corev1.Volume{Name: tokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: TokenAudience, ExpirationSeconds: &expiry, Path: "istio-token",
+				Audience: TokenAudience, ExpirationSeconds: &expiry, Path: tokenPath,
 			}}},
 		}}},
 		corev1.Volume{Name: rootVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
@@ -229,6 +238,15 @@ func proxyContainer(pod *corev1.Pod, v Values) corev1.Container {
 	uid := int64(ProxyUID)
 	yes, no := true, false
 	args := []string{"--xds-address", v.DiscoveryAddress, "--log-level", v.LogLevel}
+	if v.ComponentLogLevel != "" {
+		args = append(args, "--component-log-level", v.ComponentLogLevel)
+	}
+	if v.CAAddress != "" {
+		args = append(args, "--ca-address", v.CAAddress,
+			"--ca-root-cert", rootMountPath+"/"+rootCertKey,
+			"--sa-token", tokenMountPath+"/"+tokenPath,
+			"--xds-mtls")
+	}
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
@@ -265,8 +283,8 @@ func proxyContainer(pod *corev1.Pod, v Values) corev1.Container {
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: tokenVolume, MountPath: "/var/run/secrets/tokens", ReadOnly: true},
-			{Name: rootVolume, MountPath: "/var/run/secrets/mesh", ReadOnly: true},
+			{Name: tokenVolume, MountPath: tokenMountPath, ReadOnly: true},
+			{Name: rootVolume, MountPath: rootMountPath, ReadOnly: true},
 		},
 	}
 }

@@ -45,7 +45,8 @@ mesh.io/rev: {{ include "pilot.rev" . | quote }}
 {{ toYaml $mc }}
 {{- end }}
 
-{{/* Where proxies find pilot's ADS server. */}}
+{{/* Where sidecars find pilot's ADS server: its mTLS port, where they also
+get their workload certificate from pilot's CA. */}}
 {{- define "pilot.discoveryAddress" -}}
-{{ include "pilot.name" . }}.{{ .Values.global.namespace }}.svc:15010
+{{ include "pilot.name" . }}.{{ .Values.global.namespace }}.svc:15012
 {{- end }}
