@@ -157,6 +157,12 @@ func buildRBAC(policies []*securityv1.AuthorizationPolicy, action rbacv3.RBAC_Ac
 }
 
 func translateRule(rule *securityapi.Rule, http, deny bool) (*rbacv3.Permission, *rbacv3.Principal, bool) {
+	// An ALLOW rule that pilot can only translate in part would allow more
+	// than it says, so it allows nothing; a DENY rule translated in part
+	// denies more than it says, which errs the safe way.
+	if !deny && len(untranslatable(rule, http)) > 0 {
+		return nil, nil, false
+	}
 	var perms []*rbacv3.Permission // AND of ORs
 	for _, to := range rule.To {
 		op := to.Operation
@@ -235,6 +241,29 @@ func translateRule(rule *securityapi.Rule, http, deny bool) (*rbacv3.Permission,
 		}
 	}
 	return perm, princ, true
+}
+
+// untranslatable names the parts of rule pilot has no Envoy form for:
+// request principals and request.auth claims need a JWT filter mesh-proxy
+// does not have, and remote IP blocks and other `when` keys are not
+// translated yet.
+func untranslatable(rule *securityapi.Rule, http bool) []string {
+	var out []string
+	for _, from := range rule.From {
+		src := from.GetSource()
+		if len(src.GetRequestPrincipals())+len(src.GetNotRequestPrincipals()) > 0 {
+			out = append(out, "source.requestPrincipals")
+		}
+		if len(src.GetRemoteIpBlocks())+len(src.GetNotRemoteIpBlocks()) > 0 {
+			out = append(out, "source.remoteIpBlocks")
+		}
+	}
+	for _, cond := range rule.When {
+		if len(cond.Values)+len(cond.NotValues) > 0 && conditionPrincipal(cond, http) == nil {
+			out = append(out, "when "+cond.Key)
+		}
+	}
+	return out
 }
 
 // conditionPrincipal translates the `when` keys pilot understands.
