@@ -9,6 +9,8 @@ import (
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"mesh.dev/mesh/internal/authz"
 )
 
 func policy(name string, rule *securityapi.Rule) *securityv1.AuthorizationPolicy {
@@ -49,5 +51,20 @@ func TestAuthorizationRulesPilotCannotTranslateFailClosed(t *testing.T) {
 	// more than written, never less.
 	if got := policyNames(deny); len(got) != 1 {
 		t.Errorf("DENY policies %v, want the rule kept", got)
+	}
+}
+
+// What analyze reports as unenforced (authz.KnownCondition) is exactly what
+// pilot has no Envoy form for.
+func TestKnownConditionsAreTheTranslatedOnes(t *testing.T) {
+	keys := []string{"source.ip", "source.namespace", "source.principal", "request.headers[x-user]",
+		"request.auth.claims[groups]", "request.auth.principal", "destination.port", "connection.sni", "source.remoteIp", "experimental.envoy.filters.x"}
+	for _, http := range []bool{true, false} {
+		for _, k := range keys {
+			translated := conditionPrincipal(&securityapi.Condition{Key: k, Values: []string{"v"}}, http) != nil
+			if translated != authz.KnownCondition(k, http) {
+				t.Errorf("key %s (http=%v): pilot translates it: %v, authz.KnownCondition says %v", k, http, translated, !translated)
+			}
+		}
 	}
 }

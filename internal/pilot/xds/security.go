@@ -17,6 +17,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"mesh.dev/mesh/internal/authz"
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
@@ -160,7 +161,7 @@ func translateRule(rule *securityapi.Rule, http, deny bool) (*rbacv3.Permission,
 	// An ALLOW rule that pilot can only translate in part would allow more
 	// than it says, so it allows nothing; a DENY rule translated in part
 	// denies more than it says, which errs the safe way.
-	if !deny && len(untranslatable(rule, http)) > 0 {
+	if !deny && len(authz.Unsupported(rule, http)) > 0 {
 		return nil, nil, false
 	}
 	var perms []*rbacv3.Permission // AND of ORs
@@ -243,29 +244,6 @@ func translateRule(rule *securityapi.Rule, http, deny bool) (*rbacv3.Permission,
 	return perm, princ, true
 }
 
-// untranslatable names the parts of rule pilot has no Envoy form for:
-// request principals and request.auth claims need a JWT filter mesh-proxy
-// does not have, and remote IP blocks and other `when` keys are not
-// translated yet.
-func untranslatable(rule *securityapi.Rule, http bool) []string {
-	var out []string
-	for _, from := range rule.From {
-		src := from.GetSource()
-		if len(src.GetRequestPrincipals())+len(src.GetNotRequestPrincipals()) > 0 {
-			out = append(out, "source.requestPrincipals")
-		}
-		if len(src.GetRemoteIpBlocks())+len(src.GetNotRemoteIpBlocks()) > 0 {
-			out = append(out, "source.remoteIpBlocks")
-		}
-	}
-	for _, cond := range rule.When {
-		if len(cond.Values)+len(cond.NotValues) > 0 && conditionPrincipal(cond, http) == nil {
-			out = append(out, "when "+cond.Key)
-		}
-	}
-	return out
-}
-
 // conditionPrincipal translates the `when` keys pilot understands.
 func conditionPrincipal(c *securityapi.Condition, http bool) *rbacv3.Principal {
 	var mk func(string) *rbacv3.Principal
@@ -288,7 +266,7 @@ func conditionPrincipal(c *securityapi.Condition, http bool) *rbacv3.Principal {
 			return &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: headerMatch(name, v)}}
 		}
 	default:
-		return nil
+		return nil // authz.KnownCondition is false for it
 	}
 	var and []*rbacv3.Principal
 	and = appendOrP(and, c.Values, c.NotValues, mk)
