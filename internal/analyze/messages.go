@@ -57,6 +57,8 @@ var (
 		"Retries on several hops of a call chain (or in the app and its proxy) multiply; one failing request can become many."}
 	SidecarScopeMissing = &MessageType{"MSH0002", "SidecarScopeMissing", Info,
 		"A namespace's proxies receive configuration for every service in the mesh because no Sidecar narrows it."}
+	NotEnforced = &MessageType{"MSH0003", "NotEnforced", Warning,
+		"A setting this mesh does not carry out yet: traffic behaves as if it were absent, or, for an ALLOW rule, as if the rule allowed nobody."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
@@ -69,5 +71,5 @@ func AllMessageTypes() []*MessageType {
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeploymentConflictingPorts, ConflictingGateways,
 		GatewayPortNotDefinedOnService, DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,
-		RetryAmplification, SidecarScopeMissing}
+		RetryAmplification, SidecarScopeMissing, NotEnforced}
 }

@@ -1,0 +1,37 @@
+package analyzers
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNotEnforced(t *testing.T) {
+	ap := func(name, action, rule string) string {
+		return `{apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: ` + name + `, namespace: default}, spec: {action: ` + action + `, rules: [` + rule + `]}}`
+	}
+	ra := `{apiVersion: security.istio.io/v1, kind: RequestAuthentication, metadata: {name: jwt, namespace: default}, spec: {jwtRules: [{issuer: "https://issuer.example"}]}}`
+
+	expect(t, "RequestAuthentication", run(t, &NotEnforced{}, ra), "MSH0003 RequestAuthentication jwt.default spec.jwtRules")
+	expect(t, "ALLOW on a JWT claim", run(t, &NotEnforced{},
+		ap("admins", "ALLOW", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`)),
+		"MSH0003 AuthorizationPolicy admins.default spec.rules[0]")
+	expect(t, "ALLOW on request principals", run(t, &NotEnforced{},
+		ap("jwt", "ALLOW", `{from: [{source: {requestPrincipals: ["*"]}}]}`)),
+		"MSH0003 AuthorizationPolicy jwt.default spec.rules[0]")
+	expect(t, "ALLOW the mesh enforces", run(t, &NotEnforced{},
+		ap("ns", "ALLOW", `{from: [{source: {namespaces: [default]}}], when: [{key: "request.headers[x-team]", values: [a]}]}`)))
+	// A DENY rule the mesh translates in part denies more, not less: nothing to warn about.
+	expect(t, "DENY on a JWT claim", run(t, &NotEnforced{},
+		ap("deny", "DENY", `{when: [{key: "request.auth.claims[groups]", values: [guest]}]}`)))
+
+	got := texts(t, &NotEnforced{}, ap("admins", "ALLOW", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`))
+	if len(got) != 1 || !strings.Contains(got[0], "when request.auth.claims[groups]") || !strings.Contains(got[0], "allows nobody") {
+		t.Errorf("text %q does not say which condition and what happens", got)
+	}
+
+	expect(t, "delegate and CORS", run(t, &NotEnforced{}, svcReviews,
+		vs("reviews", `{hosts: [reviews], http: [{delegate: {name: reviews-routes}}, {corsPolicy: {allowOrigins: [{exact: "https://a.example"}]}, route: [{destination: {host: reviews}}]}]}`)),
+		"MSH0003 VirtualService reviews.default spec.http[0].delegate", "MSH0003 VirtualService reviews.default spec.http[1].corsPolicy")
+	expect(t, "plain routes", run(t, &NotEnforced{}, svcReviews, depReviews, drReviews,
+		vs("reviews", `{hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`)))
+}
