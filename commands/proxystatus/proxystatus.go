@@ -6,6 +6,7 @@ package proxystatus
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -41,14 +42,15 @@ func NewCommand(ctx *cli.Context) *cobra.Command {
 		Aliases: []string{"ps"},
 		Short:   "Show whether each proxy has the config mesh-pilot sent it",
 		Long: `Without a pod, list every proxy connected to mesh-pilot with the state of each
-xDS type (SYNCED, STALE, NOT SENT or NACK) and the version pilot sent.
+xDS type (SYNCED, STALE, NOT SENT or NACK), the version pilot sent, and the
+pilot replica it is connected to (every running replica is asked).
 
 With a pod (or --admin-address for a proxy outside Kubernetes), compare what
 pilot sent that proxy with the proxy's own /config_dump, resource by
 resource, like 'mesh proxy-config diff'; exit 1 when they differ.
 
-Pilot is reached through a port-forward to a mesh-pilot pod in
---pilot-namespace, or at --pilot-address HOST:PORT (its debug port, 15014).`,
+Pilot is reached through port-forwards to the mesh-pilot pods in
+--pilot-namespace, or at --pilot-address HOST:PORT (one replica's debug port, 15014).`,
 		Example: `  mesh proxy-status
   mesh proxy-status --pilot-address 127.0.0.1:15014
   mesh proxy-status productpage-v1-6b746f74dc-9stvs.default`,
@@ -104,16 +106,34 @@ func (o *Options) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return o.withPilot(ctx, func(p *syncstatus.Client) error {
-		statuses, err := p.Syncz(ctx)
+	return o.withPilots(ctx, func(pilots []pilot) error {
+		statuses, err := gather(ctx, pilots)
 		if err != nil {
 			return err
 		}
 		if o.pod == "" && o.AdminAddress == "" {
 			return o.printTable(statuses)
 		}
-		return o.compare(ctx, p, statuses)
+		return o.compare(ctx, pilots, statuses)
 	})
+}
+
+// gather asks every replica for its proxies and merges them by name, each
+// marked with the replica that serves it.
+func gather(ctx context.Context, pilots []pilot) ([]syncstatus.ProxyStatus, error) {
+	var statuses []syncstatus.ProxyStatus
+	for _, p := range pilots {
+		st, err := p.client.Syncz(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		for i := range st {
+			st[i].Pilot = p.name
+		}
+		statuses = append(statuses, st...)
+	}
+	sort.SliceStable(statuses, func(i, j int) bool { return statuses[i].Name() < statuses[j].Name() })
+	return statuses, nil
 }
 
 func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
@@ -122,7 +142,7 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 	}
 	c := o.Colors()
 	tw := cli.NewTable(o.Out)
-	fmt.Fprintln(tw, "NAME\t"+strings.Join(syncstatus.Types, "\t"))
+	fmt.Fprintln(tw, "NAME\t"+strings.Join(syncstatus.Types, "\t")+"\tPILOT")
 	var nacks []string
 	for _, s := range statuses {
 		cells := []string{s.Name()}
@@ -143,6 +163,7 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 			}
 			cells = append(cells, cell)
 		}
+		cells = append(cells, s.Pilot)
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
@@ -158,7 +179,7 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 }
 
 // compare diffs what pilot sent one proxy against the proxy's own dump.
-func (o *Options) compare(ctx context.Context, p *syncstatus.Client, statuses []syncstatus.ProxyStatus) error {
+func (o *Options) compare(ctx context.Context, pilots []pilot, statuses []syncstatus.ProxyStatus) error {
 	label, id, proxyDump, err := o.proxyDump(ctx)
 	if err != nil {
 		return err
@@ -177,7 +198,18 @@ func (o *Options) compare(ctx context.Context, p *syncstatus.Client, statuses []
 	if id == "" {
 		return fmt.Errorf("%s: cannot tell the proxy's node id (no bootstrap node in its dump, and no proxy of that name connected to pilot)", label)
 	}
-	raw, err := p.ConfigDump(ctx, id)
+	// Ask the replica the proxy is connected to: only it knows what it sent.
+	p := pilots[0]
+	for _, st := range statuses {
+		if st.Proxy == id {
+			for _, cand := range pilots {
+				if cand.name == st.Pilot {
+					p = cand
+				}
+			}
+		}
+	}
+	raw, err := p.client.ConfigDump(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -236,48 +268,58 @@ func (o *Options) proxyDump(ctx context.Context) (string, string, *configdump.Du
 	return label, id, d, nil
 }
 
-// withPilot runs fn against pilot's debug server, port-forwarding to a
-// running mesh-pilot pod unless --pilot-address is given.
-func (o *Options) withPilot(ctx context.Context, fn func(*syncstatus.Client) error) error {
-	addr := o.PilotAddress
-	if addr == "" {
-		cfg, err := o.RESTConfig()
+// pilot is one mesh-pilot replica's debug server.
+type pilot struct {
+	name   string // the pod name, or the address given
+	client *syncstatus.Client
+}
+
+// withPilots runs fn against the debug server of every running mesh-pilot
+// replica of the revision (each proxy is connected to one of them), through
+// port-forwards, or against --pilot-address alone.
+func (o *Options) withPilots(ctx context.Context, fn func([]pilot) error) error {
+	if o.PilotAddress != "" {
+		c, err := syncstatus.New(o.PilotAddress)
 		if err != nil {
-			return fmt.Errorf("kubeconfig: %w", err)
+			return cli.Usage(err)
 		}
-		client, err := o.KubeClient()
-		if err != nil {
-			return err
+		return fn([]pilot{{name: o.PilotAddress, client: c}})
+	}
+	cfg, err := o.RESTConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	client, err := o.KubeClient()
+	if err != nil {
+		return err
+	}
+	rev := o.Revision
+	if rev == "" {
+		rev = "default"
+	}
+	sel := "app=mesh-pilot,mesh.io/rev=" + rev
+	pods, err := client.CoreV1().Pods(o.PilotNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return fmt.Errorf("find mesh-pilot in %s: %w", o.PilotNamespace, err)
+	}
+	var pilots []pilot
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			continue
 		}
-		rev := o.Revision
-		if rev == "" {
-			rev = "default"
-		}
-		sel := "app=mesh-pilot,mesh.io/rev=" + rev
-		pods, err := client.CoreV1().Pods(o.PilotNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return fmt.Errorf("find mesh-pilot in %s: %w", o.PilotNamespace, err)
-		}
-		pod := ""
-		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-				pod = p.Name
-				break
-			}
-		}
-		if pod == "" {
-			return fmt.Errorf("no running mesh-pilot pod (%s) in namespace %s: is the mesh installed? (or give --pilot-address)", sel, o.PilotNamespace)
-		}
-		fw, err := adminclient.PortForward(ctx, cfg, o.PilotNamespace, pod, syncstatus.DebugPort, o.ErrOut)
+		fw, err := adminclient.PortForward(ctx, cfg, o.PilotNamespace, p.Name, syncstatus.DebugPort, o.ErrOut)
 		if err != nil {
 			return err
 		}
 		defer fw.Close()
-		addr = fw.LocalAddress
+		c, err := syncstatus.New(fw.LocalAddress)
+		if err != nil {
+			return err
+		}
+		pilots = append(pilots, pilot{name: p.Name, client: c})
 	}
-	p, err := syncstatus.New(addr)
-	if err != nil {
-		return cli.Usage(err)
+	if len(pilots) == 0 {
+		return fmt.Errorf("no running mesh-pilot pod (%s) in namespace %s: is the mesh installed? (or give --pilot-address)", sel, o.PilotNamespace)
 	}
-	return fn(p)
+	return fn(pilots)
 }

@@ -85,10 +85,16 @@ func TestTableFromSyncz(t *testing.T) {
 		fmt.Fprint(w, syncz)
 	}))
 	defer srv.Close()
-	out, err := run(t, "--pilot-address", strings.TrimPrefix(srv.URL, "http://"))
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	out, err := run(t, "--pilot-address", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(out, "PILOT") || !strings.Contains(out, addr) {
+		t.Errorf("no PILOT column naming %s:\n%s", addr, out)
+	}
+	// The port changes per run; a same-width stand-in keeps the columns.
+	out = strings.ReplaceAll(out, addr, "127.0.0.1:"+strings.Repeat("P", len(addr)-len("127.0.0.1:")))
 	path := filepath.Join("testdata", "syncz-table.txt")
 	if *update {
 		os.WriteFile(path, []byte(out), 0o644)
@@ -104,6 +110,34 @@ func TestTableFromSyncz(t *testing.T) {
 	}
 	if strings.Index(out, "productpage") > strings.Index(out, "reviews") {
 		t.Errorf("rows not sorted by name:\n%s", out)
+	}
+}
+
+// With several pilot replicas each proxy is connected to one; the table
+// lists them all, in name order, each beside its replica.
+func TestGatherMergesReplicas(t *testing.T) {
+	serve := func(body string) *syncstatus.Client {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) }))
+		t.Cleanup(srv.Close)
+		c, err := syncstatus.New(strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := serve(`[{"proxy": "sidecar~198.18.0.2~b-0.default~default.svc.cluster.local", "types": {}}, {"proxy": "sidecar~198.18.0.4~d-0.default~default.svc.cluster.local", "types": {}}]`)
+	b := serve(`[{"proxy": "sidecar~198.18.0.1~a-0.default~default.svc.cluster.local", "types": {}}, {"proxy": "sidecar~198.18.0.3~c-0.default~default.svc.cluster.local", "types": {}}]`)
+	got, err := gather(context.Background(), []pilot{{name: "mesh-pilot-x", client: a}, {name: "mesh-pilot-y", client: b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, s := range got {
+		rows = append(rows, s.Name()+"@"+s.Pilot)
+	}
+	want := "a-0.default@mesh-pilot-y b-0.default@mesh-pilot-x c-0.default@mesh-pilot-y d-0.default@mesh-pilot-x"
+	if strings.Join(rows, " ") != want {
+		t.Errorf("rows %v, want %s", rows, want)
 	}
 }
 

@@ -36,6 +36,9 @@ type ProxyStatus struct {
 	ClusterID    string                `json:"clusterID,omitempty"`
 	IstioVersion string                `json:"istioVersion,omitempty"`
 	Types        map[string]TypeStatus `json:"types"`
+	// Pilot is the replica that reported it; set by the caller, since
+	// /debug/syncz speaks only for itself.
+	Pilot string `json:"pilot,omitempty"`
 }
 
 // Name is the proxy's pod.namespace, taken from an Istio-style node id
