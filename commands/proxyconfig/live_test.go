@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"mesh.dev/mesh/internal/adminclient"
+	"mesh.dev/mesh/internal/configdump"
 	"mesh.dev/mesh/internal/proxy/agent"
 )
 
@@ -55,8 +56,22 @@ func TestLiveProxyDumpChangeDiff(t *testing.T) {
 	t.Cleanup(func() { cancel(); p.Close() })
 	admin := p.AdminAddr()
 
+	// Routes come over RDS after the listener that names them, so the first
+	// snapshot is whole only once route 9080 itself is in the dump.
 	waitFor(t, admin, "the first snapshot", func(dump string) bool {
-		return strings.Contains(dump, "ratings.default") && strings.Contains(dump, "127.0.0.1_9080")
+		d, err := configdump.Parse([]byte(dump), configdump.Options{})
+		if err != nil {
+			return false
+		}
+		has := func(k configdump.Kind, name string) bool {
+			for _, r := range d.Of(k) {
+				if strings.Contains(r.Name, name) {
+					return true
+				}
+			}
+			return false
+		}
+		return has(configdump.KindCluster, "ratings.default") && has(configdump.KindListener, "127.0.0.1_9080") && has(configdump.KindRoute, "9080")
 	})
 	out, _, err := run(t, "", "cluster", "--admin-address", admin)
 	if err != nil {
