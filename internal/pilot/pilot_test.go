@@ -259,6 +259,30 @@ func testSecureXDS(t *testing.T, e *env) {
 	if got := res.Names(resourcev3.SecretType); len(got) != 2 || got[0] != "ROOTCA" || got[1] != "default" {
 		t.Errorf("SDS secrets %v, want ROOTCA and default", got)
 	}
+
+	// On the plaintext port anyone can claim any node id: a proxy there
+	// gets its config but never a workload certificate and key.
+	plainAddr, _ := e.pilot.Addr(e.ctx, "xds")
+	conn, err := grpc.NewClient(plainAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	impostor := podNode(t, e, "bookinfo", "details")
+	pc := &pilottest.ADSClient{NodeID: impostor}
+	if err := pc.Start(wctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.WaitFor(wctx, func(c *pilottest.ADSClient) bool { return c.Count(resourcev3.ClusterType) > 0 }); err != nil {
+		t.Fatalf("plaintext proxy got no config: %v", err)
+	}
+	res, err = e.pilot.Server.Resources(impostor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Names(resourcev3.SecretType); len(got) != 0 {
+		t.Errorf("a proxy on the plaintext port was sent secrets %v", got)
+	}
 }
 
 // registerWebhooks points the API server at pilot's webhooks by URL.

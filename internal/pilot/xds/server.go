@@ -7,12 +7,15 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	"mesh.dev/mesh/internal/pilot/model"
 )
@@ -35,13 +38,19 @@ type Server struct {
 	pc      *PushContext
 	proxies map[string]*proxyState // by node id
 	streams map[int64]string       // stream id → node id
-	ready   chan struct{}
-	once    sync.Once
+	// plaintext holds the streams opened without a mesh client certificate.
+	plaintext map[int64]struct{}
+	ready     chan struct{}
+	once      sync.Once
 }
 
 type proxyState struct {
 	proxy   *model.Proxy
 	streams int
+	// plaintext is set while the proxy's stream came over a connection
+	// without a mesh client certificate (15010): anyone can claim any node
+	// id there, so it is sent no workload certificate and key.
+	plaintext atomic.Bool
 
 	mu        sync.Mutex
 	res       *Resources
@@ -65,13 +74,14 @@ func NewServer(ctx context.Context, secrets SecretSource, metrics *Metrics, log 
 		log = slog.Default()
 	}
 	s := &Server{
-		cache:   newViewCache(MaxInFlightBytes),
-		Secrets: secrets,
-		Metrics: metrics,
-		Log:     log,
-		proxies: map[string]*proxyState{},
-		streams: map[int64]string{},
-		ready:   make(chan struct{}),
+		cache:     newViewCache(MaxInFlightBytes),
+		Secrets:   secrets,
+		Metrics:   metrics,
+		Log:       log,
+		proxies:   map[string]*proxyState{},
+		streams:   map[int64]string{},
+		plaintext: map[int64]struct{}{},
+		ready:     make(chan struct{}),
 	}
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
@@ -212,7 +222,11 @@ func (s *Server) regenerate(pc *PushContext, proxies []*proxyState, start time.T
 
 // push generates one proxy's resources and sets its snapshot when a type changed.
 func (s *Server) push(pc *PushContext, ps *proxyState, start time.Time) (bool, error) {
-	res, err := pc.Generate(ps.proxy, s.Secrets)
+	secrets := s.Secrets
+	if ps.plaintext.Load() {
+		secrets = nil
+	}
+	res, err := pc.Generate(ps.proxy, secrets)
 	if err != nil {
 		return false, err
 	}
@@ -267,6 +281,8 @@ func (s *Server) connect(streamID int64, node *corev3.Node) error {
 		s.proxies[node.Id] = ps
 	}
 	ps.streams++
+	_, plain := s.plaintext[streamID]
+	ps.plaintext.Store(plain)
 	pc := s.pc
 	n := len(s.proxies)
 	s.mu.Unlock()
@@ -284,6 +300,7 @@ func (s *Server) connect(streamID int64, node *corev3.Node) error {
 
 func (s *Server) disconnect(streamID int64) {
 	s.mu.Lock()
+	delete(s.plaintext, streamID)
 	id, ok := s.streams[streamID]
 	if !ok {
 		s.mu.Unlock()
@@ -378,7 +395,17 @@ func (ps *proxyState) typeStatus(typeURL string) *typeStatus {
 }
 
 func (s *Server) callbacks() serverv3.Callbacks {
+	opened := func(ctx context.Context, id int64, _ string) error {
+		if !meshAuthenticated(ctx) {
+			s.mu.Lock()
+			s.plaintext[id] = struct{}{}
+			s.mu.Unlock()
+		}
+		return nil
+	}
 	return serverv3.CallbackFuncs{
+		StreamOpenFunc:      opened,
+		DeltaStreamOpenFunc: opened,
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
 			if err := s.connect(id, req.Node); err != nil {
 				return err
@@ -408,6 +435,17 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.disconnect(id) },
 	}
+}
+
+// meshAuthenticated reports whether the stream's connection presented a
+// verified client certificate (only the mTLS port asks for one).
+func meshAuthenticated(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return false
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	return ok && len(ti.State.VerifiedChains) > 0
 }
 
 // SyncStatus is one proxy's row of /debug/syncz.
