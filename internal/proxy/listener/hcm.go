@@ -47,6 +47,18 @@ type httpFilter struct {
 	name  string
 }
 
+// faultFor is the fault policy for a request on rt: the route's override,
+// else its virtual host's, else the filter's own.
+func (f *httpFilter) faultFor(rt *router.Route) *router.Fault {
+	switch {
+	case rt.Fault != nil:
+		return rt.Fault
+	case rt.VH.Fault != nil:
+		return rt.VH.Fault
+	}
+	return f.fault
+}
+
 const (
 	routerType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 	faultType  = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"

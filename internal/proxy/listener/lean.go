@@ -481,12 +481,7 @@ func (m *HCM) leanFilters(lc *leanConn, st *reqState) (code int, n int64, answer
 				return code, n, true, err
 			}
 		case f.fault != nil:
-			ft := f.fault
-			if rt.Fault != nil {
-				ft = rt.Fault
-			} else if rt.VH.Fault != nil {
-				ft = rt.VH.Fault
-			}
+			ft := f.faultFor(rt)
 			delay, abort, done := ft.Decide(r.Header)
 			if delay > 0 {
 				m.Stats.FaultDelayed.Add(1)

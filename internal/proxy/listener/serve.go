@@ -191,12 +191,7 @@ func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 				return
 			}
 		case f.fault != nil:
-			ft := f.fault
-			if rt.Fault != nil {
-				ft = rt.Fault
-			} else if rt.VH.Fault != nil {
-				ft = rt.VH.Fault
-			}
+			ft := f.faultFor(rt)
 			delay, abort, done := ft.Decide(r.Header)
 			if delay > 0 {
 				m.Stats.FaultDelayed.Add(1)
