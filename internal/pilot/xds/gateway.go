@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -40,9 +41,17 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 			}
 		}
 	}
+	// A server listens on the container port its Service sends the server
+	// port to, as Istio does: a Gateway says 443 and the Service maps 443
+	// to 8443, so the gateway binds 8443.
+	bind := gatewayBindPorts(w)
 	byPort := map[uint32][]gatewayServer{}
 	for _, s := range servers {
-		byPort[s.server.Port.Number] = append(byPort[s.server.Port.Number], s)
+		p := s.server.Port.Number
+		if t, ok := bind[p]; ok {
+			p = t
+		}
+		byPort[p] = append(byPort[p], s)
 	}
 	ports := make([]uint32, 0, len(byPort))
 	for p := range byPort {
@@ -69,6 +78,31 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 			r.edsServices = append(r.edsServices, svc)
 		}
 	}
+}
+
+// gatewayBindPorts maps the service ports of the Services selecting a
+// gateway workload to the container ports they target. A Gateway server
+// port that no Service exposes is bound as it is (analyze reports it,
+// IST0162).
+func gatewayBindPorts(w *workload) map[uint32]uint32 {
+	out := map[uint32]uint32{}
+	for _, svc := range w.services {
+		for _, p := range svc.Ports {
+			if _, ok := out[p.Port]; ok {
+				continue
+			}
+			tp := p.TargetPort
+			if tp == 0 {
+				if n, ok := w.namedPorts[p.Name]; ok {
+					tp = n
+				} else {
+					tp = p.Port
+				}
+			}
+			out[p.Port] = tp
+		}
+	}
+	return out
 }
 
 func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer) (*listenerv3.Listener, *routev3.RouteConfiguration) {
@@ -127,11 +161,17 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer) (*liste
 				}
 				vh := vhosts[h]
 				if vh == nil {
-					vh = &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", h, port), Domains: []string{h}}
-					if h != "*" {
-						vh.Domains = append(vh.Domains, fmt.Sprintf("%s:%d", h, port))
-					}
+					vh = &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", h, s.server.Port.Number), Domains: []string{h}}
 					vhosts[h] = vh
+				}
+				// Clients name the port they dialled (the Service's), not the
+				// container port the gateway binds.
+				if h != "*" {
+					for _, d := range []string{fmt.Sprintf("%s:%d", h, s.server.Port.Number), fmt.Sprintf("%s:%d", h, port)} {
+						if !slices.Contains(vh.Domains, d) {
+							vh.Domains = append(vh.Domains, d)
+						}
+					}
 				}
 				if s.server.Tls != nil && s.server.Tls.HttpsRedirect {
 					vh.RequireTls = routev3.VirtualHost_ALL

@@ -1,0 +1,80 @@
+package xds
+
+import (
+	"testing"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// gatewayService is the ingress gateway's Service as the gateways chart
+// renders it: service ports 80 and 443 sent to container ports 8080 and 8443.
+const gatewayService = `
+apiVersion: v1
+kind: Service
+metadata: {name: mesh-ingressgateway, namespace: mesh-system}
+spec:
+  selector: {istio: ingressgateway}
+  ports:
+  - {name: status-port, port: 15021, targetPort: 15021}
+  - {name: http2, port: 80, targetPort: 8080}
+  - {name: https, port: 443, targetPort: 8443}
+  - {name: tcp, port: 31400, targetPort: 31400}
+`
+
+var ingressNode = model.NodeID(model.Router, "198.18.200.1", "mesh-ingressgateway-0", "mesh-system")
+
+func TestGatewayBindsServiceTargetPorts(t *testing.T) {
+	w, _ := bookinfo(t)
+	if err := w.AddYAML([]byte(gatewayService + `
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["bookinfo.example.com"]
+    tls: {mode: SIMPLE, serverCertificate: /etc/certs/tls.crt, privateKey: /etc/certs/tls.key}
+  - port: {number: 9000, name: http-other, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  hosts: ["bookinfo.example.com"]
+  gateways: [web]
+  http:
+  - route:
+    - destination: {host: productpage, port: {number: 9080}}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	pc := NewPushContext(model.Build(2, w.Input()))
+	r := generate(t, pc, ingressNode)
+	got := r.Names(resourcev3.ListenerType)
+	for _, want := range []string{"0.0.0.0_8080", "0.0.0.0_8443", "0.0.0.0_9000"} {
+		if !contains(got, want) {
+			t.Errorf("listeners %v: want %s (Gateway port mapped through the Service's targetPort, or kept when no Service exposes it)", got, want)
+		}
+	}
+	for _, notWant := range []string{"0.0.0.0_80", "0.0.0.0_443"} {
+		if contains(got, notWant) {
+			t.Errorf("listeners %v: %s is the Service port, nothing is sent there", got, notWant)
+		}
+	}
+	l := find[*listenerv3.Listener](t, r, resourcev3.ListenerType, "0.0.0.0_8443")
+	if port := l.GetAddress().GetSocketAddress().GetPortValue(); port != 8443 {
+		t.Errorf("HTTPS listener binds %d, want 8443", port)
+	}
+	vh := routeFor(t, r, "http.8443", "bookinfo.example.com")
+	if !contains(vh.Domains, "bookinfo.example.com:443") {
+		t.Errorf("domains %v: clients send the port they dialled (443)", vh.Domains)
+	}
+}
