@@ -40,9 +40,9 @@ func (*NotEnforced) Analyze(ctx *analyze.Context) {
 		}
 		for i, rule := range ap.Spec.Rules {
 			// http=true: on an HTTP port is where such a rule can apply at all.
-			if parts := authz.Unsupported(rule, true); len(parts) > 0 {
+			if parts := authz.TranslateRule(rule, ap.Namespace, true, false).Unenforced; len(parts) > 0 {
 				ctx.Report(analyze.NotEnforced, r, fmt.Sprintf("spec.rules[%d]", i),
-					"Rule %d uses %s, which the mesh cannot enforce, so the rule allows nobody (requests it was meant to admit are denied); express it with principals, namespaces, ipBlocks or request headers",
+					"Rule %d uses %s, which the mesh cannot enforce, so the rule allows nobody (requests it was meant to admit are denied); express it with principals, serviceAccounts, namespaces, ipBlocks or request headers",
 					i, strings.Join(parts, ", "))
 			}
 		}

@@ -25,7 +25,7 @@ func TestNotEnforced(t *testing.T) {
 		ap("deny", "DENY", `{when: [{key: "request.auth.claims[groups]", values: [guest]}]}`)))
 
 	got := texts(t, &NotEnforced{}, ap("admins", "ALLOW", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`))
-	if len(got) != 1 || !strings.Contains(got[0], "when request.auth.claims[groups]") || !strings.Contains(got[0], "allows nobody") {
+	if len(got) != 1 || !strings.Contains(got[0], "when[0] key request.auth.claims[groups]") || !strings.Contains(got[0], "allows nobody") {
 		t.Errorf("text %q does not say which condition and what happens", got)
 	}
 

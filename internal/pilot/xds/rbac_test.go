@@ -10,7 +10,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"mesh.dev/mesh/internal/authz"
+	"mesh.dev/mesh/internal/pilot/model"
 )
 
 func policy(name string, rule *securityapi.Rule) *securityv1.AuthorizationPolicy {
@@ -54,17 +54,42 @@ func TestAuthorizationRulesPilotCannotTranslateFailClosed(t *testing.T) {
 	}
 }
 
-// What analyze reports as unenforced (authz.KnownCondition) is exactly what
-// pilot has no Envoy form for.
-func TestKnownConditionsAreTheTranslatedOnes(t *testing.T) {
-	keys := []string{"source.ip", "source.namespace", "source.principal", "request.headers[x-user]",
-		"request.auth.claims[groups]", "request.auth.principal", "destination.port", "connection.sni", "source.remoteIp", "experimental.envoy.filters.x"}
-	for _, http := range []bool{true, false} {
-		for _, k := range keys {
-			translated := conditionPrincipal(&securityapi.Condition{Key: k, Values: []string{"v"}}, http) != nil
-			if translated != authz.KnownCondition(k, http) {
-				t.Errorf("key %s (http=%v): pilot translates it: %v, authz.KnownCondition says %v", k, http, translated, !translated)
-			}
+// targetRefs to a Gateway select that Gateway's pods only; a Service
+// target is for waypoints and selects no sidecar. Before, a policy with
+// targetRefs and no selector applied to every workload of its namespace.
+func TestPolicyTargetRefs(t *testing.T) {
+	gw := &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "gw", Namespace: "shop"}}
+	gw.Spec.TargetRefs = []*typev1beta1.PolicyTargetReference{{Group: "gateway.networking.k8s.io", Kind: "Gateway", Name: "front"}}
+	svc := &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "svc", Namespace: "shop"}}
+	svc.Spec.TargetRefs = []*typev1beta1.PolicyTargetReference{{Kind: "Service", Name: "cart"}}
+	front := map[string]string{gatewayNameLabel: "front"}
+	cart := map[string]string{"app": "cart"}
+	for _, c := range []struct {
+		ap   *securityv1.AuthorizationPolicy
+		ns   string
+		lbls map[string]string
+		want bool
+	}{
+		{gw, "shop", front, true}, {gw, "shop", cart, false}, {gw, "other", front, false},
+		{svc, "shop", cart, false}, {svc, "shop", front, false},
+	} {
+		if got := policyApplies(c.ap, c.ns, "mesh-system", c.lbls); got != c.want {
+			t.Errorf("policy %s on %s/%v: applies %v, want %v", c.ap.Name, c.ns, c.lbls, got, c.want)
 		}
+	}
+}
+
+// CUSTOM policies (no ext_authz provider in mesh-proxy yet) refuse what
+// they match; AUDIT ones change no decision.
+func TestCustomDeniesAuditDoesNot(t *testing.T) {
+	custom := policy("ext", &securityapi.Rule{})
+	custom.Spec.Action = securityapi.AuthorizationPolicy_CUSTOM
+	audit := policy("audit", &securityapi.Rule{})
+	audit.Spec.Action = securityapi.AuthorizationPolicy_AUDIT
+	pc := &PushContext{Snap: &model.Snapshot{RootNamespace: "mesh-system",
+		AuthorizationPolicies: []*securityv1.AuthorizationPolicy{custom, audit}}}
+	allow, deny := pc.authzPolicies("shop", map[string]string{"app": "cart"})
+	if len(allow) != 0 || len(deny) != 1 || deny[0].Name != "ext" {
+		t.Errorf("allow %d, deny %v; want the CUSTOM policy denying and nothing else", len(allow), deny)
 	}
 }

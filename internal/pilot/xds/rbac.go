@@ -1,0 +1,90 @@
+package xds
+
+import (
+	"strconv"
+
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	securityapi "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"mesh.dev/mesh/internal/authz"
+)
+
+// gatewayNameLabel is the label Gateway API implementations put on the pods
+// of a Gateway; a policy's targetRefs to a Gateway selects them.
+const gatewayNameLabel = "gateway.networking.k8s.io/gateway-name"
+
+// authzPolicies returns the policies that apply to a workload: ALLOW ones,
+// and the ones that deny (DENY, and CUSTOM, whose external check mesh-proxy
+// cannot make, so the requests it would have checked are refused). AUDIT
+// policies change no decision.
+func (pc *PushContext) authzPolicies(ns string, lbls map[string]string) (allow, deny []*securityv1.AuthorizationPolicy) {
+	for _, ap := range pc.Snap.AuthorizationPolicies {
+		if !policyApplies(ap, ns, pc.Snap.RootNamespace, lbls) {
+			continue
+		}
+		switch ap.Spec.Action {
+		case securityapi.AuthorizationPolicy_ALLOW:
+			allow = append(allow, ap)
+		case securityapi.AuthorizationPolicy_DENY, securityapi.AuthorizationPolicy_CUSTOM:
+			deny = append(deny, ap)
+		case securityapi.AuthorizationPolicy_AUDIT:
+		default:
+			// An action this build does not know: refusing what it matches
+			// errs the safe way.
+			deny = append(deny, ap)
+		}
+	}
+	return allow, deny
+}
+
+// policyApplies says whether a policy selects a workload of namespace ns.
+// With targetRefs (or the older targetRef) only kind Gateway reaches
+// sidecar-mode workloads: the pods of that Gateway in the policy's
+// namespace. Service and ServiceEntry targets are for waypoints, which this
+// mesh does not run, as Istio's sidecars ignore them too.
+func policyApplies(ap *securityv1.AuthorizationPolicy, ns, root string, lbls map[string]string) bool {
+	if ap.Namespace != ns && ap.Namespace != root {
+		return false
+	}
+	refs := ap.Spec.GetTargetRefs()
+	if r := ap.Spec.GetTargetRef(); r != nil {
+		refs = append(refs[:len(refs):len(refs)], r)
+	}
+	if len(refs) > 0 {
+		for _, r := range refs {
+			if r.GetKind() == "Gateway" && r.GetGroup() == "gateway.networking.k8s.io" &&
+				(r.GetNamespace() == "" || r.GetNamespace() == ap.Namespace) &&
+				ap.Namespace == ns && r.GetName() != "" && lbls[gatewayNameLabel] == r.GetName() {
+				return true
+			}
+		}
+		return false
+	}
+	if sel := ap.Spec.Selector; sel != nil && len(sel.MatchLabels) > 0 &&
+		!labels.SelectorFromSet(sel.MatchLabels).Matches(labels.Set(lbls)) {
+		return false
+	}
+	return true
+}
+
+// buildRBAC translates policies of one action into Envoy RBAC, rule by rule
+// with authz.TranslateRule: an ALLOW rule pilot cannot carry out whole
+// allows nobody, a DENY rule denies more than written, never less.
+func buildRBAC(policies []*securityv1.AuthorizationPolicy, action rbacv3.RBAC_Action, http bool) *rbacv3.RBAC {
+	r := &rbacv3.RBAC{Action: action, Policies: map[string]*rbacv3.Policy{}}
+	for _, ap := range policies {
+		for i, rule := range ap.Spec.Rules {
+			tr := authz.TranslateRule(rule, ap.Namespace, http, action == rbacv3.RBAC_DENY)
+			if tr.Permission == nil {
+				continue
+			}
+			r.Policies["ns["+ap.Namespace+"]-policy["+ap.Name+"]-rule["+strconv.Itoa(i)+"]"] = &rbacv3.Policy{
+				Permissions: []*rbacv3.Permission{tr.Permission},
+				Principals:  []*rbacv3.Principal{tr.Principal},
+			}
+		}
+	}
+	return r
+}

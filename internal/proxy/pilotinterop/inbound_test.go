@@ -1,0 +1,185 @@
+package pilotinterop
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"mesh.dev/mesh/internal/pilot/ca"
+	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/pilottest"
+	"mesh.dev/mesh/internal/pilot/xds"
+	"mesh.dev/mesh/internal/proxy/agent"
+)
+
+// inbound is one pod's sidecar as pilot configures it, fed over a real ADS
+// stream (with the pod's workload certificate over SDS) to a mesh-proxy
+// whose 15006 capture listener is on loopback. Every connection it accepts
+// looks redirected to the pod's address and the port a test picks, as the
+// iptables capture makes it; its inbound clusters send to a local app.
+type inbound struct {
+	addr  string // the capture listener
+	ca    *ca.Authority
+	dport chan uint16 // the original destination port of the next connection
+}
+
+func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string) *inbound {
+	t.Helper()
+	node := w.PodProxy(model.SidecarProxy, podPrefix)
+	p, err := model.ParseNodeID(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authority, err := ca.NewSelfSigned("mesh", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pc.Generate(p, &ca.SecretCache{CA: authority, TTL: time.Hour})
+	if err != nil {
+		t.Fatalf("pilot generate for %s: %v", node, err)
+	}
+	app := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		io.WriteString(rw, "app saw "+req.URL.Path)
+	}))
+	t.Cleanup(app.Close)
+	appPort := uint32(app.Listener.Addr().(*net.TCPAddr).Port)
+
+	var listeners []types.Resource
+	h := &inbound{ca: authority, dport: make(chan uint16, 1)}
+	for _, res := range r.Items(resourcev3.ListenerType) {
+		l := res.(*listenerv3.Listener)
+		if l.GetName() != xds.VirtualInbound {
+			continue
+		}
+		moved := onLoopback(t, []types.Resource{l})[0].(*listenerv3.Listener)
+		sa := moved.GetAddress().GetSocketAddress()
+		h.addr = net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+		listeners = append(listeners, moved)
+	}
+	if h.addr == "" {
+		t.Fatalf("pilot sent %s no %s listener", node, xds.VirtualInbound)
+	}
+	var clusters []types.Resource
+	for _, res := range r.Items(resourcev3.ClusterType) {
+		c := res.(*clusterv3.Cluster)
+		if strings.HasPrefix(c.GetName(), "inbound|") && c.GetLoadAssignment() != nil {
+			c = proto.Clone(c).(*clusterv3.Cluster)
+			c.LoadAssignment.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+					SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: appPort}}}}}},
+			}}}}
+		}
+		clusters = append(clusters, c)
+	}
+	ads := startADS(t)
+	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{
+		resourcev3.ClusterType:  clusters,
+		resourcev3.EndpointType: r.Items(resourcev3.EndpointType),
+		resourcev3.ListenerType: listeners,
+		resourcev3.SecretType:   r.Items(resourcev3.SecretType),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ads.cache.SetSnapshot(context.Background(), node, snap); err != nil {
+		t.Fatal(err)
+	}
+	podIP := netip.MustParseAddr(p.IP)
+	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0",
+		XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
+		OriginalDst: func(net.Conn) (netip.AddrPort, bool) {
+			return netip.AddrPortFrom(podIP, <-h.dport), true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := px.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); px.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ads.mu.Lock()
+		nacks, acked := ads.nacks, ads.acks[resourcev3.ListenerType] == "1" && ads.acks[resourcev3.SecretType] == "1"
+		ads.mu.Unlock()
+		if len(nacks) > 0 {
+			t.Fatalf("mesh-proxy NACKed pilot's config: %s", strings.Join(nacks, "\n"))
+		}
+		if acked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no ACK of pilot's listeners and secrets after 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return h
+}
+
+// call sends GET path to the pod's port as the workload ns/sa over mesh
+// mTLS, or in plaintext when ns is "". It returns the status, or an error
+// when the connection is refused or torn down.
+func (h *inbound) call(t *testing.T, port uint16, ns, sa, path string) (int, error) {
+	t.Helper()
+	h.dport <- port
+	conn, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
+	if err != nil {
+		<-h.dport
+		return 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if ns != "" {
+		cert, _, _, err := h.ca.NewKeyPair(func(pub crypto.PublicKey) ([]byte, error) {
+			return h.ca.SignWorkload(pub, ca.SPIFFEID(ns, sa), time.Hour)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The server's identity is not under test here; the client's is.
+		tc := tls.Client(conn, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}) //nolint:gosec
+		if err := tc.Handshake(); err != nil {
+			return 0, fmt.Errorf("mTLS handshake: %w", err)
+		}
+		conn = tc
+	}
+	req, _ := http.NewRequest("GET", "http://reviews:9080"+path, nil)
+	if err := req.Write(conn); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 4096)
+	n, err := io.ReadAtLeast(conn, buf, 12)
+	if err != nil {
+		return 0, fmt.Errorf("no HTTP response: %w", err)
+	}
+	line := string(buf[:n])
+	if !strings.HasPrefix(line, "HTTP/1.1 ") {
+		return 0, fmt.Errorf("not an HTTP response: %q", line)
+	}
+	return strconv.Atoi(line[9:12])
+}
+
+// pushContext is pilot's view of w as it is now.
+func pushContext(w *pilottest.World) *xds.PushContext {
+	return xds.NewPushContext(model.Build(1, w.Input()))
+}
