@@ -211,11 +211,11 @@ func (s *Server) statList() []cluster.Stat {
 				cluster.Stat{Name: p + "downstream_rq_5xx", Value: st.Rq5xx.Load()},
 				cluster.Stat{Name: p + "no_route", Value: st.NoRoute.Load()},
 				cluster.Stat{Name: p + "no_cluster", Value: st.NoCluster.Load()},
-				cluster.Stat{Name: p + "rbac.denied", Value: st.RBACDenied.Load()},
-				cluster.Stat{Name: p + "fault.aborts_injected", Value: st.FaultAborted.Load()},
-				cluster.Stat{Name: p + "fault.delays_injected", Value: st.FaultDelayed.Load()},
 				cluster.Stat{Name: p + "downstream_rq_timeout", Value: st.RqTimeout.Load()},
 			)
+			for _, c := range h.FilterStats() {
+				out = append(out, cluster.Stat{Name: c.Name, Value: c.Value.Load()})
+			}
 		}
 	}
 	state := int64(0)

@@ -26,6 +26,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/logging"
+	"mesh.dev/mesh/internal/proxy/runtime"
 	"mesh.dev/mesh/internal/proxy/xdsclient"
 )
 
@@ -49,6 +50,8 @@ type Options struct {
 	Identity *identity.Manager
 	// XDSMTLS connects to the ADS server over TLS with Identity's certificate (pilot's 15012).
 	XDSMTLS bool
+	// NoLean serves all HTTP on the net/http path (tests compare it with the lean HTTP/1.1 path).
+	NoLean bool
 }
 
 // Proxy is a running data plane.
@@ -88,11 +91,17 @@ func New(opts Options) (*Proxy, error) {
 		p.opts.OriginalDst = capture.OriginalDst
 	}
 	p.Metrics = NewMetrics(opts.Workload)
-	p.Store = newStore(&p.Listeners)
+	rt, err := runtime.FromBootstrap(opts.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	filters := httpFilters()
+	p.Store = newStore(&p.Listeners, filters)
 	if opts.Identity != nil {
 		p.Store.SetSecretFallback(opts.Identity.Secret)
 	}
-	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Observer: p.Metrics, OriginalDst: p.opts.OriginalDst})
+	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Observer: p.Metrics, OriginalDst: p.opts.OriginalDst,
+		Filters: filters, Runtime: rt, NoLean: opts.NoLean})
 	p.Store.SetCompiler(config.ListenerType, p.Listeners.Compiler())
 	if b := opts.Bootstrap; b != nil {
 		p.Store.SetBootstrap(b)

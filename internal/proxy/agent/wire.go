@@ -15,12 +15,13 @@ import (
 
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/router"
 )
 
 // newStore builds a Store whose compilers and commit hooks keep clusters and listeners live.
-func newStore(lm **listener.Manager) *config.Store {
+func newStore(lm **listener.Manager, filters *httpfilter.Registry) *config.Store {
 	s := config.NewStore()
 	s.SetCompiler(config.ClusterType, func(msg proto.Message, prev *config.Resource, _ *config.Snapshot) (any, error) {
 		pc := msg.(*clusterv3.Cluster)
@@ -32,7 +33,7 @@ func newStore(lm **listener.Manager) *config.Store {
 		return cluster.Compile(pc, cluster.Options{Secrets: s})
 	})
 	s.SetCompiler(config.RouteType, func(msg proto.Message, _ *config.Resource, _ *config.Snapshot) (any, error) {
-		return router.Compile(msg.(*routev3.RouteConfiguration))
+		return router.CompileWith(msg.(*routev3.RouteConfiguration), filters.RouteOptions())
 	})
 	s.SetCompiler(config.EndpointType, func(msg proto.Message, _ *config.Resource, _ *config.Snapshot) (any, error) {
 		cla := msg.(*endpointv3.ClusterLoadAssignment)

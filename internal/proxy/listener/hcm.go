@@ -12,13 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/protofields"
-	"mesh.dev/mesh/internal/proxy/rbac"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/router"
 )
 
@@ -29,7 +27,7 @@ type HCM struct {
 	env        *Env
 	rdsName    string
 	inline     *router.Table
-	filters    []httpFilter
+	filters    *httpfilter.Chain
 	codec      hcmv3.HttpConnectionManager_CodecType
 	websocket  bool
 	useRemote  bool
@@ -40,30 +38,6 @@ type HCM struct {
 	Stats      *HTTPStats
 	draining   atomic.Bool // set when the listener is replaced or the proxy drains
 }
-
-type httpFilter struct {
-	fault *router.Fault
-	rbac  *rbac.Engine
-	name  string
-}
-
-// faultFor is the fault policy for a request on rt: the route's override,
-// else its virtual host's, else the filter's own.
-func (f *httpFilter) faultFor(rt *router.Route) *router.Fault {
-	switch {
-	case rt.Fault != nil:
-		return rt.Fault
-	case rt.VH.Fault != nil:
-		return rt.VH.Fault
-	}
-	return f.fault
-}
-
-const (
-	routerType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-	faultType  = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
-	rbacType   = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
-)
 
 func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener) (*HCM, error) {
 	// The fields compileHCM acts on; anything else is refused by name.
@@ -77,6 +51,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 			return nil, err
 		}
 	}
+	var err error
 	m := &HCM{StatPrefix: h.GetStatPrefix(), listener: l, env: env, codec: h.GetCodecType(), useRemote: h.GetUseRemoteAddress().GetValue(),
 		xfcc: h.GetForwardClientCertDetails(), Stats: &HTTPStats{}}
 	switch rs := h.GetRouteSpecifier().(type) {
@@ -86,7 +61,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 		}
 		m.rdsName = rs.Rds.GetRouteConfigName()
 	case *hcmv3.HttpConnectionManager_RouteConfig:
-		t, err := router.Compile(rs.RouteConfig)
+		t, err := router.CompileWith(rs.RouteConfig, env.Filters.RouteOptions())
 		if err != nil {
 			return nil, fmt.Errorf("%s.route_config: %w", f, err)
 		}
@@ -115,47 +90,8 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 	if d := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
 		m.idle = d.AsDuration()
 	}
-	sawRouter := false
-	for i, hf := range h.GetHttpFilters() {
-		ff := fmt.Sprintf("%s.http_filters[%d] (%s)", f, i, hf.GetName())
-		if sawRouter {
-			return nil, fmt.Errorf("%s: the router filter must be the last HTTP filter", ff)
-		}
-		tc := hf.GetTypedConfig()
-		switch tu := tc.GetTypeUrl(); tu {
-		case routerType:
-			sawRouter = true
-		case faultType:
-			hfc := &faultv3.HTTPFault{}
-			if err := tc.UnmarshalTo(hfc); err != nil {
-				return nil, fmt.Errorf("%s: %w", ff, err)
-			}
-			ft, err := router.CompileFault(hfc, ff)
-			if err != nil {
-				return nil, err
-			}
-			m.filters = append(m.filters, httpFilter{name: "fault", fault: ft})
-		case rbacType:
-			rc := &rbacv3.RBAC{}
-			if err := tc.UnmarshalTo(rc); err != nil {
-				return nil, fmt.Errorf("%s: %w", ff, err)
-			}
-			e, err := rbac.Compile(rc, ff)
-			if err != nil {
-				return nil, err
-			}
-			m.filters = append(m.filters, httpFilter{name: "rbac", rbac: e})
-		default:
-			if hf.GetIsOptional() {
-				// Envoy's contract for is_optional: an unknown optional filter is skipped.
-				configLog.Warn("skipping optional HTTP filter the proxy does not implement", "filter", hf.GetName(), "type", tu)
-				continue
-			}
-			return nil, fmt.Errorf("%s: HTTP filter type %q is not supported (supported: router, fault, rbac)", ff, tu)
-		}
-	}
-	if !sawRouter {
-		return nil, fmt.Errorf("%s.http_filters: the router filter (envoy.filters.http.router) is required", f)
+	if m.filters, err = env.Filters.Compile(h.GetHttpFilters(), f, httpfilter.Env{Runtime: env.Runtime, StatPrefix: "http." + m.StatPrefix + "."}); err != nil {
+		return nil, err
 	}
 	for i, al := range h.GetAccessLog() {
 		a, err := compileAccessLog(al, fmt.Sprintf("%s.access_log[%d]", f, i))
@@ -218,6 +154,9 @@ func (m *HCM) table(s *config.Snapshot) *router.Table {
 	}
 	return s.Route(m.rdsName)
 }
+
+// FilterStats lists the counters the HCM's HTTP filters keep, by full stat name (http.<prefix>.rbac.denied, ...).
+func (m *HCM) FilterStats() []httpfilter.Counter { return m.filters.Counters() }
 
 // Route returns the RDS name this HCM uses ("" for an inline route_config).
 func (m *HCM) Route() string { return m.rdsName }

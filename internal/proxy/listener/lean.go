@@ -22,9 +22,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"mesh.dev/mesh/internal/proxy/cluster"
-	"mesh.dev/mesh/internal/proxy/rbac"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/router"
-	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
 // The lean HTTP/1.1 path serves HTTP/1.1 connections (plaintext, or TLS
@@ -110,6 +109,7 @@ type leanConn struct {
 	url       url.URL
 	hdr       http.Header
 	rhdr      http.Header
+	lhdr      http.Header // local reply headers, when filters edit responses
 	resp      http.Response
 	body      []byte
 	scr       []byte
@@ -126,7 +126,7 @@ type leanConn struct {
 
 // leanEligible reports whether connections of this HCM may start on the lean path.
 func (m *HCM) leanEligible() bool {
-	return m.codec != hcmv3.HttpConnectionManager_HTTP2 && leanOff == ""
+	return m.codec != hcmv3.HttpConnectionManager_HTTP2 && leanOff == "" && !m.env.NoLean
 }
 
 // leanOff disables the lean path (MESH_PROXY_LEAN_HTTP1=off) to compare it with the net/http path.
@@ -146,7 +146,7 @@ func (m *HCM) serveLean(ch *chain, mc *metaConn, conn net.Conn) {
 		src = tc
 	}
 	lc := &leanConn{mc: mc, br: bufio.NewReaderSize(src, leanBufSize), bw: bufio.NewWriterSize(conn, leanBufSize),
-		hdr: http.Header{}, rhdr: http.Header{}, remote: mc.info.src.String(), local: mc.info.dst.String()}
+		hdr: http.Header{}, rhdr: http.Header{}, lhdr: http.Header{}, remote: mc.info.src.String(), local: mc.info.dst.String()}
 	if isTLS {
 		cs := tc.ConnectionState()
 		lc.tls = &cs
@@ -418,6 +418,7 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 	}
 	// The request is ours from here on.
 	lc.br.Discard(len(head))
+	m.Stats.LeanServed.Add(1)
 	start := time.Now()
 	if r.ContentLength > 0 {
 		if cap(lc.body) < int(r.ContentLength) {
@@ -433,10 +434,20 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 	st := &lc.st
 	*st = reqState{hcm: m, table: t, route: rt, wc: wc, cluster: c, origDst: lc.local}
 	st.vars = router.Vars{Remote: lc.remote, Local: lc.local, Protocol: r.Proto, Req: r.Header}
+	ensureRequestID(r)
+	propagateTrace(r.Header)
+	fs := &st.fs
+	fs.Reset(nil, r, httpfilter.Peer{Remote: lc.mc.info.src, Local: lc.mc.info.dst, SNI: lc.mc.info.sni, TLS: lc.tls}, rt, wc)
 	var code int
 	var n int64
 	var err error
+	// The HTTP filters run first, as in Envoy, then the router: this path's
+	// own part is only how the router's answer and local replies are written.
+	ok := m.filters.DecodeHeaders(fs) == httpfilter.Continue && m.filters.DecodeBody(fs, lc.body) == httpfilter.Continue
+	st.flags = fs.Flags()
 	switch {
+	case !ok:
+		code, n, err = lc.filterReply(m)
 	case t == nil || rt == nil:
 		m.Stats.NoRoute.Add(1)
 		st.flags = "NR"
@@ -446,13 +457,8 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 		st.flags = "NC"
 		code, n, err = lc.localReply(m, http.StatusServiceUnavailable, nil, "")
 	default:
-		ensureRequestID(r)
-		propagateTrace(r.Header)
-		var answered bool
-		if code, n, answered, err = m.leanFilters(lc, st); !answered {
-			st.hash, st.hasHash = rt.HashKey(r, lc.remote)
-			code, n, err = m.leanProxy(lc, st)
-		}
+		st.hash, st.hasHash = rt.HashKey(r, lc.remote)
+		code, n, err = m.leanProxy(lc, st)
 	}
 	// Stats and logs are written before the last bytes leave, so a client
 	// that has its answer finds the request counted, as on the net/http path.
@@ -463,46 +469,14 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 	return err
 }
 
-// leanFilters runs the HTTP filters in their configured order, as HCM.handle
-// does; answered is true when one of them made the reply (RBAC denial, fault abort).
-func (m *HCM) leanFilters(lc *leanConn, st *reqState) (code int, n int64, answered bool, err error) {
-	r, rt := &lc.req, st.route
-	for _, f := range m.filters {
-		switch {
-		case f.rbac != nil:
-			if rt.RBACDisabled {
-				continue
-			}
-			req := &rbac.Request{HTTP: r, Principal: meshtls.Principal(lc.tls), Remote: lc.mc.info.src, Local: lc.mc.info.dst, SNI: lc.mc.info.sni}
-			if ok, _ := f.rbac.Allowed(req); !ok {
-				m.Stats.RBACDenied.Add(1)
-				st.flags = "RBAC"
-				code, n, err = lc.localReply(m, http.StatusForbidden, nil, "RBAC: access denied")
-				return code, n, true, err
-			}
-		case f.fault != nil:
-			ft := f.faultFor(rt)
-			delay, abort, done := ft.Decide(r.Header)
-			if delay > 0 {
-				m.Stats.FaultDelayed.Add(1)
-				st.flags = "DI"
-				time.Sleep(delay)
-			}
-			done()
-			if abort != 0 {
-				m.Stats.FaultAborted.Add(1)
-				st.flags = "FI"
-				if ft.AbortGRPC != 0 {
-					code, n, err = lc.localReply(m, http.StatusOK, http.Header{"Content-Type": {"application/grpc"},
-						"Grpc-Status": {strconv.Itoa(ft.AbortGRPC)}, "Grpc-Message": {"fault filter abort"}}, "")
-					return code, n, true, err
-				}
-				code, n, err = lc.localReply(m, abort, nil, "fault filter abort")
-				return code, n, true, err
-			}
-		}
+// filterReply writes the local reply a filter made; a request a filter
+// abandoned without one ends its connection.
+func (lc *leanConn) filterReply(m *HCM) (int, int64, error) {
+	lr, ok := lc.st.fs.Reply()
+	if !ok {
+		return 0, 0, io.EOF
 	}
-	return 0, 0, false, nil
+	return lc.localReply(m, lr.Code, lr.Header, lr.Body)
 }
 
 func (lc *leanConn) local404(m *HCM) (int, int64, error) {
@@ -511,6 +485,15 @@ func (lc *leanConn) local404(m *HCM) (int, int64, error) {
 
 // localReply writes a response the proxy makes itself.
 func (lc *leanConn) localReply(m *HCM, code int, extra http.Header, body string) (int, int64, error) {
+	if m.filters.Encodes() {
+		h := lc.lhdr
+		clear(h)
+		for k, v := range extra {
+			h[k] = v
+		}
+		m.filters.EncodeHeaders(&lc.st.fs, code, h)
+		extra = h
+	}
 	w := lc.bw
 	lc.writeStatus(code)
 	for k, vs := range extra {
@@ -872,6 +855,7 @@ func (m *HCM) leanRespond(lc *leanConn, st *reqState, pc *cluster.H1Conn, h *clu
 	st.route.Response.Apply(rh, &st.vars)
 	st.route.VH.Response.Apply(rh, &st.vars)
 	st.table.Response.Apply(rh, &st.vars)
+	m.filters.EncodeHeaders(&st.fs, code, rh)
 
 	w := lc.bw
 	w.WriteString("HTTP/1.1 ")

@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
+	"mesh.dev/mesh/internal/proxy/runtime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -45,6 +47,13 @@ type Env struct {
 	Observer Observer
 	// OriginalDst returns the address a redirected connection was meant for (nil in explicit mode).
 	OriginalDst func(net.Conn) (netip.AddrPort, bool)
+	// Filters are the HTTP filters HCMs may list (nil: only the router).
+	Filters *httpfilter.Registry
+	// Runtime holds the runtime keys filters read (nil: none).
+	Runtime *runtime.Runtime
+	// NoLean serves every HTTP connection on the net/http path, as
+	// MESH_PROXY_LEAN_HTTP1=off does, so the two paths can be compared.
+	NoLean bool
 }
 
 // Listener is a compiled envoy.config.listener.v3.Listener.

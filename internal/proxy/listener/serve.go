@@ -16,14 +16,16 @@ import (
 	"time"
 
 	"mesh.dev/mesh/internal/proxy/cluster"
-	"mesh.dev/mesh/internal/proxy/rbac"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/router"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
 // HTTPStats are per-HCM counters, named as Envoy names them under http.<stat_prefix>.
 type HTTPStats struct {
-	RqTotal, Rq2xx, Rq3xx, Rq4xx, Rq5xx, NoRoute, NoCluster, RBACDenied, FaultAborted, FaultDelayed, RqTimeout, Mirrored atomic.Int64
+	RqTotal, Rq2xx, Rq3xx, Rq4xx, Rq5xx, NoRoute, NoCluster, RqTimeout, Mirrored atomic.Int64
+	// LeanServed counts requests the lean HTTP/1.1 path served itself (ours, not an Envoy stat; not exported).
+	LeanServed atomic.Int64
 }
 
 // Request describes a finished request for metrics and access logs.
@@ -70,6 +72,7 @@ type reqState struct {
 	perTryTO bool
 	vars     router.Vars
 	table    *router.Table
+	fs       httpfilter.Stream // the request as the HTTP filters see it
 }
 
 type stateKey struct{}
@@ -81,8 +84,8 @@ func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m.draining.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
-	sw := &statusWriter{ResponseWriter: w}
 	st := &reqState{hcm: m}
+	sw := &statusWriter{ResponseWriter: w, chain: m.filters, fs: &st.fs}
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 	if r.TLS == nil && ci != nil && ci.tlsState != nil {
 		r.TLS = ci.tlsState
@@ -154,74 +157,63 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 	snap := m.env.Store.Load()
 	t := m.table(snap)
+	var rt *router.Route
+	if t != nil {
+		rt = t.Lookup(r)
+	}
+	st.table, st.route = t, rt
+	if rt != nil && len(rt.Weighted) > 0 {
+		// Picked before the filters run: a weighted cluster's typed_per_filter_config is the most specific level.
+		st.wc = rt.PickCluster(rand.Uint32())
+	}
+	ensureRequestID(r)
+	propagateTrace(r.Header)
+	p := httpfilter.Peer{TLS: r.TLS}
+	if ci, ok := r.Context().Value(connKey{}).(*connInfo); ok {
+		p.Remote, p.Local, p.SNI = ci.src, ci.dst, ci.sni
+	}
+	fs := &st.fs
+	fs.Reset(r.Context(), r, p, rt, st.wc)
+	// The HTTP filters run first, as in Envoy, then the router below.
+	if m.filters.DecodeHeaders(fs) == httpfilter.Stop {
+		st.flags = fs.Flags()
+		writeFilterReply(w, r, fs)
+		return
+	}
+	if m.filters.WantsBody() && r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxBuffered+1))
+		switch {
+		case err != nil:
+			st.flags = "DC"
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		case len(b) > maxBuffered:
+			// Envoy's answer when a filter buffering the body hits the buffer limit.
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			io.WriteString(w, "Payload Too Large")
+			return
+		}
+		st.body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		if m.filters.DecodeBody(fs, b) == httpfilter.Stop {
+			st.flags = fs.Flags()
+			writeFilterReply(w, r, fs)
+			return
+		}
+	}
+	st.flags = fs.Flags()
 	if t == nil {
 		m.Stats.NoRoute.Add(1)
 		st.flags = "NR"
 		http.Error(w, "", http.StatusNotFound)
 		return
 	}
-	st.table = t
-	rt := t.Lookup(r)
 	if rt == nil {
 		m.Stats.NoRoute.Add(1)
 		st.flags = "NR"
 		w.WriteHeader(http.StatusNotFound)
 		return
-	}
-	st.route = rt
-	ensureRequestID(r)
-	propagateTrace(r.Header)
-	// HTTP filters run in configured order, before the router.
-	for _, f := range m.filters {
-		switch {
-		case f.rbac != nil:
-			if rt.RBACDisabled {
-				continue
-			}
-			req := &rbac.Request{HTTP: r, Principal: meshtls.Principal(r.TLS)}
-			if ci, ok := r.Context().Value(connKey{}).(*connInfo); ok {
-				req.Remote, req.Local, req.SNI = ci.src, ci.dst, ci.sni
-			}
-			if ok, _ := f.rbac.Allowed(req); !ok {
-				m.Stats.RBACDenied.Add(1)
-				st.flags = "RBAC"
-				w.Header().Set("Content-Type", "text/plain")
-				w.WriteHeader(http.StatusForbidden)
-				io.WriteString(w, "RBAC: access denied")
-				return
-			}
-		case f.fault != nil:
-			ft := f.faultFor(rt)
-			delay, abort, done := ft.Decide(r.Header)
-			if delay > 0 {
-				m.Stats.FaultDelayed.Add(1)
-				st.flags = "DI"
-				tm := time.NewTimer(delay)
-				select {
-				case <-tm.C:
-				case <-r.Context().Done():
-					tm.Stop()
-					done()
-					return
-				}
-			}
-			done()
-			if abort != 0 {
-				m.Stats.FaultAborted.Add(1)
-				st.flags = "FI"
-				if ft.AbortGRPC != 0 {
-					w.Header().Set("Content-Type", "application/grpc")
-					w.Header().Set("Grpc-Status", strconv.Itoa(ft.AbortGRPC))
-					w.Header().Set("Grpc-Message", "fault filter abort")
-					w.WriteHeader(200)
-					return
-				}
-				w.Header().Set("Content-Type", "text/plain")
-				w.WriteHeader(abort)
-				io.WriteString(w, "fault filter abort")
-				return
-			}
-		}
 	}
 	if rt.Direct != nil {
 		w.WriteHeader(rt.Direct.Status)
@@ -238,8 +230,7 @@ func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 		return
 	}
 	name := rt.Cluster
-	if len(rt.Weighted) > 0 {
-		st.wc = rt.PickCluster(rand.Uint32())
+	if st.wc != nil {
 		name = st.wc.Name
 	}
 	c := snap.Cluster(name)
@@ -257,7 +248,7 @@ func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 		return
 	}
 	st.hash, st.hasHash = rt.HashKey(r, st.vars.Remote)
-	if (rt.Retry != nil && rt.Retry.NumRetries > 0 || len(rt.Mirrors) > 0) && r.Body != nil && r.Body != http.NoBody && r.ContentLength > 0 && r.ContentLength <= maxBuffered {
+	if st.body == nil && (rt.Retry != nil && rt.Retry.NumRetries > 0 || len(rt.Mirrors) > 0) && r.Body != nil && r.Body != http.NoBody && r.ContentLength > 0 && r.ContentLength <= maxBuffered {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
@@ -493,23 +484,48 @@ func mirror(r *http.Request, st *reqState, c *cluster.Cluster) {
 	}
 }
 
-// statusWriter records the status and size of the response.
+// writeFilterReply writes the local reply a filter made; nothing when the filter abandoned the request.
+func writeFilterReply(w http.ResponseWriter, r *http.Request, fs *httpfilter.Stream) {
+	lr, ok := fs.Reply()
+	if !ok {
+		return
+	}
+	h := w.Header()
+	for k, v := range lr.Header {
+		h[k] = v
+	}
+	if lr.Body != "" && h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "text/plain")
+	}
+	w.WriteHeader(lr.Code)
+	io.WriteString(w, lr.Body)
+}
+
+// statusWriter records the status and size of the response, and lets the
+// HTTP filters' response phase edit the headers of whatever answer is written.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	n      int64
+	status  int
+	n       int64
+	chain   *httpfilter.Chain
+	fs      *httpfilter.Stream
+	encoded bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
 		w.status = code
+		if !w.encoded && w.chain.Encodes() {
+			w.encoded = true
+			w.chain.EncodeHeaders(w.fs, code, w.ResponseWriter.Header())
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
-		w.status = 200
+		w.WriteHeader(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)

@@ -117,3 +117,18 @@ func (m *queryMatch) match(q url.Values) bool {
 	}
 	return ok && len(vals) > 0 && m.str.Match(vals[0])
 }
+
+// HeaderMatcher is a compiled route HeaderMatcher, for filters that match headers as routes do (fault's headers).
+type HeaderMatcher struct{ m headerMatch }
+
+// CompileHeaderMatcher compiles a HeaderMatcher; errors name field f.
+func CompileHeaderMatcher(h *routev3.HeaderMatcher, f string) (*HeaderMatcher, error) {
+	m, err := compileHeaderMatch(h, f)
+	if err != nil {
+		return nil, err
+	}
+	return &HeaderMatcher{m: m}, nil
+}
+
+// Match reports whether the headers satisfy the matcher.
+func (hm *HeaderMatcher) Match(h http.Header) bool { return hm.m.match(h) }

@@ -4,13 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-
-	"mesh.dev/mesh/internal/proxy/match"
 )
 
 // RetryPolicy says when and how often a failed upstream attempt is retried.
@@ -120,82 +116,6 @@ func (p *RetryPolicy) Backoff(n int, rnd uint64) time.Duration {
 		return 0
 	}
 	return time.Duration(rnd % uint64(d))
-}
-
-// Fault is a compiled HTTPFault: delays and aborts for a share of requests.
-type Fault struct {
-	Delay         time.Duration
-	DelayFraction match.Fraction
-	AbortStatus   int
-	AbortGRPC     int
-	AbortFraction match.Fraction
-	headers       []headerMatch
-	maxActive     int64
-	active        atomic.Int64
-}
-
-// CompileFault compiles an HTTPFault.
-func CompileFault(hf *faultv3.HTTPFault, f string) (*Fault, error) {
-	if err := hf.ValidateAll(); err != nil {
-		return nil, fmt.Errorf("%s: %w", f, err)
-	}
-	ft := &Fault{maxActive: -1}
-	if d := hf.GetDelay(); d != nil {
-		if d.GetHeaderDelay() != nil {
-			return nil, fmt.Errorf("%s.delay.header_delay: not supported; use fixed_delay", f)
-		}
-		ft.Delay = d.GetFixedDelay().AsDuration()
-		ft.DelayFraction = match.CompileFraction(d.GetPercentage())
-	}
-	if a := hf.GetAbort(); a != nil {
-		switch e := a.GetErrorType().(type) {
-		case *faultv3.FaultAbort_HttpStatus:
-			ft.AbortStatus = int(e.HttpStatus)
-		case *faultv3.FaultAbort_GrpcStatus:
-			ft.AbortGRPC, ft.AbortStatus = int(e.GrpcStatus), 200
-		default:
-			return nil, fmt.Errorf("%s.abort: %T is not supported; use http_status or grpc_status", f, e)
-		}
-		ft.AbortFraction = match.CompileFraction(a.GetPercentage())
-	}
-	if hf.GetUpstreamCluster() != "" || len(hf.GetDownstreamNodes()) > 0 || hf.GetResponseRateLimit() != nil {
-		return nil, fmt.Errorf("%s: upstream_cluster, downstream_nodes and response_rate_limit are not supported", f)
-	}
-	for i, h := range hf.GetHeaders() {
-		hm, err := compileHeaderMatch(h, fmt.Sprintf("%s.headers[%d]", f, i))
-		if err != nil {
-			return nil, err
-		}
-		ft.headers = append(ft.headers, hm)
-	}
-	if m := hf.GetMaxActiveFaults(); m != nil {
-		ft.maxActive = int64(m.GetValue())
-	}
-	return ft, nil
-}
-
-// Decide draws the fault's dice for one request: how long to delay, and
-// whether to abort with which status. done must be called when the request ends.
-func (ft *Fault) Decide(h http.Header) (delay time.Duration, abort int, done func()) {
-	for i := range ft.headers {
-		if !ft.headers[i].match(h) {
-			return 0, 0, func() {}
-		}
-	}
-	if ft.maxActive >= 0 && ft.active.Load() >= ft.maxActive {
-		return 0, 0, func() {}
-	}
-	if ft.Delay > 0 && ft.DelayFraction.Hit() {
-		delay = ft.Delay
-	}
-	if ft.AbortStatus != 0 && ft.AbortFraction.Hit() {
-		abort = ft.AbortStatus
-	}
-	if delay == 0 && abort == 0 {
-		return 0, 0, func() {}
-	}
-	ft.active.Add(1)
-	return delay, abort, func() { ft.active.Add(-1) }
 }
 
 type hashPolicy struct {

@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/match"
@@ -31,6 +30,22 @@ type Table struct {
 	any      *VirtualHost
 	Request  HeaderOps
 	Response HeaderOps
+	// PerFilter is the route configuration's typed_per_filter_config, compiled by Options.PerFilter.
+	PerFilter map[string]*FilterConfig
+}
+
+// FilterConfig is one compiled typed_per_filter_config entry.
+type FilterConfig struct {
+	Config   any  // what the filter's factory compiled (nil: the entry only enables the filter)
+	Disabled bool // FilterConfig.disabled: the filter does not run here
+}
+
+// Options say how to compile what the router does not interpret itself.
+type Options struct {
+	// PerFilter compiles a typed_per_filter_config entry for the HTTP filter
+	// named name; a nil result with no error drops the entry (an optional
+	// filter the proxy lacks). Without it, any such entry is refused.
+	PerFilter func(name string, a *anypb.Any, field string) (*FilterConfig, error)
 }
 
 type wild struct {
@@ -44,8 +59,9 @@ type VirtualHost struct {
 	routes   []*Route
 	Request  HeaderOps
 	Response HeaderOps
-	Fault    *Fault
 	Retry    *RetryPolicy
+	// PerFilter is typed_per_filter_config merged down from the route configuration (the virtual host's entries win).
+	PerFilter map[string]*FilterConfig
 }
 
 // Route is a compiled route: how to match and what to do.
@@ -78,8 +94,11 @@ type Route struct {
 	Direct        *Direct
 	Request       HeaderOps
 	Response      HeaderOps
-	Fault         *Fault // per-route override of the HCM's fault filter
-	RBACDisabled  bool   // per-route RBAC override disabling the filter
+	// PerFilter is the per-filter config in effect on this route: the
+	// route's typed_per_filter_config entries, else its virtual host's, else
+	// the route configuration's (Envoy's most-specific-wins precedence; a
+	// weighted cluster's entries win over all, see WeightedCluster.PerFilter).
+	PerFilter map[string]*FilterConfig
 }
 
 // WeightedCluster is one target of a weighted split.
@@ -88,6 +107,8 @@ type WeightedCluster struct {
 	Weight   uint32
 	Request  HeaderOps
 	Response HeaderOps
+	// PerFilter is this cluster's own typed_per_filter_config, the most specific level.
+	PerFilter map[string]*FilterConfig
 }
 
 // Mirror sends a copy of matching requests to a cluster, ignoring the answer.
@@ -117,14 +138,18 @@ const (
 	pathSeparated
 )
 
-// Compile builds a Table; unsupported fields are errors naming them.
-func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
+// Compile builds a Table with no HTTP filter per-route config allowed; unsupported fields are errors naming them.
+func Compile(rc *routev3.RouteConfiguration) (*Table, error) { return CompileWith(rc, Options{}) }
+
+// CompileWith builds a Table, compiling typed_per_filter_config through opts.
+func CompileWith(rc *routev3.RouteConfiguration, opts Options) (*Table, error) {
 	f := "route_configuration " + strconv.Quote(rc.GetName())
 	if err := rc.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("%s: %w", f, err)
 	}
 	if err := protofields.Check(rc, f, "name", "virtual_hosts", "vhds", "validate_clusters",
-		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"); err != nil {
+		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+		"typed_per_filter_config"); err != nil {
 		return nil, err
 	}
 	if rc.GetValidateClusters().GetValue() {
@@ -142,9 +167,12 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 	if rc.GetVhds() != nil {
 		return nil, fmt.Errorf("%s: vhds is not supported", f)
 	}
+	if t.PerFilter, err = compilePerFilter(rc.GetTypedPerFilterConfig(), nil, f+".typed_per_filter_config", opts); err != nil {
+		return nil, err
+	}
 	for i, v := range rc.GetVirtualHosts() {
 		vf := fmt.Sprintf("%s: virtual_hosts[%d] (%s)", f, i, v.GetName())
-		vh, err := compileVHost(v, vf)
+		vh, err := compileVHost(v, t.PerFilter, vf, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +208,7 @@ func sortWild(w []wild) {
 	}
 }
 
-func compileVHost(v *routev3.VirtualHost, f string) (*VirtualHost, error) {
+func compileVHost(v *routev3.VirtualHost, outer map[string]*FilterConfig, f string, opts Options) (*VirtualHost, error) {
 	if err := protofields.Check(v, f, "name", "domains", "routes", "require_tls", "retry_policy", "typed_per_filter_config", "metadata",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"); err != nil {
 		return nil, err
@@ -201,55 +229,55 @@ func compileVHost(v *routev3.VirtualHost, f string) (*VirtualHost, error) {
 			return nil, err
 		}
 	}
-	var rbacOff bool
-	if vh.Fault, rbacOff, err = compilePerFilter(v.GetTypedPerFilterConfig(), f+".typed_per_filter_config"); err != nil {
+	if vh.PerFilter, err = compilePerFilter(v.GetTypedPerFilterConfig(), outer, f+".typed_per_filter_config", opts); err != nil {
 		return nil, err
 	}
 	for i, r := range v.GetRoutes() {
-		rt, err := compileRoute(r, vh, fmt.Sprintf("%s.routes[%d]", f, i))
+		rt, err := compileRoute(r, vh, fmt.Sprintf("%s.routes[%d]", f, i), opts)
 		if err != nil {
 			return nil, err
-		}
-		if rbacOff {
-			rt.RBACDisabled = true
 		}
 		vh.routes = append(vh.routes, rt)
 	}
 	return vh, nil
 }
 
-// compilePerFilter reads typed_per_filter_config entries for the filters the proxy runs.
-func compilePerFilter(m map[string]*anypb.Any, f string) (*Fault, bool, error) {
-	var fault *Fault
-	rbacOff := false
-	for name, a := range m {
-		switch name {
-		case "envoy.filters.http.fault":
-			hf := &faultv3.HTTPFault{}
-			if err := a.UnmarshalTo(hf); err != nil {
-				return nil, false, fmt.Errorf("%s[%s]: want HTTPFault: %w", f, name, err)
-			}
-			var err error
-			if fault, err = CompileFault(hf, f+"["+name+"]"); err != nil {
-				return nil, false, err
-			}
-		case "envoy.filters.http.rbac":
-			pr := &rbacv3.RBACPerRoute{}
-			if err := a.UnmarshalTo(pr); err != nil {
-				return nil, false, fmt.Errorf("%s[%s]: want RBACPerRoute: %w", f, name, err)
-			}
-			if pr.GetRbac() != nil {
-				return nil, false, fmt.Errorf("%s[%s].rbac: per-route RBAC policies are not supported; only disabling (an empty RBACPerRoute)", f, name)
-			}
-			rbacOff = true
-		default:
-			return nil, false, fmt.Errorf("%s[%s]: per-route config for this filter is not supported", f, name)
+// compilePerFilter compiles a typed_per_filter_config map and lays it over
+// outer, the enclosing level's entries: an entry here replaces outer's for
+// the same filter name, as Envoy takes the most specific one. The result is
+// shared (never mutated after compile); nil when both are empty.
+func compilePerFilter(m map[string]*anypb.Any, outer map[string]*FilterConfig, f string, opts Options) (map[string]*FilterConfig, error) {
+	if len(m) == 0 {
+		return outer, nil
+	}
+	if opts.PerFilter == nil {
+		return nil, fmt.Errorf("%s: per-filter config is not supported here", f)
+	}
+	out := make(map[string]*FilterConfig, len(outer)+len(m))
+	for k, v := range outer {
+		out[k] = v
+	}
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fc, err := opts.PerFilter(name, m[name], f+"["+name+"]")
+		if err != nil {
+			return nil, err
+		}
+		if fc != nil {
+			out[name] = fc
 		}
 	}
-	return fault, rbacOff, nil
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
-func compileRoute(r *routev3.Route, vh *VirtualHost, f string) (*Route, error) {
+func compileRoute(r *routev3.Route, vh *VirtualHost, f string, opts Options) (*Route, error) {
 	if err := protofields.Check(r, f, "name", "match", "route", "redirect", "direct_response", "metadata",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
 		"typed_per_filter_config"); err != nil {
@@ -307,14 +335,12 @@ func compileRoute(r *routev3.Route, vh *VirtualHost, f string) (*Route, error) {
 	if rt.Response, err = compileHeaderOps(r.GetResponseHeadersToAdd(), r.GetResponseHeadersToRemove(), f+".response_headers"); err != nil {
 		return nil, err
 	}
-	var rbacOff bool
-	if rt.Fault, rbacOff, err = compilePerFilter(r.GetTypedPerFilterConfig(), f+".typed_per_filter_config"); err != nil {
+	if rt.PerFilter, err = compilePerFilter(r.GetTypedPerFilterConfig(), vh.PerFilter, f+".typed_per_filter_config", opts); err != nil {
 		return nil, err
 	}
-	rt.RBACDisabled = rbacOff
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:
-		if err := rt.compileAction(a.Route, f+".route"); err != nil {
+		if err := rt.compileAction(a.Route, f+".route", opts); err != nil {
 			return nil, err
 		}
 	case *routev3.Route_Redirect:
@@ -338,7 +364,7 @@ func compileRoute(r *routev3.Route, vh *VirtualHost, f string) (*Route, error) {
 	return rt, nil
 }
 
-func (rt *Route) compileAction(a *routev3.RouteAction, f string) error {
+func (rt *Route) compileAction(a *routev3.RouteAction, f string, opts Options) error {
 	if err := protofields.Check(a, f, "cluster", "weighted_clusters", "prefix_rewrite", "regex_rewrite",
 		"host_rewrite_literal", "auto_host_rewrite", "timeout", "max_stream_duration", "retry_policy",
 		"request_mirror_policies", "hash_policy", "upgrade_configs", "cluster_not_found_response_code"); err != nil {
@@ -365,8 +391,9 @@ func (rt *Route) compileAction(a *routev3.RouteAction, f string) error {
 			if w.Response, err = compileHeaderOps(wc.GetResponseHeadersToAdd(), wc.GetResponseHeadersToRemove(), fmt.Sprintf("%s.weighted_clusters.clusters[%d].response_headers", f, i)); err != nil {
 				return err
 			}
-			if len(wc.GetTypedPerFilterConfig()) > 0 {
-				return fmt.Errorf("%s.weighted_clusters.clusters[%d].typed_per_filter_config: not supported", f, i)
+			// A weighted cluster's entries are the most specific level: they win over the route's (nil outer: the chain looks at the route after).
+			if w.PerFilter, err = compilePerFilter(wc.GetTypedPerFilterConfig(), nil, fmt.Sprintf("%s.weighted_clusters.clusters[%d].typed_per_filter_config", f, i), opts); err != nil {
+				return err
 			}
 			rt.Weighted = append(rt.Weighted, w)
 			rt.totalWeight += w.Weight

@@ -1,0 +1,290 @@
+package httpfilter
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"mesh.dev/mesh/internal/proxy/router"
+)
+
+// RouterType is the type URL of the terminal router filter, which the request paths implement themselves.
+const RouterType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+const filterConfigType = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+
+// Config is what a Factory gets to build one filter instance.
+type Config struct {
+	Name  string     // the HttpFilter's name, under which routes give per-route config
+	Any   *anypb.Any // typed_config
+	Field string     // where the config is, for errors ("listener "x" ... http_filters[1] (envoy.filters.http.rbac)")
+	Env   Env
+}
+
+// Factory builds one kind of filter.
+type Factory struct {
+	Name          string   // Envoy's canonical name, e.g. envoy.filters.http.rbac (for messages)
+	ConfigTypes   []string // typed_config type URLs it compiles
+	PerRouteTypes []string // typed_per_filter_config type URLs it compiles (none: no per-route config)
+	New           func(c Config) (Filter, error)
+	// NewPerRoute compiles a per-route config; the result is what Stream.PerRoute returns.
+	NewPerRoute func(a *anypb.Any, field string) (any, error)
+}
+
+// Registry maps type URLs to the factories the proxy ships.
+type Registry struct {
+	byType     map[string]*Factory
+	byPerRoute map[string]*Factory
+	names      []string
+	Log        *slog.Logger // where skipped optional filters are reported (nil: slog's default)
+}
+
+// NewRegistry lists the filters a proxy ships; a type URL claimed twice panics, as that is a programming error.
+func NewRegistry(fs ...Factory) *Registry {
+	r := &Registry{byType: map[string]*Factory{}, byPerRoute: map[string]*Factory{}}
+	for i := range fs {
+		f := &fs[i]
+		for _, t := range f.ConfigTypes {
+			if _, dup := r.byType[t]; dup {
+				panic("httpfilter: type " + t + " registered twice")
+			}
+			r.byType[t] = f
+		}
+		for _, t := range f.PerRouteTypes {
+			if _, dup := r.byPerRoute[t]; dup {
+				panic("httpfilter: per-route type " + t + " registered twice")
+			}
+			r.byPerRoute[t] = f
+		}
+		r.names = append(r.names, f.Name)
+	}
+	r.names = append(r.names, "envoy.filters.http.router")
+	sort.Strings(r.names)
+	return r
+}
+
+func (r *Registry) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}
+
+// Supported names the filters the registry knows, for messages.
+func (r *Registry) Supported() string { return strings.Join(r.names, ", ") }
+
+type entry struct {
+	name     string
+	filter   Filter
+	enc      Encoder
+	body     BodyDecoder
+	disabled bool // HttpFilter.disabled: runs only where a route's typed_per_filter_config enables it
+}
+
+// Chain is a compiled http_filters list: the filters before the router, in order.
+type Chain struct {
+	filters   []entry
+	encoders  bool
+	wantsBody bool
+	Router    *anypb.Any // the router filter's typed_config
+	counters  []Counter
+}
+
+// Compile builds the chain of one HCM. Unknown filter types are refused by
+// name unless the entry is is_optional (then skipped with a warning), the
+// router must be last and cannot be disabled, and a disabled entry runs only
+// on routes that enable it through typed_per_filter_config.
+func (r *Registry) Compile(hfs []*hcmv3.HttpFilter, field string, env Env) (*Chain, error) {
+	if r == nil {
+		r = NewRegistry()
+	}
+	c := &Chain{}
+	env.counters = &c.counters
+	sawRouter := false
+	names := map[string]bool{}
+	for i, hf := range hfs {
+		ff := fmt.Sprintf("%s.http_filters[%d] (%s)", field, i, hf.GetName())
+		if sawRouter {
+			return nil, fmt.Errorf("%s: the router filter must be the last HTTP filter", ff)
+		}
+		if names[hf.GetName()] {
+			return nil, fmt.Errorf("%s: name %q is used by an earlier filter; per-route config could not tell them apart", ff, hf.GetName())
+		}
+		names[hf.GetName()] = true
+		if hf.GetConfigDiscovery() != nil {
+			if hf.GetIsOptional() {
+				r.log().Warn("skipping optional HTTP filter: config_discovery (ECDS) is not supported", "filter", hf.GetName())
+				continue
+			}
+			return nil, fmt.Errorf("%s.config_discovery: extension config discovery (ECDS) is not supported; give typed_config", ff)
+		}
+		tc := hf.GetTypedConfig()
+		tu := tc.GetTypeUrl()
+		if tu == RouterType {
+			if hf.GetDisabled() {
+				return nil, fmt.Errorf("%s.disabled: the router is the terminal filter and cannot be disabled", ff)
+			}
+			sawRouter = true
+			c.Router = tc
+			continue
+		}
+		f := r.byType[tu]
+		if f == nil {
+			if hf.GetIsOptional() {
+				// Envoy's contract for is_optional: an unknown optional filter is skipped.
+				r.log().Warn("skipping optional HTTP filter the proxy does not implement", "filter", hf.GetName(), "type", tu)
+				continue
+			}
+			return nil, fmt.Errorf("%s: HTTP filter type %q is not supported (supported: %s; mark it is_optional to run without it)", ff, tu, r.Supported())
+		}
+		flt, err := f.New(Config{Name: hf.GetName(), Any: tc, Field: ff, Env: env})
+		if err != nil {
+			return nil, err
+		}
+		e := entry{name: hf.GetName(), filter: flt, disabled: hf.GetDisabled()}
+		e.enc, _ = flt.(Encoder)
+		e.body, _ = flt.(BodyDecoder)
+		c.encoders = c.encoders || e.enc != nil
+		c.wantsBody = c.wantsBody || e.body != nil
+		c.filters = append(c.filters, e)
+	}
+	if !sawRouter {
+		return nil, fmt.Errorf("%s.http_filters: the router filter (envoy.filters.http.router) is required", field)
+	}
+	if len(c.filters) > 64 {
+		return nil, fmt.Errorf("%s.http_filters: %d filters before the router; at most 64 are supported", field, len(c.filters))
+	}
+	return c, nil
+}
+
+// PerRoute compiles one typed_per_filter_config entry (router.Options.PerFilter):
+// a FilterConfig wrapper gives disabled and is_optional, the config's type URL
+// picks the factory, and an unknown type is refused unless the entry is optional
+// (then it returns nil: the entry is ignored).
+func (r *Registry) PerRoute(name string, a *anypb.Any, field string) (*router.FilterConfig, error) {
+	if r == nil {
+		r = NewRegistry()
+	}
+	optional := false
+	if a.GetTypeUrl() == filterConfigType {
+		fc := &routev3.FilterConfig{}
+		if err := a.UnmarshalTo(fc); err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		if fc.GetDisabled() {
+			return &router.FilterConfig{Disabled: true}, nil // Envoy ignores config when disabled
+		}
+		if fc.GetConfig() == nil {
+			return &router.FilterConfig{}, nil // enables a filter disabled in the HCM, with its own config
+		}
+		a, optional, field = fc.GetConfig(), fc.GetIsOptional(), field+".config"
+	}
+	f := r.byPerRoute[a.GetTypeUrl()]
+	if f == nil || f.NewPerRoute == nil {
+		if optional {
+			r.log().Warn("ignoring optional per-route config for a filter the proxy does not implement", "filter", name, "type", a.GetTypeUrl())
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s: per-route config type %q is not supported (filters with per-route config: %s)", field, a.GetTypeUrl(), r.perRouteNames())
+	}
+	v, err := f.NewPerRoute(a, field)
+	if err != nil {
+		return nil, err
+	}
+	return &router.FilterConfig{Config: v}, nil
+}
+
+func (r *Registry) perRouteNames() string {
+	var out []string
+	for _, n := range r.names {
+		for _, f := range r.byPerRoute {
+			if f.Name == n {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// RouteOptions are the router compile options that compile typed_per_filter_config with this registry.
+func (r *Registry) RouteOptions() router.Options { return router.Options{PerFilter: r.PerRoute} }
+
+// Len is the number of filters before the router.
+func (c *Chain) Len() int { return len(c.filters) }
+
+// WantsBody reports whether a filter on the chain reads the request body.
+func (c *Chain) WantsBody() bool { return c.wantsBody }
+
+// Encodes reports whether a filter on the chain edits responses.
+func (c *Chain) Encodes() bool { return c.encoders }
+
+// Counters lists the statistics the chain's filters keep.
+func (c *Chain) Counters() []Counter { return c.counters }
+
+// DecodeHeaders runs the filters' request phase in order; Stop means a
+// filter replied (Stream.Reply) or abandoned the request, and the router
+// must not run. A filter is skipped on a route whose most specific
+// typed_per_filter_config entry for it is disabled, and a filter disabled in
+// the HCM runs only where a route gives it an entry that is not.
+func (c *Chain) DecodeHeaders(s *Stream) Status {
+	for i := range c.filters {
+		e := &c.filters[i]
+		fc := s.lookup(e.name)
+		switch {
+		case fc != nil && fc.Disabled:
+			continue
+		case fc == nil && e.disabled:
+			continue
+		}
+		s.perRoute = nil
+		if fc != nil {
+			s.perRoute = fc.Config
+		}
+		s.active |= 1 << i
+		if e.filter.DecodeHeaders(s) == Stop {
+			return Stop
+		}
+	}
+	return Continue
+}
+
+// DecodeBody passes the buffered request body to the filters that asked for it, in order.
+func (c *Chain) DecodeBody(s *Stream, body []byte) Status {
+	if !c.wantsBody {
+		return Continue
+	}
+	for i := range c.filters {
+		e := &c.filters[i]
+		if e.body == nil || s.active&(1<<i) == 0 {
+			continue
+		}
+		s.perRoute = s.PerRouteOf(e.name)
+		if e.body.DecodeBody(s, body) == Stop {
+			return Stop
+		}
+	}
+	return Continue
+}
+
+// EncodeHeaders runs the response phase, last filter first as Envoy does,
+// for the filters whose request phase ran; h may be edited.
+func (c *Chain) EncodeHeaders(s *Stream, code int, h http.Header) {
+	if !c.encoders {
+		return
+	}
+	for i := len(c.filters) - 1; i >= 0; i-- {
+		e := &c.filters[i]
+		if e.enc == nil || s.active&(1<<i) == 0 {
+			continue
+		}
+		s.perRoute = s.PerRouteOf(e.name)
+		e.enc.EncodeHeaders(s, code, h)
+	}
+}

@@ -1,0 +1,95 @@
+package httpfilter_test
+
+import (
+	"strings"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"mesh.dev/mesh/internal/proxy/fault"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
+	"mesh.dev/mesh/internal/proxy/rbac"
+)
+
+func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func hf(t *testing.T, name string, m proto.Message, mod ...func(*hcmv3.HttpFilter)) *hcmv3.HttpFilter {
+	f := &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, m)}}
+	for _, fn := range mod {
+		fn(f)
+	}
+	return f
+}
+
+func optional(f *hcmv3.HttpFilter) { f.IsOptional = true }
+func disabled(f *hcmv3.HttpFilter) { f.Disabled = true }
+
+// Compile refuses what it cannot run, naming the filter, and skips only what Envoy lets it skip.
+func TestCompileRefusesByNameUnlessOptional(t *testing.T) {
+	reg := httpfilter.NewRegistry(rbac.Factory(), fault.Factory())
+	router := func() *hcmv3.HttpFilter { return hf(t, "envoy.filters.http.router", &routerv3.Router{}) }
+	unknown := &structpb.Struct{} // a type no filter is registered for
+	cases := []struct {
+		name    string
+		filters []*hcmv3.HttpFilter
+		wantErr string // "" : compiles
+		wantLen int
+	}{
+		{"unknown filter", []*hcmv3.HttpFilter{hf(t, "acme.filters.http.magic", unknown), router()}, `http_filters[0] (acme.filters.http.magic): HTTP filter type "type.googleapis.com/google.protobuf.Struct" is not supported`, 0},
+		{"unknown optional filter is skipped", []*hcmv3.HttpFilter{hf(t, "acme.filters.http.magic", unknown, optional), router()}, "", 0},
+		{"known filters compile in order", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{}), hf(t, "g", &faultv3.HTTPFault{}, disabled), router()}, "", 2},
+		{"router must be last", []*hcmv3.HttpFilter{router(), hf(t, "f", &faultv3.HTTPFault{})}, "http_filters[1] (f): the router filter must be the last", 0},
+		{"router is required", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{})}, "the router filter (envoy.filters.http.router) is required", 0},
+		{"router cannot be disabled", []*hcmv3.HttpFilter{hf(t, "envoy.filters.http.router", &routerv3.Router{}, disabled)}, "cannot be disabled", 0},
+		{"names are unique", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{}), hf(t, "f", &faultv3.HTTPFault{}), router()}, `name "f" is used by an earlier filter`, 0},
+		{"a bad config names its field", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{UpstreamCluster: "x"}), router()}, "http_filters[0] (f).upstream_cluster: not supported", 0},
+	}
+	for _, c := range cases {
+		ch, err := reg.Compile(c.filters, "hcm", httpfilter.Env{})
+		switch {
+		case c.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("%s: error %v; want one containing %q", c.name, err, c.wantErr)
+		case err == nil && ch.Len() != c.wantLen:
+			t.Errorf("%s: %d filters before the router; want %d", c.name, ch.Len(), c.wantLen)
+		}
+	}
+}
+
+// Per-route entries: a FilterConfig wrapper's disabled and is_optional, unknown types refused by name.
+func TestPerRouteConfig(t *testing.T) {
+	reg := httpfilter.NewRegistry(rbac.Factory(), fault.Factory())
+	unknown := mustAny(t, &structpb.Struct{})
+	if _, err := reg.PerRoute("acme", unknown, "route.typed_per_filter_config[acme]"); err == nil || !strings.Contains(err.Error(), `route.typed_per_filter_config[acme]: per-route config type "type.googleapis.com/google.protobuf.Struct" is not supported`) {
+		t.Errorf("unknown per-route type: %v; want a refusal naming the entry", err)
+	}
+	fc, err := reg.PerRoute("acme", mustAny(t, &routev3.FilterConfig{Config: unknown, IsOptional: true}), "f")
+	if err != nil || fc != nil {
+		t.Errorf("optional unknown per-route config: %v, %v; want it ignored", fc, err)
+	}
+	fc, err = reg.PerRoute("acme", mustAny(t, &routev3.FilterConfig{Config: unknown, Disabled: true}), "f")
+	if err != nil || fc == nil || !fc.Disabled {
+		t.Errorf("disabled FilterConfig: %+v, %v; want disabled (its config is ignored, as in Envoy)", fc, err)
+	}
+	fc, err = reg.PerRoute("f", mustAny(t, &routev3.FilterConfig{Config: mustAny(t, &faultv3.HTTPFault{})}), "f")
+	if err != nil || fc == nil || fc.Disabled {
+		t.Fatalf("wrapped HTTPFault: %+v, %v", fc, err)
+	}
+	if _, ok := fc.Config.(*fault.Fault); !ok {
+		t.Errorf("wrapped HTTPFault compiled to %T; want *fault.Fault", fc.Config)
+	}
+}
