@@ -12,6 +12,8 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	securityapi "istio.io/api/security/v1beta1"
+
+	"mesh.dev/mesh/internal/enforced"
 )
 
 // Result is one translated rule; Permission is nil when an ALLOW rule
@@ -20,17 +22,17 @@ import (
 type Result struct {
 	Permission *rbacv3.Permission
 	Principal  *rbacv3.Principal
-	Unenforced []string
+	Unenforced []enforced.Finding
 }
 
 type ruleCtx struct {
 	ns         string // the policy's namespace: bare service accounts live here
 	http       bool
-	unenforced []string
+	unenforced []enforced.Finding
 }
 
 func (c *ruleCtx) fail(path, why string) {
-	c.unenforced = append(c.unenforced, path+" ("+why+")")
+	c.unenforced = append(c.unenforced, enforced.Finding{Path: path, Note: why})
 }
 
 // TranslateRule turns one rule of a policy in namespace ns into an Envoy
@@ -42,9 +44,9 @@ func (c *ruleCtx) fail(path, why string) {
 // written, never less.
 func TranslateRule(rule *securityapi.Rule, ns string, http, deny bool) Result {
 	c := &ruleCtx{ns: ns, http: http}
-	for _, f := range UnknownFields(rule) {
-		c.fail(f, "not known to this mesh")
-	}
+	// The field table decides which fields are carried out; the terms
+	// below translate the enforced ones.
+	c.unenforced = append(c.unenforced, notEnforced(rule)...)
 
 	var perms []*rbacv3.Permission // OR over `to`
 	for j, to := range rule.GetTo() {
@@ -128,27 +130,23 @@ func (c *ruleCtx) source(src *securityapi.Source, path string) []*rbacv3.Princip
 	and = c.princTerms(and, path+".trustDomains", src.TrustDomains, src.NotTrustDomains, trustDomainPrinc)
 	and = c.princTerms(and, path+".ipBlocks", src.IpBlocks, src.NotIpBlocks, directIPPrinc)
 	and = c.princTerms(and, path+".remoteIpBlocks", src.RemoteIpBlocks, src.NotRemoteIpBlocks, remoteIPPrinc)
-	if len(src.RequestPrincipals)+len(src.NotRequestPrincipals) > 0 {
-		c.fail(path+".requestPrincipals", "needs request authentication (JWT), which mesh-proxy does not do yet")
-	}
 	return and
 }
 
 // condition translates one `when` entry into permission or principal terms.
 func (c *ruleCtx) condition(cond *securityapi.Condition, path string) ([]*rbacv3.Permission, []*rbacv3.Principal) {
 	key := cond.GetKey()
-	path += " key " + key
 	if len(cond.Values)+len(cond.NotValues) == 0 {
-		c.fail(path, "neither values nor notValues")
+		c.fail(path, key+": neither values nor notValues")
 		return nil, nil
 	}
-	kc := Condition(key)
+	kc := enforced.Condition(key)
 	switch {
 	case !kc.Enforced:
-		c.fail(path, kc.Why)
+		c.fail(path+".key", key+" "+kc.Why)
 		return nil, nil
 	case kc.HTTPOnly && !c.http:
-		c.fail(path, "HTTP-only, on a TCP port")
+		c.fail(path+".key", key+" is HTTP-only, on a TCP port")
 		return nil, nil
 	}
 	switch key {
@@ -174,14 +172,14 @@ func (c *ruleCtx) condition(cond *securityapi.Condition, path string) ([]*rbacv3
 			return &rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: stringMatch(v)}}, true
 		}), nil
 	}
-	if name, ok := HeaderConditionName(key); ok {
+	if name, ok := enforced.HeaderConditionName(key); ok {
 		return nil, c.princTerms(nil, path, cond.Values, cond.NotValues, func(v string) (*rbacv3.Principal, bool) {
 			return &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: headerMatch(name, v)}}, true
 		})
 	}
 	// Condition said enforced but no translation exists here: a test
 	// holds the two together; at run time refuse rather than widen.
-	c.fail(path, "no translation")
+	c.fail(path+".key", key+" has no translation")
 	return nil, nil
 }
 

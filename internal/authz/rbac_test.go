@@ -9,9 +9,11 @@ import (
 	rbaccfg "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	securityapi "istio.io/api/security/v1beta1"
 	"sigs.k8s.io/yaml"
 
+	"mesh.dev/mesh/internal/enforced"
 	"mesh.dev/mesh/internal/proxy/rbac"
 )
 
@@ -40,6 +42,14 @@ func (c caller) request() *rbac.Request {
 		q.Principal = "spiffe://" + orDefault(c.td, "cluster.local") + "/ns/" + c.ns + "/sa/" + c.sa
 	}
 	return q
+}
+
+func joined(fs []enforced.Finding) string {
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, f.String())
+	}
+	return strings.Join(parts, "; ")
 }
 
 func orDefault(s, d string) string {
@@ -164,22 +174,22 @@ func TestUnenforcedPartsFailClosed(t *testing.T) {
 		want       string // in Unenforced
 	}{
 		{"request principals", `{from: [{source: {requestPrincipals: ["issuer/*"]}}]}`, true, "from[0].source.requestPrincipals"},
-		{"JWT claim", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`, true, "when[0] key request.auth.claims[groups]"},
-		{"unknown key", `{when: [{key: "destination.name", values: [x]}]}`, true, "when[0] key destination.name"},
+		{"JWT claim", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`, true, "when[0].key: request.auth.claims[groups]"},
+		{"unknown key", `{when: [{key: "destination.name", values: [x]}]}`, true, "when[0].key: destination.name"},
 		{"HTTP field on TCP", `{to: [{operation: {paths: ["/admin"]}}]}`, false, "to[0].operation.paths"},
-		{"header on TCP", `{when: [{key: "request.headers[x]", values: ["y"]}]}`, false, "when[0] key request.headers[x]"},
+		{"header on TCP", `{when: [{key: "request.headers[x]", values: ["y"]}]}`, false, "when[0].key: request.headers[x]"},
 		{"bad port", `{to: [{operation: {ports: ["http"]}}]}`, true, "to[0].operation.ports"},
 		{"bad CIDR", `{from: [{source: {notIpBlocks: ["not-an-ip"]}}]}`, true, "from[0].source.ipBlocks"},
 		{"wildcard service account", `{from: [{source: {serviceAccounts: ["bookinfo/*"]}}]}`, true, "from[0].source.serviceAccounts"},
 		{"bad path template", `{to: [{operation: {notPaths: ["/{**}/x/{*}"]}}]}`, true, "to[0].operation.paths"},
-		{"no values", `{when: [{key: source.ip}]}`, true, "when[0] key source.ip"},
+		{"no values", `{when: [{key: source.ip}]}`, true, "when[0]: source.ip"},
 	}
 	everyone := []caller{productpage, ratings, otherNS, plaintext, {path: "/admin"}, {port: 9090}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rule := parseRule(t, c.rule)
 			res := TranslateRule(rule, "bookinfo", c.http, false)
-			if !strings.Contains(strings.Join(res.Unenforced, "; "), c.want) {
+			if !strings.Contains(joined(res.Unenforced), c.want) {
 				t.Errorf("unenforced %q; want it to name %s", res.Unenforced, c.want)
 			}
 			allow, deny := engine(t, rule, false, c.http), engine(t, rule, true, c.http)
@@ -195,21 +205,63 @@ func TestUnenforcedPartsFailClosed(t *testing.T) {
 	}
 }
 
-// Fields a newer istio.io/api adds are unknown to the translation and fail
-// closed like any other part it cannot carry out.
-func TestUnknownFieldFailsClosed(t *testing.T) {
-	rule := parseRule(t, `{from: [{source: {namespaces: [bookinfo]}}]}`)
-	src := rule.From[0].Source.ProtoReflect()
-	// Set a field the translation does not read, as a newer API would.
-	unknown := src.Descriptor().Fields().ByName("principals")
-	saved := translated["istio.security.v1beta1.Source"]["principals"]
-	translated["istio.security.v1beta1.Source"]["principals"] = false
-	defer func() { translated["istio.security.v1beta1.Source"]["principals"] = saved }()
-	l := src.Mutable(unknown).List()
-	l.Append(src.Get(unknown).List().NewElement())
-	res := TranslateRule(rule, "bookinfo", true, false)
-	if res.Permission != nil || !strings.Contains(strings.Join(res.Unenforced, ";"), "from[0].source.principals") {
-		t.Errorf("a field the translation does not know: permission %v, unenforced %q; want the ALLOW rule to allow nobody", res.Permission, res.Unenforced)
+// Every field the table calls enforced under spec.rules is translated:
+// set alone to a valid value it yields a rule with no unenforced part.
+func TestEnforcedRuleFieldsTranslate(t *testing.T) {
+	values := map[string]string{"ipBlocks": "198.18.0.0/16", "remoteIpBlocks": "198.18.0.1", "ports": "9080",
+		"serviceAccounts": "bookinfo/productpage", "key": "source.ip", "values": "198.18.0.1", "notValues": "198.18.0.2"}
+	n := 0
+	for path, e := range enforced.Entries("AuthorizationPolicy") {
+		if !e.Enforced || !strings.HasPrefix(path, "spec.rules.") {
+			continue
+		}
+		n++
+		rule := &securityapi.Rule{}
+		m := rule.ProtoReflect()
+		parts := strings.Split(strings.TrimPrefix(path, "spec.rules."), ".")
+		for i, part := range parts {
+			fd := m.Descriptor().Fields().ByJSONName(part)
+			if fd == nil {
+				t.Fatalf("%s: no field %s in %s", path, part, m.Descriptor().FullName())
+			}
+			if i == len(parts)-1 {
+				v := values[strings.TrimPrefix(strings.ToLower(part[:1])+part[1:], "not")]
+				if v == "" {
+					v = values[part]
+				}
+				if strings.HasPrefix(part, "not") && v == "" {
+					low := strings.ToLower(part[3:4]) + part[4:]
+					v = values[low]
+				}
+				if v == "" {
+					v = "v"
+				}
+				if fd.IsList() {
+					m.Mutable(fd).List().Append(protoreflect.ValueOfString(v))
+				} else {
+					m.Set(fd, protoreflect.ValueOfString(v))
+				}
+				break
+			}
+			if fd.IsList() {
+				el := m.Mutable(fd).List().AppendMutable().Message()
+				m = el
+			} else {
+				m = m.Mutable(fd).Message()
+			}
+		}
+		if part := parts[len(parts)-1]; part == "key" {
+			rule.When[0].Values = []string{"198.18.0.1"}
+		}
+		if c := rule.GetWhen(); len(c) > 0 && c[0].Key == "" {
+			c[0].Key = "source.ip"
+		}
+		if res := TranslateRule(rule, "bookinfo", true, false); res.Permission == nil || len(res.Unenforced) > 0 {
+			t.Errorf("%s is classified enforced but the translation says %q", path, res.Unenforced)
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d enforced rule fields; the table lost its AuthorizationPolicy entries", n)
 	}
 }
 
@@ -220,7 +272,7 @@ func TestEnforcedConditionsTranslate(t *testing.T) {
 		"destination.ip", "destination.port", "connection.sni", "request.headers[x-user]"}
 	vals := map[string]string{"source.ip": "198.18.0.1", "remote.ip": "198.18.0.1", "destination.ip": "198.18.0.1", "destination.port": "80", "source.serviceAccount": "ns/sa"}
 	for _, k := range keys {
-		if !Condition(k).Enforced {
+		if !enforced.Condition(k).Enforced {
 			t.Errorf("%s: Condition says not enforced", k)
 			continue
 		}

@@ -1,0 +1,138 @@
+package enforced
+
+import (
+	"sort"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"sigs.k8s.io/yaml"
+)
+
+// leaves lists every field path of md a user can set a value at, as
+// Lookup sees them (map values and list elements add no segment).
+func leaves(md protoreflect.MessageDescriptor, path string, seen map[protoreflect.FullName]bool, out *[]string) {
+	if seen[md.FullName()] {
+		*out = append(*out, path) // a recursive message: classify where it recurs
+		return
+	}
+	seen[md.FullName()] = true
+	defer delete(seen, md.FullName())
+	fs := md.Fields()
+	for i := 0; i < fs.Len(); i++ {
+		fd := fs.Get(i)
+		p := path + "." + fd.JSONName()
+		child := fd.Message()
+		if fd.IsMap() {
+			child = fd.MapValue().Message()
+		}
+		if child == nil || child.FullName().Parent() == "google.protobuf" || child.Fields().Len() == 0 {
+			*out = append(*out, p)
+			continue
+		}
+		leaves(child, p, seen, out)
+	}
+}
+
+// TestEveryFieldClassified walks the descriptors of every accepted kind in
+// istio.io/api: a field no entry classifies fails here, so a field a new
+// API version adds cannot be accepted silently.
+func TestEveryFieldClassified(t *testing.T) {
+	for kind, spec := range Specs {
+		var paths []string
+		leaves(spec.ProtoReflect().Descriptor(), "spec", map[protoreflect.FullName]bool{}, &paths)
+		for _, p := range paths {
+			if _, ok := Lookup(kind, p); !ok {
+				t.Errorf("%s %s: not classified; add it to the table (enforced, or not with a note saying what happens instead)", kind, p)
+			}
+		}
+		// Entries that name no field are stale: the API renamed or removed it.
+		valid := map[string]bool{}
+		for _, p := range paths {
+			for q := p; q != ""; {
+				valid[q] = true
+				i := strings.LastIndexByte(q, '.')
+				if i < 0 {
+					break
+				}
+				q = q[:i]
+			}
+		}
+		for p := range table[kind] {
+			if !valid[p] {
+				t.Errorf("%s %s: the table names a field the API does not have", kind, p)
+			}
+		}
+	}
+	for kind := range table {
+		if Specs[kind] == nil {
+			t.Errorf("table kind %s is not in Specs", kind)
+		}
+	}
+}
+
+func spec(t *testing.T, kind, y string) proto.Message {
+	t.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Specs[kind].ProtoReflect().New().Interface()
+	if err := protojson.Unmarshal(j, m); err != nil {
+		t.Fatalf("%s %s: %v", kind, y, err)
+	}
+	return m
+}
+
+func paths(fs []Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Path)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestUnenforcedNamesSetFields(t *testing.T) {
+	cases := []struct {
+		kind, spec string
+		want       []string
+	}{
+		{"VirtualService", `{hosts: [r], http: [{route: [{destination: {host: r}}]}, {corsPolicy: {allowOrigins: [{exact: "https://a"}]}, route: [{destination: {host: r}}]}]}`,
+			[]string{"spec.http[1].corsPolicy"}},
+		{"VirtualService", `{hosts: [r], http: [{match: [{uri: {prefix: /}, headers: {x-a: {exact: b}}}], route: [{destination: {host: r}, weight: 100}]}]}`, nil},
+		{"DestinationRule", `{host: r, subsets: [{name: v1, labels: {v: "1"}, trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}}]}`,
+			[]string{"spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting"}},
+		{"AuthorizationPolicy", `{action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["*"], serviceAccounts: [a]}}], when: [{key: "request.auth.claims[g]", values: [x]}, {key: source.ip, values: [198.18.0.1]}]}]}`,
+			[]string{"spec.rules[0].from[0].source.requestPrincipals", "spec.rules[0].when[0].key"}},
+		{"AuthorizationPolicy", `{action: CUSTOM, provider: {name: opa}, rules: [{}]}`, []string{"spec.action", "spec.provider"}},
+		{"RequestAuthentication", `{jwtRules: [{issuer: x}]}`, []string{"spec.jwtRules"}},
+		{"PeerAuthentication", `{mtls: {mode: STRICT}, portLevelMtls: {"8080": {mode: PERMISSIVE}}}`, nil},
+	}
+	for _, c := range cases {
+		got := paths(Unenforced(c.kind, spec(t, c.kind, c.spec)))
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s %s: unenforced %v, want %v", c.kind, c.spec, got, c.want)
+		}
+	}
+	// For AuthorizationPolicy the note says what becomes of the rule.
+	fs := Unenforced("AuthorizationPolicy", spec(t, "AuthorizationPolicy", `{rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]}`))
+	if len(fs) != 1 || !strings.Contains(fs[0].Note, "allows nobody") {
+		t.Errorf("findings %v; want the note to say the ALLOW rule allows nobody", fs)
+	}
+}
+
+// A set field no entry covers (what a newer API adds) is reported, not
+// skipped: here one entry is taken out of the table for the test.
+func TestUnclassifiedSetFieldIsReported(t *testing.T) {
+	const p = "spec.rules.from.source.serviceAccounts"
+	saved := table["AuthorizationPolicy"][p]
+	delete(table["AuthorizationPolicy"], p)
+	defer func() { table["AuthorizationPolicy"][p] = saved }()
+	fs := Unenforced("AuthorizationPolicy", spec(t, "AuthorizationPolicy", `{rules: [{from: [{source: {serviceAccounts: [a]}}]}]}`))
+	if len(fs) != 1 || fs[0].Path != "spec.rules[0].from[0].source.serviceAccounts" || !strings.Contains(fs[0].Note, "not known") {
+		t.Errorf("findings %v; want the unclassified field reported as not known", fs)
+	}
+}
