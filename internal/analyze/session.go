@@ -60,8 +60,11 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 			stdin = data
 		}
 	}
+	// The index keeps each file's text and line starts as it is read, so
+	// the line of a finding's field is looked up, never read again.
+	idx := resource.NewIndex()
 	if len(req.Paths) > 0 {
-		err := resource.WalkPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin)},
+		err := resource.WalkPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin), Index: idx},
 			func(_ int, raws []*resource.Raw) error { return b.Add(raws) })
 		if err != nil {
 			return nil, err
@@ -69,7 +72,7 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 	}
 	snap := b.Snapshot()
 	msgs := req.Filter.Apply(Run(snap, req.Analyzers))
-	loc := resource.NewLocator(stdin)
+	loc := resource.NewLocator(idx)
 	for i := range msgs {
 		if m := &msgs[i]; m.Field != "" && m.Resource.Source.File != "" {
 			m.Line = loc.Line(m.Resource.Source, m.Field)

@@ -33,7 +33,56 @@ func checkSame(t *testing.T, data []byte) (accepted bool) {
 			t.Fatalf("document %d item lines %v, YAML parser %v:\n%q", i, fast[i].itemLines, slow[i].itemLines, data)
 		}
 	}
+	checkSameLines(t, data, fast)
 	return true
+}
+
+// checkSameLines fails when walking the indentation of block-style data
+// finds any field of its objects on another line than the parsed YAML
+// nodes do.
+func checkSameLines(t *testing.T, data []byte, objs []*Raw) {
+	t.Helper()
+	block := &fileIndex{data: data, block: true}
+	parsed := &fileIndex{data: data}
+	idx := NewIndex()
+	idx.add("x", data, true)
+	block.starts, parsed.starts = idx.files["x"].starts, idx.files["x"].starts
+	for _, o := range objs {
+		root := parsed.object(o.Source.Line)
+		if root == nil {
+			t.Fatalf("no parsed object at line %d:\n%q", o.Source.Line, data)
+		}
+		eachPath(o.Object, nil, func(segs []pathSeg) {
+			want, n := o.Source.Line, root
+			for _, seg := range segs {
+				if n = child(n, seg); n == nil {
+					break
+				}
+				want = n.Line
+			}
+			if got := block.walk(o.Source.Line, segs); got != want {
+				t.Fatalf("path %v of the object at line %d: walk says line %d, parsed YAML %d:\n%q", segs, o.Source.Line, got, want, data)
+			}
+		})
+	}
+}
+
+// eachPath calls fn with the path of every field and item under v.
+func eachPath(v any, prefix []pathSeg, fn func([]pathSeg)) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, c := range t {
+			p := append(append([]pathSeg{}, prefix...), pathSeg{key: k, index: -1})
+			fn(p)
+			eachPath(c, p, fn)
+		}
+	case []any:
+		for i, c := range t {
+			p := append(append([]pathSeg{}, prefix...), pathSeg{index: i})
+			fn(p)
+			eachPath(c, p, fn)
+		}
+	}
 }
 
 func TestFastYAMLAgreesOnFixtures(t *testing.T) {

@@ -2,9 +2,6 @@ package resource
 
 import (
 	"bytes"
-	"errors"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,34 +9,82 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// Locator finds the line of a field inside objects that were read from
-// files. It parses a file again only when asked about it, so reading stays
-// fast and only the few objects that get a message pay for positions.
-type Locator struct {
+// Index keeps, for every file read, what finding a field's line needs:
+// the file's text, where each line starts, and whether the file is in the
+// plain block style the fast reader handles. It is filled once, while the
+// files are read, so a finding never reads or parses a file again: in a
+// block-style file a field is found by walking the indentation of the one
+// object's lines from the object's first line. Only files outside that
+// style (JSON, flow style, anchors) are parsed again, once, from the kept
+// text, the first time a finding in them needs a line.
+type Index struct {
 	mu    sync.Mutex
-	docs  map[string][]*yaml.Node
-	stdin []byte
+	files map[string]*fileIndex
 }
 
-// NewLocator returns a Locator; stdin is the data read from "-", if any.
-func NewLocator(stdin []byte) *Locator {
-	return &Locator{docs: map[string][]*yaml.Node{}, stdin: stdin}
+type fileIndex struct {
+	data   []byte
+	starts []int32 // byte offset of each line
+	block  bool
+
+	once sync.Once
+	docs []*yaml.Node
 }
+
+// NewIndex returns an empty Index.
+func NewIndex() *Index { return &Index{files: map[string]*fileIndex{}} }
+
+// add records a file read as data; block says the fast reader parsed it.
+func (x *Index) add(name string, data []byte, block bool) {
+	if x == nil {
+		return
+	}
+	starts := make([]int32, 1, bytes.Count(data, []byte{'\n'})+1)
+	for off := 0; ; {
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			break
+		}
+		off += i + 1
+		starts = append(starts, int32(off))
+	}
+	x.mu.Lock()
+	x.files[name] = &fileIndex{data: data, starts: starts, block: block}
+	x.mu.Unlock()
+}
+
+// Locator finds the line of a field inside objects read from files, from
+// an Index built while they were read.
+type Locator struct{ idx *Index }
+
+// NewLocator returns a Locator over idx.
+func NewLocator(idx *Index) *Locator { return &Locator{idx: idx} }
 
 // Line returns the line of the field at path (such as
 // spec.http[0].route[1].destination.host) in the object that starts at
-// src, or src.Line when the field cannot be found.
+// src, or src.Line when the field cannot be found. The deepest part of the
+// path that exists gives the line.
 func (l *Locator) Line(src Source, path string) int {
-	if src.File == "" || path == "" {
+	if src.File == "" || path == "" || l == nil || l.idx == nil {
 		return src.Line
 	}
-	obj := l.object(src)
+	l.idx.mu.Lock()
+	f := l.idx.files[src.File]
+	l.idx.mu.Unlock()
+	if f == nil || src.Line < 1 || src.Line > len(f.starts) {
+		return src.Line
+	}
+	segs := splitPath(path)
+	if f.block {
+		return f.walk(src.Line, segs)
+	}
+	obj := f.object(src.Line)
 	if obj == nil {
 		return src.Line
 	}
 	n := obj
 	best := src.Line
-	for _, seg := range splitPath(path) {
+	for _, seg := range segs {
 		n = child(n, seg)
 		if n == nil {
 			break
@@ -49,45 +94,186 @@ func (l *Locator) Line(src Source, path string) int {
 	return best
 }
 
-func (l *Locator) object(src Source) *yaml.Node {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	docs, ok := l.docs[src.File]
-	if !ok {
-		docs = l.parse(src.File)
-		l.docs[src.File] = docs
+// blockLine is one line of a block-style file as the walk sees it: raw is
+// the column of its first character (a sequence dash included), col and
+// text the column and content after a leading "- ".
+type blockLine struct {
+	raw, col int
+	text     string
+	dash     bool
+	blank    bool
+	end      bool // past the end of the file or at a document marker
+}
+
+// line returns line i (0-based).
+func (f *fileIndex) line(i int) blockLine {
+	if i >= len(f.starts) {
+		return blockLine{end: true}
 	}
-	for _, d := range docs {
-		if found := findObject(d, src.Line); found != nil {
+	stop := len(f.data)
+	if i+1 < len(f.starts) {
+		stop = int(f.starts[i+1]) - 1
+	}
+	s := string(f.data[f.starts[i]:stop])
+	s = strings.TrimSuffix(s, "\r")
+	raw := 0
+	for raw < len(s) && s[raw] == ' ' {
+		raw++
+	}
+	text := s[raw:]
+	if text == "" || text[0] == '#' {
+		return blockLine{raw: raw, blank: true}
+	}
+	if raw == 0 && (strings.HasPrefix(text, "---") || strings.HasPrefix(text, "...")) {
+		return blockLine{end: true}
+	}
+	text = strings.TrimRight(text, " ")
+	bl := blockLine{raw: raw, col: raw, text: text}
+	if text == "-" || strings.HasPrefix(text, "- ") {
+		bl.dash = true
+		rest := strings.TrimLeft(text[1:], " ")
+		bl.col = raw + len(text) - len(rest)
+		bl.text = rest
+	}
+	return bl
+}
+
+// next returns the first non-blank line after i, and its number.
+func (f *fileIndex) next(i int) (blockLine, int) {
+	for i++; ; i++ {
+		if l := f.line(i); !l.blank {
+			return l, i
+		}
+	}
+}
+
+// walk follows segs from the object whose first line is start (1-based)
+// through the indentation of the lines, and returns the line of the
+// deepest segment found. A mapping at column col runs until a line starts
+// left of col; its keys are the entries whose content starts at col. A
+// sequence's items are the dash lines at its dash column.
+func (f *fileIndex) walk(start int, segs []pathSeg) int {
+	best := start
+	i := start - 1
+	first := f.line(i)
+	if first.end || first.blank {
+		return best
+	}
+	const (
+		inMapping = iota
+		inSequence
+		inScalar
+	)
+	state, col := inMapping, first.col
+	for _, seg := range segs {
+		switch {
+		case state == inMapping && seg.index < 0:
+			found := -1
+			var rest string
+			for k := i; ; k++ {
+				l := f.line(k)
+				if l.end || (!l.blank && k > i && l.raw < col) {
+					break
+				}
+				if l.blank || l.col != col || (k > i && l.dash && l.raw == col) {
+					continue
+				}
+				if key, r, ok := splitKey(l.text); ok && key == seg.key {
+					found, rest = k, r
+					break
+				}
+			}
+			if found < 0 {
+				return best
+			}
+			best = found + 1
+			if rest != "" {
+				state = inScalar
+				continue
+			}
+			nl, n := f.next(found)
+			switch {
+			case nl.end:
+				state = inScalar
+			case nl.raw > col && nl.dash, nl.raw == col && nl.dash:
+				state, col, i = inSequence, nl.raw, n
+			case nl.raw > col:
+				state, col, i = inMapping, nl.col, n
+			default:
+				state = inScalar // null
+			}
+		case state == inSequence && seg.index >= 0:
+			found, count := -1, 0
+			for k := i; ; k++ {
+				l := f.line(k)
+				if l.end || (!l.blank && l.raw < col) {
+					break
+				}
+				if l.blank || l.raw != col {
+					continue
+				}
+				if !l.dash {
+					break // the next key of the mapping holding the list
+				}
+				if count == seg.index {
+					found = k
+					break
+				}
+				count++
+			}
+			if found < 0 {
+				return best
+			}
+			l := f.line(found)
+			if l.text != "" {
+				best = found + 1
+				if _, _, isKey := splitKey(l.text); isKey {
+					state, col, i = inMapping, l.col, found
+				} else {
+					state = inScalar
+				}
+				continue
+			}
+			nl, n := f.next(found)
+			if nl.end || nl.raw <= col {
+				best = found + 1
+				state = inScalar
+				continue
+			}
+			best = n + 1
+			if nl.dash {
+				state, col, i = inSequence, nl.raw, n
+			} else {
+				state, col, i = inMapping, nl.col, n
+			}
+		default:
+			return best
+		}
+	}
+	return best
+}
+
+// object returns the parsed object that starts at line, parsing the file's
+// kept text the first time it is asked about.
+func (f *fileIndex) object(line int) *yaml.Node {
+	f.once.Do(func() {
+		dec := yaml.NewDecoder(bytes.NewReader(f.data))
+		for {
+			var n yaml.Node
+			if err := dec.Decode(&n); err != nil {
+				return
+			}
+			if len(n.Content) > 0 {
+				f.docs = append(f.docs, n.Content[0])
+			}
+		}
+	})
+	for _, d := range f.docs {
+		if found := findObject(d, line); found != nil {
 			return found
 		}
 	}
 	return nil
-}
-
-func (l *Locator) parse(file string) []*yaml.Node {
-	var data []byte
-	if file == StdinName {
-		data = l.stdin
-	} else {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil
-		}
-		data = b
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var out []*yaml.Node
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) || err != nil {
-			return out
-		}
-		if len(n.Content) > 0 {
-			out = append(out, n.Content[0])
-		}
-	}
 }
 
 // findObject returns the mapping that starts at line: a document root, an

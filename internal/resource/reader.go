@@ -23,6 +23,9 @@ type Options struct {
 	Recursive bool
 	// Stdin is read when a path is "-".
 	Stdin io.Reader
+	// Index, when set, records every file read, for finding the lines of
+	// fields later (see Locator).
+	Index *Index
 }
 
 // manifestExt reports whether a file found inside a directory is read; files
@@ -121,7 +124,7 @@ func WalkPaths(paths []string, opts Options, visit func(file int, raws []*Raw) e
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				raws, err := readFile(files[i], opts.Stdin)
+				raws, err := readFile(files[i], opts.Stdin, opts.Index)
 				if err == nil {
 					for j, r := range raws {
 						r.Seq = i<<24 | j
@@ -145,7 +148,7 @@ func WalkPaths(paths []string, opts Options, visit func(file int, raws []*Raw) e
 	return nil
 }
 
-func readFile(path string, stdin io.Reader) ([]*Raw, error) {
+func readFile(path string, stdin io.Reader, idx *Index) ([]*Raw, error) {
 	var data []byte
 	var err error
 	if path == StdinName {
@@ -159,33 +162,43 @@ func readFile(path string, stdin io.Reader) ([]*Raw, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return ReadBytes(path, data)
+	return readBytes(path, data, idx)
 }
 
 // ReadBytes parses data named name as YAML (one or more documents) or JSON
 // (one or more values, or an array of objects). Lists are expanded into
 // their items.
-func ReadBytes(name string, data []byte) ([]*Raw, error) {
+func ReadBytes(name string, data []byte) ([]*Raw, error) { return readBytes(name, data, nil) }
+
+// ReadBytesIndexed is ReadBytes that also records data in idx.
+func ReadBytesIndexed(name string, data []byte, idx *Index) ([]*Raw, error) {
+	return readBytes(name, data, idx)
+}
+
+func readBytes(name string, data []byte, idx *Index) ([]*Raw, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		raws, err := readJSON(name, data)
 		if err == nil {
+			idx.add(name, data, false)
 			return expandLists(name, raws)
 		}
 		// YAML flow style also starts with { or [; if the data reads as
 		// YAML objects, it was YAML. Otherwise the JSON error is the one
 		// that helps.
-		if yraws, yerr := readYAML(name, data); yerr == nil {
+		if yraws, block, yerr := readYAML(name, data); yerr == nil {
 			if out, xerr := expandLists(name, yraws); xerr == nil {
+				idx.add(name, data, block)
 				return out, nil
 			}
 		}
 		return nil, err
 	}
-	raws, err := readYAML(name, data)
+	raws, block, err := readYAML(name, data)
 	if err != nil {
 		return nil, err
 	}
+	idx.add(name, data, block)
 	return expandLists(name, raws)
 }
 

@@ -135,22 +135,50 @@ func FuzzReadBytes(f *testing.F) {
 	})
 }
 
+func locatorFor(t *testing.T, data string) *Locator {
+	t.Helper()
+	idx := NewIndex()
+	if _, err := ReadBytesIndexed("-", []byte(data), idx); err != nil {
+		t.Fatal(err)
+	}
+	return NewLocator(idx)
+}
+
 func TestLocatorFindsFieldLines(t *testing.T) {
-	loc := NewLocator([]byte("apiVersion: v1\nkind: X\nmetadata:\n  name: a\nspec:\n  http:\n  - route:\n    - destination:\n        host: reviews\n      weight: 5\n  labels:\n    \"a.b/c\": d\n"))
-	src := Source{File: "-", Line: 1}
-	for path, want := range map[string]int{
-		"spec.http[0].route[0].destination.host": 9,
-		"spec.http[0].route[0].weight":           10,
-		`spec.labels["a.b/c"]`:                   12,
-		"spec.http[3].route":                     6, // deepest field that exists
-		"metadata.name":                          4,
-	} {
-		if got := loc.Line(src, path); got != want {
-			t.Errorf("%s: line %d, want %d", path, got, want)
+	const doc = "apiVersion: v1\nkind: X\nmetadata:\n  name: a\nspec:\n  http:\n  - route:\n    - destination:\n        host: reviews\n      weight: 5\n  labels:\n    \"a.b/c\": d\n"
+	// The same object in block style (walked by indentation) and in flow
+	// style (parsed again from the kept text) gives the same lines.
+	for _, data := range []string{doc, "# first\n---\n" + doc[:strings.Index(doc, "spec:")] + "spec:\n  http:\n  - route:\n    - destination:\n        host: reviews\n      weight: 5\n  labels: {\"a.b/c\": d}\n"} {
+		loc := locatorFor(t, data)
+		first := strings.Count(data[:strings.Index(data, "apiVersion")], "\n") + 1
+		src := Source{File: "-", Line: first}
+		for path, want := range map[string]int{
+			"spec.http[0].route[0].destination.host": 9,
+			"spec.http[0].route[0].weight":           10,
+			"spec.http[3].route":                     6, // deepest field that exists
+			"metadata.name":                          4,
+			"spec.missing":                           5,
+		} {
+			if got := loc.Line(src, path); got != want+first-1 {
+				t.Errorf("%s: line %d, want %d", path, got, want+first-1)
+			}
 		}
 	}
-	list := NewLocator([]byte("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: A\n  metadata:\n    name: x\n"))
+	loc := locatorFor(t, doc)
+	if got := loc.Line(Source{File: "-", Line: 1}, `spec.labels["a.b/c"]`); got != 12 {
+		t.Errorf("quoted key: line %d, want 12", got)
+	}
+	list := locatorFor(t, "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: A\n  metadata:\n    name: x\n- apiVersion: v1\n  kind: B\n  metadata:\n    # note\n\n    name: y\n")
 	if got := list.Line(Source{File: "-", Line: 4}, "metadata.name"); got != 7 {
 		t.Errorf("List item field: line %d, want 7", got)
+	}
+	if got := list.Line(Source{File: "-", Line: 8}, "metadata.name"); got != 13 {
+		t.Errorf("second List item field: line %d, want 13", got)
+	}
+	seq := locatorFor(t, "apiVersion: v1\nkind: S\nspec:\n  ports:\n  -\n    name: a\n  - name: b\n    port: 2\n  hosts:\n  - x\n  - y\n")
+	for path, want := range map[string]int{"spec.ports[0].name": 6, "spec.ports[1].port": 8, "spec.hosts[1]": 11, "spec.hosts[2]": 9, "spec.ports[1]": 7} {
+		if got := seq.Line(Source{File: "-", Line: 1}, path); got != want {
+			t.Errorf("%s: line %d, want %d", path, got, want)
+		}
 	}
 }

@@ -19,11 +19,14 @@ const maxAliasExpansions = 10000
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
-func readYAML(name string, data []byte) ([]*Raw, error) {
+// readYAML parses data, by the fast path when it can (block reports that
+// it did).
+func readYAML(name string, data []byte) (raws []*Raw, block bool, err error) {
 	if raws, ok := fastYAML(name, data); ok {
-		return raws, nil
+		return raws, true, nil
 	}
-	return readYAMLFull(name, data)
+	raws, err = readYAMLFull(name, data)
+	return raws, false, err
 }
 
 // readYAMLFull parses data with the full YAML parser.
