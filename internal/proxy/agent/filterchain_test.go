@@ -37,12 +37,19 @@ type pathProxy struct {
 // connections take the lean path, one that serves everything with net/http.
 func bothPaths(t *testing.T, vhs []*routev3.VirtualHost, filters []*hcmv3.HttpFilter, clusters ...*clusterv3.Cluster) [2]*pathProxy {
 	t.Helper()
+	return bothPathsWith(t, nil, vhs, filters, clusters...)
+}
+
+// bothPathsWith is bothPaths with the bootstrap's layered_runtime.
+func bothPathsWith(t *testing.T, rt *bootstrapv3.LayeredRuntime, vhs []*routev3.VirtualHost, filters []*hcmv3.HttpFilter, clusters ...*clusterv3.Cluster) [2]*pathProxy {
+	t.Helper()
 	var out [2]*pathProxy
 	for i, noLean := range []bool{false, true} {
 		port := freePort(t)
 		b := &bootstrapv3.Bootstrap{
 			Node:            &corev3.Node{Id: testNode},
 			StaticResources: &bootstrapv3.Bootstrap_StaticResources{Listeners: []*listenerv3.Listener{inlineListener(t, port, vhs, filters...)}, Clusters: clusters},
+			LayeredRuntime:  rt,
 		}
 		p, err := New(Options{Bootstrap: b, AdminAddress: "", NoLean: noLean})
 		if err != nil {

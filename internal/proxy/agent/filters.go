@@ -3,6 +3,7 @@ package agent
 import (
 	"mesh.dev/mesh/internal/proxy/fault"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
+	"mesh.dev/mesh/internal/proxy/localratelimit"
 	"mesh.dev/mesh/internal/proxy/rbac"
 )
 
@@ -11,6 +12,7 @@ func httpFilters() *httpfilter.Registry {
 	r := httpfilter.NewRegistry(
 		rbac.Factory(),
 		fault.Factory(),
+		localratelimit.Factory(),
 	)
 	r.Log = configLog
 	return r

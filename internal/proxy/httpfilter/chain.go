@@ -222,7 +222,7 @@ func (c *Chain) Len() int { return len(c.filters) }
 // WantsBody reports whether a filter on the chain reads the request body.
 func (c *Chain) WantsBody() bool { return c.wantsBody }
 
-// Encodes reports whether a filter on the chain edits responses.
+// Encodes reports whether a filter on the chain edits responses (see also Stream.Encodes).
 func (c *Chain) Encodes() bool { return c.encoders }
 
 // Counters lists the statistics the chain's filters keep.
@@ -276,6 +276,12 @@ func (c *Chain) DecodeBody(s *Stream, body []byte) Status {
 // EncodeHeaders runs the response phase, last filter first as Envoy does,
 // for the filters whose request phase ran; h may be edited.
 func (c *Chain) EncodeHeaders(s *Stream, code int, h http.Header) {
+	for i := 0; i < s.addN; i++ {
+		h.Set(s.add[i][0], s.add[i][1])
+	}
+	for _, kv := range s.addMore {
+		h.Set(kv[0], kv[1])
+	}
 	if !c.encoders {
 		return
 	}

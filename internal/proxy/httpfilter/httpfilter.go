@@ -100,7 +100,25 @@ type Stream struct {
 	meta     Metadata
 	perRoute any    // the running filter's resolved per-route config
 	active   uint64 // bit i: filter i ran its request phase, so it encodes the response
+	addN     int
+	add      [4][2]string // response headers filters asked for (AddResponseHeader); more go to addMore
+	addMore  [][2]string
 }
+
+// AddResponseHeader sets a header on the response to this request, whatever
+// answers it (the upstream or a local reply), for filters that decide a
+// header at request time (x-ratelimit-*) and need no response phase.
+func (s *Stream) AddResponseHeader(k, v string) {
+	if s.addN < len(s.add) {
+		s.add[s.addN] = [2]string{k, v}
+		s.addN++
+		return
+	}
+	s.addMore = append(s.addMore, [2]string{k, v})
+}
+
+// Encodes reports whether the response to this request gets headers from the filters.
+func (s *Stream) Encodes(c *Chain) bool { return c.encoders || s.addN > 0 }
 
 // Reset prepares the stream for a new request; ctx may be nil (the lean path: no cancellation).
 func (s *Stream) Reset(ctx context.Context, r *http.Request, p Peer, rt *router.Route, wc *router.WeightedCluster) {

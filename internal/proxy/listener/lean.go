@@ -485,7 +485,7 @@ func (lc *leanConn) local404(m *HCM) (int, int64, error) {
 
 // localReply writes a response the proxy makes itself.
 func (lc *leanConn) localReply(m *HCM, code int, extra http.Header, body string) (int, int64, error) {
-	if m.filters.Encodes() {
+	if lc.st.fs.Encodes(m.filters) {
 		h := lc.lhdr
 		clear(h)
 		for k, v := range extra {

@@ -515,7 +515,7 @@ type statusWriter struct {
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
 		w.status = code
-		if !w.encoded && w.chain.Encodes() {
+		if !w.encoded && w.fs.Encodes(w.chain) {
 			w.encoded = true
 			w.chain.EncodeHeaders(w.fs, code, w.ResponseWriter.Header())
 		}

@@ -172,3 +172,9 @@ func (o *HeaderOps) Apply(h http.Header, v *Vars) {
 		}
 	}
 }
+
+// CompileHeaderOps compiles header additions and removals for filters that
+// edit headers as routes do (the same formatter variables); field names them in errors.
+func CompileHeaderOps(add []*corev3.HeaderValueOption, remove []string, field string) (HeaderOps, error) {
+	return compileHeaderOps(add, remove, field)
+}
