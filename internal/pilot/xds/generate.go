@@ -303,6 +303,12 @@ func (pc *PushContext) groupKey(p *model.Proxy, w *workload) (string, error) {
 	for _, ip := range inboundPorts(w.services, w.namedPorts) {
 		fmt.Fprintf(&b, "|%d/%s/%d", ip.port, ip.protocol, pc.mtlsMode(w.namespace, w.labels, ip.port))
 	}
+	// The passthrough chains follow the workload's default mode and its
+	// portLevelMtls ports.
+	fmt.Fprintf(&b, "|*/%d", pc.mtlsMode(w.namespace, w.labels, 0))
+	for _, port := range pc.portLevelPorts(w.namespace, w.labels) {
+		fmt.Fprintf(&b, "|pl%d/%d", port, pc.mtlsMode(w.namespace, w.labels, port))
+	}
 	allow, deny := pc.authzPolicies(w.namespace, w.labels)
 	for _, ap := range allow {
 		b.WriteString("|a:" + ap.Namespace + "/" + ap.Name)

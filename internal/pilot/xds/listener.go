@@ -298,11 +298,62 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 			})
 		}
 	}
-	l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-		Name:    "virtualInbound-catchall-tcp",
-		Filters: []*listenerv3.Filter{tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster)},
-	})
+	// Ports no Service names: the workload's portLevelMtls ports get chains
+	// of their own, every other port the catch-all, both under the mode
+	// PeerAuthentication gives them, so STRICT refuses plaintext on every
+	// captured port. Authorization applies here too (TCP-level: an ALLOW
+	// rule needing HTTP attributes allows nobody).
+	served := map[uint32]bool{}
+	for _, p := range ports {
+		served[p.port] = true
+	}
+	for _, port := range pc.portLevelPorts(w.namespace, w.labels) {
+		if served[port] || port == OutboundCapturePort || port == InboundCapturePort {
+			continue
+		}
+		l.FilterChains = append(l.FilterChains, passthroughChains(fmt.Sprintf("inbound_0.0.0.0_%d", port), port,
+			pc.mtlsMode(w.namespace, w.labels, port), allow, deny)...)
+	}
+	l.FilterChains = append(l.FilterChains, passthroughChains("virtualInbound-catchall", 0,
+		pc.mtlsMode(w.namespace, w.labels, 0), allow, deny)...)
 	return l
+}
+
+// meshALPN are the protocols a mesh client offers when it originates mTLS;
+// on a PERMISSIVE port they tell mesh mTLS from an application's own TLS.
+var meshALPN = []string{"istio-peer-exchange", "istio"}
+
+// passthroughChains forward to the original destination port (0: any port)
+// under an mTLS mode: STRICT terminates mesh mTLS and has no chain for
+// anything else, so plaintext is refused; PERMISSIVE terminates mesh mTLS
+// (told by ALPN) and passes other TLS and plaintext through untouched;
+// DISABLE passes everything through.
+func passthroughChains(name string, port uint32, mode MTLSMode, allow, deny []*securityv1.AuthorizationPolicy) []*listenerv3.FilterChain {
+	match := func(transport string, alpn []string) *listenerv3.FilterChainMatch {
+		m := &listenerv3.FilterChainMatch{TransportProtocol: transport, ApplicationProtocols: alpn}
+		if port != 0 {
+			m.DestinationPort = wrapperspb.UInt32(port)
+		}
+		return m
+	}
+	filters := func() []*listenerv3.Filter {
+		return append(networkRBACFilters(InboundPassthroughCluster, allow, deny),
+			tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster))
+	}
+	mtls := &listenerv3.FilterChain{Name: name + "_mtls", TransportSocket: tlsSocket(meshDownstreamTLS()), Filters: filters()}
+	switch mode {
+	case MTLSStrict:
+		mtls.FilterChainMatch = match("tls", nil)
+		return []*listenerv3.FilterChain{mtls}
+	case MTLSDisable:
+		return []*listenerv3.FilterChain{{Name: name + "-tcp", FilterChainMatch: match("", nil), Filters: filters()}}
+	}
+	mtls.FilterChainMatch = match("tls", meshALPN)
+	return []*listenerv3.FilterChain{
+		mtls,
+		{Name: name + "-tls", FilterChainMatch: match("tls", nil), Filters: filters()},
+		{Name: name + "-tcp", FilterChainMatch: match("raw_buffer", nil), Filters: filters()},
+	}
 }
 
 func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy) []*hcmv3.HttpFilter {

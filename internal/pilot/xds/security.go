@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"sort"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rawbuffer "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -97,6 +99,25 @@ func (pc *PushContext) mtlsMode(ns string, lbls map[string]string, port uint32) 
 		}
 	}
 	return MTLSPermissive
+}
+
+// portLevelPorts lists the ports the workload's own PeerAuthentication
+// sets a mode for.
+func (pc *PushContext) portLevelPorts(ns string, lbls map[string]string) []uint32 {
+	var out []uint32
+	for _, pa := range pc.Snap.PeerAuthentications {
+		if pa.Namespace != ns || pa.Spec.Selector == nil || len(pa.Spec.Selector.MatchLabels) == 0 ||
+			!labels.SelectorFromSet(pa.Spec.Selector.MatchLabels).Matches(labels.Set(lbls)) {
+			continue
+		}
+		for port, m := range pa.Spec.PortLevelMtls {
+			if m.GetMode() != securityapi.PeerAuthentication_MutualTLS_UNSET {
+				out = append(out, port)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 func fromPAMode(m securityapi.PeerAuthentication_MutualTLS_Mode) MTLSMode {

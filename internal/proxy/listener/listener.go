@@ -21,12 +21,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/protofields"
+	"mesh.dev/mesh/internal/proxy/rbac"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
 
 	"mesh.dev/mesh/internal/proxy/logging"
@@ -83,6 +85,7 @@ type Listener struct {
 // Stats are per-listener counters.
 type Stats struct {
 	CxTotal, CxActive, CxNoChain, TLSError atomic.Int64
+	RBACDenied                             atomic.Int64 // connections a network RBAC filter refused
 }
 
 type chain struct {
@@ -91,6 +94,7 @@ type chain struct {
 	tls   *tls.Config
 	hcm   *HCM
 	tcp   *tcpProxy
+	rbac  []*rbac.Engine // network RBAC filters, in order, before tcp_proxy or the HCM
 	srv   *http.Server
 	conns *connQueue
 	lean  leanConns // connections on the lean HTTP/1.1 path
@@ -232,8 +236,21 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 			if c.tcp, err = compileTCP(t, ff, env, l); err != nil {
 				return nil, err
 			}
+		case "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC":
+			if last {
+				return nil, fmt.Errorf("%s: rbac must be followed by tcp_proxy or http_connection_manager", ff)
+			}
+			rc := &rbacnet.RBAC{}
+			if err := nf.GetTypedConfig().UnmarshalTo(rc); err != nil {
+				return nil, fmt.Errorf("%s: %w", ff, err)
+			}
+			e, err := rbac.CompileNetwork(rc, ff)
+			if err != nil {
+				return nil, err
+			}
+			c.rbac = append(c.rbac, e)
 		default:
-			return nil, fmt.Errorf("%s: network filter type %q is not supported (supported: http_connection_manager, tcp_proxy)", ff, tu)
+			return nil, fmt.Errorf("%s: network filter type %q is not supported (supported: http_connection_manager, tcp_proxy, rbac)", ff, tu)
 		}
 	}
 	if c.hcm != nil {
@@ -493,6 +510,22 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPor
 		}
 		tc.SetDeadline(time.Time{})
 		c = tc
+	}
+	if len(ch.rbac) > 0 {
+		var principal string
+		if tc, ok := c.(*tls.Conn); ok {
+			cs := tc.ConnectionState()
+			principal = meshtls.Principal(&cs)
+		}
+		req := rbac.ConnRequest(principal, ci.src, ci.dst, ci.sni)
+		for _, e := range ch.rbac {
+			if ok, _ := e.Allowed(req); !ok {
+				l.Stats.RBACDenied.Add(1)
+				connectionLog.Debug("connection denied by RBAC", "listener", l.Name, "chain", ch.name, "remote", ci.src, "principal", principal)
+				conn.Close()
+				return
+			}
+		}
 	}
 	l.Stats.CxActive.Add(1)
 	if ch.tcp != nil {

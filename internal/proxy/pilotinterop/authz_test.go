@@ -17,6 +17,7 @@ func TestAuthorizationPolicyServiceAccounts(t *testing.T) {
 		"when source.serviceAccount": `when: [{key: source.serviceAccount, values: ["default/bookinfo-productpage"]}]`,
 	} {
 		t.Run(name, func(t *testing.T) {
+			offService := newApp(t)
 			w, _ := world(t)
 			if err := w.AddYAML([]byte(`apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -37,6 +38,15 @@ spec:
 			}
 			if code, err := h.call(t, 9080, "", "", "/reviews/0"); err == nil && code != 403 {
 				t.Errorf("plaintext → reviews: %d; want refused", code)
+			}
+			// A port no Service names goes through the passthrough chain,
+			// where the policy holds too (network RBAC, before the bytes
+			// reach the app).
+			if code, err := h.callTo(t, offService, "default", "bookinfo-productpage", "/"); err != nil || code != 200 {
+				t.Errorf("productpage → reviews' port %d (no Service): %d %v; want 200", offService.Port(), code, err)
+			}
+			if code, err := h.callTo(t, offService, "default", "bookinfo-ratings", "/"); err == nil {
+				t.Errorf("ratings → reviews' port %d (no Service): %d; want the connection refused", offService.Port(), code)
 			}
 		})
 	}

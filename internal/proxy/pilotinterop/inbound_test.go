@@ -39,7 +39,20 @@ import (
 type inbound struct {
 	addr  string // the capture listener
 	ca    *ca.Authority
-	dport chan uint16 // the original destination port of the next connection
+	podIP netip.Addr
+	dst   chan netip.AddrPort // the original destination of the next connection
+}
+
+// newApp starts an application on loopback and returns its address: a
+// captured connection whose original destination it is reaches it through
+// the passthrough cluster, as a port no Service names does in a pod.
+func newApp(t *testing.T) netip.AddrPort {
+	t.Helper()
+	app := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		io.WriteString(rw, "app saw "+req.URL.Path)
+	}))
+	t.Cleanup(app.Close)
+	return netip.MustParseAddrPort(app.Listener.Addr().String())
 }
 
 func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string) *inbound {
@@ -57,14 +70,10 @@ func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPref
 	if err != nil {
 		t.Fatalf("pilot generate for %s: %v", node, err)
 	}
-	app := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		io.WriteString(rw, "app saw "+req.URL.Path)
-	}))
-	t.Cleanup(app.Close)
-	appPort := uint32(app.Listener.Addr().(*net.TCPAddr).Port)
+	appPort := uint32(newApp(t).Port())
 
 	var listeners []types.Resource
-	h := &inbound{ca: authority, dport: make(chan uint16, 1)}
+	h := &inbound{ca: authority, dst: make(chan netip.AddrPort, 1), podIP: netip.MustParseAddr(p.IP)}
 	for _, res := range r.Items(resourcev3.ListenerType) {
 		l := res.(*listenerv3.Listener)
 		if l.GetName() != xds.VirtualInbound {
@@ -103,11 +112,10 @@ func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPref
 	if err := ads.cache.SetSnapshot(context.Background(), node, snap); err != nil {
 		t.Fatal(err)
 	}
-	podIP := netip.MustParseAddr(p.IP)
 	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0",
 		XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
 		OriginalDst: func(net.Conn) (netip.AddrPort, bool) {
-			return netip.AddrPortFrom(podIP, <-h.dport), true
+			return <-h.dst, true
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -141,14 +149,20 @@ func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPref
 // when the connection is refused or torn down.
 func (h *inbound) call(t *testing.T, port uint16, ns, sa, path string) (int, error) {
 	t.Helper()
-	h.dport <- port
+	return h.callTo(t, netip.AddrPortFrom(h.podIP, port), ns, sa, path)
+}
+
+// callTo is call with the original destination given whole.
+func (h *inbound) callTo(t *testing.T, dst netip.AddrPort, ns, sa, path string) (int, error) {
+	t.Helper()
+	h.dst <- dst
 	conn, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
 	if err != nil {
-		<-h.dport
+		<-h.dst
 		return 0, err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if ns != "" {
 		cert, _, _, err := h.ca.NewKeyPair(func(pub crypto.PublicKey) ([]byte, error) {
 			return h.ca.SignWorkload(pub, ca.SPIFFEID(ns, sa), time.Hour)
@@ -157,7 +171,7 @@ func (h *inbound) call(t *testing.T, port uint16, ns, sa, path string) (int, err
 			t.Fatal(err)
 		}
 		// The server's identity is not under test here; the client's is.
-		tc := tls.Client(conn, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}) //nolint:gosec
+		tc := tls.Client(conn, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"istio-peer-exchange", "istio", "http/1.1"}}) //nolint:gosec
 		if err := tc.Handshake(); err != nil {
 			return 0, fmt.Errorf("mTLS handshake: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -13,8 +14,10 @@ import (
 	rbaccfg "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 
 	"mesh.dev/mesh/internal/proxy/match"
+	"mesh.dev/mesh/internal/proxy/protofields"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
@@ -349,3 +352,19 @@ func prefix(s string) *match.String {
 
 // PrincipalOf extracts the peer identity of a request served over mTLS.
 func PrincipalOf(r *http.Request) string { return meshtls.Principal(r.TLS) }
+
+// CompileNetwork builds an Engine from the RBAC network filter's config,
+// which decides a connection once, after the TLS handshake, on its peer
+// identity, addresses, port and SNI. Header and path rules see an empty
+// request there (Envoy's network filter has no request either).
+func CompileNetwork(c *rbacnet.RBAC, f string) (*Engine, error) {
+	if err := protofields.Check(c, f, "stat_prefix", "rules"); err != nil {
+		return nil, err
+	}
+	return Compile(&rbacv3.RBAC{Rules: c.GetRules()}, f)
+}
+
+// ConnRequest is what a network RBAC filter sees of a connection.
+func ConnRequest(principal string, remote, local netip.AddrPort, sni string) *Request {
+	return &Request{HTTP: &http.Request{URL: &url.URL{}, Header: http.Header{}}, Principal: principal, Remote: remote, Local: local, SNI: sni}
+}
