@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/admin"
@@ -37,7 +38,10 @@ type Options struct {
 	Delta         bool                   // use incremental xDS
 	XDSBackoff    [2]time.Duration       // min and max reconnect backoff (zero: 500ms and 30s)
 	NodeID        string
-	Cluster       string // node.cluster, Istio's service cluster
+	Cluster       string // node.cluster, Istio's service cluster (overrides the bootstrap's)
+	Zone          string // node.locality.zone (overrides the bootstrap's)
+	// ValidateOnly compiles the bootstrap without binding listeners (--mode validate).
+	ValidateOnly bool
 	AdminAddress  string // "" disables; Envoy's default is 127.0.0.1:15000
 	HealthAddress string // readiness (/healthz/ready), e.g. 0.0.0.0:15021
 	StatsAddress  string // Prometheus metrics, e.g. 0.0.0.0:15020
@@ -79,10 +83,21 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p.node = &corev3.Node{Id: opts.NodeID, Cluster: opts.Cluster, UserAgentName: "mesh-proxy"}
 	if b := opts.Bootstrap; b != nil && b.GetNode() != nil {
-		p.node = b.GetNode()
+		// Envoy's --service-node, --service-cluster and --service-zone override the bootstrap's node.
+		p.node = proto.Clone(b.GetNode()).(*corev3.Node)
 		if opts.NodeID != "" {
 			p.node.Id = opts.NodeID
 		}
+		if opts.Cluster != "" {
+			p.node.Cluster = opts.Cluster
+		}
+		b.Node = p.node
+	}
+	if opts.Zone != "" {
+		if p.node.Locality == nil {
+			p.node.Locality = &corev3.Locality{}
+		}
+		p.node.Locality.Zone = opts.Zone
 	}
 	if p.node.GetId() == "" {
 		return nil, errors.New("node id is required (flag --node-id, POD_NAME/POD_NAMESPACE/INSTANCE_IP, or node.id in the bootstrap)")
@@ -96,7 +111,11 @@ func New(opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	filters := httpFilters()
-	p.Store = newStore(&p.Listeners, filters)
+	reconciler := &p.Listeners
+	if opts.ValidateOnly {
+		reconciler = new(*listener.Manager) // compile everything, bind nothing
+	}
+	p.Store = newStore(reconciler, filters)
 	if opts.Identity != nil {
 		p.Store.SetSecretFallback(opts.Identity.Secret)
 	}

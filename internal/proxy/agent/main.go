@@ -50,33 +50,48 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mesh-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		bootstrapPath = fs.String("bootstrap", "", "Envoy v3 bootstrap file (YAML or JSON): node, static_resources, dynamic_resources.ads_config")
-		xdsAddr       = fs.String("xds-address", "", "ADS server host:port (overrides the bootstrap's ads_config)")
-		delta         = fs.Bool("delta", false, "use incremental (delta) xDS instead of state-of-the-world")
-		adminAddr     = fs.String("admin-address", "127.0.0.1:15000", "Envoy-compatible admin API address (empty disables)")
-		healthAddr    = fs.String("health-address", "0.0.0.0:15021", "readiness address serving /healthz/ready (empty disables)")
-		statsAddr     = fs.String("stats-address", "0.0.0.0:15020", "Prometheus metrics address serving /stats/prometheus (empty disables)")
-		nodeID        = fs.String("node-id", "", "xDS node id; default built from INSTANCE_IP (or POD_IP), POD_NAME and POD_NAMESPACE")
-		cluster       = fs.String("service-cluster", "", "xDS node cluster")
-		logLevel      = fs.String("log-level", "info", "level of every logger: trace, debug, info, warning, error, critical or off")
-		compLevels    = fs.String("component-log-level", "", "per-logger levels, LOGGER:LEVEL[,LOGGER:LEVEL...] (e.g. upstream:debug,connection:trace); applied after --log-level")
-		drain         = fs.Duration("drain-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
-		showVersion   = fs.Bool("version", false, "print the version and exit")
-		caAddr        = fs.String("ca-address", "", "mesh-pilot's certificate service host:port (its mTLS port 15012); empty: no workload certificate of the agent's own")
-		caRoot        = fs.String("ca-root-cert", "/var/run/secrets/istio/root-cert.pem", "PEM mesh root that pilot's serving certificate chains to (the istio-ca-root-cert ConfigMap)")
-		caName        = fs.String("ca-server-name", "", "name to verify pilot's serving certificate against (default: the host of --ca-address)")
-		saToken       = fs.String("sa-token", "/var/run/secrets/tokens/istio-token", "projected ServiceAccount token file presented to the CA")
-		certTTL       = fs.Duration("workload-cert-ttl", 24*time.Hour, "validity to ask the CA for; the certificate is renewed at half its life")
-		xdsMTLS       = fs.Bool("xds-mtls", false, "connect to --xds-address over TLS, verifying pilot with --ca-root-cert and presenting the workload certificate (needs --ca-address)")
-		concurrency   = fs.Int("concurrency", 0, "threads running Go code (GOMAXPROCS), as Envoy's --concurrency sets worker threads; 0: one per CPU. A sidecar is usually given 1 or 2 (GOMAXPROCS wins when set)")
-		memLimit      = fs.Int64("memory-limit-mib", 0, "soft heap limit in MiB the garbage collector aims under (0: Go's default; GOMEMLIMIT wins when set)")
+		bootstrapPath string
+		nodeID        string
+		logLevel      string
 	)
+	// Envoy's command line, so mesh-proxy runs where envoy is run; the earlier names stay as aliases.
+	fs.StringVar(&bootstrapPath, "config-path", "", "Envoy v3 bootstrap file (YAML or JSON): node, static_resources, dynamic_resources.ads_config, admin, layered_runtime (Envoy's -c)")
+	fs.StringVar(&bootstrapPath, "c", "", "shorthand for --config-path")
+	fs.StringVar(&bootstrapPath, "bootstrap", "", "same as --config-path")
+	configYAML := fs.String("config-yaml", "", "bootstrap YAML merged over --config-path's (or the whole bootstrap without it), as protobuf merges: scalars replace, lists append")
+	mode := fs.String("mode", "serve", "serve, or validate: parse and compile the bootstrap, print whether it is OK, and exit (0 OK, 65 invalid)")
+	xdsAddr := fs.String("xds-address", "", "ADS server host:port (overrides the bootstrap's ads_config)")
+	delta := fs.Bool("delta", false, "use incremental (delta) xDS instead of state-of-the-world")
+	adminAddr := fs.String("admin-address", "127.0.0.1:15000", "Envoy-compatible admin API address (empty disables); when not given, the bootstrap's admin.address is used if it has one")
+	healthAddr := fs.String("health-address", "0.0.0.0:15021", "readiness address serving /healthz/ready (empty disables)")
+	statsAddr := fs.String("stats-address", "0.0.0.0:15020", "Prometheus metrics address serving /stats/prometheus (empty disables)")
+	fs.StringVar(&nodeID, "service-node", "", "xDS node id (Envoy's flag; overrides the bootstrap's node.id); default built from INSTANCE_IP (or POD_IP), POD_NAME and POD_NAMESPACE")
+	fs.StringVar(&nodeID, "node-id", "", "same as --service-node")
+	cluster := fs.String("service-cluster", "", "xDS node cluster (overrides the bootstrap's node.cluster)")
+	zone := fs.String("service-zone", "", "xDS node locality zone (overrides the bootstrap's node.locality.zone)")
+	fs.StringVar(&logLevel, "log-level", "info", "level of every logger: trace, debug, info, warning, error, critical or off")
+	fs.StringVar(&logLevel, "l", "info", "shorthand for --log-level")
+	compLevels := fs.String("component-log-level", "", "per-logger levels, LOGGER:LEVEL[,LOGGER:LEVEL...] (e.g. upstream:debug,connection:trace); applied after --log-level")
+	drain := fs.Duration("drain-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
+	drainSecs := fs.Int("drain-time-s", -1, "Envoy's name for --drain-timeout, in seconds (wins when both are given)")
+	parentShutdown := fs.Int("parent-shutdown-time-s", -1, "hard limit in seconds on the whole shutdown after SIGTERM; at least --drain-time-s (mesh-proxy has no hot restart, so no parent process waits on it)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	caAddr := fs.String("ca-address", "", "mesh-pilot's certificate service host:port (its mTLS port 15012); empty: no workload certificate of the agent's own")
+	caRoot := fs.String("ca-root-cert", "/var/run/secrets/istio/root-cert.pem", "PEM mesh root that pilot's serving certificate chains to (the istio-ca-root-cert ConfigMap)")
+	caName := fs.String("ca-server-name", "", "name to verify pilot's serving certificate against (default: the host of --ca-address)")
+	saToken := fs.String("sa-token", "/var/run/secrets/tokens/istio-token", "projected ServiceAccount token file presented to the CA")
+	certTTL := fs.Duration("workload-cert-ttl", 24*time.Hour, "validity to ask the CA for; the certificate is renewed at half its life")
+	xdsMTLS := fs.Bool("xds-mtls", false, "connect to --xds-address over TLS, verifying pilot with --ca-root-cert and presenting the workload certificate (needs --ca-address)")
+	concurrency := fs.Int("concurrency", 0, "threads running Go code (GOMAXPROCS), as Envoy's --concurrency sets worker threads; 0: one per CPU. A sidecar is usually given 1 or 2 (GOMAXPROCS wins when set)")
+	memLimit := fs.Int64("memory-limit-mib", 0, "soft heap limit in MiB the garbage collector aims under (0: Go's default; GOMEMLIMIT wins when set)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *showVersion {
 		printVersion(stdout)
 		return exitOK
@@ -85,9 +100,28 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesh-proxy: unexpected argument %q (subcommands: init, version)\n", fs.Arg(0))
 		return exitUsage
 	}
+	if *mode != "serve" && *mode != "validate" {
+		fmt.Fprintf(stderr, "mesh-proxy: --mode %q: want serve or validate (init_only is not supported)\n", *mode)
+		return exitUsage
+	}
 	if *concurrency < 0 {
 		fmt.Fprintf(stderr, "mesh-proxy: --concurrency %d: want 0 (one per CPU) or more\n", *concurrency)
 		return exitUsage
+	}
+	if set["drain-time-s"] {
+		if *drainSecs < 0 {
+			fmt.Fprintf(stderr, "mesh-proxy: --drain-time-s %d: want 0 or more seconds\n", *drainSecs)
+			return exitUsage
+		}
+		*drain = time.Duration(*drainSecs) * time.Second
+	}
+	var hardStop time.Duration
+	if set["parent-shutdown-time-s"] {
+		hardStop = time.Duration(*parentShutdown) * time.Second
+		if *parentShutdown < 0 || hardStop < *drain {
+			fmt.Fprintf(stderr, "mesh-proxy: --parent-shutdown-time-s %d: want at least the drain time (%v)\n", *parentShutdown, *drain)
+			return exitUsage
+		}
 	}
 	if *concurrency > 0 && os.Getenv("GOMAXPROCS") == "" {
 		// Fewer Ps also means fewer threads spinning for work between requests: less CPU per request on an idle-ish node.
@@ -98,7 +132,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		debug.SetMemoryLimit(*memLimit << 20)
 	}
 	loggers := logging.Default
-	if err := setLogLevels(loggers, *logLevel, *compLevels); err != nil {
+	if err := setLogLevels(loggers, logLevel, *compLevels); err != nil {
 		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
 		return exitUsage
 	}
@@ -106,16 +140,27 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	loggers.SetOutput(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug - 4, ReplaceAttr: logging.ReplaceLevelNames}))
 	slog.SetDefault(loggers.Logger("misc"))
 	opts := Options{XDSAddress: *xdsAddr, Delta: *delta, AdminAddress: *adminAddr, HealthAddress: *healthAddr, StatsAddress: *statsAddr,
-		NodeID: *nodeID, Cluster: *cluster, DrainTimeout: *drain}
-	if *bootstrapPath != "" {
-		b, err := bootstrap.Load(*bootstrapPath)
+		NodeID: nodeID, Cluster: *cluster, Zone: *zone, DrainTimeout: *drain, ValidateOnly: *mode == "validate"}
+	if bootstrapPath != "" || *configYAML != "" {
+		b, err := bootstrap.LoadWith(bootstrapPath, *configYAML)
 		if err != nil {
-			fmt.Fprintf(stderr, "mesh-proxy: --bootstrap: %v\n", err)
+			fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
 			return exitData
 		}
 		opts.Bootstrap = b
+		a, err := bootstrap.AdminAddress(b)
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-proxy: bootstrap: %v\n", err)
+			return exitData
+		}
+		if a != "" && !set["admin-address"] {
+			opts.AdminAddress = a // the flag, when given, still wins
+		}
 	}
-	if opts.NodeID == "" && (opts.Bootstrap == nil || opts.Bootstrap.GetNode().GetId() == "") {
+	if opts.ValidateOnly {
+		return validate(opts, bootstrapPath, stdout, stderr)
+	}
+	if opts.NodeID == "" && opts.Bootstrap.GetNode().GetId() == "" {
 		ip := os.Getenv("INSTANCE_IP")
 		if ip == "" {
 			ip = os.Getenv("POD_IP")
@@ -169,7 +214,34 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case <-p.Quit():
 		mainLog.Info("quit requested through the admin API")
 	}
-	p.Drain(context.Background())
+	dctx := context.Background()
+	if hardStop > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(dctx, hardStop)
+		defer cancel()
+	}
+	p.Drain(dctx)
+	return exitOK
+}
+
+// validate is --mode validate: build the proxy from the bootstrap (every
+// static listener, cluster and secret compiled, nothing bound or dialled) and
+// say whether it is OK, as Envoy's validation mode does.
+func validate(opts Options, path string, stdout, stderr io.Writer) int {
+	if opts.NodeID == "" && opts.Bootstrap.GetNode().GetId() == "" {
+		opts.NodeID = "mesh-proxy-validate" // the node id matters only to xDS, which validation does not reach
+	}
+	name := path
+	if name == "" {
+		name = "--config-yaml"
+	}
+	p, err := New(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: configuration '%s': %v\n", name, err)
+		return exitData
+	}
+	p.Close()
+	fmt.Fprintf(stdout, "configuration '%s' OK\n", name)
 	return exitOK
 }
 
