@@ -33,15 +33,15 @@ import (
 
 // Options configure a Proxy.
 type Options struct {
-	Bootstrap     *bootstrapv3.Bootstrap // optional; static resources and node
-	XDSAddress    string                 // host:port of the ADS server; overrides the bootstrap's ads_config
-	Delta         bool                   // use incremental xDS
-	XDSBackoff    [2]time.Duration       // min and max reconnect backoff (zero: 500ms and 30s)
-	NodeID        string
-	Cluster       string // node.cluster, Istio's service cluster (overrides the bootstrap's)
-	Zone          string // node.locality.zone (overrides the bootstrap's)
+	Bootstrap  *bootstrapv3.Bootstrap // optional; static resources and node
+	XDSAddress string                 // host:port of the ADS server; overrides the bootstrap's ads_config
+	Delta      bool                   // use incremental xDS
+	XDSBackoff [2]time.Duration       // min and max reconnect backoff (zero: 500ms and 30s)
+	NodeID     string
+	Cluster    string // node.cluster, Istio's service cluster (overrides the bootstrap's)
+	Zone       string // node.locality.zone (overrides the bootstrap's)
 	// ValidateOnly compiles the bootstrap without binding listeners (--mode validate).
-	ValidateOnly bool
+	ValidateOnly  bool
 	AdminAddress  string // "" disables; Envoy's default is 127.0.0.1:15000
 	HealthAddress string // readiness (/healthz/ready), e.g. 0.0.0.0:15021
 	StatsAddress  string // Prometheus metrics, e.g. 0.0.0.0:15020

@@ -52,7 +52,7 @@ func TestLocalRateLimitOnBothPaths(t *testing.T) {
 		RequestHeadersToAddWhenNotEnforced: []*corev3.HeaderValueOption{header("x-rl", "over")}}
 	desc := &lrlv3.LocalRateLimit{StatPrefix: "desc", TokenBucket: hourBucket(100), FilterEnabled: percent(100, ""), FilterEnforced: percent(100, ""),
 		AlwaysConsumeDefaultTokenBucket: wrapperspb.Bool(false),
-		Descriptors: []*ratelimitv3.LocalRateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "client", Value: "vip"}}, TokenBucket: hourBucket(1)}},
+		Descriptors:                     []*ratelimitv3.LocalRateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "client", Value: "vip"}}, TokenBucket: hourBucket(1)}},
 		RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{{ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{
 			RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{HeaderName: "x-client", DescriptorKey: "client"}}}}}}}
 	filters := []*hcmv3.HttpFilter{

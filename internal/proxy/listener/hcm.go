@@ -15,8 +15,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"mesh.dev/mesh/internal/proxy/config"
-	"mesh.dev/mesh/internal/proxy/protofields"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
+	"mesh.dev/mesh/internal/proxy/protofields"
 	"mesh.dev/mesh/internal/proxy/router"
 )
 
