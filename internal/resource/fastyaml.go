@@ -18,43 +18,61 @@ import (
 // path uses, and a differential fuzz test holds the two paths to the same
 // results.
 func fastYAML(name string, data []byte) ([]*Raw, bool) {
-	if !plainText(data) {
+	var out []*Raw
+	_, ok, _ := fastYAMLEach(name, data, func(r *Raw) error { out = append(out, r); return nil })
+	if !ok {
 		return nil, false
 	}
-	p := &fastParser{lines: splitLines(data), strs: map[string]any{}}
-	var out []*Raw
+	return out, true
+}
+
+// fastYAMLEach is fastYAML handing each document to emit as soon as it is
+// parsed, so a caller can decode and drop it before the next one is read.
+// When the fast path gives up part way, ok is false and last is the first
+// line of the last document emitted (0 for none): the documents up to it
+// are what the full parser would have read, and the caller goes on from
+// there. An error from emit stops the parse and is returned.
+func fastYAMLEach(name string, data []byte, emit func(*Raw) error) (last int, ok bool, err error) {
+	if !plainText(data) {
+		return 0, false, nil
+	}
+	p := &fastParser{rest: unsafe.String(unsafe.SliceData(data), len(data)), strs: map[string]any{}}
 	for {
+		p.forget()
 		p.skipBlank()
-		if p.i >= len(p.lines) {
-			return out, true
+		if !p.more() {
+			return last, true, nil
 		}
 		if p.atDocMarker() {
 			if p.failed {
-				return nil, false
+				return last, false, nil
 			}
 			p.i++
 			continue
 		}
-		if p.lines[p.i].indent != 0 {
-			return nil, false
+		if p.cur().indent != 0 {
+			return last, false, nil
 		}
 		start := p.i + 1
 		v, ok := p.block(0)
 		if !ok || p.failed {
-			return nil, false
+			return last, false, nil
 		}
 		m, isMap := v.(map[string]any)
 		if !isMap {
-			return nil, false
+			return last, false, nil
 		}
 		r := &Raw{Object: m, Source: Source{File: name, Line: start}}
 		r.itemLines = p.itemLines
 		p.itemLines = nil
-		out = append(out, r)
 		p.skipBlank()
-		if p.i < len(p.lines) && !p.atDocMarker() {
-			return nil, false // content after the document at a lower indent
+		if p.more() && !p.atDocMarker() {
+			return last, false, nil // content after the document at a lower indent
 		}
+		if err := emit(r); err != nil {
+			return last, false, err
+		}
+		last = start
 	}
 }
 
@@ -87,45 +105,68 @@ func plainText(data []byte) bool {
 	return true
 }
 
-// fastLine is one line of the file; lines[i] is line number i+1.
+// fastLine is one line of the file; p.lines[i-p.base] is line number i+1.
 type fastLine struct {
 	indent int    // leading spaces
 	text   string // content after the indent, comment-only lines excluded
 	blank  bool
 }
 
-// splitLines cuts data into lines without copying it: the lines are
-// substrings of data, read only while the file is parsed (every key and
-// value kept is an interned copy), so data must not change until fastYAML
-// returns.
-func splitLines(data []byte) []fastLine {
-	s := unsafe.String(unsafe.SliceData(data), len(data))
-	lines := make([]fastLine, 0, strings.Count(s, "\n")+1)
-	for len(s) > 0 {
-		end := strings.IndexByte(s, '\n')
-		var line string
-		if end < 0 {
-			line, s = s, ""
-		} else {
-			line, s = s[:end], s[end+1:]
-		}
-		line = strings.TrimSuffix(line, "\r")
-		ind := 0
-		for ind < len(line) && line[ind] == ' ' {
-			ind++
-		}
-		text := line[ind:]
-		blank := text == "" || text[0] == '#'
-		if !blank {
-			text = strings.TrimRight(text, " ")
-		}
-		lines = append(lines, fastLine{indent: ind, text: text, blank: blank})
+// cutLine cuts the next line off s without copying it: the line is a
+// substring of the file text, read only while the file is parsed (every
+// key and value kept is an interned copy).
+func cutLine(s string) (fastLine, string) {
+	end := strings.IndexByte(s, '\n')
+	var line string
+	if end < 0 {
+		line, s = s, ""
+	} else {
+		line, s = s[:end], s[end+1:]
 	}
-	return lines
+	line = strings.TrimSuffix(line, "\r")
+	ind := 0
+	for ind < len(line) && line[ind] == ' ' {
+		ind++
+	}
+	text := line[ind:]
+	blank := text == "" || text[0] == '#'
+	if !blank {
+		text = strings.TrimRight(text, " ")
+	}
+	return fastLine{indent: ind, text: text, blank: blank}, s
+}
+
+// more reports whether the file has a line p.i, cutting it when needed.
+// Lines are cut as the parse reaches them and forgotten at each document
+// boundary, so a large file never has all its lines split at once.
+func (p *fastParser) more() bool {
+	for p.i-p.base >= len(p.lines) {
+		if p.rest == "" {
+			return false
+		}
+		var l fastLine
+		l, p.rest = cutLine(p.rest)
+		p.lines = append(p.lines, l)
+	}
+	return true
+}
+
+// cur returns line p.i, which more has reported present.
+func (p *fastParser) cur() fastLine { p.more(); return p.lines[p.i-p.base] }
+
+// forget drops the lines before p.i (a document boundary: nothing looks
+// back across it).
+func (p *fastParser) forget() {
+	if n := p.i - p.base; n > 0 && n <= len(p.lines) {
+		p.lines = append(p.lines[:0:0], p.lines[n:]...)
+		p.base = p.i
+	}
 }
 
 type fastParser struct {
-	lines     []fastLine
+	lines     []fastLine // lines base, base+1, ... as cut so far
+	base      int
+	rest      string // the file text after the lines cut so far
 	i         int
 	failed    bool
 	depth     int
@@ -162,13 +203,13 @@ func (p *fastParser) value(v any) any {
 }
 
 func (p *fastParser) skipBlank() {
-	for p.i < len(p.lines) && p.lines[p.i].blank {
+	for p.more() && p.cur().blank {
 		p.i++
 	}
 }
 
 func (p *fastParser) atDocMarker() bool {
-	l := p.lines[p.i]
+	l := p.cur()
 	if l.indent != 0 {
 		return false
 	}
@@ -194,7 +235,7 @@ func (p *fastParser) block(indent int) (any, bool) {
 	if p.depth > 100 {
 		return p.fail()
 	}
-	l := p.lines[p.i]
+	l := p.cur()
 	if l.text == "-" || strings.HasPrefix(l.text, "- ") {
 		return p.sequence(indent)
 	}
@@ -216,8 +257,8 @@ func (p *fastParser) mapping(indent int, first string, _ int) (any, bool) {
 		if rest == "" {
 			p.skipBlank()
 			var v any
-			if p.i < len(p.lines) && !p.docMarkerHere() {
-				nl := p.lines[p.i]
+			if p.more() && !p.docMarkerHere() {
+				nl := p.cur()
 				switch {
 				case nl.indent > indent:
 					var ok bool
@@ -240,15 +281,15 @@ func (p *fastParser) mapping(indent int, first string, _ int) (any, bool) {
 			m[p.intern(key)] = v
 			// A following line indented deeper would continue the scalar.
 			p.skipBlank()
-			if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
+			if p.more() && p.cur().indent > indent && !p.docMarkerHere() {
 				return p.fail()
 			}
 		}
 		p.skipBlank()
-		if p.i >= len(p.lines) || p.docMarkerHere() {
+		if !p.more() || p.docMarkerHere() {
 			return m, true
 		}
-		nl := p.lines[p.i]
+		nl := p.cur()
 		if nl.indent < indent {
 			return m, true
 		}
@@ -263,7 +304,7 @@ func (p *fastParser) mapping(indent int, first string, _ int) (any, bool) {
 }
 
 func (p *fastParser) docMarkerHere() bool {
-	l := p.lines[p.i]
+	l := p.cur()
 	return l.indent == 0 && (strings.HasPrefix(l.text, "---") || strings.HasPrefix(l.text, "..."))
 }
 
@@ -283,7 +324,7 @@ func (p *fastParser) nested(indent int, recordItems bool) (any, bool) {
 // sequenceRecording parses a sequence and records its items' lines (for
 // the items of a List).
 func (p *fastParser) sequenceRecording(indent int) (any, bool) {
-	l := p.lines[p.i]
+	l := p.cur()
 	if l.text != "-" && !strings.HasPrefix(l.text, "- ") {
 		p.itemLines = nil
 		return p.block(indent)
@@ -296,7 +337,7 @@ func (p *fastParser) sequence(indent int) (any, bool) { return p.sequenceWith(in
 func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
 	s := []any{}
 	for {
-		l, lnum := p.lines[p.i], p.i+1
+		l, lnum := p.cur(), p.i+1
 		if l.indent != indent || (l.text != "-" && !strings.HasPrefix(l.text, "- ")) {
 			return p.fail()
 		}
@@ -309,12 +350,12 @@ func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
 		case rest == "" || rest[0] == '#':
 			p.i++
 			p.skipBlank()
-			if p.i < len(p.lines) && !p.docMarkerHere() && p.lines[p.i].indent > indent {
+			if p.more() && !p.docMarkerHere() && p.cur().indent > indent {
 				if record {
 					p.itemLines = append(p.itemLines, p.i+1)
 				}
 				var ok bool
-				if v, ok = p.block(p.lines[p.i].indent); !ok {
+				if v, ok = p.block(p.cur().indent); !ok {
 					return p.fail()
 				}
 			} else if record {
@@ -341,17 +382,17 @@ func (p *fastParser) sequenceWith(indent int, record bool) (any, bool) {
 				}
 				p.i++
 				p.skipBlank()
-				if p.i < len(p.lines) && p.lines[p.i].indent > indent && !p.docMarkerHere() {
+				if p.more() && p.cur().indent > indent && !p.docMarkerHere() {
 					return p.fail()
 				}
 			}
 		}
 		s = append(s, v)
 		p.skipBlank()
-		if p.i >= len(p.lines) || p.docMarkerHere() {
+		if !p.more() || p.docMarkerHere() {
 			return s, true
 		}
-		nl := p.lines[p.i]
+		nl := p.cur()
 		if nl.indent < indent {
 			return s, true
 		}

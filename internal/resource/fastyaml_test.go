@@ -42,11 +42,14 @@ func checkSame(t *testing.T, data []byte) (accepted bool) {
 // nodes do.
 func checkSameLines(t *testing.T, data []byte, objs []*Raw) {
 	t.Helper()
-	block := &fileIndex{data: data, block: true}
-	parsed := &fileIndex{data: data}
+	var lines []int
+	for _, o := range objs {
+		lines = append(lines, o.Source.Line)
+	}
 	idx := NewIndex()
-	idx.add("x", data, true)
-	block.starts, parsed.starts = idx.files["x"].starts, idx.files["x"].starts
+	idx.add("x", data, true, lines)
+	block := idx.files["x"]
+	parsed := &fileIndex{data: data}
 	for _, o := range objs {
 		root := parsed.object(o.Source.Line)
 		if root == nil {

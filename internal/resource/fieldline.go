@@ -2,6 +2,7 @@ package resource
 
 import (
 	"bytes"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,46 +11,62 @@ import (
 )
 
 // Index keeps, for every file read, what finding a field's line needs:
-// the file's text, where each line starts, and whether the file is in the
-// plain block style the fast reader handles. It is filled once, while the
-// files are read, so a finding never reads or parses a file again: in a
-// block-style file a field is found by walking the indentation of the one
-// object's lines from the object's first line. Only files outside that
-// style (JSON, flow style, anchors) are parsed again, once, from the kept
-// text, the first time a finding in them needs a line.
+// the file's text, where each object starts, and whether the file is in
+// the plain block style the fast reader handles. It is filled once, while
+// the files are read, so a finding never reads or parses a file again: in
+// a block-style file a field is found by walking the indentation of the
+// one object's lines from the object's first line. Only files outside
+// that style (JSON, flow style, anchors) are parsed again, once, from the
+// kept text, the first time a finding in them needs a line. The text of a
+// file is its read-only memory mapping where the system allows one (see
+// readFile), so keeping it costs no heap.
 type Index struct {
 	mu    sync.Mutex
 	files map[string]*fileIndex
 }
 
 type fileIndex struct {
-	data   []byte
-	starts []int32 // byte offset of each line
-	block  bool
+	data []byte
+	// objects holds the first line of every object read from the file
+	// and the byte offset where that line starts, in line order.
+	objects []objectStart
+	block   bool
 
 	once sync.Once
 	docs []*yaml.Node
 }
 
+type objectStart struct{ line, off int32 }
+
 // NewIndex returns an empty Index.
 func NewIndex() *Index { return &Index{files: map[string]*fileIndex{}} }
 
-// add records a file read as data; block says the fast reader parsed it.
-func (x *Index) add(name string, data []byte, block bool) {
+// add records a file read as data whose objects start at lines (in
+// order); block says the fast reader parsed it.
+func (x *Index) add(name string, data []byte, block bool, lines []int) {
 	if x == nil {
 		return
 	}
-	starts := make([]int32, 1, bytes.Count(data, []byte{'\n'})+1)
-	for off := 0; ; {
-		i := bytes.IndexByte(data[off:], '\n')
-		if i < 0 {
-			break
+	f := &fileIndex{data: data, block: block}
+	if block {
+		f.objects = make([]objectStart, 0, len(lines))
+		line, off := 1, 0
+		for _, want := range lines {
+			for line < want {
+				i := bytes.IndexByte(data[off:], '\n')
+				if i < 0 {
+					break
+				}
+				off += i + 1
+				line++
+			}
+			if line == want {
+				f.objects = append(f.objects, objectStart{int32(want), int32(off)})
+			}
 		}
-		off += i + 1
-		starts = append(starts, int32(off))
 	}
 	x.mu.Lock()
-	x.files[name] = &fileIndex{data: data, starts: starts, block: block}
+	x.files[name] = f
 	x.mu.Unlock()
 }
 
@@ -71,7 +88,7 @@ func (l *Locator) Line(src Source, path string) int {
 	l.idx.mu.Lock()
 	f := l.idx.files[src.File]
 	l.idx.mu.Unlock()
-	if f == nil || src.Line < 1 || src.Line > len(f.starts) {
+	if f == nil || src.Line < 1 {
 		return src.Line
 	}
 	segs := splitPath(path)
@@ -105,16 +122,33 @@ type blockLine struct {
 	end      bool // past the end of the file or at a document marker
 }
 
-// line returns line i (0-based).
-func (f *fileIndex) line(i int) blockLine {
-	if i >= len(f.starts) {
+// cursor reads the lines of one object on demand, from the offset where
+// the object's first line starts.
+type cursor struct {
+	data []byte
+	base int   // 0-based number of the object's first line
+	offs []int // offs[k] is where line base+k starts
+}
+
+// line returns line i (0-based, at or after the object's first line).
+func (c *cursor) line(i int) blockLine {
+	k := i - c.base
+	for len(c.offs) <= k+1 {
+		last := c.offs[len(c.offs)-1]
+		if last > len(c.data) {
+			break
+		}
+		n := bytes.IndexByte(c.data[last:], '\n')
+		if n < 0 {
+			c.offs = append(c.offs, len(c.data)+1)
+			continue
+		}
+		c.offs = append(c.offs, last+n+1)
+	}
+	if k < 0 || k+1 >= len(c.offs) || c.offs[k] > len(c.data) {
 		return blockLine{end: true}
 	}
-	stop := len(f.data)
-	if i+1 < len(f.starts) {
-		stop = int(f.starts[i+1]) - 1
-	}
-	s := string(f.data[f.starts[i]:stop])
+	s := string(c.data[c.offs[k] : c.offs[k+1]-1])
 	s = strings.TrimSuffix(s, "\r")
 	raw := 0
 	for raw < len(s) && s[raw] == ' ' {
@@ -139,9 +173,9 @@ func (f *fileIndex) line(i int) blockLine {
 }
 
 // next returns the first non-blank line after i, and its number.
-func (f *fileIndex) next(i int) (blockLine, int) {
+func (c *cursor) next(i int) (blockLine, int) {
 	for i++; ; i++ {
-		if l := f.line(i); !l.blank {
+		if l := c.line(i); !l.blank {
 			return l, i
 		}
 	}
@@ -154,8 +188,13 @@ func (f *fileIndex) next(i int) (blockLine, int) {
 // sequence's items are the dash lines at its dash column.
 func (f *fileIndex) walk(start int, segs []pathSeg) int {
 	best := start
+	at := sort.Search(len(f.objects), func(k int) bool { return int(f.objects[k].line) >= start })
+	if at == len(f.objects) || int(f.objects[at].line) != start {
+		return best
+	}
 	i := start - 1
-	first := f.line(i)
+	c := &cursor{data: f.data, base: i, offs: []int{int(f.objects[at].off)}}
+	first := c.line(i)
 	if first.end || first.blank {
 		return best
 	}
@@ -171,7 +210,7 @@ func (f *fileIndex) walk(start int, segs []pathSeg) int {
 			found := -1
 			var rest string
 			for k := i; ; k++ {
-				l := f.line(k)
+				l := c.line(k)
 				if l.end || (!l.blank && k > i && l.raw < col) {
 					break
 				}
@@ -191,7 +230,7 @@ func (f *fileIndex) walk(start int, segs []pathSeg) int {
 				state = inScalar
 				continue
 			}
-			nl, n := f.next(found)
+			nl, n := c.next(found)
 			switch {
 			case nl.end:
 				state = inScalar
@@ -205,7 +244,7 @@ func (f *fileIndex) walk(start int, segs []pathSeg) int {
 		case state == inSequence && seg.index >= 0:
 			found, count := -1, 0
 			for k := i; ; k++ {
-				l := f.line(k)
+				l := c.line(k)
 				if l.end || (!l.blank && l.raw < col) {
 					break
 				}
@@ -224,7 +263,7 @@ func (f *fileIndex) walk(start int, segs []pathSeg) int {
 			if found < 0 {
 				return best
 			}
-			l := f.line(found)
+			l := c.line(found)
 			if l.text != "" {
 				best = found + 1
 				if _, _, isKey := splitKey(l.text); isKey {
@@ -234,7 +273,7 @@ func (f *fileIndex) walk(start int, segs []pathSeg) int {
 				}
 				continue
 			}
-			nl, n := f.next(found)
+			nl, n := c.next(found)
 			if nl.end || nl.raw <= col {
 				best = found + 1
 				state = inScalar

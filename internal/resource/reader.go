@@ -88,15 +88,20 @@ func ReadPaths(paths []string, opts Options) ([]*Raw, error) {
 	byFile := map[int][]*Raw{}
 	err := WalkPaths(paths, opts, func(i int, raws []*Raw) error {
 		mu.Lock()
-		byFile[i] = raws
+		byFile[i] = append(byFile[i], raws...)
 		mu.Unlock()
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	files := make([]int, 0, len(byFile))
+	for i := range byFile {
+		files = append(files, i)
+	}
+	sort.Ints(files)
 	var out []*Raw
-	for i := 0; i < len(byFile); i++ {
+	for _, i := range files {
 		out = append(out, byFile[i]...)
 	}
 	for i, r := range out {
@@ -105,11 +110,15 @@ func ReadPaths(paths []string, opts Options) ([]*Raw, error) {
 	return out, nil
 }
 
-// WalkPaths parses the files named by paths in parallel and hands each
-// file's objects to visit, from the parsing goroutine, with the file's
-// position among all files. Objects' Seq numbers order them across files.
-// visit may run concurrently for different files; the first error stops
-// the walk and is returned.
+// walkBatch is how many objects WalkPaths hands over at a time: a large
+// file is decoded and dropped as it is parsed, not held whole.
+const walkBatch = 256
+
+// WalkPaths parses the files named by paths in parallel and hands their
+// objects to visit, from the parsing goroutine, in batches as they are
+// parsed, with the file's position among all files. Objects' Seq numbers
+// order them across files. visit may run concurrently for different
+// files; the first error stops the walk and is returned.
 func WalkPaths(paths []string, opts Options, visit func(file int, raws []*Raw) error) error {
 	files, err := ExpandPaths(paths, opts.Recursive)
 	if err != nil {
@@ -124,12 +133,21 @@ func WalkPaths(paths []string, opts Options, visit func(file int, raws []*Raw) e
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				raws, err := readFile(files[i], opts.Stdin, opts.Index)
-				if err == nil {
-					for j, r := range raws {
-						r.Seq = i<<24 | j
+				j := 0
+				batch := make([]*Raw, 0, walkBatch)
+				err := readFile(files[i], opts.Stdin, opts.Index, func(r *Raw) error {
+					r.Seq = i<<24 | j
+					j++
+					batch = append(batch, r)
+					if len(batch) < walkBatch {
+						return nil
 					}
-					err = visit(i, raws)
+					err := visit(i, batch)
+					batch = make([]*Raw, 0, walkBatch)
+					return err
+				})
+				if err == nil && len(batch) > 0 {
+					err = visit(i, batch)
 				}
 				errs[i] = err
 			}
@@ -148,58 +166,105 @@ func WalkPaths(paths []string, opts Options, visit func(file int, raws []*Raw) e
 	return nil
 }
 
-func readFile(path string, stdin io.Reader, idx *Index) ([]*Raw, error) {
+func readFile(path string, stdin io.Reader, idx *Index, emit func(*Raw) error) error {
 	var data []byte
 	var err error
-	if path == StdinName {
+	switch {
+	case path == StdinName:
 		if stdin == nil {
-			return nil, errors.New("read standard input: no input stream")
+			return errors.New("read standard input: no input stream")
 		}
 		data, err = io.ReadAll(stdin)
-	} else {
+	case idx != nil:
+		// A file kept for the index is mapped rather than read: its text
+		// then lives in the page cache, not in the heap, where it would
+		// also double the collector's target.
+		var mapped bool
+		if data, mapped, err = mapFile(path); err == nil && mapped {
+			err = readBytes(path, data, idx, emit)
+			release(data)
+			return err
+		}
+	default:
 		data, err = os.ReadFile(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return fmt.Errorf("read %s: %w", path, err)
 	}
-	return readBytes(path, data, idx)
+	return readBytes(path, data, idx, emit)
 }
 
 // ReadBytes parses data named name as YAML (one or more documents) or JSON
 // (one or more values, or an array of objects). Lists are expanded into
 // their items.
-func ReadBytes(name string, data []byte) ([]*Raw, error) { return readBytes(name, data, nil) }
+func ReadBytes(name string, data []byte) ([]*Raw, error) { return ReadBytesIndexed(name, data, nil) }
 
 // ReadBytesIndexed is ReadBytes that also records data in idx.
 func ReadBytesIndexed(name string, data []byte, idx *Index) ([]*Raw, error) {
-	return readBytes(name, data, idx)
+	var out []*Raw
+	err := readBytes(name, data, idx, func(r *Raw) error { out = append(out, r); return nil })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-func readBytes(name string, data []byte, idx *Index) ([]*Raw, error) {
+// readBytes parses data and hands emit each object, Lists expanded, as it
+// is parsed.
+func readBytes(name string, data []byte, idx *Index, emit func(*Raw) error) error {
+	var lines []int // where the emitted objects start, for the index
+	if idx != nil {
+		next := emit
+		emit = func(r *Raw) error {
+			lines = append(lines, r.Source.Line)
+			return next(r)
+		}
+	}
+	emitAll := func(raws []*Raw) error {
+		out, err := expandLists(name, raws)
+		if err != nil {
+			return err
+		}
+		for _, r := range out {
+			if err := emit(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		raws, err := readJSON(name, data)
 		if err == nil {
-			idx.add(name, data, false)
-			return expandLists(name, raws)
+			idx.add(name, data, false, nil)
+			return emitAll(raws)
 		}
 		// YAML flow style also starts with { or [; if the data reads as
 		// YAML objects, it was YAML. Otherwise the JSON error is the one
 		// that helps.
 		if yraws, block, yerr := readYAML(name, data); yerr == nil {
 			if out, xerr := expandLists(name, yraws); xerr == nil {
-				idx.add(name, data, block)
-				return out, nil
+				idx.add(name, data, block, lines)
+				for _, r := range out {
+					if err := emit(r); err != nil {
+						return err
+					}
+				}
+				return nil
 			}
 		}
-		return nil, err
+		return err
 	}
-	raws, block, err := readYAML(name, data)
+	var one [1]*Raw
+	block, err := readYAMLEach(name, data, func(r *Raw) error {
+		one[0] = r
+		return emitAll(one[:])
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	idx.add(name, data, block)
-	return expandLists(name, raws)
+	idx.add(name, data, block, lines)
+	return nil
 }
 
 // expandLists replaces each List object with its items and checks every

@@ -3,6 +3,8 @@ package resource
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -180,5 +182,37 @@ func TestLocatorFindsFieldLines(t *testing.T) {
 		if got := seq.Line(Source{File: "-", Line: 1}, path); got != want {
 			t.Errorf("%s: line %d, want %d", path, got, want)
 		}
+	}
+}
+
+func TestWalkPathsHandsLargeFilesOverInBatches(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	const n = walkBatch*2 + 7
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\n", i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("# nothing here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var batches, total int
+	err := WalkPaths([]string{dir}, Options{}, func(_ int, raws []*Raw) error {
+		batches++
+		total += len(raws)
+		if len(raws) > walkBatch {
+			t.Errorf("batch of %d objects, more than %d", len(raws), walkBatch)
+		}
+		return nil
+	})
+	if err != nil || total != n || batches != 3 {
+		t.Fatalf("%d objects in %d batches (err %v), want %d in 3", total, batches, err, n)
+	}
+	// An empty file before the large one does not hide it.
+	raws, err := ReadPaths([]string{dir}, Options{})
+	if err != nil || len(raws) != n || raws[n-1].Name() != fmt.Sprintf("c%d", n-1) {
+		t.Fatalf("ReadPaths read %d objects (err %v), want %d in order", len(raws), err, n)
 	}
 }

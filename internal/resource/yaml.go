@@ -22,25 +22,41 @@ var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 // readYAML parses data, by the fast path when it can (block reports that
 // it did).
 func readYAML(name string, data []byte) (raws []*Raw, block bool, err error) {
-	if raws, ok := fastYAML(name, data); ok {
-		return raws, true, nil
+	block, err = readYAMLEach(name, data, func(r *Raw) error { raws = append(raws, r); return nil })
+	return raws, block, err
+}
+
+// readYAMLEach parses data and hands each document to emit as it is
+// parsed: by the fast path when it can (block reports that it read the
+// whole file), else by the full parser, which goes on after the documents
+// the fast path already handed over.
+func readYAMLEach(name string, data []byte, emit func(*Raw) error) (block bool, err error) {
+	last, ok, err := fastYAMLEach(name, data, emit)
+	if err != nil || ok {
+		return ok, err
 	}
-	raws, err = readYAMLFull(name, data)
-	return raws, false, err
+	return false, readYAMLFullEach(name, data, last, emit)
 }
 
 // readYAMLFull parses data with the full YAML parser.
 func readYAMLFull(name string, data []byte) ([]*Raw, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var out []*Raw
+	err := readYAMLFullEach(name, data, 0, func(r *Raw) error { out = append(out, r); return nil })
+	return out, err
+}
+
+// readYAMLFullEach parses data with the full YAML parser and hands emit
+// each document that starts after line after.
+func readYAMLFullEach(name string, data []byte, after int, emit func(*Raw) error) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var n yaml.Node
 		err := dec.Decode(&n)
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, yamlError(name, err)
+			return yamlError(name, err)
 		}
 		if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
 			continue
@@ -49,13 +65,16 @@ func readYAMLFull(name string, data []byte) ([]*Raw, error) {
 		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 			continue // an empty document, e.g. a trailing "---"
 		}
+		if root.Line <= after {
+			continue // handed over by the fast path already
+		}
 		if root.Kind != yaml.MappingNode {
-			return nil, &ParseError{File: name, Line: root.Line, Err: fmt.Errorf("expected a Kubernetes object (a mapping with apiVersion and kind), found a %s", nodeKindName(root))}
+			return &ParseError{File: name, Line: root.Line, Err: fmt.Errorf("expected a Kubernetes object (a mapping with apiVersion and kind), found a %s", nodeKindName(root))}
 		}
 		c := converter{file: name}
 		v, err := c.convert(root, 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r := &Raw{Object: v.(map[string]any), Source: Source{File: name, Line: root.Line}}
 		if items := mappingValue(root, "items"); items != nil && items.Kind == yaml.SequenceNode {
@@ -63,7 +82,9 @@ func readYAMLFull(name string, data []byte) ([]*Raw, error) {
 				r.itemLines = append(r.itemLines, it.Line)
 			}
 		}
-		out = append(out, r)
+		if err := emit(r); err != nil {
+			return err
+		}
 	}
 }
 
