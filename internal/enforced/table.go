@@ -272,7 +272,7 @@ var table = map[string]map[string]Entry{
 		"spec.servers.defaultEndpoint":           {Note: "not applicable to gateways"},
 		"spec.servers.hosts":                     {Enforced: true},
 		"spec.servers.name":                      {Enforced: true},
-		"spec.servers.port.name":                 {Note: "informational"},
+		"spec.servers.port.name":                 {Enforced: true, Note: "a label: nothing to carry out"},
 		"spec.servers.port.number":               {Enforced: true},
 		"spec.servers.port.protocol":             {Enforced: true},
 		"spec.servers.port.targetPort":           {Enforced: true},
