@@ -31,6 +31,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/debug"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/status"
 	"mesh.dev/mesh/internal/pilot/webhook"
 	"mesh.dev/mesh/internal/pilot/xds"
 )
@@ -267,11 +268,18 @@ func (o *Options) Run(ctx context.Context) error {
 		},
 	}
 
+	statusWriter := &status.Writer{Istio: istio, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, OnSnapshot: srv.Update}
+		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+			srv.Update(s, ch)
+			statusWriter.Offer(s)
+		}}
 		return w.Run(gctx)
 	})
+	// Istio's status (what is not enforced) on the resources read, written
+	// by one replica at a time.
+	g.Go(func() error { return statusWriter.Run(gctx) })
 	g.Go(func() error { return (&ca.Publisher{Kube: kube, RootPEM: authority.RootPEM(), Log: log}).Run(gctx) })
 	g.Go(func() error { return serveUntil(gctx, func() error { return plain.Serve(xdsL) }, plain.Stop) })
 	g.Go(func() error { return serveUntil(gctx, func() error { return secure.Serve(secL) }, secure.Stop) })

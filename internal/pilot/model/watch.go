@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -104,7 +106,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			n.ServiceEntries().Informer(), n.Sidecars().Informer(), n.WorkloadEntries().Informer(),
 			sec.PeerAuthentications().Informer(), sec.AuthorizationPolicies().Informer(), sec.RequestAuthentications().Informer(),
 		} {
-			w.handle(i, full)
+			w.handleSpec(i, full)
 		}
 		inf.Start(ctx.Done())
 		for typ, ok := range inf.WaitForCacheSync(ctx.Done()) {
@@ -191,6 +193,38 @@ func (w *Watcher) handle(inf cache.SharedIndexInformer, classify func(any) Chang
 		UpdateFunc: func(_, n any) { record(n) },
 		DeleteFunc: record,
 	})
+}
+
+// handleSpec is handle for Istio config, ignoring updates that change only
+// the status (pilot writes status on these kinds; a write must not cause a
+// push): the generation, labels and annotations are the same.
+func (w *Watcher) handleSpec(inf cache.SharedIndexInformer, classify func(any) Change) {
+	w.handle(&specOnly{SharedIndexInformer: inf}, classify)
+}
+
+// specOnly filters the update events an informer delivers to handlers
+// added through it.
+type specOnly struct{ cache.SharedIndexInformer }
+
+func (s *specOnly) AddEventHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
+	return s.SharedIndexInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) { h.OnAdd(o, false) },
+		UpdateFunc: func(o, n any) {
+			if statusOnly(o, n) {
+				return
+			}
+			h.OnUpdate(o, n)
+		},
+		DeleteFunc: h.OnDelete,
+	})
+}
+
+func statusOnly(o, n any) bool {
+	om, ok1 := o.(metav1.Object)
+	nm, ok2 := n.(metav1.Object)
+	return ok1 && ok2 && om.GetGeneration() != 0 && om.GetGeneration() == nm.GetGeneration() &&
+		maps.Equal(om.GetLabels(), nm.GetLabels()) && maps.Equal(om.GetAnnotations(), nm.GetAnnotations()) &&
+		om.GetDeletionTimestamp().Equal(nm.GetDeletionTimestamp())
 }
 
 func (w *Watcher) publish(ch Change) {

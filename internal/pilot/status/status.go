@@ -1,0 +1,325 @@
+// Package status writes Istio's status on the config resources pilot reads,
+// as istiod does with status enabled: a validationMessages entry and a
+// condition naming what the mesh does not carry out (from the field table,
+// internal/enforced), cleared once the resource is fixed. One pilot replica
+// writes at a time, elected with a Lease.
+package status
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	analysisv1alpha1 "istio.io/api/analysis/v1alpha1"
+	metav1alpha1 "istio.io/api/meta/v1alpha1"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"mesh.dev/mesh/internal/authz"
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// ConditionType is the condition pilot owns on a resource's status: False
+// with the paths the mesh does not carry out; absent when it carries out all.
+const ConditionType = "mesh.io/Enforced"
+
+// MessageCode is the analyzer code of the validation message pilot writes
+// (the same as `mesh analyze` reports).
+const MessageCode = "MSH0003"
+
+// Writer keeps the status of the resources in the latest snapshot in step
+// with the field table, while it holds the lease.
+type Writer struct {
+	Istio     istioclient.Interface
+	Kube      kubernetes.Interface
+	Namespace string // where the Lease lives
+	LeaseName string // default mesh-pilot-status
+	Identity  string // default the hostname
+	Log       *slog.Logger
+	// LeaseDuration, RenewDeadline, RetryPeriod tune the election (defaults
+	// 15s, 10s, 2s as client-go recommends).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+
+	mu     sync.Mutex
+	latest *model.Snapshot
+	wake   chan struct{}
+	// written remembers what this replica last wrote, by object, so an
+	// unchanged resource costs no request.
+	written map[string]string
+}
+
+// Offer hands the writer a new snapshot; it never blocks.
+func (w *Writer) Offer(s *model.Snapshot) {
+	w.init()
+	w.mu.Lock()
+	w.latest = s
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Writer) init() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+		w.written = map[string]string{}
+	}
+}
+
+// Run takes part in the election until ctx ends, writing while leader.
+func (w *Writer) Run(ctx context.Context) error {
+	w.init()
+	log := w.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	id := w.Identity
+	if id == "" {
+		id, _ = os.Hostname()
+		id += fmt.Sprintf("-%d", os.Getpid())
+	}
+	name := w.LeaseName
+	if name == "" {
+		name = "mesh-pilot-status"
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: w.Namespace},
+		Client:     w.Kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   orDefault(w.LeaseDuration, 15*time.Second),
+			RenewDeadline:   orDefault(w.RenewDeadline, 10*time.Second),
+			RetryPeriod:     orDefault(w.RetryPeriod, 2*time.Second),
+			ReleaseOnCancel: true,
+			Name:            name,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					log.Info("status writer leading", "lease", w.Namespace+"/"+name, "identity", id)
+					w.lead(ctx, log)
+				},
+				OnStoppedLeading: func() { log.Info("status writer stopped leading", "identity", id) },
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("status leader election: %w", err)
+		}
+		le.Run(ctx) // returns when leadership is lost or ctx ends
+	}
+	return nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// lead writes every snapshot offered while ctx (the leadership) lasts.
+func (w *Writer) lead(ctx context.Context, log *slog.Logger) {
+	// A new leader does not trust what an earlier term remembered.
+	w.mu.Lock()
+	w.written = map[string]string{}
+	w.mu.Unlock()
+	for {
+		w.mu.Lock()
+		s := w.latest
+		w.mu.Unlock()
+		if s != nil {
+			w.sync(ctx, s, log)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		}
+	}
+}
+
+// object is one resource as the writer handles it.
+type object struct {
+	kind       string
+	meta       *metav1.ObjectMeta
+	spec       proto.Message
+	conditions *[]*metav1alpha1.IstioCondition
+	messages   *[]*analysisv1alpha1.AnalysisMessageBase
+	observed   *int64
+	update     func(ctx context.Context) error // writes the object's status as it is now
+}
+
+func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) {
+	for _, o := range objects(w.Istio, s) {
+		if ctx.Err() != nil {
+			return
+		}
+		key := o.kind + "/" + o.meta.Namespace + "/" + o.meta.Name
+		findings := authz.Findings(o.kind, o.spec)
+		var paths []string
+		for _, f := range findings {
+			paths = append(paths, f.String())
+		}
+		want := strings.Join(paths, "; ")
+		w.mu.Lock()
+		done := w.written[key] == fmt.Sprint(o.meta.Generation, "|", want)
+		w.mu.Unlock()
+		if done {
+			continue
+		}
+		if !apply(o, want, len(findings)) {
+			w.remember(key, o.meta.Generation, want)
+			continue
+		}
+		if err := o.update(ctx); err != nil {
+			if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+				log.Warn("write status", "resource", key, "err", err)
+			}
+			continue // the next snapshot (the object changed) tries again
+		}
+		w.remember(key, o.meta.Generation, want)
+	}
+}
+
+func (w *Writer) remember(key string, gen int64, want string) {
+	w.mu.Lock()
+	w.written[key] = fmt.Sprint(gen, "|", want)
+	w.mu.Unlock()
+}
+
+// apply sets pilot's parts of the status (its condition and validation
+// message), keeping what others wrote; it reports whether anything changed.
+func apply(o object, message string, n int) bool {
+	var conds []*metav1alpha1.IstioCondition
+	var mine *metav1alpha1.IstioCondition
+	for _, c := range *o.conditions {
+		if c.GetType() == ConditionType {
+			mine = c
+			continue
+		}
+		conds = append(conds, c)
+	}
+	var msgs []*analysisv1alpha1.AnalysisMessageBase
+	hadMsg := false
+	for _, m := range *o.messages {
+		if m.GetType().GetCode() == MessageCode {
+			hadMsg = true
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	if n == 0 {
+		if mine == nil && !hadMsg {
+			return false
+		}
+		*o.conditions, *o.messages = conds, msgs
+		return true
+	}
+	text := fmt.Sprintf("%d setting(s) not enforced by this mesh: %s", n, message)
+	if mine != nil && hadMsg && mine.GetStatus() == "False" && mine.GetMessage() == text && mine.GetObservedGeneration() == o.meta.Generation {
+		return false
+	}
+	now := timestamppb.Now()
+	c := &metav1alpha1.IstioCondition{Type: ConditionType, Status: "False", Reason: "NotEnforced", Message: text,
+		LastProbeTime: now, LastTransitionTime: now, ObservedGeneration: o.meta.Generation}
+	if mine != nil && mine.GetStatus() == "False" {
+		c.LastTransitionTime = mine.GetLastTransitionTime()
+	}
+	*o.conditions = append(conds, c)
+	*o.messages = append(msgs, &analysisv1alpha1.AnalysisMessageBase{
+		Type:  &analysisv1alpha1.AnalysisMessageBase_Type{Name: "NotEnforced", Code: MessageCode},
+		Level: analysisv1alpha1.AnalysisMessageBase_WARNING,
+	})
+	*o.observed = o.meta.Generation
+	return true
+}
+
+// objects lists the snapshot's resources as copies the writer may change.
+func objects(c istioclient.Interface, s *model.Snapshot) []object {
+	var out []object
+	std := func(kind string, meta *metav1.ObjectMeta, spec proto.Message, st *metav1alpha1.IstioStatus, update func(context.Context) error) object {
+		return object{kind: kind, meta: meta, spec: spec, conditions: &st.Conditions, messages: &st.ValidationMessages,
+			observed: &st.ObservedGeneration, update: update}
+	}
+	opts := metav1.UpdateOptions{FieldManager: "mesh-pilot"}
+	for _, x := range s.VirtualServices {
+		x := x.DeepCopy()
+		out = append(out, std("VirtualService", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.NetworkingV1().VirtualServices(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	for _, x := range s.DestinationRules {
+		x := x.DeepCopy()
+		out = append(out, std("DestinationRule", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.NetworkingV1().DestinationRules(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	for _, x := range s.Gateways {
+		x := x.DeepCopy()
+		out = append(out, std("Gateway", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.NetworkingV1().Gateways(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	for _, x := range s.Sidecars {
+		x := x.DeepCopy()
+		out = append(out, std("Sidecar", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.NetworkingV1().Sidecars(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	for _, x := range s.WorkloadEntries {
+		x := x.DeepCopy()
+		out = append(out, std("WorkloadEntry", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.NetworkingV1().WorkloadEntries(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	for _, x := range s.ServiceEntries {
+		x := x.DeepCopy()
+		out = append(out, object{kind: "ServiceEntry", meta: &x.ObjectMeta, spec: &x.Spec,
+			conditions: &x.Status.Conditions, messages: &x.Status.ValidationMessages, observed: &x.Status.ObservedGeneration,
+			update: func(ctx context.Context) error {
+				_, err := c.NetworkingV1().ServiceEntries(x.Namespace).UpdateStatus(ctx, x, opts)
+				return err
+			}})
+	}
+	for _, x := range s.PeerAuthentications {
+		x := x.DeepCopy()
+		out = append(out, std("PeerAuthentication", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.SecurityV1().PeerAuthentications(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	for _, x := range s.AuthorizationPolicies {
+		x := x.DeepCopy()
+		out = append(out, std("AuthorizationPolicy", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.SecurityV1().AuthorizationPolicies(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	for _, x := range s.RequestAuthentications {
+		x := x.DeepCopy()
+		out = append(out, std("RequestAuthentication", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+			_, err := c.SecurityV1().RequestAuthentications(x.Namespace).UpdateStatus(ctx, x, opts)
+			return err
+		}))
+	}
+	return out
+}
