@@ -447,3 +447,37 @@ func regexQuote(s string) string {
 	}
 	return b.String()
 }
+
+// TokenLocations returns principals matching a request that carries a token
+// where a RequestAuthentication JWT rule looks for one: its fromHeaders
+// (with their prefix), fromParams and fromCookies, or Istio's defaults
+// (Authorization: Bearer, the access_token query parameter).
+func TokenLocations(jr *securityapi.JWTRule) []*rbacv3.Principal {
+	var out []*rbacv3.Principal
+	headers, params := jr.GetFromHeaders(), jr.GetFromParams()
+	if len(headers) == 0 && len(params) == 0 && len(jr.GetFromCookies()) == 0 {
+		headers = []*securityapi.JWTHeader{{Name: "Authorization", Prefix: "Bearer "}}
+		params = []string{"access_token"}
+	}
+	for _, h := range headers {
+		if h.GetName() == "" {
+			continue
+		}
+		m := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.GetPrefix()}}
+		if h.GetPrefix() == "" {
+			m = regexMatch(".*")
+		}
+		m.IgnoreCase = true
+		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: &routev3.HeaderMatcher{
+			Name: strings.ToLower(h.GetName()), HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: m}}}})
+	}
+	for _, p := range params {
+		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: &routev3.HeaderMatcher{
+			Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: regexMatch(`[^?]*\?(.*&)?` + regexQuote(p) + `=.*`)}}}})
+	}
+	for _, c := range jr.GetFromCookies() {
+		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: &routev3.HeaderMatcher{
+			Name: "cookie", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: regexMatch(`(.*;\s*)?` + regexQuote(c) + `=.*`)}}}})
+	}
+	return out
+}

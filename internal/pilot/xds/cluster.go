@@ -435,8 +435,12 @@ func fixedClusters() []*item {
 	}
 }
 
+// mustAny packs m deterministically: resources are versioned by their
+// bytes, and a map inside (RBAC policies by name) must not give two
+// versions of the same config.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
+	a := &anypb.Any{}
+	err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true})
 	if err != nil {
 		panic(fmt.Sprintf("pack %T: %v", m, err))
 	}

@@ -78,8 +78,8 @@ func changedObjects[T metav1.Object](before, after []T) []T {
 // ServiceEntries reach the generator only as the services and endpoints
 // the snapshot makes of them, and WorkloadEntries as endpoints and as the
 // workload behind a pod-less proxy, so both are tracked through those.
-// RequestAuthentications are not read by the generator at all (no JWT
-// filter is generated), so a change to one recomputes nothing.
+// RequestAuthentications reach their namespace's proxies like other policy
+// (until mesh-proxy verifies tokens, they make it refuse requests carrying one).
 func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d configDelta, ok bool) {
 	a, b := old.Snap, next
 	d = configDelta{hosts: map[string]bool{}, namespaces: map[string]bool{}, endpointHosts: map[string]bool{}, workloads: map[string]bool{}}
@@ -92,7 +92,6 @@ func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d 
 	}{
 		{"ServiceEntry", len(changedObjects(a.ServiceEntries, b.ServiceEntries)) > 0},
 		{"WorkloadEntry", len(changedObjects(a.WorkloadEntries, b.WorkloadEntries)) > 0},
-		{"RequestAuthentication", len(changedObjects(a.RequestAuthentications, b.RequestAuthentications)) > 0},
 	} {
 		if kind.changed {
 			d.kinds = append(d.kinds, kind.name)
@@ -138,6 +137,7 @@ func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d 
 		{"PeerAuthentication", namespacesOf(changedObjects(a.PeerAuthentications, b.PeerAuthentications))},
 		{"AuthorizationPolicy", namespacesOf(changedObjects(a.AuthorizationPolicies, b.AuthorizationPolicies))},
 		{"Sidecar", namespacesOf(changedObjects(a.Sidecars, b.Sidecars))},
+		{"RequestAuthentication", namespacesOf(changedObjects(a.RequestAuthentications, b.RequestAuthentications))},
 	} {
 		for _, ns := range kind.nss {
 			if ns == b.RootNamespace {

@@ -390,14 +390,17 @@ spec:
 		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ClusterType, "outbound|80||api.example.com")), "198.18.251.2")
 	})
 
-	// The generator reads no RequestAuthentication: nothing is recomputed.
+	// A RequestAuthentication reaches its namespace's inbound side (requests
+	// carrying a token are refused until mesh-proxy verifies them).
 	apply("RequestAuthentication in default", `
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication
 metadata: {name: jwt, namespace: default}
 spec:
   jwtRules: [{issuer: "https://issuer.example.com"}]
-`, "config", 0, 0, nil, nil)
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "requestauthentication[jwt]")
+	})
 
 	// Carried-over config is still whole.
 	if got := fmt.Sprint(proxies["productpage-v1"].c.Resource(resourcev3.RouteType, "9080")); !strings.Contains(got, "outbound|9080|v2|reviews") {

@@ -316,6 +316,9 @@ func (pc *PushContext) groupKey(p *model.Proxy, w *workload) (string, error) {
 	for _, ap := range deny {
 		b.WriteString("|d:" + ap.Namespace + "/" + ap.Name)
 	}
+	for _, ra := range pc.requestAuthns(w.namespace, w.labels) {
+		b.WriteString("|r:" + ra.Namespace + "/" + ra.Name)
+	}
 	if pc.sourceLabels {
 		b.WriteString("|l:" + labelKey(w.labels))
 	}

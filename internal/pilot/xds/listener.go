@@ -251,6 +251,7 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 		ContinueOnListenerFiltersTimeout: true,
 	}
 	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	tokenDeny := unverifiedTokenPolicies(pc.requestAuthns(w.namespace, w.labels))
 	for _, p := range ports {
 		cluster := InboundClusterName(p.port)
 		mode := pc.mtlsMode(w.namespace, w.labels, p.port)
@@ -271,7 +272,7 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 						}},
 					}},
 				}
-				return []*listenerv3.Filter{hcmInline(cluster, rc, httpRBACFilters(allow, deny)...)}
+				return []*listenerv3.Filter{hcmInline(cluster, rc, httpRBACFilters(allow, deny, tokenDeny)...)}
 			}
 			return append(networkRBACFilters(cluster, allow, deny), tcpProxyFilter(cluster, cluster))
 		}
@@ -356,11 +357,17 @@ func passthroughChains(name string, port uint32, mode MTLSMode, allow, deny []*s
 	}
 }
 
-func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy) []*hcmv3.HttpFilter {
+// httpRBACFilters are the authorization filters of an inbound HTTP chain:
+// DENY (with CUSTOM, and extraDeny's policies) before ALLOW.
+func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy, extraDeny map[string]*rbacv3.Policy) []*hcmv3.HttpFilter {
 	var out []*hcmv3.HttpFilter
-	if len(deny) > 0 {
+	if len(deny)+len(extraDeny) > 0 {
+		rules := buildRBAC(deny, rbacv3.RBAC_DENY, true)
+		for n, p := range extraDeny {
+			rules.Policies[n] = p
+		}
 		out = append(out, &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
-			TypedConfig: mustAny(&rbachttp.RBAC{Rules: buildRBAC(deny, rbacv3.RBAC_DENY, true)}),
+			TypedConfig: mustAny(&rbachttp.RBAC{Rules: rules}),
 		}})
 	}
 	if len(allow) > 0 {

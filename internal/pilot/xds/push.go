@@ -16,7 +16,7 @@
 // WorkloadEntries, Gateways, and Sidecars and security policy outside the
 // root namespace, only the groups whose scope sees a touched host, or whose
 // namespace holds a touched policy, are rebuilt and only their proxies
-// regenerated (RequestAuthentications reach nothing); root-namespace
+// regenerated; root-namespace
 // policy and Sidecars rebuild all.
 package xds
 

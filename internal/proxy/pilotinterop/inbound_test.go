@@ -152,8 +152,9 @@ func (h *inbound) call(t *testing.T, port uint16, ns, sa, path string) (int, err
 	return h.callTo(t, netip.AddrPortFrom(h.podIP, port), ns, sa, path)
 }
 
-// callTo is call with the original destination given whole.
-func (h *inbound) callTo(t *testing.T, dst netip.AddrPort, ns, sa, path string) (int, error) {
+// callTo is call with the original destination given whole, and headers
+// as name, value pairs.
+func (h *inbound) callTo(t *testing.T, dst netip.AddrPort, ns, sa, path string, hdr ...string) (int, error) {
 	t.Helper()
 	h.dst <- dst
 	conn, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
@@ -178,6 +179,9 @@ func (h *inbound) callTo(t *testing.T, dst netip.AddrPort, ns, sa, path string) 
 		conn = tc
 	}
 	req, _ := http.NewRequest("GET", "http://reviews:9080"+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	if err := req.Write(conn); err != nil {
 		return 0, err
 	}
