@@ -35,7 +35,11 @@ type Options struct {
 	OutputThreshold  string
 	Suppress         []string
 	ListAnalyzers    bool
+	MeshConfigFile   string
+	MeshNetworksFile string
+	Timeout          time.Duration
 
+	mesh         *analyze.Mesh
 	useKubeSet   bool
 	failLevel    analyze.Level
 	outLevel     analyze.Level
@@ -92,6 +96,9 @@ that cannot be parsed, 64 bad flags.`,
 	f.StringVar(&o.OutputThreshold, "output-threshold", "Info", "print messages at this level or above (Info, Warning, Error)")
 	f.StringArrayVarP(&o.Suppress, "suppress", "S", nil, `suppress a message: "CODE=Kind name.namespace" (globs allowed, e.g. "IST0103=Pod *.default"); repeatable`)
 	f.BoolVar(&o.ListAnalyzers, "list-analyzers", false, "list the analyzers and their message codes, then exit")
+	f.StringVar(&o.MeshConfigFile, "meshConfigFile", "", "analyse under this MeshConfig (YAML or JSON; e.g. its rootNamespace) instead of the defaults")
+	f.StringVar(&o.MeshNetworksFile, "meshNetworksFile", "", "analyse under this MeshNetworks (YAML or JSON) and check its service registries")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "give up when reading and analysing take longer than this")
 	return cmd
 }
 
@@ -114,6 +121,19 @@ func (o *Options) Complete() error {
 	}
 	if o.ListAnalyzers {
 		return nil
+	}
+	o.mesh = analyze.DefaultMesh()
+	if o.MeshConfigFile != "" {
+		mc, err := analyze.LoadMeshConfig(o.MeshConfigFile)
+		if err != nil {
+			return meshFileError("--meshConfigFile", err)
+		}
+		o.mesh.Config, o.mesh.ConfigFile = mc, o.MeshConfigFile
+	}
+	if o.MeshNetworksFile != "" {
+		if err := o.mesh.LoadNetworks(o.MeshNetworksFile); err != nil {
+			return meshFileError("--meshNetworksFile", err)
+		}
 	}
 	if ns := o.ConfigFlags.Namespace; ns != nil && *ns != "" {
 		o.namespace, o.namespaceSet = *ns, true
@@ -157,6 +177,9 @@ func (o *Options) Validate() error {
 	if !valid {
 		return cli.Usagef("unknown output format %q for -o: expected one of %s", o.Output, strings.Join(analyze.Formats, ", "))
 	}
+	if o.Timeout <= 0 {
+		return cli.Usagef("--timeout must be positive, e.g. 30s")
+	}
 	if o.AllNamespaces && o.namespaceSet {
 		return cli.Usagef("-A and -n cannot be used together")
 	}
@@ -186,6 +209,8 @@ func (o *Options) Run(ctx context.Context) error {
 		return printAnalyzers(o, all)
 	}
 	tuneGC()
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
 	filter := analyze.Filter{Suppressions: o.suppressions}
 	switch {
 	case o.AllNamespaces:
@@ -198,8 +223,14 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	res, err := analyze.Analyze(ctx, analyze.Request{
 		Paths: o.Paths, Recursive: o.Recursive, Stdin: o.In, Cluster: o.cluster,
-		DefaultNamespace: o.namespace, Filter: filter, Analyzers: all,
+		DefaultNamespace: o.namespace, Filter: filter, Analyzers: all, Mesh: o.mesh,
 	})
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("analysis did not finish within --timeout %s: %w", o.Timeout, err)
+	}
 	if err != nil {
 		var pe *resource.ParseError
 		if errors.As(err, &pe) {
@@ -220,6 +251,16 @@ func (o *Options) Run(ctx context.Context) error {
 		return &cli.FindingsError{Count: n}
 	}
 	return nil
+}
+
+// meshFileError is a mesh config file that cannot be used: bad data (65)
+// when it cannot be parsed, bad usage (64) when it cannot be read.
+func meshFileError(flag string, err error) error {
+	var pe *resource.ParseError
+	if errors.As(err, &pe) {
+		return cli.Data(fmt.Errorf("%s: %w", flag, err))
+	}
+	return cli.Usagef("%s: %v", flag, err)
 }
 
 type analyzerInfo struct {

@@ -269,3 +269,36 @@ current-context: c
 		t.Errorf("--use-kube=true with an unreachable cluster: exit %d, want an error", code)
 	}
 }
+
+func TestMeshConfigFiles(t *testing.T) {
+	const dir = "testdata/mesh/"
+	out, code := run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--output-threshold", "Warning")
+	if code != 0 || !strings.Contains(out, "IST0127") {
+		t.Errorf("without --meshConfigFile: exit %d, want 0 with IST0127:\n%s", code, out)
+	}
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"meshconfig.yaml", "--output-threshold", "Warning")
+	if code != 0 || strings.Contains(out, "IST0127") {
+		t.Errorf("with the root namespace from --meshConfigFile: exit %d, want 0 without IST0127:\n%s", code, out)
+	}
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"badmesh.yaml")
+	if code != cli.ExitData || !strings.Contains(out, "--meshConfigFile") || !strings.Contains(out, "badmesh.yaml") || !strings.Contains(out, "enableAutoMTLS") {
+		t.Errorf("misspelt MeshConfig field: exit %d, want 65 naming the flag, file and field:\n%s", code, out)
+	}
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"missing.yaml")
+	if code != cli.ExitUsage {
+		t.Errorf("missing MeshConfig file: exit %d, want 64:\n%s", code, out)
+	}
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", dir+"meshconfig.yaml")
+	if code != cli.ExitData || !strings.Contains(out, "meshconfig.yaml:2") || !strings.Contains(out, "--meshConfigFile") {
+		t.Errorf("MeshConfig given as an input: exit %d, want 65 naming the file and --meshConfigFile:\n%s", code, out)
+	}
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"meshconfig.yaml", "--meshNetworksFile", dir+"meshnetworks.yaml")
+	if code != cli.ExitFindings || !strings.Contains(out, `Error [IST0126] (MeshNetworks meshnetworks.platform testdata/mesh/meshnetworks.yaml:10) networks["west"].endpoints[0].fromRegistry: Unknown service registry cluster-west in network west`) ||
+		strings.Contains(out, "registry Kubernetes in network east") {
+		t.Errorf("--meshNetworksFile with an unknown registry: exit %d, want 79 with IST0126 for west only:\n%s", code, out)
+	}
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--timeout", "0s")
+	if code != cli.ExitUsage || !strings.Contains(out, "--timeout") {
+		t.Errorf("--timeout 0s: exit %d, want 64:\n%s", code, out)
+	}
+}

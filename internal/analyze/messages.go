@@ -31,6 +31,8 @@ var (
 		"A Service port name does not start with a protocol (http, grpc, tcp...) and sets no appProtocol, so its traffic is treated as opaque TCP."}
 	InvalidAnnotation = &MessageType{"IST0125", "InvalidAnnotation", Warning,
 		"A known annotation has a value the mesh cannot use."}
+	UnknownMeshNetworksServiceRegistry = &MessageType{"IST0126", "UnknownMeshNetworksServiceRegistry", Error,
+		"A MeshNetworks endpoint names a service registry the mesh does not know."}
 	NoMatchingWorkloadsFound = &MessageType{"IST0127", "NoMatchingWorkloadsFound", Warning,
 		"A workload selector matches no workload, so the resource has no effect."}
 	VirtualServiceUnreachableRule = &MessageType{"IST0130", "VirtualServiceUnreachableRule", Warning,
@@ -67,7 +69,7 @@ func AllMessageTypes() []*MessageType {
 		SchemaValidationError, MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
 		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
 		VirtualServiceDestinationPortSelectorRequired, DeploymentAssociatedToMultipleServices,
-		PortNameIsNotUnderNamingConvention, InvalidAnnotation, NoMatchingWorkloadsFound,
+		PortNameIsNotUnderNamingConvention, InvalidAnnotation, UnknownMeshNetworksServiceRegistry, NoMatchingWorkloadsFound,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeploymentConflictingPorts, ConflictingGateways,
 		GatewayPortNotDefinedOnService, DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,

@@ -24,6 +24,9 @@ type Request struct {
 	DefaultNamespace string
 	Filter           Filter
 	Analyzers        []Analyzer
+	// Mesh is the mesh-wide configuration (--meshConfigFile,
+	// --meshNetworksFile); nil means the defaults.
+	Mesh *Mesh
 }
 
 // Result is what an analysis found.
@@ -63,6 +66,9 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 	// The index keeps each file's text and line starts as it is read, so
 	// the line of a finding's field is looked up, never read again.
 	idx := resource.NewIndex()
+	if req.Mesh != nil && req.Mesh.NetworksFile != "" {
+		idx.AddDocument(req.Mesh.NetworksFile, req.Mesh.networksText)
+	}
 	if len(req.Paths) > 0 {
 		err := resource.WalkPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin), Index: idx},
 			func(_ int, raws []*resource.Raw) error { return b.Add(raws) })
@@ -71,6 +77,7 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 		}
 	}
 	snap := b.Snapshot()
+	snap.Mesh = req.Mesh
 	msgs := req.Filter.Apply(Run(snap, req.Analyzers))
 	loc := resource.NewLocator(idx)
 	for i := range msgs {

@@ -27,6 +27,8 @@ const RootNamespace = "mesh-system"
 // Snapshot is every object analysis sees, with indexes built once.
 type Snapshot struct {
 	Resources []*Resource
+	// Mesh is the mesh-wide configuration; nil means the defaults.
+	Mesh *Mesh
 	byKind    map[string][]*Resource
 
 	namespaces     map[string]*corev1.Namespace

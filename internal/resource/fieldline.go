@@ -70,6 +70,25 @@ func (x *Index) add(name string, data []byte, block bool, lines []int) {
 	x.mu.Unlock()
 }
 
+// AddDocument records a file that is not a Kubernetes manifest (a
+// MeshNetworks file) whose text the caller has read, so that fields of its
+// one object, starting at line 1, can be found too.
+func (x *Index) AddDocument(name string, data []byte) {
+	_, ok, _ := fastYAMLEach(name, data, func(*Raw) error { return nil })
+	x.add(name, data, ok, []int{firstContentLine(data)})
+}
+
+// firstContentLine returns the line of the first line that is neither
+// blank nor a comment.
+func firstContentLine(data []byte) int {
+	for n, l := range strings.Split(string(data), "\n") {
+		if t := strings.TrimSpace(l); t != "" && t[0] != '#' && t != "---" {
+			return n + 1
+		}
+	}
+	return 1
+}
+
 // Locator finds the line of a field inside objects read from files, from
 // an Index built while they were read.
 type Locator struct{ idx *Index }

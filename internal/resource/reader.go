@@ -313,6 +313,9 @@ func checkObject(name string, r *Raw) error {
 		missing = append(missing, "kind")
 	}
 	if len(missing) > 0 {
+		if hint := meshFileHint(r.Object); hint != "" {
+			return &ParseError{File: name, Line: r.Source.Line, Err: errors.New(hint)}
+		}
 		return &ParseError{File: name, Line: r.Source.Line, Err: fmt.Errorf("object has no %s (a string): every document must be a Kubernetes object", strings.Join(missing, " or "))}
 	}
 	if md, ok := r.Object["metadata"]; ok && md != nil {

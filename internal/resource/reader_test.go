@@ -216,3 +216,19 @@ func TestWalkPathsHandsLargeFilesOverInBatches(t *testing.T) {
 		t.Fatalf("ReadPaths read %d objects (err %v), want %d in order", len(raws), err, n)
 	}
 }
+
+func TestMeshConfigAmongInputsNamesTheFlag(t *testing.T) {
+	for data, flag := range map[string]string{
+		"rootNamespace: istio-system\ndefaultConfig:\n  discoveryAddress: istiod:15012\nenableAutoMtls: true\n": "--meshConfigFile",
+		"networks:\n  net1:\n    endpoints:\n    - fromRegistry: Kubernetes\n":                            "--meshNetworksFile",
+	} {
+		_, err := ReadBytes("mesh.yaml", []byte(data))
+		if err == nil || !strings.Contains(err.Error(), flag) || !strings.Contains(err.Error(), "mesh.yaml:1") {
+			t.Errorf("%q: error %v, want one naming mesh.yaml:1 and %s", data, err, flag)
+		}
+	}
+	_, err := ReadBytes("x.yaml", []byte("foo: bar\n"))
+	if err == nil || strings.Contains(err.Error(), "meshConfigFile") {
+		t.Errorf("a stray document: error %v, want the plain one", err)
+	}
+}

@@ -12,6 +12,7 @@ func All() []analyze.Analyzer {
 		&GatewayHosts{}, &PortSelector{}, &SubsetPods{}, &DestinationRuleHosts{},
 		&Injection{}, &PortNames{}, &ServicePorts{}, &Sidecars{}, &Gateways{},
 		&ServiceEntryAddresses{}, &WorkloadSelectors{}, &Annotations{},
+		&MeshNetworks{},
 		&RetryAmplification{}, &SidecarScope{}, &NotEnforced{},
 	}
 }

@@ -39,7 +39,7 @@ func (*SidecarScope) Analyze(ctx *analyze.Context) {
 			scoped[r.Namespace] = true
 		}
 	}
-	if scoped[analyze.RootNamespace] {
+	if scoped[ctx.Mesh.Root()] {
 		return
 	}
 	total := len(ctx.Services()) + len(ctx.ByKind("ServiceEntry"))
@@ -73,7 +73,7 @@ func (*SidecarScope) Analyze(ctx *analyze.Context) {
 			continue
 		}
 		sort.Strings(egress)
-		egress = append([]string{"./*", analyze.RootNamespace + "/*"}, egress...)
+		egress = append([]string{"./*", ctx.Mesh.Root() + "/*"}, egress...)
 		var b strings.Builder
 		fmt.Fprintf(&b, "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: default\n  namespace: %s\nspec:\n  egress:\n  - hosts:\n", r.Name)
 		for _, e := range egress {

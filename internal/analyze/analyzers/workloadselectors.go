@@ -38,7 +38,7 @@ func (*WorkloadSelectors) Analyze(ctx *analyze.Context) {
 			continue
 		}
 		ns := r.Namespace
-		if ns == analyze.RootNamespace {
+		if ns == ctx.Mesh.Root() {
 			ns = "" // a selector in the root namespace applies across the mesh
 		}
 		if len(ctx.SelectWorkloads(ns, sel)) > 0 || workloadEntriesMatch(ctx, ns, sel) {

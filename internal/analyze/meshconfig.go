@@ -1,0 +1,92 @@
+package analyze
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	meshapi "istio.io/api/mesh/v1alpha1"
+	"sigs.k8s.io/yaml"
+
+	"mesh.dev/mesh/internal/resource"
+)
+
+// Mesh is the mesh-wide configuration analysis runs under: what
+// --meshConfigFile and --meshNetworksFile give, with the mesh's defaults
+// for what they leave out.
+type Mesh struct {
+	Config   *meshapi.MeshConfig
+	Networks *meshapi.MeshNetworks
+	// ConfigFile and NetworksFile name where they were read from, for
+	// messages ("" when not given).
+	ConfigFile, NetworksFile string
+	// networksText is the MeshNetworks file as read, for the lines of
+	// findings about it.
+	networksText []byte
+}
+
+// DefaultMesh is the configuration when no file is given.
+func DefaultMesh() *Mesh { return &Mesh{Config: &meshapi.MeshConfig{RootNamespace: RootNamespace}} }
+
+// Root returns the mesh's root namespace.
+func (m *Mesh) Root() string {
+	if m == nil || m.Config == nil || m.Config.GetRootNamespace() == "" {
+		return RootNamespace
+	}
+	return m.Config.GetRootNamespace()
+}
+
+// LoadMeshConfig reads a MeshConfig file (YAML or JSON, the fields of
+// istio.io/api's mesh.v1alpha1.MeshConfig). A field the API does not have
+// is an error naming the file, as is a file that is a Kubernetes object
+// (a ConfigMap holding the mesh config must be unwrapped: its "mesh" key).
+func LoadMeshConfig(path string) (*meshapi.MeshConfig, error) {
+	mc := &meshapi.MeshConfig{}
+	if err := loadProtoFile(path, mc, "MeshConfig"); err != nil {
+		return nil, err
+	}
+	if mc.RootNamespace == "" {
+		mc.RootNamespace = RootNamespace
+	}
+	return mc, nil
+}
+
+// LoadNetworks reads a MeshNetworks file (the "networks:" map of
+// mesh.v1alpha1.MeshNetworks) into m.
+func (m *Mesh) LoadNetworks(path string) error {
+	mn := &meshapi.MeshNetworks{}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := loadProto(path, data, mn, "MeshNetworks"); err != nil {
+		return err
+	}
+	m.Networks, m.NetworksFile, m.networksText = mn, path, data
+	return nil
+}
+
+
+func loadProtoFile(path string, m proto.Message, what string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return loadProto(path, data, m, what)
+}
+
+func loadProto(path string, data []byte, m proto.Message, what string) error {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return &resource.ParseError{File: path, Err: fmt.Errorf("invalid YAML: %v", err)}
+	}
+	if s := strings.TrimSpace(string(js)); s == "null" || s == "" {
+		return nil // an empty file: the defaults
+	}
+	if err := protojson.Unmarshal(js, m); err != nil {
+		return &resource.ParseError{File: path, Err: fmt.Errorf("not a %s: %v", what, err)}
+	}
+	return nil
+}
