@@ -1,8 +1,19 @@
 package httpfilter_test
 
 import (
+	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbaccfg "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
@@ -14,6 +25,7 @@ import (
 
 	"mesh.dev/mesh/internal/proxy/fault"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
+	"mesh.dev/mesh/internal/proxy/localratelimit"
 	"mesh.dev/mesh/internal/proxy/rbac"
 )
 
@@ -91,5 +103,43 @@ func TestPerRouteConfig(t *testing.T) {
 	}
 	if _, ok := fc.Config.(*fault.Fault); !ok {
 		t.Errorf("wrapped HTTPFault compiled to %T; want *fault.Fault", fc.Config)
+	}
+}
+
+// The chain costs the hot path no allocation: RBAC evaluating a request it
+// allows and a configured but disabled rate limit, run as both request paths run them.
+func TestChainAllocatesNothingPerRequest(t *testing.T) {
+	reg := httpfilter.NewRegistry(rbac.Factory(), fault.Factory(), localratelimit.Factory())
+	deny := &rbacv3.RBAC{Rules: &rbaccfg.RBAC{Action: rbaccfg.RBAC_DENY, Policies: map[string]*rbaccfg.Policy{"p": {
+		Principals:  []*rbaccfg.Principal{{Identifier: &rbaccfg.Principal_Any{Any: true}}},
+		Permissions: []*rbaccfg.Permission{{Rule: &rbaccfg.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{Rule: &matcherv3.PathMatcher_Path{Path: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "/admin"}}}}}}},
+	}}}}
+	lrl := &lrlv3.LocalRateLimit{StatPrefix: "rl", TokenBucket: &typev3.TokenBucket{MaxTokens: 10, FillInterval: durationpb.New(time.Second)},
+		FilterEnabled: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{}, RuntimeKey: "rl_enabled"}}
+	ch, err := reg.Compile([]*hcmv3.HttpFilter{hf(t, "envoy.filters.http.rbac", deny), hf(t, "envoy.filters.http.local_ratelimit", lrl),
+		hf(t, "envoy.filters.http.router", &routerv3.Router{})}, "hcm", httpfilter.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://app/public", nil)
+	var s httpfilter.Stream
+	p := httpfilter.Peer{Remote: netip.MustParseAddrPort("127.0.0.1:5000"), Local: netip.MustParseAddrPort("127.0.0.1:80")}
+	h := http.Header{}
+	allocs := testing.AllocsPerRun(1000, func() {
+		s.Reset(nil, req, p, nil, nil)
+		if ch.DecodeHeaders(&s) != httpfilter.Continue {
+			t.Fatal("an allowed request was stopped")
+		}
+		if s.Encodes(ch) {
+			ch.EncodeHeaders(&s, 200, h)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per request through RBAC and a disabled rate limit; want 0", allocs)
+	}
+	req.URL.Path = "/admin"
+	s.Reset(nil, req, p, nil, nil)
+	if ch.DecodeHeaders(&s) != httpfilter.Stop {
+		t.Error("the DENY policy did not stop /admin: the measured chain was not evaluating RBAC")
 	}
 }
