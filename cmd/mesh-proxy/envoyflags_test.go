@@ -22,6 +22,9 @@ node: {id: "from-bootstrap", cluster: "bootstrap-cluster"}
 admin:
   access_log_path: /dev/null
   address: {socket_address: {address: 127.0.0.1, port_value: %d}}
+stats_config:
+  stats_tags: [{tag_name: cluster_name, regex: "^cluster\\.((.+?)\\.)"}]
+  stats_matcher: {inclusion_list: {patterns: [{prefix: "rl."}, {prefix: "http.http.downstream_rq_"}]}}
 layered_runtime:
   layers:
   - name: static
@@ -120,6 +123,17 @@ func TestEnvoyCommandLine(t *testing.T) {
 	if codes[0] != 200 || codes[1] != 429 {
 		t.Errorf("two requests through a 1-token bucket the runtime enables: %v; want [200 429]", codes)
 	}
+	// stats_config.stats_matcher decides which stats the admin API shows.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats", admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	stats := string(b)
+	if !strings.Contains(stats, "rl.http_local_rate_limit.enforced: 1\n") || !strings.Contains(stats, "http.http.downstream_rq_total: 2\n") || strings.Contains(stats, "cluster.") || strings.Contains(stats, "server.") {
+		t.Errorf("/stats with an inclusion list of rl. and http.http.downstream_rq_:\n%s", stats)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -130,6 +144,9 @@ func TestEnvoyCommandLine(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("mesh-proxy did not exit within --parent-shutdown-time-s")
+	}
+	if !strings.Contains(stderr.String(), "stats_config.stats_tags") {
+		t.Errorf("stats_tags are accepted but not carried out, and nothing said so; stderr:\n%s", stderr.String())
 	}
 }
 

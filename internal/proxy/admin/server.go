@@ -43,6 +43,8 @@ type Server struct {
 	Quit      func()
 	Gatherer  prometheus.Gatherer // extra metrics (istio_*) for /stats/prometheus
 	Extra     func() []cluster.Stat
+	// Keep is the bootstrap's stats_config.stats_matcher: stats it refuses are not shown (nil: all are).
+	Keep func(name string) bool
 }
 
 var jsonOpts = protojson.MarshalOptions{UseProtoNames: true}
@@ -233,6 +235,15 @@ func (s *Server) statList() []cluster.Stat {
 	}
 	if s.Extra != nil {
 		out = append(out, s.Extra()...)
+	}
+	if s.Keep != nil {
+		kept := out[:0]
+		for _, st := range out {
+			if s.Keep(st.Name) {
+				kept = append(kept, st)
+			}
+		}
+		out = kept
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

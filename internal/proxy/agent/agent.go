@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/admin"
+	"mesh.dev/mesh/internal/proxy/bootstrap"
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/identity"
@@ -73,6 +74,7 @@ type Proxy struct {
 	quit      chan struct{}
 	adminAddr string
 	grpcConn  *grpc.ClientConn
+	keepStat  func(string) bool // stats_config.stats_matcher
 }
 
 // New assembles a proxy; nothing listens until Start.
@@ -109,6 +111,15 @@ func New(opts Options) (*Proxy, error) {
 	rt, err := runtime.FromBootstrap(opts.Bootstrap)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	keep, notDone, err := bootstrap.StatsFilter(opts.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	p.keepStat = keep
+	for _, f := range notDone {
+		// Istio's bootstraps set these; refusing them would refuse every Istio bootstrap, so they are named instead.
+		configLog.Warn("bootstrap setting not carried out: the Prometheus tags of mesh-proxy's stats are a fixed set", "field", f)
 	}
 	filters := httpFilters()
 	reconciler := &p.Listeners
@@ -214,7 +225,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 	if p.opts.AdminAddress != "" {
 		a := &admin.Server{Store: p.Store, Listeners: p.Listeners, Node: p.node, Started: p.started, State: p.State, Level: p.opts.Level, Loggers: logging.Default,
-			Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry}
+			Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry, Keep: p.keepStat}
 		addr, err := p.serve(p.opts.AdminAddress, a.Handler())
 		if err != nil {
 			return fmt.Errorf("admin: %w", err)
