@@ -130,7 +130,46 @@ func (c *ruleCtx) source(src *securityapi.Source, path string) []*rbacv3.Princip
 	and = c.princTerms(and, path+".trustDomains", src.TrustDomains, src.NotTrustDomains, trustDomainPrinc)
 	and = c.princTerms(and, path+".ipBlocks", src.IpBlocks, src.NotIpBlocks, directIPPrinc)
 	and = c.princTerms(and, path+".remoteIpBlocks", src.RemoteIpBlocks, src.NotRemoteIpBlocks, remoteIPPrinc)
+	if len(src.RequestPrincipals)+len(src.NotRequestPrincipals) > 0 {
+		if !c.http {
+			c.fail(path+".requestPrincipals", "HTTP-only, on a TCP port")
+		} else {
+			and = c.princTerms(and, path+".requestPrincipals", src.RequestPrincipals, src.NotRequestPrincipals, requestPrincipalPrinc)
+		}
+	}
 	return and
+}
+
+// AuthnFilter is the filter state namespace mesh-proxy's JWT filter leaves
+// Istio's request.auth attributes in (Istio's istio_authn).
+const AuthnFilter = "istio_authn"
+
+func authnMatch(keys []string, v *matcherv3.ValueMatcher) *rbacv3.Principal {
+	var path []*matcherv3.MetadataMatcher_PathSegment
+	for _, k := range keys {
+		path = append(path, &matcherv3.MetadataMatcher_PathSegment{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: k}})
+	}
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: &matcherv3.MetadataMatcher{Filter: AuthnFilter, Path: path, Value: v}}}
+}
+
+func stringValue(m *matcherv3.StringMatcher) *matcherv3.ValueMatcher {
+	return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: m}}
+}
+
+// stringOrListValue matches a string attribute, or a list holding a match.
+func stringOrList(keys []string, v string) *rbacv3.Principal {
+	s := stringValue(stringMatch(v))
+	l := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{
+		MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: stringValue(stringMatch(v))}}}}
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: []*rbacv3.Principal{authnMatch(keys, s), authnMatch(keys, l)}}}}
+}
+
+// requestPrincipalPrinc matches the verified token's iss/sub.
+func requestPrincipalPrinc(v string) (*rbacv3.Principal, bool) {
+	if v == "" {
+		return nil, false
+	}
+	return authnMatch([]string{"request.auth.principal"}, stringValue(stringMatch(v))), true
 }
 
 // condition translates one `when` entry into permission or principal terms.
@@ -167,10 +206,24 @@ func (c *ruleCtx) condition(cond *securityapi.Condition, path string) ([]*rbacv3
 		}), nil
 	case "destination.port":
 		return c.permTerms(nil, path, cond.Values, cond.NotValues, portPerm), nil
+	case "request.auth.principal", "request.auth.presenter":
+		return nil, c.princTerms(nil, path, cond.Values, cond.NotValues, func(v string) (*rbacv3.Principal, bool) {
+			return authnMatch([]string{key}, stringValue(stringMatch(v))), true
+		})
+	case "request.auth.audiences":
+		return nil, c.princTerms(nil, path, cond.Values, cond.NotValues, func(v string) (*rbacv3.Principal, bool) {
+			return stringOrList([]string{key}, v), true
+		})
 	case "connection.sni":
 		return c.permTerms(nil, path, cond.Values, cond.NotValues, func(v string) (*rbacv3.Permission, bool) {
 			return &rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: stringMatch(v)}}, true
 		}), nil
+	}
+	if claims, ok := enforced.ClaimPath(key); ok {
+		keys := append([]string{"request.auth.claims"}, claims...)
+		return nil, c.princTerms(nil, path, cond.Values, cond.NotValues, func(v string) (*rbacv3.Principal, bool) {
+			return stringOrList(keys, v), true
+		})
 	}
 	if name, ok := enforced.HeaderConditionName(key); ok {
 		return nil, c.princTerms(nil, path, cond.Values, cond.NotValues, func(v string) (*rbacv3.Principal, bool) {
@@ -446,38 +499,4 @@ func regexQuote(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// TokenLocations returns principals matching a request that carries a token
-// where a RequestAuthentication JWT rule looks for one: its fromHeaders
-// (with their prefix), fromParams and fromCookies, or Istio's defaults
-// (Authorization: Bearer, the access_token query parameter).
-func TokenLocations(jr *securityapi.JWTRule) []*rbacv3.Principal {
-	var out []*rbacv3.Principal
-	headers, params := jr.GetFromHeaders(), jr.GetFromParams()
-	if len(headers) == 0 && len(params) == 0 && len(jr.GetFromCookies()) == 0 {
-		headers = []*securityapi.JWTHeader{{Name: "Authorization", Prefix: "Bearer "}}
-		params = []string{"access_token"}
-	}
-	for _, h := range headers {
-		if h.GetName() == "" {
-			continue
-		}
-		m := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.GetPrefix()}}
-		if h.GetPrefix() == "" {
-			m = regexMatch(".*")
-		}
-		m.IgnoreCase = true
-		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: &routev3.HeaderMatcher{
-			Name: strings.ToLower(h.GetName()), HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: m}}}})
-	}
-	for _, p := range params {
-		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: &routev3.HeaderMatcher{
-			Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: regexMatch(`[^?]*\?(.*&)?` + regexQuote(p) + `=.*`)}}}})
-	}
-	for _, c := range jr.GetFromCookies() {
-		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: &routev3.HeaderMatcher{
-			Name: "cookie", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: regexMatch(`(.*;\s*)?` + regexQuote(c) + `=.*`)}}}})
-	}
-	return out
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"mesh.dev/mesh/internal/enforced"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/rbac"
 )
 
@@ -27,6 +28,7 @@ type caller struct {
 	path    string
 	host    string
 	headers map[string]string
+	jwt     map[string]any // istio_authn attributes the JWT filter left; nil: no verified token
 }
 
 func (c caller) request() *rbac.Request {
@@ -40,6 +42,10 @@ func (c caller) request() *rbac.Request {
 		Local:  netip.AddrPortFrom(netip.MustParseAddr("198.18.0.9"), c.port|map[bool]uint16{true: 9080}[c.port == 0])}
 	if c.ns != "" {
 		q.Principal = "spiffe://" + orDefault(c.td, "cluster.local") + "/ns/" + c.ns + "/sa/" + c.sa
+	}
+	q.Meta = &httpfilter.Metadata{}
+	if c.jwt != nil {
+		q.Meta.Set(AuthnFilter, c.jwt)
 	}
 	return q
 }
@@ -95,6 +101,10 @@ var (
 	ratings     = caller{ns: "bookinfo", sa: "bookinfo-ratings"}
 	otherNS     = caller{ns: "shop", sa: "bookinfo-productpage"}
 	plaintext   = caller{}
+	alice       = caller{jwt: map[string]any{"request.auth.principal": "https://issuer.example/alice", "request.auth.audiences": []any{"reviews"},
+		"request.auth.presenter": "web", "request.auth.claims": map[string]any{"groups": []any{"admin", "dev"}, "org": map[string]any{"team": "core"}}}}
+	bob = caller{jwt: map[string]any{"request.auth.principal": "https://issuer.example/bob", "request.auth.audiences": "ratings",
+		"request.auth.claims": map[string]any{"groups": "dev", "org": map[string]any{"team": "web"}}}}
 )
 
 // Every Source field and every `when` key of the current API, in ALLOW
@@ -145,6 +155,16 @@ func TestAllowRulesAdmitOnlyWhomTheyName(t *testing.T) {
 			[]caller{{}}, nil},
 		{"when request.headers", `{when: [{key: "request.headers[x-team]", values: ["a*"]}]}`,
 			[]caller{{headers: map[string]string{"x-team": "alpha"}}}, []caller{{}, {headers: map[string]string{"x-team": "beta"}}}},
+		{"requestPrincipals", `{from: [{source: {requestPrincipals: ["https://issuer.example/*"]}}]}`,
+			[]caller{alice}, []caller{productpage, {jwt: map[string]any{"request.auth.principal": "https://evil.example/alice"}}}},
+		{"notRequestPrincipals presence", `{from: [{source: {notRequestPrincipals: ["*"]}}]}`,
+			[]caller{productpage}, []caller{alice}},
+		{"when request.auth.claims list", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`,
+			[]caller{alice}, []caller{bob, productpage}},
+		{"when nested claim", `{when: [{key: "request.auth.claims[org][team]", values: [core]}]}`,
+			[]caller{alice}, []caller{bob}},
+		{"when request.auth.audiences and presenter", `{when: [{key: request.auth.audiences, values: [reviews]}, {key: request.auth.presenter, values: [web]}]}`,
+			[]caller{alice}, []caller{bob}},
 		{"when source.ip and source.namespace", `{when: [{key: source.ip, values: [198.18.0.0/16]}, {key: source.namespace, values: [bookinfo]}]}`,
 			[]caller{productpage}, []caller{otherNS, {ns: "bookinfo", sa: "x", ip: "198.19.0.1"}}},
 	}
@@ -173,8 +193,8 @@ func TestUnenforcedPartsFailClosed(t *testing.T) {
 		http       bool
 		want       string // in Unenforced
 	}{
-		{"request principals", `{from: [{source: {requestPrincipals: ["issuer/*"]}}]}`, true, "from[0].source.requestPrincipals"},
-		{"JWT claim", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`, true, "when[0].key: request.auth.claims[groups]"},
+		{"request principals on TCP", `{from: [{source: {requestPrincipals: ["issuer/*"]}}]}`, false, "from[0].source.requestPrincipals"},
+		{"not a claim path", `{when: [{key: "request.auth.claims.groups", values: [admin]}]}`, true, "when[0].key: request.auth.claims.groups"},
 		{"unknown key", `{when: [{key: "destination.name", values: [x]}]}`, true, "when[0].key: destination.name"},
 		{"HTTP field on TCP", `{to: [{operation: {paths: ["/admin"]}}]}`, false, "to[0].operation.paths"},
 		{"header on TCP", `{when: [{key: "request.headers[x]", values: ["y"]}]}`, false, "when[0].key: request.headers[x]"},
@@ -269,7 +289,8 @@ func TestEnforcedRuleFieldsTranslate(t *testing.T) {
 // "no translation"), on the port kinds it applies to.
 func TestEnforcedConditionsTranslate(t *testing.T) {
 	keys := []string{"source.ip", "remote.ip", "source.namespace", "source.principal", "source.serviceAccount",
-		"destination.ip", "destination.port", "connection.sni", "request.headers[x-user]"}
+		"destination.ip", "destination.port", "connection.sni", "request.headers[x-user]",
+		"request.auth.principal", "request.auth.audiences", "request.auth.presenter", "request.auth.claims[groups]", "request.auth.claims[a][b]"}
 	vals := map[string]string{"source.ip": "198.18.0.1", "remote.ip": "198.18.0.1", "destination.ip": "198.18.0.1", "destination.port": "80", "source.serviceAccount": "ns/sa"}
 	for _, k := range keys {
 		if !enforced.Condition(k).Enforced {

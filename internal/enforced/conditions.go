@@ -17,13 +17,16 @@ func Condition(key string) CondInfo {
 		"destination.ip", "destination.port", "connection.sni":
 		return CondInfo{Enforced: true}
 	case "request.auth.principal", "request.auth.audiences", "request.auth.presenter":
-		return CondInfo{HTTPOnly: true, Why: "needs request authentication (JWT), which mesh-proxy does not do yet"}
+		return CondInfo{Enforced: true, HTTPOnly: true}
 	}
 	if _, ok := HeaderConditionName(key); ok {
 		return CondInfo{Enforced: true, HTTPOnly: true}
 	}
-	if strings.HasPrefix(key, "request.auth.claims[") {
-		return CondInfo{HTTPOnly: true, Why: "needs request authentication (JWT), which mesh-proxy does not do yet"}
+	if _, ok := ClaimPath(key); ok {
+		return CondInfo{Enforced: true, HTTPOnly: true}
+	}
+	if strings.HasPrefix(key, "request.auth.claims") {
+		return CondInfo{HTTPOnly: true, Why: "is not a claim path: write request.auth.claims[name] or request.auth.claims[a][b]"}
 	}
 	if strings.HasPrefix(key, "experimental.envoy.filters.") {
 		return CondInfo{Why: "Envoy filter metadata is not available in mesh-proxy"}
@@ -51,4 +54,25 @@ func HeaderConditionName(key string) (string, bool) {
 		}
 	}
 	return name, true
+}
+
+// ClaimPath returns the claim names of a request.auth.claims[a][b] key.
+func ClaimPath(key string) ([]string, bool) {
+	rest, ok := strings.CutPrefix(key, "request.auth.claims")
+	if !ok || rest == "" {
+		return nil, false
+	}
+	var out []string
+	for rest != "" {
+		if rest[0] != '[' {
+			return nil, false
+		}
+		i := strings.IndexByte(rest, ']')
+		if i <= 1 {
+			return nil, false
+		}
+		out = append(out, rest[1:i])
+		rest = rest[i+1:]
+	}
+	return out, true
 }

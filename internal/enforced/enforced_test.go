@@ -105,10 +105,11 @@ func TestUnenforcedNamesSetFields(t *testing.T) {
 		{"VirtualService", `{hosts: [r], http: [{match: [{uri: {prefix: /}, headers: {x-a: {exact: b}}}], route: [{destination: {host: r}, weight: 100}]}]}`, nil},
 		{"DestinationRule", `{host: r, subsets: [{name: v1, labels: {v: "1"}, trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}}]}`,
 			[]string{"spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting"}},
-		{"AuthorizationPolicy", `{action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["*"], serviceAccounts: [a]}}], when: [{key: "request.auth.claims[g]", values: [x]}, {key: source.ip, values: [198.18.0.1]}]}]}`,
-			[]string{"spec.rules[0].from[0].source.requestPrincipals", "spec.rules[0].when[0].key"}},
+		{"AuthorizationPolicy", `{action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["*"], serviceAccounts: [a]}}], when: [{key: "experimental.envoy.filters.x[y]", values: [x]}, {key: "request.auth.claims[g]", values: [x]}, {key: source.ip, values: [198.18.0.1]}]}]}`,
+			[]string{"spec.rules[0].when[0].key"}},
 		{"AuthorizationPolicy", `{action: CUSTOM, provider: {name: opa}, rules: [{}]}`, []string{"spec.action", "spec.provider"}},
-		{"RequestAuthentication", `{jwtRules: [{issuer: x}]}`, []string{"spec.jwtRules"}},
+		{"RequestAuthentication", `{jwtRules: [{issuer: x, fromHeaders: [{name: x-jwt}]}]}`, nil},
+		{"RequestAuthentication", `{jwtRules: [{issuer: x, spaceDelimitedClaims: [roles]}]}`, []string{"spec.jwtRules[0].spaceDelimitedClaims"}},
 		{"PeerAuthentication", `{mtls: {mode: STRICT}, portLevelMtls: {"8080": {mode: PERMISSIVE}}}`, nil},
 	}
 	for _, c := range cases {
@@ -118,7 +119,7 @@ func TestUnenforcedNamesSetFields(t *testing.T) {
 		}
 	}
 	// For AuthorizationPolicy the note says what becomes of the rule.
-	fs := Unenforced("AuthorizationPolicy", spec(t, "AuthorizationPolicy", `{rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]}`))
+	fs := Unenforced("AuthorizationPolicy", spec(t, "AuthorizationPolicy", `{rules: [{to: [{operation: {paths: [/a]}}], when: [{key: "destination.name", values: [x]}]}]}`))
 	if len(fs) != 1 || !strings.Contains(fs[0].Note, "allows nobody") {
 		t.Errorf("findings %v; want the note to say the ALLOW rule allows nobody", fs)
 	}

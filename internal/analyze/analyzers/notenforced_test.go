@@ -11,19 +11,18 @@ func TestNotEnforced(t *testing.T) {
 	}
 	ra := `{apiVersion: security.istio.io/v1, kind: RequestAuthentication, metadata: {name: jwt, namespace: default}, spec: {jwtRules: [{issuer: "https://issuer.example"}]}}`
 
-	expect(t, "RequestAuthentication", run(t, &NotEnforced{}, ra), "MSH0003 RequestAuthentication jwt.default spec.jwtRules")
-	expect(t, "ALLOW on a JWT claim", run(t, &NotEnforced{},
-		ap("admins", "ALLOW", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`)),
+	expect(t, "RequestAuthentication", run(t, &NotEnforced{}, ra))
+	expect(t, "ALLOW on Envoy filter metadata", run(t, &NotEnforced{},
+		ap("admins", "ALLOW", `{when: [{key: "experimental.envoy.filters.x[y]", values: [admin]}]}`)),
 		"MSH0003 AuthorizationPolicy admins.default spec.rules[0].when[0].key")
-	expect(t, "ALLOW on request principals", run(t, &NotEnforced{},
-		ap("jwt", "ALLOW", `{from: [{source: {requestPrincipals: ["*"]}}]}`)),
-		"MSH0003 AuthorizationPolicy jwt.default spec.rules[0].from[0].source.requestPrincipals")
+	expect(t, "ALLOW on JWT claims and request principals", run(t, &NotEnforced{},
+		ap("jwt", "ALLOW", `{from: [{source: {requestPrincipals: ["*"]}}], when: [{key: "request.auth.claims[groups]", values: [admin]}]}`)))
 	expect(t, "ALLOW the mesh enforces", run(t, &NotEnforced{},
 		ap("ns", "ALLOW", `{from: [{source: {namespaces: [default]}}], when: [{key: "request.headers[x-team]", values: [a]}]}`)))
 	// A DENY rule the mesh translates in part denies more, not less; still
 	// the condition is not what decides, and the user is told.
-	expect(t, "DENY on a JWT claim", run(t, &NotEnforced{},
-		ap("deny", "DENY", `{when: [{key: "request.auth.claims[groups]", values: [guest]}]}`)),
+	expect(t, "DENY on Envoy filter metadata", run(t, &NotEnforced{},
+		ap("deny", "DENY", `{when: [{key: "experimental.envoy.filters.x[y]", values: [guest]}]}`)),
 		"MSH0003 AuthorizationPolicy deny.default spec.rules[0].when[0].key")
 	expect(t, "service accounts are enforced", run(t, &NotEnforced{},
 		ap("sa", "ALLOW", `{from: [{source: {serviceAccounts: [bookinfo-productpage, other/x]}}]}`)))
@@ -34,8 +33,8 @@ func TestNotEnforced(t *testing.T) {
 		ap("ext", "CUSTOM", `{}`)),
 		"MSH0003 AuthorizationPolicy ext.default spec.action")
 
-	got := texts(t, &NotEnforced{}, ap("admins", "ALLOW", `{when: [{key: "request.auth.claims[groups]", values: [admin]}]}`))
-	if len(got) != 1 || !strings.Contains(got[0], "spec.rules[0].when[0].key is not enforced: request.auth.claims[groups]") || !strings.Contains(got[0], "allows nobody") {
+	got := texts(t, &NotEnforced{}, ap("admins", "ALLOW", `{when: [{key: "experimental.envoy.filters.x[y]", values: [admin]}]}`))
+	if len(got) != 1 || !strings.Contains(got[0], "spec.rules[0].when[0].key is not enforced: experimental.envoy.filters.x[y]") || !strings.Contains(got[0], "allows nobody") {
 		t.Errorf("text %q does not say which condition and what happens", got)
 	}
 

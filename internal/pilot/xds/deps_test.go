@@ -390,8 +390,7 @@ spec:
 		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ClusterType, "outbound|80||api.example.com")), "198.18.251.2")
 	})
 
-	// A RequestAuthentication reaches its namespace's inbound side (requests
-	// carrying a token are refused until mesh-proxy verifies them).
+	// A RequestAuthentication reaches its namespace's inbound side (the JWT filter).
 	apply("RequestAuthentication in default", `
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication
@@ -399,7 +398,7 @@ metadata: {name: jwt, namespace: default}
 spec:
   jwtRules: [{issuer: "https://issuer.example.com"}]
 `, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
-		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "requestauthentication[jwt]")
+		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "jwt_authn")
 	})
 
 	// Carried-over config is still whole.

@@ -251,7 +251,7 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 		ContinueOnListenerFiltersTimeout: true,
 	}
 	allow, deny := pc.authzPolicies(w.namespace, w.labels)
-	tokenDeny := unverifiedTokenPolicies(pc.requestAuthns(w.namespace, w.labels))
+	jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels))
 	for _, p := range ports {
 		cluster := InboundClusterName(p.port)
 		mode := pc.mtlsMode(w.namespace, w.labels, p.port)
@@ -272,7 +272,11 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 						}},
 					}},
 				}
-				return []*listenerv3.Filter{hcmInline(cluster, rc, httpRBACFilters(allow, deny, tokenDeny)...)}
+				var hf []*hcmv3.HttpFilter
+				if jf != nil {
+					hf = append(hf, jf) // request.auth attributes before authorization reads them
+				}
+				return []*listenerv3.Filter{hcmInline(cluster, rc, append(hf, httpRBACFilters(allow, deny)...)...)}
 			}
 			return append(networkRBACFilters(cluster, allow, deny), tcpProxyFilter(cluster, cluster))
 		}
@@ -358,16 +362,12 @@ func passthroughChains(name string, port uint32, mode MTLSMode, allow, deny []*s
 }
 
 // httpRBACFilters are the authorization filters of an inbound HTTP chain:
-// DENY (with CUSTOM, and extraDeny's policies) before ALLOW.
-func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy, extraDeny map[string]*rbacv3.Policy) []*hcmv3.HttpFilter {
+// DENY (with CUSTOM) before ALLOW.
+func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy) []*hcmv3.HttpFilter {
 	var out []*hcmv3.HttpFilter
-	if len(deny)+len(extraDeny) > 0 {
-		rules := buildRBAC(deny, rbacv3.RBAC_DENY, true)
-		for n, p := range extraDeny {
-			rules.Policies[n] = p
-		}
+	if len(deny) > 0 {
 		out = append(out, &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
-			TypedConfig: mustAny(&rbachttp.RBAC{Rules: rules}),
+			TypedConfig: mustAny(&rbachttp.RBAC{Rules: buildRBAC(deny, rbacv3.RBAC_DENY, true)}),
 		}})
 	}
 	if len(allow) > 0 {

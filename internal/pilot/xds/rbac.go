@@ -105,26 +105,3 @@ func (pc *PushContext) requestAuthns(ns string, lbls map[string]string) []*secur
 	}
 	return out
 }
-
-// unverifiedTokenPolicies are DENY rules for requests that carry a token
-// where a RequestAuthentication applies. mesh-proxy does not verify JWTs
-// yet, so it cannot tell a valid token from a forged one; Istio answers an
-// invalid token with 401, and refusing every token is the safe superset.
-// Requests without a token pass, as with Istio.
-func unverifiedTokenPolicies(ras []*securityv1.RequestAuthentication) map[string]*rbacv3.Policy {
-	out := map[string]*rbacv3.Policy{}
-	for _, ra := range ras {
-		var ids []*rbacv3.Principal
-		for _, jr := range ra.Spec.JwtRules {
-			ids = append(ids, authz.TokenLocations(jr)...)
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		out["ns["+ra.Namespace+"]-requestauthentication["+ra.Name+"]-unverified-token"] = &rbacv3.Policy{
-			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
-			Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: ids}}}},
-		}
-	}
-	return out
-}

@@ -29,19 +29,20 @@ func policyNames(r *rbacv3.RBAC) []string {
 	return out
 }
 
-// Conditions pilot cannot translate (JWT claims and request principals:
-// mesh-proxy has no JWT filter) must never widen what a policy allows.
+// Conditions pilot cannot translate (Envoy filter metadata, attributes the
+// mesh does not know) must never widen what a policy allows.
 func TestAuthorizationRulesPilotCannotTranslateFailClosed(t *testing.T) {
 	fromShop := []*securityapi.Rule_From{{Source: &securityapi.Source{Namespaces: []string{"shop"}}}}
-	claims := &securityapi.Rule{From: fromShop, When: []*securityapi.Condition{{Key: "request.auth.claims[groups]", Values: []string{"admin"}}}}
-	jwt := &securityapi.Rule{From: []*securityapi.Rule_From{{Source: &securityapi.Source{RequestPrincipals: []string{"issuer.example/*"}}}}}
+	claims := &securityapi.Rule{From: fromShop, When: []*securityapi.Condition{{Key: "experimental.envoy.filters.x[groups]", Values: []string{"admin"}}}}
+	jwt := &securityapi.Rule{From: []*securityapi.Rule_From{{Source: &securityapi.Source{Namespaces: []string{"shop"}}}},
+		When: []*securityapi.Condition{{Key: "destination.name", Values: []string{"cart"}}}}
 	known := &securityapi.Rule{From: fromShop, When: []*securityapi.Condition{{Key: "source.namespace", Values: []string{"shop"}}}}
 
 	allow := buildRBAC([]*securityv1.AuthorizationPolicy{
 		policy("admins", claims), policy("jwt", jwt), policy("same-ns", known),
 	}, rbacv3.RBAC_ALLOW, true)
-	// Dropped whole, the claims and JWT rules allow nobody; without this they
-	// would have allowed all of shop and everyone.
+	// Dropped whole, the two rules allow nobody; without this they would
+	// have allowed all of shop.
 	if got := policyNames(allow); len(got) != 1 || got[0] != "ns[shop]-policy[same-ns]-rule[0]" {
 		t.Errorf("ALLOW policies %v, want only the rule pilot can translate", got)
 	}

@@ -79,7 +79,7 @@ func (f *filter) DecodeHeaders(s *httpfilter.Stream) httpfilter.Status {
 		e = pr.engine
 	}
 	req := requests.Get().(*Request)
-	*req = Request{HTTP: s.Request, Principal: s.Peer.Principal(), Remote: s.Peer.Remote, Local: s.Peer.Local, SNI: s.Peer.SNI}
+	*req = Request{HTTP: s.Request, Principal: s.Peer.Principal(), Remote: s.Peer.Remote, Local: s.Peer.Local, SNI: s.Peer.SNI, Meta: s.Meta()}
 	ok, _ := e.Allowed(req)
 	*req = Request{}
 	requests.Put(req)

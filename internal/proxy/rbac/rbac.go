@@ -15,7 +15,9 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/match"
 	"mesh.dev/mesh/internal/proxy/protofields"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
@@ -28,6 +30,9 @@ type Request struct {
 	Remote    netip.AddrPort
 	Local     netip.AddrPort
 	SNI       string
+	// Meta is the request's filter state (the JWT filter's request.auth
+	// attributes under istio_authn); nil on connections.
+	Meta *httpfilter.Metadata
 }
 
 // Engine is a compiled RBAC filter config.
@@ -238,6 +243,8 @@ func principal(p *rbaccfg.Principal, f string) (pred, error) {
 			return nil, err
 		}
 		return func(q *Request) bool { return m.Match(q.HTTP.URL.Path) }, nil
+	case *rbaccfg.Principal_Metadata:
+		return metadataPred(id.Metadata, f+".metadata")
 	default:
 		return nil, fmt.Errorf("%s: principal identifier %T is not supported", f, id)
 	}
@@ -367,4 +374,74 @@ func CompileNetwork(c *rbacnet.RBAC, f string) (*Engine, error) {
 // ConnRequest is what a network RBAC filter sees of a connection.
 func ConnRequest(principal string, remote, local netip.AddrPort, sni string) *Request {
 	return &Request{HTTP: &http.Request{URL: &url.URL{}, Header: http.Header{}}, Principal: principal, Remote: remote, Local: local, SNI: sni}
+}
+
+// metadataPred matches a value of the request's filter state: the filter's
+// namespace, then each path key into nested maps.
+func metadataPred(m *matcherv3.MetadataMatcher, f string) (pred, error) {
+	if m.GetFilter() == "" || len(m.GetPath()) == 0 {
+		return nil, fmt.Errorf("%s: filter and path are required", f)
+	}
+	var keys []string
+	for i, seg := range m.GetPath() {
+		if seg.GetKey() == "" {
+			return nil, fmt.Errorf("%s.path[%d]: only key segments are supported", f, i)
+		}
+		keys = append(keys, seg.GetKey())
+	}
+	vm, err := valuePred(m.GetValue(), f+".value")
+	if err != nil {
+		return nil, err
+	}
+	filter, invert := m.GetFilter(), m.GetInvert()
+	return func(q *Request) bool {
+		var v any
+		if q.Meta != nil {
+			v = q.Meta.Get(filter)
+		}
+		for _, k := range keys {
+			mm, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = mm[k]
+		}
+		return vm(v) != invert
+	}, nil
+}
+
+func valuePred(v *matcherv3.ValueMatcher, f string) (func(any) bool, error) {
+	switch m := v.GetMatchPattern().(type) {
+	case *matcherv3.ValueMatcher_PresentMatch:
+		want := m.PresentMatch
+		return func(x any) bool { return (x != nil) == want }, nil
+	case *matcherv3.ValueMatcher_StringMatch:
+		sm, err := match.CompileString(m.StringMatch, f+".string_match")
+		if err != nil {
+			return nil, err
+		}
+		return func(x any) bool { s, ok := x.(string); return ok && sm.Match(s) }, nil
+	case *matcherv3.ValueMatcher_BoolMatch:
+		want := m.BoolMatch
+		return func(x any) bool { b, ok := x.(bool); return ok && b == want }, nil
+	case *matcherv3.ValueMatcher_ListMatch:
+		in, err := valuePred(m.ListMatch.GetOneOf(), f+".list_match.one_of")
+		if err != nil {
+			return nil, err
+		}
+		return func(x any) bool {
+			l, ok := x.([]any)
+			if !ok {
+				return false
+			}
+			for _, e := range l {
+				if in(e) {
+					return true
+				}
+			}
+			return false
+		}, nil
+	}
+	return nil, fmt.Errorf("%s: value matcher %T is not supported", f, v.GetMatchPattern())
 }

@@ -1,0 +1,193 @@
+package xds
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/emptypb"
+	securityapi "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+)
+
+// noKeys is the JWKS of a rule whose keys pilot could not get: every token
+// fails against it (401), as with istiod, and requests without one pass.
+const noKeys = `{"keys":[]}`
+
+// jwtFilter is the jwt_authn filter for the RequestAuthentications of a
+// workload, as istiod builds it: one provider per JWT rule, the JWKS inline
+// (pilot fetches jwksUri, or the issuer's OpenID configuration), and one
+// requirement: every REQUIRED rule's token, and any optional rule's token
+// or none (a present token that fails is refused).
+func jwtFilter(ras []*securityv1.RequestAuthentication) *hcmv3.HttpFilter {
+	if len(ras) == 0 {
+		return nil
+	}
+	sorted := append([]*securityv1.RequestAuthentication(nil), ras...)
+	sort.Slice(sorted, func(i, j int) bool {
+		return sorted[i].Namespace+"/"+sorted[i].Name < sorted[j].Namespace+"/"+sorted[j].Name
+	})
+	cfg := &jwtv3.JwtAuthentication{Providers: map[string]*jwtv3.JwtProvider{}}
+	var required, optional []*jwtv3.JwtRequirement
+	n := 0
+	for _, ra := range sorted {
+		for _, jr := range ra.Spec.JwtRules {
+			name := fmt.Sprintf("origins-%d", n)
+			n++
+			cfg.Providers[name] = jwtProvider(jr)
+			r := &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: name}}
+			if jr.GetPresence() == securityapi.JWTRule_REQUIRED {
+				required = append(required, r)
+			} else {
+				optional = append(optional, r)
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	optional = append(optional, &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_AllowMissing{AllowMissing: &emptypb.Empty{}}})
+	req := &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_RequiresAny{RequiresAny: &jwtv3.JwtRequirementOrList{Requirements: optional}}}
+	if len(required) > 0 {
+		if len(optional) > 1 {
+			required = append(required, req)
+		}
+		req = &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_RequiresAll{RequiresAll: &jwtv3.JwtRequirementAndList{Requirements: required}}}
+		if len(required) == 1 {
+			req = required[0]
+		}
+	}
+	cfg.Rules = []*jwtv3.RequirementRule{{
+		Match:           &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		RequirementType: &jwtv3.RequirementRule_Requires{Requires: req},
+	}}
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.jwt_authn", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
+}
+
+func jwtProvider(jr *securityapi.JWTRule) *jwtv3.JwtProvider {
+	keys := jr.GetJwks()
+	if keys == "" {
+		timeout := 5 * time.Second
+		if d := jr.GetTimeout(); d != nil && d.AsDuration() > 0 {
+			timeout = d.AsDuration()
+		}
+		var err error
+		if keys, err = jwks.keys(jr.GetJwksUri(), jr.GetIssuer(), timeout); err != nil {
+			keys = noKeys
+		}
+	}
+	p := &jwtv3.JwtProvider{
+		Issuer:    jr.GetIssuer(),
+		Audiences: jr.GetAudiences(),
+		JwksSourceSpecifier: &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
+			Specifier: &corev3.DataSource_InlineString{InlineString: keys}}},
+		Forward:              jr.GetForwardOriginalToken(),
+		FromParams:           jr.GetFromParams(),
+		FromCookies:          jr.GetFromCookies(),
+		ForwardPayloadHeader: jr.GetOutputPayloadToHeader(),
+		PayloadInMetadata:    jr.GetIssuer(),
+	}
+	for _, h := range jr.GetFromHeaders() {
+		p.FromHeaders = append(p.FromHeaders, &jwtv3.JwtHeader{Name: h.GetName(), ValuePrefix: h.GetPrefix()})
+	}
+	for _, c := range jr.GetOutputClaimToHeaders() {
+		p.ClaimToHeaders = append(p.ClaimToHeaders, &jwtv3.JwtClaimToHeader{HeaderName: c.GetHeader(), ClaimName: c.GetClaim()})
+	}
+	return p
+}
+
+// jwksCache fetches and keeps JWKS documents for pilot's whole life (not a
+// snapshot's): a document is refetched after 20 minutes, as istiod does, and
+// a failed fetch is retried after 30 seconds.
+type jwksCache struct {
+	mu      sync.Mutex
+	entries map[string]*jwksEntry
+	client  *http.Client
+}
+
+type jwksEntry struct {
+	keys    string
+	err     error
+	fetched time.Time
+}
+
+var jwks = &jwksCache{entries: map[string]*jwksEntry{}, client: &http.Client{}}
+
+func (c *jwksCache) keys(uri, issuer string, timeout time.Duration) (string, error) {
+	key := uri
+	if key == "" {
+		key = "issuer:" + issuer
+	}
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e != nil && ((e.err == nil && time.Since(e.fetched) < 20*time.Minute) || (e.err != nil && time.Since(e.fetched) < 30*time.Second)) {
+		return e.keys, e.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	keys, err := c.fetch(ctx, uri, issuer)
+	if err != nil && e != nil && e.err == nil {
+		keys, err = e.keys, nil // keep serving the last good keys
+	}
+	c.mu.Lock()
+	c.entries[key] = &jwksEntry{keys: keys, err: err, fetched: time.Now()}
+	c.mu.Unlock()
+	return keys, err
+}
+
+func (c *jwksCache) fetch(ctx context.Context, uri, issuer string) (string, error) {
+	if uri == "" {
+		if issuer == "" {
+			return "", fmt.Errorf("neither jwks, jwksUri nor issuer")
+		}
+		doc, err := c.get(ctx, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration")
+		if err != nil {
+			return "", err
+		}
+		var oidc struct {
+			JWKSURI string `json:"jwks_uri"`
+		}
+		if err := json.Unmarshal(doc, &oidc); err != nil || oidc.JWKSURI == "" {
+			return "", fmt.Errorf("issuer %s: OpenID configuration names no jwks_uri", issuer)
+		}
+		uri = oidc.JWKSURI
+	}
+	b, err := c.get(ctx, uri)
+	if err != nil {
+		return "", err
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(b, &set); err != nil {
+		return "", fmt.Errorf("%s: not a JWKS: %w", uri, err)
+	}
+	return string(b), nil
+}
+
+func (c *jwksCache) get(ctx context.Context, uri string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", uri, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
