@@ -68,7 +68,6 @@ func (m *Mesh) LoadNetworks(path string) error {
 	return nil
 }
 
-
 func loadProtoFile(path string, m proto.Message, what string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {

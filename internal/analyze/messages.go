@@ -23,18 +23,26 @@ var (
 		"Several Sidecar resources select the same workload; which one applies is undefined."}
 	MultipleSidecarsWithoutWorkloadSelectors = &MessageType{"IST0111", "MultipleSidecarsWithoutWorkloadSelectors", Error,
 		"A namespace has more than one Sidecar without a workload selector; which one applies is undefined."}
+	MTLSPolicyConflict = &MessageType{"IST0113", "MTLSPolicyConflict", Error,
+		"A DestinationRule and a PeerAuthentication disagree about mTLS for a host, so its clients and servers cannot talk."}
 	VirtualServiceDestinationPortSelectorRequired = &MessageType{"IST0112", "VirtualServiceDestinationPortSelectorRequired", Error,
 		"A gateway VirtualService routes to a service with several ports without saying which port."}
 	DeploymentAssociatedToMultipleServices = &MessageType{"IST0116", "DeploymentAssociatedToMultipleServices", Warning,
 		"Services selecting the same workload use one port number with different protocols."}
 	PortNameIsNotUnderNamingConvention = &MessageType{"IST0118", "PortNameIsNotUnderNamingConvention", Info,
 		"A Service port name does not start with a protocol (http, grpc, tcp...) and sets no appProtocol, so its traffic is treated as opaque TCP."}
+	NamespaceMultipleInjectionLabels = &MessageType{"IST0123", "NamespaceMultipleInjectionLabels", Warning,
+		"A namespace has both an injection label and a revision label; which one decides injection is undefined."}
 	InvalidAnnotation = &MessageType{"IST0125", "InvalidAnnotation", Warning,
 		"A known annotation has a value the mesh cannot use."}
 	UnknownMeshNetworksServiceRegistry = &MessageType{"IST0126", "UnknownMeshNetworksServiceRegistry", Error,
 		"A MeshNetworks endpoint names a service registry the mesh does not know."}
 	NoMatchingWorkloadsFound = &MessageType{"IST0127", "NoMatchingWorkloadsFound", Warning,
 		"A workload selector matches no workload, so the resource has no effect."}
+	NoServerCertificateVerificationDestinationLevel = &MessageType{"IST0128", "NoServerCertificateVerificationDestinationLevel", Warning,
+		"A DestinationRule originates TLS without caCertificates, so the server's certificate is not verified."}
+	NoServerCertificateVerificationPortLevel = &MessageType{"IST0129", "NoServerCertificateVerificationPortLevel", Warning,
+		"A DestinationRule originates TLS on a port without caCertificates, so the server's certificate is not verified."}
 	VirtualServiceUnreachableRule = &MessageType{"IST0130", "VirtualServiceUnreachableRule", Warning,
 		"A VirtualService rule can never be used because earlier rules already match all of its traffic."}
 	VirtualServiceIneffectiveMatch = &MessageType{"IST0131", "VirtualServiceIneffectiveMatch", Info,
@@ -45,10 +53,22 @@ var (
 		"A resource passes validation but has a setting that is likely a mistake."}
 	ServiceEntryAddressesRequired = &MessageType{"IST0134", "ServiceEntryAddressesRequired", Warning,
 		"A ServiceEntry with a TCP-like port has no addresses, so its traffic cannot be told apart from other TCP traffic on that port."}
+	DeprecatedAnnotation = &MessageType{"IST0135", "DeprecatedAnnotation", Info,
+		"A resource uses a deprecated annotation, which may stop working in a future release."}
 	DeploymentConflictingPorts = &MessageType{"IST0137", "DeploymentConflictingPorts", Warning,
 		"Services selecting the same workload send one target port to different service ports."}
+	GatewayDuplicateCertificate = &MessageType{"IST0138", "GatewayDuplicateCertificate", Warning,
+		"Several Gateways on the same workload use one certificate; HTTP/2 clients reusing a connection across their hosts may get 404s."}
 	ConflictingGateways = &MessageType{"IST0145", "ConflictingGateways", Error,
 		"Gateways with the same selector serve the same port and host; only one of them takes effect."}
+	ImageAutoWithoutInjectionWarning = &MessageType{"IST0146", "ImageAutoWithoutInjectionWarning", Warning,
+		"A workload has a container with image: auto (filled in by injection) but is not targeted for injection."}
+	ImageAutoWithoutInjectionError = &MessageType{"IST0147", "ImageAutoWithoutInjectionError", Error,
+		"A pod has a container with image: auto (filled in by injection) but was not injected, so the container cannot start."}
+	ExternalNameServiceTypeInvalidPortName = &MessageType{"IST0150", "ExternalNameServiceTypeInvalidPortName", Warning,
+		"An ExternalName Service port is TCP or names no protocol, so proxies may not forward its traffic as expected."}
+	InvalidGatewayCredential = &MessageType{"IST0161", "InvalidGatewayCredential", Error,
+		"A Gateway's credentialName names no Secret in the gateway workload's namespace, so the server has no certificate."}
 	GatewayPortNotDefinedOnService = &MessageType{"IST0162", "GatewayPortNotDefinedOnService", Warning,
 		"A Gateway listens on a port that the gateway workload's Service does not expose."}
 	DestinationRuleSubsetNotSelectPods = &MessageType{"IST0173", "DestinationRuleSubsetNotSelectPods", Warning,
@@ -61,6 +81,8 @@ var (
 		"A namespace's proxies receive configuration for every service in the mesh because no Sidecar narrows it."}
 	NotEnforced = &MessageType{"MSH0003", "NotEnforced", Warning,
 		"A setting this mesh does not carry out yet: traffic behaves as if it were absent, or, for an ALLOW rule, as if the rule allowed nobody."}
+	KindNotSupported = &MessageType{"MSH0004", "KindNotSupported", Warning,
+		"A resource of an Istio kind this mesh does not read at all (EnvoyFilter, WasmPlugin, Telemetry, WorkloadGroup, ProxyConfig): it has no effect."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
@@ -68,10 +90,14 @@ func AllMessageTypes() []*MessageType {
 	return []*MessageType{Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, PodMissingProxy,
 		SchemaValidationError, MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
 		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
-		VirtualServiceDestinationPortSelectorRequired, DeploymentAssociatedToMultipleServices,
-		PortNameIsNotUnderNamingConvention, InvalidAnnotation, UnknownMeshNetworksServiceRegistry, NoMatchingWorkloadsFound,
+		VirtualServiceDestinationPortSelectorRequired, MTLSPolicyConflict, DeploymentAssociatedToMultipleServices,
+		PortNameIsNotUnderNamingConvention, NamespaceMultipleInjectionLabels, InvalidAnnotation,
+		UnknownMeshNetworksServiceRegistry, NoMatchingWorkloadsFound,
+		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
-		SchemaWarning, ServiceEntryAddressesRequired, DeploymentConflictingPorts, ConflictingGateways,
-		GatewayPortNotDefinedOnService, DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,
-		RetryAmplification, SidecarScopeMissing, NotEnforced}
+		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, DeploymentConflictingPorts,
+		GatewayDuplicateCertificate, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
+		ExternalNameServiceTypeInvalidPortName, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
+		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,
+		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported}
 }

@@ -28,8 +28,8 @@ const RootNamespace = "mesh-system"
 type Snapshot struct {
 	Resources []*Resource
 	// Mesh is the mesh-wide configuration; nil means the defaults.
-	Mesh *Mesh
-	byKind    map[string][]*Resource
+	Mesh   *Mesh
+	byKind map[string][]*Resource
 
 	namespaces     map[string]*corev1.Namespace
 	knownNS        map[string]bool

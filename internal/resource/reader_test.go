@@ -220,7 +220,7 @@ func TestWalkPathsHandsLargeFilesOverInBatches(t *testing.T) {
 func TestMeshConfigAmongInputsNamesTheFlag(t *testing.T) {
 	for data, flag := range map[string]string{
 		"rootNamespace: istio-system\ndefaultConfig:\n  discoveryAddress: istiod:15012\nenableAutoMtls: true\n": "--meshConfigFile",
-		"networks:\n  net1:\n    endpoints:\n    - fromRegistry: Kubernetes\n":                            "--meshNetworksFile",
+		"networks:\n  net1:\n    endpoints:\n    - fromRegistry: Kubernetes\n":                                  "--meshNetworksFile",
 	} {
 		_, err := ReadBytes("mesh.yaml", []byte(data))
 		if err == nil || !strings.Contains(err.Error(), flag) || !strings.Contains(err.Error(), "mesh.yaml:1") {

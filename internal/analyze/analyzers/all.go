@@ -12,7 +12,8 @@ func All() []analyze.Analyzer {
 		&GatewayHosts{}, &PortSelector{}, &SubsetPods{}, &DestinationRuleHosts{},
 		&Injection{}, &PortNames{}, &ServicePorts{}, &Sidecars{}, &Gateways{},
 		&ServiceEntryAddresses{}, &WorkloadSelectors{}, &Annotations{},
-		&MeshNetworks{},
+		&MeshNetworks{}, &MTLSConflicts{}, &ServerVerification{}, &InjectionLabels{}, &ImageAuto{},
+		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{},
 		&RetryAmplification{}, &SidecarScope{}, &NotEnforced{},
 	}
 }

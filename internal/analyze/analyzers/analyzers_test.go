@@ -221,5 +221,5 @@ func TestAnnotations(t *testing.T) {
 		`IST0125 Deployment web.default spec.template.metadata.annotations["traffic.sidecar.istio.io/includeInboundPorts"]`,
 		`IST0125 Deployment web.default spec.template.metadata.annotations["mesh.io/app-retries"]`)
 	expect(t, "deprecated", run(t, &Annotations{}, dep(`{}`, `{sidecar.istio.io/inject: "false"}`)),
-		`IST0002 Deployment web.default spec.template.metadata.annotations["sidecar.istio.io/inject"]`)
+		`IST0135 Deployment web.default spec.template.metadata.annotations["sidecar.istio.io/inject"]`)
 }

@@ -17,14 +17,14 @@ import (
 )
 
 // Annotations reports unknown (IST0108), misplaced (IST0107), invalid
-// (IST0125) and deprecated (IST0002) annotations in the mesh's and Istio's
+// (IST0125) and deprecated (IST0135) annotations in the mesh's and Istio's
 // domains.
 type Annotations struct{}
 
 // Metadata describes the analyzer.
 func (*Annotations) Metadata() analyze.Metadata {
 	return analyze.Metadata{Name: "annotations.Known", Description: "Checks mesh and Istio annotations are known, on the right kind of resource and valid",
-		Codes: []*analyze.MessageType{analyze.UnknownAnnotation, analyze.MisplacedAnnotation, analyze.InvalidAnnotation, analyze.Deprecated}}
+		Codes: []*analyze.MessageType{analyze.UnknownAnnotation, analyze.MisplacedAnnotation, analyze.InvalidAnnotation, analyze.DeprecatedAnnotation}}
 }
 
 // AppRetriesAnnotation declares, on a pod template, how many times the
@@ -121,7 +121,7 @@ func checkAnnotations(ctx *analyze.Context, r *analyze.Resource, kind string, an
 			continue
 		}
 		if info.deprecated {
-			ctx.Report(analyze.Deprecated, r, field, "Annotation %q is deprecated", k)
+			ctx.Report(analyze.DeprecatedAnnotation, r, field, "Annotation %q has been deprecated and may not work in future releases", k)
 		}
 		if check, ok := annotationValues[k]; ok {
 			if err := check(ann[k]); err != nil {

@@ -1,0 +1,108 @@
+package analyzers
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	networking "istio.io/client-go/pkg/apis/networking/v1"
+
+	"mesh.dev/mesh/internal/analyze"
+)
+
+// GatewayCredentials reports Gateway certificates shared by several
+// Gateways of one workload (IST0138) and credentialNames that name no
+// Secret in the gateway workload's namespace (IST0161). The second is
+// judged only when the snapshot holds Secrets in that namespace (the
+// cluster is not asked for Secrets, and files seldom carry them), so that
+// configuration checked without its Secrets is not reported.
+type GatewayCredentials struct{}
+
+// Metadata describes the analyzer.
+func (*GatewayCredentials) Metadata() analyze.Metadata {
+	return analyze.Metadata{Name: "gateway.CertificateAnalyzer", Description: "Checks Gateway TLS certificates exist and are not shared between Gateways",
+		Codes: []*analyze.MessageType{analyze.GatewayDuplicateCertificate, analyze.InvalidGatewayCredential}}
+}
+
+type certUse struct {
+	r     *analyze.Resource
+	field string
+}
+
+// Analyze runs the checks.
+func (*GatewayCredentials) Analyze(ctx *analyze.Context) {
+	secrets := map[string]bool{}  // namespace/name
+	secretNS := map[string]bool{} // namespaces holding any Secret
+	for _, s := range ctx.ByKind("Secret") {
+		if s.Group == "" {
+			secrets[s.Namespace+"/"+s.Name] = true
+			secretNS[s.Namespace] = true
+		}
+	}
+	uses := map[string][]certUse{} // selector + certificate
+	var keys []string
+	for _, r := range ctx.ByKind("Gateway") {
+		gw, ok := r.Object.(*networking.Gateway)
+		if !ok {
+			continue
+		}
+		sel := selectorKey(gw.Spec.Selector)
+		workloadNS := map[string]bool{}
+		for _, w := range ctx.SelectWorkloads("", gw.Spec.Selector) {
+			workloadNS[w.Namespace] = true
+		}
+		for i, s := range gw.Spec.Servers {
+			tls := s.GetTls()
+			cert, field := tls.GetCredentialName(), fmt.Sprintf("spec.servers[%d].tls.credentialName", i)
+			if cert == "" {
+				cert, field = tls.GetServerCertificate(), fmt.Sprintf("spec.servers[%d].tls.serverCertificate", i)
+			}
+			if cert == "" {
+				continue
+			}
+			k := sel + "|" + cert
+			if len(uses[k]) == 0 {
+				keys = append(keys, k)
+			}
+			uses[k] = append(uses[k], certUse{r, field})
+			if tls.GetCredentialName() == "" {
+				continue
+			}
+			name := tls.GetCredentialName()
+			if sds, ok := strings.CutPrefix(name, "kubernetes://"); ok {
+				name = sds
+			}
+			for ns := range workloadNS {
+				if secretNS[ns] && !secrets[ns+"/"+name] && !secrets[ns+"/"+name+"-cacert"] {
+					ctx.Report(analyze.InvalidGatewayCredential, r, field,
+						"The credential referenced by the Gateway %s in namespace %s is invalid, which can cause the traffic not to work as expected: no Secret %q in namespace %s, where the gateway workload runs",
+						r.Name, r.Namespace, name, ns)
+				}
+			}
+		}
+	}
+	for _, k := range keys {
+		us := uses[k]
+		gateways := map[*analyze.Resource]bool{}
+		var names []string
+		for _, u := range us {
+			if !gateways[u.r] {
+				gateways[u.r] = true
+				names = append(names, u.r.Namespace+"/"+u.r.Name)
+			}
+		}
+		if len(gateways) < 2 {
+			continue
+		}
+		sort.Strings(names)
+		reported := map[*analyze.Resource]bool{}
+		for _, u := range us {
+			if reported[u.r] {
+				continue
+			}
+			reported[u.r] = true
+			ctx.Report(analyze.GatewayDuplicateCertificate, u.r, u.field,
+				"Duplicate certificate in multiple gateways [%s] may cause 404s if clients re-use HTTP2 connections: serve the hosts from one Gateway", strings.Join(names, " "))
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package analyzers
+
+import "testing"
+
+// Fixtures written from Istio's description of each message: what the
+// user wrote, and whether the message must appear.
+
+func pa(name, ns, selector, mode string) string {
+	sel := ""
+	if selector != "" {
+		sel = `selector: {matchLabels: ` + selector + `}, `
+	}
+	return `{apiVersion: security.istio.io/v1, kind: PeerAuthentication, metadata: {name: ` + name + `, namespace: ` + ns + `}, spec: {` + sel + `mtls: {mode: ` + mode + `}}}`
+}
+
+func drTLS(name, host, tls string) string {
+	return `{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: ` + name + `, namespace: default}, spec: {host: ` + host + `, trafficPolicy: {tls: ` + tls + `}}}`
+}
+
+func TestMTLSConflicts(t *testing.T) {
+	expect(t, "agree", run(t, &MTLSConflicts{}, svcReviews, depReviews, pa("strict", "default", "", "STRICT"), drTLS("r", "reviews", `{mode: ISTIO_MUTUAL}`)))
+	expect(t, "no policy", run(t, &MTLSConflicts{}, svcReviews, depReviews, drTLS("r", "reviews", `{mode: DISABLE}`)))
+	expect(t, "plaintext to STRICT namespace", run(t, &MTLSConflicts{}, svcReviews, depReviews, pa("strict", "default", "", "STRICT"), drTLS("r", "reviews", `{mode: DISABLE}`)),
+		"IST0113 DestinationRule r.default spec.trafficPolicy.tls.mode")
+	expect(t, "mesh-wide STRICT from the root namespace", run(t, &MTLSConflicts{}, svcReviews, depReviews, pa("default", "mesh-system", "", "STRICT"), drTLS("r", "reviews", `{mode: SIMPLE}`)),
+		"IST0113 DestinationRule r.default spec.trafficPolicy.tls.mode")
+	expect(t, "workload policy wins over the namespace's", run(t, &MTLSConflicts{}, svcReviews, depReviews,
+		pa("strict", "default", "", "STRICT"), pa("open", "default", `{app: reviews}`, "PERMISSIVE"), drTLS("r", "reviews", `{mode: DISABLE}`)))
+	expect(t, "mTLS to DISABLE", run(t, &MTLSConflicts{}, svcReviews, depReviews, pa("off", "default", `{app: reviews}`, "DISABLE"), drTLS("r", "reviews", `{mode: ISTIO_MUTUAL}`)),
+		"IST0113 DestinationRule r.default spec.trafficPolicy.tls.mode")
+}
+
+func TestServerVerification(t *testing.T) {
+	expect(t, "verified or mesh", run(t, &ServerVerification{},
+		drTLS("a", "api.example.com", `{mode: SIMPLE, caCertificates: /etc/certs/ca.pem}`),
+		drTLS("b", "api.example.com", `{mode: SIMPLE, credentialName: api-ca}`),
+		drTLS("c", "reviews", `{mode: ISTIO_MUTUAL}`),
+		drTLS("d", "api.example.com", `{mode: SIMPLE, insecureSkipVerify: true}`)))
+	expect(t, "unverified", run(t, &ServerVerification{}, drTLS("a", "api.example.com", `{mode: SIMPLE}`),
+		`{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: p}, spec: {host: db.example.com, trafficPolicy: {portLevelSettings: [{port: {number: 443}, tls: {mode: ISTIO_MUTUAL}}, {port: {number: 8443}, tls: {mode: MUTUAL, clientCertificate: /c, privateKey: /k}}]}}}`),
+		"IST0128 DestinationRule a.default spec.trafficPolicy.tls.caCertificates",
+		"IST0129 DestinationRule p.default spec.trafficPolicy.portLevelSettings[1].tls.caCertificates")
+}
+
+func TestInjectionLabels(t *testing.T) {
+	ns := func(name, labels string) string {
+		return `{apiVersion: v1, kind: Namespace, metadata: {name: ` + name + `, labels: ` + labels + `}}`
+	}
+	expect(t, "one kind each", run(t, &InjectionLabels{}, ns("a", `{istio-injection: enabled}`), ns("b", `{istio.io/rev: canary}`), ns("c", `{mesh-injection: enabled, istio-injection: enabled}`)))
+	expect(t, "both kinds", run(t, &InjectionLabels{}, ns("a", `{istio-injection: enabled, istio.io/rev: canary}`), ns("b", `{mesh-injection: disabled, mesh.io/rev: stable}`)),
+		"IST0123 Namespace a metadata.labels", "IST0123 Namespace b metadata.labels")
+}
+
+func TestImageAuto(t *testing.T) {
+	ns := func(name, labels string) string {
+		return `{apiVersion: v1, kind: Namespace, metadata: {name: ` + name + `, labels: ` + labels + `}}`
+	}
+	dep := func(ns, tmplLabels string) string {
+		return `{apiVersion: apps/v1, kind: Deployment, metadata: {name: gw, namespace: ` + ns + `}, spec: {selector: {matchLabels: {app: gw}}, template: {metadata: {labels: ` + tmplLabels + `}, spec: {containers: [{name: istio-proxy, image: auto}]}}}}`
+	}
+	pod := `{apiVersion: v1, kind: Pod, metadata: {name: gw-1, namespace: plain, labels: {app: gw}}, spec: {containers: [{name: istio-proxy, image: auto}]}}`
+	expect(t, "injected namespace, pod opt-in, unknown namespace", run(t, &ImageAuto{},
+		ns("meshed", `{mesh-injection: enabled}`), dep("meshed", `{app: gw}`), dep("unknown", `{app: gw}`),
+		ns("plain", `{}`), `{apiVersion: apps/v1, kind: Deployment, metadata: {name: opt, namespace: plain}, spec: {template: {metadata: {labels: {sidecar.istio.io/inject: "true"}}, spec: {containers: [{name: p, image: auto}]}}}}`))
+	expect(t, "not targeted", run(t, &ImageAuto{}, ns("plain", `{}`), dep("plain", `{app: gw}`), pod,
+		ns("meshed", `{mesh-injection: enabled}`), dep("meshed", `{app: gw, sidecar.istio.io/inject: "false"}`)),
+		"IST0146 Deployment gw.plain spec.template.spec.containers[0].image",
+		"IST0146 Deployment gw.meshed spec.template.spec.containers[0].image",
+		"IST0147 Pod gw-1.plain spec.containers[0].image")
+}
+
+func TestExternalNamePorts(t *testing.T) {
+	svc := func(typ, ports string) string {
+		return `{apiVersion: v1, kind: Service, metadata: {name: ext}, spec: {type: ` + typ + `, externalName: api.example.com, ports: ` + ports + `}}`
+	}
+	expect(t, "named for a protocol, or not ExternalName", run(t, &ExternalNamePorts{},
+		svc("ExternalName", `[{name: https, port: 443}, {name: db, port: 5432, appProtocol: http}]`), svc("ClusterIP", `[{name: tcp, port: 5432}]`)))
+	expect(t, "tcp and unnamed", run(t, &ExternalNamePorts{}, svc("ExternalName", `[{name: tcp-db, port: 5432}, {name: db, port: 5433}]`)),
+		"IST0150 Service ext.default spec.ports[0].name", "IST0150 Service ext.default spec.ports[1].name")
+}
+
+func TestGatewayCredentials(t *testing.T) {
+	ingress := `{apiVersion: apps/v1, kind: Deployment, metadata: {name: ingress, namespace: mesh-system}, spec: {template: {metadata: {labels: {istio: ingressgateway}}, spec: {containers: [{name: mesh-proxy, image: x}]}}}}`
+	secret := func(name string) string {
+		return `{apiVersion: v1, kind: Secret, metadata: {name: ` + name + `, namespace: mesh-system}, type: kubernetes.io/tls}`
+	}
+	gw := func(name, cred, host string) string {
+		return `{apiVersion: networking.istio.io/v1, kind: Gateway, metadata: {name: ` + name + `}, spec: {selector: {istio: ingressgateway}, servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: ["` + host + `"], tls: {mode: SIMPLE, credentialName: ` + cred + `}}]}}`
+	}
+	expect(t, "own certificates, secrets present", run(t, &GatewayCredentials{}, ingress, secret("a-cert"), secret("b-cert"),
+		gw("a", "a-cert", "a.example.com"), gw("b", "b-cert", "b.example.com")))
+	expect(t, "no Secrets in the snapshot: not judged", run(t, &GatewayCredentials{}, ingress, gw("a", "a-cert", "a.example.com")))
+	expect(t, "missing secret, shared certificate", run(t, &GatewayCredentials{}, ingress, secret("a-cert"),
+		gw("a", "a-cert", "a.example.com"), gw("b", "a-cert", "b.example.com"), gw("c", "c-cert", "c.example.com")),
+		"IST0138 Gateway a.default spec.servers[0].tls.credentialName",
+		"IST0138 Gateway b.default spec.servers[0].tls.credentialName",
+		"IST0161 Gateway c.default spec.servers[0].tls.credentialName")
+}
+
+func TestUnsupportedKinds(t *testing.T) {
+	expect(t, "supported kinds", run(t, &UnsupportedKinds{}, drReviews, svcReviews,
+		`{apiVersion: example.com/v1, kind: Telemetry, metadata: {name: t}}`))
+	expect(t, "not read by the mesh", run(t, &UnsupportedKinds{},
+		`{apiVersion: networking.istio.io/v1alpha3, kind: EnvoyFilter, metadata: {name: ef}, spec: {configPatches: []}}`,
+		`{apiVersion: telemetry.istio.io/v1, kind: Telemetry, metadata: {name: t}, spec: {accessLogging: [{providers: [{name: envoy}]}]}}`,
+		`{apiVersion: extensions.istio.io/v1alpha1, kind: WasmPlugin, metadata: {name: w}, spec: {url: oci://x}}`,
+		`{apiVersion: networking.istio.io/v1, kind: WorkloadGroup, metadata: {name: g}, spec: {template: {}}}`),
+		"MSH0004 EnvoyFilter ef.default spec", "MSH0004 Telemetry t.default spec", "MSH0004 WasmPlugin w.default spec", "MSH0004 WorkloadGroup g.default spec")
+}

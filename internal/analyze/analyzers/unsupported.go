@@ -1,0 +1,36 @@
+package analyzers
+
+import (
+	"mesh.dev/mesh/internal/analyze"
+)
+
+// UnsupportedKinds reports resources of Istio kinds this mesh does not
+// read at all (MSH0004): the API server accepts them, so without a
+// message nobody would learn they do nothing.
+type UnsupportedKinds struct{}
+
+// unsupportedKinds maps group/kind to what happens instead.
+var unsupportedKinds = map[string]string{
+	"networking.istio.io/EnvoyFilter":   "mesh-proxy's configuration is not patched; the filters and settings it adds are absent",
+	"networking.istio.io/ProxyConfig":   "proxies keep the mesh defaults",
+	"networking.istio.io/WorkloadGroup": "no WorkloadEntry is made from it; write the WorkloadEntries",
+	"extensions.istio.io/WasmPlugin":    "no Wasm module is loaded",
+	"telemetry.istio.io/Telemetry":      "metrics, tracing and access logging follow the mesh defaults",
+}
+
+// Metadata describes the analyzer.
+func (*UnsupportedKinds) Metadata() analyze.Metadata {
+	return analyze.Metadata{Name: "mesh.UnsupportedKinds", Description: "Checks for Istio resources of kinds the mesh does not read",
+		Codes: []*analyze.MessageType{analyze.KindNotSupported}}
+}
+
+// Analyze runs the checks.
+func (*UnsupportedKinds) Analyze(ctx *analyze.Context) {
+	for _, kind := range []string{"EnvoyFilter", "ProxyConfig", "WorkloadGroup", "WasmPlugin", "Telemetry"} {
+		for _, r := range ctx.ByKind(kind) {
+			if instead, ok := unsupportedKinds[r.Group+"/"+kind]; ok {
+				ctx.Report(analyze.KindNotSupported, r, "spec", "%s is not supported by this mesh and has no effect: %s", kind, instead)
+			}
+		}
+	}
+}
