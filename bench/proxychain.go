@@ -28,7 +28,7 @@ func init() {
 }
 
 const (
-	pcRounds      = 7
+	pcRounds      = 11
 	pcMaxRequests = 40000
 )
 
