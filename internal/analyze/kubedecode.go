@@ -9,6 +9,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	telemetryapi "istio.io/api/telemetry/v1alpha1"
+	typeapi "istio.io/api/type/v1beta1"
+	telemetry "istio.io/client-go/pkg/apis/telemetry/v1"
 )
 
 // The Kubernetes kinds analysis reads are decoded by hand, and only the
@@ -79,6 +83,15 @@ func (d *kubeDecoder) integer(m map[string]any, k, path string) int64 {
 	return 0
 }
 
+// optInt reads an optional integer: nil when absent.
+func (d *kubeDecoder) optInt(m map[string]any, k, path string) *int64 {
+	if v, ok := m[k]; !ok || v == nil {
+		return nil
+	}
+	n := d.integer(m, k, path)
+	return &n
+}
+
 func (d *kubeDecoder) boolean(m map[string]any, k, path string) bool {
 	v, ok := m[k]
 	if !ok || v == nil {
@@ -129,6 +142,9 @@ func (d *kubeDecoder) podSpec(m map[string]any, path string) corev1.PodSpec {
 		return corev1.PodSpec{}
 	}
 	spec := corev1.PodSpec{ServiceAccountName: d.str(m, "serviceAccountName", path), HostNetwork: d.boolean(m, "hostNetwork", path)}
+	if sc := d.obj(m, "securityContext", path); sc != nil {
+		spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: d.optInt(sc, "runAsUser", path+".securityContext")}
+	}
 	if spec.ServiceAccountName == "" {
 		spec.ServiceAccountName = d.str(m, "serviceAccount", path)
 	}
@@ -140,6 +156,9 @@ func (d *kubeDecoder) podSpec(m map[string]any, path string) corev1.PodSpec {
 				continue
 			}
 			ctr := corev1.Container{Name: d.str(cm, "name", path+"."+field), Image: d.str(cm, "image", path+"."+field)}
+			if sc := d.obj(cm, "securityContext", path+"."+field); sc != nil {
+				ctr.SecurityContext = &corev1.SecurityContext{RunAsUser: d.optInt(sc, "runAsUser", path+"."+field+".securityContext")}
+			}
 			if field == "containers" {
 				spec.Containers = append(spec.Containers, ctr)
 			} else {
@@ -234,8 +253,54 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 			}
 		}
 		obj = o
+	case "telemetry.istio.io/Telemetry":
+		obj = d.telemetry(m)
 	default:
 		return nil, nil
 	}
 	return obj, d.err
+}
+
+// telemetry decodes what the Telemetry analyzers read: the selector and
+// the provider names of each accessLogging, tracing and metrics entry.
+func (d *kubeDecoder) telemetry(m map[string]any) *telemetry.Telemetry {
+	t := &telemetry.Telemetry{ObjectMeta: d.meta(m, "")}
+	spec := d.obj(m, "spec", "")
+	if spec == nil {
+		return t
+	}
+	if sel := d.obj(spec, "selector", "spec"); sel != nil {
+		t.Spec.Selector = &typeapi.WorkloadSelector{MatchLabels: d.strMap(sel, "matchLabels", "spec.selector")}
+	}
+	providers := func(field string, i int, e map[string]any) []*telemetryapi.ProviderRef {
+		var out []*telemetryapi.ProviderRef
+		for j, p := range d.list(e, "providers", fmt.Sprintf("spec.%s[%d]", field, i)) {
+			pm, ok := p.(map[string]any)
+			if !ok {
+				d.fail(fmt.Sprintf("spec.%s[%d].providers[%d]", field, i, j), "an object", p)
+				continue
+			}
+			out = append(out, &telemetryapi.ProviderRef{Name: d.str(pm, "name", fmt.Sprintf("spec.%s[%d].providers[%d]", field, i, j))})
+		}
+		return out
+	}
+	for _, field := range []string{"accessLogging", "tracing", "metrics"} {
+		for i, e := range d.list(spec, field, "spec") {
+			em, ok := e.(map[string]any)
+			if !ok {
+				d.fail(fmt.Sprintf("spec.%s[%d]", field, i), "an object", e)
+				continue
+			}
+			ps := providers(field, i, em)
+			switch field {
+			case "accessLogging":
+				t.Spec.AccessLogging = append(t.Spec.AccessLogging, &telemetryapi.AccessLogging{Providers: ps})
+			case "tracing":
+				t.Spec.Tracing = append(t.Spec.Tracing, &telemetryapi.Tracing{Providers: ps})
+			case "metrics":
+				t.Spec.Metrics = append(t.Spec.Metrics, &telemetryapi.Metrics{Providers: ps})
+			}
+		}
+	}
+	return t
 }

@@ -31,6 +31,8 @@ var (
 		"Services selecting the same workload use one port number with different protocols."}
 	PortNameIsNotUnderNamingConvention = &MessageType{"IST0118", "PortNameIsNotUnderNamingConvention", Info,
 		"A Service port name does not start with a protocol (http, grpc, tcp...) and sets no appProtocol, so its traffic is treated as opaque TCP."}
+	JwtFailureDueToInvalidServicePortPrefix = &MessageType{"IST0119", "JwtFailureDueToInvalidServicePortPrefix", Warning,
+		"A RequestAuthentication selects workloads behind a Service port that is not HTTP, where JWTs cannot be checked."}
 	NamespaceMultipleInjectionLabels = &MessageType{"IST0123", "NamespaceMultipleInjectionLabels", Warning,
 		"A namespace has both an injection label and a revision label; which one decides injection is undefined."}
 	InvalidAnnotation = &MessageType{"IST0125", "InvalidAnnotation", Warning,
@@ -59,14 +61,24 @@ var (
 		"Services selecting the same workload send one target port to different service ports."}
 	GatewayDuplicateCertificate = &MessageType{"IST0138", "GatewayDuplicateCertificate", Warning,
 		"Several Gateways on the same workload use one certificate; HTTP/2 clients reusing a connection across their hosts may get 404s."}
+	InvalidApplicationUID = &MessageType{"IST0144", "InvalidApplicationUID", Warning,
+		"An application container runs as user ID 1337, which is reserved for the proxy: its traffic bypasses the proxy."}
 	ConflictingGateways = &MessageType{"IST0145", "ConflictingGateways", Error,
 		"Gateways with the same selector serve the same port and host; only one of them takes effect."}
 	ImageAutoWithoutInjectionWarning = &MessageType{"IST0146", "ImageAutoWithoutInjectionWarning", Warning,
 		"A workload has a container with image: auto (filled in by injection) but is not targeted for injection."}
 	ImageAutoWithoutInjectionError = &MessageType{"IST0147", "ImageAutoWithoutInjectionError", Error,
 		"A pod has a container with image: auto (filled in by injection) but was not injected, so the container cannot start."}
+	JwtClaimBasedRoutingWithoutRequestAuthN = &MessageType{"IST0149", "JwtClaimBasedRoutingWithoutRequestAuthN", Error,
+		"A VirtualService routes on JWT claims at a gateway whose pods no RequestAuthentication selects, so the claims are never there."}
 	ExternalNameServiceTypeInvalidPortName = &MessageType{"IST0150", "ExternalNameServiceTypeInvalidPortName", Warning,
 		"An ExternalName Service port is TCP or names no protocol, so proxies may not forward its traffic as expected."}
+	InvalidTelemetryProvider = &MessageType{"IST0157", "InvalidTelemetryProvider", Warning,
+		"A Telemetry entry names no provider and the mesh has no default provider for it, so it is ignored."}
+	ConflictingTelemetryWorkloadSelectors = &MessageType{"IST0159", "ConflictingTelemetryWorkloadSelectors", Error,
+		"Several Telemetry resources select the same workload; which one applies is undefined."}
+	MultipleTelemetriesWithoutWorkloadSelectors = &MessageType{"IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", Error,
+		"A namespace has more than one Telemetry without a workload selector; which one applies is undefined."}
 	InvalidGatewayCredential = &MessageType{"IST0161", "InvalidGatewayCredential", Error,
 		"A Gateway's credentialName names no Secret in the gateway workload's namespace, so the server has no certificate."}
 	GatewayPortNotDefinedOnService = &MessageType{"IST0162", "GatewayPortNotDefinedOnService", Warning,
@@ -82,7 +94,7 @@ var (
 	NotEnforced = &MessageType{"MSH0003", "NotEnforced", Warning,
 		"A setting this mesh does not carry out yet: traffic behaves as if it were absent, or, for an ALLOW rule, as if the rule allowed nobody."}
 	KindNotSupported = &MessageType{"MSH0004", "KindNotSupported", Warning,
-		"A resource of an Istio kind this mesh does not read at all (EnvoyFilter, WasmPlugin, Telemetry, WorkloadGroup, ProxyConfig): it has no effect."}
+		"A resource of an Istio kind this mesh does not read at all (EnvoyFilter, WasmPlugin, WorkloadGroup, ProxyConfig): it has no effect."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
@@ -91,13 +103,14 @@ func AllMessageTypes() []*MessageType {
 		SchemaValidationError, MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
 		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
 		VirtualServiceDestinationPortSelectorRequired, MTLSPolicyConflict, DeploymentAssociatedToMultipleServices,
-		PortNameIsNotUnderNamingConvention, NamespaceMultipleInjectionLabels, InvalidAnnotation,
+		PortNameIsNotUnderNamingConvention, JwtFailureDueToInvalidServicePortPrefix, NamespaceMultipleInjectionLabels, InvalidAnnotation,
 		UnknownMeshNetworksServiceRegistry, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, DeploymentConflictingPorts,
-		GatewayDuplicateCertificate, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
-		ExternalNameServiceTypeInvalidPortName, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
+		GatewayDuplicateCertificate, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
+		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
+		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,
 		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported}
 }

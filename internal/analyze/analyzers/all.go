@@ -13,7 +13,7 @@ func All() []analyze.Analyzer {
 		&Injection{}, &PortNames{}, &ServicePorts{}, &Sidecars{}, &Gateways{},
 		&ServiceEntryAddresses{}, &WorkloadSelectors{}, &Annotations{},
 		&MeshNetworks{}, &MTLSConflicts{}, &ServerVerification{}, &InjectionLabels{}, &ImageAuto{},
-		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{},
+		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
 		&RetryAmplification{}, &SidecarScope{}, &NotEnforced{},
 	}
 }

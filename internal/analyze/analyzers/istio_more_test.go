@@ -105,5 +105,56 @@ func TestUnsupportedKinds(t *testing.T) {
 		`{apiVersion: telemetry.istio.io/v1, kind: Telemetry, metadata: {name: t}, spec: {accessLogging: [{providers: [{name: envoy}]}]}}`,
 		`{apiVersion: extensions.istio.io/v1alpha1, kind: WasmPlugin, metadata: {name: w}, spec: {url: oci://x}}`,
 		`{apiVersion: networking.istio.io/v1, kind: WorkloadGroup, metadata: {name: g}, spec: {template: {}}}`),
-		"MSH0004 EnvoyFilter ef.default spec", "MSH0004 Telemetry t.default spec", "MSH0004 WasmPlugin w.default spec", "MSH0004 WorkloadGroup g.default spec")
+		"MSH0004 EnvoyFilter ef.default spec", "MSH0004 WasmPlugin w.default spec", "MSH0004 WorkloadGroup g.default spec")
+}
+
+func tel(name, spec string) string {
+	return `{apiVersion: telemetry.istio.io/v1, kind: Telemetry, metadata: {name: ` + name + `}, spec: ` + spec + `}`
+}
+
+func TestTelemetries(t *testing.T) {
+	expect(t, "one wide, one selecting, providers named", run(t, &Telemetries{}, depReviews,
+		tel("wide", `{accessLogging: [{providers: [{name: envoy}]}]}`),
+		tel("reviews", `{selector: {matchLabels: {app: reviews}}, tracing: [{providers: [{name: zipkin}], randomSamplingPercentage: 10}]}`)))
+	expect(t, "two wide, two selecting the same pods, an entry without provider", run(t, &Telemetries{}, depReviews,
+		tel("a", `{accessLogging: [{providers: [{name: envoy}]}]}`),
+		tel("b", `{metrics: [{overrides: []}]}`),
+		tel("r1", `{selector: {matchLabels: {app: reviews}}, tracing: [{providers: [{name: zipkin}]}]}`),
+		tel("r2", `{selector: {matchLabels: {version: v1}}, tracing: [{providers: [{name: zipkin}]}]}`)),
+		"IST0160 Telemetry a.default spec.selector", "IST0160 Telemetry b.default spec.selector",
+		"IST0157 Telemetry b.default spec.metrics[0].providers",
+		"IST0159 Telemetry r1.default spec.selector", "IST0159 Telemetry r2.default spec.selector")
+}
+
+func TestApplicationUID(t *testing.T) {
+	dep := func(podSC, ctrs string) string {
+		return `{apiVersion: apps/v1, kind: Deployment, metadata: {name: app}, spec: {template: {metadata: {labels: {app: x}}, spec: {securityContext: ` + podSC + `, containers: ` + ctrs + `}}}}`
+	}
+	expect(t, "other users, and the proxy itself", run(t, &ApplicationUID{},
+		dep(`{runAsUser: 1000}`, `[{name: app, image: x, securityContext: {runAsUser: 1001}}, {name: istio-proxy, image: p, securityContext: {runAsUser: 1337}}]`)))
+	expect(t, "application as 1337", run(t, &ApplicationUID{},
+		dep(`{runAsUser: 1337}`, `[{name: app, image: x}, {name: side, image: y, securityContext: {runAsUser: 1337}}]`)),
+		"IST0144 Deployment app.default spec.template.spec.securityContext.runAsUser",
+		"IST0144 Deployment app.default spec.template.spec.containers[1].securityContext.runAsUser")
+}
+
+func TestJWT(t *testing.T) {
+	ra := func(name, ns, sel string) string {
+		s := ""
+		if sel != "" {
+			s = `selector: {matchLabels: ` + sel + `}, `
+		}
+		return `{apiVersion: security.istio.io/v1, kind: RequestAuthentication, metadata: {name: ` + name + `, namespace: ` + ns + `}, spec: {` + s + `jwtRules: [{issuer: https://issuer.example.com}]}}`
+	}
+	tcpSvc := `{apiVersion: v1, kind: Service, metadata: {name: reviews-db}, spec: {selector: {app: reviews}, ports: [{name: db, port: 5432}]}}`
+	expect(t, "HTTP ports only", run(t, &JWT{}, svcReviews, depReviews, ra("jwt", "default", `{app: reviews}`)))
+	expect(t, "a TCP port behind the policy", run(t, &JWT{}, svcReviews, tcpSvc, depReviews, ra("jwt", "default", `{app: reviews}`)),
+		"IST0119 RequestAuthentication jwt.default spec.selector.matchLabels")
+
+	ingress := `{apiVersion: apps/v1, kind: Deployment, metadata: {name: ingress, namespace: mesh-system}, spec: {template: {metadata: {labels: {istio: ingressgateway}}, spec: {containers: [{name: mesh-proxy, image: x}]}}}}`
+	claims := vs("claims", `{hosts: [www.example.com], gateways: [gw], http: [{match: [{headers: {"@request.auth.claims.group": {exact: admin}}}], route: [{destination: {host: reviews}}]}]}`)
+	expect(t, "gateway pods validate the token", run(t, &JWT{}, ingress, gwIngress, claims, ra("ingress-jwt", "mesh-system", `{istio: ingressgateway}`)))
+	expect(t, "mesh-wide RequestAuthentication", run(t, &JWT{}, ingress, gwIngress, claims, ra("all", "mesh-system", "")))
+	expect(t, "no RequestAuthentication for the gateway", run(t, &JWT{}, ingress, gwIngress, claims, ra("jwt", "default", `{app: reviews}`)),
+		`IST0149 VirtualService claims.default spec.http[0].match[0].headers["@request.auth.claims.group"]`)
 }

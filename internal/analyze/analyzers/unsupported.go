@@ -15,7 +15,6 @@ var unsupportedKinds = map[string]string{
 	"networking.istio.io/ProxyConfig":   "proxies keep the mesh defaults",
 	"networking.istio.io/WorkloadGroup": "no WorkloadEntry is made from it; write the WorkloadEntries",
 	"extensions.istio.io/WasmPlugin":    "no Wasm module is loaded",
-	"telemetry.istio.io/Telemetry":      "metrics, tracing and access logging follow the mesh defaults",
 }
 
 // Metadata describes the analyzer.
@@ -26,7 +25,9 @@ func (*UnsupportedKinds) Metadata() analyze.Metadata {
 
 // Analyze runs the checks.
 func (*UnsupportedKinds) Analyze(ctx *analyze.Context) {
-	for _, kind := range []string{"EnvoyFilter", "ProxyConfig", "WorkloadGroup", "WasmPlugin", "Telemetry"} {
+	// Telemetry is read (for IST0157, IST0159, IST0160) and its not
+	// carrying out is MSH0003's, from the field table.
+	for _, kind := range []string{"EnvoyFilter", "ProxyConfig", "WorkloadGroup", "WasmPlugin"} {
 		for _, r := range ctx.ByKind(kind) {
 			if instead, ok := unsupportedKinds[r.Group+"/"+kind]; ok {
 				ctx.Report(analyze.KindNotSupported, r, "spec", "%s is not supported by this mesh and has no effect: %s", kind, instead)
