@@ -103,7 +103,7 @@ func condition(ap *securityv1.AuthorizationPolicy) (string, bool) {
 
 // TestStatusWrittenAndCleared runs two pilot replicas' status writers on
 // the sandbox API server: the leader writes, on an AuthorizationPolicy
-// whose rule uses requestPrincipals, a validation message and a condition
+// whose rule uses a condition key the mesh cannot translate, a validation message and a condition
 // naming the field path; fixing the policy clears both; when the leader
 // goes, the other replica takes the Lease and writes.
 func TestStatusWrittenAndCleared(t *testing.T) {
@@ -119,9 +119,11 @@ func TestStatusWrittenAndCleared(t *testing.T) {
 		}
 	}
 	aps := istio.SecurityV1().AuthorizationPolicies("shop")
-	jwtRule := &securityapi.Rule{From: []*securityapi.Rule_From{{Source: &securityapi.Source{RequestPrincipals: []string{"issuer.example/*"}}}}}
+	// An experimental Envoy attribute: pilot does not translate it, so the
+	// ALLOW rule allows nobody and the status says which field.
+	badRule := &securityapi.Rule{When: []*securityapi.Condition{{Key: "experimental.envoy.filters.network.x[y]", Values: []string{"v"}}}}
 	ap := &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "jwt-only"}}
-	ap.Spec.Rules = []*securityapi.Rule{jwtRule}
+	ap.Spec.Rules = []*securityapi.Rule{badRule}
 	if _, err := aps.Create(ctx, ap, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestStatusWrittenAndCleared(t *testing.T) {
 			return false, err.Error()
 		}
 		cond, msg := condition(got)
-		return msg && strings.HasPrefix(cond, "False ") && strings.Contains(cond, "spec.rules[0].from[0].source.requestPrincipals") &&
+		return msg && strings.HasPrefix(cond, "False ") && strings.Contains(cond, "spec.rules[0].when[0].key") &&
 			got.Status.ObservedGeneration == got.Generation, cond
 	})
 
@@ -168,14 +170,14 @@ func TestStatusWrittenAndCleared(t *testing.T) {
 	// The leader leaves; the other replica takes over and writes.
 	stopA()
 	waitLeader(t, ctx, kube, "pilot-b")
-	fix(jwtRule)
+	fix(badRule)
 	waitFor(t, ctx, "status written by the new leader", func() (bool, string) {
 		got, err := aps.Get(ctx, "jwt-only", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
 		cond, msg := condition(got)
-		return msg && strings.Contains(cond, "requestPrincipals"), cond
+		return msg && strings.Contains(cond, "spec.rules[0].when[0].key"), cond
 	})
 }
 
