@@ -3,6 +3,7 @@ package analyze
 import (
 	"fmt"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -253,12 +254,50 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 			}
 		}
 		obj = o
+	case "admissionregistration.k8s.io/MutatingWebhookConfiguration":
+		o := &admissionv1.MutatingWebhookConfiguration{ObjectMeta: d.meta(m, "")}
+		for _, wh := range d.webhooks(m) {
+			o.Webhooks = append(o.Webhooks, admissionv1.MutatingWebhook{Name: wh.Name, ClientConfig: wh.ClientConfig})
+		}
+		obj = o
+	case "admissionregistration.k8s.io/ValidatingWebhookConfiguration":
+		o := &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: d.meta(m, "")}
+		o.Webhooks = d.webhooks(m)
+		obj = o
 	case "telemetry.istio.io/Telemetry":
 		obj = d.telemetry(m)
 	default:
 		return nil, nil
 	}
 	return obj, d.err
+}
+
+// webhooks decodes each webhook's name and the Service its client config
+// calls.
+func (d *kubeDecoder) webhooks(m map[string]any) []admissionv1.ValidatingWebhook {
+	var out []admissionv1.ValidatingWebhook
+	for i, w := range d.list(m, "webhooks", "") {
+		p := fmt.Sprintf("webhooks[%d]", i)
+		wm, ok := w.(map[string]any)
+		if !ok {
+			d.fail(p, "an object", w)
+			continue
+		}
+		wh := admissionv1.ValidatingWebhook{Name: d.str(wm, "name", p)}
+		if cc := d.obj(wm, "clientConfig", p); cc != nil {
+			if svc := d.obj(cc, "service", p+".clientConfig"); svc != nil {
+				sp := p + ".clientConfig.service"
+				ref := &admissionv1.ServiceReference{Namespace: d.str(svc, "namespace", sp), Name: d.str(svc, "name", sp)}
+				if port := d.optInt(svc, "port", sp); port != nil {
+					n := int32(*port)
+					ref.Port = &n
+				}
+				wh.ClientConfig.Service = ref
+			}
+		}
+		out = append(out, wh)
+	}
+	return out
 }
 
 // telemetry decodes what the Telemetry analyzers read: the selector and

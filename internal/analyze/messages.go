@@ -61,6 +61,8 @@ var (
 		"Services selecting the same workload send one target port to different service ports."}
 	GatewayDuplicateCertificate = &MessageType{"IST0138", "GatewayDuplicateCertificate", Warning,
 		"Several Gateways on the same workload use one certificate; HTTP/2 clients reusing a connection across their hosts may get 404s."}
+	InvalidWebhook = &MessageType{"IST0139", "InvalidWebhook", Error,
+		"A mesh webhook calls a control-plane Service (or port) that does not exist, so injection or validation fails."}
 	InvalidApplicationUID = &MessageType{"IST0144", "InvalidApplicationUID", Warning,
 		"An application container runs as user ID 1337, which is reserved for the proxy: its traffic bypasses the proxy."}
 	ConflictingGateways = &MessageType{"IST0145", "ConflictingGateways", Error,
@@ -108,7 +110,7 @@ func AllMessageTypes() []*MessageType {
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, DeploymentConflictingPorts,
-		GatewayDuplicateCertificate, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
+		GatewayDuplicateCertificate, InvalidWebhook, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
 		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,

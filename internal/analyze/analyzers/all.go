@@ -14,6 +14,7 @@ func All() []analyze.Analyzer {
 		&ServiceEntryAddresses{}, &WorkloadSelectors{}, &Annotations{},
 		&MeshNetworks{}, &MTLSConflicts{}, &ServerVerification{}, &InjectionLabels{}, &ImageAuto{},
 		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
+		&Webhooks{},
 		&RetryAmplification{}, &SidecarScope{}, &NotEnforced{},
 	}
 }

@@ -158,3 +158,17 @@ func TestJWT(t *testing.T) {
 	expect(t, "no RequestAuthentication for the gateway", run(t, &JWT{}, ingress, gwIngress, claims, ra("jwt", "default", `{app: reviews}`)),
 		`IST0149 VirtualService claims.default spec.http[0].match[0].headers["@request.auth.claims.group"]`)
 }
+
+func TestWebhooks(t *testing.T) {
+	pilotSvc := `{apiVersion: v1, kind: Service, metadata: {name: mesh-pilot, namespace: mesh-system}, spec: {selector: {app: mesh-pilot}, ports: [{name: https-webhook, port: 443}]}}`
+	wh := func(kind, name, svc, port string) string {
+		return `{apiVersion: admissionregistration.k8s.io/v1, kind: ` + kind + `, metadata: {name: ` + name + `}, webhooks: [{name: sidecar-injector.mesh.io, clientConfig: {service: {namespace: mesh-system, name: ` + svc + `, port: ` + port + `}}}]}`
+	}
+	expect(t, "calls the pilot Service", run(t, &Webhooks{}, pilotSvc, wh("MutatingWebhookConfiguration", "mesh-sidecar-injector", "mesh-pilot", "443"),
+		wh("ValidatingWebhookConfiguration", "other-validator", "gone", "443")))
+	expect(t, "missing Service and port", run(t, &Webhooks{}, pilotSvc,
+		wh("MutatingWebhookConfiguration", "mesh-sidecar-injector", "mesh-pilot-canary", "443"),
+		wh("ValidatingWebhookConfiguration", "istio-validator", "mesh-pilot", "15017")),
+		"IST0139 MutatingWebhookConfiguration mesh-sidecar-injector webhooks[0].clientConfig.service.name",
+		"IST0139 ValidatingWebhookConfiguration istio-validator webhooks[0].clientConfig.service.port")
+}
