@@ -29,7 +29,8 @@ func (*ApplicationUID) Analyze(ctx *analyze.Context) {
 		if systemNamespaces[w.Namespace] {
 			continue
 		}
-		spec, prefix := &corev1.PodSpec{}, "spec.template.spec"
+		var spec *corev1.PodSpec
+		prefix := "spec.template.spec"
 		if w.IsPod() {
 			spec, prefix = &w.Pod.Spec, "spec"
 		} else {
