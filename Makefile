@@ -13,19 +13,26 @@ BINARIES := mesh mesh-pilot mesh-proxy
 SANDBOX_BINARIES := mesh-sample
 TEST_TIMEOUT ?= 40m
 
-.PHONY: help build test test-unit lint docs bench tools sandbox-up sandbox-down demo demo-down clean
+.PHONY: help prereqs build test test-unit lint docs bench tools sandbox-up sandbox-down demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build mesh, mesh-pilot, mesh-proxy (and the sandbox's mesh-sample) into bin/
 	@mkdir -p bin
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES) $(SANDBOX_BINARIES))
+	@echo "build: $(BINARIES) $(SANDBOX_BINARIES) into bin/ (the first build downloads the modules and compiles for about 2 minutes; later ones take seconds)"
+	@start=$$(date +%s); $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES) $(SANDBOX_BINARIES)) && \
+	echo "build: done in $$(( $$(date +%s) - start ))s"
 
 tools: ## build the sandbox cluster's binaries into tools/bin (a no-op when up to date)
-	$(MAKE) -C tools
+	@$(MAKE) --no-print-directory -C tools
 
-test: build tools ## run every test, the sandbox ones included
+prereqs: ## check (and as root install) what the demo and the tests need: packages, root, disk, kernel features
+	@tools/prereqs.sh demo
+
+test: ## run every test, the sandbox ones included
+	@tools/prereqs.sh test
+	@$(MAKE) --no-print-directory build tools
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 test-unit: ## run the tests that need no sandbox binaries
@@ -39,7 +46,9 @@ lint: ## gofmt and go vet
 docs: ## regenerate docs/reference from the command tree
 	$(GO) run ./internal/refdocs/gen -out docs/reference
 
-bench: build tools ## run the benchmarks and rewrite docs/benchmarks.md
+bench: ## run the benchmarks and rewrite docs/benchmarks.md
+	@tools/prereqs.sh test
+	@$(MAKE) --no-print-directory build tools
 	$(GO) run ./bench
 
 sandbox-up: tools ## start a local sandbox cluster and print how to use it
@@ -49,8 +58,20 @@ sandbox-down: ## stop the local sandbox cluster
 	$(GO) run ./internal/sandbox/cmd/sandbox down
 
 
-demo: build tools ## the README's first command: sandbox cluster + runtime, install the mesh, Bookinfo with sidecars, traffic rules, mTLS, proxy views (needs root)
-	$(GO) build -o bin/ ./internal/sandbox/cmd/mesh-demo ./internal/sandbox/runtime/cmd/sandbox-runtime
+# One `make demo` at a time per checkout (.sandbox/demo.lock): a second one
+# says so instead of rebuilding bin/ under the first. With the demo already
+# up, `make demo` shows how to use it rather than starting another.
+demo: ## the README's first command: sandbox cluster + runtime, install the mesh, Bookinfo with sidecars, traffic rules, mTLS, proxy views (needs root)
+	@tools/prereqs.sh demo
+	@mkdir -p .sandbox
+	@flock -n -E 75 .sandbox/demo.lock $(MAKE) --no-print-directory demo-locked; rc=$$?; \
+	if [ $$rc = 75 ]; then echo "make demo: another make demo is running in this checkout: wait for it to finish (its sandbox stays up to explore), or stop it with make demo-down"; exit 1; fi; exit $$rc
+
+.PHONY: demo-locked
+demo-locked:
+	@if [ -x bin/mesh-demo ] && ./bin/mesh-demo running; then exec ./bin/mesh-demo up; fi; \
+	$(MAKE) --no-print-directory build tools && \
+	$(GO) build -o bin/ ./internal/sandbox/cmd/mesh-demo ./internal/sandbox/runtime/cmd/sandbox-runtime && \
 	./bin/mesh-demo up
 
 demo-down: ## stop the demo's sandbox runtime and cluster

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -214,4 +215,64 @@ func (n *network) removePod(ctx context.Context, p *podNetwork) {
 	if _, err := os.Stat("/sys/class/net/" + p.veth); err == nil {
 		_ = run(ctx, "ip", "link", "del", p.veth)
 	}
+}
+
+// RemoveLeftovers removes what runtimes that are no longer alive left on
+// the host: their pods' processes, network namespaces, bridges and FORWARD
+// rules, and the unreachable route of the pod range once no runtime at all
+// is alive. A runtime stopped with Stop leaves nothing; one that was killed
+// does. It returns what it removed, for the user to read.
+func RemoveLeftovers(ctx context.Context) []string {
+	var removed []string
+	alive := 0
+	for x := firstSubnet; x <= lastSubnet; x++ {
+		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("subnet-%d.lock", x)), os.O_RDWR, 0)
+		if err != nil {
+			continue // never used, or /run was emptied by a reboot
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			alive++
+			f.Close()
+			continue
+		}
+		n := &network{subnet: x, bridge: fmt.Sprintf("msbr%d", x)}
+		removed = append(removed, n.killLeftoverPods(ctx)...)
+		if _, err := os.Stat("/sys/class/net/" + n.bridge); err == nil {
+			removed = append(removed, "bridge "+n.bridge)
+		}
+		n.removeLeftovers(ctx)
+		f.Close()
+	}
+	if alive == 0 {
+		if out, err := exec.CommandContext(ctx, "ip", "route", "show", "type", "unreachable", "198.18.0.0/15").Output(); err == nil && strings.Contains(string(out), "198.18.0.0/15") {
+			if run(ctx, "ip", "route", "del", "unreachable", "198.18.0.0/15") == nil {
+				removed = append(removed, "route unreachable 198.18.0.0/15")
+			}
+		}
+	}
+	return removed
+}
+
+// killLeftoverPods kills the processes still running in the subnet's pod
+// namespaces (containers whose runtime was killed) and names the namespaces.
+func (n *network) killLeftoverPods(ctx context.Context) []string {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), n.nsPrefix()) {
+			continue
+		}
+		names = append(names, "namespace "+e.Name())
+		out, _ := exec.CommandContext(ctx, "ip", "netns", "pids", e.Name()).Output()
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				names = append(names, "process "+f)
+			}
+		}
+	}
+	return names
 }

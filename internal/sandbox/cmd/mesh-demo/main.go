@@ -4,13 +4,17 @@
 // mTLS, proxy-status, proxy-config, analyze) printing each command a user
 // would type, and leaves everything running to explore.
 //
-//	mesh-demo up     start the sandbox and the runtime, walk the demo
-//	mesh-demo down   stop the runtime and the sandbox, remove .sandbox/
+//	mesh-demo up       start the sandbox and the runtime, walk the demo; with
+//	                   the demo already up, say how to use it instead
+//	mesh-demo down     stop the runtime and the sandbox, remove .sandbox/, and
+//	                   remove what a runtime that died left on the host
+//	mesh-demo running  exit 0 when the demo is up (make demo asks before building)
+//
+// MESH_DEMO_STATE names another folder than .sandbox/ (the tests use it).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -27,10 +31,11 @@ import (
 	"mesh.dev/mesh/internal/sandbox/runtime"
 )
 
-const usage = `usage: mesh-demo up|down
+const usage = `usage: mesh-demo up|down|running
 
-  up    start the sandbox cluster and the sandbox runtime in .sandbox/, then walk the demo
-  down  stop them and remove .sandbox/
+  up       start the sandbox cluster and the sandbox runtime in .sandbox/, then walk the demo
+  down     stop them, remove .sandbox/ and what a dead runtime left on the host
+  running  exit 0 when the demo is up, 1 when not
 `
 
 func main() {
@@ -44,11 +49,19 @@ func main() {
 		os.Exit(1)
 	}
 	d := dirs{root: root, state: filepath.Join(root, ".sandbox"), bin: filepath.Join(root, "bin")}
+	if s := os.Getenv("MESH_DEMO_STATE"); s != "" {
+		d.state = s
+	}
 	switch os.Args[1] {
 	case "up":
 		err = up(d)
 	case "down":
 		err = down(d)
+	case "running":
+		if _, _, err := sandbox.Running(d.state); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(64)
@@ -73,8 +86,13 @@ func up(d dirs) error {
 			return fmt.Errorf("bin/%s missing: run `make demo` (it builds them)", b)
 		}
 	}
-	if _, _, err := sandbox.Running(d.state); err == nil {
-		return errors.New("a sandbox already runs in .sandbox/: stop it with `make demo-down` (or `make sandbox-down`) first")
+	if _, kubeconfig, err := sandbox.Running(d.state); err == nil {
+		fmt.Printf("The demo is already up in %s (from an earlier make demo); it is not started again.\n", d.state)
+		if !runtimeAlive(d) {
+			fmt.Println("Its sandbox runtime is not running, so its pods are not either: `make demo-down` and `make demo` start afresh.")
+		}
+		printExplore(d, kubeconfig, "<the ingress gateway pod's IP>:8080/productpage")
+		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -107,13 +125,19 @@ func up(d dirs) error {
 			err, c.KubeconfigPath(), filepath.Join(d.state, "logs", "pods"))
 	}
 	gw, _ := w.GatewayURL(ctx)
+	fmt.Printf("\nThe demo is done and the sandbox keeps running, with the mesh and Bookinfo in it.\n")
+	printExplore(d, c.KubeconfigPath(), gw)
+	return nil
+}
+
+// printExplore says how to use the running demo.
+func printExplore(d dirs, kubeconfig, gw string) {
 	toolsBin, err := sandbox.FindBinDir()
 	if err != nil {
 		toolsBin = filepath.Join(d.root, "tools", "bin")
 	}
-	fmt.Printf(`
-The demo is done and the sandbox keeps running, with the mesh and Bookinfo in it.
-Explore it:
+	work := filepath.Join(d.state, "demo")
+	fmt.Printf(`Explore it:
 
   export KUBECONFIG=%s
   export PATH=%s:%s:$PATH   # mesh, and the sandbox's own kubectl
@@ -126,8 +150,17 @@ Explore it:
 
 The manifests as applied are in %s, the containers' logs in %s.
 Stop it all with: make demo-down
-`, c.KubeconfigPath(), d.bin, toolsBin, gw, work, filepath.Join(d.state, "logs", "pods"))
-	return nil
+`, kubeconfig, d.bin, toolsBin, gw, work, filepath.Join(d.state, "logs", "pods"))
+}
+
+// runtimeAlive says whether the demo's sandbox runtime still runs.
+func runtimeAlive(d dirs) bool {
+	b, err := os.ReadFile(d.runtimePID())
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && isRuntime(pid)
 }
 
 // startRuntime runs bin/sandbox-runtime in a session of its own, so that it
@@ -190,8 +223,16 @@ func down(d dirs) error {
 		}
 		os.Remove(d.runtimePID())
 	}
+	// A runtime that was killed (or crashed) leaves its pods' processes,
+	// namespaces and bridge behind: remove those of every runtime no longer alive.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if removed := runtime.RemoveLeftovers(ctx); len(removed) > 0 {
+		fmt.Printf("Removed what dead sandbox runtimes left: %s.\n", strings.Join(removed, ", "))
+	}
 	stopped, err := sandbox.StopDir(d.state)
 	if sandbox.IsNotRunning(err) {
+		os.RemoveAll(d.state)
 		fmt.Printf("No sandbox is running in %s.\n", d.state)
 		return nil
 	}
