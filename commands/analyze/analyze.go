@@ -57,13 +57,17 @@ func NewCommand(ctx *cli.Context) *cobra.Command {
 		Short: "Find mistakes in mesh configuration, in files and in the cluster",
 		Long: `Analyze reads Istio configuration (VirtualService, DestinationRule, Gateway,
 ServiceEntry, Sidecar, WorkloadEntry, PeerAuthentication, AuthorizationPolicy,
-RequestAuthentication) and the Kubernetes objects it points at, from files,
+RequestAuthentication, Telemetry; kinds the mesh does not read, such as
+EnvoyFilter, are reported as such) and the Kubernetes objects it points at, from files,
 directories (-R to descend), standard input ("-") and the cluster, and reports
 problems with Istio's message codes (IST....) and mesh's own (MSH....).
 
 With files and a reachable cluster, the files are analysed as if applied over
 the cluster's objects. --use-kube defaults to true only when a cluster
 answers; --use-kube=false never touches the network.
+
+--meshConfigFile and --meshNetworksFile give the mesh-wide configuration, as
+for istioctl analyze.
 
 Exit codes: 0 no messages at or above --failure-threshold, 79 some, 65 input
 that cannot be parsed, 64 bad flags.`,
