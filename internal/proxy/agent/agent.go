@@ -25,6 +25,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/bootstrap"
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/logging"
@@ -55,6 +56,8 @@ type Options struct {
 	Identity *identity.Manager
 	// XDSMTLS connects to the ADS server over TLS with Identity's certificate (pilot's 15012).
 	XDSMTLS bool
+	// HTTPFilters are HTTP filters an embedder adds to the ones mesh-proxy ships.
+	HTTPFilters []httpfilter.Factory
 	// NoLean serves all HTTP on the net/http path (tests compare it with the lean HTTP/1.1 path).
 	NoLean bool
 }
@@ -121,7 +124,7 @@ func New(opts Options) (*Proxy, error) {
 		// Istio's bootstraps set these; refusing them would refuse every Istio bootstrap, so they are named instead.
 		configLog.Warn("bootstrap setting not carried out: the Prometheus tags of mesh-proxy's stats are a fixed set", "field", f)
 	}
-	filters := httpFilters()
+	filters := httpFilters(opts.HTTPFilters...)
 	reconciler := &p.Listeners
 	if opts.ValidateOnly {
 		reconciler = new(*listener.Manager) // compile everything, bind nothing

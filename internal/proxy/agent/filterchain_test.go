@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/listener"
 )
 
@@ -43,6 +44,12 @@ func bothPaths(t *testing.T, vhs []*routev3.VirtualHost, filters []*hcmv3.HttpFi
 // bothPathsWith is bothPaths with the bootstrap's layered_runtime.
 func bothPathsWith(t *testing.T, rt *bootstrapv3.LayeredRuntime, vhs []*routev3.VirtualHost, filters []*hcmv3.HttpFilter, clusters ...*clusterv3.Cluster) [2]*pathProxy {
 	t.Helper()
+	return bothPathsFull(t, rt, nil, vhs, filters, clusters...)
+}
+
+// bothPathsFull is bothPathsWith with extra HTTP filter factories registered.
+func bothPathsFull(t *testing.T, rt *bootstrapv3.LayeredRuntime, extra []httpfilter.Factory, vhs []*routev3.VirtualHost, filters []*hcmv3.HttpFilter, clusters ...*clusterv3.Cluster) [2]*pathProxy {
+	t.Helper()
 	var out [2]*pathProxy
 	for i, noLean := range []bool{false, true} {
 		port := freePort(t)
@@ -51,7 +58,7 @@ func bothPathsWith(t *testing.T, rt *bootstrapv3.LayeredRuntime, vhs []*routev3.
 			StaticResources: &bootstrapv3.Bootstrap_StaticResources{Listeners: []*listenerv3.Listener{inlineListener(t, port, vhs, filters...)}, Clusters: clusters},
 			LayeredRuntime:  rt,
 		}
-		p, err := New(Options{Bootstrap: b, AdminAddress: "", NoLean: noLean})
+		p, err := New(Options{Bootstrap: b, AdminAddress: "", NoLean: noLean, HTTPFilters: extra})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,14 +8,14 @@ import (
 	"mesh.dev/mesh/internal/proxy/rbac"
 )
 
-// httpFilters lists the HTTP filters mesh-proxy ships; a new filter is one package and one line here.
-func httpFilters() *httpfilter.Registry {
-	r := httpfilter.NewRegistry(
+// httpFilters lists the HTTP filters mesh-proxy ships, then an embedder's extra ones; a new filter is one package and one line here.
+func httpFilters(extra ...httpfilter.Factory) *httpfilter.Registry {
+	r := httpfilter.NewRegistry(append([]httpfilter.Factory{
 		jwtauthn.Factory(),
 		rbac.Factory(),
 		fault.Factory(),
 		localratelimit.Factory(),
-	)
+	}, extra...)...)
 	r.Log = configLog
 	return r
 }

@@ -84,6 +84,7 @@ type entry struct {
 	filter   Filter
 	enc      Encoder
 	body     BodyDecoder
+	encBody  BodyEncoder
 	disabled bool // HttpFilter.disabled: runs only where a route's typed_per_filter_config enables it
 }
 
@@ -92,6 +93,7 @@ type Chain struct {
 	filters   []entry
 	encoders  bool
 	wantsBody bool
+	respBody  bool
 	Router    *anypb.Any // the router filter's typed_config
 	counters  []Counter
 }
@@ -150,6 +152,8 @@ func (r *Registry) Compile(hfs []*hcmv3.HttpFilter, field string, env Env) (*Cha
 		e := entry{name: hf.GetName(), filter: flt, disabled: hf.GetDisabled()}
 		e.enc, _ = flt.(Encoder)
 		e.body, _ = flt.(BodyDecoder)
+		e.encBody, _ = flt.(BodyEncoder)
+		c.respBody = c.respBody || e.encBody != nil
 		c.encoders = c.encoders || e.enc != nil
 		c.wantsBody = c.wantsBody || e.body != nil
 		c.filters = append(c.filters, e)
@@ -221,6 +225,22 @@ func (c *Chain) Len() int { return len(c.filters) }
 
 // WantsBody reports whether a filter on the chain reads the request body.
 func (c *Chain) WantsBody() bool { return c.wantsBody }
+
+// WantsResponseBody reports whether a filter on the chain reads upstream answers' bodies.
+func (c *Chain) WantsResponseBody() bool { return c.respBody }
+
+// EncodeBody runs the response-body phase, last filter first, for the filters whose request phase ran.
+func (c *Chain) EncodeBody(s *Stream, code int, h http.Header, body []byte) []byte {
+	for i := len(c.filters) - 1; i >= 0; i-- {
+		e := &c.filters[i]
+		if e.encBody == nil || s.active&(1<<i) == 0 {
+			continue
+		}
+		s.perRoute = s.PerRouteOf(e.name)
+		body = e.encBody.EncodeBody(s, code, h, body)
+	}
+	return body
+}
 
 // Encodes reports whether a filter on the chain edits responses (see also Stream.Encodes).
 func (c *Chain) Encodes() bool { return c.encoders }

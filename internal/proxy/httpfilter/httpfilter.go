@@ -59,6 +59,15 @@ type BodyDecoder interface {
 	DecodeBody(s *Stream, body []byte) Status
 }
 
+// BodyEncoder is a Filter with a response-body phase: it gets an upstream
+// answer's whole body (buffered up to 1 MiB; a larger one is answered 500,
+// as Envoy does when a buffering filter overflows) and returns the body to
+// send, after the router and before the response-headers phase. HCMs with
+// such a filter are served on the net/http path, which can buffer answers.
+type BodyEncoder interface {
+	EncodeBody(s *Stream, code int, h http.Header, body []byte) []byte
+}
+
 // Peer is the downstream connection as filters see it.
 type Peer struct {
 	Remote, Local netip.AddrPort

@@ -126,7 +126,8 @@ type leanConn struct {
 
 // leanEligible reports whether connections of this HCM may start on the lean path.
 func (m *HCM) leanEligible() bool {
-	return m.codec != hcmv3.HttpConnectionManager_HTTP2 && leanOff == "" && !m.env.NoLean
+	// The lean path streams answers; a filter reading whole response bodies needs net/http's buffering.
+	return m.codec != hcmv3.HttpConnectionManager_HTTP2 && leanOff == "" && !m.env.NoLean && !m.filters.WantsResponseBody()
 }
 
 // leanOff disables the lean path (MESH_PROXY_LEAN_HTTP1=off) to compare it with the net/http path.

@@ -321,13 +321,34 @@ func (m *HCM) modifyResponse(resp *http.Response) error {
 	st.route.Response.Apply(resp.Header, &st.vars)
 	st.route.VH.Response.Apply(resp.Header, &st.vars)
 	st.table.Response.Apply(resp.Header, &st.vars)
+	if m.filters.WantsResponseBody() && resp.StatusCode != http.StatusSwitchingProtocols {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxBuffered+1))
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if len(b) > maxBuffered {
+			return errResponseTooLarge
+		}
+		b = m.filters.EncodeBody(&st.fs, resp.StatusCode, resp.Header, b)
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.TransferEncoding = nil
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	}
 	return nil
 }
+
+// errResponseTooLarge is an upstream answer larger than a body-reading filter may buffer.
+var errResponseTooLarge = errors.New("response body over the buffer limit")
 
 func (m *HCM) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(stateKey{}).(*reqState)
 	w.Header().Set("Content-Type", "text/plain")
 	switch {
+	case errors.Is(err, errResponseTooLarge):
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, "Internal Server Error")
 	case errors.Is(err, cluster.ErrOverflow):
 		st.flags = "UO"
 		w.Header().Set("X-Envoy-Overloaded", "true")
