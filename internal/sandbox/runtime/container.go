@@ -155,27 +155,75 @@ type launchSpec struct {
 	mounts   []mount
 }
 
+// The files a container's process chain runs after its volumes are mounted
+// are opened on the host first and passed as these descriptors: a volume
+// can then cover any folder, the checkout's bin/ or /usr/bin included,
+// without hiding them (#25). The chain runs them through /proc/self/fd/N.
+const (
+	fdBinary  = 3 // the container's binary; stays open (read-only) in its process
+	fdSetpriv = 4
+	fdMount   = 5
+	fdBash    = 6
+)
+
+// hostTools are the host's programs the chain runs once mounts may cover
+// them, in descriptor order after the binary.
+var hostTools = []string{"setpriv", "mount", "bash"}
+
 // start runs the container in the pod's network namespace and a UTS
 // namespace of its own (the pod name as host name), as the container's user.
+// `ip netns exec` gives the process a mount namespace of its own, where bash
+// (loaded before any mount) sets the host name, bind-mounts the volumes and
+// execs the binary from its descriptor, keeping argv[0] as the binary's path.
 func start(ls launchSpec) (*exec.Cmd, error) {
-	// `ip netns exec` gives the process a mount namespace of its own, where the volumes are bound.
-	script := mountScript(ls.mounts) + `hostname "$1" && shift && exec "$@"`
-	args := []string{"netns", "exec", ls.ns, "unshare", "--uts", "--", "sh", "-c", script, "sh", ls.hostname}
+	files := make([]*os.File, 0, 1+len(hostTools))
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	f, err := os.Open(ls.argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("open the container's binary on the host: %w", err)
+	}
+	files = append(files, f)
+	for _, tool := range hostTools {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			return nil, fmt.Errorf("%s not found on the host: run tools/prereqs.sh", tool)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	bashPath, _ := exec.LookPath("bash")
+	// Descriptors 4-6 are closed for the container; 3 cannot be, being what is executed.
+	final := func(argv0 string) string {
+		return fmt.Sprintf(`exec -a %s /proc/self/fd/%d "$@" %d<&- %d<&- %d<&-`, argv0, fdBinary, fdSetpriv, fdMount, fdBash)
+	}
+	// $1 is the host name, $2 the binary's path (argv[0]), then its arguments.
+	script := `hostname "$1" && argv0=$2 && shift 2` + "\n" + mountScript(ls.mounts, fmt.Sprintf("/proc/self/fd/%d", fdMount))
 	if ls.uid != nil || ls.gid != nil {
-		args = append(args, "setpriv")
+		script += fmt.Sprintf("exec /proc/self/fd/%d", fdSetpriv)
 		if ls.uid != nil {
-			args = append(args, "--reuid="+strconv.FormatInt(*ls.uid, 10))
+			script += " --reuid=" + strconv.FormatInt(*ls.uid, 10)
 		}
 		gid := ls.gid
 		if gid == nil {
 			gid = ls.uid
 		}
-		args = append(args, "--regid="+strconv.FormatInt(*gid, 10), "--clear-groups", "--")
+		script += " --regid=" + strconv.FormatInt(*gid, 10) + " --clear-groups --"
+		script += fmt.Sprintf(" /proc/self/fd/%d -c %s \"$argv0\" \"$@\"\n", fdBash, shellQuote(final(`"$0"`)))
+	} else {
+		script += final(`"$argv0"`) + "\n"
 	}
-	args = append(args, ls.argv...)
+	args := append([]string{"netns", "exec", ls.ns, "unshare", "--uts", "--", bashPath, "-c", script, "bash", ls.hostname}, ls.argv...)
 	cmd := exec.Command("ip", args...)
 	cmd.Env = ls.env
 	cmd.Dir = "/"
+	cmd.ExtraFiles = files
 	logf, err := os.OpenFile(ls.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

@@ -47,6 +47,14 @@ func TestMain(m *testing.M) {
 // startRuntime builds the sample app and starts a runtime on the package's sandbox.
 func startRuntime(t *testing.T) (*runtime.Runtime, kubernetes.Interface) {
 	t.Helper()
+	rt, cs, _ := startRuntimeBin(t)
+	return rt, cs
+}
+
+// startRuntimeBin is startRuntime, also returning the folder (under the
+// test's temporary folder, so under /tmp) holding the sample app's binary.
+func startRuntimeBin(t *testing.T) (*runtime.Runtime, kubernetes.Interface, string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the sandbox runtime needs root")
 	}
@@ -76,7 +84,7 @@ func startRuntime(t *testing.T) (*runtime.Runtime, kubernetes.Interface) {
 			t.Errorf("bridge of %s still exists after Stop", rt.PodCIDR())
 		}
 	})
-	return rt, kubernetes.NewForConfigOrDie(c.RESTConfig())
+	return rt, kubernetes.NewForConfigOrDie(c.RESTConfig()), bin
 }
 
 func dumpLogs(t *testing.T, dir string) {
@@ -415,3 +423,70 @@ func TestServicesTokensAndAPIServerFromPods(t *testing.T) {
 		t.Errorf("API server from the pod's namespace: %v\n%s", err, out)
 	}
 }
+
+// TestVolumesOverTheBinaryFolder runs a pod whose emptyDirs cover the folder
+// holding the container's binary and that folder's parent, as Bookinfo's
+// reviews does with /tmp when the checkout is under /tmp (#25): the binary
+// is opened on the host before the volumes are mounted, so it still runs,
+// as root and as another user, while its folder looks empty from inside.
+func TestVolumesOverTheBinaryFolder(t *testing.T) {
+	_, cs, bin := startRuntimeBin(t)
+	ns := namespace(t, cs)
+	ctx := context.Background()
+	pod := samplePod("details")
+	pod.Spec.Volumes = []corev1.Volume{
+		{Name: "over-bin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "over-parent", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+	mounts := []corev1.VolumeMount{{Name: "over-parent", MountPath: filepath.Dir(bin)}, {Name: "over-bin", MountPath: bin}}
+	pod.Spec.Containers[0].VolumeMounts = mounts
+	second := *pod.Spec.Containers[0].DeepCopy()
+	second.Name, second.Args = "as-user", []string{"--role=ratings", "--listen=:9081"}
+	second.ReadinessProbe, second.Ports = nil, nil
+	second.SecurityContext = &corev1.SecurityContext{RunAsUser: ptrTo(int64(1234))}
+	pod.Spec.Containers = append(pod.Spec.Containers, second)
+	pod, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod = waitPod(t, cs, ns, pod.Name, "both containers running and Ready", func(p *corev1.Pod) bool {
+		return ready(p) && len(p.Status.ContainerStatuses) == 2 && p.Status.ContainerStatuses[1].State.Running != nil
+	})
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	for _, u := range []string{":9080/details/0", ":9081/ratings/0"} {
+		resp, err := client.Get("http://" + pod.Status.PodIP + u)
+		if err != nil {
+			t.Fatalf("container behind the volumes does not answer: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", u, resp.Status)
+		}
+	}
+	for _, st := range pod.Status.ContainerStatuses {
+		pid, err := runtime.PIDFromContainerID(st.ContainerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Inside, the binary's folder is the (empty) volume.
+		out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "--", "ls", "-A", bin).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Errorf("container %s: %s seen from inside = %q (%v), want the empty volume", st.Name, bin, out, err)
+		}
+		// ps shows the binary's path as argv[0], as before.
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if argv0, _, _ := strings.Cut(string(cmdline), "\x00"); argv0 != filepath.Join(bin, "mesh-sample") {
+			t.Errorf("container %s: argv[0] = %q, want %q", st.Name, argv0, filepath.Join(bin, "mesh-sample"))
+		}
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		wantUID := "0"
+		if st.Name == "as-user" {
+			wantUID = "1234"
+		}
+		if !strings.Contains(string(status), "\nUid:\t"+wantUID+"\t") {
+			t.Errorf("container %s does not run as uid %s", st.Name, wantUID)
+		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

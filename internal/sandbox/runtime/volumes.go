@@ -187,9 +187,11 @@ func containerMounts(c corev1.Container, vols map[string]string, hostsFile strin
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // mountScript is the shell run inside the container's fresh mount namespace
-// before the binary: it bind-mounts the volumes. Missing mount points are
-// created on the host (empty folders or files), since a bind mount needs one.
-func mountScript(ms []mount) string {
+// before the binary: it bind-mounts the volumes with the mount program at
+// mountBin (a descriptor of the host's, so that a volume covering /usr/bin
+// does not hide it from the next mount). Missing mount points are created on
+// the host (empty folders or files), since a bind mount needs one.
+func mountScript(ms []mount, mountBin string) string {
 	var b strings.Builder
 	b.WriteString("set -e\n")
 	for _, m := range ms {
@@ -198,9 +200,9 @@ func mountScript(ms []mount) string {
 		} else {
 			fmt.Fprintf(&b, "mkdir -p %s\n", shellQuote(m.dst))
 		}
-		fmt.Fprintf(&b, "mount --bind %s %s\n", shellQuote(m.src), shellQuote(m.dst))
+		fmt.Fprintf(&b, "%s --bind %s %s\n", mountBin, shellQuote(m.src), shellQuote(m.dst))
 		if m.readOnly {
-			fmt.Fprintf(&b, "mount -o remount,bind,ro %s\n", shellQuote(m.dst))
+			fmt.Fprintf(&b, "%s -o remount,bind,ro %s\n", mountBin, shellQuote(m.dst))
 		}
 	}
 	return b.String()
