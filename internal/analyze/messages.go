@@ -63,6 +63,8 @@ var (
 		"Several Gateways on the same workload use one certificate; HTTP/2 clients reusing a connection across their hosts may get 404s."}
 	InvalidWebhook = &MessageType{"IST0139", "InvalidWebhook", Error,
 		"A mesh webhook calls a control-plane Service (or port) that does not exist, so injection or validation fails."}
+	IngressRouteRulesNotAffected = &MessageType{"IST0140", "IngressRouteRulesNotAffected", Warning,
+		"A mesh VirtualService's subset routes do not apply to requests through an ingress gateway, whose own route sends the host without a subset."}
 	InvalidApplicationUID = &MessageType{"IST0144", "InvalidApplicationUID", Warning,
 		"An application container runs as user ID 1337, which is reserved for the proxy: its traffic bypasses the proxy."}
 	ConflictingGateways = &MessageType{"IST0145", "ConflictingGateways", Error,
@@ -110,7 +112,7 @@ func AllMessageTypes() []*MessageType {
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, DeploymentConflictingPorts,
-		GatewayDuplicateCertificate, InvalidWebhook, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
+		GatewayDuplicateCertificate, InvalidWebhook, IngressRouteRulesNotAffected, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
 		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,

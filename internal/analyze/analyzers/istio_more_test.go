@@ -172,3 +172,15 @@ func TestWebhooks(t *testing.T) {
 		"IST0139 MutatingWebhookConfiguration mesh-sidecar-injector webhooks[0].clientConfig.service.name",
 		"IST0139 ValidatingWebhookConfiguration istio-validator webhooks[0].clientConfig.service.port")
 }
+
+func TestIngressSubsets(t *testing.T) {
+	mesh := vs("reviews", `{hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}, weight: 90}, {destination: {host: reviews, subset: v2}, weight: 10}]}]}`)
+	expect(t, "gateway route splits too", run(t, &IngressSubsets{}, gwIngress, mesh,
+		vs("edge", `{hosts: [www.example.com], gateways: [gw], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`)))
+	expect(t, "bound to both", run(t, &IngressSubsets{}, gwIngress,
+		vs("both", `{hosts: [reviews, www.example.com], gateways: [gw, mesh], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`)))
+	expect(t, "gateway route without subset", run(t, &IngressSubsets{}, gwIngress, mesh,
+		vs("edge", `{hosts: [www.example.com], gateways: [gw], http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]}`)),
+		"IST0140 VirtualService reviews.default spec.http[0].route[0].destination.subset",
+		"IST0140 VirtualService reviews.default spec.http[0].route[1].destination.subset")
+}
