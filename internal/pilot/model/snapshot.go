@@ -169,6 +169,10 @@ type Snapshot struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	RootNamespace          string
+
+	// in holds the core objects the snapshot was built from, for the kind
+	// table's accessors (Kind.Objects).
+	in Input
 }
 
 // ServiceByHost returns the service named host, or nil.
@@ -243,6 +247,12 @@ func Build(version uint64, in Input) *Snapshot {
 		AuthorizationPolicies:  slices.Clone(in.AuthorizationPolicies),
 		RequestAuthentications: slices.Clone(in.RequestAuthentications),
 		RootNamespace:          in.RootNamespace,
+		in: Input{
+			Services:       slices.Clone(in.Services),
+			Namespaces:     slices.Clone(in.Namespaces),
+			Pods:           slices.Clone(in.Pods),
+			EndpointSlices: slices.Clone(in.EndpointSlices),
+		},
 	}
 	if s.RootNamespace == "" {
 		s.RootNamespace = "mesh-system"

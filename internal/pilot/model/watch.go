@@ -10,8 +10,6 @@ import (
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -55,13 +53,19 @@ type Watcher struct {
 	podNS   []string
 	kick    chan struct{}
 	version uint64
-	listers listers
+	listers Informers
 }
 
-type listers struct {
-	inform   informers.SharedInformerFactory
-	istio    istioinformers.SharedInformerFactory
-	hasIstio bool
+// kinds are the rows of the kind table watched: all, or the core kinds only
+// when the Istio CRDs are not served.
+func (w *Watcher) kinds() []*Kind {
+	var out []*Kind
+	for _, k := range Kinds {
+		if !k.CRD || w.listers.Istio != nil {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Run starts the informers, waits for them to sync, publishes a first snapshot
@@ -75,47 +79,31 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	w.kick = make(chan struct{}, 1)
 	f := informers.NewSharedInformerFactory(w.Kube, 0)
-	w.listers.inform = f
-	w.handle(f.Core().V1().Services().Informer(), func(any) Change { return Change{Full: true} })
-	w.handle(f.Core().V1().Namespaces().Informer(), func(any) Change { return Change{Full: true} })
-	w.handle(f.Discovery().V1().EndpointSlices().Informer(), func(o any) Change {
-		es, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok {
-			return Change{Full: true}
-		}
-		return Change{EndpointHosts: map[string]bool{KubeHostname(es.Labels[discoveryv1.LabelServiceName], es.Namespace): true}}
-	})
-	w.handle(f.Core().V1().Pods().Informer(), func(o any) Change {
-		pod, ok := o.(*corev1.Pod)
-		if !ok {
-			return Change{Full: true}
-		}
-		w.podSets = append(w.podSets, labels.Set(pod.Labels))
-		w.podNS = append(w.podNS, pod.Namespace)
-		return Change{}
-	})
+	w.listers.Kube = f
 	if w.Istio != nil && istioInstalled(w.Kube) {
-		w.listers.hasIstio = true
-		inf := istioinformers.NewSharedInformerFactory(w.Istio, 0)
-		w.listers.istio = inf
-		full := func(any) Change { return Change{Full: true} }
-		n := inf.Networking().V1()
-		sec := inf.Security().V1()
-		for _, i := range []cache.SharedIndexInformer{
-			n.VirtualServices().Informer(), n.DestinationRules().Informer(), n.Gateways().Informer(),
-			n.ServiceEntries().Informer(), n.Sidecars().Informer(), n.WorkloadEntries().Informer(),
-			sec.PeerAuthentications().Informer(), sec.AuthorizationPolicies().Informer(), sec.RequestAuthentications().Informer(),
-		} {
-			w.handleSpec(i, full)
+		w.listers.Istio = istioinformers.NewSharedInformerFactory(w.Istio, 0)
+	} else {
+		slog.Warn("Istio CRDs not found; serving Kubernetes services without Istio config")
+	}
+	for _, k := range w.kinds() {
+		classify := func(o any) Change { return Change{Full: true} }
+		if k.Classify != nil {
+			classify = func(o any) Change { return k.Classify(w, o) }
 		}
+		inf := k.Informer(w.listers)
+		if k.Status {
+			w.handleSpec(inf, classify)
+		} else {
+			w.handle(inf, classify)
+		}
+	}
+	if inf := w.listers.Istio; inf != nil {
 		inf.Start(ctx.Done())
 		for typ, ok := range inf.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				return fmt.Errorf("sync informer for %v: %w", typ, ctx.Err())
 			}
 		}
-	} else {
-		slog.Warn("Istio CRDs not found; serving Kubernetes services without Istio config")
 	}
 	f.Start(ctx.Done())
 	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
@@ -160,8 +148,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.mu.Unlock()
 		snap := w.publishSnapshot()
 		if !ch.Full {
-			// A pod's labels decide subset membership and its IP the endpoint,
-			// so a pod change is an endpoint change of the services selecting it.
+			// Pods recorded by classifyPod become endpoint changes of the
+			// services selecting them.
 			for i, set := range podSets {
 				for _, svc := range snap.ServicesFor(podNS[i], set) {
 					if ch.EndpointHosts == nil {
@@ -238,23 +226,8 @@ func (w *Watcher) publishSnapshot() *Snapshot {
 
 func (w *Watcher) input() Input {
 	in := Input{RootNamespace: w.RootNamespace}
-	f := w.listers.inform
-	in.Services, _ = f.Core().V1().Services().Lister().List(labels.Everything())
-	in.Namespaces, _ = f.Core().V1().Namespaces().Lister().List(labels.Everything())
-	in.Pods, _ = f.Core().V1().Pods().Lister().List(labels.Everything())
-	in.EndpointSlices, _ = f.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
-	if w.listers.hasIstio {
-		n := w.listers.istio.Networking().V1()
-		s := w.listers.istio.Security().V1()
-		in.VirtualServices, _ = n.VirtualServices().Lister().List(labels.Everything())
-		in.DestinationRules, _ = n.DestinationRules().Lister().List(labels.Everything())
-		in.Gateways, _ = n.Gateways().Lister().List(labels.Everything())
-		in.ServiceEntries, _ = n.ServiceEntries().Lister().List(labels.Everything())
-		in.Sidecars, _ = n.Sidecars().Lister().List(labels.Everything())
-		in.WorkloadEntries, _ = n.WorkloadEntries().Lister().List(labels.Everything())
-		in.PeerAuthentications, _ = s.PeerAuthentications().Lister().List(labels.Everything())
-		in.AuthorizationPolicies, _ = s.AuthorizationPolicies().Lister().List(labels.Everything())
-		in.RequestAuthentications, _ = s.RequestAuthentications().Lister().List(labels.Everything())
+	for _, k := range w.kinds() {
+		k.load(w.listers, &in)
 	}
 	return in
 }
@@ -262,7 +235,7 @@ func (w *Watcher) input() Input {
 // istioInstalled reports whether the API server serves the Istio kinds pilot
 // watches; without the CRDs their informers would never sync.
 func istioInstalled(kube kubernetes.Interface) bool {
-	for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1"} {
+	for _, gv := range crdGroupVersions() {
 		if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
 			return false
 		}

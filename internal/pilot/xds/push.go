@@ -37,6 +37,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"mesh.dev/mesh/internal/hostmatch"
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
@@ -239,38 +240,13 @@ func boundToMesh(gws []string) bool {
 
 // resolveHost expands a short name ("reviews") to the FQDN in ns, as Istio
 // resolves hosts in VirtualServices and DestinationRules.
-func resolveHost(h, ns string) string {
-	if h == "*" || strings.HasPrefix(h, "*.") || strings.Contains(h, ".") {
-		return h
-	}
-	return model.KubeHostname(h, ns)
-}
+func resolveHost(h, ns string) string { return hostmatch.Resolve(h, ns) }
 
 // hostMatches reports whether pattern (maybe "*.x" or "*") covers host.
-func hostMatches(pattern, host string) bool {
-	if pattern == "*" {
-		return true
-	}
-	if strings.HasPrefix(pattern, "*") {
-		return strings.HasSuffix(host, pattern[1:])
-	}
-	return pattern == host
-}
+func hostMatches(pattern, host string) bool { return hostmatch.Matches(pattern, host) }
 
 func matchServices(snap *model.Snapshot, host string) []*model.Service {
-	if !strings.Contains(host, "*") {
-		if s := snap.ServiceByHost(host); s != nil {
-			return []*model.Service{s}
-		}
-		return nil
-	}
-	var out []*model.Service
-	for _, s := range snap.Services {
-		if hostMatches(host, s.Hostname) {
-			out = append(out, s)
-		}
-	}
-	return out
+	return snap.MatchServices(host)
 }
 
 // scope is the set of services a proxy's outbound side sees (Sidecar egress).

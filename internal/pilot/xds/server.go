@@ -124,7 +124,7 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 		}
 		kind = "config"
 		for h := range ch.EndpointHosts {
-			d.endpointHosts[h] = true
+			d.EndpointHosts[h] = true
 		}
 		keep := map[string]*Resources{}
 		for _, ps := range s.proxies {
@@ -136,17 +136,17 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 			ps.mu.Unlock()
 			switch {
 			case g == nil || d.dirty(g) || ownPodChanged(old.Snap, snap, ps.proxy) ||
-				d.workloads[ps.proxy.Namespace+"/"+ps.proxy.IP]:
+				d.Workloads[ps.proxy.Namespace+"/"+ps.proxy.IP]:
 				affected = append(affected, ps)
 			default:
 				keep[g.key] = g
-				if g.usesAny(d.endpointHosts) {
+				if g.usesAny(d.EndpointHosts) {
 					affected = append(affected, ps)
 				}
 			}
 		}
 		pc.carry(old, &d, keep)
-		s.Log.Debug("config change", "kinds", d.kinds, "hosts", len(d.hosts), "namespaces", len(d.namespaces))
+		s.Log.Debug("config change", "kinds", d.Kinds, "hosts", len(d.Hosts), "namespaces", len(d.Namespaces))
 	default:
 		pc = NewPushContext(snap)
 	}

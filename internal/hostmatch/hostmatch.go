@@ -1,0 +1,85 @@
+// Package hostmatch is the one definition of how Istio config names hosts
+// and who may see it: short names, wildcards, exportTo and Sidecar egress
+// entries. mesh-pilot generates proxy config with it and analyze reports
+// with it, so a finding describes what pilot does.
+package hostmatch
+
+import "strings"
+
+// DomainSuffix is the cluster DNS suffix services are named under.
+const DomainSuffix = "cluster.local"
+
+// KubeHostname is the DNS name of Service name in namespace ns.
+func KubeHostname(name, ns string) string {
+	return name + "." + ns + ".svc." + DomainSuffix
+}
+
+// Resolve expands a host written in a resource of namespace ns: a short
+// name ("reviews") is the Service of that name in ns, as Istio resolves
+// hosts of VirtualServices, DestinationRules and ServiceEntries; anything
+// with a dot, and wildcards, stay as written.
+func Resolve(host, ns string) string {
+	if host == "*" || strings.HasPrefix(host, "*.") || strings.Contains(host, ".") {
+		return host
+	}
+	return KubeHostname(host, ns)
+}
+
+// Matches reports whether pattern ("*", "*.example.com" or a plain host)
+// covers host.
+func Matches(pattern, host string) bool {
+	if pattern == "*" || pattern == host {
+		return true
+	}
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+		return strings.HasSuffix(host, suffix)
+	}
+	return false
+}
+
+// Overlap reports whether two host patterns can match a common host.
+func Overlap(a, b string) bool { return Matches(a, b) || Matches(b, a) }
+
+// Exported reports whether a resource of namespace own with the given
+// exportTo is visible from namespace ns: no entries or "*" mean every
+// namespace, "." the resource's own, "~" none, anything else names one.
+func Exported(exportTo []string, own, ns string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		if e == "*" || e == ns || (e == "." && own == ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// EgressAdmits reports whether one Sidecar egress host entry
+// ("namespace/host") written in a Sidecar of namespace sidecarNS admits a
+// service named host in namespace svcNS. The namespace part is "*" (any),
+// "." (the Sidecar's own), "~" (none) or a namespace name; an entry without
+// "/" admits nothing (validation rejects it).
+func EgressAdmits(entry, sidecarNS, svcNS, host string) bool {
+	nsPart, hostPart, ok := strings.Cut(entry, "/")
+	if !ok {
+		return false
+	}
+	switch nsPart {
+	case "*":
+	case ".":
+		if svcNS != sidecarNS {
+			return false
+		}
+	case "~":
+		return false
+	default:
+		if svcNS != nsPart {
+			return false
+		}
+	}
+	return Matches(hostPart, host)
+}
+
+// IsWildcard reports whether host is a pattern ("*" or "*.suffix").
+func IsWildcard(host string) bool { return strings.Contains(host, "*") }

@@ -1,0 +1,263 @@
+package model
+
+import (
+	"fmt"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"mesh.dev/mesh/internal/validation"
+)
+
+// Kind is one kind of object pilot reads, with everything that depends on
+// the kind in one place: where it is watched, where it lands in a snapshot,
+// how it is validated, which proxies a change to it reaches, and what else
+// in mesh handles it. Kinds is the only list of kinds pilot keeps; code
+// that needs "every kind" ranges over it.
+type Kind struct {
+	GVK    schema.GroupVersionKind
+	Plural string // the API resource, e.g. "virtualservices"
+	// CRD is true for kinds the base chart ships a CustomResourceDefinition
+	// for (plural.group); pilot watches them only when the API serves them.
+	CRD bool
+	// Informer returns the kind's shared informer from the factories.
+	Informer func(Informers) cache.SharedIndexInformer
+	// Classify says what an event on one object changes; nil means a
+	// config change (Change{Full: true}).
+	Classify func(w *Watcher, obj any) Change
+	// Validate checks one object as the admission webhook and analyze do;
+	// nil for kinds the API server validates itself.
+	Validate func(runtime.Object) (errs, warnings []validation.FieldError)
+	// Reach records which proxies a change to the kind's objects (old and
+	// new versions of each changed object, changed) can reach. nil, or a
+	// false result, makes the push full: a kind nobody bounded is pushed to
+	// everyone rather than to no one.
+	Reach Reach
+	// AnalyzerKind is the kind name `mesh analyze` files the kind under
+	// ("" when analyze does not read it).
+	AnalyzerKind string
+	// Status is true when pilot writes the object's status (what it does
+	// not carry out, internal/pilot/status), so an update changing only
+	// status is no config change.
+	Status bool
+
+	load    func(f Informers, in *Input) // fills the kind's Input field from the informer's cache
+	objects func(*Snapshot) []metav1.Object
+}
+
+// Informers are the informer factories the kinds are watched through;
+// Istio is nil when the Istio CRDs are not served.
+type Informers struct {
+	Kube  informers.SharedInformerFactory
+	Istio istioinformers.SharedInformerFactory
+}
+
+// Reach is a kind's part of working out which proxies a config change
+// reaches (see Kind.Reach); a false result means "everyone".
+type Reach func(a, b *Snapshot, changed []metav1.Object, d *Delta) bool
+
+// Objects returns the kind's objects in s.
+func (k *Kind) Objects(s *Snapshot) []metav1.Object { return k.objects(s) }
+
+// String returns the kind's name.
+func (k *Kind) String() string { return k.GVK.Kind }
+
+const (
+	networkingGroup = "networking.istio.io"
+	securityGroup   = "security.istio.io"
+)
+
+func gvk(group, version, kind string) schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: group, Version: version, Kind: kind}
+}
+
+// Kinds is the table of every kind pilot reads, core kinds first.
+var Kinds = []*Kind{
+	{
+		GVK: gvk("", "v1", "Service"), Plural: "services",
+		Informer: func(f Informers) cache.SharedIndexInformer { return f.Kube.Core().V1().Services().Informer() },
+		Reach:    reachThroughServices, AnalyzerKind: "Service",
+	},
+	{
+		GVK: gvk("", "v1", "Namespace"), Plural: "namespaces",
+		Informer: func(f Informers) cache.SharedIndexInformer { return f.Kube.Core().V1().Namespaces().Informer() },
+		// The generator reads nothing of a Namespace; it is watched for
+		// the webhook's and analyze's benefit.
+		Reach: reachNone, AnalyzerKind: "Namespace",
+	},
+	{
+		GVK: gvk("discovery.k8s.io", "v1", "EndpointSlice"), Plural: "endpointslices",
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Kube.Discovery().V1().EndpointSlices().Informer()
+		},
+		Classify: classifyEndpointSlice,
+		Reach:    reachThroughEndpoints,
+	},
+	{
+		GVK: gvk("", "v1", "Pod"), Plural: "pods",
+		Informer: func(f Informers) cache.SharedIndexInformer { return f.Kube.Core().V1().Pods().Informer() },
+		Classify: classifyPod,
+		Reach:    reachThroughEndpoints, AnalyzerKind: "Pod",
+	},
+	{
+		GVK: gvk(networkingGroup, "v1", "VirtualService"), Plural: "virtualservices", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Networking().V1().VirtualServices().Informer()
+		},
+		Validate: validation.Validate, Reach: reachVirtualService, AnalyzerKind: "VirtualService",
+	},
+	{
+		GVK: gvk(networkingGroup, "v1", "DestinationRule"), Plural: "destinationrules", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Networking().V1().DestinationRules().Informer()
+		},
+		Validate: validation.Validate, Reach: reachDestinationRule, AnalyzerKind: "DestinationRule",
+	},
+	{
+		GVK: gvk(networkingGroup, "v1", "Gateway"), Plural: "gateways", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer { return f.Istio.Networking().V1().Gateways().Informer() },
+		Validate: validation.Validate, Reach: reachRouters, AnalyzerKind: "Gateway",
+	},
+	{
+		GVK: gvk(networkingGroup, "v1", "ServiceEntry"), Plural: "serviceentries", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Networking().V1().ServiceEntries().Informer()
+		},
+		Validate: validation.Validate, Reach: reachThroughServices, AnalyzerKind: "ServiceEntry",
+	},
+	{
+		GVK: gvk(networkingGroup, "v1", "Sidecar"), Plural: "sidecars", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer { return f.Istio.Networking().V1().Sidecars().Informer() },
+		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "Sidecar",
+	},
+	{
+		GVK: gvk(networkingGroup, "v1", "WorkloadEntry"), Plural: "workloadentries", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Networking().V1().WorkloadEntries().Informer()
+		},
+		Validate: validation.Validate, Reach: reachWorkloadEntry, AnalyzerKind: "WorkloadEntry",
+	},
+	{
+		GVK: gvk(securityGroup, "v1", "PeerAuthentication"), Plural: "peerauthentications", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Security().V1().PeerAuthentications().Informer()
+		},
+		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "PeerAuthentication",
+	},
+	{
+		GVK: gvk(securityGroup, "v1", "AuthorizationPolicy"), Plural: "authorizationpolicies", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Security().V1().AuthorizationPolicies().Informer()
+		},
+		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "AuthorizationPolicy",
+	},
+	{
+		GVK: gvk(securityGroup, "v1", "RequestAuthentication"), Plural: "requestauthentications", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Security().V1().RequestAuthentications().Informer()
+		},
+		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "RequestAuthentication",
+	},
+}
+
+// register joins a kind's row to the Input field its objects are read
+// into and the Snapshot field they are served from.
+func register[T metav1.Object](kind string, in func(*Input) *[]T, snap func(*Snapshot) []T) {
+	var row *Kind
+	for _, k := range Kinds {
+		if k.GVK.Kind == kind {
+			row = k
+		}
+	}
+	if row == nil {
+		panic("model: field for unknown kind " + kind)
+	}
+	row.load = func(f Informers, dst *Input) {
+		for _, o := range row.Informer(f).GetStore().List() {
+			if t, ok := o.(T); ok {
+				*in(dst) = append(*in(dst), t)
+			}
+		}
+	}
+	row.objects = func(s *Snapshot) []metav1.Object {
+		objs := snap(s)
+		out := make([]metav1.Object, len(objs))
+		for i, o := range objs {
+			out[i] = o
+		}
+		return out
+	}
+}
+
+func init() {
+	register("Service", func(in *Input) *[]*corev1.Service { return &in.Services }, func(s *Snapshot) []*corev1.Service { return s.in.Services })
+	register("Namespace", func(in *Input) *[]*corev1.Namespace { return &in.Namespaces }, func(s *Snapshot) []*corev1.Namespace { return s.in.Namespaces })
+	register("EndpointSlice", func(in *Input) *[]*discoveryv1.EndpointSlice { return &in.EndpointSlices }, func(s *Snapshot) []*discoveryv1.EndpointSlice { return s.in.EndpointSlices })
+	register("Pod", func(in *Input) *[]*corev1.Pod { return &in.Pods }, func(s *Snapshot) []*corev1.Pod { return s.in.Pods })
+	register("VirtualService", func(in *Input) *[]*networkingv1.VirtualService { return &in.VirtualServices }, func(s *Snapshot) []*networkingv1.VirtualService { return s.VirtualServices })
+	register("DestinationRule", func(in *Input) *[]*networkingv1.DestinationRule { return &in.DestinationRules }, func(s *Snapshot) []*networkingv1.DestinationRule { return s.DestinationRules })
+	register("Gateway", func(in *Input) *[]*networkingv1.Gateway { return &in.Gateways }, func(s *Snapshot) []*networkingv1.Gateway { return s.Gateways })
+	register("ServiceEntry", func(in *Input) *[]*networkingv1.ServiceEntry { return &in.ServiceEntries }, func(s *Snapshot) []*networkingv1.ServiceEntry { return s.ServiceEntries })
+	register("Sidecar", func(in *Input) *[]*networkingv1.Sidecar { return &in.Sidecars }, func(s *Snapshot) []*networkingv1.Sidecar { return s.Sidecars })
+	register("WorkloadEntry", func(in *Input) *[]*networkingv1.WorkloadEntry { return &in.WorkloadEntries }, func(s *Snapshot) []*networkingv1.WorkloadEntry { return s.WorkloadEntries })
+	register("PeerAuthentication", func(in *Input) *[]*securityv1.PeerAuthentication { return &in.PeerAuthentications }, func(s *Snapshot) []*securityv1.PeerAuthentication { return s.PeerAuthentications })
+	register("AuthorizationPolicy", func(in *Input) *[]*securityv1.AuthorizationPolicy { return &in.AuthorizationPolicies }, func(s *Snapshot) []*securityv1.AuthorizationPolicy { return s.AuthorizationPolicies })
+	register("RequestAuthentication", func(in *Input) *[]*securityv1.RequestAuthentication { return &in.RequestAuthentications }, func(s *Snapshot) []*securityv1.RequestAuthentication { return s.RequestAuthentications })
+	for _, k := range Kinds {
+		if k.load == nil || k.objects == nil || k.Informer == nil {
+			panic(fmt.Sprintf("model: kind %s has no Input/Snapshot field or informer", k.GVK.Kind))
+		}
+	}
+}
+
+// KindOf returns the row of a kind, or nil.
+func KindOf(gvk schema.GroupKind) *Kind {
+	for _, k := range Kinds {
+		if k.GVK.GroupKind() == gvk {
+			return k
+		}
+	}
+	return nil
+}
+
+// crdGroupVersions are the group/versions the CRD kinds are watched at.
+func crdGroupVersions() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range Kinds {
+		if gv := k.GVK.GroupVersion().String(); k.CRD && !seen[gv] {
+			seen[gv] = true
+			out = append(out, gv)
+		}
+	}
+	return out
+}
+
+func classifyEndpointSlice(_ *Watcher, o any) Change {
+	es, ok := o.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return Change{Full: true}
+	}
+	return Change{EndpointHosts: map[string]bool{KubeHostname(es.Labels[discoveryv1.LabelServiceName], es.Namespace): true}}
+}
+
+// classifyPod records the pod's labels, resolved to the services selecting
+// it when the burst is flushed: a pod's labels decide subset membership and
+// its IP the endpoint, so a pod change is an endpoint change of those.
+func classifyPod(w *Watcher, o any) Change {
+	pod, ok := o.(*corev1.Pod)
+	if !ok {
+		return Change{Full: true}
+	}
+	w.podSets = append(w.podSets, pod.Labels)
+	w.podNS = append(w.podNS, pod.Namespace)
+	return Change{}
+}
