@@ -56,6 +56,18 @@ func (*IngressSubsets) Analyze(ctx *analyze.Context) {
 			continue
 		}
 		for i, h := range vs.Spec.Http {
+			// Only a split between subsets is reported: one subset usually
+			// pins the host to its only version, which ingress traffic
+			// reaches anyway.
+			subsets := map[string]bool{}
+			for _, d := range h.Route {
+				if dst := d.GetDestination(); dst != nil && dst.Subset != "" {
+					subsets[dst.Subset] = true
+				}
+			}
+			if len(subsets) < 2 {
+				continue
+			}
 			for j, d := range h.Route {
 				dst := d.GetDestination()
 				if dst == nil || dst.Subset == "" {

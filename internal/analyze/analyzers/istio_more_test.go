@@ -177,6 +177,9 @@ func TestIngressSubsets(t *testing.T) {
 	mesh := vs("reviews", `{hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}, weight: 90}, {destination: {host: reviews, subset: v2}, weight: 10}]}]}`)
 	expect(t, "gateway route splits too", run(t, &IngressSubsets{}, gwIngress, mesh,
 		vs("edge", `{hosts: [www.example.com], gateways: [gw], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`)))
+	expect(t, "one subset pins the version", run(t, &IngressSubsets{}, gwIngress,
+		vs("pin", `{hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`),
+		vs("edge", `{hosts: [www.example.com], gateways: [gw], http: [{route: [{destination: {host: reviews}}]}]}`)))
 	expect(t, "bound to both", run(t, &IngressSubsets{}, gwIngress,
 		vs("both", `{hosts: [reviews, www.example.com], gateways: [gw, mesh], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`)))
 	expect(t, "gateway route without subset", run(t, &IngressSubsets{}, gwIngress, mesh,
