@@ -53,9 +53,12 @@ const (
 type pxTarget struct {
 	name string
 	how  string // how it was started, when that matters to the figures
-	port int
-	pid  int
-	stop func()
+	// header is an extra request header line ("Name: value\r\n") every
+	// request to this target carries; "" for none.
+	header string
+	port   int
+	pid    int
+	stop   func()
 }
 
 type pxResult struct {
@@ -269,8 +272,8 @@ type pxConn struct {
 	req  []byte
 }
 
-func newPxConn(port int, path string) *pxConn {
-	return &pxConn{port: port, req: []byte("GET " + path + " HTTP/1.1\r\nHost: app.default.svc.cluster.local\r\nUser-Agent: mesh-bench\r\n\r\n")}
+func newPxConn(port int, path string, header ...string) *pxConn {
+	return &pxConn{port: port, req: []byte("GET " + path + " HTTP/1.1\r\nHost: app.default.svc.cluster.local\r\nUser-Agent: mesh-bench\r\n" + strings.Join(header, "") + "\r\n")}
 }
 
 // do sends one request and reads the whole answer; it redials after the server closes.
@@ -356,7 +359,7 @@ func pxFixedLoad(t *pxTarget) pxResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pc := newPxConn(t.port, "/fixed")
+			pc := newPxConn(t.port, "/fixed", t.header)
 			defer pc.close()
 			for i := range jobs {
 				s := time.Now()
@@ -397,7 +400,7 @@ func pxMaxLoad(t *pxTarget, n int) pxResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pc := newPxConn(t.port, "/max")
+			pc := newPxConn(t.port, "/max", t.header)
 			defer pc.close()
 			for {
 				i := next.Add(1) - 1
