@@ -112,13 +112,18 @@ func walk(kind string, m protoreflect.Message, path, ipath string, out *[]Findin
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		p, ip := path+"."+fd.JSONName(), ipath+"."+fd.JSONName()
 		e, known := Lookup(kind, p)
+		// An entry for an ancestor covers this field only where no entry
+		// below it says more (Sidecar's spec note and its enforced
+		// egress.hosts): then the walk goes on down.
+		_, exact := table[kind][p]
+		covered := known && !e.Enforced && (exact || !hasKnownChild(kind, p))
 		child := fd.Message()
 		if fd.IsMap() {
 			child = fd.MapValue().Message()
 		}
 		leaf := child == nil || child.FullName().Parent() == "google.protobuf"
 		switch {
-		case known && !e.Enforced:
+		case covered:
 			*out = append(*out, Finding{Path: ip, Note: e.Note})
 			return true
 		case leaf && !known:

@@ -111,6 +111,9 @@ func TestUnenforcedNamesSetFields(t *testing.T) {
 		{"RequestAuthentication", `{jwtRules: [{issuer: x, fromHeaders: [{name: x-jwt}]}]}`, nil},
 		{"RequestAuthentication", `{jwtRules: [{issuer: x, spaceDelimitedClaims: [roles]}]}`, []string{"spec.jwtRules[0].spaceDelimitedClaims"}},
 		{"PeerAuthentication", `{mtls: {mode: STRICT}, portLevelMtls: {"8080": {mode: PERMISSIVE}}}`, nil},
+		{"Sidecar", `{workloadSelector: {labels: {app: r}}, egress: [{hosts: ["./*"], port: {number: 9080}}]}`, nil},
+		{"Sidecar", `{egress: [{hosts: ["./*"], captureMode: NONE}], outboundTrafficPolicy: {mode: REGISTRY_ONLY}}`,
+			[]string{"spec.egress[0].captureMode", "spec.outboundTrafficPolicy"}},
 	}
 	for _, c := range cases {
 		got := paths(Unenforced(c.kind, spec(t, c.kind, c.spec)))
