@@ -47,9 +47,9 @@ func checkHost() error {
 	if os.Geteuid() != 0 {
 		return errors.New("the sandbox runtime needs root (network namespaces and veths)")
 	}
-	for _, tool := range []string{"ip", "iptables", "setpriv", "unshare", "hostname"} {
+	for _, tool := range []string{"ip", "iptables", "iptables-restore", "setpriv", "unshare", "nsenter", "mount", "hostname", "sysctl", "bash"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found: apt-get install -y iproute2 iptables util-linux hostname", tool)
+			return fmt.Errorf("%s not found: run tools/prereqs.sh as root (it installs iproute2 iptables util-linux mount hostname procps)", tool)
 		}
 	}
 	return nil

@@ -81,11 +81,6 @@ func up(d dirs) error {
 	if err := runtime.CheckHost(); err != nil {
 		return fmt.Errorf("%w\nthe demo runs pilot, the gateways and Bookinfo's pods as real processes, each in a network namespace of its own; run it as root (sudo make demo)", err)
 	}
-	for _, b := range append([]string{"mesh", "sandbox-runtime"}, runtime.Binaries...) {
-		if _, err := os.Stat(filepath.Join(d.bin, b)); err != nil {
-			return fmt.Errorf("bin/%s missing: run `make demo` (it builds them)", b)
-		}
-	}
 	if _, kubeconfig, err := sandbox.Running(d.state); err == nil {
 		fmt.Printf("The demo is already up in %s (from an earlier make demo); it is not started again.\n", d.state)
 		if !runtimeAlive(d) {
@@ -93,6 +88,11 @@ func up(d dirs) error {
 		}
 		printExplore(d, kubeconfig, "<the ingress gateway pod's IP>:8080/productpage")
 		return nil
+	}
+	for _, b := range append([]string{"mesh", "sandbox-runtime"}, runtime.Binaries...) {
+		if _, err := os.Stat(filepath.Join(d.bin, b)); err != nil {
+			return fmt.Errorf("bin/%s missing: run `make demo` (it builds them)", b)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

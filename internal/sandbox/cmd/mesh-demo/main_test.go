@@ -91,6 +91,13 @@ func TestDownLeavesTheMachineAsItWas(t *testing.T) {
 		t.Fatal(err)
 	}
 	runtimePID, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	// A second `make demo` finds the demo up and starts nothing.
+	if err := up(d); err != nil {
+		t.Fatalf("up with the demo up: %v", err)
+	}
+	if b, _ := os.ReadFile(d.runtimePID()); strings.TrimSpace(string(b)) != strconv.Itoa(runtimePID) || !isRuntime(runtimePID) {
+		t.Fatalf("up with the demo up replaced its runtime (pid file now %q)", b)
+	}
 	// The worst case: the runtime dies without cleaning up.
 	if err := syscall.Kill(runtimePID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
