@@ -1,9 +1,12 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // ProxyType is the role a proxy plays.
@@ -23,6 +26,9 @@ type Proxy struct {
 	IP        string
 	PodName   string
 	Namespace string
+	// Metadata is what the proxy's xDS node said about it (zero for a
+	// hypothetical proxy).
+	Metadata NodeMetadata
 }
 
 // ParseNodeID parses an Istio-style node id, naming the part that is wrong.
@@ -49,4 +55,77 @@ func ParseNodeID(id string) (*Proxy, error) {
 // NodeID builds the node id of a proxy.
 func NodeID(t ProxyType, ip, pod, ns string) string {
 	return fmt.Sprintf("%s~%s~%s.%s~%s.svc.%s", t, ip, pod, ns, ns, DomainSuffix)
+}
+
+// NodeMetadata is what a proxy tells pilot about itself in the xDS node's
+// metadata, under Istio's keys.
+type NodeMetadata struct {
+	IstioVersion     string      // ISTIO_VERSION: the proxy's release
+	ClusterID        string      // CLUSTER_ID: the cluster the workload runs in
+	InterceptionMode string      // INTERCEPTION_MODE: REDIRECT (default), TPROXY or NONE
+	AppContainers    []string    // APP_CONTAINERS: the pod's application containers
+	PodPorts         []Container // POD_PORTS: the containers' declared ports
+}
+
+// Container is one declared container port of POD_PORTS.
+type Container struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort uint32 `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
+}
+
+// The interception modes Istio names.
+var interceptionModes = map[string]bool{"REDIRECT": true, "TPROXY": true, "NONE": true}
+
+// ParseNodeMetadata reads the keys of md that pilot uses, naming the key
+// whose value is malformed. Keys it does not use are ignored, as Istio's
+// pilot ignores unknown ones.
+func ParseNodeMetadata(md *structpb.Struct) (NodeMetadata, error) {
+	var m NodeMetadata
+	f := md.GetFields()
+	str := func(key string) (string, error) {
+		v, ok := f[key]
+		if !ok {
+			return "", nil
+		}
+		s, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return "", fmt.Errorf("node metadata %s: want a string", key)
+		}
+		return s.StringValue, nil
+	}
+	var err error
+	if m.IstioVersion, err = str("ISTIO_VERSION"); err != nil {
+		return m, err
+	}
+	if m.ClusterID, err = str("CLUSTER_ID"); err != nil {
+		return m, err
+	}
+	if m.InterceptionMode, err = str("INTERCEPTION_MODE"); err != nil {
+		return m, err
+	}
+	if m.InterceptionMode == "" {
+		m.InterceptionMode = "REDIRECT"
+	} else if !interceptionModes[m.InterceptionMode] {
+		return m, fmt.Errorf("node metadata INTERCEPTION_MODE %q: want REDIRECT, TPROXY or NONE", m.InterceptionMode)
+	}
+	apps, err := str("APP_CONTAINERS")
+	if err != nil {
+		return m, err
+	}
+	for _, c := range strings.Split(apps, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			m.AppContainers = append(m.AppContainers, c)
+		}
+	}
+	ports, err := str("POD_PORTS")
+	if err != nil {
+		return m, err
+	}
+	if ports != "" {
+		if err := json.Unmarshal([]byte(ports), &m.PodPorts); err != nil {
+			return m, fmt.Errorf("node metadata POD_PORTS: want a JSON list of {name, containerPort, protocol}: %w", err)
+		}
+	}
+	return m, nil
 }

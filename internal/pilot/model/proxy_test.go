@@ -1,6 +1,8 @@
 package model
 
 import (
+	"google.golang.org/protobuf/types/known/structpb"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -34,8 +36,27 @@ func FuzzParseNodeID(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if again, err := ParseNodeID(NodeID(p.Type, p.IP, p.PodName, p.Namespace)); err != nil || *again != (Proxy{ID: again.ID, Type: p.Type, IP: p.IP, PodName: p.PodName, Namespace: p.Namespace}) {
+		if again, err := ParseNodeID(NodeID(p.Type, p.IP, p.PodName, p.Namespace)); err != nil || !reflect.DeepEqual(*again, Proxy{ID: again.ID, Type: p.Type, IP: p.IP, PodName: p.PodName, Namespace: p.Namespace}) {
 			t.Errorf("round trip of %q failed: %v", id, err)
+		}
+	})
+}
+
+// Node metadata comes from any client on the plaintext port: whatever the
+// values, parsing returns an error or a metadata value, never panics, and
+// an accepted interception mode is one Istio names.
+func FuzzParseNodeMetadata(f *testing.F) {
+	f.Add("1.24.2", "TPROXY", "app,helper", `[{"name":"http","containerPort":8080}]`)
+	f.Add("", "", "", "")
+	f.Add("x", "NONE", ",,", `[{"containerPort":-1}]`)
+	f.Fuzz(func(t *testing.T, version, mode, apps, ports string) {
+		md, err := structpb.NewStruct(map[string]any{"ISTIO_VERSION": version, "INTERCEPTION_MODE": mode, "APP_CONTAINERS": apps, "POD_PORTS": ports})
+		if err != nil {
+			return // not valid UTF-8
+		}
+		m, err := ParseNodeMetadata(md)
+		if err == nil && !interceptionModes[m.InterceptionMode] {
+			t.Errorf("accepted interception mode %q", m.InterceptionMode)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/structpb"
 	"io"
 	"sort"
 	"sync"
@@ -24,6 +25,8 @@ import (
 // ACKs (or, when Reject says so, NACKs) every response.
 type ADSClient struct {
 	NodeID string
+	// Metadata is sent as the node's metadata (nil: none).
+	Metadata *structpb.Struct
 	// Wildcard subscribes to every type without names and neither decodes
 	// nor keeps the resources (only their count), for benchmarks with
 	// thousands of clients.
@@ -63,7 +66,7 @@ func (c *ADSClient) Start(ctx context.Context, conn *grpc.ClientConn) error {
 	for i, t := range types {
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: t}
 		if i == 0 {
-			req.Node = &corev3.Node{Id: c.NodeID}
+			req.Node = &corev3.Node{Id: c.NodeID, Metadata: c.Metadata}
 		}
 		if err := s.Send(req); err != nil {
 			if errors.Is(err, io.EOF) {

@@ -266,6 +266,12 @@ func (s *Server) connect(streamID int64, node *corev3.Node) error {
 		return fmt.Errorf("stream %d: the first request carries no node id", streamID)
 	}
 	p, err := model.ParseNodeID(node.Id)
+	if err == nil {
+		p.Metadata, err = model.ParseNodeMetadata(node.Metadata)
+		if err != nil {
+			err = fmt.Errorf("node %s: %w", node.Id, err)
+		}
+	}
 	if err != nil {
 		s.mu.Unlock()
 		if s.Metrics != nil {
@@ -450,8 +456,13 @@ func meshAuthenticated(ctx context.Context) bool {
 
 // SyncStatus is one proxy's row of /debug/syncz.
 type SyncStatus struct {
-	Proxy string                `json:"proxy"`
-	Types map[string]TypeStatus `json:"types"`
+	Proxy string `json:"proxy"`
+	// IstioVersion and ClusterID are what the proxy's node metadata said
+	// (ISTIO_VERSION, CLUSTER_ID), under the keys internal/syncstatus reads
+	// for `mesh proxy-status`.
+	IstioVersion string                `json:"istioVersion,omitempty"`
+	ClusterID    string                `json:"clusterID,omitempty"`
+	Types        map[string]TypeStatus `json:"types"`
 }
 
 // TypeStatus is what pilot sent a proxy for one xDS type and what came back.
@@ -486,7 +497,7 @@ func (s *Server) Syncz() []SyncStatus {
 	s.mu.Unlock()
 	out := make([]SyncStatus, 0, len(states))
 	for _, ps := range states {
-		row := SyncStatus{Proxy: ps.proxy.ID, Types: map[string]TypeStatus{}}
+		row := SyncStatus{Proxy: ps.proxy.ID, IstioVersion: ps.proxy.Metadata.IstioVersion, ClusterID: ps.proxy.Metadata.ClusterID, Types: map[string]TypeStatus{}}
 		ps.mu.Lock()
 		for short, url := range syncTypes {
 			ts := TypeStatus{Status: StatusNotSent}
