@@ -9,6 +9,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	analyzecmd "mesh.dev/mesh/commands/analyze"
+	"mesh.dev/mesh/commands/cmdutil"
 	installcmd "mesh.dev/mesh/commands/install"
 	"mesh.dev/mesh/commands/kubeinject"
 	"mesh.dev/mesh/commands/manifest"
@@ -40,7 +41,6 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usage(err) })
 
 	ctx.ConfigFlags.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().BoolVar(&ctx.Color, "color", true, "colour the output (also off when NO_COLOR is set or output is not a terminal)")
@@ -61,20 +61,8 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		analyzecmd.NewCommand(ctx),
 		kubeinject.NewCommand(ctx),
 	)
-	markUsageArgs(root)
+	cmdutil.MarkUsage(root)
 	return root
-}
-
-// markUsageArgs makes argument-count mistakes anywhere in the tree exit 64.
-func markUsageArgs(cmd *cobra.Command) {
-	if cmd.Args != nil {
-		check := cmd.Args
-		cmd.Args = func(c *cobra.Command, args []string) error { return cli.Usage(check(c, args)) }
-	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usage(err) })
-	for _, sub := range cmd.Commands() {
-		markUsageArgs(sub)
-	}
 }
 
 // IsUnknownCommand reports whether err is cobra's complaint about a command it does not know.

@@ -1,10 +1,12 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/version"
 )
@@ -13,38 +15,35 @@ import (
 type VersionOptions struct {
 	*cli.Context
 	Short  bool
-	Output string
+	Output *cli.Output
 }
 
 func newVersionCommand(ctx *cli.Context) *cobra.Command {
-	o := &VersionOptions{Context: ctx}
+	o := &VersionOptions{Context: ctx, Output: cli.Structured()}
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of the mesh command-line tool",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		RunE:  cmdutil.Run(o),
 	}
 	cmd.Flags().BoolVar(&o.Short, "short", false, "print only the version number")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
-// Validate rejects unknown output formats.
-func (o *VersionOptions) Validate() error {
-	return cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML)
-}
+// Complete has nothing to derive.
+func (o *VersionOptions) Complete(*cobra.Command, []string) error { return nil }
+
+// Validate has nothing to check beyond what the flags checked when parsed.
+func (o *VersionOptions) Validate() error { return nil }
 
 // Run prints the version.
-func (o *VersionOptions) Run() error {
+func (o *VersionOptions) Run(context.Context) error {
 	info := version.Get()
-	if o.Output != "" {
-		return cli.PrintStructured(o.Out, o.Output, map[string]any{"clientVersion": info})
-	}
+	return o.Output.Write(o.Out, map[string]any{"clientVersion": info}, func() error { return o.print(info) })
+}
+
+func (o *VersionOptions) print(info version.Info) error {
 	if o.Short {
 		_, err := fmt.Fprintln(o.Out, info.Version)
 		return err

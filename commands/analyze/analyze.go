@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/analyze"
 	"mesh.dev/mesh/internal/analyze/analyzers"
 	"mesh.dev/mesh/internal/cli"
@@ -30,7 +31,7 @@ type Options struct {
 	Recursive        bool
 	UseKube          bool
 	AllNamespaces    bool
-	Output           string
+	Output           *cli.Output
 	FailureThreshold string
 	OutputThreshold  string
 	Suppress         []string
@@ -51,7 +52,7 @@ type Options struct {
 
 // NewCommand builds `mesh analyze`.
 func NewCommand(ctx *cli.Context) *cobra.Command {
-	o := &Options{Context: ctx}
+	o := &Options{Context: ctx, Output: cli.NewOutput(analyze.FormatLog, analyze.Formats...)}
 	cmd := &cobra.Command{
 		Use:   "analyze [FILE|DIR|-]...",
 		Short: "Find mistakes in mesh configuration, in files and in the cluster",
@@ -79,23 +80,13 @@ that cannot be parsed, 64 bad flags.`,
 
   # Silence one finding
   mesh analyze -S "IST0102=Namespace legacy" -A`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Paths = args
-			o.useKubeSet = cmd.Flags().Changed("use-kube")
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.Run(o),
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&o.Recursive, "recursive", "R", false, "descend into subdirectories of directory arguments")
 	f.BoolVar(&o.UseKube, "use-kube", true, "read the cluster too (default: true when a cluster is reachable); false never touches the network")
 	f.BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "report on every namespace")
-	f.StringVarP(&o.Output, "output", "o", analyze.FormatLog, "output format: "+strings.Join(analyze.Formats, ", "))
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	f.StringVar(&o.FailureThreshold, "failure-threshold", "Error", "exit 79 when a message is at this level or above (Info, Warning, Error)")
 	f.StringVar(&o.OutputThreshold, "output-threshold", "Info", "print messages at this level or above (Info, Warning, Error)")
 	f.StringArrayVarP(&o.Suppress, "suppress", "S", nil, `suppress a message: "CODE=Kind name.namespace" (globs allowed, e.g. "IST0103=Pod *.default"); repeatable`)
@@ -108,7 +99,9 @@ that cannot be parsed, 64 bad flags.`,
 
 // Complete parses thresholds and suppressions and decides whether to use
 // the cluster.
-func (o *Options) Complete() error {
+func (o *Options) Complete(cmd *cobra.Command, args []string) error {
+	o.Paths = args
+	o.useKubeSet = cmd.Flags().Changed("use-kube")
 	var err error
 	if o.failLevel, err = analyze.ParseLevel(o.FailureThreshold); err != nil {
 		return cli.Usagef("--failure-threshold: %v", err)
@@ -169,17 +162,10 @@ func (o *Options) Complete() error {
 // Validate checks the output format and that there is something to analyse.
 func (o *Options) Validate() error {
 	if o.ListAnalyzers {
-		if o.Output != analyze.FormatLog {
-			return cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML)
+		if f := o.Output.Format(); f != analyze.FormatLog && !o.Output.IsStructured() {
+			return cli.Usagef("-o %s: --list-analyzers prints log, json or yaml", f)
 		}
 		return nil
-	}
-	valid := false
-	for _, f := range analyze.Formats {
-		valid = valid || f == o.Output
-	}
-	if !valid {
-		return cli.Usagef("unknown output format %q for -o: expected one of %s", o.Output, strings.Join(analyze.Formats, ", "))
 	}
 	if o.Timeout <= 0 {
 		return cli.Usagef("--timeout must be positive, e.g. 30s")
@@ -205,9 +191,6 @@ func (o *Options) Validate() error {
 // Run analyses, prints the messages and returns a FindingsError when some
 // are at or above the failure threshold.
 func (o *Options) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	all := analyzers.All()
 	if o.ListAnalyzers {
 		return printAnalyzers(o, all)
@@ -246,7 +229,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	shown := analyze.AtLeast(res.Messages, o.outLevel)
-	if err := analyze.Write(o.Out, o.Output, shown, analyze.WriteOptions{
+	if err := analyze.Write(o.Out, o.Output.Format(), shown, analyze.WriteOptions{
 		Colors: o.Colors(), Scope: analyze.Describe(filter.Namespaces, len(o.Paths) > 0), ToolVersion: version.Version,
 	}); err != nil {
 		return err
@@ -283,8 +266,8 @@ func printAnalyzers(o *Options, all []analyze.Analyzer) error {
 		}
 		infos = append(infos, info)
 	}
-	if o.Output != analyze.FormatLog {
-		return cli.PrintStructured(o.Out, o.Output, infos)
+	if o.Output.IsStructured() {
+		return cli.PrintStructured(o.Out, o.Output.Format(), infos)
 	}
 	t := cli.NewTable(o.Out)
 	fmt.Fprintln(t, "ANALYZER\tCODES\tDESCRIPTION")

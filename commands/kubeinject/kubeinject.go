@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/pilot/inject"
 )
@@ -25,14 +26,14 @@ type Options struct {
 	ValuesFile    string
 	MeshNamespace string
 	Revision      string
-	Output        string
+	Output        *cli.Output
 
 	values inject.Values
 }
 
 // NewCommand builds `mesh kube-inject`.
 func NewCommand(ctx *cli.Context) *cobra.Command {
-	o := &Options{Context: ctx}
+	o := &Options{Context: ctx, Output: cli.NewOutput(cli.OutputYAML, cli.OutputYAML, cli.OutputJSON)}
 	cmd := &cobra.Command{
 		Use:   "kube-inject -f FILE",
 		Short: "Add the mesh proxy to the pods of Kubernetes manifests, offline",
@@ -50,35 +51,30 @@ The injector values (proxy image, discovery address, ...) come from
   # Use the installed control plane's values
   mesh kube-inject -f bookinfo.yaml | kubectl apply -f -`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.Complete(cmd.Context()); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		RunE: cmdutil.Run(o),
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.Filename, "filename", "f", "", `manifest file to inject ("-" for standard input)`)
 	f.StringVar(&o.ValuesFile, "injector-values", "", "injector values file (default: the cluster's mesh-sidecar-injector ConfigMap)")
 	f.StringVar(&o.MeshNamespace, "mesh-namespace", "mesh-system", "namespace of the control plane, for reading its ConfigMap")
-	f.StringVarP(&o.Revision, "revision", "r", "", "control plane revision whose values to use")
-	f.StringVarP(&o.Output, "output", "o", "yaml", "output format: yaml or json")
+	f.VarP(cli.NewRevision(&o.Revision, true), "revision", "r", "control plane revision whose values to use")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
+
+// Complete has nothing to derive: the values are read in Run, after Validate.
+func (o *Options) Complete(*cobra.Command, []string) error { return nil }
 
 // Validate checks the flags before anything is read.
 func (o *Options) Validate() error {
 	if o.Filename == "" {
 		return cli.Usagef("-f is required: the manifest file to inject, or - for standard input")
 	}
-	return cli.Usage(cli.ValidateOutput(o.Output, "yaml", "json"))
+	return nil
 }
 
-// Complete loads the injector values.
-func (o *Options) Complete(ctx context.Context) error {
+// loadValues reads the injector values from --injector-values or the cluster.
+func (o *Options) loadValues(ctx context.Context) error {
 	if o.ValuesFile != "" {
 		data, err := os.ReadFile(o.ValuesFile)
 		if err != nil {
@@ -99,9 +95,6 @@ func (o *Options) Complete(ctx context.Context) error {
 	if o.Revision != "" && o.Revision != "default" {
 		name += "-" + o.Revision
 	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cm, err := kube.CoreV1().ConfigMaps(o.MeshNamespace).Get(ctx, name, metav1.GetOptions{})
@@ -116,8 +109,11 @@ func (o *Options) Complete(ctx context.Context) error {
 	return nil
 }
 
-// Run injects and prints.
-func (o *Options) Run() error {
+// Run reads the values, injects and prints.
+func (o *Options) Run(ctx context.Context) error {
+	if err := o.loadValues(ctx); err != nil {
+		return err
+	}
 	var in io.Reader
 	name := o.Filename
 	if name == "-" {
@@ -134,7 +130,7 @@ func (o *Options) Run() error {
 	if err := inject.Manifests(name, in, &buf, o.values); err != nil {
 		return cli.Data(err)
 	}
-	if o.Output == "json" {
+	if o.Output.Format() == cli.OutputJSON {
 		return writeJSON(o.Out, buf.Bytes())
 	}
 	_, err := o.Out.Write(buf.Bytes())

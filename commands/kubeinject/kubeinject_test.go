@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 )
 
@@ -20,6 +21,7 @@ func run(t *testing.T, stdin string, args ...string) (string, error) {
 	var out, errOut bytes.Buffer
 	ctx := cli.NewContext(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut})
 	cmd := NewCommand(ctx)
+	cmdutil.MarkUsage(cmd) // as the root command does
 	cmd.SetArgs(append([]string{}, args...))
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)

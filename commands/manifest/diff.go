@@ -1,14 +1,15 @@
 package manifest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/manifest"
 )
@@ -17,11 +18,11 @@ import (
 type DiffOptions struct {
 	*cli.Context
 	A, B   string
-	Output string
+	Output *cli.Output
 }
 
 func newDiffCommand(ctx *cli.Context) *cobra.Command {
-	o := &DiffOptions{Context: ctx}
+	o := &DiffOptions{Context: ctx, Output: cli.Structured()}
 	cmd := &cobra.Command{
 		Use:   "diff A.yaml B.yaml",
 		Short: "Compare two manifests object by object",
@@ -32,25 +33,23 @@ they differ, so CI can gate on it.`,
   mesh manifest generate --set profile=demo > after.yaml
   mesh manifest diff before.yaml after.yaml`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.A, o.B = args[0], args[1]
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		RunE: cmdutil.Run(o),
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
-// Validate rejects unknown output formats.
-func (o *DiffOptions) Validate() error {
-	return cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML)
+// Complete takes the two manifest paths.
+func (o *DiffOptions) Complete(_ *cobra.Command, args []string) error {
+	o.A, o.B = args[0], args[1]
+	return nil
 }
 
+// Validate has nothing to check beyond what the flags checked when parsed.
+func (o *DiffOptions) Validate() error { return nil }
+
 // Run prints the differences and returns exit status 1 when there are any.
-func (o *DiffOptions) Run() error {
+func (o *DiffOptions) Run(context.Context) error {
 	a, err := readManifest(o.A)
 	if err != nil {
 		return err
@@ -63,11 +62,7 @@ func (o *DiffOptions) Run() error {
 	if err != nil {
 		return cli.Data(err)
 	}
-	if o.Output != "" {
-		if err := cli.PrintStructured(o.Out, o.Output, d); err != nil {
-			return err
-		}
-	} else if err := printDiff(o.Out, o.Colors(), d, len(a)); err != nil {
+	if err := o.Output.Write(o.Out, d, func() error { return printDiff(o.Out, o.Colors(), d, len(a)) }); err != nil {
 		return err
 	}
 	if d.Empty() {
@@ -112,7 +107,7 @@ func printDiff(w io.Writer, c *cli.Colors, d *manifest.Diff, total int) error {
 				}
 				continue
 			}
-			fmt.Fprintf(w, "    %s\n", FormatChange(f))
+			fmt.Fprintf(w, "    %s\n", manifest.FormatChange(f))
 		}
 	}
 	_, err := fmt.Fprintf(w, "%d added, %d removed, %d changed\n", len(d.Added), len(d.Removed), len(d.Changed))
@@ -124,33 +119,4 @@ func paintLine(c *cli.Colors, l string) string {
 		return c.OK(l)
 	}
 	return c.Bad(l)
-}
-
-// FormatChange renders one field change on one line: "path: old -> new".
-func FormatChange(f manifest.FieldChange) string {
-	switch {
-	case f.Old == nil:
-		return fmt.Sprintf("%s: (added) %s", f.Path, short(f.New))
-	case f.New == nil:
-		return fmt.Sprintf("%s: %s (removed)", f.Path, short(f.Old))
-	default:
-		return fmt.Sprintf("%s: %s -> %s", f.Path, short(f.Old), short(f.New))
-	}
-}
-
-// short prints a value on one line, abbreviating big ones.
-func short(v any) string {
-	b, err := yaml.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	s := strings.TrimSpace(string(b))
-	if strings.Contains(s, "\n") {
-		b, _ := jsonOneLine(v)
-		s = b
-	}
-	if len(s) > 120 {
-		s = s[:117] + "..."
-	}
-	return s
 }

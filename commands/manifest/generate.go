@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,17 +10,22 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/manifest"
 	"mesh.dev/mesh/internal/render"
+	"mesh.dev/mesh/internal/spec"
 )
 
 // GenerateOptions holds the flags of `mesh manifest generate`.
 type GenerateOptions struct {
 	*cli.Context
-	SpecFlags
+	cmdutil.RenderFlags
 	// OutDir, when set, receives one file per component instead of stdout.
 	OutDir string
+
+	op       *spec.MeshOperator
+	warnings []string
 }
 
 func newGenerateCommand(ctx *cli.Context) *cobra.Command {
@@ -44,29 +50,27 @@ base, pilot, ingress-gateway.<name>, egress-gateway.<name>.`,
   # An IstioOperator file, translated (warnings name what has no equivalent)
   mesh manifest generate -f my-istio-operator.yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		RunE: cmdutil.Run(o),
 	}
-	o.SpecFlags.AddFlags(cmd.Flags())
+	o.RenderFlags.AddFlags(cmd, true)
 	cmd.Flags().StringVarP(&o.OutDir, "output", "o", "", "write one file per component into this directory instead of printing")
 	return cmd
 }
 
+// Complete merges the spec.
+func (o *GenerateOptions) Complete(*cobra.Command, []string) error {
+	var err error
+	o.op, o.warnings, err = o.Load()
+	return err
+}
+
+// Validate has nothing to check beyond what the flags checked when parsed.
+func (o *GenerateOptions) Validate() error { return nil }
+
 // Run renders the whole manifest before writing anything, so a failure leaves no partial output.
-func (o *GenerateOptions) Run() error {
-	op, warnings, err := o.Load()
-	if err != nil {
-		return err
-	}
-	warn := o.ErrColors()
-	for _, w := range warnings {
-		fmt.Fprintf(o.ErrOut, "%s %s\n", warn.Warn("Warning:"), w)
-	}
-	m, err := render.Render(op)
+func (o *GenerateOptions) Run(context.Context) error {
+	cmdutil.PrintWarnings(o.Context, o.warnings)
+	m, err := render.Render(o.op)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,7 @@
+// Package manifest holds `mesh manifest generate` and `mesh manifest diff`.
 package manifest
 
 import (
-	"encoding/json"
-
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -19,9 +18,4 @@ func NewCommand(ctx *cli.Context) *cobra.Command {
 	}
 	cmd.AddCommand(newGenerateCommand(ctx), newDiffCommand(ctx))
 	return cmd
-}
-
-func jsonOneLine(v any) (string, error) {
-	b, err := json.Marshal(v)
-	return string(b), err
 }

@@ -1,9 +1,11 @@
 package profile
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
-	"mesh.dev/mesh/commands/manifest"
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/spec"
 	"mesh.dev/mesh/profiles"
@@ -12,14 +14,14 @@ import (
 // DumpOptions holds the flags of `mesh profile dump`.
 type DumpOptions struct {
 	*cli.Context
-	manifest.SpecFlags
+	cmdutil.RenderFlags
 	Profile    string
 	ConfigPath string
-	Output     string
+	Output     *cli.Output
 }
 
 func newDumpCommand(ctx *cli.Context) *cobra.Command {
-	o := &DumpOptions{Context: ctx}
+	o := &DumpOptions{Context: ctx, Output: cli.NewOutput(cli.OutputYAML, cli.OutputJSON, cli.OutputYAML)}
 	cmd := &cobra.Command{
 		Use:   "dump [PROFILE]",
 		Short: "Print the merged MeshOperator spec of a profile",
@@ -30,30 +32,24 @@ relative to spec).`,
   mesh profile dump demo --config-path components.ingressGateways -o json`,
 		Args:      cobra.MaximumNArgs(1),
 		ValidArgs: profiles.Names(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				o.Profile = args[0]
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		RunE:      cmdutil.Run(o),
 	}
-	o.SpecFlags.AddFlags(cmd.Flags())
+	o.RenderFlags.AddFlags(cmd, true)
 	cmd.Flags().StringVarP(&o.ConfigPath, "config-path", "p", "", "print only the value at this spec path, e.g. components.pilot.k8s")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "yaml", "output format: json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
-// Validate checks the output format, the profile name and the path before anything is loaded.
+// Complete takes the profile argument.
+func (o *DumpOptions) Complete(_ *cobra.Command, args []string) error {
+	if len(args) == 1 {
+		o.Profile = args[0]
+	}
+	return nil
+}
+
+// Validate checks the profile name and the path before anything is loaded.
 func (o *DumpOptions) Validate() error {
-	if o.Output == "" {
-		o.Output = cli.OutputYAML
-	}
-	if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-		return err
-	}
 	if o.Profile != "" {
 		if _, ok := profiles.Get(o.Profile); !ok {
 			return cli.Usage(&spec.UnknownProfileError{Name: o.Profile, Valid: profiles.Names()})
@@ -66,11 +62,11 @@ func (o *DumpOptions) Validate() error {
 			return cli.Usagef("--config-path: %v", err)
 		}
 	}
-	return o.SpecFlags.Validate()
+	return nil
 }
 
 // Run prints the spec or the part of it at --config-path.
-func (o *DumpOptions) Run() error {
+func (o *DumpOptions) Run(context.Context) error {
 	op, _, err := o.Load()
 	if err != nil {
 		return err
@@ -88,5 +84,5 @@ func (o *DumpOptions) Run() error {
 		}
 		out = v
 	}
-	return cli.PrintStructured(o.Out, o.Output, out)
+	return cli.PrintStructured(o.Out, o.Output.Format(), out)
 }

@@ -1,11 +1,14 @@
 package profile
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/render"
 	"mesh.dev/mesh/internal/spec"
@@ -15,7 +18,7 @@ import (
 // ListOptions holds the flags of `mesh profile list`.
 type ListOptions struct {
 	*cli.Context
-	Output string
+	Output *cli.Output
 }
 
 // ProfileInfo is one row of `mesh profile list`.
@@ -25,24 +28,25 @@ type ProfileInfo struct {
 }
 
 func newListCommand(ctx *cli.Context) *cobra.Command {
-	o := &ListOptions{Context: ctx}
+	o := &ListOptions{Context: ctx, Output: cli.Structured()}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the built-in profiles and the components each installs",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		RunE:  cmdutil.Run(o),
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
+// Complete has nothing to derive.
+func (o *ListOptions) Complete(*cobra.Command, []string) error { return nil }
+
+// Validate has nothing to check beyond what the flags checked when parsed.
+func (o *ListOptions) Validate() error { return nil }
+
 // Run prints the profiles.
-func (o *ListOptions) Run() error {
+func (o *ListOptions) Run(context.Context) error {
 	var rows []ProfileInfo
 	for _, name := range profiles.Names() {
 		op, _, err := spec.Load(spec.LoadOptions{Sets: []string{"profile=" + name}})
@@ -55,10 +59,11 @@ func (o *ListOptions) Run() error {
 		}
 		rows = append(rows, ProfileInfo{Name: name, Components: comps})
 	}
-	if o.Output != "" {
-		return cli.PrintStructured(o.Out, o.Output, rows)
-	}
-	t := cli.NewTable(o.Out)
+	return o.Output.Write(o.Out, rows, func() error { return printList(o.Out, rows) })
+}
+
+func printList(w io.Writer, rows []ProfileInfo) error {
+	t := cli.NewTable(w)
 	fmt.Fprintln(t, "PROFILE\tCOMPONENTS")
 	for _, r := range rows {
 		c := strings.Join(r.Components, ", ")

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/adminclient"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/configdump"
@@ -16,54 +17,38 @@ import (
 type DumpOptions struct {
 	*cli.Context
 	sourceFlags
-	Output string
+	Output *cli.Output
 	source source
 }
 
 func newDumpCommand(ctx *cli.Context) *cobra.Command {
-	o := &DumpOptions{Context: ctx}
+	o := &DumpOptions{Context: ctx, Output: cli.NewOutput(cli.OutputJSON, cli.OutputJSON, cli.OutputYAML)}
 	cmd := &cobra.Command{
 		Use:   "dump [POD[.NAMESPACE]]",
 		Short: "Print the proxy's whole /config_dump, endpoints included",
 		Example: `  mesh proxy-config dump productpage-v1-6b746f74dc-9stvs.default > dump.json
   mesh proxy-config dump --admin-address 127.0.0.1:15000 -o yaml`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.Run(o),
 	}
 	o.sourceFlags.bind(cmd.Flags(), true)
-	cmd.Flags().StringVarP(&o.Output, "output", "o", cli.OutputJSON, "output format: json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
 // Complete resolves where the dump comes from.
-func (o *DumpOptions) Complete(args []string) error {
+func (o *DumpOptions) Complete(_ *cobra.Command, args []string) error {
 	src, err := o.sourceFlags.resolve(o.Context, args)
 	o.source = src
 	return err
 }
 
-// Validate rejects unknown output formats.
-func (o *DumpOptions) Validate() error {
-	if o.Output == cli.OutputTable {
-		return cli.Usagef("-o: dump prints json or yaml")
-	}
-	return cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML)
-}
+// Validate has nothing to check beyond what the flags checked when parsed.
+func (o *DumpOptions) Validate() error { return nil }
 
 // Run prints the dump. It is checked to be a well-formed config dump
 // first, so a script saving it learns about a broken proxy answer early.
 func (o *DumpOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	var data []byte
 	var err error
 	if o.source.File != "" {
@@ -80,7 +65,7 @@ func (o *DumpOptions) Run(ctx context.Context) error {
 	if _, err := parse(o.source.Label, data, configdump.Options{Kinds: []configdump.Kind{configdump.KindBootstrap}}); err != nil {
 		return err
 	}
-	if o.Output == cli.OutputYAML {
+	if o.Output.Format() == cli.OutputYAML {
 		y, err := yaml.JSONToYAML(data)
 		if err != nil {
 			return cli.Data(fmt.Errorf("%s: convert to yaml: %w", o.source.Label, err))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/adminclient"
 	"mesh.dev/mesh/internal/cli"
 )
@@ -20,14 +21,14 @@ type LogOptions struct {
 	sourceFlags
 	Level  string
 	Reset  bool
-	Output string
+	Output *cli.Output
 	source source
 	// changes are (logger, level) pairs to apply in order; logger "" means all.
 	changes [][2]string
 }
 
 func newLogCommand(ctx *cli.Context) *cobra.Command {
-	o := &LogOptions{Context: ctx}
+	o := &LogOptions{Context: ctx, Output: cli.Structured()}
 	cmd := &cobra.Command{
 		Use:   "log [POD[.NAMESPACE]]",
 		Short: "Show or set the proxy's log levels",
@@ -40,25 +41,17 @@ This needs a live proxy: a pod or --admin-address.`,
 		Example: `  mesh proxy-config log productpage-v1-6b746f74dc-9stvs.default
   mesh proxy-config log --admin-address 127.0.0.1:15000 --level http:debug,router:debug`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.Run(o),
 	}
 	o.sourceFlags.bind(cmd.Flags(), false)
 	cmd.Flags().StringVar(&o.Level, "level", "", "set levels: LEVEL for all loggers, or LOGGER:LEVEL[,LOGGER:LEVEL...]")
 	cmd.Flags().BoolVar(&o.Reset, "reset", false, "set every logger back to warning before applying --level")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
 // Complete resolves the proxy and splits --level into changes.
-func (o *LogOptions) Complete(args []string) error {
+func (o *LogOptions) Complete(_ *cobra.Command, args []string) error {
 	src, err := o.sourceFlags.resolve(o.Context, args)
 	if err != nil {
 		return err
@@ -82,9 +75,6 @@ func (o *LogOptions) Complete(args []string) error {
 
 // Validate rejects unknown levels and malformed pairs.
 func (o *LogOptions) Validate() error {
-	if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-		return err
-	}
 	if parts := strings.Split(o.Level, ","); len(parts) > 1 {
 		for _, part := range parts {
 			if !strings.Contains(part, ":") {
@@ -105,9 +95,6 @@ func (o *LogOptions) Validate() error {
 
 // Run applies the changes, then prints the levels the proxy reports.
 func (o *LogOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	levels, err := withAdmin(ctx, o.Context, o.source, func(c *adminclient.Client) (map[string]string, error) {
 		for _, ch := range o.changes {
 			if _, err := c.SetLogLevel(ctx, ch[0], ch[1]); err != nil {
@@ -122,13 +109,12 @@ func (o *LogOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != "" {
-		return cli.PrintStructured(o.Out, o.Output, levels)
-	}
-	p := printer{out: o.Out}
-	var rows [][]string
-	for _, name := range adminclient.SortedLoggers(levels) {
-		rows = append(rows, []string{name, levels[name]})
-	}
-	return p.table([]string{"LOGGER", "LEVEL"}, rows)
+	return o.Output.Write(o.Out, levels, func() error {
+		p := printer{out: o.Out}
+		var rows [][]string
+		for _, name := range adminclient.SortedLoggers(levels) {
+			rows = append(rows, []string{name, levels[name]})
+		}
+		return p.table([]string{"LOGGER", "LEVEL"}, rows)
+	})
 }

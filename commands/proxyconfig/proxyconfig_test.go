@@ -13,6 +13,7 @@ import (
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 )
 
@@ -53,6 +54,7 @@ func runIn(t *testing.T, stdin, kubeconfig string, args ...string) (string, stri
 		ctx.ConfigFlags.KubeConfig = &kubeconfig
 	}
 	cmd := NewCommand(ctx)
+	cmdutil.MarkUsage(cmd) // as the root command does
 	cmd.SetArgs(args)
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/configdump"
 	"mesh.dev/mesh/internal/proxyconfig"
@@ -47,7 +48,7 @@ var showKinds = []showKind{
 type ShowOptions struct {
 	*cli.Context
 	sourceFlags
-	Output string
+	Output *cli.Output
 	Filter proxyconfig.Filter
 	kind   showKind
 	source source
@@ -56,7 +57,7 @@ type ShowOptions struct {
 }
 
 func newShowCommand(ctx *cli.Context, k showKind) *cobra.Command {
-	o := &ShowOptions{Context: ctx, kind: k, Now: func() time.Time { return clock() }}
+	o := &ShowOptions{Context: ctx, kind: k, Output: cli.Structured(), Now: func() time.Time { return clock() }}
 	cmd := &cobra.Command{
 		Use:     k.use + " [POD[.NAMESPACE]]",
 		Aliases: k.aliases,
@@ -65,19 +66,11 @@ func newShowCommand(ctx *cli.Context, k showKind) *cobra.Command {
   mesh proxy-config %[1]s --admin-address 127.0.0.1:15000
   mesh proxy-config %[1]s -f config_dump.json -o yaml`, k.use),
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.Run(o),
 	}
 	fs := cmd.Flags()
 	o.sourceFlags.bind(fs, true)
-	fs.StringVarP(&o.Output, "output", "o", "", "output format: json or yaml prints the matching resources as the proxy has them")
+	cmdutil.AddOutputFlag(cmd, o.Output, "json and yaml print the matching resources as the proxy has them, not a table")
 	for _, f := range k.filters {
 		switch f {
 		case "fqdn":
@@ -102,7 +95,7 @@ func newShowCommand(ctx *cli.Context, k showKind) *cobra.Command {
 }
 
 // Complete resolves where the config comes from.
-func (o *ShowOptions) Complete(args []string) error {
+func (o *ShowOptions) Complete(_ *cobra.Command, args []string) error {
 	src, err := o.sourceFlags.resolve(o.Context, args)
 	if err != nil {
 		return err
@@ -121,9 +114,6 @@ var (
 
 // Validate rejects bad flag values before anything is fetched.
 func (o *ShowOptions) Validate() error {
-	if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-		return err
-	}
 	if o.Filter.Port < 0 || o.Filter.Port > 65535 {
 		return cli.Usagef("--port %d: expected a port between 1 and 65535", o.Filter.Port)
 	}
@@ -147,18 +137,15 @@ func oneOf(v string, set []string, fold bool) bool {
 
 // Run fetches and prints the table, or the matching resources for -o json|yaml.
 func (o *ShowOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	opts := configdump.Options{Kinds: o.kind.kinds}
-	if o.kind.fields != nil && o.Output == "" {
+	if o.kind.fields != nil && !o.Output.IsStructured() {
 		opts.Fields = map[configdump.Kind][]string{o.kind.kinds[0]: o.kind.fields}
 	}
 	d, err := load(ctx, o.Context, o.source, o.kind.want, opts)
 	if err != nil {
 		return err
 	}
-	p := printer{out: o.Out, format: o.Output}
+	p := printer{out: o.Out, format: o.Output.Format()}
 	switch o.kind.use {
 	case "cluster":
 		return p.clusters(proxyconfig.Clusters(d, o.Filter))

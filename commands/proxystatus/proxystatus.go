@@ -13,7 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"mesh.dev/mesh/commands/proxyconfig"
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/adminclient"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/configdump"
@@ -29,14 +29,14 @@ type Options struct {
 	Revision       string
 	AdminAddress   string
 	AdminPort      int
-	Output         string
+	Output         *cli.Output
 
 	pod, podNamespace string
 }
 
 // NewCommand returns `mesh proxy-status`.
 func NewCommand(ctx *cli.Context) *cobra.Command {
-	o := &Options{Context: ctx}
+	o := &Options{Context: ctx, Output: cli.Structured()}
 	cmd := &cobra.Command{
 		Use:     "proxy-status [POD[.NAMESPACE]]",
 		Aliases: []string{"ps"},
@@ -55,28 +55,20 @@ Pilot is reached through port-forwards to the mesh-pilot pods in
   mesh proxy-status --pilot-address 127.0.0.1:15014
   mesh proxy-status productpage-v1-6b746f74dc-9stvs.default`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.Run(o),
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.PilotAddress, "pilot-address", "", "mesh-pilot's debug server at host:port instead of a port-forward to its pod")
 	fs.StringVar(&o.PilotNamespace, "pilot-namespace", "mesh-system", "namespace of the mesh-pilot pods")
-	fs.StringVar(&o.Revision, "revision", "", "the control plane revision to ask (default: the default revision)")
+	fs.Var(cli.NewRevision(&o.Revision, true), "revision", "the control plane revision to ask (default: the default revision)")
 	fs.StringVar(&o.AdminAddress, "admin-address", "", "compare the proxy whose admin API is at host:port (instead of a pod)")
 	fs.IntVar(&o.AdminPort, "admin-port", adminclient.DefaultPort, "the proxy's admin port inside its pod")
-	fs.StringVarP(&o.Output, "output", "o", "", "output format: json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
 // Complete resolves the pod argument.
-func (o *Options) Complete(args []string) error {
+func (o *Options) Complete(_ *cobra.Command, args []string) error {
 	if len(args) == 1 {
 		o.pod, o.podNamespace = adminclient.SplitPodName(args[0])
 		if o.podNamespace == "" {
@@ -98,14 +90,11 @@ func (o *Options) Validate() error {
 	if o.AdminPort < 1 || o.AdminPort > 65535 {
 		return cli.Usagef("--admin-port %d: expected a port between 1 and 65535", o.AdminPort)
 	}
-	return cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML)
+	return nil
 }
 
 // Run prints the status table, or the comparison for one proxy.
 func (o *Options) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	return o.withPilots(ctx, func(pilots []pilot) error {
 		statuses, err := gather(ctx, pilots)
 		if err != nil {
@@ -137,8 +126,8 @@ func gather(ctx context.Context, pilots []pilot) ([]syncstatus.ProxyStatus, erro
 }
 
 func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
-	if o.Output != "" {
-		return cli.PrintStructured(o.Out, o.Output, statuses)
+	if o.Output.IsStructured() {
+		return cli.PrintStructured(o.Out, o.Output.Format(), statuses)
 	}
 	c := o.Colors()
 	tw := cli.NewTable(o.Out)
@@ -221,10 +210,10 @@ func (o *Options) compare(ctx context.Context, pilots []pilot, statuses []syncst
 	if err != nil {
 		return err
 	}
-	if o.Output != "" {
-		err = cli.PrintStructured(o.Out, o.Output, d)
+	if o.Output.IsStructured() {
+		err = cli.PrintStructured(o.Out, o.Output.Format(), d)
 	} else {
-		err = proxyconfig.PrintDiff(o.Out, o.Colors(), d, "pilot (sent to "+syncstatus.NodeName(id)+")", label)
+		err = pcfg.PrintDiff(o.Out, o.Colors(), d, "pilot (sent to "+syncstatus.NodeName(id)+")", label)
 	}
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/install"
 	"mesh.dev/mesh/internal/kube"
@@ -44,22 +45,19 @@ func newSetCommand(ctx *cli.Context) *cobra.Command {
 		Short:   "Create or move a revision tag",
 		Example: "  mesh tag set prod --revision canary\n  kubectl label namespace shop mesh.io/rev=prod",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Tag = args[0]
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			c, err := kube.FromCLI(o.Context)
-			if err != nil {
-				return err
-			}
-			o.client = c
-			return o.Run(orBackground(cmd.Context()))
-		},
+		RunE:    cmdutil.Run(o),
 	}
-	cmd.Flags().StringVar(&o.Revision, "revision", "", "the installed revision the tag points at (required)")
+	cmd.Flags().Var(cli.NewRevision(&o.Revision, true), "revision", "the installed revision the tag points at (required)")
 	cmd.Flags().BoolVar(&o.Overwrite, "overwrite", false, "move a tag that already points at another revision")
 	return cmd
+}
+
+// Complete takes the tag and builds the cluster client.
+func (o *SetOptions) Complete(_ *cobra.Command, args []string) error {
+	o.Tag = args[0]
+	var err error
+	o.client, err = kube.FromCLI(o.Context)
+	return err
 }
 
 // Validate checks the tag name and that a revision was given.
@@ -93,45 +91,48 @@ func (o *SetOptions) Run(ctx context.Context) error {
 // ListOptions are the flags of `mesh tag list`.
 type ListOptions struct {
 	*cli.Context
-	Output string
+	Output *cli.Output
+	client *kube.Client
 }
 
 func newListCommand(ctx *cli.Context) *cobra.Command {
-	o := &ListOptions{Context: ctx}
+	o := &ListOptions{Context: ctx, Output: cli.Structured()}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List revision tags, their revisions and the namespaces that use them",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML); err != nil {
-				return err
-			}
-			c, err := kube.FromCLI(o.Context)
-			if err != nil {
-				return err
-			}
-			return o.Run(orBackground(cmd.Context()), c)
-		},
+		RunE:  cmdutil.Run(o),
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "print the tags as json or yaml")
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
+// Complete builds the cluster client.
+func (o *ListOptions) Complete(*cobra.Command, []string) error {
+	var err error
+	o.client, err = kube.FromCLI(o.Context)
+	return err
+}
+
+// Validate has nothing to check beyond what the flags checked when parsed.
+func (o *ListOptions) Validate() error { return nil }
+
 // Run prints the tags.
-func (o *ListOptions) Run(ctx context.Context, c *kube.Client) error {
-	if _, err := c.ServerVersion(ctx); err != nil {
+func (o *ListOptions) Run(ctx context.Context) error {
+	if _, err := o.client.ServerVersion(ctx); err != nil {
 		return err
 	}
-	list, err := install.ListTags(ctx, c)
+	list, err := install.ListTags(ctx, o.client)
 	if err != nil {
 		return err
 	}
-	if o.Output != "" {
-		if list == nil {
-			list = []install.Tag{}
-		}
-		return cli.PrintStructured(o.Out, o.Output, list)
+	if list == nil {
+		list = []install.Tag{}
 	}
+	return o.Output.Write(o.Out, list, func() error { return o.print(list) })
+}
+
+func (o *ListOptions) print(list []install.Tag) error {
 	if len(list) == 0 {
 		fmt.Fprintln(o.Out, "No revision tags. Create one with `mesh tag set TAG --revision REVISION`.")
 		return nil
@@ -152,8 +153,9 @@ func (o *ListOptions) Run(ctx context.Context, c *kube.Client) error {
 // RemoveOptions are the flags of `mesh tag remove`.
 type RemoveOptions struct {
 	*cli.Context
-	Tag string
-	Yes bool
+	Tag    string
+	Yes    bool
+	client *kube.Client
 }
 
 func newRemoveCommand(ctx *cli.Context) *cobra.Command {
@@ -162,21 +164,26 @@ func newRemoveCommand(ctx *cli.Context) *cobra.Command {
 		Use:   "remove TAG",
 		Short: "Remove a revision tag",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Tag = args[0]
-			c, err := kube.FromCLI(o.Context)
-			if err != nil {
-				return err
-			}
-			return o.Run(orBackground(cmd.Context()), c)
-		},
+		RunE:  cmdutil.Run(o),
 	}
 	cmd.Flags().BoolVarP(&o.Yes, "skip-confirmation", "y", false, "remove the tag even while namespaces still use it")
 	return cmd
 }
 
+// Complete takes the tag and builds the cluster client.
+func (o *RemoveOptions) Complete(_ *cobra.Command, args []string) error {
+	o.Tag = args[0]
+	var err error
+	o.client, err = kube.FromCLI(o.Context)
+	return err
+}
+
+// Validate checks the tag name.
+func (o *RemoveOptions) Validate() error { return cli.Usage(install.ValidateTagName(o.Tag)) }
+
 // Run removes the tag; while namespaces use it, only with -y.
-func (o *RemoveOptions) Run(ctx context.Context, c *kube.Client) error {
+func (o *RemoveOptions) Run(ctx context.Context) error {
+	c := o.client
 	if _, err := c.ServerVersion(ctx); err != nil {
 		return err
 	}
@@ -192,11 +199,4 @@ func (o *RemoveOptions) Run(ctx context.Context, c *kube.Client) error {
 	}
 	fmt.Fprintf(o.Out, "%s Removed tag %s (it pointed at revision %s)\n", cli.NewColors(o.Out, o.Color).OK("✔"), t.Tag, t.Revision)
 	return nil
-}
-
-func orBackground(ctx context.Context) context.Context {
-	if ctx == nil {
-		return context.Background()
-	}
-	return ctx
 }

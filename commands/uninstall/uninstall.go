@@ -10,21 +10,18 @@ import (
 
 	"github.com/spf13/cobra"
 
-	installcmd "mesh.dev/mesh/commands/install"
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/install"
-	"mesh.dev/mesh/internal/kube"
 )
 
 // Options are the flags of `mesh uninstall`.
 type Options struct {
 	*cli.Context
-	installcmd.Change
+	cmdutil.ChangeFlags
 	Revision string
 	Purge    bool
 	Timeout  time.Duration
-
-	client *kube.Client
 }
 
 // NewCommand builds `mesh uninstall`.
@@ -41,85 +38,68 @@ user resources it is about to delete before it asks.`,
   mesh uninstall --revision canary -y
   mesh uninstall --purge`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.Run(o),
 	}
-	cmd.Flags().StringVar(&o.Revision, "revision", "", "the control plane revision to remove (default: the default revision)")
+	cmd.Flags().Var(cli.NewRevision(&o.Revision, true), "revision", "the control plane revision to remove (default: the default revision)")
 	cmd.Flags().BoolVar(&o.Purge, "purge", false, "also delete all user configuration of the mesh's CRDs, and the CRDs")
-	o.Change.AddFlags(cmd.Flags(), "show what would be deleted, delete nothing",
+	o.ChangeFlags.AddFlags(cmd, "show what would be deleted, delete nothing",
 		"wait until the namespace (and with --purge the CRDs) are gone")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for deletions")
 	return cmd
 }
 
 // Complete has nothing to derive before the cluster is asked.
-func (o *Options) Complete() error {
-	return nil
-}
+func (o *Options) Complete(*cobra.Command, []string) error { return nil }
 
 // Validate checks flags before anything touches the cluster.
-func (o *Options) Validate() error { return o.Change.Validate(o.In) }
+func (o *Options) Validate() error {
+	if o.Timeout <= 0 {
+		return cli.Usagef("--timeout must be positive, got %s", o.Timeout)
+	}
+	return o.ChangeFlags.Validate(o.In)
+}
 
-// Run plans the uninstall, asks, and deletes.
+// Run uninstalls and prints the outcome.
 func (o *Options) Run(parent context.Context) error {
-	ctx, stop, c, err := installcmd.Connect(parent, o.Context)
+	ctx, stop, c, err := cmdutil.Connect(parent, o.Context)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	o.client = c
 	out := o.ProgressOut(o.Context)
-	u := &install.Uninstaller{Client: o.client, Revision: o.Revision, Purge: o.Purge, DryRun: o.DryRun, Wait: o.Wait, Timeout: o.Timeout}
-	plan, err := u.Plan(ctx)
-	if err != nil {
-		return err
+	a := &install.Uninstall{
+		Uninstaller: install.Uninstaller{Client: c, Revision: o.Revision, Purge: o.Purge, DryRun: o.DryRun, Wait: o.Wait, Timeout: o.Timeout},
+		Planned:     func(p *install.UninstallPlan) { describe(out, p, o.Purge) },
 	}
-	if plan.Empty() {
-		fmt.Fprintf(out, "Nothing to uninstall: no objects of revision %s found in %s.\n", plan.Revision, o.client.Target)
-		if o.Output != "" {
-			return cli.PrintStructured(o.Out, o.Output, &install.UninstallResult{DryRun: o.DryRun})
+	if o.Asking() {
+		a.Confirm = func(q string) (bool, error) { return cmdutil.Confirm(o.In, out, q) }
+	}
+	res, err := a.Run(ctx)
+	switch {
+	case err != nil:
+		return err
+	case res.Plan.Empty():
+		fmt.Fprintf(out, "Nothing to uninstall: no objects of revision %s found in %s.\n", res.Plan.Revision, c.Target)
+		if o.Output.IsStructured() {
+			return cli.PrintStructured(o.Out, o.Output.Format(), &install.UninstallResult{DryRun: o.DryRun})
 		}
 		return nil
+	case res.Cancelled:
+		fmt.Fprintln(out, "Cancelled: nothing was changed.")
+		return nil
 	}
-	describe(out, plan, o.Purge)
-	if !o.Yes && !o.DryRun {
-		q := fmt.Sprintf("Remove mesh revision %s from %s?", plan.Revision, o.client.Target)
-		if o.Purge && plan.UserCount() > 0 {
-			q = fmt.Sprintf("Remove mesh revision %s from %s and DELETE %d user resource(s)?", plan.Revision, o.client.Target, plan.UserCount())
+	return o.Output.Write(o.Out, res.Result, func() error {
+		colors := cli.NewColors(out, o.Color)
+		verb := "Removed"
+		if o.DryRun {
+			verb = "Dry run: would remove"
 		}
-		ok, err := installcmd.Confirm(o.In, out, q)
-		if err != nil {
-			return err
+		fmt.Fprintf(out, "%s %s %d object(s) of revision %s.\n", colors.OK("✔"), verb, len(res.Result.Deleted), res.Plan.Revision)
+		if len(res.Result.Unlabelled) > 0 {
+			fmt.Fprintf(out, "  Kept %d CRD(s) and the user configuration in them; `mesh uninstall --purge` removes them.\n", len(res.Result.Unlabelled))
 		}
-		if !ok {
-			fmt.Fprintln(out, "Cancelled: nothing was changed.")
-			return nil
-		}
-	}
-	res, err := u.Run(ctx, plan)
-	if err != nil {
-		return err
-	}
-	if o.Output != "" {
-		return cli.PrintStructured(o.Out, o.Output, res)
-	}
-	colors := cli.NewColors(out, o.Color)
-	verb := "Removed"
-	if o.DryRun {
-		verb = "Dry run: would remove"
-	}
-	fmt.Fprintf(out, "%s %s %d object(s) of revision %s.\n", colors.OK("✔"), verb, len(res.Deleted), plan.Revision)
-	if len(res.Unlabelled) > 0 {
-		fmt.Fprintf(out, "  Kept %d CRD(s) and the user configuration in them; `mesh uninstall --purge` removes them.\n", len(res.Unlabelled))
-	}
-	return nil
+		return nil
+	})
 }
 
 // describe says what is about to go, user resources first when purging.

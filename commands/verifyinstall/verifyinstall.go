@@ -3,12 +3,11 @@ package verifyinstall
 
 import (
 	"context"
-	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
-	installcmd "mesh.dev/mesh/commands/install"
+	"mesh.dev/mesh/commands/cmdutil"
+	"mesh.dev/mesh/commands/installview"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/install"
 	"mesh.dev/mesh/internal/kube"
@@ -17,15 +16,16 @@ import (
 // Options are the flags of `mesh verify-install`.
 type Options struct {
 	*cli.Context
-	installcmd.Source
-	Output string
+	cmdutil.RenderFlags
+	Output *cli.Output
 
-	client *kube.Client
+	rendered *install.Rendered
+	client   *kube.Client
 }
 
 // NewCommand builds `mesh verify-install`.
 func NewCommand(ctx *cli.Context) *cobra.Command {
-	o := &Options{Context: ctx}
+	o := &Options{Context: ctx, Output: cli.Structured()}
 	cmd := &cobra.Command{
 		Use:   "verify-install",
 		Short: "Check that the cluster holds the mesh as rendered",
@@ -37,114 +37,58 @@ when anything is off.`,
 		Example: `  mesh verify-install
   mesh verify-install --revision canary -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.Run(o),
 	}
-	o.Source.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "print the result as json or yaml")
+	o.RenderFlags.AddFlags(cmd, false)
+	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
 
-// Complete builds the cluster client; the rendering needs the cluster's record, so it happens in Run.
-func (o *Options) Complete() error {
-	c, err := kube.FromCLI(o.Context)
-	if err != nil {
-		return err
+// Complete renders -f/--set when given (without them the cluster's record
+// is rendered in Run) and builds the cluster client.
+func (o *Options) Complete(*cobra.Command, []string) error {
+	if o.Given() {
+		op, warnings, err := o.Load()
+		if err != nil {
+			return err
+		}
+		if o.rendered, err = install.Render(op, warnings); err != nil {
+			return err
+		}
 	}
-	o.client = c
-	return nil
+	var err error
+	o.client, err = kube.FromCLI(o.Context)
+	return err
 }
 
-// Validate checks the output format.
-func (o *Options) Validate() error {
-	return cli.ValidateOutput(o.Output, cli.OutputJSON, cli.OutputYAML)
-}
+// Validate has nothing to check beyond what the flags checked when parsed.
+func (o *Options) Validate() error { return nil }
 
 // Run compares and prints.
 func (o *Options) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	if _, err := o.client.ServerVersion(ctx); err != nil {
 		return err
 	}
-	if err := LoadInstalled(ctx, o.client, &o.Source); err != nil {
-		return err
+	r := o.rendered
+	if r == nil {
+		var err error
+		if r, err = install.RenderInstalled(ctx, o.client, o.Revision); err != nil {
+			return err
+		}
 	}
-	res, err := (&install.Verifier{Client: o.client}).Run(ctx, o.Manifest)
+	cmdutil.PrintWarnings(o.Context, r.Warnings)
+	res, err := (&install.Verifier{Client: o.client}).Run(ctx, r.Manifest)
 	if err != nil {
 		return err
 	}
-	if o.Output != "" {
-		if err := cli.PrintStructured(o.Out, o.Output, res); err != nil {
-			return err
-		}
-	} else {
-		PrintResult(o.Out, cli.NewColors(o.Out, o.Color), res)
+	if err := o.Output.Write(o.Out, res, func() error {
+		installview.PrintVerify(o.Out, cli.NewColors(o.Out, o.Color), res)
+		return nil
+	}); err != nil {
+		return err
 	}
 	if !res.Clean() {
 		return &cli.SilentError{Code: cli.ExitError}
 	}
 	return nil
-}
-
-// LoadInstalled renders what -f/--set say or, without them, what the
-// cluster's installed-state record says.
-func LoadInstalled(ctx context.Context, c *kube.Client, s *installcmd.Source) error {
-	if s.Given() {
-		return s.Load()
-	}
-	recs, err := install.Records(ctx, c)
-	if err != nil {
-		return err
-	}
-	for _, r := range recs {
-		if r.Revision == install.RevisionLabel(s.Revision) {
-			return s.LoadRecord(&r)
-		}
-	}
-	return &install.NotInstalledError{Revision: install.RevisionLabel(s.Revision), Installed: install.Revisions(recs)}
-}
-
-// PrintResult writes the findings, or one ✔ line when there are none.
-func PrintResult(w io.Writer, colors *cli.Colors, r *install.VerifyResult) {
-	if r.Clean() {
-		fmt.Fprintf(w, "%s All %d objects of revision %s are installed as rendered and ready.\n", colors.OK("✔"), r.Checked, r.Revision)
-		return
-	}
-	for _, m := range r.Missing {
-		fmt.Fprintf(w, "%s missing: %s\n", colors.Bad("✘"), m)
-	}
-	for _, d := range r.Drifted {
-		fmt.Fprintf(w, "%s drifted: %s\n", colors.Bad("✘"), d.Ref)
-		for _, f := range d.Fields {
-			fmt.Fprintf(w, "    %s: want %s, got %s\n", f.Path, show(f.Want), show(f.Got))
-		}
-	}
-	for _, n := range r.NotReady {
-		fmt.Fprintf(w, "%s not ready: %s: %s\n", colors.Bad("✘"), n.Ref, n.Reason)
-	}
-	for _, e := range r.Extra {
-		fmt.Fprintf(w, "%s not in the rendering (an install would prune it): %s\n", colors.Warn("!"), e)
-	}
-	fmt.Fprintf(w, "%d of %d objects missing, %d drifted, %d not ready, %d extra.\n",
-		len(r.Missing), r.Checked, len(r.Drifted), len(r.NotReady), len(r.Extra))
-}
-
-func show(v any) string {
-	if v == nil {
-		return "(unset)"
-	}
-	s := fmt.Sprintf("%v", v)
-	if len(s) > 80 {
-		s = s[:77] + "..."
-	}
-	return s
 }

@@ -1,9 +1,8 @@
-package install
+package installview
 
 import (
 	"bytes"
 	"errors"
-	"strings"
 	"testing"
 
 	"mesh.dev/mesh/internal/cli"
@@ -20,17 +19,6 @@ func TestTitle(t *testing.T) {
 		if got := Title(in); got != want {
 			t.Errorf("Title(%q) = %q, want %q", in, got, want)
 		}
-	}
-}
-
-func TestConfirmNeverWaitsWithoutTerminal(t *testing.T) {
-	var out bytes.Buffer
-	ok, err := Confirm(strings.NewReader("y\n"), &out, "Install?")
-	if ok || err == nil || !cli.IsUsage(err) || !strings.Contains(err.Error(), "-y") {
-		t.Fatalf("Confirm without a terminal: ok=%v err=%v", ok, err)
-	}
-	if out.Len() != 0 {
-		t.Errorf("asked a question nobody can answer: %q", out.String())
 	}
 }
 
