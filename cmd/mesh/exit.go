@@ -26,9 +26,7 @@ func exitCode(err error, streams genericiooptions.IOStreams) int {
 	case errors.As(err, &findings):
 		return cli.ExitFindings
 	case cli.IsUsage(err), commands.IsUnknownCommand(err):
-		if cli.IsUsage(err) || commands.IsUnknownCommand(err) {
-			fmt.Fprintln(streams.ErrOut, "Run 'mesh --help' for usage.")
-		}
+		fmt.Fprintln(streams.ErrOut, "Run 'mesh --help' for usage.")
 		return cli.ExitUsage
 	case cli.IsData(err):
 		return cli.ExitData

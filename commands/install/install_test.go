@@ -188,7 +188,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 	}
 
 	out = mustRun("upgrade", "--set", "profile=minimal", "-y", "--force")
-	for _, want := range []string{"→", "profile demo → minimal", "Prechecks passed", "Pruned"} {
+	for _, want := range []string{"→", "profile demo → minimal", "Prechecks passed", "Pruned", "Verified: all"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("upgrade output lacks %q:\n%s", want, out)
 		}

@@ -39,7 +39,7 @@ func (r *Revision) Type() string { return "string" }
 func (r *Revision) Set(s string) error {
 	if s != "" {
 		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
-			return fmt.Errorf("%s (use lower-case letters, digits and '-')", errs[0])
+			return fmt.Errorf("not a revision name: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit (e.g. canary, 1-27)")
 		}
 		if s == DefaultRevision && !r.allowDefault {
 			return fmt.Errorf("%q is the unrevisioned control plane's name: leave --revision out for it", s)
