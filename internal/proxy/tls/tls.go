@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -28,11 +29,36 @@ type Secrets interface {
 type certSource struct {
 	inline *tlsv3.TlsCertificate
 	sds    string
+	parsed atomic.Pointer[parsedCert] // the last inline certificate parsed, so a handshake does no PEM or key parsing
 }
 
 type caSource struct {
 	inline *tlsv3.CertificateValidationContext
 	sds    string
+	parsed atomic.Pointer[parsedRoots]
+}
+
+// parsedCert and parsedRoots remember what one secret message parsed to. A
+// rotated secret arrives as a new message, so the pointer is the cache key;
+// sources read from files or the environment are read again every time,
+// since their contents can change under the same message.
+type parsedCert struct {
+	from *tlsv3.TlsCertificate
+	cert *tls.Certificate
+}
+
+type parsedRoots struct {
+	from *tlsv3.CertificateValidationContext
+	pool *x509.CertPool
+}
+
+// inlineSource reports whether a DataSource's bytes are fixed by the message itself.
+func inlineSource(d *corev3.DataSource) bool {
+	switch d.GetSpecifier().(type) {
+	case *corev3.DataSource_InlineBytes, *corev3.DataSource_InlineString:
+		return true
+	}
+	return false
 }
 
 // verifier checks a peer chain against trust roots and SAN matchers.
@@ -257,6 +283,10 @@ func (c *certSource) load(secrets Secrets) (*tls.Certificate, error) {
 		}
 		tc = s.GetTlsCertificate()
 	}
+	cacheable := inlineSource(tc.GetCertificateChain()) && inlineSource(tc.GetPrivateKey())
+	if p := c.parsed.Load(); cacheable && p != nil && p.from == tc {
+		return p.cert, nil
+	}
 	chain, err := ReadSource(tc.GetCertificateChain())
 	if err != nil {
 		return nil, fmt.Errorf("certificate_chain: %w", err)
@@ -268,6 +298,9 @@ func (c *certSource) load(secrets Secrets) (*tls.Certificate, error) {
 	cert, err := tls.X509KeyPair(chain, key)
 	if err != nil {
 		return nil, err
+	}
+	if cacheable {
+		c.parsed.Store(&parsedCert{from: tc, cert: &cert})
 	}
 	return &cert, nil
 }
@@ -284,6 +317,10 @@ func (v *verifier) roots() (*x509.CertPool, error) {
 	if vc.GetTrustedCa() == nil {
 		return nil, nil
 	}
+	cacheable := inlineSource(vc.GetTrustedCa())
+	if p := v.ca.parsed.Load(); cacheable && p != nil && p.from == vc {
+		return p.pool, nil
+	}
 	pem, err := ReadSource(vc.GetTrustedCa())
 	if err != nil {
 		return nil, fmt.Errorf("trusted_ca: %w", err)
@@ -291,6 +328,9 @@ func (v *verifier) roots() (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, errors.New("trusted_ca: no PEM certificates")
+	}
+	if cacheable {
+		v.ca.parsed.Store(&parsedRoots{from: vc, pool: pool})
 	}
 	return pool, nil
 }
