@@ -58,13 +58,14 @@ sandbox-down: ## stop the local sandbox cluster
 	$(GO) run ./internal/sandbox/cmd/sandbox down
 
 
-# One `make demo` at a time per checkout (.sandbox/demo.lock): a second one
+# One `make demo` at a time per checkout (.sandbox/demo.lock, held by flock
+# itself, -o, so the detached sandbox does not keep it): a second one
 # says so instead of rebuilding bin/ under the first. With the demo already
 # up, `make demo` shows how to use it rather than starting another.
 demo: ## the README's first command: sandbox cluster + runtime, install the mesh, Bookinfo with sidecars, traffic rules, mTLS, proxy views (needs root)
 	@tools/prereqs.sh demo
 	@mkdir -p .sandbox
-	@flock -n -E 75 .sandbox/demo.lock $(MAKE) --no-print-directory demo-locked; rc=$$?; \
+	@flock -n -o -E 75 .sandbox/demo.lock $(MAKE) --no-print-directory demo-locked; rc=$$?; \
 	if [ $$rc = 75 ]; then echo "make demo: another make demo is running in this checkout: wait for it to finish (its sandbox stays up to explore), or stop it with make demo-down"; exit 1; fi; exit $$rc
 
 .PHONY: demo-locked
