@@ -5,6 +5,8 @@ import (
 
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"mesh.dev/mesh/internal/hostmatch"
 )
 
 type serviceEntryHost struct {
@@ -44,30 +46,12 @@ func ResolveSEHost(h, ns string) string {
 }
 
 // exportedTo reports whether a resource with exportTo in namespace own is
-// visible from namespace ns.
-func exportedTo(exportTo []string, own, ns string) bool {
-	if len(exportTo) == 0 {
-		return true
-	}
-	for _, e := range exportTo {
-		if e == "*" || e == ns || (e == "." && own == ns) {
-			return true
-		}
-	}
-	return false
-}
+// visible from namespace ns, by the rule pilot applies (internal/hostmatch).
+func exportedTo(exportTo []string, own, ns string) bool { return hostmatch.Exported(exportTo, own, ns) }
 
 // HostMatches reports whether host is matched by pattern, which may start
-// with "*." (or be "*").
-func HostMatches(pattern, host string) bool {
-	if pattern == host || pattern == "*" {
-		return true
-	}
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		return strings.HasSuffix(host, suffix)
-	}
-	return false
-}
+// with "*." (or be "*"), by the rule pilot applies (internal/hostmatch).
+func HostMatches(pattern, host string) bool { return hostmatch.Matches(pattern, host) }
 
 // HostsOverlap reports whether two host patterns can match a common host.
 func HostsOverlap(a, b string) bool { return HostMatches(a, b) || HostMatches(b, a) }

@@ -13,6 +13,8 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"mesh.dev/mesh/internal/hostmatch"
 )
 
 // DomainSuffix is the cluster DNS suffix services are named under.
@@ -103,17 +105,7 @@ func (s *Service) PortByNumber(n uint32) (Port, bool) {
 }
 
 // VisibleTo reports whether the service is exported to namespace ns.
-func (s *Service) VisibleTo(ns string) bool {
-	if len(s.ExportTo) == 0 {
-		return true
-	}
-	for _, e := range s.ExportTo {
-		if e == "*" || e == ns || (e == "." && ns == s.Namespace) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Service) VisibleTo(ns string) bool { return hostmatch.Exported(s.ExportTo, s.Namespace, ns) }
 
 // Endpoint is one backend address of a service port.
 type Endpoint struct {

@@ -26,7 +26,6 @@ import (
 	"maps"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -315,24 +314,7 @@ func egressAllows(sc *networkingv1.Sidecar, proxyNS string, svc *model.Service) 
 			continue
 		}
 		for _, h := range eg.Hosts {
-			nsPart, hostPart, ok := strings.Cut(h, "/")
-			if !ok {
-				continue
-			}
-			switch nsPart {
-			case "*":
-			case ".":
-				if svc.Namespace != sc.Namespace {
-					continue
-				}
-			case "~":
-				continue
-			default:
-				if svc.Namespace != nsPart {
-					continue
-				}
-			}
-			if hostMatches(hostPart, svc.Hostname) {
+			if hostmatch.EgressAdmits(h, sc.Namespace, svc.Namespace, svc.Hostname) {
 				return true
 			}
 		}
