@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"sort"
 	"strings"
 
 	networking "istio.io/client-go/pkg/apis/networking/v1"
@@ -117,24 +118,71 @@ func (s *Snapshot) indexDestinationRules() {
 	}
 }
 
-// HasSubset reports whether a DestinationRule visible from ns defines
-// subset for host (as written in ns).
+// HasSubset reports whether the DestinationRule that applies to host (as
+// written in ns) for proxies in ns defines subset: the rule pilot picks
+// (exportTo, then the proxy's, the service's and the root namespace in
+// turn, hostmatch.PickRule), so a missing subset is reported exactly when
+// pilot gives those proxies no cluster for it. For a host nothing serves,
+// any DestinationRule exported to ns counts.
 func (s *Snapshot) HasSubset(host, ns, subset string) bool {
 	fq := ResolveHost(host, ns)
-	for _, h := range []string{fq, host} {
-		for _, r := range s.drByHost[h] {
-			dr := r.Object.(*networking.DestinationRule)
-			if !exportedTo(dr.Spec.ExportTo, r.Namespace, ns) {
-				continue
-			}
-			for _, ss := range dr.Spec.Subsets {
-				if ss.Name == subset {
+	h, ok := s.LookupHost(host, ns)
+	if !ok {
+		for _, name := range []string{fq, host} {
+			for _, r := range s.drByHost[name] {
+				if exportedTo(r.Object.(*networking.DestinationRule).Spec.ExportTo, r.Namespace, ns) && definesSubset(r, subset) {
 					return true
 				}
 			}
 		}
+		return false
+	}
+	svcNS := ""
+	switch {
+	case h.Service != nil:
+		svcNS = h.Service.Service.Namespace
+	case h.ServiceEntry != nil:
+		svcNS = h.ServiceEntry.Namespace
+	}
+	rules, drs := s.destinationRulesOldestFirst()
+	if i := hostmatch.PickRule(rules, ns, svcNS, s.Mesh.Root(), h.Name); i >= 0 {
+		return definesSubset(drs[i], subset)
 	}
 	return false
+}
+
+func definesSubset(r *Resource, subset string) bool {
+	for _, ss := range r.Object.(*networking.DestinationRule).Spec.Subsets {
+		if ss.Name == subset {
+			return true
+		}
+	}
+	return false
+}
+
+// destinationRulesOldestFirst returns every DestinationRule in the order
+// pilot weighs them (created first, then namespace/name), with what
+// hostmatch.PickRule reads of each.
+func (s *Snapshot) destinationRulesOldestFirst() ([]hostmatch.Rule, []*Resource) {
+	var drs []*Resource
+	for _, r := range s.byKind["DestinationRule"] {
+		if dr, ok := r.Object.(*networking.DestinationRule); ok && dr.Spec.Host != "" {
+			drs = append(drs, r)
+		}
+	}
+	sort.SliceStable(drs, func(i, j int) bool {
+		ti, tj := drs[i].Meta.CreationTimestamp, drs[j].Meta.CreationTimestamp
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		return drs[i].Namespace+"/"+drs[i].Name < drs[j].Namespace+"/"+drs[j].Name
+	})
+	rules := make([]hostmatch.Rule, len(drs))
+	for i, r := range drs {
+		dr := r.Object.(*networking.DestinationRule)
+		rules[i] = hostmatch.Rule{Namespace: r.Namespace, Host: ResolveHost(dr.Spec.Host, r.Namespace), ExportTo: dr.Spec.ExportTo}
+	}
+	return rules, drs
 }
 
 // DestinationRulesFor returns the DestinationRules whose host is host

@@ -83,3 +83,68 @@ func EgressAdmits(entry, sidecarNS, svcNS, host string) bool {
 
 // IsWildcard reports whether host is a pattern ("*" or "*.suffix").
 func IsWildcard(host string) bool { return strings.Contains(host, "*") }
+
+// Rule is what choosing a DestinationRule reads of one: its namespace, its
+// host (resolved with Resolve) and its exportTo.
+type Rule struct {
+	Namespace string
+	Host      string
+	ExportTo  []string
+}
+
+// PickRule returns the index in rules (oldest first) of the
+// DestinationRule that applies to traffic from a proxy in proxyNS to host,
+// a service of namespace svcNS, or -1 when none does. As Istio looks them
+// up: first the rules of the proxy's own namespace (for a proxy in the root
+// namespace, only root rules kept to it), then the rules of the service's
+// namespace exported to the proxy's, then the root namespace's exported
+// to it. Within one namespace an exact host beats a wildcard and a longer
+// wildcard a shorter one; among equals the oldest wins (Istio merges such
+// rules instead; see docs/pilot.md).
+func PickRule(rules []Rule, proxyNS, svcNS, rootNS, host string) int {
+	local := func(r Rule) bool {
+		if r.Namespace != proxyNS {
+			return false
+		}
+		if proxyNS != rootNS {
+			return Exported(r.ExportTo, r.Namespace, proxyNS)
+		}
+		// A root rule exported anywhere is the mesh-wide default, looked
+		// at last; only one kept to the root namespace is its own.
+		if len(r.ExportTo) == 0 {
+			return false
+		}
+		for _, e := range r.ExportTo {
+			if e != "." && e != rootNS {
+				return false
+			}
+		}
+		return true
+	}
+	tiers := []func(Rule) bool{
+		local,
+		func(r Rule) bool { return r.Namespace == svcNS && Exported(r.ExportTo, r.Namespace, proxyNS) },
+		func(r Rule) bool { return r.Namespace == rootNS && Exported(r.ExportTo, r.Namespace, proxyNS) },
+	}
+	for _, in := range tiers {
+		best, bestRank := -1, 0
+		for i, r := range rules {
+			if !in(r) || !Matches(r.Host, host) {
+				continue
+			}
+			// Rank by specificity: exact first, then by the length of
+			// the wildcard's suffix.
+			rank := len(r.Host)
+			if !IsWildcard(r.Host) {
+				rank = len(host) + 1
+			}
+			if best < 0 || rank > bestRank {
+				best, bestRank = i, rank
+			}
+		}
+		if best >= 0 {
+			return best
+		}
+	}
+	return -1
+}

@@ -69,3 +69,37 @@ func TestEgressAdmits(t *testing.T) {
 		}
 	}
 }
+
+func TestPickRule(t *testing.T) {
+	const host = "reviews.default.svc.cluster.local"
+	r := func(ns, h string, exportTo ...string) Rule { return Rule{Namespace: ns, Host: h, ExportTo: exportTo} }
+	for _, c := range []struct {
+		name    string
+		rules   []Rule
+		proxyNS string
+		want    int
+	}{
+		{"none", nil, "shop", -1},
+		{"service namespace, exported everywhere", []Rule{r("default", host)}, "shop", 0},
+		{"service namespace, kept to itself, from elsewhere", []Rule{r("default", host, ".")}, "shop", -1},
+		{"service namespace, kept to itself, from itself", []Rule{r("default", host, ".")}, "default", 0},
+		{"service namespace, exported to the proxy's by name", []Rule{r("default", host, "shop")}, "shop", 0},
+		{"service namespace, exported to none", []Rule{r("default", host, "~")}, "default", -1},
+		{"proxy namespace beats service namespace", []Rule{r("default", host), r("shop", host)}, "shop", 1},
+		{"proxy namespace rule exported only elsewhere is not local", []Rule{r("default", host), r("shop", host, "other")}, "shop", 0},
+		{"another namespace's rule is not looked at", []Rule{r("other", host)}, "shop", -1},
+		{"root namespace is the fallback", []Rule{r("mesh-system", "*.svc.cluster.local"), r("other", host)}, "shop", 0},
+		{"service namespace beats root", []Rule{r("mesh-system", host), r("default", host)}, "shop", 1},
+		{"root rule kept to root, from elsewhere", []Rule{r("mesh-system", host, ".")}, "shop", -1},
+		{"root proxy: service namespace before an exported root rule", []Rule{r("mesh-system", host), r("default", host)}, "mesh-system", 1},
+		{"root proxy: a root rule kept to root first", []Rule{r("default", host), r("mesh-system", host, ".")}, "mesh-system", 1},
+		{"exact beats wildcard", []Rule{r("default", "*.default.svc.cluster.local"), r("default", host)}, "shop", 1},
+		{"longer wildcard beats shorter", []Rule{r("default", "*.cluster.local"), r("default", "*.default.svc.cluster.local")}, "shop", 1},
+		{"oldest among equals", []Rule{r("default", host), r("default", host)}, "shop", 0},
+		{"a rule for another host", []Rule{r("default", "ratings.default.svc.cluster.local")}, "default", -1},
+	} {
+		if got := PickRule(c.rules, c.proxyNS, "default", "mesh-system", host); got != c.want {
+			t.Errorf("%s: PickRule = %d, want %d", c.name, got, c.want)
+		}
+	}
+}

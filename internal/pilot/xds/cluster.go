@@ -25,13 +25,14 @@ import (
 const defaultConnectTimeout = 10 * time.Second
 
 // outboundClusters returns the clusters of svc (every port, plus one per
-// DestinationRule subset), memoised per push.
-func (pc *PushContext) outboundClusters(svc *model.Service) []*item {
-	return memo(&pc.mu, pc.clusters, svc.Hostname, func() []*item { return pc.buildOutboundClusters(svc) })
+// DestinationRule subset) for a proxy in proxyNS, memoised per push by host
+// and the DestinationRule that applies.
+func (pc *PushContext) outboundClusters(svc *model.Service, proxyNS string) []*item {
+	dr := pc.destinationRule(proxyNS, svc)
+	return memo(&pc.mu, pc.clusters, svc.Hostname+"|"+ruleKey(dr), func() []*item { return pc.buildOutboundClusters(svc, dr) })
 }
 
-func (pc *PushContext) buildOutboundClusters(svc *model.Service) []*item {
-	dr := pc.drByHost[svc.Hostname]
+func (pc *PushContext) buildOutboundClusters(svc *model.Service, dr *networkingv1.DestinationRule) []*item {
 	var out []*item
 	for _, p := range svc.Ports {
 		var policy *networkingapi.TrafficPolicy
@@ -366,15 +367,16 @@ func labelsMatch(want, have map[string]string) bool {
 	return true
 }
 
-// outboundEndpoints returns the load assignments of every EDS cluster of svc.
-func (pc *PushContext) outboundEndpoints(svc *model.Service) []*item {
-	return memo(&pc.mu, pc.endpoints, svc.Hostname, func() []*item { return pc.buildOutboundEndpoints(svc) })
+// outboundEndpoints returns the load assignments of every EDS cluster of
+// svc for a proxy in proxyNS (subsets come from its DestinationRule).
+func (pc *PushContext) outboundEndpoints(svc *model.Service, proxyNS string) []*item {
+	dr := pc.destinationRule(proxyNS, svc)
+	return memo(&pc.mu, pc.endpoints, svc.Hostname+"|"+ruleKey(dr), func() []*item { return pc.buildOutboundEndpoints(svc, dr) })
 }
 
-func (pc *PushContext) buildOutboundEndpoints(svc *model.Service) []*item {
+func (pc *PushContext) buildOutboundEndpoints(svc *model.Service, dr *networkingv1.DestinationRule) []*item {
 	var out []*item
 	if svc.Resolution == model.ResolutionEndpoints {
-		dr := pc.drByHost[svc.Hostname]
 		for _, p := range svc.Ports {
 			name := OutboundClusterName(p.Port, "", svc.Hostname)
 			out = append(out, newItem(name, pc.loadAssignment(svc, p, nil, name)))

@@ -59,14 +59,14 @@ func (d *configDelta) scopeDirty(sc *scope) bool {
 func (pc *PushContext) carry(old *PushContext, d *configDelta, keep map[string]*Resources) {
 	old.mu.Lock()
 	defer old.mu.Unlock()
-	for h, l := range old.clusters {
-		if !d.Hosts[h] && !d.EndpointHosts[h] {
-			pc.clusters[h] = l
+	for k, l := range old.clusters {
+		if h, _, _ := strings.Cut(k, "|"); !d.Hosts[h] && !d.EndpointHosts[h] {
+			pc.clusters[k] = l
 		}
 	}
-	for h, l := range old.endpoints {
-		if !d.Hosts[h] && !d.EndpointHosts[h] {
-			pc.endpoints[h] = l
+	for k, l := range old.endpoints {
+		if h, _, _ := strings.Cut(k, "|"); !d.Hosts[h] && !d.EndpointHosts[h] {
+			pc.endpoints[k] = l
 		}
 	}
 	for k, l := range old.vhosts {

@@ -16,6 +16,8 @@ import (
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"mesh.dev/mesh/internal/hostmatch"
 )
 
 // gatewayServer is one Gateway server, with the gateway it came from.
@@ -59,7 +61,7 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	}
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
 	for _, port := range ports {
-		l, rc := pc.gatewayPort(port, byPort[port])
+		l, rc := pc.gatewayPort(port, byPort[port], w.namespace)
 		if l == nil {
 			continue
 		}
@@ -71,8 +73,8 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	r.add(resourcev3.ClusterType, fixedClusterItems()...)
 	sc := pc.scopeFor(w.namespace, nil)
 	for _, svc := range sc.services {
-		r.add(resourcev3.ClusterType, pc.outboundClusters(svc)...)
-		if eps := pc.outboundEndpoints(svc); len(eps) > 0 {
+		r.add(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
+		if eps := pc.outboundEndpoints(svc, w.namespace); len(eps) > 0 {
 			r.add(resourcev3.EndpointType, eps...)
 			r.EndpointHosts[svc.Hostname] = true
 			r.edsServices = append(r.edsServices, svc)
@@ -105,7 +107,9 @@ func gatewayBindPorts(w *workload) map[uint32]uint32 {
 	return out
 }
 
-func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer) (*listenerv3.Listener, *routev3.RouteConfiguration) {
+// gatewayPort builds one bound port of a router in namespace ns (which
+// VirtualServices and DestinationRules it sees, by their exportTo).
+func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns string) (*listenerv3.Listener, *routev3.RouteConfiguration) {
 	name := ListenerName("0.0.0.0", port)
 	routeName := fmt.Sprintf("http.%d", port)
 	l := &listenerv3.Listener{
@@ -150,6 +154,9 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer) (*liste
 	rc := &routev3.RouteConfiguration{Name: routeName, ValidateClusters: wrapperspb.Bool(false)}
 	vhosts := map[string]*routev3.VirtualHost{}
 	for _, vs := range pc.vsSorted {
+		if !hostmatch.Exported(vs.Spec.ExportTo, vs.Namespace, ns) {
+			continue
+		}
 		for _, s := range httpServers {
 			gwKey := s.gw.Namespace + "/" + s.gw.Name
 			if !gatewayListed(vs.Spec.Gateways, gwKey, vs.Namespace) {
@@ -176,7 +183,7 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer) (*liste
 				if s.server.Tls != nil && s.server.Tls.HttpsRedirect {
 					vh.RequireTls = routev3.VirtualHost_ALL
 				}
-				vh.Routes = append(vh.Routes, pc.httpRoutes(vs, routeCtx{gateway: gwKey})...)
+				vh.Routes = append(vh.Routes, pc.httpRoutes(vs, routeCtx{gateway: gwKey, configNS: ns})...)
 			}
 		}
 	}

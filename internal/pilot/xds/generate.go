@@ -267,7 +267,7 @@ func (pc *PushContext) reuseGroup(key string) *Resources {
 	r.byType = maps.Clone(old.byType)
 	var eds []*item
 	for _, svc := range old.edsServices {
-		eds = append(eds, pc.outboundEndpoints(svc)...)
+		eds = append(eds, pc.outboundEndpoints(svc, old.groupNS)...)
 	}
 	r.byType[resourcev3.EndpointType] = eds
 	r.versions = maps.Clone(old.versions)
@@ -356,8 +356,8 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	sc := pc.scopeFor(w.namespace, w.labels)
 	r.add(resourcev3.ClusterType, fixedClusterItems()...)
 	for _, svc := range sc.services {
-		r.add(resourcev3.ClusterType, pc.outboundClusters(svc)...)
-		if eps := pc.outboundEndpoints(svc); len(eps) > 0 {
+		r.add(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
+		if eps := pc.outboundEndpoints(svc, w.namespace); len(eps) > 0 {
 			r.add(resourcev3.EndpointType, eps...)
 			r.EndpointHosts[svc.Hostname] = true
 			r.edsServices = append(r.edsServices, svc)

@@ -130,7 +130,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 				Name:             fmt.Sprintf("%s_%d", svc.Address, n),
 				FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{cidr(svc.Address)}},
-				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, n)},
+				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, n, sc.ns)},
 			})
 		}
 		switch {
@@ -140,7 +140,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 				Filters: []*listenerv3.Filter{hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
 			}
 		case len(unaddressed) == 1:
-			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n)}}
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n, sc.ns)}}
 		default:
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{tcpProxyFilter("PassthroughCluster", PassthroughCluster)}}
 		}
@@ -149,11 +149,11 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 	return out
 }
 
-// outboundTCPFilter proxies a TCP service port, honouring the first TCP
-// rule of its VirtualService.
-func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32) *listenerv3.Filter {
+// outboundTCPFilter proxies a TCP service port for proxies in proxyNS,
+// honouring the first TCP rule of the VirtualServices they see.
+func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32, proxyNS string) *listenerv3.Filter {
 	def := OutboundClusterName(port, "", svc.Hostname)
-	for _, vs := range pc.vsByHost[svc.Hostname] {
+	for _, vs := range pc.virtualServices(svc.Hostname, proxyNS) {
 		for _, tr := range vs.Spec.Tcp {
 			if !tcpRuleApplies(tr, port) {
 				continue

@@ -25,7 +25,9 @@ import (
 	"hash/fnv"
 	"maps"
 	"sort"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -34,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"mesh.dev/mesh/internal/hostmatch"
@@ -74,8 +77,11 @@ func newItem(name string, m proto.Message) *item {
 type PushContext struct {
 	Snap *model.Snapshot
 
-	drByHost map[string]*networkingv1.DestinationRule
-	vsByHost map[string][]*networkingv1.VirtualService // mesh-bound VirtualServices by service host
+	// drByHost are the DestinationRules naming each service host, oldest
+	// first; which one applies depends on the proxy's namespace
+	// (destinationRule).
+	drByHost map[string]*drCandidates
+	vsByHost map[string][]*networkingv1.VirtualService // mesh-bound VirtualServices by service host, oldest first
 	vsSorted []*networkingv1.VirtualService            // all VirtualServices, oldest first
 	// sourceLabels is set when some rule matches on client labels, which
 	// makes route tables per client workload instead of per namespace.
@@ -126,7 +132,7 @@ func memo[T any](mu *sync.Mutex, m map[string]*lazy[T], key string, build func()
 func NewPushContext(snap *model.Snapshot) *PushContext {
 	pc := &PushContext{
 		Snap:      snap,
-		drByHost:  map[string]*networkingv1.DestinationRule{},
+		drByHost:  map[string]*drCandidates{},
 		vsByHost:  map[string][]*networkingv1.VirtualService{},
 		clusters:  map[string]*lazy[[]*item]{},
 		endpoints: map[string]*lazy[[]*item]{},
@@ -135,34 +141,23 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		groups:    map[string]*lazy[*Resources]{},
 		vhosts:    map[string]*lazy[*routev3.VirtualHost]{},
 	}
-	// DestinationRules: one in the service's namespace wins over the root
-	// namespace's, which wins over any other namespace's.
-	rank := func(dr *networkingv1.DestinationRule, svcNS string) int {
-		switch dr.Namespace {
-		case svcNS:
-			return 0
-		case snap.RootNamespace:
-			return 1
-		}
-		return 2
-	}
 	drs := append([]*networkingv1.DestinationRule(nil), snap.DestinationRules...)
-	sort.Slice(drs, func(i, j int) bool { return drs[i].CreationTimestamp.Before(&drs[j].CreationTimestamp) })
+	sort.SliceStable(drs, func(i, j int) bool { return olderFirst(drs[i], drs[j]) })
 	for _, dr := range drs {
 		host := resolveHost(dr.Spec.Host, dr.Namespace)
+		rule := hostmatch.Rule{Namespace: dr.Namespace, Host: host, ExportTo: dr.Spec.ExportTo}
 		for _, svc := range matchServices(snap, host) {
-			if cur := pc.drByHost[svc.Hostname]; cur == nil || rank(dr, svc.Namespace) < rank(cur, svc.Namespace) {
-				pc.drByHost[svc.Hostname] = dr
+			c := pc.drByHost[svc.Hostname]
+			if c == nil {
+				c = &drCandidates{}
+				pc.drByHost[svc.Hostname] = c
 			}
+			c.rules = append(c.rules, rule)
+			c.drs = append(c.drs, dr)
 		}
 	}
 	vss := append([]*networkingv1.VirtualService(nil), snap.VirtualServices...)
-	sort.Slice(vss, func(i, j int) bool {
-		if !vss[i].CreationTimestamp.Equal(&vss[j].CreationTimestamp) {
-			return vss[i].CreationTimestamp.Before(&vss[j].CreationTimestamp)
-		}
-		return vss[i].Namespace+"/"+vss[i].Name < vss[j].Namespace+"/"+vss[j].Name
-	})
+	sort.Slice(vss, func(i, j int) bool { return olderFirst(vss[i], vss[j]) })
 	pc.vsSorted = vss
 	for _, vs := range vss {
 		for _, hr := range vs.Spec.Http {
@@ -182,6 +177,64 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		}
 	}
 	return pc
+}
+
+// olderFirst orders config by creation, then namespace/name, as Istio
+// breaks ties between rules.
+func olderFirst(a, b metav1.Object) bool {
+	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+	if !ta.Equal(&tb) {
+		return ta.Before(&tb)
+	}
+	return a.GetNamespace()+"/"+a.GetName() < b.GetNamespace()+"/"+b.GetName()
+}
+
+// drCandidates are the DestinationRules naming one service host, oldest
+// first, with what hostmatch.PickRule reads of each.
+type drCandidates struct {
+	rules []hostmatch.Rule
+	drs   []*networkingv1.DestinationRule
+}
+
+// destinationRule returns the DestinationRule that applies to svc for a
+// proxy in proxyNS (exportTo and Istio's lookup order, hostmatch.PickRule),
+// or nil.
+func (pc *PushContext) destinationRule(proxyNS string, svc *model.Service) *networkingv1.DestinationRule {
+	c := pc.drByHost[svc.Hostname]
+	if c == nil {
+		return nil
+	}
+	if i := hostmatch.PickRule(c.rules, proxyNS, svc.Namespace, pc.Snap.RootNamespace, svc.Hostname); i >= 0 {
+		return c.drs[i]
+	}
+	return nil
+}
+
+// ruleKey names the rule a memoised result was built with ("" for none).
+func ruleKey(o metav1.Object) string {
+	if o == nil || reflect.ValueOf(o).IsNil() {
+		return ""
+	}
+	return o.GetNamespace() + "/" + o.GetName()
+}
+
+// virtualServices returns the mesh-bound VirtualServices of host a proxy
+// in ns sees (their exportTo admits ns), oldest first.
+func (pc *PushContext) virtualServices(host, ns string) []*networkingv1.VirtualService {
+	all := pc.vsByHost[host]
+	for i, vs := range all {
+		if !hostmatch.Exported(vs.Spec.ExportTo, vs.Namespace, ns) {
+			// Rarely reached: most VirtualServices are exported everywhere.
+			out := append([]*networkingv1.VirtualService(nil), all[:i]...)
+			for _, vs := range all[i+1:] {
+				if hostmatch.Exported(vs.Spec.ExportTo, vs.Namespace, ns) {
+					out = append(out, vs)
+				}
+			}
+			return out
+		}
+	}
+	return all
 }
 
 // Built counts the groups generated afresh (not carried over) in this context.
@@ -217,9 +270,9 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 	n.vhosts = maps.Clone(pc.vhosts)
 	n.routes = maps.Clone(pc.routes)
 	n.scopes = maps.Clone(pc.scopes)
-	for h, eps := range pc.endpoints {
-		if !changedHosts[h] {
-			n.endpoints[h] = eps
+	for k, eps := range pc.endpoints {
+		if h, _, _ := strings.Cut(k, "|"); !changedHosts[h] {
+			n.endpoints[k] = eps
 		}
 	}
 	return n

@@ -29,6 +29,9 @@ type routeCtx struct {
 	gateway     string            // "mesh" for sidecars, "ns/name" for a gateway
 	proxyNS     string            // the client's namespace (sourceNamespace matches)
 	proxyLabels map[string]string // the client's labels (sourceLabels matches)
+	// configNS is the proxy's namespace for config visibility: which
+	// DestinationRule applies (exportTo); set for sidecars and routers.
+	configNS string
 }
 
 // httpRoutes translates the HTTP rules of vs into Envoy routes.
@@ -257,7 +260,7 @@ func (pc *PushContext) routeAction(vs *networkingv1.VirtualService, hr *networki
 	// Consistent hashing in the destination's DestinationRule needs a hash
 	// policy on the route that sends traffic there.
 	if svc := pc.Snap.ServiceByHost(resolveHost(hr.Route[0].Destination.Host, vs.Namespace)); svc != nil {
-		a.HashPolicy = pc.hashPolicy(svc)
+		a.HashPolicy = pc.hashPolicy(svc, rc.configNS)
 	}
 	return a
 }
@@ -300,8 +303,8 @@ func retryPolicy(r *networkingapi.HTTPRetry) *routev3.RetryPolicy {
 	return p
 }
 
-func (pc *PushContext) hashPolicy(svc *model.Service) []*routev3.RouteAction_HashPolicy {
-	dr := pc.drByHost[svc.Hostname]
+func (pc *PushContext) hashPolicy(svc *model.Service, proxyNS string) []*routev3.RouteAction_HashPolicy {
+	dr := pc.destinationRule(proxyNS, svc)
 	if dr == nil || dr.Spec.TrafficPolicy == nil {
 		return nil
 	}
@@ -463,7 +466,7 @@ func (pc *PushContext) outboundRouteConfig(sc *scope, port uint32, proxyNS strin
 }
 
 func (pc *PushContext) buildOutboundRouteConfig(sc *scope, port uint32, proxyNS string, proxyLabels map[string]string) *item {
-	rc := routeCtx{port: port, gateway: "mesh", proxyNS: proxyNS, proxyLabels: proxyLabels}
+	rc := routeCtx{port: port, gateway: "mesh", proxyNS: proxyNS, proxyLabels: proxyLabels, configNS: proxyNS}
 	cfg := &routev3.RouteConfiguration{Name: fmt.Sprint(port), ValidateClusters: wrapperspb.Bool(false)}
 	seen := map[string]bool{}
 	for _, svc := range sc.services {
@@ -520,7 +523,7 @@ func (pc *PushContext) virtualHost(svc *model.Service, port uint32, proxyNS stri
 	if len(vh.Domains) == 0 {
 		return nil
 	}
-	if vss := pc.vsByHost[svc.Hostname]; len(vss) > 0 {
+	if vss := pc.virtualServices(svc.Hostname, proxyNS); len(vss) > 0 {
 		vh.Routes = pc.httpRoutes(vss[0], rc)
 	}
 	if len(vh.Routes) == 0 {
@@ -531,13 +534,31 @@ func (pc *PushContext) virtualHost(svc *model.Service, port uint32, proxyNS stri
 
 // sharedVirtualHost is svc's virtual host built once per push for every
 // route table that has it: it differs only by whether the client is in the
-// service's namespace (short names), unless a rule matches on the client's
-// namespace or labels, in which case it is nil (built per table instead).
+// service's namespace (short names), which VirtualService and
+// DestinationRule (hash policies) the client's namespace sees, unless a
+// rule matches on the client's namespace or labels, in which case it is
+// nil (built per table instead).
 func (pc *PushContext) sharedVirtualHost(svc *model.Service, port uint32, proxyNS string, rc routeCtx) *routev3.VirtualHost {
-	if vss := pc.vsByHost[svc.Hostname]; len(vss) > 0 && matchesOnSource(vss[0]) {
-		return nil
+	var vs *networkingv1.VirtualService
+	if vss := pc.virtualServices(svc.Hostname, proxyNS); len(vss) > 0 {
+		if matchesOnSource(vss[0]) {
+			return nil
+		}
+		vs = vss[0]
 	}
-	key := fmt.Sprintf("%s|%d|%v", svc.Hostname, port, svc.Namespace == proxyNS)
+	key := fmt.Sprintf("%s|%d|%v|%s", svc.Hostname, port, svc.Namespace == proxyNS, ruleKey(vs))
+	if vs != nil {
+		// Hash policies follow the DestinationRules of the routes'
+		// destinations, which may differ by the client's namespace.
+		for _, hr := range vs.Spec.Http {
+			if len(hr.Route) == 0 || hr.Route[0].Destination == nil {
+				continue
+			}
+			if dst := pc.Snap.ServiceByHost(resolveHost(hr.Route[0].Destination.Host, vs.Namespace)); dst != nil {
+				key += "|" + ruleKey(pc.destinationRule(proxyNS, dst))
+			}
+		}
+	}
 	return memo(&pc.mu, pc.vhosts, key, func() *routev3.VirtualHost {
 		return pc.virtualHost(svc, port, proxyNS, rc, map[string]bool{})
 	})

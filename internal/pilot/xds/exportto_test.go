@@ -1,0 +1,248 @@
+package xds
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"mesh.dev/mesh/internal/analyze"
+	"mesh.dev/mesh/internal/analyze/analyzers"
+	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/pilottest"
+	"mesh.dev/mesh/internal/resource"
+)
+
+// reviews in "default", a client in "default" and one in "shop", an
+// ingress gateway in mesh-system, and rules whose exportTo decides who
+// sees them.
+const exportToYAML = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: mesh-system}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata: {labels: {app: reviews, version: v1}}
+    spec: {containers: [{name: reviews, image: reviews}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleep, namespace: default}
+spec:
+  selector: {matchLabels: {app: sleep}}
+  template:
+    metadata: {labels: {app: sleep}}
+    spec: {containers: [{name: sleep, image: sleep}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  template:
+    metadata: {labels: {app: cart}}
+    spec: {containers: [{name: cart, image: cart}]}
+---
+# Kept to default: shop's proxies must not get its subsets.
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  exportTo: ["."]
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+# In the client's namespace: applies to shop's proxies only.
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews-for-shop, namespace: shop}
+spec:
+  host: reviews.default.svc.cluster.local
+  subsets: [{name: shop-v1, labels: {version: v1}}]
+---
+# Kept to default: shop's proxies route reviews by default.
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  exportTo: ["."]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+---
+# shop's own rule for reviews, naming a subset only default's rule has.
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-from-shop, namespace: shop}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  exportTo: ["."]
+  http: [{route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  exportTo: ["."]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: mesh-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: private-front, namespace: default}
+spec:
+  hosts: [private.example.com]
+  gateways: [mesh-system/ingress]
+  exportTo: ["."]
+  http: [{route: [{destination: {host: reviews}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: public-front, namespace: default}
+spec:
+  hosts: [public.example.com]
+  gateways: [mesh-system/ingress]
+  exportTo: [mesh-system]
+  http: [{route: [{destination: {host: reviews}}]}]
+`
+
+// Pilot honours exportTo on DestinationRules, VirtualServices (sidecars and
+// gateways) and ServiceEntries the way Istio does, as served over real ADS
+// streams; and analyze's missing-subset finding is reported exactly where
+// pilot gives the VirtualService's namespace no cluster for the subset.
+func TestExportToOverADS(t *testing.T) {
+	w := pilottest.NewWorld("default")
+	if err := w.AddYAML([]byte(exportToYAML)); err != nil {
+		t.Fatal(err)
+	}
+	w.In.Pods = append(w.In.Pods, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "ingressgateway-0", Namespace: "mesh-system", Labels: map[string]string{"istio": "ingressgateway"}},
+		Status:     corev1.PodStatus{PodIP: "198.18.200.1"},
+	})
+	s := NewServer(context.Background(), nil, NewMetrics(prometheus.NewRegistry()), nil)
+	s.Update(model.Build(1, w.Input()), model.Change{Full: true})
+	conn := startADS(t, s)
+	ctx := waitCtx(t)
+	clients := map[string]*pilottest.ADSClient{}
+	for name, typ := range map[string]model.ProxyType{"sleep": model.SidecarProxy, "cart": model.SidecarProxy, "ingressgateway": model.Router} {
+		c := &pilottest.ADSClient{NodeID: w.PodProxy(typ, name)}
+		if c.NodeID == "" {
+			t.Fatalf("no pod %s", name)
+		}
+		if err := c.Start(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+		waitSynced(t, s, c.NodeID, "CDS", "EDS", "LDS", "RDS")
+		clients[name] = c
+	}
+	const reviews = "reviews.default.svc.cluster.local"
+	hasCluster := func(proxy, name string) bool {
+		return clients[proxy].Resource(resourcev3.ClusterType, name) != nil
+	}
+	routeClusters := func(proxy, routeName, vhost string) string {
+		var rc routev3.RouteConfiguration
+		a := clients[proxy].Resource(resourcev3.RouteType, routeName)
+		if a == nil || a.UnmarshalTo(&rc) != nil {
+			t.Fatalf("%s has no route table %s", proxy, routeName)
+		}
+		for _, vh := range rc.VirtualHosts {
+			if vh.Name == vhost {
+				var out []string
+				for _, r := range vh.Routes {
+					out = append(out, r.Name+">"+r.GetRoute().GetCluster())
+				}
+				return strings.Join(out, ",")
+			}
+		}
+		return ""
+	}
+
+	for _, c := range []struct {
+		what, proxy, cluster string
+		want                 bool
+	}{
+		{"default's rule kept to default", "sleep", "outbound|9080|v1|" + reviews, true},
+		{"default's rule kept to default", "cart", "outbound|9080|v1|" + reviews, false},
+		{"shop's rule for default's service", "cart", "outbound|9080|shop-v1|" + reviews, true},
+		{"shop's rule for default's service", "sleep", "outbound|9080|shop-v1|" + reviews, false},
+		{"shop's rule for default's service", "ingressgateway", "outbound|9080|shop-v1|" + reviews, false},
+		{"a ServiceEntry kept to shop", "cart", "outbound|443||api.example.com", true},
+		{"a ServiceEntry kept to shop", "sleep", "outbound|443||api.example.com", false},
+	} {
+		if got := hasCluster(c.proxy, c.cluster); got != c.want {
+			t.Errorf("%s: %s has cluster %s = %v, want %v", c.what, c.proxy, c.cluster, got, c.want)
+		}
+	}
+	if got := routeClusters("sleep", "9080", reviews+":9080"); got != "reviews.default.0>outbound|9080|v1|"+reviews {
+		t.Errorf("sleep (default) should route reviews by default's VirtualService, got %q", got)
+	}
+	// shop sees its own VirtualService, not default's; its subset v1 is
+	// not one shop's DestinationRule defines.
+	if got := routeClusters("cart", "9080", reviews+":9080"); got != "reviews-from-shop.shop.0>outbound|9080|v1|"+reviews {
+		t.Errorf("cart (shop) should route reviews by shop's VirtualService, got %q", got)
+	}
+	gw := routeClusters("ingressgateway", "http.80", "public.example.com:80")
+	if gw == "" {
+		t.Errorf("the gateway should serve public.example.com (exported to mesh-system)")
+	}
+	if got := routeClusters("ingressgateway", "http.80", "private.example.com:80"); got != "" {
+		t.Errorf("the gateway serves private.example.com, whose VirtualService is kept to default: %q", got)
+	}
+
+	// analyze on the same config: a missing subset is reported exactly
+	// where pilot gives the VirtualService's namespace no such cluster.
+	raws, err := resource.ReadBytes("exportto.yaml", []byte(exportToYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := analyze.Build(raws, analyze.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := map[string]bool{}
+	for _, m := range analyze.Run(snap, analyzers.All()) {
+		if m.Type == analyze.ReferencedResourceNotFound && strings.HasSuffix(m.Field, ".subset") {
+			missing[m.Resource.Namespace+"/"+m.Resource.Name] = true
+		}
+	}
+	for _, c := range []struct{ vs, proxy, cluster string }{
+		{"default/reviews", "sleep", "outbound|9080|v1|" + reviews},
+		{"shop/reviews-from-shop", "cart", "outbound|9080|v1|" + reviews},
+	} {
+		if missing[c.vs] != !hasCluster(c.proxy, c.cluster) {
+			t.Errorf("%s: analyze reports a missing subset: %v; pilot gives %s cluster %s: %v", c.vs, missing[c.vs], c.proxy, c.cluster, hasCluster(c.proxy, c.cluster))
+		}
+	}
+	if !missing["shop/reviews-from-shop"] {
+		t.Errorf("analyze should report shop's VirtualService naming subset v1, which shop's DestinationRule lacks")
+	}
+}
