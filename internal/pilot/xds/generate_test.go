@@ -382,3 +382,45 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestEveryHCMUpgradesWebSocket: Istio lets WebSocket upgrades through every
+// HTTP connection manager it writes (sidecar inbound and outbound, gateways);
+// one without upgrade_configs answers an Upgrade with 403.
+func TestEveryHCMUpgradesWebSocket(t *testing.T) {
+	w, pc := bookinfo(t, "bookinfo-gateway.yaml")
+	kinds := map[string]int{}
+	for _, node := range []string{
+		w.PodProxy(model.SidecarProxy, "productpage-v1"),
+		model.NodeID(model.Router, "198.18.200.1", "mesh-ingressgateway-0", "mesh-system"),
+	} {
+		r := generate(t, pc, node)
+		for _, it := range r.byType[resourcev3.ListenerType] {
+			l := it.msg.(*listenerv3.Listener)
+			chains := append([]*listenerv3.FilterChain{l.DefaultFilterChain}, l.FilterChains...)
+			for _, fc := range chains {
+				for _, f := range fc.GetFilters() {
+					if f.Name != hcmFilterName {
+						continue
+					}
+					var h hcmv3.HttpConnectionManager
+					if err := f.GetTypedConfig().UnmarshalTo(&h); err != nil {
+						t.Fatal(err)
+					}
+					kinds[l.TrafficDirection.String()+" "+node[:strings.Index(node, "~")]]++
+					ws := false
+					for _, u := range h.UpgradeConfigs {
+						ws = ws || u.UpgradeType == "websocket" && (u.Enabled == nil || u.Enabled.Value)
+					}
+					if !ws {
+						t.Errorf("%s listener %s chain %q: HCM %s has no websocket upgrade (%v)", node, l.Name, fc.GetName(), h.StatPrefix, h.UpgradeConfigs)
+					}
+				}
+			}
+		}
+	}
+	for _, k := range []string{"INBOUND sidecar", "OUTBOUND sidecar", "OUTBOUND router"} {
+		if kinds[k] == 0 {
+			t.Errorf("no HCM seen on %s listeners (saw %v): the test checks nothing there", k, kinds)
+		}
+	}
+}

@@ -44,6 +44,13 @@ func faultFilter() *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: faultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}}
 }
 
+// upgradeConfigs lets WebSocket upgrades through every HTTP connection
+// manager, sidecar (both directions) and gateway alike, as Istio configures
+// its HCMs; without it Envoy and mesh-proxy answer an Upgrade with 403.
+func upgradeConfigs() []*hcmv3.HttpConnectionManager_UpgradeConfig {
+	return []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}}
+}
+
 // hcmRDS is an HTTP connection manager fetching its routes over ADS.
 func hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
 	h := &hcmv3.HttpConnectionManager{
@@ -51,6 +58,7 @@ func hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listene
 		CodecType:      hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: routeName}},
 		HttpFilters:    append(filters, routerFilter()),
+		UpgradeConfigs: upgradeConfigs(),
 	}
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }
@@ -61,6 +69,7 @@ func hcmInline(statPrefix string, rc *routev3.RouteConfiguration, filters ...*hc
 		CodecType:      hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		HttpFilters:    append(filters, routerFilter()),
+		UpgradeConfigs: upgradeConfigs(),
 	}
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func h2Cluster(c *clusterv3.Cluster) *clusterv3.Cluster {
@@ -80,41 +81,76 @@ func TestH2CAndGRPCThroughProxy(t *testing.T) {
 	}
 }
 
+// TestWebSocketUpgrade: an Upgrade the connection manager enables
+// (websocket, as pilot sends) is carried both ways after the 101; a route's
+// upgrade_configs override the manager's per type (Envoy's precedence), and
+// an upgrade nothing enables is refused with 403 before the app sees it.
 func TestWebSocketUpgrade(t *testing.T) {
+	upgrades := make(chan string, 10) // what reached the app
 	echo := startUpstream(t, "ws", func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			w.WriteHeader(400)
-			return
-		}
+		upgrades <- r.Header.Get("Upgrade")
 		conn, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return
 		}
 		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", r.Header.Get("Upgrade"))
 		brw.Flush()
 		io.Copy(conn, brw) // echo frames back
 	})
+	upgradeRoute := func(path, typ string, on bool) *routev3.Route {
+		return &routev3.Route{Match: prefix(path), Action: action("ws", func(a *routev3.RouteAction) {
+			a.UpgradeConfigs = []*routev3.RouteAction_UpgradeConfig{{UpgradeType: typ, Enabled: wrapperspb.Bool(on)}}
+		})}
+	}
 	port := freePort(t)
-	one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("ws")}}, nil, staticCluster("ws", echo))
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
+	one(t, port, []*routev3.Route{
+		upgradeRoute("/off", "websocket", false),
+		upgradeRoute("/spdy", "SPDY/3.1", true),
+		{Match: prefix("/"), Action: routeTo("ws")},
+	}, nil, staticCluster("ws", echo))
+	cases := []struct {
+		path, upgrade string
+		want          int
+	}{
+		{"/chat", "websocket", 101},
+		{"/chat", "WebSocket", 101},
+		{"/off", "websocket", 403},
+		{"/spdy", "spdy/3.1", 101},
+		{"/chat", "spdy/3.1", 403},
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET /chat HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
-	for _, msg := range []string{"hello", "again"} {
-		c.Write([]byte(msg))
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
-			t.Fatalf("after upgrade sent %q got %q (%v)", msg, got, err)
+	for _, c := range cases {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
 		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: chat\r\nUpgrade: %s\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", c.path, c.upgrade)
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != c.want {
+			t.Fatalf("Upgrade: %s on %s: %v %v; want %d", c.upgrade, c.path, resp, err, c.want)
+		}
+		if c.want != 101 {
+			select {
+			case u := <-upgrades:
+				t.Errorf("Upgrade: %s on %s was refused but reached the app (%q)", c.upgrade, c.path, u)
+			default:
+			}
+			conn.Close()
+			continue
+		}
+		if u := <-upgrades; !strings.EqualFold(u, c.upgrade) {
+			t.Errorf("the app saw Upgrade %q, want %q", u, c.upgrade)
+		}
+		for _, msg := range []string{"hello", "again"} {
+			conn.Write([]byte(msg))
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
+				t.Fatalf("after the %s upgrade sent %q got %q (%v)", c.upgrade, msg, got, err)
+			}
+		}
+		conn.Close()
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +28,7 @@ type HCM struct {
 	inline     *router.Table
 	filters    *httpfilter.Chain
 	codec      hcmv3.HttpConnectionManager_CodecType
-	websocket  bool
+	upgrades   map[string]bool // upgrade_configs: type (lower case) → enabled
 	useRemote  bool
 	xfcc       hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	idle       time.Duration
@@ -79,13 +78,18 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 		return nil, fmt.Errorf("%s.http3_protocol_options: not supported", f)
 	}
 	for i, u := range h.GetUpgradeConfigs() {
-		if !strings.EqualFold(u.GetUpgradeType(), "websocket") {
-			return nil, fmt.Errorf("%s.upgrade_configs[%d].upgrade_type %q: only websocket is supported", f, i, u.GetUpgradeType())
+		uf := fmt.Sprintf("%s.upgrade_configs[%d]", f, i)
+		if err := protofields.Check(u, uf, "upgrade_type", "enabled"); err != nil {
+			return nil, err
 		}
-		if len(u.GetFilters()) > 0 {
-			return nil, fmt.Errorf("%s.upgrade_configs[%d].filters: not supported", f, i)
+		typ, err := router.UpgradeType(u.GetUpgradeType())
+		if err != nil {
+			return nil, fmt.Errorf("%s.upgrade_type: %w", uf, err)
 		}
-		m.websocket = u.GetEnabled() == nil || u.GetEnabled().GetValue()
+		if m.upgrades == nil {
+			m.upgrades = map[string]bool{}
+		}
+		m.upgrades[typ] = u.GetEnabled() == nil || u.GetEnabled().GetValue()
 	}
 	if d := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
 		m.idle = d.AsDuration()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -242,10 +243,15 @@ func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 	}
 	st.cluster = c
 	upgrade := r.Header.Get("Upgrade") != ""
-	if upgrade && !(m.websocket && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
-		st.flags = "UPE"
-		w.WriteHeader(http.StatusForbidden)
-		return
+	if upgrade {
+		// The router's part of an upgrade: carried only where the connection
+		// manager or the route enables its type; Envoy refuses others with 403.
+		typ := strings.ToLower(textproto.TrimString(r.Header.Get("Upgrade")))
+		if !rt.UpgradeAllowed(typ, m.upgrades[typ]) {
+			st.flags = "UPE"
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
 	}
 	st.hash, st.hasHash = rt.HashKey(r, st.vars.Remote)
 	if st.body == nil && (rt.Retry != nil && rt.Retry.NumRetries > 0 || len(rt.Mirrors) > 0) && r.Body != nil && r.Body != http.NoBody && r.ContentLength > 0 && r.ContentLength <= maxBuffered {

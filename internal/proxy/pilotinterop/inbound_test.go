@@ -57,12 +57,18 @@ func newApp(t *testing.T) netip.AddrPort {
 
 func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string) *inbound {
 	t.Helper()
-	node := w.PodProxy(model.SidecarProxy, podPrefix)
-	p, err := model.ParseNodeID(node)
+	authority, err := ca.NewSelfSigned("mesh", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	authority, err := ca.NewSelfSigned("mesh", time.Hour)
+	return startInboundTo(t, w, pc, podPrefix, authority, newApp(t))
+}
+
+// startInboundTo is startInbound with the mesh CA and the app given.
+func startInboundTo(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string, authority *ca.Authority, app netip.AddrPort) *inbound {
+	t.Helper()
+	node := w.PodProxy(model.SidecarProxy, podPrefix)
+	p, err := model.ParseNodeID(node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +76,7 @@ func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPref
 	if err != nil {
 		t.Fatalf("pilot generate for %s: %v", node, err)
 	}
-	appPort := uint32(newApp(t).Port())
+	appPort := uint32(app.Port())
 
 	var listeners []types.Resource
 	h := &inbound{ca: authority, dst: make(chan netip.AddrPort, 1), podIP: netip.MustParseAddr(p.IP)}
@@ -125,23 +131,33 @@ func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPref
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); px.Close() })
+	ads.waitACK(t, resourcev3.ListenerType, resourcev3.SecretType)
+	return h
+}
+
+// waitACK waits until the proxy ACKed version 1 of every type listed, and
+// fails on any NACK.
+func (s *adsServer) waitACK(t *testing.T, types ...string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		ads.mu.Lock()
-		nacks, acked := ads.nacks, ads.acks[resourcev3.ListenerType] == "1" && ads.acks[resourcev3.SecretType] == "1"
-		ads.mu.Unlock()
+		s.mu.Lock()
+		nacks, acked := s.nacks, true
+		for _, typ := range types {
+			acked = acked && s.acks[typ] == "1"
+		}
+		s.mu.Unlock()
 		if len(nacks) > 0 {
 			t.Fatalf("mesh-proxy NACKed pilot's config: %s", strings.Join(nacks, "\n"))
 		}
 		if acked {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no ACK of pilot's listeners and secrets after 10s")
+			t.Fatalf("no ACK of pilot's %v after 10s", types)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return h
 }
 
 // call sends GET path to the pod's port as the workload ns/sa over mesh

@@ -94,6 +94,9 @@ type Route struct {
 	Direct        *Direct
 	Request       HeaderOps
 	Response      HeaderOps
+	// Upgrades holds the route's upgrade_configs: upgrade type (lower case)
+	// to enabled, overriding the connection manager's for that type.
+	Upgrades map[string]bool
 	// PerFilter is the per-filter config in effect on this route: the
 	// route's typed_per_filter_config entries, else its virtual host's, else
 	// the route configuration's (Envoy's most-specific-wins precedence; a
@@ -454,17 +457,50 @@ func (rt *Route) compileAction(a *routev3.RouteAction, f string, opts Options) e
 		}
 		rt.Hash = append(rt.Hash, h)
 	}
-	if len(a.GetUpgradeConfigs()) > 0 {
-		for i, u := range a.GetUpgradeConfigs() {
-			if !strings.EqualFold(u.GetUpgradeType(), "websocket") {
-				return fmt.Errorf("%s.upgrade_configs[%d].upgrade_type %q: only websocket is supported", f, i, u.GetUpgradeType())
-			}
+	for i, u := range a.GetUpgradeConfigs() {
+		uf := fmt.Sprintf("%s.upgrade_configs[%d]", f, i)
+		if err := protofields.Check(u, uf, "upgrade_type", "enabled"); err != nil {
+			return err
 		}
+		typ, err := UpgradeType(u.GetUpgradeType())
+		if err != nil {
+			return fmt.Errorf("%s.upgrade_type: %w", uf, err)
+		}
+		if rt.Upgrades == nil {
+			rt.Upgrades = map[string]bool{}
+		}
+		rt.Upgrades[typ] = u.GetEnabled() == nil || u.GetEnabled().GetValue()
 	}
 	if a.GetClusterNotFoundResponseCode() != routev3.RouteAction_SERVICE_UNAVAILABLE {
 		return fmt.Errorf("%s.cluster_not_found_response_code: only SERVICE_UNAVAILABLE is supported", f)
 	}
 	return nil
+}
+
+// UpgradeType checks an upgrade_configs upgrade_type and returns it in lower
+// case, the form Upgrade headers are matched in. Any HTTP/1.1 upgrade token
+// is carried (the connection is spliced after the 101); CONNECT is a method,
+// not an Upgrade, and needs a tunnel mesh-proxy does not build.
+func UpgradeType(s string) (string, error) {
+	switch {
+	case s == "":
+		return "", fmt.Errorf("empty")
+	case strings.EqualFold(s, "CONNECT"):
+		return "", fmt.Errorf("%q: CONNECT tunnelling is not supported", s)
+	case strings.ContainsAny(s, " \t,;\"()<>@:[]{}=?\\"):
+		return "", fmt.Errorf("%q is not an HTTP upgrade token", s)
+	}
+	return strings.ToLower(s), nil
+}
+
+// UpgradeAllowed says whether an Upgrade of type typ (lower case) may pass
+// on this route, given whether the connection manager enables it: the
+// route's own setting wins, as in Envoy.
+func (rt *Route) UpgradeAllowed(typ string, hcm bool) bool {
+	if on, ok := rt.Upgrades[typ]; ok {
+		return on
+	}
+	return hcm
 }
 
 // envoySubst converts RE2 substitution "\1" to Go's "${1}".
