@@ -12,6 +12,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"mesh.dev/mesh/internal/proxy/accesslog"
 )
 
 func TestAccessLogAndTracePropagation(t *testing.T) {
@@ -51,6 +53,7 @@ func TestAccessLogAndTracePropagation(t *testing.T) {
 	if len(resp.Header.Get("X-Req-X-Request-Id")) != 36 {
 		t.Errorf("generated x-request-id %q; want a UUID", resp.Header.Get("X-Req-X-Request-Id"))
 	}
+	accesslog.Flush()
 	b, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)

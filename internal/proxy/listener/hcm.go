@@ -13,6 +13,7 @@ import (
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"mesh.dev/mesh/internal/proxy/accesslog"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/protofields"
@@ -32,7 +33,7 @@ type HCM struct {
 	useRemote  bool
 	xfcc       hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	idle       time.Duration
-	logs       []*accessLog
+	logs       []*accesslog.Logger
 	proxy      *httputil.ReverseProxy
 	Stats      *HTTPStats
 	draining   atomic.Bool // set when the listener is replaced or the proxy drains
@@ -98,7 +99,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 		return nil, err
 	}
 	for i, al := range h.GetAccessLog() {
-		a, err := compileAccessLog(al, fmt.Sprintf("%s.access_log[%d]", f, i))
+		a, err := accesslog.Compile(al, fmt.Sprintf("%s.access_log[%d]", f, i))
 		if err != nil {
 			return nil, err
 		}

@@ -810,6 +810,7 @@ func (lc *leanConn) readResponseHead(pc *cluster.H1Conn) error {
 func (m *HCM) leanRespond(lc *leanConn, st *reqState, pc *cluster.H1Conn, h *cluster.Host, c *cluster.Cluster) (int, int64, error) {
 	resp := &lc.resp
 	rh := lc.rhdr
+	st.respHdr = rh
 	code := resp.StatusCode
 	if code == http.StatusSwitchingProtocols {
 		pc.Close()

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mesh.dev/mesh/internal/proxy/accesslog"
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/router"
@@ -30,28 +31,7 @@ type HTTPStats struct {
 }
 
 // Request describes a finished request for metrics and access logs.
-type Request struct {
-	Start        time.Time
-	Duration     time.Duration
-	Method, Path string
-	Host         string
-	Protocol     string
-	Status       int
-	Flags        string // Envoy response flags: NR, UH, UO, UT, UF, FI, DI, RBAC...
-	Cluster      string
-	UpstreamHost string
-	Route        string
-	BytesIn      int64
-	BytesOut     int64
-	Remote       string
-	Principal    string
-	Direction    string
-	Listener     string
-	RequestID    string
-	UserAgent    string
-	GRPC         bool
-	Header       http.Header
-}
+type Request = accesslog.Entry
 
 // Observer receives every finished request (metrics, logs).
 type Observer interface {
@@ -71,6 +51,7 @@ type reqState struct {
 	host     string
 	flags    string
 	perTryTO bool
+	respHdr  http.Header // the response's headers, for access logs (nil: none kept)
 	vars     router.Vars
 	table    *router.Table
 	fs       httpfilter.Stream // the request as the HTTP filters see it
@@ -101,6 +82,7 @@ func (m *HCM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.vars.Protocol, st.vars.Req = r.Proto, r.Header
 	m.handle(sw, r, st)
+	st.respHdr = w.Header()
 	m.finish(start, r, st, sw.status, sw.n, nil, "")
 }
 
@@ -136,7 +118,8 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 		Status: code, Flags: st.flags, UpstreamHost: st.host, BytesOut: bytesOut, BytesIn: max(r.ContentLength, 0),
 		Remote: st.vars.Remote, Principal: meshtls.Principal(r.TLS), Direction: m.listener.Direction, Listener: m.listener.Name,
 		RequestID: r.Header.Get("X-Request-Id"), UserAgent: r.UserAgent(), Header: r.Header,
-		GRPC: strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"),
+		GRPC:  strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"),
+		Local: st.vars.Local, SNI: st.fs.Peer.SNI, TLS: r.TLS, RespHeader: st.respHdr, Meta: st.fs.Meta(),
 	}
 	if st.cluster != nil {
 		info.Cluster = st.cluster.Name
@@ -148,7 +131,7 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 		info.Flags = "-"
 	}
 	for _, l := range m.logs {
-		l.write(info)
+		l.Log(info)
 	}
 	if m.env.Observer != nil {
 		m.env.Observer.Observe(info)

@@ -11,6 +11,7 @@ import (
 
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
+	"mesh.dev/mesh/internal/proxy/accesslog"
 	"mesh.dev/mesh/internal/proxy/protofields"
 )
 
@@ -22,7 +23,7 @@ type tcpProxy struct {
 	weighted []weightedName
 	total    uint32
 	idle     time.Duration
-	logs     []*accessLog
+	logs     []*accesslog.Logger
 	stat     string
 }
 
@@ -58,7 +59,7 @@ func compileTCP(t *tcpv3.TcpProxy, f string, env *Env, l *Listener) (*tcpProxy, 
 		return nil, fmt.Errorf("%s: tunneling_config, on_demand and metadata_match are not supported", f)
 	}
 	for i, al := range t.GetAccessLog() {
-		a, err := compileAccessLog(al, fmt.Sprintf("%s.access_log[%d]", f, i))
+		a, err := accesslog.Compile(al, fmt.Sprintf("%s.access_log[%d]", f, i))
 		if err != nil {
 			return nil, err
 		}
@@ -81,11 +82,11 @@ func (p *tcpProxy) serve(down net.Conn, ci *connInfo) {
 			slot -= w.weight
 		}
 	}
-	info := &Request{Start: start, Protocol: "TCP", Remote: ci.src.String(), Cluster: name, Direction: p.l.Direction, Listener: p.l.Name, Flags: "-"}
+	info := &Request{Start: start, Protocol: "TCP", Remote: ci.src.String(), Local: ci.dst.String(), SNI: ci.sni, Cluster: name, Direction: p.l.Direction, Listener: p.l.Name, Flags: "-"}
 	defer func() {
 		info.Duration = time.Since(start)
 		for _, l := range p.logs {
-			l.write(info)
+			l.Log(info)
 		}
 		if p.env.Observer != nil {
 			p.env.Observer.Observe(info)
@@ -111,11 +112,12 @@ func (p *tcpProxy) serve(down net.Conn, ci *connInfo) {
 	up, err := c.DialTCP(ctx, h)
 	cancel()
 	if err != nil {
-		info.Flags = "UF"
+		info.Flags, info.UpstreamFailure = "UF", err.Error()
 		filterLog.Debug("tcp proxy: upstream connect failed", "cluster", name, "host", h.Addr, "err", err)
 		return
 	}
 	defer up.Close()
+	info.UpstreamLocal = up.LocalAddr().String()
 	c.Record(h, 200, nil)
 	var wg sync.WaitGroup
 	wg.Add(2)
