@@ -38,6 +38,17 @@ var clusterResources = []schema.GroupVersionResource{
 	{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"},
 	{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"},
 	{Group: "security.istio.io", Version: "v1", Resource: "requestauthentications"},
+	// Kinds the mesh does not read are listed too, so that MSH0004 tells a
+	// live cluster's users that they have no effect.
+	{Group: "networking.istio.io", Version: "v1alpha3", Resource: "envoyfilters"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "workloadgroups"},
+	{Group: "networking.istio.io", Version: "v1beta1", Resource: "proxyconfigs"},
+	{Group: "extensions.istio.io", Version: "v1alpha1", Resource: "wasmplugins"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"},
+	{Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "referencegrants"},
 }
 
 // Reachable reports whether the cluster answers within timeout.

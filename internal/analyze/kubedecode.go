@@ -300,6 +300,11 @@ func (d *kubeDecoder) webhooks(m map[string]any) []admissionv1.ValidatingWebhook
 	return out
 }
 
+func (d *kubeDecoder) policyTarget(m map[string]any, path string) *typeapi.PolicyTargetReference {
+	return &typeapi.PolicyTargetReference{Group: d.str(m, "group", path), Kind: d.str(m, "kind", path),
+		Name: d.str(m, "name", path), Namespace: d.str(m, "namespace", path)}
+}
+
 // telemetry decodes what the Telemetry analyzers read: the selector and
 // the provider names of each accessLogging, tracing and metrics entry.
 func (d *kubeDecoder) telemetry(m map[string]any) *telemetry.Telemetry {
@@ -310,6 +315,18 @@ func (d *kubeDecoder) telemetry(m map[string]any) *telemetry.Telemetry {
 	}
 	if sel := d.obj(spec, "selector", "spec"); sel != nil {
 		t.Spec.Selector = &typeapi.WorkloadSelector{MatchLabels: d.strMap(sel, "matchLabels", "spec.selector")}
+	}
+	// targetRef(s) decide which Gateway a Telemetry attaches to (IST0166).
+	if ref := d.obj(spec, "targetRef", "spec"); ref != nil {
+		t.Spec.TargetRef = d.policyTarget(ref, "spec.targetRef")
+	}
+	for i, ref := range d.list(spec, "targetRefs", "spec") {
+		rm, ok := ref.(map[string]any)
+		if !ok {
+			d.fail(fmt.Sprintf("spec.targetRefs[%d]", i), "an object", ref)
+			continue
+		}
+		t.Spec.TargetRefs = append(t.Spec.TargetRefs, d.policyTarget(rm, fmt.Sprintf("spec.targetRefs[%d]", i)))
 	}
 	providers := func(field string, i int, e map[string]any) []*telemetryapi.ProviderRef {
 		var out []*telemetryapi.ProviderRef
