@@ -3,6 +3,8 @@ package analyze
 // The message types analyzers report. Codes and meanings follow Istio's
 // (IST....); MSH.... are mesh's own.
 var (
+	InternalError = &MessageType{"IST0001", "InternalError", Error,
+		"An analyzer failed: a bug in mesh, not in the configuration. The other analyzers' findings stand."}
 	Deprecated = &MessageType{"IST0002", "Deprecated", Warning,
 		"A field, value or annotation is deprecated and may be removed in a future release."}
 	ReferencedResourceNotFound = &MessageType{"IST0101", "ReferencedResourceNotFound", Error,
@@ -109,7 +111,7 @@ var (
 
 // AllMessageTypes lists every message type, ordered by code.
 func AllMessageTypes() []*MessageType {
-	return []*MessageType{Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, PodMissingProxy,
+	return []*MessageType{InternalError, Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, PodMissingProxy,
 		SchemaValidationError, MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
 		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
 		VirtualServiceDestinationPortSelectorRequired, MTLSPolicyConflict, DeploymentAssociatedToMultipleServices,
