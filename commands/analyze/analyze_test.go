@@ -221,6 +221,16 @@ func TestListAnalyzers(t *testing.T) {
 	}
 }
 
+// istioctl's shorthands run unchanged: -L lists, -k=false stays offline.
+func TestIstioctlShorthands(t *testing.T) {
+	if out, code := run(t, "", "-L"); code != 0 || !strings.Contains(out, "IST0177") {
+		t.Errorf("-L: exit %d:\n%s", code, out)
+	}
+	if out, code := run(t, "", "-k=false", "-R", "testdata/broken"); code != 79 || !strings.Contains(out, "IST0101") {
+		t.Errorf("-k=false: exit %d:\n%s", code, out)
+	}
+}
+
 // A kubeconfig pointing at a listener that counts connections: with
 // --use-kube=false nothing may connect; without the flag the reachability
 // probe does (which shows the counter works).
