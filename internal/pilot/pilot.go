@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/debug"
@@ -149,24 +148,13 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 	return c, nil
 }
 
-// meshConfig is the part of the mesh config pilot reads.
-type meshConfig struct {
-	RootNamespace string `json:"rootNamespace"`
-}
-
 // Run serves until ctx ends or a server fails.
 func (o *Options) Run(ctx context.Context) error {
 	o.defaults()
 	log := o.Log
-	var mc meshConfig
-	if o.MeshConfigFile != "" {
-		data, err := os.ReadFile(o.MeshConfigFile)
-		if err != nil {
-			return fmt.Errorf("mesh config: %w", err)
-		}
-		if err := yaml.Unmarshal(data, &mc); err != nil {
-			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
-		}
+	mc, err := loadMeshConfig(o.MeshConfigFile)
+	if err != nil {
+		return err
 	}
 	if mc.RootNamespace == "" {
 		mc.RootNamespace = o.Namespace
@@ -271,7 +259,7 @@ func (o *Options) Run(ctx context.Context) error {
 	statusWriter := &status.Writer{Istio: istio, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
 			srv.Update(s, ch)
 			statusWriter.Offer(s)
 		}}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	meshapi "istio.io/api/mesh/v1alpha1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -135,6 +136,9 @@ type Input struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	RootNamespace          string // mesh-wide policy lives here; default mesh-system
+	// Mesh is the mesh config pilot runs under (the `mesh` ConfigMap);
+	// nil: Istio's defaults.
+	Mesh *meshapi.MeshConfig
 }
 
 // Snapshot is an immutable, indexed view of one Input.
@@ -161,6 +165,7 @@ type Snapshot struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	RootNamespace          string
+	Mesh                   *meshapi.MeshConfig // never nil: Input.Mesh, or an empty config (Istio's defaults)
 
 	// in holds the core objects the snapshot was built from, for the kind
 	// table's accessors (Kind.Objects).
@@ -239,6 +244,7 @@ func Build(version uint64, in Input) *Snapshot {
 		AuthorizationPolicies:  slices.Clone(in.AuthorizationPolicies),
 		RequestAuthentications: slices.Clone(in.RequestAuthentications),
 		RootNamespace:          in.RootNamespace,
+		Mesh:                   in.Mesh,
 		in: Input{
 			Services:       slices.Clone(in.Services),
 			Namespaces:     slices.Clone(in.Namespaces),
@@ -248,6 +254,9 @@ func Build(version uint64, in Input) *Snapshot {
 	}
 	if s.RootNamespace == "" {
 		s.RootNamespace = "mesh-system"
+	}
+	if s.Mesh == nil {
+		s.Mesh = &meshapi.MeshConfig{}
 	}
 	for _, ns := range in.Namespaces {
 		s.namespaces[ns.Name] = ns

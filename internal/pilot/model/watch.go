@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	meshapi "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,8 +43,9 @@ type Watcher struct {
 	Kube          kubernetes.Interface
 	Istio         istioclient.Interface // nil, or when the Istio CRDs are absent: no Istio config
 	RootNamespace string
-	Debounce      time.Duration // quiet time before a snapshot is built (default 100ms)
-	MaxDelay      time.Duration // longest an event waits under constant churn (default 1s)
+	Mesh          *meshapi.MeshConfig // the mesh config every snapshot carries (nil: defaults)
+	Debounce      time.Duration       // quiet time before a snapshot is built (default 100ms)
+	MaxDelay      time.Duration       // longest an event waits under constant churn (default 1s)
 	// OnSnapshot receives each new snapshot; it is called from one goroutine.
 	OnSnapshot func(*Snapshot, Change)
 
@@ -225,7 +227,7 @@ func (w *Watcher) publishSnapshot() *Snapshot {
 }
 
 func (w *Watcher) input() Input {
-	in := Input{RootNamespace: w.RootNamespace}
+	in := Input{RootNamespace: w.RootNamespace, Mesh: w.Mesh}
 	for _, k := range w.kinds() {
 		k.load(w.listers, &in)
 	}

@@ -131,7 +131,7 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns stri
 				Name:             fmt.Sprintf("https.%d.%d.%s.%s", port, i, s.gw.Name, s.gw.Namespace),
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: sniNames(s.server.Hosts)},
 				TransportSocket:  tlsSocket(gatewayTLS(tls)),
-				Filters:          []*listenerv3.Filter{hcmRDS(routeName, routeName, faultFilter())},
+				Filters:          []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, faultFilter())},
 			}
 			l.FilterChains = append(l.FilterChains, fc)
 		}
@@ -147,7 +147,7 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns stri
 	}
 	for _, s := range httpServers {
 		if s.server.Tls == nil {
-			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{hcmRDS(routeName, routeName, faultFilter())}}
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, faultFilter())}}
 			break
 		}
 	}
