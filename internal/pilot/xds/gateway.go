@@ -10,6 +10,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -60,8 +61,17 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 		ports = append(ports, p)
 	}
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	// AuthorizationPolicies and RequestAuthentications selecting the
+	// gateway's pods (by labels, or targetRefs to its Gateway) hold on every
+	// HTTP server it runs, as on a sidecar's inbound side.
+	var authz []*hcmv3.HttpFilter
+	if jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels)); jf != nil {
+		authz = append(authz, jf)
+	}
+	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	authz = append(authz, httpRBACFilters(allow, deny)...)
 	for _, port := range ports {
-		l, rc := pc.gatewayPort(port, byPort[port], w.namespace)
+		l, rc := pc.gatewayPort(port, byPort[port], w.namespace, authz)
 		if l == nil {
 			continue
 		}
@@ -108,8 +118,10 @@ func gatewayBindPorts(w *workload) map[uint32]uint32 {
 }
 
 // gatewayPort builds one bound port of a router in namespace ns (which
-// VirtualServices and DestinationRules it sees, by their exportTo).
-func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns string) (*listenerv3.Listener, *routev3.RouteConfiguration) {
+// VirtualServices and DestinationRules it sees, by their exportTo); authz
+// are the HTTP filters that authenticate and authorize its requests, ahead
+// of the others.
+func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns string, authz []*hcmv3.HttpFilter) (*listenerv3.Listener, *routev3.RouteConfiguration) {
 	name := ListenerName("0.0.0.0", port)
 	routeName := fmt.Sprintf("http.%d", port)
 	l := &listenerv3.Listener{
@@ -131,7 +143,7 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns stri
 				Name:             fmt.Sprintf("https.%d.%d.%s.%s", port, i, s.gw.Name, s.gw.Namespace),
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: sniNames(s.server.Hosts)},
 				TransportSocket:  tlsSocket(gatewayTLS(tls)),
-				Filters:          []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, faultFilter())},
+				Filters:          []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)},
 			}
 			l.FilterChains = append(l.FilterChains, fc)
 		}
@@ -147,7 +159,7 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns stri
 	}
 	for _, s := range httpServers {
 		if s.server.Tls == nil {
-			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, faultFilter())}}
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)}}
 			break
 		}
 	}
