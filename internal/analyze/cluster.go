@@ -51,6 +51,12 @@ var clusterResources = []schema.GroupVersionResource{
 	{Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "referencegrants"},
 }
 
+// controlPlaneResources are read from the mesh's own namespace only: the
+// injector's ConfigMap (IST0158), not every ConfigMap of the cluster.
+var controlPlaneResources = []schema.GroupVersionResource{
+	{Version: "v1", Resource: "configmaps"},
+}
+
 // Reachable reports whether the cluster answers within timeout.
 func Reachable(cfg *rest.Config, timeout time.Duration) bool {
 	c := rest.CopyConfig(cfg)
@@ -72,8 +78,20 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) ([]*resource.Raw, error)
 		return nil, fmt.Errorf("connect to cluster: %w", err)
 	}
 	var out []*resource.Raw
+	type listing struct {
+		gvr schema.GroupVersionResource
+		ns  string // "" lists every namespace
+	}
+	var lists []listing
 	for _, gvr := range clusterResources {
-		list, err := dc.Resource(gvr).List(ctx, metav1.ListOptions{})
+		lists = append(lists, listing{gvr: gvr})
+	}
+	for _, gvr := range controlPlaneResources {
+		lists = append(lists, listing{gvr: gvr, ns: RootNamespace})
+	}
+	for _, l := range lists {
+		gvr := l.gvr
+		list, err := dc.Resource(gvr).Namespace(l.ns).List(ctx, metav1.ListOptions{})
 		if apierrors.IsNotFound(err) {
 			slog.Debug("API not served by the cluster, skipped", "resource", gvr.String())
 			continue

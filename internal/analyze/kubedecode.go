@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -266,11 +267,23 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 		obj = o
 	case "telemetry.istio.io/Telemetry":
 		obj = d.telemetry(m)
+	case "/ConfigMap":
+		// Only the injector's configuration is read (IST0158); other
+		// ConfigMaps keep their metadata only.
+		md := d.meta(m, "")
+		if !strings.HasPrefix(md.Name, InjectorConfigMap) {
+			return nil, nil
+		}
+		obj = &corev1.ConfigMap{ObjectMeta: md, Data: d.strMap(m, "data", "")}
 	default:
 		return nil, nil
 	}
 	return obj, d.err
 }
+
+// InjectorConfigMap is the name (before any "-<revision>" suffix) of the
+// ConfigMap holding what the mesh's injector puts into pods.
+const InjectorConfigMap = "mesh-sidecar-injector"
 
 // webhooks decodes each webhook's name and the Service its client config
 // calls.

@@ -81,6 +81,8 @@ var (
 		"An ExternalName Service port is TCP or names no protocol, so proxies may not forward its traffic as expected."}
 	InvalidTelemetryProvider = &MessageType{"IST0157", "InvalidTelemetryProvider", Warning,
 		"A Telemetry entry names no provider and the mesh has no default provider for it, so it is ignored."}
+	PodsIstioProxyImageMismatchInNamespace = &MessageType{"IST0158", "PodsIstioProxyImageMismatchInNamespace", Warning,
+		"Pods in a namespace run a proxy image other than the one the injector now injects, usually because they started before an upgrade."}
 	ConflictingTelemetryWorkloadSelectors = &MessageType{"IST0159", "ConflictingTelemetryWorkloadSelectors", Error,
 		"Several Telemetry resources select the same workload; which one applies is undefined."}
 	MultipleTelemetriesWithoutWorkloadSelectors = &MessageType{"IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", Error,
@@ -121,7 +123,7 @@ func AllMessageTypes() []*MessageType {
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, DeploymentConflictingPorts,
 		GatewayDuplicateCertificate, InvalidWebhook, IngressRouteRulesNotAffected, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
-		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
+		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider, PodsIstioProxyImageMismatchInNamespace,
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
 		ReferencedInternalGateway, IneffectiveSelector,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
