@@ -224,6 +224,9 @@ func down(w io.Writer, d dirs) error {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && zombie(pid) {
+			waitReleased(pid, 10*time.Second)
+		}
 		os.Remove(d.runtimePID())
 	}
 	// A runtime that was killed (or crashed) leaves its pods' processes,
@@ -248,6 +251,29 @@ func down(w io.Writer, d dirs) error {
 	}
 	fmt.Fprintf(w, "Stopped %v and removed %s.\n", stopped, d.state)
 	return nil
+}
+
+// waitReleased waits until the exited process pid holds no descriptors. Its
+// leader turns zombie while its other threads still exit holding the shared
+// descriptor table, the subnet lock among them, and a subnet whose lock is
+// held counts as alive and is left alone.
+func waitReleased(pid int, within time.Duration) {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err != nil || len(fds) == 0 {
+			return
+		}
+	}
+}
+
+// zombie says whether pid has exited and waits to be reaped.
+func zombie(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The command name, in parentheses, may hold spaces: the state follows the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z")
 }
 
 // isRuntime says whether pid is still a sandbox-runtime process (not a
