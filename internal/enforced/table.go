@@ -268,7 +268,7 @@ var table = map[string]map[string]Entry{
 	},
 	"Gateway": {
 		"spec.selector":                          {Enforced: true},
-		"spec.servers.bind":                      {Note: "servers listen on all addresses"},
+		"spec.servers.bind":                      {Enforced: true, Note: "an IP address; unix:// sockets are not served"},
 		"spec.servers.defaultEndpoint":           {Note: "not applicable to gateways"},
 		"spec.servers.hosts":                     {Enforced: true},
 		"spec.servers.name":                      {Enforced: true},

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/debug"
@@ -55,7 +56,11 @@ type Options struct {
 	InjectorValuesFile string // injector values; empty: read the mesh-sidecar-injector ConfigMap
 	WorkloadCertTTL    time.Duration
 	ExtraHosts         []string // more names/IPs for the serving certificate (e.g. 127.0.0.1)
-	Log                *slog.Logger
+	// SecretNamespace is where gateway credentials (credentialName) are
+	// read from: default Namespace, where the gateways run; "*" for every
+	// namespace.
+	SecretNamespace string
+	Log             *slog.Logger
 
 	// Filled by Run for callers (tests) that need them.
 	Server   *xds.Server
@@ -101,6 +106,7 @@ func (o *Options) defaults() {
 	def(&o.SecureXDSAddr, ":15012")
 	def(&o.DebugAddr, ":15014")
 	def(&o.WebhookAddr, ":15017")
+	def(&o.SecretNamespace, o.Namespace)
 	if o.WorkloadCertTTL == 0 {
 		o.WorkloadCertTTL = 24 * time.Hour
 	}
@@ -148,13 +154,24 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 	return c, nil
 }
 
+// meshConfig is the part of the mesh config pilot reads.
+type meshConfig struct {
+	RootNamespace string `json:"rootNamespace"`
+}
+
 // Run serves until ctx ends or a server fails.
 func (o *Options) Run(ctx context.Context) error {
 	o.defaults()
 	log := o.Log
-	mc, err := loadMeshConfig(o.MeshConfigFile)
-	if err != nil {
-		return err
+	var mc meshConfig
+	if o.MeshConfigFile != "" {
+		data, err := os.ReadFile(o.MeshConfigFile)
+		if err != nil {
+			return fmt.Errorf("mesh config: %w", err)
+		}
+		if err := yaml.Unmarshal(data, &mc); err != nil {
+			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
+		}
 	}
 	if mc.RootNamespace == "" {
 		mc.RootNamespace = o.Namespace
@@ -259,7 +276,7 @@ func (o *Options) Run(ctx context.Context) error {
 	statusWriter := &status.Writer{Istio: istio, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
 			srv.Update(s, ch)
 			statusWriter.Offer(s)
 		}}

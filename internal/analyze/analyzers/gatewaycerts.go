@@ -5,9 +5,12 @@ import (
 	"sort"
 	"strings"
 
+	networkingapi "istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"mesh.dev/mesh/internal/analyze"
+	"mesh.dev/mesh/internal/credential"
 )
 
 // GatewayCredentials reports Gateway certificates shared by several
@@ -31,11 +34,15 @@ type certUse struct {
 
 // Analyze runs the checks.
 func (*GatewayCredentials) Analyze(ctx *analyze.Context) {
-	secrets := map[string]bool{}  // namespace/name
-	secretNS := map[string]bool{} // namespaces holding any Secret
+	secrets := map[string]*corev1.Secret{} // namespace/name
+	secretNS := map[string]bool{}          // namespaces holding any Secret
 	for _, s := range ctx.ByKind("Secret") {
 		if s.Group == "" {
-			secrets[s.Namespace+"/"+s.Name] = true
+			sec, _ := s.Object.(*corev1.Secret)
+			if sec == nil {
+				sec = &corev1.Secret{}
+			}
+			secrets[s.Namespace+"/"+s.Name] = sec
 			secretNS[s.Namespace] = true
 		}
 	}
@@ -68,15 +75,14 @@ func (*GatewayCredentials) Analyze(ctx *analyze.Context) {
 			if tls.GetCredentialName() == "" {
 				continue
 			}
-			name := tls.GetCredentialName()
-			if sds, ok := strings.CutPrefix(name, "kubernetes://"); ok {
-				name = sds
-			}
 			for ns := range workloadNS {
-				if secretNS[ns] && !secrets[ns+"/"+name] && !secrets[ns+"/"+name+"-cacert"] {
+				if !secretNS[ns] {
+					continue
+				}
+				if err := checkCredential(secrets, ns, tls); err != nil {
 					ctx.Report(analyze.InvalidGatewayCredential, r, field,
-						"The credential referenced by the Gateway %s in namespace %s is invalid, which can cause the traffic not to work as expected: no Secret %q in namespace %s, where the gateway workload runs",
-						r.Name, r.Namespace, name, ns)
+						"The credential referenced by the Gateway %s in namespace %s is invalid, which can cause the traffic not to work as expected: %v (the gateway workload runs in %s)",
+						r.Name, r.Namespace, err, ns)
 				}
 			}
 		}
@@ -105,4 +111,21 @@ func (*GatewayCredentials) Analyze(ctx *analyze.Context) {
 				"Duplicate certificate in multiple gateways [%s] may cause 404s if clients re-use HTTP2 connections: serve the hosts from one Gateway", strings.Join(names, " "))
 		}
 	}
+}
+
+// checkCredential judges a server's credentialName as pilot does
+// (credential.Lookup): a Secret listed without its data is judged only to
+// exist.
+func checkCredential(secrets map[string]*corev1.Secret, ns string, tls *networkingapi.ServerTLSSettings) error {
+	switch tls.GetMode() {
+	case networkingapi.ServerTLSSettings_PASSTHROUGH, networkingapi.ServerTLSSettings_AUTO_PASSTHROUGH, networkingapi.ServerTLSSettings_ISTIO_MUTUAL:
+		return nil
+	}
+	name := credential.Name(tls.GetCredentialName())
+	if s := secrets[ns+"/"+name]; s != nil && s.Data == nil {
+		return nil
+	}
+	needCA := tls.GetMode() == networkingapi.ServerTLSSettings_MUTUAL || tls.GetMode() == networkingapi.ServerTLSSettings_OPTIONAL_MUTUAL
+	_, err := credential.Lookup(func(n string) *corev1.Secret { return secrets[ns+"/"+n] }, ns, name, needCA)
+	return err
 }

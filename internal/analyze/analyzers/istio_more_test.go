@@ -95,6 +95,11 @@ func TestGatewayCredentials(t *testing.T) {
 		"IST0138 Gateway a.default spec.servers[0].tls.credentialName",
 		"IST0138 Gateway b.default spec.servers[0].tls.credentialName",
 		"IST0161 Gateway c.default spec.servers[0].tls.credentialName")
+	// A Secret with its data is judged as pilot judges it: a key that is
+	// no certificate is reported, one that is passes.
+	junk := `{apiVersion: v1, kind: Secret, metadata: {name: a-cert, namespace: mesh-system}, type: kubernetes.io/tls, stringData: {tls.crt: junk, tls.key: junk}}`
+	expect(t, "malformed secret", run(t, &GatewayCredentials{}, ingress, junk, gw("a", "a-cert", "a.example.com")),
+		"IST0161 Gateway a.default spec.servers[0].tls.credentialName")
 }
 
 func TestUnsupportedKinds(t *testing.T) {

@@ -30,6 +30,9 @@ type Kind struct {
 	CRD bool
 	// Informer returns the kind's shared informer from the factories.
 	Informer func(Informers) cache.SharedIndexInformer
+	// Watched says whether the kind is watched with these factories (nil:
+	// always, CRD kinds aside); a kind not watched has no objects.
+	Watched func(Informers) bool
 	// Classify says what an event on one object changes; nil means a
 	// config change (Change{Full: true}).
 	Classify func(w *Watcher, obj any) Change
@@ -58,6 +61,9 @@ type Kind struct {
 type Informers struct {
 	Kube  informers.SharedInformerFactory
 	Istio istioinformers.SharedInformerFactory
+	// Secrets watches Secrets in the gateways' namespace only (or in all,
+	// when pilot is told to); nil: no Secrets are read.
+	Secrets informers.SharedInformerFactory
 }
 
 // Reach is a kind's part of working out which proxies a config change
@@ -106,6 +112,15 @@ var Kinds = []*Kind{
 		Informer: func(f Informers) cache.SharedIndexInformer { return f.Kube.Core().V1().Pods().Informer() },
 		Classify: classifyPod,
 		Reach:    reachThroughEndpoints, AnalyzerKind: "Pod",
+	},
+	{
+		// Secrets hold the certificates of Gateway servers (credentialName),
+		// served to gateways over SDS; only kubernetes.io/tls and Opaque ones
+		// reach the snapshot (credential.Served).
+		GVK: gvk("", "v1", "Secret"), Plural: "secrets",
+		Informer: func(f Informers) cache.SharedIndexInformer { return f.Secrets.Core().V1().Secrets().Informer() },
+		Watched:  func(f Informers) bool { return f.Secrets != nil },
+		Reach:    reachRouters, AnalyzerKind: "Secret",
 	},
 	{
 		GVK: gvk(networkingGroup, "v1", "VirtualService"), Plural: "virtualservices", CRD: true, Status: true,
@@ -202,6 +217,7 @@ func init() {
 	register("Namespace", func(in *Input) *[]*corev1.Namespace { return &in.Namespaces }, func(s *Snapshot) []*corev1.Namespace { return s.in.Namespaces })
 	register("EndpointSlice", func(in *Input) *[]*discoveryv1.EndpointSlice { return &in.EndpointSlices }, func(s *Snapshot) []*discoveryv1.EndpointSlice { return s.in.EndpointSlices })
 	register("Pod", func(in *Input) *[]*corev1.Pod { return &in.Pods }, func(s *Snapshot) []*corev1.Pod { return s.in.Pods })
+	register("Secret", func(in *Input) *[]*corev1.Secret { return &in.Secrets }, func(s *Snapshot) []*corev1.Secret { return s.in.Secrets })
 	register("VirtualService", func(in *Input) *[]*networkingv1.VirtualService { return &in.VirtualServices }, func(s *Snapshot) []*networkingv1.VirtualService { return s.VirtualServices })
 	register("DestinationRule", func(in *Input) *[]*networkingv1.DestinationRule { return &in.DestinationRules }, func(s *Snapshot) []*networkingv1.DestinationRule { return s.DestinationRules })
 	register("Gateway", func(in *Input) *[]*networkingv1.Gateway { return &in.Gateways }, func(s *Snapshot) []*networkingv1.Gateway { return s.Gateways })

@@ -93,6 +93,7 @@ func oneOfEach() Input {
 		Namespaces:             []*corev1.Namespace{{ObjectMeta: meta("Namespace")}},
 		EndpointSlices:         []*discoveryv1.EndpointSlice{{ObjectMeta: meta("EndpointSlice")}},
 		Pods:                   []*corev1.Pod{{ObjectMeta: meta("Pod")}},
+		Secrets:                []*corev1.Secret{{ObjectMeta: meta("Secret"), Type: corev1.SecretTypeTLS}},
 		VirtualServices:        []*networkingv1.VirtualService{{ObjectMeta: meta("VirtualService")}},
 		DestinationRules:       []*networkingv1.DestinationRule{{ObjectMeta: meta("DestinationRule")}},
 		Gateways:               []*networkingv1.Gateway{{ObjectMeta: meta("Gateway")}},

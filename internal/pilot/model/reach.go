@@ -3,7 +3,6 @@ package model
 import (
 	"reflect"
 
-	"google.golang.org/protobuf/proto"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,7 +37,7 @@ type Delta struct {
 // function, a reach function that cannot bound it, or a new root namespace.
 func Diff(a, b *Snapshot) (d Delta, ok bool) {
 	d = Delta{Hosts: map[string]bool{}, Namespaces: map[string]bool{}, EndpointHosts: map[string]bool{}, Workloads: map[string]bool{}, destHosts: map[string]bool{}}
-	if a.RootNamespace != b.RootNamespace || !proto.Equal(a.Mesh, b.Mesh) {
+	if a.RootNamespace != b.RootNamespace {
 		return d, false
 	}
 	d.diffServices(a, b)

@@ -9,12 +9,12 @@ import (
 	"sort"
 	"strings"
 
-	meshapi "istio.io/api/mesh/v1alpha1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"mesh.dev/mesh/internal/credential"
 	"mesh.dev/mesh/internal/hostmatch"
 )
 
@@ -126,6 +126,7 @@ type Input struct {
 	EndpointSlices         []*discoveryv1.EndpointSlice
 	Pods                   []*corev1.Pod
 	Namespaces             []*corev1.Namespace
+	Secrets                []*corev1.Secret // gateway credentials; see credential.Served
 	VirtualServices        []*networkingv1.VirtualService
 	DestinationRules       []*networkingv1.DestinationRule
 	Gateways               []*networkingv1.Gateway
@@ -136,9 +137,9 @@ type Input struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	RootNamespace          string // mesh-wide policy lives here; default mesh-system
-	// Mesh is the mesh config pilot runs under (the `mesh` ConfigMap);
-	// nil: Istio's defaults.
-	Mesh *meshapi.MeshConfig
+	// SecretNamespace is where Secrets were read from: a namespace, "*"
+	// for all, "" for none (Watcher.SecretNamespace).
+	SecretNamespace string
 }
 
 // Snapshot is an immutable, indexed view of one Input.
@@ -154,6 +155,8 @@ type Snapshot struct {
 	podsByIP      map[string]*corev1.Pod
 	pods          map[string]*corev1.Pod // ns/name
 	namespaces    map[string]*corev1.Namespace
+	secrets       map[string]*corev1.Secret // ns/name
+	secretNS      string
 
 	VirtualServices        []*networkingv1.VirtualService
 	DestinationRules       []*networkingv1.DestinationRule
@@ -165,7 +168,6 @@ type Snapshot struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	RootNamespace          string
-	Mesh                   *meshapi.MeshConfig // never nil: Input.Mesh, or an empty config (Istio's defaults)
 
 	// in holds the core objects the snapshot was built from, for the kind
 	// table's accessors (Kind.Objects).
@@ -183,6 +185,9 @@ func (s *Snapshot) PodByIP(ip string) *corev1.Pod { return s.podsByIP[ip] }
 
 // Pod returns the pod ns/name, or nil.
 func (s *Snapshot) Pod(ns, name string) *corev1.Pod { return s.pods[ns+"/"+name] }
+
+// Secret returns the Secret ns/name pilot may serve as a credential, or nil.
+func (s *Snapshot) Secret(ns, name string) *corev1.Secret { return s.secrets[ns+"/"+name] }
 
 // Namespace returns the namespace called name, or nil.
 func (s *Snapshot) Namespace(name string) *corev1.Namespace { return s.namespaces[name] }
@@ -232,6 +237,8 @@ func Build(version uint64, in Input) *Snapshot {
 		podsByIP:       map[string]*corev1.Pod{},
 		pods:           map[string]*corev1.Pod{},
 		namespaces:     map[string]*corev1.Namespace{},
+		secrets:        map[string]*corev1.Secret{},
+		secretNS:       in.SecretNamespace,
 		// Copied, so a caller reusing its slices cannot change an older
 		// snapshot: pushes compare snapshots to find what changed.
 		VirtualServices:        slices.Clone(in.VirtualServices),
@@ -244,7 +251,6 @@ func Build(version uint64, in Input) *Snapshot {
 		AuthorizationPolicies:  slices.Clone(in.AuthorizationPolicies),
 		RequestAuthentications: slices.Clone(in.RequestAuthentications),
 		RootNamespace:          in.RootNamespace,
-		Mesh:                   in.Mesh,
 		in: Input{
 			Services:       slices.Clone(in.Services),
 			Namespaces:     slices.Clone(in.Namespaces),
@@ -252,11 +258,14 @@ func Build(version uint64, in Input) *Snapshot {
 			EndpointSlices: slices.Clone(in.EndpointSlices),
 		},
 	}
+	for _, sec := range in.Secrets {
+		if credential.Served(sec) {
+			s.in.Secrets = append(s.in.Secrets, sec)
+			s.secrets[sec.Namespace+"/"+sec.Name] = sec
+		}
+	}
 	if s.RootNamespace == "" {
 		s.RootNamespace = "mesh-system"
-	}
-	if s.Mesh == nil {
-		s.Mesh = &meshapi.MeshConfig{}
 	}
 	for _, ns := range in.Namespaces {
 		s.namespaces[ns.Name] = ns

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	meshapi "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,9 +42,13 @@ type Watcher struct {
 	Kube          kubernetes.Interface
 	Istio         istioclient.Interface // nil, or when the Istio CRDs are absent: no Istio config
 	RootNamespace string
-	Mesh          *meshapi.MeshConfig // the mesh config every snapshot carries (nil: defaults)
-	Debounce      time.Duration       // quiet time before a snapshot is built (default 100ms)
-	MaxDelay      time.Duration       // longest an event waits under constant churn (default 1s)
+	// SecretNamespace is where Secrets are read for gateway credentials:
+	// a namespace (the gateways', pilot's own by default), "*" for all
+	// namespaces (pilot then needs to read Secrets cluster-wide), or ""
+	// for none.
+	SecretNamespace string
+	Debounce        time.Duration // quiet time before a snapshot is built (default 100ms)
+	MaxDelay        time.Duration // longest an event waits under constant churn (default 1s)
 	// OnSnapshot receives each new snapshot; it is called from one goroutine.
 	OnSnapshot func(*Snapshot, Change)
 
@@ -63,7 +66,7 @@ type Watcher struct {
 func (w *Watcher) kinds() []*Kind {
 	var out []*Kind
 	for _, k := range Kinds {
-		if !k.CRD || w.listers.Istio != nil {
+		if (!k.CRD || w.listers.Istio != nil) && (k.Watched == nil || k.Watched(w.listers)) {
 			out = append(out, k)
 		}
 	}
@@ -87,6 +90,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	} else {
 		slog.Warn("Istio CRDs not found; serving Kubernetes services without Istio config")
 	}
+	if ns := w.SecretNamespace; ns != "" {
+		if ns == "*" {
+			ns = metav1.NamespaceAll
+		}
+		w.listers.Secrets = informers.NewSharedInformerFactoryWithOptions(w.Kube, 0, informers.WithNamespace(ns))
+	}
 	for _, k := range w.kinds() {
 		classify := func(o any) Change { return Change{Full: true} }
 		if k.Classify != nil {
@@ -107,10 +116,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 	}
-	f.Start(ctx.Done())
-	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("sync informer for %v: %w", typ, ctx.Err())
+	for _, f := range []informers.SharedInformerFactory{f, w.listers.Secrets} {
+		if f == nil {
+			continue
+		}
+		f.Start(ctx.Done())
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("sync informer for %v: %w", typ, ctx.Err())
+			}
 		}
 	}
 	w.mu.Lock()
@@ -227,7 +241,7 @@ func (w *Watcher) publishSnapshot() *Snapshot {
 }
 
 func (w *Watcher) input() Input {
-	in := Input{RootNamespace: w.RootNamespace, Mesh: w.Mesh}
+	in := Input{RootNamespace: w.RootNamespace, SecretNamespace: w.SecretNamespace}
 	for _, k := range w.kinds() {
 		k.load(w.listers, &in)
 	}

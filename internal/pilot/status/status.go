@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	analysisv1alpha1 "istio.io/api/analysis/v1alpha1"
 	metav1alpha1 "istio.io/api/meta/v1alpha1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -160,6 +161,7 @@ type object struct {
 	conditions *[]*metav1alpha1.IstioCondition
 	messages   *[]*analysisv1alpha1.AnalysisMessageBase
 	observed   *int64
+	gateway    *networkingv1.Gateway           // set for Gateways: their credentials are checked too
 	update     func(ctx context.Context) error // writes the object's status as it is now
 }
 
@@ -174,14 +176,28 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 		for _, f := range findings {
 			paths = append(paths, f.String())
 		}
-		want := strings.Join(paths, "; ")
+		reports := []report{notEnforced(paths)}
+		if o.gateway != nil {
+			reports = append(reports, invalidCredentials(s.GatewayCredentialProblems(o.gateway)))
+		}
+		var wants []string
+		for _, r := range reports {
+			wants = append(wants, r.text)
+		}
+		want := strings.Join(wants, "|")
 		w.mu.Lock()
 		done := w.written[key] == fmt.Sprint(o.meta.Generation, "|", want)
 		w.mu.Unlock()
 		if done {
 			continue
 		}
-		if !apply(o, want, len(findings)) {
+		changed := false
+		for _, r := range reports {
+			if apply(o, r) {
+				changed = true
+			}
+		}
+		if !changed {
 			w.remember(key, o.meta.Generation, want)
 			continue
 		}
@@ -201,13 +217,44 @@ func (w *Writer) remember(key string, gen int64, want string) {
 	w.mu.Unlock()
 }
 
-// apply sets pilot's parts of the status (its condition and validation
-// message), keeping what others wrote; it reports whether anything changed.
-func apply(o object, message string, n int) bool {
+// report is one condition pilot owns on a resource, with the validation
+// message of the same analyzer code; an empty text clears both.
+type report struct {
+	condition, reason string
+	code, name        string
+	level             analysisv1alpha1.AnalysisMessageBase_Level
+	text              string
+}
+
+func notEnforced(paths []string) report {
+	r := report{condition: ConditionType, reason: "NotEnforced", code: MessageCode, name: "NotEnforced", level: analysisv1alpha1.AnalysisMessageBase_WARNING}
+	if len(paths) > 0 {
+		r.text = fmt.Sprintf("%d setting(s) not enforced by this mesh: %s", len(paths), strings.Join(paths, "; "))
+	}
+	return r
+}
+
+// CredentialCondition is the condition pilot sets False on a Gateway with
+// servers it does not serve because their credentialName Secret is missing
+// or unusable (IST0161, as `mesh analyze` reports it).
+const CredentialCondition = "mesh.io/CredentialsServed"
+
+func invalidCredentials(problems []string) report {
+	r := report{condition: CredentialCondition, reason: "InvalidGatewayCredential", code: "IST0161", name: "InvalidGatewayCredential", level: analysisv1alpha1.AnalysisMessageBase_ERROR}
+	if len(problems) > 0 {
+		r.text = fmt.Sprintf("%d server(s) not served: %s", len(problems), strings.Join(problems, "; "))
+	}
+	return r
+}
+
+// apply sets one of pilot's parts of the status (a condition and its
+// validation message), keeping what others wrote; it reports whether
+// anything changed.
+func apply(o object, r report) bool {
 	var conds []*metav1alpha1.IstioCondition
 	var mine *metav1alpha1.IstioCondition
 	for _, c := range *o.conditions {
-		if c.GetType() == ConditionType {
+		if c.GetType() == r.condition {
 			mine = c
 			continue
 		}
@@ -216,33 +263,32 @@ func apply(o object, message string, n int) bool {
 	var msgs []*analysisv1alpha1.AnalysisMessageBase
 	hadMsg := false
 	for _, m := range *o.messages {
-		if m.GetType().GetCode() == MessageCode {
+		if m.GetType().GetCode() == r.code {
 			hadMsg = true
 			continue
 		}
 		msgs = append(msgs, m)
 	}
-	if n == 0 {
+	if r.text == "" {
 		if mine == nil && !hadMsg {
 			return false
 		}
 		*o.conditions, *o.messages = conds, msgs
 		return true
 	}
-	text := fmt.Sprintf("%d setting(s) not enforced by this mesh: %s", n, message)
-	if mine != nil && hadMsg && mine.GetStatus() == "False" && mine.GetMessage() == text && mine.GetObservedGeneration() == o.meta.Generation {
+	if mine != nil && hadMsg && mine.GetStatus() == "False" && mine.GetMessage() == r.text && mine.GetObservedGeneration() == o.meta.Generation {
 		return false
 	}
 	now := timestamppb.Now()
-	c := &metav1alpha1.IstioCondition{Type: ConditionType, Status: "False", Reason: "NotEnforced", Message: text,
+	c := &metav1alpha1.IstioCondition{Type: r.condition, Status: "False", Reason: r.reason, Message: r.text,
 		LastProbeTime: now, LastTransitionTime: now, ObservedGeneration: o.meta.Generation}
 	if mine != nil && mine.GetStatus() == "False" {
 		c.LastTransitionTime = mine.GetLastTransitionTime()
 	}
 	*o.conditions = append(conds, c)
 	*o.messages = append(msgs, &analysisv1alpha1.AnalysisMessageBase{
-		Type:  &analysisv1alpha1.AnalysisMessageBase_Type{Name: "NotEnforced", Code: MessageCode},
-		Level: analysisv1alpha1.AnalysisMessageBase_WARNING,
+		Type:  &analysisv1alpha1.AnalysisMessageBase_Type{Name: r.name, Code: r.code},
+		Level: r.level,
 	})
 	*o.observed = o.meta.Generation
 	return true
@@ -271,11 +317,14 @@ func objects(c istioclient.Interface, s *model.Snapshot) []object {
 		}))
 	}
 	for _, x := range s.Gateways {
+		orig := x
 		x := x.DeepCopy()
-		out = append(out, std("Gateway", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+		o := std("Gateway", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
 			_, err := c.NetworkingV1().Gateways(x.Namespace).UpdateStatus(ctx, x, opts)
 			return err
-		}))
+		})
+		o.gateway = orig
+		out = append(out, o)
 	}
 	for _, x := range s.Sidecars {
 		x := x.DeepCopy()

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -18,6 +18,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"mesh.dev/mesh/internal/credential"
 	"mesh.dev/mesh/internal/hostmatch"
 )
 
@@ -47,31 +48,34 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	// A server listens on the container port its Service sends the server
 	// port to, as Istio does: a Gateway says 443 and the Service maps 443
 	// to 8443, so the gateway binds 8443.
+	// A server with bind listens on that address only, its own listener.
 	bind := gatewayBindPorts(w)
-	byPort := map[uint32][]gatewayServer{}
+	byAddr := map[bindAddr][]gatewayServer{}
 	for _, s := range servers {
-		p := s.server.Port.Number
-		if t, ok := bind[p]; ok {
-			p = t
+		a := bindAddr{ip: "0.0.0.0", port: s.server.Port.Number}
+		if t, ok := bind[a.port]; ok {
+			a.port = t
 		}
-		byPort[p] = append(byPort[p], s)
+		if s.server.Bind != "" {
+			if _, err := netip.ParseAddr(s.server.Bind); err != nil {
+				continue // unix sockets are not served; validation and analyze report it
+			}
+			a.ip = s.server.Bind
+		}
+		byAddr[a] = append(byAddr[a], s)
 	}
-	ports := make([]uint32, 0, len(byPort))
-	for p := range byPort {
-		ports = append(ports, p)
+	addrs := make([]bindAddr, 0, len(byAddr))
+	for a := range byAddr {
+		addrs = append(addrs, a)
 	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
-	// AuthorizationPolicies and RequestAuthentications selecting the
-	// gateway's pods (by labels, or targetRefs to its Gateway) hold on every
-	// HTTP server it runs, as on a sidecar's inbound side.
-	var authz []*hcmv3.HttpFilter
-	if jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels)); jf != nil {
-		authz = append(authz, jf)
-	}
-	allow, deny := pc.authzPolicies(w.namespace, w.labels)
-	authz = append(authz, httpRBACFilters(allow, deny)...)
-	for _, port := range ports {
-		l, rc := pc.gatewayPort(port, byPort[port], w.namespace, authz)
+	sort.Slice(addrs, func(i, j int) bool {
+		if addrs[i].port != addrs[j].port {
+			return addrs[i].port < addrs[j].port
+		}
+		return addrs[i].ip < addrs[j].ip
+	})
+	for _, a := range addrs {
+		l, rc := pc.gatewayPort(r, a, byAddr[a], w.namespace)
 		if l == nil {
 			continue
 		}
@@ -90,6 +94,21 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 			r.edsServices = append(r.edsServices, svc)
 		}
 	}
+}
+
+// bindAddr is where a router listens for a set of Gateway servers.
+type bindAddr struct {
+	ip   string
+	port uint32
+}
+
+// routeName is the route table of one bound address: http.PORT as Istio
+// names it, with the address appended for servers that set bind.
+func (a bindAddr) routeName() string {
+	if a.ip == "0.0.0.0" {
+		return fmt.Sprintf("http.%d", a.port)
+	}
+	return fmt.Sprintf("http.%d.%s", a.port, a.ip)
 }
 
 // gatewayBindPorts maps the service ports of the Services selecting a
@@ -118,15 +137,14 @@ func gatewayBindPorts(w *workload) map[uint32]uint32 {
 }
 
 // gatewayPort builds one bound port of a router in namespace ns (which
-// VirtualServices and DestinationRules it sees, by their exportTo); authz
-// are the HTTP filters that authenticate and authorize its requests, ahead
-// of the others.
-func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns string, authz []*hcmv3.HttpFilter) (*listenerv3.Listener, *routev3.RouteConfiguration) {
-	name := ListenerName("0.0.0.0", port)
-	routeName := fmt.Sprintf("http.%d", port)
+// VirtualServices and DestinationRules it sees, by their exportTo).
+func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewayServer, ns string) (*listenerv3.Listener, *routev3.RouteConfiguration) {
+	port := a.port
+	name := ListenerName(a.ip, port)
+	routeName := a.routeName()
 	l := &listenerv3.Listener{
 		Name:             name,
-		Address:          socketAddress("0.0.0.0", port),
+		Address:          socketAddress(a.ip, port),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 	}
 	var httpServers []gatewayServer
@@ -136,14 +154,23 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns stri
 		switch {
 		case proto == "HTTP" || proto == "HTTP2" || proto == "GRPC":
 			httpServers = append(httpServers, s)
-		case (proto == "HTTPS" || proto == "TLS") && tls != nil &&
-			(tls.Mode == networkingapi.ServerTLSSettings_SIMPLE || tls.Mode == networkingapi.ServerTLSSettings_MUTUAL || tls.Mode == networkingapi.ServerTLSSettings_ISTIO_MUTUAL):
+		case (proto == "HTTPS" || proto == "TLS") && tls != nil && terminates(tls.Mode):
+			if tls.CredentialName != "" {
+				// A server whose Secret is missing or unusable is not
+				// served (fails closed) while the port's other servers
+				// are; status and analyze say why (credential.Lookup).
+				c, err := pc.Snap.GatewayServerCredential(ns, tls)
+				if err != nil {
+					continue
+				}
+				r.addCredential(c)
+			}
 			httpServers = append(httpServers, s)
 			fc := &listenerv3.FilterChain{
 				Name:             fmt.Sprintf("https.%d.%d.%s.%s", port, i, s.gw.Name, s.gw.Namespace),
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: sniNames(s.server.Hosts)},
 				TransportSocket:  tlsSocket(gatewayTLS(tls)),
-				Filters:          []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)},
+				Filters:          []*listenerv3.Filter{hcmRDS(routeName, routeName, faultFilter())},
 			}
 			l.FilterChains = append(l.FilterChains, fc)
 		}
@@ -159,7 +186,7 @@ func (pc *PushContext) gatewayPort(port uint32, servers []gatewayServer, ns stri
 	}
 	for _, s := range httpServers {
 		if s.server.Tls == nil {
-			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)}}
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{hcmRDS(routeName, routeName, faultFilter())}}
 			break
 		}
 	}
@@ -238,16 +265,58 @@ func sniNames(hosts []string) []string {
 	return out
 }
 
+// terminates reports whether a server TLS mode has the gateway end TLS.
+func terminates(m networkingapi.ServerTLSSettings_TLSmode) bool {
+	switch m {
+	case networkingapi.ServerTLSSettings_SIMPLE, networkingapi.ServerTLSSettings_MUTUAL,
+		networkingapi.ServerTLSSettings_OPTIONAL_MUTUAL, networkingapi.ServerTLSSettings_ISTIO_MUTUAL:
+		return true
+	}
+	return false
+}
+
+// verifiesClients reports whether a server TLS mode checks client
+// certificates against a CA: MUTUAL requires one, OPTIONAL_MUTUAL checks
+// one when the client presents it.
+func verifiesClients(m networkingapi.ServerTLSSettings_TLSmode) bool {
+	return m == networkingapi.ServerTLSSettings_MUTUAL || m == networkingapi.ServerTLSSettings_OPTIONAL_MUTUAL
+}
+
+// addCredential records a Secret the router's listeners name over SDS;
+// Generate hands it only to routers on mTLS-authenticated streams.
+func (r *Resources) addCredential(c *credential.Credential) {
+	cert := credential.SDSPrefix + c.Name
+	if !slices.ContainsFunc(r.credentials, func(it *item) bool { return it.name == cert }) {
+		r.credentials = append(r.credentials, newItem(cert, &tlsv3.Secret{Name: cert, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: inlineBytes(c.Cert), PrivateKey: inlineBytes(c.Key),
+		}}}))
+	}
+	if c.CA == nil {
+		return
+	}
+	ca := cert + credential.CASuffix
+	if !slices.ContainsFunc(r.credentials, func(it *item) bool { return it.name == ca }) {
+		r.credentials = append(r.credentials, newItem(ca, &tlsv3.Secret{Name: ca, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: inlineBytes(c.CA),
+		}}}))
+	}
+}
+
+func inlineBytes(b []byte) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
+}
+
 func gatewayTLS(t *networkingapi.ServerTLSSettings) *tlsv3.DownstreamTlsContext {
 	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}}
 	switch {
 	case t.Mode == networkingapi.ServerTLSSettings_ISTIO_MUTUAL:
 		return meshDownstreamTLS()
 	case t.CredentialName != "":
-		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsRef("kubernetes://" + t.CredentialName)}
-		if t.Mode == networkingapi.ServerTLSSettings_MUTUAL {
+		name := credential.SDSPrefix + credential.Name(t.CredentialName)
+		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsRef(name)}
+		if verifiesClients(t.Mode) {
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-				ValidationContextSdsSecretConfig: sdsRef("kubernetes://" + t.CredentialName + "-cacert"),
+				ValidationContextSdsSecretConfig: sdsRef(name + credential.CASuffix),
 			}
 		}
 	default:
@@ -255,7 +324,7 @@ func gatewayTLS(t *networkingapi.ServerTLSSettings) *tlsv3.DownstreamTlsContext 
 			CertificateChain: fileSource(t.ServerCertificate),
 			PrivateKey:       fileSource(t.PrivateKey),
 		}}
-		if t.Mode == networkingapi.ServerTLSSettings_MUTUAL && t.CaCertificates != "" {
+		if verifiesClients(t.Mode) && t.CaCertificates != "" {
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{
 				ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: fileSource(t.CaCertificates)},
 			}

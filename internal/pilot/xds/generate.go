@@ -70,6 +70,10 @@ type Resources struct {
 	groupNS string
 	scope   *scope // nil for routers
 	router  bool
+	// credentials are the SDS secrets of the Gateway servers' credentialNames
+	// (kubernetes://NAME and NAME-cacert), sent only to routers whose stream
+	// is mTLS-authenticated (SecretSource given).
+	credentials []*item
 }
 
 // Items returns the resources of typeURL.
@@ -226,10 +230,16 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 	if err != nil {
 		return nil, fmt.Errorf("secrets for %s/%s: %w", w.namespace, w.serviceAccount, err)
 	}
-	its := make([]*item, 0, len(ss))
+	its := make([]*item, 0, len(ss)+len(base.credentials))
 	var errs []error
 	for _, s := range ss {
 		it := newItem(s.Name, s)
+		if it.invalid != nil {
+			errs = append(errs, fmt.Errorf("SDS %s: %w", it.name, it.invalid))
+		}
+		its = append(its, it)
+	}
+	for _, it := range base.credentials {
 		if it.invalid != nil {
 			errs = append(errs, fmt.Errorf("SDS %s: %w", it.name, it.invalid))
 		}

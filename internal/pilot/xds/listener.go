@@ -52,7 +52,7 @@ func upgradeConfigs() []*hcmv3.HttpConnectionManager_UpgradeConfig {
 }
 
 // hcmRDS is an HTTP connection manager fetching its routes over ADS.
-func (pc *PushContext) hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
+func hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
 	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:     statPrefix,
 		CodecType:      hcmv3.HttpConnectionManager_AUTO,
@@ -60,11 +60,10 @@ func (pc *PushContext) hcmRDS(statPrefix, routeName string, filters ...*hcmv3.Ht
 		HttpFilters:    append(filters, routerFilter()),
 		UpgradeConfigs: upgradeConfigs(),
 	}
-	pc.pathNormalization(h)
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }
 
-func (pc *PushContext) hcmInline(statPrefix string, rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
+func hcmInline(statPrefix string, rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
 	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:     statPrefix,
 		CodecType:      hcmv3.HttpConnectionManager_AUTO,
@@ -72,7 +71,6 @@ func (pc *PushContext) hcmInline(statPrefix string, rc *routev3.RouteConfigurati
 		HttpFilters:    append(filters, routerFilter()),
 		UpgradeConfigs: upgradeConfigs(),
 	}
-	pc.pathNormalization(h)
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }
 
@@ -148,7 +146,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 		case ps.http:
 			l.DefaultFilterChain = &listenerv3.FilterChain{
 				Name:    name,
-				Filters: []*listenerv3.Filter{pc.hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
+				Filters: []*listenerv3.Filter{hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
 			}
 		case len(unaddressed) == 1:
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n, sc.ns)}}
@@ -287,7 +285,7 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 				if jf != nil {
 					hf = append(hf, jf) // request.auth attributes before authorization reads them
 				}
-				return []*listenerv3.Filter{pc.hcmInline(cluster, rc, append(hf, httpRBACFilters(allow, deny)...)...)}
+				return []*listenerv3.Filter{hcmInline(cluster, rc, append(hf, httpRBACFilters(allow, deny)...)...)}
 			}
 			return append(networkRBACFilters(cluster, allow, deny), tcpProxyFilter(cluster, cluster))
 		}

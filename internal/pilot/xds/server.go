@@ -279,6 +279,17 @@ func (s *Server) connect(streamID int64, node *corev3.Node) error {
 		}
 		return err
 	}
+	_, plain := s.plaintext[streamID]
+	if ps := s.proxies[node.Id]; ps != nil && ps.plaintext.Load() != plain {
+		// Streams of one node id share what is pushed to it: a plaintext
+		// stream beside an mTLS one would receive that proxy's secrets
+		// (workload certificate, gateway credentials).
+		s.mu.Unlock()
+		if s.Metrics != nil {
+			s.Metrics.RejectedStreams.Inc()
+		}
+		return fmt.Errorf("node %s is already connected on pilot's other xDS port (plaintext and mTLS streams of one node id are not mixed)", node.Id)
+	}
 	s.streams[streamID] = node.Id
 	ps := s.proxies[node.Id]
 	fresh := ps == nil
@@ -287,7 +298,6 @@ func (s *Server) connect(streamID int64, node *corev3.Node) error {
 		s.proxies[node.Id] = ps
 	}
 	ps.streams++
-	_, plain := s.plaintext[streamID]
 	ps.plaintext.Store(plain)
 	pc := s.pc
 	n := len(s.proxies)

@@ -16,7 +16,6 @@ import (
 	"mesh.dev/mesh/internal/proxy/accesslog"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
-	"mesh.dev/mesh/internal/proxy/pathnorm"
 	"mesh.dev/mesh/internal/proxy/protofields"
 	"mesh.dev/mesh/internal/proxy/router"
 )
@@ -34,7 +33,6 @@ type HCM struct {
 	useRemote  bool
 	xfcc       hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	idle       time.Duration
-	path       pathnorm.Options // normalize_path, merge_slashes, path_with_escaped_slashes_action
 	logs       []*accesslog.Logger
 	proxy      *httputil.ReverseProxy
 	Stats      *HTTPStats
@@ -45,7 +43,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 	// The fields compileHCM acts on; anything else is refused by name.
 	if err := protofields.Check(h, f, "stat_prefix", "codec_type", "rds", "route_config", "http_filters", "tracing",
 		"http3_protocol_options", "upgrade_configs", "common_http_protocol_options", "access_log", "use_remote_address",
-		"forward_client_cert_details", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action"); err != nil {
+		"forward_client_cert_details"); err != nil {
 		return nil, err
 	}
 	if o := h.GetCommonHttpProtocolOptions(); o != nil {
@@ -53,11 +51,8 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 			return nil, err
 		}
 	}
-	path, err := pathnorm.FromHCM(h, f)
-	if err != nil {
-		return nil, err
-	}
-	m := &HCM{path: path, StatPrefix: h.GetStatPrefix(), listener: l, env: env, codec: h.GetCodecType(), useRemote: h.GetUseRemoteAddress().GetValue(),
+	var err error
+	m := &HCM{StatPrefix: h.GetStatPrefix(), listener: l, env: env, codec: h.GetCodecType(), useRemote: h.GetUseRemoteAddress().GetValue(),
 		xfcc: h.GetForwardClientCertDetails(), Stats: &HTTPStats{}}
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:
