@@ -7,7 +7,6 @@ import (
 	"maps"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -149,58 +148,12 @@ func (r *Resources) finish() {
 	r.invalid = errors.Join(append(errs, edsErrs...)...)
 }
 
-// workload is what pilot knows of the workload behind a proxy.
-type workload struct {
-	namespace      string
-	name           string
-	labels         map[string]string
-	serviceAccount string
-	namedPorts     map[string]uint32
-	services       []*model.Service
-}
-
-func (pc *PushContext) workloadFor(p *model.Proxy) *workload {
-	w := &workload{namespace: p.Namespace, name: p.PodName, serviceAccount: "default", namedPorts: map[string]uint32{}}
-	pod := pc.Snap.PodByIP(p.IP)
-	if pod == nil || pod.Namespace != p.Namespace {
-		pod = pc.Snap.Pod(p.Namespace, p.PodName)
-	}
-	if pod != nil {
-		w.labels = pod.Labels
-		if pod.Spec.ServiceAccountName != "" {
-			w.serviceAccount = pod.Spec.ServiceAccountName
-		}
-		for _, c := range pod.Spec.Containers {
-			for _, cp := range c.Ports {
-				if cp.Name != "" {
-					w.namedPorts[cp.Name] = uint32(cp.ContainerPort)
-				}
-			}
-		}
-	} else {
-		for _, we := range pc.Snap.WorkloadEntries {
-			if we.Namespace == p.Namespace && we.Spec.Address == p.IP {
-				w.labels = we.Spec.Labels
-				if we.Spec.ServiceAccount != "" {
-					w.serviceAccount = we.Spec.ServiceAccount
-				}
-				for n, port := range we.Spec.Ports {
-					w.namedPorts[n] = port
-				}
-				break
-			}
-		}
-	}
-	w.services = pc.Snap.ServicesFor(w.namespace, w.labels)
-	return w
-}
-
 // Generate builds the resources for one proxy. secrets may be nil, in which
 // case no SDS resources are generated. Proxies with the same generator
 // inputs share what it returns, built once per push.
 func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resources, error) {
 	w := pc.workloadFor(p)
-	key, err := pc.groupKey(p, w)
+	key, err := pc.groupKey(w)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +163,7 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 		}
 		pc.built.Add(1)
 		r := &Resources{byType: map[string][]*item{}, EndpointHosts: map[string]bool{}, key: key, groupNS: w.namespace}
-		if p.Type == model.Router {
+		if w.proxyType == model.Router {
 			r.router = true
 			pc.gateway(r, w)
 		} else {
@@ -292,47 +245,6 @@ func (pc *PushContext) reuseGroup(key string) *Resources {
 	}
 	r.invalid = errors.Join(append([]error{old.invalidNonEDS}, errs...)...)
 	return &r
-}
-
-// groupKey names everything the generator reads about a proxy: proxies
-// with equal keys get equal config (apart from secrets), so it is built
-// once for all of them.
-func (pc *PushContext) groupKey(p *model.Proxy, w *workload) (string, error) {
-	var b strings.Builder
-	switch p.Type {
-	case model.Router:
-		// Gateways select routers by labels.
-		b.WriteString("router|" + w.namespace + "|" + labelKey(w.labels))
-		return b.String(), nil
-	case model.SidecarProxy:
-	default:
-		return "", fmt.Errorf("proxy %s: unknown type %q", p.ID, p.Type)
-	}
-	sc := pc.scopeFor(w.namespace, w.labels)
-	b.WriteString("sidecar|" + sc.key + "|" + w.namespace)
-	for _, ip := range inboundPorts(w.services, w.namedPorts) {
-		fmt.Fprintf(&b, "|%d/%s/%d", ip.port, ip.protocol, pc.mtlsMode(w.namespace, w.labels, ip.port))
-	}
-	// The passthrough chains follow the workload's default mode and its
-	// portLevelMtls ports.
-	fmt.Fprintf(&b, "|*/%d", pc.mtlsMode(w.namespace, w.labels, 0))
-	for _, port := range pc.portLevelPorts(w.namespace, w.labels) {
-		fmt.Fprintf(&b, "|pl%d/%d", port, pc.mtlsMode(w.namespace, w.labels, port))
-	}
-	allow, deny := pc.authzPolicies(w.namespace, w.labels)
-	for _, ap := range allow {
-		b.WriteString("|a:" + ap.Namespace + "/" + ap.Name)
-	}
-	for _, ap := range deny {
-		b.WriteString("|d:" + ap.Namespace + "/" + ap.Name)
-	}
-	for _, ra := range pc.requestAuthns(w.namespace, w.labels) {
-		b.WriteString("|r:" + ra.Namespace + "/" + ra.Name)
-	}
-	if pc.sourceLabels {
-		b.WriteString("|l:" + labelKey(w.labels))
-	}
-	return b.String(), nil
 }
 
 // scopeResources are the outbound resources shared by every proxy of a scope.

@@ -1,0 +1,152 @@
+package xds
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// workload is everything the generator reads about a proxy. Generate builds
+// it once (workloadFor) and generation sees the proxy only through it, so
+// the key under which proxies share generated config can be derived from
+// it: each field enters the key through its row of inputKeys, and
+// TestEveryProxyInputIsKeyed fails for a field without one.
+type workload struct {
+	proxyType      model.ProxyType
+	namespace      string
+	labels         map[string]string
+	serviceAccount string
+	namedPorts     map[string]uint32
+	services       []*model.Service
+	meta           model.NodeMetadata
+}
+
+// inputKey is how one field of workload enters the sharing key: key writes
+// what of it the generator reads, or why says why nothing need be written.
+type inputKey struct {
+	field string
+	key   func(pc *PushContext, w *workload, b *strings.Builder)
+	why   string
+}
+
+// inputKeys is in key order; the type goes first since the rest depends on it.
+var inputKeys = []inputKey{
+	{field: "proxyType", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+		b.WriteString(string(w.proxyType))
+	}},
+	{field: "namespace", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+		b.WriteString("|" + w.namespace)
+	}},
+	{field: "labels", key: labelsKey},
+	{field: "namedPorts", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+		names := make([]string, 0, len(w.namedPorts))
+		for n := range w.namedPorts {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		b.WriteString("|ports:")
+		for _, n := range names {
+			fmt.Fprintf(b, "%s=%d,", n, w.namedPorts[n])
+		}
+	}},
+	{field: "services", why: "chosen by namespace and labels from the push's own snapshot (ServicesFor), both keyed"},
+	{field: "serviceAccount", why: "read after sharing, for the proxy's own secrets and Resources.ServiceAccount"},
+	{field: "meta", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+		m, _ := json.Marshal(w.meta) // plain strings and numbers: cannot fail
+		b.WriteString("|meta:")
+		b.Write(m)
+	}},
+}
+
+// labelsKey writes what labels decide. A router selects Gateways by them.
+// A sidecar's labels pick its Sidecar scope, its mTLS mode per inbound
+// port, its authorization and request authentication policies, and, when a
+// rule matches on source labels, the labels themselves: two sidecars whose
+// labels decide the same share config.
+func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
+	if w.proxyType == model.Router {
+		b.WriteString("|" + labelKey(w.labels))
+		return
+	}
+	sc := pc.scopeFor(w.namespace, w.labels)
+	b.WriteString("|scope:" + sc.key)
+	for _, ip := range inboundPorts(w.services, w.namedPorts) {
+		fmt.Fprintf(b, "|%d/%s/%d", ip.port, ip.protocol, pc.mtlsMode(w.namespace, w.labels, ip.port))
+	}
+	// The passthrough chains follow the workload's default mode and its
+	// portLevelMtls ports.
+	fmt.Fprintf(b, "|*/%d", pc.mtlsMode(w.namespace, w.labels, 0))
+	for _, port := range pc.portLevelPorts(w.namespace, w.labels) {
+		fmt.Fprintf(b, "|pl%d/%d", port, pc.mtlsMode(w.namespace, w.labels, port))
+	}
+	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	for _, ap := range allow {
+		b.WriteString("|a:" + ap.Namespace + "/" + ap.Name)
+	}
+	for _, ap := range deny {
+		b.WriteString("|d:" + ap.Namespace + "/" + ap.Name)
+	}
+	for _, ra := range pc.requestAuthns(w.namespace, w.labels) {
+		b.WriteString("|r:" + ra.Namespace + "/" + ra.Name)
+	}
+	if pc.sourceLabels {
+		b.WriteString("|l:" + labelKey(w.labels))
+	}
+}
+
+// groupKey derives the sharing key from the workload: proxies with equal
+// keys get equal config (apart from secrets), built once for all of them.
+func (pc *PushContext) groupKey(w *workload) (string, error) {
+	if w.proxyType != model.SidecarProxy && w.proxyType != model.Router {
+		return "", fmt.Errorf("proxy of %s: unknown type %q", w.namespace, w.proxyType)
+	}
+	var b strings.Builder
+	for _, k := range inputKeys {
+		if k.key != nil {
+			k.key(pc, w, &b)
+		}
+	}
+	return b.String(), nil
+}
+
+// workloadFor finds what pilot knows of the workload behind a proxy: its
+// pod (by IP, then by name) or WorkloadEntry, and the Services selecting it.
+func (pc *PushContext) workloadFor(p *model.Proxy) *workload {
+	w := &workload{proxyType: p.Type, namespace: p.Namespace, serviceAccount: "default",
+		namedPorts: map[string]uint32{}, meta: p.Metadata}
+	pod := pc.Snap.PodByIP(p.IP)
+	if pod == nil || pod.Namespace != p.Namespace {
+		pod = pc.Snap.Pod(p.Namespace, p.PodName)
+	}
+	if pod != nil {
+		w.labels = pod.Labels
+		if pod.Spec.ServiceAccountName != "" {
+			w.serviceAccount = pod.Spec.ServiceAccountName
+		}
+		for _, c := range pod.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name != "" {
+					w.namedPorts[cp.Name] = uint32(cp.ContainerPort)
+				}
+			}
+		}
+	} else {
+		for _, we := range pc.Snap.WorkloadEntries {
+			if we.Namespace == p.Namespace && we.Spec.Address == p.IP {
+				w.labels = we.Spec.Labels
+				if we.Spec.ServiceAccount != "" {
+					w.serviceAccount = we.Spec.ServiceAccount
+				}
+				for n, port := range we.Spec.Ports {
+					w.namedPorts[n] = port
+				}
+				break
+			}
+		}
+	}
+	w.services = pc.Snap.ServicesFor(w.namespace, w.labels)
+	return w
+}
