@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1"
 	security "istio.io/api/security/v1"
+	telemetry "istio.io/api/telemetry/v1"
 
 	"mesh.dev/mesh/internal/spec"
 )
@@ -64,6 +65,7 @@ func All() []CRD {
 		istio("security.istio.io", &security.PeerAuthentication{}, "peerauthentications", []string{"pa"}, secV,
 			Column{"Mode", "string", ".spec.mtls.mode"}),
 		istio("security.istio.io", &security.RequestAuthentication{}, "requestauthentications", []string{"ra"}, secV),
+		istio("telemetry.istio.io", &telemetry.Telemetry{}, "telemetries", []string{"telemetry"}, []string{"v1", "v1alpha1"}),
 		{
 			Group: "install.mesh.io", Kind: spec.Kind, Plural: "meshoperators", ShortNames: []string{"mo"},
 			Categories: []string{"mesh-io"},

@@ -354,7 +354,15 @@ var table = map[string]map[string]Entry{
 		"spec.workloadSelector.labels": {Enforced: true},
 	},
 	"Telemetry": {
-		"spec": {Note: "pilot does not read Telemetry; metrics, tracing and access logging follow the mesh defaults"},
+		"spec.selector.matchLabels":            {Enforced: true},
+		"spec.targetRef":                       {Note: "not supported: a Telemetry with targetRef applies to no proxy (use selector)"},
+		"spec.targetRefs":                      {Note: "not supported: a Telemetry with targetRefs applies to no proxy (use selector)"},
+		"spec.accessLogging.providers.name":    {Enforced: true, Note: "envoyFileAccessLog providers and the built-in envoy only; others log nothing"},
+		"spec.accessLogging.disabled":          {Enforced: true},
+		"spec.accessLogging.filter.expression": {Enforced: true, Note: "the CEL subset of docs/observability.md"},
+		"spec.accessLogging.match.mode":        {Enforced: true},
+		"spec.tracing":                         {Note: "not carried out yet: trace headers are propagated, spans are not reported"},
+		"spec.metrics":                         {Note: "not carried out: Istio's standard metrics are recorded with their standard labels"},
 	},
 	"VirtualService": {
 		"spec.exportTo":                              {Enforced: true},

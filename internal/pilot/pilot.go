@@ -20,18 +20,19 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/debug"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/status"
+	"mesh.dev/mesh/internal/pilot/telemetry"
 	"mesh.dev/mesh/internal/pilot/webhook"
 	"mesh.dev/mesh/internal/pilot/xds"
 )
@@ -154,23 +155,18 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 	return c, nil
 }
 
-// meshConfig is the part of the mesh config pilot reads.
-type meshConfig struct {
-	RootNamespace string `json:"rootNamespace"`
-}
-
 // Run serves until ctx ends or a server fails.
 func (o *Options) Run(ctx context.Context) error {
 	o.defaults()
 	log := o.Log
-	var mc meshConfig
+	mc := &meshconfig.MeshConfig{}
 	if o.MeshConfigFile != "" {
 		data, err := os.ReadFile(o.MeshConfigFile)
 		if err != nil {
 			return fmt.Errorf("mesh config: %w", err)
 		}
-		if err := yaml.Unmarshal(data, &mc); err != nil {
-			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
+		if mc, err = telemetry.ParseMesh(data, o.MeshConfigFile); err != nil {
+			return err
 		}
 	}
 	if mc.RootNamespace == "" {
@@ -276,9 +272,11 @@ func (o *Options) Run(ctx context.Context) error {
 	statusWriter := &status.Writer{Istio: istio, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+		reported := map[string]bool{}
+		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
 			srv.Update(s, ch)
 			statusWriter.Offer(s)
+			reportTelemetry(log, s, reported)
 		}}
 		return w.Run(gctx)
 	})
@@ -317,6 +315,18 @@ func (o *Options) Run(ctx context.Context) error {
 	log.Info("pilot serving", "namespace", o.Namespace, "revision", o.Revision,
 		"xds", xdsL.Addr().String(), "secureXDS", secL.Addr().String(), "debug", dbgL.Addr().String(), "webhook", whL.Addr().String())
 	return g.Wait()
+}
+
+// reportTelemetry logs, once each, what the mesh config and Telemetry
+// resources ask for that pilot cannot carry out (unknown or unsupported
+// providers, unparsable filters, targetRefs).
+func reportTelemetry(log *slog.Logger, s *model.Snapshot, reported map[string]bool) {
+	for _, p := range telemetry.New(s.Mesh, s.RootNamespace, s.Telemetries).Problems() {
+		if msg := p.String(); !reported[msg] {
+			reported[msg] = true
+			log.Warn("telemetry config not carried out", "resource", p.Resource, "field", p.Field, "reason", p.Message)
+		}
+	}
 }
 
 func serveUntil(ctx context.Context, serve func() error, stop func()) error {

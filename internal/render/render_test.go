@@ -137,8 +137,8 @@ func TestComponentsAndOrder(t *testing.T) {
 			crds++
 		}
 	}
-	if crds != 10 {
-		t.Errorf("%d CRDs, want 9 Istio CRDs and MeshOperator", crds)
+	if crds != 11 {
+		t.Errorf("%d CRDs, want 10 Istio CRDs and MeshOperator", crds)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 	security "istio.io/client-go/pkg/apis/security/v1"
+	telemetry "istio.io/client-go/pkg/apis/telemetry/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -18,6 +19,7 @@ import (
 const (
 	NetworkingGroup = "networking.istio.io"
 	SecurityGroup   = "security.istio.io"
+	TelemetryGroup  = "telemetry.istio.io"
 )
 
 // kindInfo says how to build the typed object for one kind.
@@ -64,6 +66,10 @@ var kinds = map[string]kindInfo{
 		o := &security.RequestAuthentication{}
 		return o, &o.ObjectMeta, o.Spec.ProtoReflect()
 	}},
+	"Telemetry": {TelemetryGroup, []string{"v1", "v1alpha1"}, func() (runtime.Object, *metav1.ObjectMeta, protoreflect.Message) {
+		o := &telemetry.Telemetry{}
+		return o, &o.ObjectMeta, o.Spec.ProtoReflect()
+	}},
 }
 
 // Supported reports whether gvk is an Istio resource this package validates.
@@ -81,7 +87,9 @@ func Supported(gvk schema.GroupVersionKind) bool {
 }
 
 // IsIstioGroup reports whether group is one of the Istio API groups handled here.
-func IsIstioGroup(group string) bool { return group == NetworkingGroup || group == SecurityGroup }
+func IsIstioGroup(group string) bool {
+	return group == NetworkingGroup || group == SecurityGroup || group == TelemetryGroup
+}
 
 // Kinds lists the supported kinds as Group/Kind strings, sorted.
 func Kinds() []string {

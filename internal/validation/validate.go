@@ -7,6 +7,7 @@ import (
 
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 	security "istio.io/client-go/pkg/apis/security/v1"
+	telemetry "istio.io/client-go/pkg/apis/telemetry/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -44,6 +45,9 @@ func Validate(obj runtime.Object) (errs, warnings []FieldError) {
 	case *security.RequestAuthentication:
 		validateMeta(l, &o.ObjectMeta)
 		validateRequestAuthentication(l, o)
+	case *telemetry.Telemetry:
+		validateMeta(l, &o.ObjectMeta)
+		validateTelemetry(l, o)
 	default:
 		l.err("", "unsupported resource type %T", obj)
 	}

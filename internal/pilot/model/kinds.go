@@ -5,6 +5,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -79,6 +80,7 @@ func (k *Kind) String() string { return k.GVK.Kind }
 const (
 	networkingGroup = "networking.istio.io"
 	securityGroup   = "security.istio.io"
+	telemetryGroup  = "telemetry.istio.io"
 )
 
 func gvk(group, version, kind string) schema.GroupVersionKind {
@@ -181,6 +183,15 @@ var Kinds = []*Kind{
 		},
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "RequestAuthentication",
 	},
+	{
+		// Access logging, tracing and metrics of the namespace's workloads
+		// (all of them from the root namespace).
+		GVK: gvk(telemetryGroup, "v1", "Telemetry"), Plural: "telemetries", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.Istio.Telemetry().V1().Telemetries().Informer()
+		},
+		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "Telemetry",
+	},
 }
 
 // register joins a kind's row to the Input field its objects are read
@@ -227,6 +238,7 @@ func init() {
 	register("PeerAuthentication", func(in *Input) *[]*securityv1.PeerAuthentication { return &in.PeerAuthentications }, func(s *Snapshot) []*securityv1.PeerAuthentication { return s.PeerAuthentications })
 	register("AuthorizationPolicy", func(in *Input) *[]*securityv1.AuthorizationPolicy { return &in.AuthorizationPolicies }, func(s *Snapshot) []*securityv1.AuthorizationPolicy { return s.AuthorizationPolicies })
 	register("RequestAuthentication", func(in *Input) *[]*securityv1.RequestAuthentication { return &in.RequestAuthentications }, func(s *Snapshot) []*securityv1.RequestAuthentication { return s.RequestAuthentications })
+	register("Telemetry", func(in *Input) *[]*telemetryv1.Telemetry { return &in.Telemetries }, func(s *Snapshot) []*telemetryv1.Telemetry { return s.Telemetries })
 	for _, k := range Kinds {
 		if k.load == nil || k.objects == nil || k.Informer == nil {
 			panic(fmt.Sprintf("model: kind %s has no Input/Snapshot field or informer", k.GVK.Kind))

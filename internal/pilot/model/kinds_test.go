@@ -9,6 +9,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -103,6 +104,7 @@ func oneOfEach() Input {
 		PeerAuthentications:    []*securityv1.PeerAuthentication{{ObjectMeta: meta("PeerAuthentication")}},
 		AuthorizationPolicies:  []*securityv1.AuthorizationPolicy{{ObjectMeta: meta("AuthorizationPolicy")}},
 		RequestAuthentications: []*securityv1.RequestAuthentication{{ObjectMeta: meta("RequestAuthentication")}},
+		Telemetries:            []*telemetryv1.Telemetry{{ObjectMeta: meta("Telemetry")}},
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"sort"
 	"strings"
 
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -136,10 +138,14 @@ type Input struct {
 	PeerAuthentications    []*securityv1.PeerAuthentication
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
+	Telemetries            []*telemetryv1.Telemetry
 	RootNamespace          string // mesh-wide policy lives here; default mesh-system
 	// SecretNamespace is where Secrets were read from: a namespace, "*"
 	// for all, "" for none (Watcher.SecretNamespace).
 	SecretNamespace string
+	// Mesh is the mesh config pilot was started with (nil: Istio's defaults);
+	// pilot reads it once, so it is the same in every snapshot.
+	Mesh *meshconfig.MeshConfig
 }
 
 // Snapshot is an immutable, indexed view of one Input.
@@ -167,7 +173,9 @@ type Snapshot struct {
 	PeerAuthentications    []*securityv1.PeerAuthentication
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
+	Telemetries            []*telemetryv1.Telemetry
 	RootNamespace          string
+	Mesh                   *meshconfig.MeshConfig
 
 	// in holds the core objects the snapshot was built from, for the kind
 	// table's accessors (Kind.Objects).
@@ -250,7 +258,9 @@ func Build(version uint64, in Input) *Snapshot {
 		PeerAuthentications:    slices.Clone(in.PeerAuthentications),
 		AuthorizationPolicies:  slices.Clone(in.AuthorizationPolicies),
 		RequestAuthentications: slices.Clone(in.RequestAuthentications),
+		Telemetries:            slices.Clone(in.Telemetries),
 		RootNamespace:          in.RootNamespace,
+		Mesh:                   in.Mesh,
 		in: Input{
 			Services:       slices.Clone(in.Services),
 			Namespaces:     slices.Clone(in.Namespaces),

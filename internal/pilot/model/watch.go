@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,8 +48,9 @@ type Watcher struct {
 	// namespaces (pilot then needs to read Secrets cluster-wide), or ""
 	// for none.
 	SecretNamespace string
-	Debounce        time.Duration // quiet time before a snapshot is built (default 100ms)
-	MaxDelay        time.Duration // longest an event waits under constant churn (default 1s)
+	Mesh            *meshconfig.MeshConfig // carried into every snapshot
+	Debounce        time.Duration          // quiet time before a snapshot is built (default 100ms)
+	MaxDelay        time.Duration          // longest an event waits under constant churn (default 1s)
 	// OnSnapshot receives each new snapshot; it is called from one goroutine.
 	OnSnapshot func(*Snapshot, Change)
 
@@ -59,14 +61,16 @@ type Watcher struct {
 	kick    chan struct{}
 	version uint64
 	listers Informers
+	served  map[string]bool // CRD group/versions the API server serves
 }
 
-// kinds are the rows of the kind table watched: all, or the core kinds only
-// when the Istio CRDs are not served.
+// kinds are the rows of the kind table watched: the core kinds, and the
+// CRD kinds whose group/version the API server serves (a cluster whose
+// base chart predates a kind still gets the others).
 func (w *Watcher) kinds() []*Kind {
 	var out []*Kind
 	for _, k := range Kinds {
-		if (!k.CRD || w.listers.Istio != nil) && (k.Watched == nil || k.Watched(w.listers)) {
+		if (!k.CRD || w.listers.Istio != nil && w.served[k.GVK.GroupVersion().String()]) && (k.Watched == nil || k.Watched(w.listers)) {
 			out = append(out, k)
 		}
 	}
@@ -85,10 +89,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.kick = make(chan struct{}, 1)
 	f := informers.NewSharedInformerFactory(w.Kube, 0)
 	w.listers.Kube = f
-	if w.Istio != nil && istioInstalled(w.Kube) {
-		w.listers.Istio = istioinformers.NewSharedInformerFactory(w.Istio, 0)
-	} else {
-		slog.Warn("Istio CRDs not found; serving Kubernetes services without Istio config")
+	if w.Istio != nil {
+		var missing []string
+		w.served, missing = servedGroupVersions(w.Kube)
+		if len(w.served) > 0 {
+			w.listers.Istio = istioinformers.NewSharedInformerFactory(w.Istio, 0)
+		}
+		if len(missing) > 0 {
+			slog.Warn("Istio CRDs not served; their kinds are not read (install the base chart's CRDs)", "groupVersions", missing)
+		}
 	}
 	if ns := w.SecretNamespace; ns != "" {
 		if ns == "*" {
@@ -241,20 +250,23 @@ func (w *Watcher) publishSnapshot() *Snapshot {
 }
 
 func (w *Watcher) input() Input {
-	in := Input{RootNamespace: w.RootNamespace, SecretNamespace: w.SecretNamespace}
+	in := Input{RootNamespace: w.RootNamespace, SecretNamespace: w.SecretNamespace, Mesh: w.Mesh}
 	for _, k := range w.kinds() {
 		k.load(w.listers, &in)
 	}
 	return in
 }
 
-// istioInstalled reports whether the API server serves the Istio kinds pilot
-// watches; without the CRDs their informers would never sync.
-func istioInstalled(kube kubernetes.Interface) bool {
+// servedGroupVersions reports which group/versions of the Istio kinds pilot
+// watches the API server serves; without a CRD its informer would never sync.
+func servedGroupVersions(kube kubernetes.Interface) (served map[string]bool, missing []string) {
+	served = map[string]bool{}
 	for _, gv := range crdGroupVersions() {
 		if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
-			return false
+			missing = append(missing, gv)
+			continue
 		}
+		served[gv] = true
 	}
-	return true
+	return served, missing
 }

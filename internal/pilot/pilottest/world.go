@@ -14,6 +14,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -135,6 +136,9 @@ func (w *World) addDoc(doc []byte) error {
 	case "RequestAuthentication":
 		o := &securityv1.RequestAuthentication{}
 		obj, add = o, func() { w.In.RequestAuthentications = replace(w.In.RequestAuthentications, o) }
+	case "Telemetry":
+		o := &telemetryv1.Telemetry{}
+		obj, add = o, func() { w.In.Telemetries = replace(w.In.Telemetries, o) }
 	default:
 		return nil // ServiceAccounts and the like do not matter to pilot
 	}

@@ -14,6 +14,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/telemetry"
 )
 
 // Type URLs in the order pilot reports them.
@@ -166,6 +167,7 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 		if w.proxyType == model.Router {
 			r.router = true
 			pc.gateway(r, w)
+			logListeners(r, pc.accessLogs(w, telemetry.Gateway).Logs)
 		} else {
 			r.scope = pc.scopeFor(w.namespace, w.labels)
 			pc.sidecar(r, w)
@@ -290,8 +292,12 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 		r.add(resourcev3.ClusterType, newItem(InboundClusterName(p.port), staticCluster(InboundClusterName(p.port), "127.0.0.1", p.port)))
 	}
 	shared := pc.scopeShared(sc)
-	r.add(resourcev3.ListenerType, shared.listeners...)
-	r.add(resourcev3.ListenerType, newItem(VirtualOutbound, virtualOutbound()), newItem(VirtualInbound, pc.virtualInbound(w, ports)))
+	outLogs, inLogs := pc.accessLogs(w, telemetry.Outbound), pc.accessLogs(w, telemetry.Inbound)
+	r.add(resourcev3.ListenerType, pc.scopeListeners(sc, outLogs)...)
+	vo, vi := virtualOutbound(), pc.virtualInbound(w, ports)
+	addAccessLogs(vo, outLogs.Logs)
+	addAccessLogs(vi, inLogs.Logs)
+	r.add(resourcev3.ListenerType, newItem(VirtualOutbound, vo), newItem(VirtualInbound, vi))
 	for _, port := range shared.httpPorts {
 		r.add(resourcev3.RouteType, pc.outboundRouteConfig(sc, port, w.namespace, w.labels))
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/telemetry"
 )
 
 // workload is everything the generator reads about a proxy. Generate builds
@@ -64,7 +65,8 @@ var inputKeys = []inputKey{
 // labelsKey writes what labels decide. A router selects Gateways by them.
 // A sidecar's labels pick its Sidecar scope, its mTLS mode per inbound
 // port, its authorization and request authentication policies, and, when a
-// rule matches on source labels, the labels themselves: two sidecars whose
+// rule matches on source labels, the labels themselves; and the Telemetry
+// (access logs) that applies to it: two sidecars whose
 // labels decide the same share config.
 func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
 	if w.proxyType == model.Router {
@@ -95,6 +97,8 @@ func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
 	if pc.sourceLabels {
 		b.WriteString("|l:" + labelKey(w.labels))
 	}
+	// Telemetry selects by labels too (a router's labels are keyed whole).
+	b.WriteString(pc.telemetryKey(w, telemetry.Outbound, telemetry.Inbound))
 }
 
 // groupKey derives the sharing key from the workload: proxies with equal

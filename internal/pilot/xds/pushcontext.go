@@ -41,6 +41,7 @@ import (
 
 	"mesh.dev/mesh/internal/hostmatch"
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/telemetry"
 )
 
 // item is a generated resource with its content hash and validation
@@ -76,6 +77,7 @@ func newItem(name string, m proto.Message) *item {
 // safe for concurrent use.
 type PushContext struct {
 	Snap *model.Snapshot
+	tel  *telemetry.Policy // access logs, tracing and metrics per workload
 
 	// drByHost are the DestinationRules naming each service host, oldest
 	// first; which one applies depends on the proxy's namespace
@@ -132,6 +134,7 @@ func memo[T any](mu *sync.Mutex, m map[string]*lazy[T], key string, build func()
 func NewPushContext(snap *model.Snapshot) *PushContext {
 	pc := &PushContext{
 		Snap:      snap,
+		tel:       telemetry.New(snap.Mesh, snap.RootNamespace, snap.Telemetries),
 		drByHost:  map[string]*drCandidates{},
 		vsByHost:  map[string][]*networkingv1.VirtualService{},
 		clusters:  map[string]*lazy[[]*item]{},
@@ -245,6 +248,7 @@ func (pc *PushContext) Built() int64 { return pc.built.Load() }
 func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool) *PushContext {
 	n := &PushContext{
 		Snap:         next,
+		tel:          pc.tel,
 		drByHost:     pc.drByHost,
 		vsByHost:     pc.vsByHost,
 		vsSorted:     pc.vsSorted,
@@ -309,6 +313,7 @@ type scope struct {
 	services []*model.Service
 	hosts    map[string]bool // services' hostnames, for dependency checks
 	shared   scopeResources
+	logged   loggedListeners
 }
 
 // scopeFor picks the Sidecar that applies to a workload and returns its scope.
