@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -100,6 +101,10 @@ func (w *World) addDoc(doc []byte) error {
 	case "Service":
 		o := &corev1.Service{}
 		obj, add = o, func() { w.In.Services = append(w.In.Services, o) }
+	case "EndpointSlice":
+		// Written by hand, as for a Service without a selector.
+		o := &discoveryv1.EndpointSlice{}
+		obj, add = o, func() { w.In.EndpointSlices = replace(w.In.EndpointSlices, o) }
 	case "Pod":
 		o := &corev1.Pod{}
 		obj, add = o, func() { w.In.Pods = append(w.In.Pods, o) }
@@ -189,7 +194,7 @@ func (w *World) Input() model.Input {
 	}
 	w.deploys = nil
 	w.In.Pods = in.Pods
-	in.EndpointSlices = SlicesFor(in.Services, in.Pods)
+	in.EndpointSlices = append(SlicesFor(in.Services, in.Pods), w.In.EndpointSlices...)
 	return in
 }
 
@@ -241,4 +246,27 @@ func (w *World) PodProxy(t model.ProxyType, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// Delete removes the object of kind (as the Input field's element type
+// names it, e.g. "VirtualService") in ns named name, as kubectl delete
+// would; it reports whether there was one. Deployments are not Input
+// objects and cannot be deleted here.
+func (w *World) Delete(kind, ns, name string) bool {
+	in := reflect.ValueOf(&w.In).Elem()
+	for i := 0; i < in.NumField(); i++ {
+		f := in.Field(i)
+		if f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Pointer || f.Type().Elem().Elem().Name() != kind {
+			continue
+		}
+		for j := 0; j < f.Len(); j++ {
+			o, ok := f.Index(j).Interface().(metav1.Object)
+			if ok && o.GetNamespace() == ns && o.GetName() == name {
+				out := reflect.AppendSlice(reflect.MakeSlice(f.Type(), 0, f.Len()-1), f.Slice(0, j))
+				f.Set(reflect.AppendSlice(out, f.Slice(j+1, f.Len())))
+				return true
+			}
+		}
+	}
+	return false
 }

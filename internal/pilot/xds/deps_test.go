@@ -104,11 +104,36 @@ func TestConfigChangeReachesOnlyAffectedProxies(t *testing.T) {
 	}
 	// apply applies yaml, pushes, waits for want to reach the proxies that
 	// should see it and checks who was regenerated and sent anything.
+	// Every kind in pilot's table is created (and the policy and routing
+	// kinds deleted) by some step below: a kind added to model.Kinds
+	// without a step here fails the test.
+	created, deleted := map[string]bool{}, map[string]bool{}
+	var change func(step, kind string, regen, groups int, affected []string, arrived func(*pilottest.ADSClient) bool, mutate func())
 	apply := func(step, yaml, kind string, regen, groups int, affected []string, arrived func(*pilottest.ADSClient) bool) {
 		t.Helper()
-		if err := w.AddYAML([]byte(yaml)); err != nil {
-			t.Fatal(err)
+		for _, line := range strings.Split(yaml, "\n") {
+			if k, ok := strings.CutPrefix(line, "kind: "); ok {
+				created[strings.TrimSpace(k)] = true
+			}
 		}
+		change(step, kind, regen, groups, affected, arrived, func() {
+			if err := w.AddYAML([]byte(yaml)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	remove := func(step, objKind, ns, name, kind string, regen, groups int, affected []string, arrived func(*pilottest.ADSClient) bool) {
+		t.Helper()
+		deleted[objKind] = true
+		change(step, kind, regen, groups, affected, arrived, func() {
+			if !w.Delete(objKind, ns, name) {
+				t.Fatalf("%s: no %s %s/%s to delete", step, objKind, ns, name)
+			}
+		})
+	}
+	change = func(step, kind string, regen, groups int, affected []string, arrived func(*pilottest.ADSClient) bool, mutate func()) {
+		t.Helper()
+		mutate()
 		before := map[string]int{}
 		for n, p := range proxies {
 			before[n] = p.total()
@@ -401,6 +426,76 @@ spec:
 		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "jwt_authn")
 	})
 
+	// Kinds that reach no sidecar: a Gateway and its credential shape only
+	// routers, a Namespace's own fields no proxy config.
+	apply("Gateway in default", `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+`, "config", 0, 0, nil, nil)
+	apply("Secret in default", `
+apiVersion: v1
+kind: Secret
+metadata: {name: web-cert, namespace: default}
+type: kubernetes.io/tls
+`, "config", 0, 0, nil, nil)
+	apply("Namespace labelled", `
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: payments}}
+`, "config", 0, 0, nil, nil)
+
+	// Deleting reaches whom the object reaches now: default's two proxies
+	// no longer share (reviews serves reviews-admin), and shop has the VMs.
+	remove("delete the AuthorizationPolicy", "AuthorizationPolicy", "default", "deny-delete", "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+		return !strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "deny-delete")
+	})
+	remove("delete the PeerAuthentication", "PeerAuthentication", "shop", "strict", "config", 3, 2, []string{"cart", "vm-1", "vm-2"}, func(c *pilottest.ADSClient) bool {
+		if c.NodeID == proxies["vm-2"].c.NodeID {
+			return inboundPlaintext(c, 7070)
+		}
+		return inboundPlaintext(c, 8080)
+	})
+	remove("delete the VirtualService for cart", "VirtualService", "shop", "cart", "config", 3, 2, []string{"cart", "vm-1", "vm-2"}, func(c *pilottest.ADSClient) bool {
+		return !route("8080", "/cart-v2")(c)
+	})
+	remove("delete the Gateway", "Gateway", "default", "web", "config", 0, 0, nil, nil)
+
+	// A Pod no Service selects and no proxy runs in reaches nobody; an
+	// EndpointSlice of the selector-less Service pay reaches the proxies that
+	// see pay (shop's), with its endpoints only.
+	apply("Pod no Service selects", `
+apiVersion: v1
+kind: Pod
+metadata: {name: tools, namespace: default, labels: {app: tools}}
+spec: {containers: [{name: tools, image: tools}]}
+status: {podIP: 198.18.0.99}
+`, "config", 0, 0, nil, nil)
+	apply("EndpointSlice for pay", `
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: pay-1, namespace: shop, labels: {kubernetes.io/service-name: pay}}
+addressType: IPv4
+ports: [{name: http, port: 8081}]
+endpoints: [{addresses: [198.18.0.98]}]
+`, "config", 3, 0, []string{"cart", "vm-1", "vm-2"}, func(c *pilottest.ADSClient) bool {
+		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.EndpointType, "outbound|8081||pay.shop.svc.cluster.local")), "198.18.0.98")
+	})
+
+	for _, k := range model.Kinds {
+		if !created[k.GVK.Kind] {
+			t.Errorf("kind %s (model.Kinds) is created by no step of this test: add one saying which proxies it reaches", k.GVK.Kind)
+		}
+	}
+	for _, k := range []string{"AuthorizationPolicy", "PeerAuthentication", "VirtualService", "Gateway"} {
+		if !deleted[k] {
+			t.Errorf("kind %s is deleted by no step of this test", k)
+		}
+	}
+
 	// Carried-over config is still whole.
 	if got := fmt.Sprint(proxies["productpage-v1"].c.Resource(resourcev3.RouteType, "9080")); !strings.Contains(got, "outbound|9080|v2|reviews") {
 		t.Errorf("productpage lost its reviews route: %s", got)
@@ -419,6 +514,20 @@ func inbound(c *pilottest.ADSClient, port uint32) bool {
 	}
 	for _, fc := range l.FilterChains {
 		if fc.GetFilterChainMatch().GetDestinationPort().GetValue() == port {
+			return true
+		}
+	}
+	return false
+}
+
+// inboundPlaintext reports whether c's inbound listener takes plaintext on port.
+func inboundPlaintext(c *pilottest.ADSClient, port uint32) bool {
+	var l listenerv3.Listener
+	if a := c.Resource(resourcev3.ListenerType, VirtualInbound); a == nil || a.UnmarshalTo(&l) != nil {
+		return false
+	}
+	for _, fc := range l.FilterChains {
+		if m := fc.GetFilterChainMatch(); m.GetDestinationPort().GetValue() == port && m.GetTransportProtocol() != "tls" {
 			return true
 		}
 	}
