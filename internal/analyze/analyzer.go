@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"mesh.dev/mesh/internal/resource"
 )
 
@@ -66,9 +68,7 @@ func Run(s *Snapshot, analyzers []Analyzer) []Message {
 				if i >= len(analyzers) {
 					return
 				}
-				ctx := &Context{Snapshot: s}
-				analyzers[i].Analyze(ctx)
-				found[i] = ctx.messages
+				found[i] = runOne(s, analyzers[i])
 			}
 		}()
 	}
@@ -79,6 +79,23 @@ func Run(s *Snapshot, analyzers []Analyzer) []Message {
 	}
 	sort.SliceStable(msgs, func(i, j int) bool { return less(msgs[i], msgs[j]) })
 	return dedupe(msgs)
+}
+
+// runOne runs one analyzer. An analyzer that panics is a bug in mesh, not
+// in the configuration: it is reported as IST0001 (as Istio reports its
+// own internal errors) and the other analyzers' findings still count.
+func runOne(s *Snapshot, a Analyzer) (msgs []Message) {
+	ctx := &Context{Snapshot: s}
+	defer func() {
+		if p := recover(); p != nil {
+			name := a.Metadata().Name
+			r := &Resource{Kind: "Analyzer", Name: name, Meta: &metav1.ObjectMeta{Name: name}}
+			msgs = append(ctx.messages, Message{Type: InternalError, Resource: r,
+				Text: fmt.Sprintf("Internal error: analyzer %s failed (%v); its findings may be incomplete. Please report this as a bug in mesh.", name, p)})
+		}
+	}()
+	a.Analyze(ctx)
+	return ctx.messages
 }
 
 func less(a, b Message) bool {

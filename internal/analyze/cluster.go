@@ -38,6 +38,23 @@ var clusterResources = []schema.GroupVersionResource{
 	{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"},
 	{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"},
 	{Group: "security.istio.io", Version: "v1", Resource: "requestauthentications"},
+	// Kinds the mesh does not read are listed too, so that MSH0004 tells a
+	// live cluster's users that they have no effect.
+	{Group: "networking.istio.io", Version: "v1alpha3", Resource: "envoyfilters"},
+	{Group: "networking.istio.io", Version: "v1", Resource: "workloadgroups"},
+	{Group: "networking.istio.io", Version: "v1beta1", Resource: "proxyconfigs"},
+	{Group: "extensions.istio.io", Version: "v1alpha1", Resource: "wasmplugins"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"},
+	{Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "referencegrants"},
+}
+
+// controlPlaneResources are read from the mesh's own namespace only: the
+// injector's ConfigMap (IST0158), not every ConfigMap of the cluster.
+var controlPlaneResources = []schema.GroupVersionResource{
+	{Version: "v1", Resource: "configmaps"},
 }
 
 // Reachable reports whether the cluster answers within timeout.
@@ -61,8 +78,20 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) ([]*resource.Raw, error)
 		return nil, fmt.Errorf("connect to cluster: %w", err)
 	}
 	var out []*resource.Raw
+	type listing struct {
+		gvr schema.GroupVersionResource
+		ns  string // "" lists every namespace
+	}
+	var lists []listing
 	for _, gvr := range clusterResources {
-		list, err := dc.Resource(gvr).List(ctx, metav1.ListOptions{})
+		lists = append(lists, listing{gvr: gvr})
+	}
+	for _, gvr := range controlPlaneResources {
+		lists = append(lists, listing{gvr: gvr, ns: RootNamespace})
+	}
+	for _, l := range lists {
+		gvr := l.gvr
+		list, err := dc.Resource(gvr).Namespace(l.ns).List(ctx, metav1.ListOptions{})
 		if apierrors.IsNotFound(err) {
 			slog.Debug("API not served by the cluster, skipped", "resource", gvr.String())
 			continue

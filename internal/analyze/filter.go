@@ -58,6 +58,10 @@ type Filter struct {
 func (f Filter) Apply(msgs []Message) []Message {
 	var out []Message
 	for _, m := range msgs {
+		if m.Type == InternalError {
+			out = append(out, m) // about mesh itself: never filtered away
+			continue
+		}
 		if f.Namespaces != nil && !f.Namespaces[m.Resource.ScopeNamespace()] {
 			continue
 		}

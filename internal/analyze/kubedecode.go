@@ -3,6 +3,7 @@ package analyze
 import (
 	"encoding/base64"
 	"fmt"
+	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -290,11 +291,23 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 		obj = o
 	case "telemetry.istio.io/Telemetry":
 		obj = d.telemetry(m)
+	case "/ConfigMap":
+		// Only the injector's configuration is read (IST0158); other
+		// ConfigMaps keep their metadata only.
+		md := d.meta(m, "")
+		if !strings.HasPrefix(md.Name, InjectorConfigMap) {
+			return nil, nil
+		}
+		obj = &corev1.ConfigMap{ObjectMeta: md, Data: d.strMap(m, "data", "")}
 	default:
 		return nil, nil
 	}
 	return obj, d.err
 }
+
+// InjectorConfigMap is the name (before any "-<revision>" suffix) of the
+// ConfigMap holding what the mesh's injector puts into pods.
+const InjectorConfigMap = "mesh-sidecar-injector"
 
 // webhooks decodes each webhook's name and the Service its client config
 // calls.
@@ -324,6 +337,11 @@ func (d *kubeDecoder) webhooks(m map[string]any) []admissionv1.ValidatingWebhook
 	return out
 }
 
+func (d *kubeDecoder) policyTarget(m map[string]any, path string) *typeapi.PolicyTargetReference {
+	return &typeapi.PolicyTargetReference{Group: d.str(m, "group", path), Kind: d.str(m, "kind", path),
+		Name: d.str(m, "name", path), Namespace: d.str(m, "namespace", path)}
+}
+
 // telemetry decodes what the Telemetry analyzers read: the selector and
 // the provider names of each accessLogging, tracing and metrics entry.
 func (d *kubeDecoder) telemetry(m map[string]any) *telemetry.Telemetry {
@@ -334,6 +352,18 @@ func (d *kubeDecoder) telemetry(m map[string]any) *telemetry.Telemetry {
 	}
 	if sel := d.obj(spec, "selector", "spec"); sel != nil {
 		t.Spec.Selector = &typeapi.WorkloadSelector{MatchLabels: d.strMap(sel, "matchLabels", "spec.selector")}
+	}
+	// targetRef(s) decide which Gateway a Telemetry attaches to (IST0166).
+	if ref := d.obj(spec, "targetRef", "spec"); ref != nil {
+		t.Spec.TargetRef = d.policyTarget(ref, "spec.targetRef")
+	}
+	for i, ref := range d.list(spec, "targetRefs", "spec") {
+		rm, ok := ref.(map[string]any)
+		if !ok {
+			d.fail(fmt.Sprintf("spec.targetRefs[%d]", i), "an object", ref)
+			continue
+		}
+		t.Spec.TargetRefs = append(t.Spec.TargetRefs, d.policyTarget(rm, fmt.Sprintf("spec.targetRefs[%d]", i)))
 	}
 	providers := func(field string, i int, e map[string]any) []*telemetryapi.ProviderRef {
 		var out []*telemetryapi.ProviderRef

@@ -3,7 +3,9 @@ package analyze
 // The message types analyzers report. Codes and meanings follow Istio's
 // (IST....); MSH.... are mesh's own.
 var (
-	Deprecated = &MessageType{"IST0002", "Deprecated", Info,
+	InternalError = &MessageType{"IST0001", "InternalError", Error,
+		"An analyzer failed: a bug in mesh, not in the configuration. The other analyzers' findings stand."}
+	Deprecated = &MessageType{"IST0002", "Deprecated", Warning,
 		"A field, value or annotation is deprecated and may be removed in a future release."}
 	ReferencedResourceNotFound = &MessageType{"IST0101", "ReferencedResourceNotFound", Error,
 		"A resource refers to another (a host, subset, gateway, namespace) that does not exist."}
@@ -79,6 +81,8 @@ var (
 		"An ExternalName Service port is TCP or names no protocol, so proxies may not forward its traffic as expected."}
 	InvalidTelemetryProvider = &MessageType{"IST0157", "InvalidTelemetryProvider", Warning,
 		"A Telemetry entry names no provider and the mesh has no default provider for it, so it is ignored."}
+	PodsIstioProxyImageMismatchInNamespace = &MessageType{"IST0158", "PodsIstioProxyImageMismatchInNamespace", Warning,
+		"Pods in a namespace run a proxy image other than the one the injector now injects, usually because they started before an upgrade."}
 	ConflictingTelemetryWorkloadSelectors = &MessageType{"IST0159", "ConflictingTelemetryWorkloadSelectors", Error,
 		"Several Telemetry resources select the same workload; which one applies is undefined."}
 	MultipleTelemetriesWithoutWorkloadSelectors = &MessageType{"IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", Error,
@@ -87,10 +91,16 @@ var (
 		"A Gateway's credentialName names no Secret in the gateway workload's namespace, so the server has no certificate."}
 	GatewayPortNotDefinedOnService = &MessageType{"IST0162", "GatewayPortNotDefinedOnService", Warning,
 		"A Gateway listens on a port that the gateway workload's Service does not expose."}
-	DestinationRuleSubsetNotSelectPods = &MessageType{"IST0173", "DestinationRuleSubsetNotSelectPods", Warning,
+	ReferencedInternalGateway = &MessageType{"IST0165", "ReferencedInternalGateway", Warning,
+		"A VirtualService names a Gateway that Istio generates internally from a Kubernetes Gateway API Gateway; such names are an implementation detail."}
+	IneffectiveSelector = &MessageType{"IST0166", "IneffectiveSelector", Warning,
+		"A policy's workload selector matches the pods of a Kubernetes Gateway API Gateway, where a selector has no effect; targetRefs must be used."}
+	DestinationRuleSubsetNotSelectPods = &MessageType{"IST0173", "DestinationRuleSubsetNotSelectPods", Error,
 		"A DestinationRule subset that traffic is routed to selects no pods."}
 	UnknownDestinationRuleHost = &MessageType{"IST0174", "UnknownDestinationRuleHost", Warning,
 		"A DestinationRule's host is not a known Service or ServiceEntry host."}
+	ConflictingServiceEntryProtocol = &MessageType{"IST0177", "ConflictingServiceEntryProtocol", Warning,
+		"ServiceEntries visible in one namespace give the same host and port different protocols; only one protocol can be used."}
 	RetryAmplification = &MessageType{"MSH0001", "RetryAmplification", Warning,
 		"Retries on several hops of a call chain (or in the app and its proxy) multiply; one failing request can become many."}
 	SidecarScopeMissing = &MessageType{"MSH0002", "SidecarScopeMissing", Info,
@@ -98,12 +108,12 @@ var (
 	NotEnforced = &MessageType{"MSH0003", "NotEnforced", Warning,
 		"A setting this mesh does not carry out yet: traffic behaves as if it were absent, or, for an ALLOW rule, as if the rule allowed nobody."}
 	KindNotSupported = &MessageType{"MSH0004", "KindNotSupported", Warning,
-		"A resource of an Istio kind this mesh does not read at all (EnvoyFilter, WasmPlugin, WorkloadGroup, ProxyConfig): it has no effect."}
+		"A resource of a kind this mesh does not read at all (EnvoyFilter, WasmPlugin, WorkloadGroup, ProxyConfig, and the Kubernetes Gateway API kinds for now): it has no effect."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
 func AllMessageTypes() []*MessageType {
-	return []*MessageType{Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, PodMissingProxy,
+	return []*MessageType{InternalError, Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, PodMissingProxy,
 		SchemaValidationError, MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
 		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
 		VirtualServiceDestinationPortSelectorRequired, MTLSPolicyConflict, DeploymentAssociatedToMultipleServices,
@@ -113,8 +123,9 @@ func AllMessageTypes() []*MessageType {
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, DeploymentConflictingPorts,
 		GatewayDuplicateCertificate, InvalidWebhook, IngressRouteRulesNotAffected, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
-		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
+		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider, PodsIstioProxyImageMismatchInNamespace,
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
-		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost,
+		ReferencedInternalGateway, IneffectiveSelector,
+		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported}
 }

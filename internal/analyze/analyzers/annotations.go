@@ -104,7 +104,7 @@ func checkAnnotations(ctx *analyze.Context, r *analyze.Resource, kind string, an
 		field := fmt.Sprintf("%s[%q]", path, k)
 		info, known := knownAnnotations[k]
 		if !known {
-			ctx.Report(analyze.UnknownAnnotation, r, field, "Unknown annotation %q: check its spelling", k)
+			ctx.Report(analyze.UnknownAnnotation, r, field, "Unknown annotation: %s (check its spelling)", k)
 			continue
 		}
 		if info.kinds != nil && !info.kinds[kind] {
@@ -117,15 +117,15 @@ func checkAnnotations(ctx *analyze.Context, r *analyze.Resource, kind string, an
 			if info.kinds["Pod"] && kind != "Pod" && r.Kind != "Pod" {
 				hint = " (for a workload, put it on the pod template)"
 			}
-			ctx.Report(analyze.MisplacedAnnotation, r, field, "Annotation %q has no effect on a %s; it applies to %s%s", k, kind, strings.Join(where, ", "), hint)
+			ctx.Report(analyze.MisplacedAnnotation, r, field, "Misplaced annotation: %s can only be applied to %s; it has no effect on a %s%s", k, strings.Join(where, ", "), kind, hint)
 			continue
 		}
 		if info.deprecated {
-			ctx.Report(analyze.DeprecatedAnnotation, r, field, "Annotation %q has been deprecated and may not work in future releases", k)
+			ctx.Report(analyze.DeprecatedAnnotation, r, field, "Annotation %q has been deprecated and may not work in future Istio versions (nor in this mesh's)", k)
 		}
 		if check, ok := annotationValues[k]; ok {
 			if err := check(ann[k]); err != nil {
-				ctx.Report(analyze.InvalidAnnotation, r, field, "Invalid value %q for annotation %q: %v", ann[k], k, err)
+				ctx.Report(analyze.InvalidAnnotation, r, field, "Invalid annotation %s: value %q: %v", k, ann[k], err)
 			}
 		}
 	}

@@ -25,7 +25,7 @@ func (*DestinationRuleHosts) Analyze(ctx *analyze.Context) {
 		}
 		if !ctx.AnyHostMatching(dr.Spec.Host, r.Namespace) {
 			ctx.Report(analyze.UnknownDestinationRuleHost, r, "spec.host",
-				"DestinationRule is for host %q, which is not a known Service or ServiceEntry host", dr.Spec.Host)
+				"The host %s defined in the DestinationRule does not match any services in the mesh: it is not a known Service or ServiceEntry host", dr.Spec.Host)
 		}
 	}
 }

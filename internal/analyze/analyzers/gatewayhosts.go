@@ -42,7 +42,7 @@ func (*GatewayHosts) Analyze(ctx *analyze.Context) {
 			for hi, h := range vs.Spec.Hosts {
 				if !gatewayServes(gw, g.Namespace, r.Namespace, h) {
 					ctx.Report(analyze.VirtualServiceHostNotFoundInGateway, r, fmt.Sprintf("spec.hosts[%d]", hi),
-						"Host %q is not served by gateway %q (spec.gateways[%d]): add it to one of the gateway's servers or remove it here", h, ref, gi)
+						"one or more host [%s] defined in VirtualService %s/%s not found in Gateway %s (spec.gateways[%d]): add it to one of the gateway's servers or remove it here", h, r.Namespace, r.Name, ref, gi)
 				}
 			}
 		}

@@ -64,7 +64,7 @@ func (*Gateways) Analyze(ctx *analyze.Context) {
 					}
 					reported[pair[0].r] = true
 					ctx.Report(analyze.ConflictingGateways, pair[0].r, fmt.Sprintf("spec.servers[%d]", pair[0].index),
-						"Gateway %s/%s uses the same selector (%s), port %d and overlapping hosts; only one of them takes effect", pair[1].r.Namespace, pair[1].r.Name, sel, a.port)
+						"Conflict with gateways %s/%s (workload selector %s, port %d, hosts overlap): only one of them takes effect", pair[1].r.Namespace, pair[1].r.Name, sel, a.port)
 				}
 			}
 		}
@@ -94,7 +94,7 @@ func checkGatewayService(ctx *analyze.Context, r *analyze.Resource, gw *networki
 	for i, s := range gw.Spec.Servers {
 		if s.Port != nil && !ports[s.Port.Number] {
 			ctx.Report(analyze.GatewayPortNotDefinedOnService, r, fmt.Sprintf("spec.servers[%d].port.number", i),
-				"Port %d is not exposed by the Service of the gateway workload selected by %s: add it to that Service", s.Port.Number, selectorKey(gw.Spec.Selector))
+				"The gateway is listening on a target port (port %d) that is not defined in the Service associated with its workload instances (Pod selector %s): add it to that Service to reach it through the Service", s.Port.Number, selectorKey(gw.Spec.Selector))
 		}
 	}
 }

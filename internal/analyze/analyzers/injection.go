@@ -79,7 +79,7 @@ func (*Injection) Analyze(ctx *analyze.Context) {
 			continue
 		}
 		ctx.Report(analyze.NamespaceNotInjected, r, "metadata.labels",
-			"The namespace is not enabled for proxy injection: label it %s=enabled (or %s=<revision>), or %s=disabled to say it stays out of the mesh", InjectionLabel, RevisionLabel, InjectionLabel)
+			"The namespace is not enabled for Istio injection. Run 'kubectl label namespace %s %s=enabled' to enable it (or label it %s=<revision>), or 'kubectl label namespace %s %s=disabled' to explicitly mark it as not needing injection.", r.Name, InjectionLabel, RevisionLabel, r.Name, InjectionLabel)
 	}
 	for _, w := range ctx.Workloads() {
 		if !w.IsPod() || systemNamespaces[w.Namespace] || w.Pod.Spec.HostNetwork {
@@ -93,7 +93,7 @@ func (*Injection) Analyze(ctx *analyze.Context) {
 		want := choice == "true" || (nsInjected && choice != "false")
 		if want && !HasProxy(w.Containers) {
 			ctx.Report(analyze.PodMissingProxy, w.Resource, "spec.containers",
-				"The pod should run a proxy (container %q or %q) but has none; it probably started before injection was enabled: restart its workload", ProxyContainerNames[1], ProxyContainerNames[0])
+				"The pod %s is missing the proxy (container %q or %q). This can often be resolved by restarting or redeploying the workload: it probably started before injection was enabled", w.Name, ProxyContainerNames[1], ProxyContainerNames[0])
 		}
 	}
 }

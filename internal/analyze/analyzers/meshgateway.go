@@ -53,7 +53,7 @@ func (*MeshGatewayConflicts) Analyze(ctx *analyze.Context) {
 		}
 		for _, r := range rs {
 			ctx.Report(analyze.ConflictingMeshGatewayVirtualServiceHosts, r, "spec.hosts",
-				"The VirtualServices %s bound to the mesh gateway all define host %q; merge them into one or split the host", strings.Join(names, ", "), h)
+				"The VirtualServices %s associated with mesh gateway define the same host %s which can lead to undefined behavior: merge them into one VirtualService, or give each its own hosts", strings.Join(names, ","), h)
 		}
 	}
 }

@@ -49,7 +49,7 @@ func (*PortNames) Analyze(ctx *analyze.Context) {
 				continue
 			}
 			ctx.Report(analyze.PortNameIsNotUnderNamingConvention, svc.Resource, fmt.Sprintf("spec.ports[%d].name", i),
-				"Port %d is named %q, which does not say its protocol: name it <protocol>[-<suffix>] (e.g. http-web, grpc, tcp-db) or set appProtocol", p.Port, p.Name)
+				"Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port: name it <protocol>[-<suffix>] (e.g. http-web, grpc, tcp-db) or set appProtocol", p.Name, p.Port, p.TargetPort.String())
 		}
 	}
 }

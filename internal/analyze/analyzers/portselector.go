@@ -1,6 +1,8 @@
 package analyzers
 
 import (
+	"strings"
+
 	"istio.io/api/networking/v1alpha3"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 
@@ -33,7 +35,7 @@ func (*PortSelector) Analyze(ctx *analyze.Context) {
 				return
 			}
 			ctx.Report(analyze.VirtualServiceDestinationPortSelectorRequired, r, path.String()+".port",
-				"This route is bound to a gateway and sends traffic to %q, which has ports %s: set port.number to pick one", d.Host, portList(h.Ports))
+				"This VirtualService routes to a service %q that exposes multiple ports [%s]. Specifying a port in the destination is required to disambiguate: set port.number", d.Host, strings.ReplaceAll(portList(h.Ports), ", ", " "))
 		})
 	}
 }

@@ -35,8 +35,8 @@ func (*References) Analyze(ctx *analyze.Context) {
 			continue
 		}
 		for i, g := range vs.Spec.Gateways {
-			if g == "mesh" {
-				continue
+			if g == "mesh" || isInternalGateway(g) {
+				continue // IST0165 reports Istio's generated Gateways
 			}
 			if !gateways[GatewayKey(g, r.Namespace)] {
 				ctx.Report(analyze.ReferencedResourceNotFound, r, fmt.Sprintf("spec.gateways[%d]", i), "Referenced gateway not found: %q", g)

@@ -22,16 +22,16 @@ func (*Schema) Analyze(ctx *analyze.Context) {
 	for _, r := range ctx.Resources {
 		if r.Decoded == nil {
 			if validation.IsIstioGroup(r.Group) && !otherIstioKinds[r.Group+"/"+r.Kind] {
-				ctx.Report(analyze.SchemaValidationError, r, "kind", "%s/%s %s is not a known Istio resource: expected one of %s",
+				ctx.Report(analyze.SchemaValidationError, r, "kind", "Schema validation error: %s/%s %s is not a known Istio resource: expected one of %s",
 					r.Group, r.Version, r.Kind, strings.Join(validation.Kinds(), ", "))
 			}
 			continue
 		}
 		for _, e := range r.Decoded.SchemaErrors {
-			ctx.Report(analyze.SchemaValidationError, r, e.Field, "%s", e.Message)
+			ctx.Report(analyze.SchemaValidationError, r, e.Field, "Schema validation error: %s", e.Message)
 		}
 		for _, e := range r.Decoded.Deprecated {
-			ctx.Report(analyze.Deprecated, r, e.Field, "%s", e.Message)
+			ctx.Report(analyze.Deprecated, r, e.Field, "Deprecated: %s", e.Message)
 		}
 		if len(r.Decoded.SchemaErrors) > 0 {
 			// The typed object is incomplete; semantic checks would repeat
@@ -40,10 +40,10 @@ func (*Schema) Analyze(ctx *analyze.Context) {
 		}
 		errs, warns := validation.Validate(r.Object)
 		for _, e := range errs {
-			ctx.Report(analyze.SchemaValidationError, r, e.Field, "%s", e.Message)
+			ctx.Report(analyze.SchemaValidationError, r, e.Field, "Schema validation error: %s", e.Message)
 		}
 		for _, e := range warns {
-			ctx.Report(analyze.SchemaWarning, r, e.Field, "%s", e.Message)
+			ctx.Report(analyze.SchemaWarning, r, e.Field, "Schema validation warning: %s", e.Message)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func (*ServiceEntryAddresses) Analyze(ctx *analyze.Context) {
 					proto = "unset (TCP)"
 				}
 				ctx.Report(analyze.ServiceEntryAddressesRequired, r, "spec.addresses",
-					"Port %d has protocol %s, which carries no host name, but the ServiceEntry has no addresses: add the service's IP addresses or CIDR blocks", p.Number, proto)
+					"ServiceEntry addresses are required for this protocol: port %d has protocol %s, which carries no host name, so add the service's IP addresses or CIDR blocks", p.Number, proto)
 				break
 			}
 		}

@@ -57,13 +57,13 @@ func (*ServicePorts) Analyze(ctx *analyze.Context) {
 		for _, port := range sortedKeys(protocols) {
 			if m := protocols[port]; len(m) > 1 {
 				ctx.Report(analyze.DeploymentAssociatedToMultipleServices, w.Resource, "",
-					"Services selecting this workload use port %d with different protocols: %s", port, describeGroups(m))
+					"This deployment %s is associated with multiple services using port %d but different protocols: %s", w.Name, port, describeGroups(m))
 			}
 		}
 		for _, target := range sortedKeys(targets) {
 			if m := targets[target]; len(m) > 1 {
 				ctx.Report(analyze.DeploymentConflictingPorts, w.Resource, "",
-					"Services selecting this workload send target port %s to different service ports: %s; use the same port number in every Service", target, describeGroups(m))
+					"This deployment %s is associated with multiple services using targetPort %q but different ports: %s; use the same port number in every Service", w.Name, target, describeGroups(m))
 			}
 		}
 	}

@@ -50,7 +50,7 @@ func (*Sidecars) Analyze(ctx *analyze.Context) {
 		if rs := wide[ns]; len(rs) > 1 {
 			for _, r := range rs {
 				ctx.Report(analyze.MultipleSidecarsWithoutWorkloadSelectors, r, "spec.workloadSelector",
-					"Namespace %q has %d Sidecars without a workloadSelector (%s); keep one, or give the others selectors", ns, len(rs), names(rs))
+					"The Sidecars [%s] in namespace %q have no workload selector, which can lead to undefined behavior: keep one, or give the others selectors", names(rs), ns)
 			}
 		}
 	}
@@ -58,7 +58,7 @@ func (*Sidecars) Analyze(ctx *analyze.Context) {
 		if rs := selecting[w]; len(rs) > 1 {
 			for _, r := range rs {
 				ctx.Report(analyze.ConflictingSidecarWorkloadSelectors, r, "spec.workloadSelector",
-					"The Sidecars %s all select %s %q; make the selectors disjoint", names(rs), w.Kind, w.Name)
+					"The Sidecars [%s] in namespace %q select the same workload pod %q (%s), which can lead to undefined behavior: make the selectors disjoint", names(rs), w.Namespace, w.Name, w.Kind)
 			}
 		}
 	}

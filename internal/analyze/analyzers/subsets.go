@@ -57,7 +57,7 @@ func (*SubsetPods) Analyze(ctx *analyze.Context) {
 			}
 			if len(ctx.SelectWorkloads(h.Service.Namespace, sel)) == 0 {
 				ctx.Report(analyze.DestinationRuleSubsetNotSelectPods, r, fmt.Sprintf("spec.subsets[%d]", i),
-					"Subset %q receives traffic but selects no pods of service %q (labels %v)", ss.Name, dr.Spec.Host, sel)
+					"The Subset %s defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream): routes send traffic to it, but no pod of service %q has labels %s", ss.Name, dr.Spec.Host, selectorKey(sel))
 			}
 		}
 	}

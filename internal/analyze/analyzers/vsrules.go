@@ -92,18 +92,19 @@ func isEmpty(m proto.Message) bool { return proto.Size(m) == 0 }
 func checkRules(ctx *analyze.Context, r *analyze.Resource, path string, rules [][]proto.Message) {
 	catchAll := -1
 	var earlier []proto.Message
+	var earlierRule []int // the rule each of earlier belongs to
 	for i, matches := range rules {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		if catchAll >= 0 {
 			ctx.Report(analyze.VirtualServiceUnreachableRule, r, p,
-				"This rule is never used: %s[%d] before it matches all traffic", path, catchAll)
+				"VirtualService rule %s not used (only the last rule can have no matches: %s[%d] before it matches all traffic).", p, path, catchAll)
 			continue
 		}
-		var dup []int
+		var dup, dupOf []int // match j repeats one of rule dupOf[k]
 		for j, m := range matches {
-			for _, e := range earlier {
+			for k, e := range earlier {
 				if proto.Equal(m, e) {
-					dup = append(dup, j)
+					dup, dupOf = append(dup, j), append(dupOf, earlierRule[k])
 					break
 				}
 			}
@@ -111,11 +112,11 @@ func checkRules(ctx *analyze.Context, r *analyze.Resource, path string, rules []
 		switch {
 		case len(matches) > 0 && len(dup) == len(matches):
 			ctx.Report(analyze.VirtualServiceUnreachableRule, r, p,
-				"This rule is never used: every one of its match conditions is already taken by an earlier rule")
+				"VirtualService rule %s not used (all of its match conditions are taken by earlier rules).", p)
 		default:
-			for _, j := range dup {
+			for k, j := range dup {
 				ctx.Report(analyze.VirtualServiceIneffectiveMatch, r, fmt.Sprintf("%s.match[%d]", p, j),
-					"This match condition repeats one of an earlier rule, so it never selects this rule")
+					"VirtualService rule %s match %d is not used (duplicate/overlapping match in rule %s[%d]).", p, j, path, dupOf[k])
 			}
 		}
 		if len(matches) == 0 {
@@ -127,5 +128,8 @@ func checkRules(ctx *analyze.Context, r *analyze.Resource, path string, rules []
 			}
 		}
 		earlier = append(earlier, matches...)
+		for range matches {
+			earlierRule = append(earlierRule, i)
+		}
 	}
 }

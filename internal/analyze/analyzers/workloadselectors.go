@@ -45,7 +45,7 @@ func (*WorkloadSelectors) Analyze(ctx *analyze.Context) {
 			continue
 		}
 		ctx.Report(analyze.NoMatchingWorkloadsFound, r, field,
-			"No workload in namespace %q matches the selector %s, so this %s has no effect", r.Namespace, selectorKey(sel), r.Kind)
+			"No matching workloads for this resource with the following labels: %s (in namespace %q), so this %s has no effect", selectorKey(sel), r.Namespace, r.Kind)
 	}
 }
 
