@@ -14,7 +14,7 @@ func All() []analyze.Analyzer {
 		&ServiceEntryAddresses{}, &WorkloadSelectors{}, &Annotations{},
 		&MeshNetworks{}, &MTLSConflicts{}, &ServerVerification{}, &InjectionLabels{}, &ImageAuto{},
 		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
-		&Webhooks{}, &IngressSubsets{}, &InternalGateways{}, &IneffectiveSelectors{}, &ServiceEntryProtocols{}, &ProxyImages{},
+		&Webhooks{}, &IngressSubsets{}, &InternalGateways{}, &IneffectiveSelectors{}, &ServiceEntryProtocols{}, &ProxyImages{}, &GatewaySelectors{},
 		&RetryAmplification{}, &SidecarScope{}, &NotEnforced{},
 	}
 }
