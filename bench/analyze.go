@@ -118,9 +118,12 @@ func benchAnalyze(env *Env) ([]Row, error) {
 type genOptions struct {
 	// oneFile writes every resource into one file, dir/all.yaml.
 	oneFile bool
-	// findings names every Service port "web" (IST0118, Info) and makes
-	// every canary subset select no pods (IST0173, Warning): one finding
-	// on each of half the resources, none of them failing the run.
+	// findings names every Service port "web" (IST0118, Info) and gives
+	// every DestinationRule the deprecated load balancer LEAST_CONN
+	// (IST0002, Warning): one finding with a field path on each of half
+	// the resources, none of them failing the run. (A canary subset that
+	// selects nothing, which these rows used before, is IST0173 at Error
+	// level since Istio reports it so, and would fail the run.)
 	findings bool
 }
 
@@ -134,9 +137,9 @@ func generateMeshConfig(dir string, total int, opts genOptions) error {
 	}
 	perKind := total / 4
 	perNS := perKind / analyzeNamespaces
-	portName, canaryTrack := "http", "stable"
+	portName, loadBalancer := "http", ""
 	if opts.findings {
-		portName, canaryTrack = "web", "nowhere"
+		portName, loadBalancer = "web", "\n    loadBalancer:\n      simple: LEAST_CONN"
 	}
 	var one *os.File
 	var oneW *bufio.Writer
@@ -179,7 +182,7 @@ func generateMeshConfig(dir string, total int, opts genOptions) error {
 				case "virtualservices":
 					fmt.Fprintf(w, virtualServiceTmpl, name, ns)
 				case "destinationrules":
-					fmt.Fprintf(w, destinationRuleTmpl, name, ns, canaryTrack)
+					fmt.Fprintf(w, destinationRuleTmpl, name, ns, loadBalancer)
 				}
 			}
 			if f != nil {
@@ -289,14 +292,14 @@ spec:
   trafficPolicy:
     connectionPool:
       http:
-        http1MaxPendingRequests: 100
+        http1MaxPendingRequests: 100%[3]s
   subsets:
   - name: v1
     labels:
       version: v1
   - name: canary
     labels:
-      track: %[3]s
+      track: stable
 `
 
 // copyFile copies src to dst with plain reads and writes, executable, and
