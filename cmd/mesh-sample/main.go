@@ -1,12 +1,14 @@
 // Command mesh-sample is the sandbox's stand-in for the Bookinfo services: one
 // binary that serves productpage, details, reviews (v1/v2/v3) or ratings on
-// port 9080, chosen by --role and --version.
+// port 9080, chosen by --role and --version, and grpc.health.v1 for gRPC
+// probes when --grpc-health-listen is given.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 
@@ -19,6 +21,7 @@ func main() {
 	fs.StringVar(&c.Role, "role", os.Getenv("SERVICE_ROLE"), "service to play: productpage, details, reviews or ratings (default $SERVICE_ROLE)")
 	fs.StringVar(&c.Version, "version", envOr("SERVICE_VERSION", "v1"), "service version, v1, v2 or v3 (default $SERVICE_VERSION)")
 	addr := fs.String("listen", ":9080", "address to serve on")
+	grpcAddr := fs.String("grpc-health-listen", "", "address to serve grpc.health.v1 on, for gRPC probes (empty: none)")
 	fs.StringVar(&c.DetailsURL, "details-url", "http://details:9080", "details service base URL")
 	fs.StringVar(&c.ReviewsURL, "reviews-url", "http://reviews:9080", "reviews service base URL")
 	fs.StringVar(&c.RatingsURL, "ratings-url", "http://ratings:9080", "ratings service base URL")
@@ -32,6 +35,18 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	log.Info("serving", "role", c.Role, "version", c.Version, "address", *addr)
+	if *grpcAddr != "" {
+		l, err := net.Listen("tcp", *grpcAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mesh-sample: --grpc-health-listen:", err)
+			os.Exit(1)
+		}
+		go func() {
+			err := sampleapp.ServeGRPCHealth(l)
+			fmt.Fprintln(os.Stderr, "mesh-sample: gRPC health:", err)
+			os.Exit(1)
+		}()
+	}
 	if err := http.ListenAndServe(*addr, h); err != nil {
 		fmt.Fprintln(os.Stderr, "mesh-sample:", err)
 		os.Exit(1)

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"mesh.dev/mesh/internal/proxy/appprobe"
 )
 
 // Labels and annotations the injector reads and writes.
@@ -56,6 +58,10 @@ type Values struct {
 	// sidecars get their workload certificate from it with their projected
 	// token and reach DiscoveryAddress over mTLS with that certificate.
 	CAAddress string `json:"caAddress,omitempty"`
+	// RewriteAppHTTPProbe moves the app's HTTP, TCP and gRPC probes to the
+	// agent's status port (Istio's sidecarInjectorWebhook.rewriteAppHTTPProbe);
+	// unset means true, as in Istio. A pod's RewriteProbesAnnotation wins.
+	RewriteAppHTTPProbe *bool `json:"rewriteAppHTTPProbe,omitempty"`
 }
 
 // ParseValues reads injector values, naming what is missing or malformed.
@@ -138,8 +144,18 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 	}
 
 	out.Spec.InitContainers = append([]corev1.Container{initContainer(pod, v)}, out.Spec.InitContainers...)
+	proxy := proxyContainer(pod, v)
+	if rewriteEnabled(pod, v) {
+		if probers := rewriteProbes(out.Spec.Containers); len(probers) > 0 {
+			env, err := probers.Encode()
+			if err != nil {
+				return nil, err
+			}
+			proxy.Env = append(proxy.Env, corev1.EnvVar{Name: appprobe.EnvVar, Value: env})
+		}
+	}
 	// The proxy goes first so it starts before the application.
-	out.Spec.Containers = append([]corev1.Container{proxyContainer(pod, v)}, out.Spec.Containers...)
+	out.Spec.Containers = append([]corev1.Container{proxy}, out.Spec.Containers...)
 	expiry := int64(43200)
 	out.Spec.Volumes = append(out.Spec.Volumes,
 		corev1.Volume{Name: tokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{

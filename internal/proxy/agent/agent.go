@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/admin"
+	"mesh.dev/mesh/internal/proxy/appprobe"
 	"mesh.dev/mesh/internal/proxy/bootstrap"
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/proxy/config"
@@ -47,10 +48,15 @@ type Options struct {
 	AdminAddress  string // "" disables; Envoy's default is 127.0.0.1:15000
 	HealthAddress string // readiness (/healthz/ready), e.g. 0.0.0.0:15021
 	StatsAddress  string // Prometheus metrics, e.g. 0.0.0.0:15020
-	Workload      Workload
-	Level         *slog.LevelVar // optional: kept in step with /logging?level= for an embedder's own slog handler
-	DrainTimeout  time.Duration
-	OriginalDst   func(net.Conn) (netipAddrPort, bool)
+	// AppProbers are the app's probes the injector moved to the status port
+	// (StatsAddress, Istio's 15020): /app-health/<container>/<kind> runs each
+	// against AppProbeHost (the pod IP, or localhost).
+	AppProbers   appprobe.Probers
+	AppProbeHost string
+	Workload     Workload
+	Level        *slog.LevelVar // optional: kept in step with /logging?level= for an embedder's own slog handler
+	DrainTimeout time.Duration
+	OriginalDst  func(net.Conn) (netipAddrPort, bool)
 	// Identity, when set, keeps the workload certificate from pilot's CA; it
 	// stands in for the "default" and "ROOTCA" SDS secrets pilot has not sent.
 	Identity *identity.Manager
@@ -253,6 +259,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
 		mux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
+		mux.Handle(appprobe.PathPrefix, &appprobe.Server{Probers: p.opts.AppProbers, Host: p.opts.AppProbeHost, Log: logging.Default.Logger("health_checker")})
 		if _, err := p.serve(p.opts.StatsAddress, mux); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}

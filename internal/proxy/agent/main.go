@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"mesh.dev/mesh/internal/proxy/appprobe"
 	"mesh.dev/mesh/internal/proxy/bootstrap"
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/version"
@@ -160,6 +161,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if opts.ValidateOnly {
 		return validate(opts, bootstrapPath, stdout, stderr)
 	}
+	probers, err := appprobe.Parse(os.Getenv(appprobe.EnvVar))
+	if err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: environment %v (written by the injector from the pod's probes: re-inject the pod)\n", err)
+		return exitData
+	}
+	opts.AppProbers, opts.AppProbeHost = probers, appProbeHost()
 	if opts.NodeID == "" && opts.Bootstrap.GetNode().GetId() == "" {
 		ip := os.Getenv("INSTANCE_IP")
 		if ip == "" {
@@ -243,6 +250,21 @@ func validate(opts Options, path string, stdout, stderr io.Writer) int {
 	p.Close()
 	fmt.Fprintf(stdout, "configuration '%s' OK\n", name)
 	return exitOK
+}
+
+// appProbeHost is where rewritten probes reach the app: the pod IP, as the
+// kubelet would have probed it (an app listening on the pod IP only is
+// reached), or localhost where Istio's legacy switch asks for it.
+func appProbeHost() string {
+	if os.Getenv(appprobe.LegacyLocalhostEnv) == "true" {
+		return "localhost"
+	}
+	for _, k := range []string{"INSTANCE_IP", "POD_IP"} {
+		if ip := os.Getenv(k); ip != "" {
+			return ip
+		}
+	}
+	return "localhost"
 }
 
 // workloadName drops the ReplicaSet and pod hashes from a pod name, as Istio's workload label does.

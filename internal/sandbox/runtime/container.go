@@ -77,16 +77,19 @@ type procState struct {
 	finished time.Time
 	running  bool
 	ready    bool
-	restarts int32
-	waiting  string // reason while not running
-	message  string
-	lastTerm *corev1.ContainerStateTerminated
+	// startupPassed: the startup probe passed (or there is none) for the
+	// running process; liveness and readiness probes run only then.
+	startupPassed bool
+	restarts      int32
+	waiting       string // reason while not running
+	message       string
+	lastTerm      *corev1.ContainerStateTerminated
 }
 
 func (s *procState) status(image string) corev1.ContainerStatus {
 	st := corev1.ContainerStatus{Name: s.spec.Name, Image: s.spec.Image, ImageID: image,
 		ContainerID: containerID(s.pid), Ready: s.ready, RestartCount: s.restarts}
-	started := s.running
+	started := s.running && s.startupPassed
 	st.Started = &started
 	switch {
 	case s.running:

@@ -4,20 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // maxGrace caps a pod's termination grace period: the sandbox is thrown away
@@ -25,7 +21,7 @@ import (
 const maxGrace = 10 * time.Second
 
 // podWorker runs one pod: its network, init containers in order, then its
-// containers (restarted by restartPolicy), readiness probes, and its status.
+// containers (restarted by restartPolicy), their probes, and its status.
 type podWorker struct {
 	rt     *Runtime
 	pod    *corev1.Pod
@@ -205,6 +201,7 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 	done := make(chan struct{})
 	w.mu.Lock()
 	s.cmd, s.pid, s.done, s.running, s.started, s.waiting, s.message = cmd, cmd.Process.Pid, done, true, time.Now(), "", ""
+	s.startupPassed = s.init // an init container has no probes
 	w.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -361,102 +358,6 @@ func (w *podWorker) stopAll(ctx context.Context) {
 	for _, s := range procs {
 		stopProcess(context.Background(), s.cmd, s.done, w.grace())
 	}
-}
-
-// probeLoop runs readiness probes from the host to the pod address until the
-// pod stops, reporting status whenever it changes.
-func (w *podWorker) probeLoop(ctx context.Context) {
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	next := map[string]time.Time{}
-	for {
-		now := time.Now()
-		for _, s := range w.conts {
-			w.mu.Lock()
-			running, p := s.running, s.spec.ReadinessProbe
-			started := s.started
-			w.mu.Unlock()
-			if !running {
-				continue
-			}
-			if p == nil {
-				w.setReady(s, true)
-				continue
-			}
-			if now.Before(started.Add(time.Duration(p.InitialDelaySeconds)*time.Second)) || now.Before(next[s.spec.Name]) {
-				continue
-			}
-			period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
-			next[s.spec.Name] = now.Add(min(period, 2*time.Second))
-			w.setReady(s, w.probe(ctx, client, s.spec, p))
-		}
-		w.report(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-func (w *podWorker) setReady(s *procState, ready bool) {
-	w.mu.Lock()
-	s.ready = ready && s.running
-	w.mu.Unlock()
-}
-
-func (w *podWorker) probe(ctx context.Context, client *http.Client, c corev1.Container, p *corev1.Probe) bool {
-	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	switch {
-	case p.HTTPGet != nil:
-		port, ok := resolvePort(c, p.HTTPGet.Port)
-		if !ok {
-			return false
-		}
-		scheme := "http"
-		if p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
-			scheme = "https"
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(w.ip.String(), strconv.Itoa(port)), p.HTTPGet.Path), nil)
-		if err != nil {
-			return false
-		}
-		for _, h := range p.HTTPGet.HTTPHeaders {
-			req.Header.Set(h.Name, h.Value)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode >= 200 && resp.StatusCode < 400
-	case p.TCPSocket != nil:
-		port, ok := resolvePort(c, p.TCPSocket.Port)
-		if !ok {
-			return false
-		}
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(w.ip.String(), strconv.Itoa(port)))
-		if err != nil {
-			return false
-		}
-		conn.Close()
-		return true
-	}
-	// exec and gRPC probes are not run here; the container counts as ready.
-	return true
-}
-
-func resolvePort(c corev1.Container, p intstr.IntOrString) (int, bool) {
-	if p.Type == intstr.Int {
-		return p.IntValue(), true
-	}
-	for _, cp := range c.Ports {
-		if cp.Name == p.StrVal {
-			return int(cp.ContainerPort), true
-		}
-	}
-	return 0, false
 }
 
 // report sends the pod's status when it differs from what was last sent. A
