@@ -62,6 +62,8 @@ type Values struct {
 	// agent's status port (Istio's sidecarInjectorWebhook.rewriteAppHTTPProbe);
 	// unset means true, as in Istio. A pod's RewriteProbesAnnotation wins.
 	RewriteAppHTTPProbe *bool `json:"rewriteAppHTTPProbe,omitempty"`
+	// Capture are the defaults of the traffic.sidecar.istio.io annotations.
+	Capture Capture `json:"capture,omitempty"`
 }
 
 // ParseValues reads injector values, naming what is missing or malformed.
@@ -143,7 +145,11 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 		out.Labels[RevisionLabel] = v.Revision
 	}
 
-	out.Spec.InitContainers = append([]corev1.Container{initContainer(pod, v)}, out.Spec.InitContainers...)
+	initC, err := initContainer(pod, v)
+	if err != nil {
+		return nil, err
+	}
+	out.Spec.InitContainers = append([]corev1.Container{initC}, out.Spec.InitContainers...)
 	proxy := proxyContainer(pod, v)
 	if rewriteEnabled(pod, v) {
 		if probers := rewriteProbes(out.Spec.Containers); len(probers) > 0 {
@@ -198,27 +204,14 @@ func canonicalName(pod *corev1.Pod) string {
 	return strings.TrimSuffix(name, "-")
 }
 
-// appPorts are the container ports of the application, excluded from
-// nothing: the init container redirects every inbound port but the proxy's.
-func appPorts(pod *corev1.Pod) []string {
-	var out []string
-	for _, c := range pod.Spec.Containers {
-		for _, p := range c.Ports {
-			if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
-				out = append(out, fmt.Sprint(p.ContainerPort))
-			}
-		}
-	}
-	return out
-}
-
 // initContainer redirects the pod's TCP traffic to the proxy (outbound to
 // 15001, inbound to 15006), sparing the proxy's own traffic (uid 1337) and
-// ports. It needs NET_ADMIN for that, and only while it runs.
-func initContainer(pod *corev1.Pod, v Values) corev1.Container {
-	inbound := "*"
-	if ports := appPorts(pod); len(ports) > 0 {
-		inbound = strings.Join(ports, ",")
+// ports, and what the pod's traffic annotations leave out. It needs
+// NET_ADMIN for that, and only while it runs.
+func initContainer(pod *corev1.Pod, v Values) (corev1.Container, error) {
+	capture, err := captureArgs(pod, v)
+	if err != nil {
+		return corev1.Container{}, err
 	}
 	root := int64(0)
 	no := false
@@ -226,14 +219,12 @@ func initContainer(pod *corev1.Pod, v Values) corev1.Container {
 		Name:            InitContainer,
 		Image:           v.ProxyImage,
 		ImagePullPolicy: v.ImagePullPolicy,
-		Args: []string{
+		Args: append([]string{
 			"init",
 			"--proxy-uid", fmt.Sprint(ProxyUID),
 			"--outbound-port", "15001",
 			"--inbound-port", "15006",
-			"--inbound-ports", inbound,
-			"--exclude-inbound-ports", "15020,15021,15090",
-		},
+		}, capture...),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                &root,
 			RunAsNonRoot:             &no,
@@ -247,7 +238,7 @@ func initContainer(pod *corev1.Pod, v Values) corev1.Container {
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("10Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("50Mi")},
 		},
-	}
+	}, nil
 }
 
 func proxyContainer(pod *corev1.Pod, v Values) corev1.Container {

@@ -26,7 +26,7 @@ func TestPodInjection(t *testing.T) {
 	if out.Spec.Containers[0].Name != ProxyContainer || out.Spec.Containers[1].Name != "web" {
 		t.Errorf("containers %v: want the proxy first, then the app", []string{out.Spec.Containers[0].Name, out.Spec.Containers[1].Name})
 	}
-	if out.Spec.InitContainers[0].Name != InitContainer || !strings.Contains(strings.Join(out.Spec.InitContainers[0].Args, " "), "--inbound-ports 8080") {
+	if out.Spec.InitContainers[0].Name != InitContainer || !strings.Contains(strings.Join(out.Spec.InitContainers[0].Args, " "), "--inbound-ports *") {
 		t.Errorf("init container %v", out.Spec.InitContainers[0].Args)
 	}
 	if out.Labels[TLSModeLabel] != "istio" || out.Labels[RevisionLabel] != "canary" || out.Labels[CanonicalNameLabel] != "web" {

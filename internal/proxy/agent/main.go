@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -292,6 +291,10 @@ func initMain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.InboundPort, "inbound-port", c.InboundPort, "port inbound TCP is redirected to")
 	fs.StringVar(&c.InboundPorts, "inbound-ports", c.InboundPorts, `inbound ports to capture: "*" for all, a comma list, or "" for none`)
 	exclude := fs.String("exclude-inbound-ports", "15020,15021,15090", "inbound ports never captured (comma list)")
+	includeCIDR := fs.String("include-outbound-ip-ranges", "*", `outbound destinations captured: "*" for all, a comma list of CIDRs, or "" for none (Istio's -i)`)
+	excludeCIDR := fs.String("exclude-outbound-ip-ranges", "", "outbound destinations never captured, comma list of CIDRs (Istio's -x)")
+	includeOut := fs.String("include-outbound-ports", "", "outbound ports always captured, whatever the destination (Istio's -q)")
+	excludeOut := fs.String("exclude-outbound-ports", "", "outbound ports never captured (Istio's -o)")
 	dry := fs.Bool("dry-run", false, "print the iptables-restore input instead of applying it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -299,17 +302,27 @@ func initMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	c.ExcludeInboundPorts = nil
-	for _, s := range strings.Split(*exclude, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		n, err := strconv.Atoi(s)
+	bad := func(flag string, err error) bool {
 		if err != nil {
-			fmt.Fprintf(stderr, "mesh-proxy init: --exclude-inbound-ports: %q is not a port\n", s)
-			return exitUsage
+			fmt.Fprintf(stderr, "mesh-proxy init: --%s: %v\n", flag, err)
 		}
-		c.ExcludeInboundPorts = append(c.ExcludeInboundPorts, n)
+		return err != nil
+	}
+	var err error
+	if c.ExcludeInboundPorts, err = capture.ParsePorts(*exclude); bad("exclude-inbound-ports", err) {
+		return exitUsage
+	}
+	if c.IncludeOutboundCIDR, err = capture.ParseCIDRs(*includeCIDR); bad("include-outbound-ip-ranges", err) {
+		return exitUsage
+	}
+	if c.ExcludeOutboundCIDR, err = capture.ParseCIDRs(*excludeCIDR); bad("exclude-outbound-ip-ranges", err) {
+		return exitUsage
+	}
+	if c.IncludeOutboundPorts, err = capture.ParsePorts(*includeOut); bad("include-outbound-ports", err) {
+		return exitUsage
+	}
+	if c.ExcludeOutboundPorts, err = capture.ParsePorts(*excludeOut); bad("exclude-outbound-ports", err) {
+		return exitUsage
 	}
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(stderr, "mesh-proxy init: %v\n", err)

@@ -4,26 +4,36 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
 )
 
-// Config describes what the init step captures.
+// Config describes what the init step captures. The fields are Istio's
+// istio-iptables options, which the traffic.sidecar.istio.io annotations set.
 type Config struct {
 	ProxyUID            int // traffic from this uid (and gid) is the proxy's own and is not captured
 	ProxyGID            int
-	OutboundPort        int      // where outbound TCP is redirected (Istio: 15001)
-	InboundPort         int      // where inbound TCP is redirected (Istio: 15006)
-	InboundPorts        string   // "*" for all, or a comma list of ports to capture
-	ExcludeInboundPorts []int    // never captured inbound (the proxy's own 15020, 15021, ...)
-	ExcludeOutboundCIDR []string // destinations left alone
+	OutboundPort        int    // where outbound TCP is redirected (Istio: 15001)
+	InboundPort         int    // where inbound TCP is redirected (Istio: 15006)
+	InboundPorts        string // "*" for all, or a comma list of ports to capture (includeInboundPorts)
+	ExcludeInboundPorts []int  // never captured inbound (the proxy's own 15020, 15021, ...; excludeInboundPorts)
+	// IncludeOutboundCIDR are the destinations captured outbound: ["*"] for
+	// all, CIDRs for those only, none for no outbound capture (includeOutboundIPRanges).
+	IncludeOutboundCIDR []string
+	ExcludeOutboundCIDR []string // destinations left alone (excludeOutboundIPRanges)
+	// IncludeOutboundPorts are captured whatever their destination, excluded
+	// ranges included (includeOutboundPorts); ExcludeOutboundPorts are never
+	// captured (excludeOutboundPorts), which wins over both.
+	IncludeOutboundPorts []int
+	ExcludeOutboundPorts []int
 }
 
 // Default is Istio's layout.
 func Default() Config {
 	return Config{ProxyUID: 1337, ProxyGID: 1337, OutboundPort: 15001, InboundPort: 15006, InboundPorts: "*",
-		ExcludeInboundPorts: []int{15020, 15021, 15090}}
+		ExcludeInboundPorts: []int{15020, 15021, 15090}, IncludeOutboundCIDR: []string{"*"}}
 }
 
 // Validate checks the configuration before any rule is written.
@@ -40,7 +50,83 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	for name, ps := range map[string][]int{"exclude inbound ports": c.ExcludeInboundPorts, "include outbound ports": c.IncludeOutboundPorts, "exclude outbound ports": c.ExcludeOutboundPorts} {
+		for _, p := range ps {
+			if p <= 0 || p > 65535 {
+				return fmt.Errorf("%s: %d is not a port (want 1-65535)", name, p)
+			}
+		}
+	}
+	for i, cidr := range c.IncludeOutboundCIDR {
+		if cidr == "*" {
+			if len(c.IncludeOutboundCIDR) > 1 {
+				return fmt.Errorf("include outbound ranges %v: \"*\" stands alone", c.IncludeOutboundCIDR)
+			}
+			continue
+		}
+		if _, err := ParseCIDR(cidr); err != nil {
+			return fmt.Errorf("include outbound ranges: entry %d: %w", i+1, err)
+		}
+	}
+	for i, cidr := range c.ExcludeOutboundCIDR {
+		if _, err := ParseCIDR(cidr); err != nil {
+			return fmt.Errorf("exclude outbound ranges: entry %d: %w", i+1, err)
+		}
+	}
 	return nil
+}
+
+// ParseCIDR reads an IPv4 range as iptables takes it: a CIDR, or an address
+// standing for /32. IPv6 is refused: the rules here are IPv4 only.
+func ParseCIDR(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, aerr := netip.ParseAddr(s)
+		if aerr != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP range (want a CIDR such as 198.18.0.0/16, or an address)", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if !p.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("%q: IPv6 ranges are not captured (the pod's capture is IPv4 only)", s)
+	}
+	return p.Masked(), nil
+}
+
+// ParsePorts reads a comma list of ports; "" is none.
+func ParsePorts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("%q is not a port (want a comma list of 1-65535)", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ParseCIDRs reads a comma list of ranges; "*" is every destination, "" none.
+func ParseCIDRs(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "*" {
+		return []string{"*"}, nil
+	}
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue
+		}
+		p, err := ParseCIDR(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.String())
+	}
+	return out, nil
 }
 
 // Rules renders the nat table in iptables-restore format.
@@ -68,14 +154,27 @@ func (c Config) Rules() string {
 		}
 	}
 	w("-A OUTPUT -p tcp -j MESH_OUTPUT")
+	// Excluded ports first: they win over every inclusion, as in Istio.
+	for _, p := range c.ExcludeOutboundPorts {
+		w("-A MESH_OUTPUT -p tcp --dport %d -j RETURN", p)
+	}
 	// The proxy's own connections leave as they are, or every upstream dial would loop back into it.
 	w("-A MESH_OUTPUT -m owner --uid-owner %d -j RETURN", c.ProxyUID)
 	w("-A MESH_OUTPUT -m owner --gid-owner %d -j RETURN", c.ProxyGID)
 	w("-A MESH_OUTPUT -d 127.0.0.1/32 -j RETURN")
+	for _, p := range c.IncludeOutboundPorts {
+		w("-A MESH_OUTPUT -p tcp --dport %d -j MESH_REDIRECT", p)
+	}
 	for _, cidr := range c.ExcludeOutboundCIDR {
 		w("-A MESH_OUTPUT -d %s -j RETURN", cidr)
 	}
-	w("-A MESH_OUTPUT -j MESH_REDIRECT")
+	for _, cidr := range c.IncludeOutboundCIDR {
+		if cidr == "*" {
+			w("-A MESH_OUTPUT -j MESH_REDIRECT")
+		} else {
+			w("-A MESH_OUTPUT -d %s -j MESH_REDIRECT", cidr)
+		}
+	}
 	w("COMMIT")
 	return b.String()
 }

@@ -110,7 +110,9 @@ func TestRulesExcludeTheProxyAndRedirect(t *testing.T) {
 // TestTransparentCaptureInNetworkNamespace applies the init rules in a namespace
 // made here, and checks that a plain client's connection to a pod address is
 // redirected through the proxy, which finds the original destination with
-// SO_ORIGINAL_DST and passes it on.
+// SO_ORIGINAL_DST and passes it on; and that what Istio's traffic
+// annotations leave out (destination ranges, ports) goes straight to the
+// app, the proxy never seeing it.
 func TestTransparentCaptureInNetworkNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace")
@@ -120,7 +122,36 @@ func TestTransparentCaptureInNetworkNamespace(t *testing.T) {
 			t.Skipf("%s not installed (apt-get install -y iptables iproute2 util-linux)", tool)
 		}
 	}
-	ns := fmt.Sprintf("meshcap-%d", os.Getpid())
+	through := "captured=" + podIP + ":8080" // the proxy's header: the original destination it recovered
+	direct := "captured="                    // the upstream answered a request the proxy never saw
+	with := func(f func(*capture.Config)) capture.Config { c := capture.Default(); f(&c); return c }
+	for i, tc := range []struct {
+		name string
+		c    capture.Config
+		want string
+	}{
+		{"default", capture.Default(), through},
+		{"excludeOutboundIPRanges", with(func(c *capture.Config) { c.ExcludeOutboundCIDR = []string{podIP + "/32"} }), direct},
+		{"excludeOutboundPorts", with(func(c *capture.Config) { c.ExcludeOutboundPorts = []int{8080} }), direct},
+		{"includeOutboundIPRanges elsewhere", with(func(c *capture.Config) { c.IncludeOutboundCIDR = []string{"198.19.0.0/16"} }), direct},
+		{"includeOutboundIPRanges here", with(func(c *capture.Config) { c.IncludeOutboundCIDR = []string{"198.18.0.0/16"} }), through},
+		{"includeOutboundPorts over an excluded range", with(func(c *capture.Config) {
+			c.ExcludeOutboundCIDR = []string{podIP + "/32"}
+			c.IncludeOutboundPorts = []int{8080}
+		}), through},
+		{"no outbound capture", with(func(c *capture.Config) { c.IncludeOutboundCIDR = nil }), direct},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, err := captureInNamespace(t, fmt.Sprintf("meshcap-%d-%d", os.Getpid(), i), tc.c); got != tc.want {
+				t.Fatalf("client in the namespace got %q (%v); want %q\n%s", got, err, tc.want, tc.c.Rules())
+			}
+		})
+	}
+}
+
+// captureInNamespace applies c in a new namespace ns holding the upstream
+// app and the proxy, and returns what a plain client there gets from the app.
+func captureInNamespace(t *testing.T, ns string, c capture.Config) (string, error) {
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
@@ -131,7 +162,7 @@ func TestTransparentCaptureInNetworkNamespace(t *testing.T) {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	run("ip", "-n", ns, "link", "set", "lo", "up")
 	run("ip", "-n", ns, "addr", "add", podIP+"/32", "dev", "lo")
-	if err := capture.Default().Apply(context.Background(), "ip", "netns", "exec", ns); err != nil {
+	if err := c.Apply(context.Background(), "ip", "netns", "exec", ns); err != nil {
 		t.Fatal(err)
 	}
 	self, err := os.Executable()
@@ -151,20 +182,23 @@ func TestTransparentCaptureInNetworkNamespace(t *testing.T) {
 	start("upstream")
 	// The proxy runs with the proxy group, so the rules let its own dials through.
 	start("proxy", "setpriv", "--regid=1337", "--clear-groups")
+	// The proxy is up once its listener answers; only then can "direct" mean the proxy was passed by.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if exec.Command("ip", "netns", "exec", ns, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/15001").Run() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy did not listen on 15001 in 15 s")
+		}
+	}
 	var out []byte
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		cmd := exec.Command("ip", "netns", "exec", ns, self)
 		cmd.Env = append(os.Environ(), "MESH_CAPTURE_HELPER=client")
 		out, err = cmd.Output()
 		if err == nil && strings.HasPrefix(string(out), "captured=") {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	// The proxy stamps the header with the downstream local address, which with
-	// use_original_dst is the address the client dialled, recovered by SO_ORIGINAL_DST.
-	if got := string(out); got != "captured="+podIP+":8080" {
-		t.Fatalf("client in the namespace got %q (%v); want captured=%s:8080 (through the proxy, original destination known)", got, err, podIP)
-	}
+	return string(out), err
 }
