@@ -2,7 +2,7 @@
 // pilot (the control plane) and gateways (one ingress or egress gateway).
 package manifests
 
-//go:generate go run ../internal/crdschema/gen -out charts/base/templates/crds.yaml
+//go:generate go run ../internal/crdschema/gen -out charts/base/templates/crds.yaml -gateway-api-out charts/base/templates/gateway-api-crds.yaml
 
 import (
 	"embed"

@@ -89,3 +89,20 @@ func TestSchemasFollowAPI(t *testing.T) {
 		t.Errorf("MeshOperator spec.values must accept any values: %v", mo["values"])
 	}
 }
+
+// TestGatewayAPITemplateUpToDate fails when the chart's Gateway API CRDs are
+// not those of the sigs.k8s.io/gateway-api version in go.mod.
+func TestGatewayAPITemplateUpToDate(t *testing.T) {
+	want, err := GatewayAPITemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "..", "manifests", "charts", "base", "templates", "gateway-api-crds.yaml")
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s is stale: run go generate ./manifests", path)
+	}
+}

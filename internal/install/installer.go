@@ -155,7 +155,24 @@ func (i *Installer) component(ctx context.Context, c Component, wh *webhookLedge
 		i.emit(Event{Kind: ObjectApplied, Component: c.Name, Object: &o})
 	}
 	apply := func(ctx context.Context, o *unstructured.Unstructured) error {
-		action, live, err := i.Client.Apply(ctx, o, kube.ApplyOptions{DryRun: i.DryRun, Current: upToDate(o)})
+		current, conflict := upToDate(o), ""
+		if IsGatewayAPICRD(o) {
+			current = func(live *unstructured.Unstructured) bool {
+				switch v := JudgeGatewayAPICRD(o, live); {
+				case v.Ours:
+					return upToDate(o)(live)
+				case v.Conflict != "":
+					conflict = v.Conflict
+				}
+				// Another installation's CRD is never replaced: kept as it
+				// is when compatible, refused below when not.
+				return true
+			}
+		}
+		action, live, err := i.Client.Apply(ctx, o, kube.ApplyOptions{DryRun: i.DryRun, Current: current})
+		if err == nil && conflict != "" {
+			err = fmt.Errorf("CRD %s belongs to another installation and %s: %s", o.GetName(), conflict, GatewayAPIRemedy(o.GetAnnotations()[annotationBundleVersion]))
+		}
 		if err != nil && i.DryRun && (apierrors.IsNotFound(err) || meta.IsNoMatchError(err)) {
 			// A dry run creates nothing, so objects that need a namespace or a
 			// CRD this rendering brings cannot be checked yet; they would be created.

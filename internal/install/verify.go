@@ -66,6 +66,9 @@ func (v *Verifier) Run(ctx context.Context, m Manifest) (*VerifyResult, error) {
 			return fmt.Errorf("read %s: %w", ref, v.Client.Explain(err))
 		}
 		d := Drift(o.Object, live.Object)
+		if IsGatewayAPICRD(o) && JudgeGatewayAPICRD(o, live).LeftAlone {
+			d = nil // another installation's compatible CRD, kept on purpose
+		}
 		var st kube.Readiness
 		if kube.NeedsWait(ref) {
 			if st, err = v.Client.Check(ctx, ref, true); err != nil {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/debug"
@@ -185,6 +186,10 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gwapi, err := gwclient.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
 
 	authority, err := ca.LoadOrCreate(ctx, kube, o.Namespace, log)
 	if err != nil {
@@ -269,11 +274,11 @@ func (o *Options) Run(ctx context.Context) error {
 		},
 	}
 
-	statusWriter := &status.Writer{Istio: istio, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log}
+	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		reported := map[string]bool{}
-		w := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+		w := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
 			srv.Update(s, ch)
 			statusWriter.Offer(s)
 			reportTelemetry(log, s, reported)

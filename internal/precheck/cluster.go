@@ -119,8 +119,8 @@ func (c *Checker) crds(ctx context.Context) (Result, error) {
 	r := Result{Name: "CRD versions"}
 	var checked int
 	for _, o := range c.Manifest.Objects() {
-		if o.GetKind() != "CustomResourceDefinition" {
-			continue
+		if o.GetKind() != "CustomResourceDefinition" || install.IsGatewayAPICRD(o) {
+			continue // the Gateway API's are judged by gatewayAPI
 		}
 		checked++
 		live, err := c.Client.Dynamic.Resource(kube.CRDResource()).Get(ctx, o.GetName(), metav1.GetOptions{})

@@ -66,6 +66,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		c.namespace,
 		c.controlPlanes,
 		c.crds,
+		c.gatewayAPI,
 		c.webhooks,
 	}
 	rep := &Report{Installable: true}

@@ -79,8 +79,8 @@ func TestPrecheck(t *testing.T) {
 		if !rep.Installable || len(failed(rep)) != 0 {
 			t.Fatalf("fresh sandbox not installable: %+v", failed(rep))
 		}
-		if len(rep.Checks) != 6 {
-			t.Errorf("want 6 checks, got %d", len(rep.Checks))
+		if len(rep.Checks) != 7 {
+			t.Errorf("want 7 checks, got %d", len(rep.Checks))
 		}
 	})
 

@@ -137,8 +137,8 @@ func TestComponentsAndOrder(t *testing.T) {
 			crds++
 		}
 	}
-	if crds != 11 {
-		t.Errorf("%d CRDs, want 10 Istio CRDs and MeshOperator", crds)
+	if crds != 21 {
+		t.Errorf("%d CRDs, want 10 Istio CRDs, MeshOperator and the Gateway API's 10 (standard channel)", crds)
 	}
 }
 

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"strings"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -14,9 +15,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 
 	"mesh.dev/mesh/internal/validation"
 )
+
+const gatewayAPIGroup = gwv1.GroupName
 
 // Kind is one kind of object pilot reads, with everything that depends on
 // the kind in one place: where it is watched, where it lands in a snapshot,
@@ -58,13 +63,31 @@ type Kind struct {
 }
 
 // Informers are the informer factories the kinds are watched through;
-// Istio is nil when the Istio CRDs are not served.
+// Istio is nil when the Istio CRDs are not served, GatewayAPI when the
+// Gateway API's are not.
 type Informers struct {
-	Kube  informers.SharedInformerFactory
-	Istio istioinformers.SharedInformerFactory
+	Kube       informers.SharedInformerFactory
+	Istio      istioinformers.SharedInformerFactory
+	GatewayAPI gwinformers.SharedInformerFactory
 	// Secrets watches Secrets in the gateways' namespace only (or in all,
 	// when pilot is told to); nil: no Secrets are read.
 	Secrets informers.SharedInformerFactory
+}
+
+// served reports whether the kind is watched with these factories: its
+// API's factory is there (the Gateway API's, Istio's for the other CRDs)
+// and its own Watched says so.
+func (f Informers) served(k *Kind) bool {
+	if k.Watched != nil && !k.Watched(f) {
+		return false
+	}
+	switch {
+	case !k.CRD:
+		return true
+	case k.GVK.Group == gatewayAPIGroup:
+		return f.GatewayAPI != nil
+	}
+	return f.Istio != nil
 }
 
 // Reach is a kind's part of working out which proxies a config change
@@ -192,16 +215,60 @@ var Kinds = []*Kind{
 		},
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "Telemetry",
 	},
+	{
+		GVK: gvk(gatewayAPIGroup, "v1", "GatewayClass"), Plural: "gatewayclasses", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.GatewayAPI.Gateway().V1().GatewayClasses().Informer()
+		},
+		// No Reach: a Gateway API change is a full push (the translation
+		// into Istio config, internal/gatewayapi, can touch any router).
+		AnalyzerKind: "GatewayClass",
+	},
+	{
+		GVK: gvk(gatewayAPIGroup, "v1", "Gateway"), Plural: "gateways", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.GatewayAPI.Gateway().V1().Gateways().Informer()
+		},
+		AnalyzerKind: "Gateway.gateway.networking.k8s.io",
+	},
+	{
+		GVK: gvk(gatewayAPIGroup, "v1", "HTTPRoute"), Plural: "httproutes", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.GatewayAPI.Gateway().V1().HTTPRoutes().Informer()
+		},
+		AnalyzerKind: "HTTPRoute",
+	},
+	{
+		GVK: gvk(gatewayAPIGroup, "v1", "GRPCRoute"), Plural: "grpcroutes", CRD: true, Status: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.GatewayAPI.Gateway().V1().GRPCRoutes().Informer()
+		},
+		AnalyzerKind: "GRPCRoute",
+	},
+	{
+		GVK: gvk(gatewayAPIGroup, "v1", "ReferenceGrant"), Plural: "referencegrants", CRD: true,
+		Informer: func(f Informers) cache.SharedIndexInformer {
+			return f.GatewayAPI.Gateway().V1().ReferenceGrants().Informer()
+		},
+		AnalyzerKind: "ReferenceGrant",
+	},
 }
 
 // register joins a kind's row to the Input field its objects are read
-// into and the Snapshot field they are served from.
+// into and the Snapshot field they are served from. kind is the kind's
+// name, qualified by its group ("Gateway.gateway.networking.k8s.io") where
+// another group has a kind of that name.
 func register[T metav1.Object](kind string, in func(*Input) *[]T, snap func(*Snapshot) []T) {
 	var row *Kind
+	name, group, qualified := strings.Cut(kind, ".")
 	for _, k := range Kinds {
-		if k.GVK.Kind == kind {
-			row = k
+		if k.GVK.Kind != name || qualified && k.GVK.Group != group {
+			continue
 		}
+		if row != nil {
+			panic("model: kind " + kind + " is ambiguous; qualify it with its group")
+		}
+		row = k
 	}
 	if row == nil {
 		panic("model: field for unknown kind " + kind)
@@ -231,7 +298,7 @@ func init() {
 	register("Secret", func(in *Input) *[]*corev1.Secret { return &in.Secrets }, func(s *Snapshot) []*corev1.Secret { return s.in.Secrets })
 	register("VirtualService", func(in *Input) *[]*networkingv1.VirtualService { return &in.VirtualServices }, func(s *Snapshot) []*networkingv1.VirtualService { return s.VirtualServices })
 	register("DestinationRule", func(in *Input) *[]*networkingv1.DestinationRule { return &in.DestinationRules }, func(s *Snapshot) []*networkingv1.DestinationRule { return s.DestinationRules })
-	register("Gateway", func(in *Input) *[]*networkingv1.Gateway { return &in.Gateways }, func(s *Snapshot) []*networkingv1.Gateway { return s.Gateways })
+	register("Gateway."+networkingGroup, func(in *Input) *[]*networkingv1.Gateway { return &in.Gateways }, func(s *Snapshot) []*networkingv1.Gateway { return s.Gateways })
 	register("ServiceEntry", func(in *Input) *[]*networkingv1.ServiceEntry { return &in.ServiceEntries }, func(s *Snapshot) []*networkingv1.ServiceEntry { return s.ServiceEntries })
 	register("Sidecar", func(in *Input) *[]*networkingv1.Sidecar { return &in.Sidecars }, func(s *Snapshot) []*networkingv1.Sidecar { return s.Sidecars })
 	register("WorkloadEntry", func(in *Input) *[]*networkingv1.WorkloadEntry { return &in.WorkloadEntries }, func(s *Snapshot) []*networkingv1.WorkloadEntry { return s.WorkloadEntries })
@@ -239,6 +306,11 @@ func init() {
 	register("AuthorizationPolicy", func(in *Input) *[]*securityv1.AuthorizationPolicy { return &in.AuthorizationPolicies }, func(s *Snapshot) []*securityv1.AuthorizationPolicy { return s.AuthorizationPolicies })
 	register("RequestAuthentication", func(in *Input) *[]*securityv1.RequestAuthentication { return &in.RequestAuthentications }, func(s *Snapshot) []*securityv1.RequestAuthentication { return s.RequestAuthentications })
 	register("Telemetry", func(in *Input) *[]*telemetryv1.Telemetry { return &in.Telemetries }, func(s *Snapshot) []*telemetryv1.Telemetry { return s.Telemetries })
+	register("GatewayClass", func(in *Input) *[]*gwv1.GatewayClass { return &in.GatewayClasses }, func(s *Snapshot) []*gwv1.GatewayClass { return s.GatewayClasses })
+	register("Gateway."+gatewayAPIGroup, func(in *Input) *[]*gwv1.Gateway { return &in.KubeGateways }, func(s *Snapshot) []*gwv1.Gateway { return s.KubeGateways })
+	register("HTTPRoute", func(in *Input) *[]*gwv1.HTTPRoute { return &in.HTTPRoutes }, func(s *Snapshot) []*gwv1.HTTPRoute { return s.HTTPRoutes })
+	register("GRPCRoute", func(in *Input) *[]*gwv1.GRPCRoute { return &in.GRPCRoutes }, func(s *Snapshot) []*gwv1.GRPCRoute { return s.GRPCRoutes })
+	register("ReferenceGrant", func(in *Input) *[]*gwv1.ReferenceGrant { return &in.ReferenceGrants }, func(s *Snapshot) []*gwv1.ReferenceGrant { return s.ReferenceGrants })
 	for _, k := range Kinds {
 		if k.load == nil || k.objects == nil || k.Informer == nil {
 			panic(fmt.Sprintf("model: kind %s has no Input/Snapshot field or informer", k.GVK.Kind))

@@ -15,8 +15,10 @@ import (
 	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"mesh.dev/mesh/internal/credential"
+	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/hostmatch"
 )
 
@@ -139,6 +141,11 @@ type Input struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	Telemetries            []*telemetryv1.Telemetry
+	GatewayClasses         []*gwv1.GatewayClass
+	KubeGateways           []*gwv1.Gateway // the Gateway API's Gateways
+	HTTPRoutes             []*gwv1.HTTPRoute
+	GRPCRoutes             []*gwv1.GRPCRoute
+	ReferenceGrants        []*gwv1.ReferenceGrant
 	RootNamespace          string // mesh-wide policy lives here; default mesh-system
 	// SecretNamespace is where Secrets were read from: a namespace, "*"
 	// for all, "" for none (Watcher.SecretNamespace).
@@ -176,6 +183,17 @@ type Snapshot struct {
 	Telemetries            []*telemetryv1.Telemetry
 	RootNamespace          string
 	Mesh                   *meshconfig.MeshConfig
+
+	// The Gateway API objects, and what internal/gatewayapi made of them:
+	// its Istio Gateways and VirtualServices are in Gateways and
+	// VirtualServices too (marked gatewayapi.AnnotationGeneratedFrom), so
+	// the generator reads one model.
+	GatewayClasses  []*gwv1.GatewayClass
+	KubeGateways    []*gwv1.Gateway
+	HTTPRoutes      []*gwv1.HTTPRoute
+	GRPCRoutes      []*gwv1.GRPCRoute
+	ReferenceGrants []*gwv1.ReferenceGrant
+	GatewayAPI      *gatewayapi.Output
 
 	// in holds the core objects the snapshot was built from, for the kind
 	// table's accessors (Kind.Objects).
@@ -261,6 +279,11 @@ func Build(version uint64, in Input) *Snapshot {
 		Telemetries:            slices.Clone(in.Telemetries),
 		RootNamespace:          in.RootNamespace,
 		Mesh:                   in.Mesh,
+		GatewayClasses:         slices.Clone(in.GatewayClasses),
+		KubeGateways:           slices.Clone(in.KubeGateways),
+		HTTPRoutes:             slices.Clone(in.HTTPRoutes),
+		GRPCRoutes:             slices.Clone(in.GRPCRoutes),
+		ReferenceGrants:        slices.Clone(in.ReferenceGrants),
 		in: Input{
 			Services:       slices.Clone(in.Services),
 			Namespaces:     slices.Clone(in.Namespaces),
@@ -277,6 +300,12 @@ func Build(version uint64, in Input) *Snapshot {
 	if s.RootNamespace == "" {
 		s.RootNamespace = "mesh-system"
 	}
+	s.GatewayAPI = gatewayapi.Translate(gatewayapi.Input{
+		Classes: in.GatewayClasses, Gateways: in.KubeGateways, HTTPRoutes: in.HTTPRoutes, GRPCRoutes: in.GRPCRoutes,
+		Grants: in.ReferenceGrants, Namespaces: in.Namespaces, Services: in.Services, DomainSuffix: DomainSuffix,
+	})
+	s.Gateways = append(s.Gateways, s.GatewayAPI.Gateways...)
+	s.VirtualServices = append(s.VirtualServices, s.GatewayAPI.VirtualServices...)
 	for _, ns := range in.Namespaces {
 		s.namespaces[ns.Name] = ns
 	}

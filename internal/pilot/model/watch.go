@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 )
 
 // Change describes what differs between two consecutive snapshots, so the
@@ -42,6 +45,7 @@ func (c *Change) Merge(o Change) {
 type Watcher struct {
 	Kube          kubernetes.Interface
 	Istio         istioclient.Interface // nil, or when the Istio CRDs are absent: no Istio config
+	GatewayAPI    gwclient.Interface    // nil, or when the Gateway API CRDs are absent: no Gateway API config
 	RootNamespace string
 	// SecretNamespace is where Secrets are read for gateway credentials:
 	// a namespace (the gateways', pilot's own by default), "*" for all
@@ -66,11 +70,12 @@ type Watcher struct {
 
 // kinds are the rows of the kind table watched: the core kinds, and the
 // CRD kinds whose group/version the API server serves (a cluster whose
-// base chart predates a kind still gets the others).
+// base chart predates a kind still gets the others), Istio's and the
+// Gateway API's each through their own informers.
 func (w *Watcher) kinds() []*Kind {
 	var out []*Kind
 	for _, k := range Kinds {
-		if (!k.CRD || w.listers.Istio != nil && w.served[k.GVK.GroupVersion().String()]) && (k.Watched == nil || k.Watched(w.listers)) {
+		if (!k.CRD || w.served[k.GVK.GroupVersion().String()]) && w.listers.served(k) {
 			out = append(out, k)
 		}
 	}
@@ -89,14 +94,25 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.kick = make(chan struct{}, 1)
 	f := informers.NewSharedInformerFactory(w.Kube, 0)
 	w.listers.Kube = f
-	if w.Istio != nil {
+	if w.Istio != nil || w.GatewayAPI != nil {
 		var missing []string
 		w.served, missing = servedGroupVersions(w.Kube)
-		if len(w.served) > 0 {
+		istio, gwapi := false, false
+		for gv := range w.served {
+			if strings.HasPrefix(gv, gatewayAPIGroup+"/") {
+				gwapi = true
+			} else {
+				istio = true
+			}
+		}
+		if istio && w.Istio != nil {
 			w.listers.Istio = istioinformers.NewSharedInformerFactory(w.Istio, 0)
 		}
+		if gwapi && w.GatewayAPI != nil {
+			w.listers.GatewayAPI = gwinformers.NewSharedInformerFactory(w.GatewayAPI, 0)
+		}
 		if len(missing) > 0 {
-			slog.Warn("Istio CRDs not served; their kinds are not read (install the base chart's CRDs)", "groupVersions", missing)
+			slog.Warn("CRDs not served; their kinds are not read (install the base chart's CRDs)", "groupVersions", missing)
 		}
 	}
 	if ns := w.SecretNamespace; ns != "" {
@@ -118,6 +134,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}
 	if inf := w.listers.Istio; inf != nil {
+		inf.Start(ctx.Done())
+		for typ, ok := range inf.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("sync informer for %v: %w", typ, ctx.Err())
+			}
+		}
+	}
+	if inf := w.listers.GatewayAPI; inf != nil {
 		inf.Start(ctx.Done())
 		for typ, ok := range inf.WaitForCacheSync(ctx.Done()) {
 			if !ok {

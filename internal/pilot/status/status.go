@@ -26,7 +26,10 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
 	"mesh.dev/mesh/internal/authz"
+	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
@@ -41,12 +44,13 @@ const MessageCode = "MSH0003"
 // Writer keeps the status of the resources in the latest snapshot in step
 // with the field table, while it holds the lease.
 type Writer struct {
-	Istio     istioclient.Interface
-	Kube      kubernetes.Interface
-	Namespace string // where the Lease lives
-	LeaseName string // default mesh-pilot-status
-	Identity  string // default the hostname
-	Log       *slog.Logger
+	Istio      istioclient.Interface
+	GatewayAPI gwclient.Interface // nil: no Gateway API status
+	Kube       kubernetes.Interface
+	Namespace  string // where the Lease lives
+	LeaseName  string // default mesh-pilot-status
+	Identity   string // default the hostname
+	Log        *slog.Logger
 	// LeaseDuration, RenewDeadline, RetryPeriod tune the election (defaults
 	// 15s, 10s, 2s as client-go recommends).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -166,9 +170,13 @@ type object struct {
 }
 
 func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) {
+	defer w.syncGatewayAPI(ctx, s, log)
 	for _, o := range objects(w.Istio, s) {
 		if ctx.Err() != nil {
 			return
+		}
+		if o.meta.Annotations[gatewayapi.AnnotationGeneratedFrom] != "" {
+			continue // made from Gateway API objects, which get their own status
 		}
 		key := o.kind + "/" + o.meta.Namespace + "/" + o.meta.Name
 		findings := authz.Findings(o.kind, o.spec)

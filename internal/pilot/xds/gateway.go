@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"mesh.dev/mesh/internal/credential"
+	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/hostmatch"
 )
 
@@ -37,6 +38,9 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	for _, gw := range pc.Snap.Gateways {
 		if len(gw.Spec.Selector) == 0 || !labels.SelectorFromSet(gw.Spec.Selector).Matches(labels.Set(w.labels)) {
 			continue
+		}
+		if gw.Annotations[gatewayapi.AnnotationSameNamespace] != "" && gw.Namespace != w.namespace {
+			continue // a Gateway API Gateway is served by its own namespace's deployment
 		}
 		gwNames[gw.Namespace+"/"+gw.Name] = true
 		for _, s := range gw.Spec.Servers {
