@@ -167,7 +167,7 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 		if w.proxyType == model.Router {
 			r.router = true
 			pc.gateway(r, w)
-			logListeners(r, pc.accessLogs(w, telemetry.Gateway).Logs)
+			observeListeners(r, pc.observe(w, telemetry.Gateway))
 		} else {
 			r.scope = pc.scopeFor(w.namespace, w.labels)
 			pc.sidecar(r, w)
@@ -292,11 +292,11 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 		r.add(resourcev3.ClusterType, newItem(InboundClusterName(p.port), staticCluster(InboundClusterName(p.port), "127.0.0.1", p.port)))
 	}
 	shared := pc.scopeShared(sc)
-	outLogs, inLogs := pc.accessLogs(w, telemetry.Outbound), pc.accessLogs(w, telemetry.Inbound)
-	r.add(resourcev3.ListenerType, pc.scopeListeners(sc, outLogs)...)
+	out, in := pc.observe(w, telemetry.Outbound), pc.observe(w, telemetry.Inbound)
+	r.add(resourcev3.ListenerType, pc.scopeListeners(sc, out)...)
 	vo, vi := virtualOutbound(), pc.virtualInbound(w, ports)
-	addAccessLogs(vo, outLogs.Logs)
-	addAccessLogs(vi, inLogs.Logs)
+	addObserve(vo, out)
+	addObserve(vi, in)
 	r.add(resourcev3.ListenerType, newItem(VirtualOutbound, vo), newItem(VirtualInbound, vi))
 	for _, port := range shared.httpPorts {
 		r.add(resourcev3.RouteType, pc.outboundRouteConfig(sc, port, w.namespace, w.labels))

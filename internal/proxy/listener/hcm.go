@@ -18,6 +18,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/protofields"
 	"mesh.dev/mesh/internal/proxy/router"
+	"mesh.dev/mesh/internal/proxy/tracing"
 )
 
 // HCM is a compiled HttpConnectionManager.
@@ -34,6 +35,7 @@ type HCM struct {
 	xfcc       hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	idle       time.Duration
 	logs       []*accesslog.Logger
+	tracer     *tracing.Tracer // nil: trace headers are propagated without spans
 	proxy      *httputil.ReverseProxy
 	Stats      *HTTPStats
 	draining   atomic.Bool // set when the listener is replaced or the proxy drains
@@ -72,8 +74,14 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 	if m.codec == hcmv3.HttpConnectionManager_HTTP3 {
 		return nil, fmt.Errorf("%s.codec_type: HTTP3 is not supported", f)
 	}
-	if t := h.GetTracing(); t != nil && t.GetProvider() != nil {
-		return nil, fmt.Errorf("%s.tracing.provider: span reporting is not supported (trace headers are propagated without it)", f)
+	if t := h.GetTracing(); t != nil {
+		dir := ""
+		if l != nil {
+			dir = l.Direction
+		}
+		if m.tracer, err = tracing.Compile(t, f+".tracing", dir, env.dialCluster); err != nil {
+			return nil, err
+		}
 	}
 	if h.GetHttp3ProtocolOptions() != nil {
 		return nil, fmt.Errorf("%s.http3_protocol_options: not supported", f)

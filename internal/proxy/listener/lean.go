@@ -436,7 +436,7 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 	*st = reqState{hcm: m, table: t, route: rt, wc: wc, cluster: c, origDst: lc.local}
 	st.vars = router.Vars{Remote: lc.remote, Local: lc.local, Protocol: r.Proto, Req: r.Header}
 	ensureRequestID(r)
-	propagateTrace(r.Header)
+	m.startTrace(r, st)
 	fs := &st.fs
 	fs.Reset(nil, r, httpfilter.Peer{Remote: lc.mc.info.src, Local: lc.mc.info.dst, SNI: lc.mc.info.sni, TLS: lc.tls}, rt, wc)
 	var code int

@@ -21,6 +21,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/router"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
+	"mesh.dev/mesh/internal/proxy/tracing"
 )
 
 // HTTPStats are per-HCM counters, named as Envoy names them under http.<stat_prefix>.
@@ -55,6 +56,7 @@ type reqState struct {
 	vars     router.Vars
 	table    *router.Table
 	fs       httpfilter.Stream // the request as the HTTP filters see it
+	span     *tracing.Span     // the request's span; nil without tracing
 }
 
 type stateKey struct{}
@@ -105,6 +107,7 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 		m.Stats.Rq2xx.Add(1)
 	}
 	if m.env.Observer == nil && len(m.logs) == 0 {
+		m.endTrace(r, st, code, nil)
 		return
 	}
 	if info == nil {
@@ -130,6 +133,7 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 	if info.Flags == "" {
 		info.Flags = "-"
 	}
+	m.endTrace(r, st, code, info)
 	for _, l := range m.logs {
 		l.Log(info)
 	}
@@ -151,7 +155,7 @@ func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 		st.wc = rt.PickCluster(rand.Uint32())
 	}
 	ensureRequestID(r)
-	propagateTrace(r.Header)
+	m.startTrace(r, st)
 	p := httpfilter.Peer{TLS: r.TLS}
 	if ci, ok := r.Context().Value(connKey{}).(*connInfo); ok {
 		p.Remote, p.Local, p.SNI = ci.src, ci.dst, ci.sni

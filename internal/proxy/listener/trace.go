@@ -1,11 +1,62 @@
 package listener
 
 import (
+	"context"
 	"encoding/hex"
+	"errors"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
+	"time"
+
+	"mesh.dev/mesh/internal/proxy/tracing"
 )
+
+// startTrace makes the proxy a hop in the request's trace: with tracing
+// configured a span (reported when sampled and a provider is set), else
+// headers only (propagateTrace).
+func (m *HCM) startTrace(r *http.Request, st *reqState) {
+	if m.tracer == nil {
+		propagateTrace(r.Header)
+		return
+	}
+	st.span = m.tracer.Start(r, time.Now())
+}
+
+// endTrace ends the request's span, if it has one.
+func (m *HCM) endTrace(r *http.Request, st *reqState, code int, info *Request) {
+	if st.span == nil {
+		return
+	}
+	cl := ""
+	if st.cluster != nil {
+		cl = st.cluster.Name
+	}
+	flags := st.flags
+	if flags == "" {
+		flags = "-"
+	}
+	st.span.End(tracing.OperationName(cl, r.Host), code, flags, cl, st.host, time.Now())
+	if info != nil {
+		info.TraceID, info.SpanID = st.span.TraceID(), st.span.SpanID()
+	}
+	st.span = nil
+}
+
+// dialCluster connects to a host of a cluster of the current config (the
+// tracing provider's collector), through the cluster's transport socket.
+func (e *Env) dialCluster(ctx context.Context, name string) (net.Conn, error) {
+	c := e.Store.Load().Cluster(name)
+	if c == nil {
+		return nil, errors.New("cluster " + name + " is not in the proxy's config")
+	}
+	h, err := c.Pick(0, false, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return c.DialTCP(ctx, h)
+}
 
 func randHex(n int) string {
 	var raw [32]byte // ids here are at most 16 bytes; the buffers stay on the stack

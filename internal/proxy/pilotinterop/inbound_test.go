@@ -108,7 +108,7 @@ func startInboundTo(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPr
 	ads := startADS(t)
 	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{
 		resourcev3.ClusterType:  clusters,
-		resourcev3.EndpointType: r.Items(resourcev3.EndpointType),
+		resourcev3.EndpointType: overrideEndpoints(r.Items(resourcev3.EndpointType)),
 		resourcev3.ListenerType: listeners,
 		resourcev3.SecretType:   r.Items(resourcev3.SecretType),
 	})

@@ -210,7 +210,7 @@ func startOutbound(t *testing.T, pc *xds.PushContext, node string, authority *ca
 	ads := startADS(t)
 	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{
 		resourcev3.ClusterType:  r.Items(resourcev3.ClusterType),
-		resourcev3.EndpointType: endpoints,
+		resourcev3.EndpointType: overrideEndpoints(endpoints),
 		resourcev3.ListenerType: listeners,
 		resourcev3.RouteType:    r.Items(resourcev3.RouteType),
 		resourcev3.SecretType:   r.Items(resourcev3.SecretType),
