@@ -46,6 +46,7 @@ type Snapshot struct {
 	labelIndex     map[labelKey][]*Workload
 	workloadsByNS  map[string][]*Workload
 	drByHost       map[string][]*Resource
+	drOrder        drOrder
 }
 
 // Service is a Kubernetes Service with its fully qualified host name.
