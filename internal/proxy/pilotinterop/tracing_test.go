@@ -98,57 +98,7 @@ func TestTraceThroughTwoSidecars(t *testing.T) {
 	endpointOverride[collector] = addr
 	t.Cleanup(func() { delete(endpointOverride, collector) })
 
-	w, _ := world(t)
-	mc, err := telemetry.ParseMesh([]byte(`
-extensionProviders:
-- name: otel
-  opentelemetry: {service: otel-collector.observability.svc.cluster.local, port: 4317}
-defaultProviders: {tracing: [otel]}
-defaultConfig: {tracing: {sampling: 100}}
-`), "mesh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.In.Mesh = mc
-	w.AddNamespace("observability", nil)
-	if err := w.AddYAML([]byte(`apiVersion: v1
-kind: Service
-metadata: {name: otel-collector, namespace: observability}
-spec:
-  selector: {app: otel-collector}
-  ports: [{name: grpc-otlp, port: 4317}]
----
-# Outside the mesh (no sidecar, so no mesh mTLS to it), as a collector often is.
-apiVersion: v1
-kind: Pod
-metadata: {name: otel-collector-0, namespace: observability, labels: {app: otel-collector}}
-spec: {containers: [{name: otel, image: otel}]}
-status: {podIP: 198.18.99.1, phase: Running}
----
-apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: {name: mesh-default, namespace: mesh-system}
-spec:
-  tracing: [{customTags: {team: {literal: {value: bookinfo}}}}]
-`)); err != nil {
-		t.Fatal(err)
-	}
-	pc := pushContext(w)
-	authority, err := ca.NewSelfSigned("mesh", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := startInboundTo(t, w, pc, "reviews-v1", authority, newApp(t))
-	go func() {
-		for {
-			select {
-			case server.dst <- netip.AddrPortFrom(server.podIP, 9080):
-			case <-t.Context().Done():
-				return
-			}
-		}
-	}()
-	client := startOutbound(t, pc, w.PodProxy(model.SidecarProxy, "productpage-v1"), authority, "reviews.default.svc.cluster.local:9080", server)
+	client := tracedSidecars(t)
 	if status, body := get(t, client.addr, "reviews:9080", "/reviews/1"); status != 200 {
 		t.Fatalf("through the sidecars: %d %q", status, body)
 	}
@@ -208,5 +158,92 @@ spec:
 		if attrs["team"] != "bookinfo" || attrs["http.method"] != "GET" {
 			t.Errorf("%s span attributes %v: want team=bookinfo (custom tag) and http.method=GET", s.Kind, attrs)
 		}
+	}
+}
+
+// tracedSidecars starts productpage's and reviews' sidecars with an
+// opentelemetry provider (the collector cluster's endpoints are
+// endpointOverride's), every request sampled, and a mesh-wide custom tag.
+func tracedSidecars(t *testing.T) *outbound {
+	t.Helper()
+	w, _ := world(t)
+	mc, err := telemetry.ParseMesh([]byte(`
+extensionProviders:
+- name: otel
+  opentelemetry: {service: otel-collector.observability.svc.cluster.local, port: 4317}
+defaultProviders: {tracing: [otel]}
+defaultConfig: {tracing: {sampling: 100}}
+`), "mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.In.Mesh = mc
+	w.AddNamespace("observability", nil)
+	if err := w.AddYAML([]byte(`apiVersion: v1
+kind: Service
+metadata: {name: otel-collector, namespace: observability}
+spec:
+  selector: {app: otel-collector}
+  ports: [{name: grpc-otlp, port: 4317}]
+---
+# Outside the mesh (no sidecar, so no mesh mTLS to it), as a collector often is.
+apiVersion: v1
+kind: Pod
+metadata: {name: otel-collector-0, namespace: observability, labels: {app: otel-collector}}
+spec: {containers: [{name: otel, image: otel}]}
+status: {podIP: 198.18.99.1, phase: Running}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: mesh-system}
+spec:
+  tracing: [{customTags: {team: {literal: {value: bookinfo}}}}]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	pc := pushContext(w)
+	authority, err := ca.NewSelfSigned("mesh", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := startInboundTo(t, w, pc, "reviews-v1", authority, newApp(t))
+	go func() {
+		for {
+			select {
+			case server.dst <- netip.AddrPortFrom(server.podIP, 9080):
+			case <-t.Context().Done():
+				return
+			}
+		}
+	}()
+	client := startOutbound(t, pc, w.PodProxy(model.SidecarProxy, "productpage-v1"), authority, "reviews.default.svc.cluster.local:9080", server)
+	return client
+}
+
+// TestFailingCollectorNeverBreaksTraffic: with the collector refusing
+// connections, requests through the sidecars still succeed and the spans
+// are dropped and counted, not queued without bound or retried in line.
+func TestFailingCollectorNeverBreaksTraffic(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close() // nothing listens there now: every export fails
+	const collector = "outbound|4317||otel-collector.observability.svc.cluster.local"
+	endpointOverride[collector] = closed
+	t.Cleanup(func() { delete(endpointOverride, collector) })
+	client := tracedSidecars(t)
+	before := tracing.Dropped.Load()
+	for i := 0; i < 20; i++ {
+		if status, body := get(t, client.addr, "reviews:9080", "/reviews/1"); status != 200 {
+			t.Fatalf("request %d with the collector down: %d %q", i, status, body)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	tracing.Flush(ctx)
+	cancel()
+	if got := tracing.Dropped.Load() - before; got < 40 {
+		t.Errorf("%d spans counted as dropped, want the 40 of 20 requests through two sidecars (last error %q)", got, tracing.LastError())
 	}
 }

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -34,13 +35,13 @@ const QueueSize = 2048
 
 var (
 	providersMu sync.Mutex
-	providers   = map[string]*sdktrace.TracerProvider{}
+	providers   = map[string]*sdktrace.TracerProvider{} // by owner, cluster, service name
 )
 
 // tracerFor returns the tracer exporting to a cluster under a service
 // name, shared by every HCM naming the same ones.
-func tracerFor(cluster, authority, service string, dial Dialer) trace.Tracer {
-	key := cluster + "|" + service
+func tracerFor(owner any, cluster, authority, service string, dial Dialer) trace.Tracer {
+	key := fmt.Sprintf("%p|%s|%s", owner, cluster, service)
 	providersMu.Lock()
 	defer providersMu.Unlock()
 	if tp := providers[key]; tp != nil {

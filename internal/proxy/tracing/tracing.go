@@ -46,8 +46,9 @@ type tag struct {
 
 // Compile builds a Tracer from an HCM's tracing field; direction is the
 // listener's ("inbound": server spans; otherwise client spans, as Envoy
-// makes on sidecars' outbound side and gateways).
-func Compile(t *hcmv3.HttpConnectionManager_Tracing, field, direction string, dial Dialer) (*Tracer, error) {
+// makes on sidecars' outbound side and gateways). Exporters are shared by
+// HCMs of one owner (a proxy's config store) naming the same collector.
+func Compile(t *hcmv3.HttpConnectionManager_Tracing, field, direction string, owner any, dial Dialer) (*Tracer, error) {
 	if err := protofields.Check(t, field, "random_sampling", "client_sampling", "overall_sampling", "custom_tags", "provider", "max_path_tag_length", "spawn_upstream_span", "verbose"); err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func Compile(t *hcmv3.HttpConnectionManager_Tracing, field, direction string, di
 	if authority == "" {
 		authority = eg.GetClusterName()
 	}
-	tr.tracer = tracerFor(eg.GetClusterName(), authority, oc.GetServiceName(), dial)
+	tr.tracer = tracerFor(owner, eg.GetClusterName(), authority, oc.GetServiceName(), dial)
 	return tr, nil
 }
 
