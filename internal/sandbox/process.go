@@ -49,6 +49,7 @@ func launch(name, bin, logDir string, detach bool, args []string) (*process, err
 	if detach {
 		// A new session, so the component outlives the shell that ran `make sandbox-up`.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		CloseInheritedOnExec()
 	} else {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}

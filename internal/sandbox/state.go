@@ -68,7 +68,14 @@ func (p stateProcess) alive() bool {
 	if err != nil {
 		return false
 	}
-	return strings.TrimSuffix(exe, " (deleted)") == p.Bin
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	if exe == p.Bin {
+		return true
+	}
+	// The kernel names the file itself; Bin may reach it through a symlink
+	// (a tools/bin linked from another checkout).
+	bin, err := filepath.EvalSymlinks(p.Bin)
+	return err == nil && exe == bin
 }
 
 func (s *state) anyAlive() bool {

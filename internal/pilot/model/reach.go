@@ -3,6 +3,7 @@ package model
 import (
 	"reflect"
 
+	"google.golang.org/protobuf/proto"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,7 +38,7 @@ type Delta struct {
 // function, a reach function that cannot bound it, or a new root namespace.
 func Diff(a, b *Snapshot) (d Delta, ok bool) {
 	d = Delta{Hosts: map[string]bool{}, Namespaces: map[string]bool{}, EndpointHosts: map[string]bool{}, Workloads: map[string]bool{}, destHosts: map[string]bool{}}
-	if a.RootNamespace != b.RootNamespace {
+	if a.RootNamespace != b.RootNamespace || !proto.Equal(a.Mesh, b.Mesh) {
 		return d, false
 	}
 	d.diffServices(a, b)

@@ -11,6 +11,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -78,8 +79,17 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 		}
 		return addrs[i].ip < addrs[j].ip
 	})
+	// AuthorizationPolicies and RequestAuthentications selecting the
+	// gateway's pods (by labels, or targetRefs to its Gateway) hold on every
+	// HTTP server it runs, as on a sidecar's inbound side.
+	var authz []*hcmv3.HttpFilter
+	if jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels)); jf != nil {
+		authz = append(authz, jf)
+	}
+	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	authz = append(authz, httpRBACFilters(allow, deny)...)
 	for _, a := range addrs {
-		l, rc := pc.gatewayPort(r, a, byAddr[a], w.namespace)
+		l, rc := pc.gatewayPort(r, a, byAddr[a], w.namespace, authz)
 		if l == nil {
 			continue
 		}
@@ -141,8 +151,10 @@ func gatewayBindPorts(w *workload) map[uint32]uint32 {
 }
 
 // gatewayPort builds one bound port of a router in namespace ns (which
-// VirtualServices and DestinationRules it sees, by their exportTo).
-func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewayServer, ns string) (*listenerv3.Listener, *routev3.RouteConfiguration) {
+// VirtualServices and DestinationRules it sees, by their exportTo); authz
+// are the HTTP filters that authenticate and authorize its requests, ahead
+// of the others.
+func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewayServer, ns string, authz []*hcmv3.HttpFilter) (*listenerv3.Listener, *routev3.RouteConfiguration) {
 	port := a.port
 	name := ListenerName(a.ip, port)
 	routeName := a.routeName()
@@ -174,7 +186,7 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 				Name:             fmt.Sprintf("https.%d.%d.%s.%s", port, i, s.gw.Name, s.gw.Namespace),
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: sniNames(s.server.Hosts)},
 				TransportSocket:  tlsSocket(gatewayTLS(tls)),
-				Filters:          []*listenerv3.Filter{hcmRDS(routeName, routeName, faultFilter())},
+				Filters:          []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)},
 			}
 			l.FilterChains = append(l.FilterChains, fc)
 		}
@@ -190,7 +202,7 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 	}
 	for _, s := range httpServers {
 		if s.server.Tls == nil {
-			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{hcmRDS(routeName, routeName, faultFilter())}}
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)}}
 			break
 		}
 	}

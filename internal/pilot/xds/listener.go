@@ -52,7 +52,7 @@ func upgradeConfigs() []*hcmv3.HttpConnectionManager_UpgradeConfig {
 }
 
 // hcmRDS is an HTTP connection manager fetching its routes over ADS.
-func hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
+func (pc *PushContext) hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
 	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:     statPrefix,
 		CodecType:      hcmv3.HttpConnectionManager_AUTO,
@@ -60,10 +60,11 @@ func hcmRDS(statPrefix, routeName string, filters ...*hcmv3.HttpFilter) *listene
 		HttpFilters:    append(filters, routerFilter()),
 		UpgradeConfigs: upgradeConfigs(),
 	}
+	pc.pathNormalization(h)
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }
 
-func hcmInline(statPrefix string, rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
+func (pc *PushContext) hcmInline(statPrefix string, rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *listenerv3.Filter {
 	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:     statPrefix,
 		CodecType:      hcmv3.HttpConnectionManager_AUTO,
@@ -71,6 +72,7 @@ func hcmInline(statPrefix string, rc *routev3.RouteConfiguration, filters ...*hc
 		HttpFilters:    append(filters, routerFilter()),
 		UpgradeConfigs: upgradeConfigs(),
 	}
+	pc.pathNormalization(h)
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }
 
@@ -146,7 +148,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 		case ps.http:
 			l.DefaultFilterChain = &listenerv3.FilterChain{
 				Name:    name,
-				Filters: []*listenerv3.Filter{hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
+				Filters: []*listenerv3.Filter{pc.hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
 			}
 		case len(unaddressed) == 1:
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n, sc.ns)}}
@@ -285,7 +287,7 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 				if jf != nil {
 					hf = append(hf, jf) // request.auth attributes before authorization reads them
 				}
-				return []*listenerv3.Filter{hcmInline(cluster, rc, append(hf, httpRBACFilters(allow, deny)...)...)}
+				return []*listenerv3.Filter{pc.hcmInline(cluster, rc, append(hf, httpRBACFilters(allow, deny)...)...)}
 			}
 			return append(networkRBACFilters(cluster, allow, deny), tcpProxyFilter(cluster, cluster))
 		}

@@ -214,6 +214,8 @@ func (s *Server) statList() []cluster.Stat {
 				cluster.Stat{Name: p + "no_route", Value: st.NoRoute.Load()},
 				cluster.Stat{Name: p + "no_cluster", Value: st.NoCluster.Load()},
 				cluster.Stat{Name: p + "downstream_rq_timeout", Value: st.RqTimeout.Load()},
+				cluster.Stat{Name: p + "downstream_rq_failed_path_normalization", Value: st.FailedPathNormalization.Load()},
+				cluster.Stat{Name: p + "downstream_rq_redirected_with_normalized_path", Value: st.RedirectedNormalizedPath.Load()},
 			)
 			for _, c := range h.FilterStats() {
 				out = append(out, cluster.Stat{Name: c.Name, Value: c.Value.Load()})

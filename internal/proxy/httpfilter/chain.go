@@ -109,16 +109,15 @@ func (r *Registry) Compile(hfs []*hcmv3.HttpFilter, field string, env Env) (*Cha
 	c := &Chain{}
 	env.counters = &c.counters
 	sawRouter := false
-	names := map[string]bool{}
 	for i, hf := range hfs {
 		ff := fmt.Sprintf("%s.http_filters[%d] (%s)", field, i, hf.GetName())
 		if sawRouter {
 			return nil, fmt.Errorf("%s: the router filter must be the last HTTP filter", ff)
 		}
-		if names[hf.GetName()] {
-			return nil, fmt.Errorf("%s: name %q is used by an earlier filter; per-route config could not tell them apart", ff, hf.GetName())
-		}
-		names[hf.GetName()] = true
+		// Names need not be unique, as in Envoy: Istio writes its DENY and
+		// ALLOW RBAC filters (and CUSTOM's shadow one) all as
+		// envoy.filters.http.rbac. Per-route config under a name applies
+		// to every filter of that name.
 		if hf.GetConfigDiscovery() != nil {
 			if hf.GetIsOptional() {
 				r.log().Warn("skipping optional HTTP filter: config_discovery (ECDS) is not supported", "filter", hf.GetName())

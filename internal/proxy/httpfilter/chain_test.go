@@ -66,7 +66,7 @@ func TestCompileRefusesByNameUnlessOptional(t *testing.T) {
 		{"router must be last", []*hcmv3.HttpFilter{router(), hf(t, "f", &faultv3.HTTPFault{})}, "http_filters[1] (f): the router filter must be the last", 0},
 		{"router is required", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{})}, "the router filter (envoy.filters.http.router) is required", 0},
 		{"router cannot be disabled", []*hcmv3.HttpFilter{hf(t, "envoy.filters.http.router", &routerv3.Router{}, disabled)}, "cannot be disabled", 0},
-		{"names are unique", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{}), hf(t, "f", &faultv3.HTTPFault{}), router()}, `name "f" is used by an earlier filter`, 0},
+		{"names may repeat, as in Envoy", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{}), hf(t, "f", &faultv3.HTTPFault{}), router()}, "", 2},
 		{"a bad config names its field", []*hcmv3.HttpFilter{hf(t, "f", &faultv3.HTTPFault{UpstreamCluster: "x"}), router()}, "http_filters[0] (f).upstream_cluster: not supported", 0},
 	}
 	for _, c := range cases {

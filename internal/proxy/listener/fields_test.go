@@ -26,9 +26,9 @@ func TestUnhonouredHCMFieldsAreRefusedByName(t *testing.T) {
 		want string
 	}{
 		{func(h *hcmv3.HttpConnectionManager) {
-			h.NormalizePath = wrapperspb.Bool(true)
+			h.PreserveExternalRequestId = true
 			h.StreamIdleTimeout = durationpb.New(1)
-		}, "fields normalize_path, stream_idle_timeout are not supported"},
+		}, "fields preserve_external_request_id, stream_idle_timeout are not supported"},
 		{func(h *hcmv3.HttpConnectionManager) {
 			h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{MaxHeadersCount: wrapperspb.UInt32(10)}
 		}, "common_http_protocol_options: field max_headers_count is not supported"},

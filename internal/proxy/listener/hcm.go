@@ -16,6 +16,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/accesslog"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
+	"mesh.dev/mesh/internal/proxy/pathnorm"
 	"mesh.dev/mesh/internal/proxy/protofields"
 	"mesh.dev/mesh/internal/proxy/router"
 	"mesh.dev/mesh/internal/proxy/tracing"
@@ -34,6 +35,7 @@ type HCM struct {
 	useRemote  bool
 	xfcc       hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	idle       time.Duration
+	path       pathnorm.Options // normalize_path, merge_slashes, path_with_escaped_slashes_action
 	logs       []*accesslog.Logger
 	tracer     *tracing.Tracer // nil: trace headers are propagated without spans
 	proxy      *httputil.ReverseProxy
@@ -45,7 +47,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 	// The fields compileHCM acts on; anything else is refused by name.
 	if err := protofields.Check(h, f, "stat_prefix", "codec_type", "rds", "route_config", "http_filters", "tracing",
 		"http3_protocol_options", "upgrade_configs", "common_http_protocol_options", "access_log", "use_remote_address",
-		"forward_client_cert_details"); err != nil {
+		"forward_client_cert_details", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action"); err != nil {
 		return nil, err
 	}
 	if o := h.GetCommonHttpProtocolOptions(); o != nil {
@@ -53,8 +55,11 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 			return nil, err
 		}
 	}
-	var err error
-	m := &HCM{StatPrefix: h.GetStatPrefix(), listener: l, env: env, codec: h.GetCodecType(), useRemote: h.GetUseRemoteAddress().GetValue(),
+	path, err := pathnorm.FromHCM(h, f)
+	if err != nil {
+		return nil, err
+	}
+	m := &HCM{path: path, StatPrefix: h.GetStatPrefix(), listener: l, env: env, codec: h.GetCodecType(), useRemote: h.GetUseRemoteAddress().GetValue(),
 		xfcc: h.GetForwardClientCertDetails(), Stats: &HTTPStats{}}
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:

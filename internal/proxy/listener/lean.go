@@ -395,6 +395,9 @@ func (m *HCM) leanServe(lc *leanConn, head []byte) error {
 	if err := lc.parseHead(head); err != nil {
 		return err
 	}
+	if err := m.leanNormalizePath(lc); err != nil {
+		return err
+	}
 	r := &lc.req
 	snap := m.env.Store.Load()
 	t := m.table(snap)

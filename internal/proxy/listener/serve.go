@@ -27,6 +27,10 @@ import (
 // HTTPStats are per-HCM counters, named as Envoy names them under http.<stat_prefix>.
 type HTTPStats struct {
 	RqTotal, Rq2xx, Rq3xx, Rq4xx, Rq5xx, NoRoute, NoCluster, RqTimeout, Mirrored atomic.Int64
+	// FailedPathNormalization and RedirectedNormalizedPath count requests the
+	// path settings answered 400 or 307 (downstream_rq_failed_path_normalization,
+	// downstream_rq_redirected_with_normalized_path).
+	FailedPathNormalization, RedirectedNormalizedPath atomic.Int64
 	// LeanServed counts requests the lean HTTP/1.1 path served itself (ours, not an Envoy stat; not exported).
 	LeanServed atomic.Int64
 }
@@ -143,6 +147,9 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 }
 
 func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
+	if !m.normalizePath(w, r) {
+		return
+	}
 	snap := m.env.Store.Load()
 	t := m.table(snap)
 	var rt *router.Route

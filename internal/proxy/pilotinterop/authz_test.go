@@ -140,3 +140,34 @@ spec:
 	check(h, "carol", bearer(sign(key, claims("https://inline.example", "carol", "reviews", exp))), 403)
 	check(h, "no token", nil, 403)
 }
+
+// TestDenyAndAllowOnOneWorkload: a workload under both a DENY and an ALLOW
+// policy gets two RBAC filters named envoy.filters.http.rbac, as istiod
+// writes them. mesh-proxy refused the listener (NACK: a repeated filter
+// name), so such a workload had no inbound config at all.
+func TestDenyAndAllowOnOneWorkload(t *testing.T) {
+	w, _ := world(t)
+	if err := w.AddYAML([]byte(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-paths, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules: [{to: [{operation: {paths: ["/reviews/*"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: not-review-1, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/reviews/1"]}}]}]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	h := startInbound(t, w, pushContext(w), "reviews-v1")
+	for path, want := range map[string]int{"/reviews/0": 200, "/reviews/1": 403, "/ratings/0": 403} {
+		if code, err := h.call(t, 9080, "default", "bookinfo-productpage", path); err != nil || code != want {
+			t.Errorf("GET %s: %d %v; want %d", path, code, err, want)
+		}
+	}
+}

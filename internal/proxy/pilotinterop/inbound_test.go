@@ -67,6 +67,13 @@ func startInbound(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPref
 // startInboundTo is startInbound with the mesh CA and the app given.
 func startInboundTo(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string, authority *ca.Authority, app netip.AddrPort) *inbound {
 	t.Helper()
+	return startInboundPath(t, w, pc, podPrefix, authority, app, false)
+}
+
+// startInboundPath is startInboundTo with the request path chosen: the
+// lean HTTP/1.1 loop, or net/http for everything (noLean).
+func startInboundPath(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string, authority *ca.Authority, app netip.AddrPort, noLean bool) *inbound {
+	t.Helper()
 	node := w.PodProxy(model.SidecarProxy, podPrefix)
 	p, err := model.ParseNodeID(node)
 	if err != nil {
@@ -118,7 +125,7 @@ func startInboundTo(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPr
 	if err := ads.cache.SetSnapshot(context.Background(), node, snap); err != nil {
 		t.Fatal(err)
 	}
-	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0",
+	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0", NoLean: noLean,
 		XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
 		OriginalDst: func(net.Conn) (netip.AddrPort, bool) {
 			return <-h.dst, true
@@ -172,28 +179,11 @@ func (h *inbound) call(t *testing.T, port uint16, ns, sa, path string) (int, err
 // as name, value pairs.
 func (h *inbound) callTo(t *testing.T, dst netip.AddrPort, ns, sa, path string, hdr ...string) (int, error) {
 	t.Helper()
-	h.dst <- dst
-	conn, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
+	conn, err := h.dial(t, dst, ns, sa)
 	if err != nil {
-		<-h.dst
 		return 0, err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if ns != "" {
-		cert, _, _, err := h.ca.NewKeyPair(func(pub crypto.PublicKey) ([]byte, error) {
-			return h.ca.SignWorkload(pub, ca.SPIFFEID(ns, sa), time.Hour)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The server's identity is not under test here; the client's is.
-		tc := tls.Client(conn, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"istio-peer-exchange", "istio", "http/1.1"}}) //nolint:gosec
-		if err := tc.Handshake(); err != nil {
-			return 0, fmt.Errorf("mTLS handshake: %w", err)
-		}
-		conn = tc
-	}
 	req, _ := http.NewRequest("GET", "http://reviews:9080"+path, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -211,6 +201,35 @@ func (h *inbound) callTo(t *testing.T, dst netip.AddrPort, ns, sa, path string, 
 		return 0, fmt.Errorf("not an HTTP response: %q", line)
 	}
 	return strconv.Atoi(line[9:12])
+}
+
+// dial connects to the capture listener as a connection redirected from
+// dst, as the workload ns/sa over mesh mTLS (plaintext when ns is "").
+func (h *inbound) dial(t *testing.T, dst netip.AddrPort, ns, sa string) (net.Conn, error) {
+	t.Helper()
+	h.dst <- dst
+	conn, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
+	if err != nil {
+		<-h.dst
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if ns != "" {
+		cert, _, _, err := h.ca.NewKeyPair(func(pub crypto.PublicKey) ([]byte, error) {
+			return h.ca.SignWorkload(pub, ca.SPIFFEID(ns, sa), time.Hour)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The server's identity is not under test here; the client's is.
+		tc := tls.Client(conn, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"istio-peer-exchange", "istio", "http/1.1"}}) //nolint:gosec
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("mTLS handshake: %w", err)
+		}
+		conn = tc
+	}
+	return conn, nil
 }
 
 // pushContext is pilot's view of w as it is now.

@@ -162,7 +162,7 @@ func permission(p *rbaccfg.Permission, f string) (pred, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(q *Request) bool { return m.Match(q.HTTP.URL.Path) }, nil
+		return func(q *Request) bool { return m.Match(requestPath(q.HTTP.URL)) }, nil
 	case *rbaccfg.Permission_DestinationPort:
 		port := uint16(r.DestinationPort)
 		return func(q *Request) bool { return q.Local.Port() == port }, nil
@@ -242,7 +242,7 @@ func principal(p *rbaccfg.Principal, f string) (pred, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(q *Request) bool { return m.Match(q.HTTP.URL.Path) }, nil
+		return func(q *Request) bool { return m.Match(requestPath(q.HTTP.URL)) }, nil
 	case *rbaccfg.Principal_Metadata:
 		return metadataPred(id.Metadata, f+".metadata")
 	default:
@@ -444,4 +444,16 @@ func valuePred(v *matcherv3.ValueMatcher, f string) (func(any) bool, error) {
 		}, nil
 	}
 	return nil, fmt.Errorf("%s: value matcher %T is not supported", f, v.GetMatchPattern())
+}
+
+// requestPath is the path url_path matchers see: as the client sent it
+// (percent-encoded, after the HCM's normalization), as Envoy matches it and
+// as the router and the upstream see it. Matching the decoded form instead
+// would let an ALLOW on /public/* admit /public%2F..%2Fadmin, which an
+// application decoding %2F serves as /admin.
+func requestPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath
+	}
+	return u.EscapedPath()
 }

@@ -75,6 +75,9 @@ func claimNetwork(ctx context.Context) (*network, error) {
 		for i := 2; i < 255; i++ {
 			n.free = append(n.free, netip.AddrFrom4([4]byte{198, 18, byte(x), byte(i)}))
 		}
+		// Deleting a namespace only unlinks its name: a dead runtime's
+		// containers would run on beside ours, on our addresses.
+		n.killLeftoverPods(ctx)
 		n.removeLeftovers(ctx)
 		if err := n.createBridge(ctx); err != nil {
 			n.close(ctx)
@@ -217,40 +220,54 @@ func (n *network) removePod(ctx context.Context, p *podNetwork) {
 	}
 }
 
+// Leftovers is what RemoveLeftovers found: what it removed, and why it kept
+// the shared route.
+type Leftovers struct {
+	// Removed names each process, namespace, bridge and route removed.
+	Removed []string
+	// Alive counts the runtimes still running (tests, another checkout's demo).
+	Alive int
+	// RouteKept says the pod range's unreachable route stayed for them.
+	RouteKept bool
+}
+
 // RemoveLeftovers removes what runtimes that are no longer alive left on
 // the host: their pods' processes, network namespaces, bridges and FORWARD
 // rules, and the unreachable route of the pod range once no runtime at all
 // is alive. A runtime stopped with Stop leaves nothing; one that was killed
-// does. It returns what it removed, for the user to read.
-func RemoveLeftovers(ctx context.Context) []string {
-	var removed []string
-	alive := 0
+// does.
+func RemoveLeftovers(ctx context.Context) Leftovers {
+	var l Leftovers
 	for x := firstSubnet; x <= lastSubnet; x++ {
 		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("subnet-%d.lock", x)), os.O_RDWR, 0)
 		if err != nil {
 			continue // never used, or /run was emptied by a reboot
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-			alive++
+			l.Alive++
 			f.Close()
 			continue
 		}
 		n := &network{subnet: x, bridge: fmt.Sprintf("msbr%d", x)}
-		removed = append(removed, n.killLeftoverPods(ctx)...)
+		l.Removed = append(l.Removed, n.killLeftoverPods(ctx)...)
 		if _, err := os.Stat("/sys/class/net/" + n.bridge); err == nil {
-			removed = append(removed, "bridge "+n.bridge)
+			l.Removed = append(l.Removed, "bridge "+n.bridge)
 		}
 		n.removeLeftovers(ctx)
 		f.Close()
 	}
-	if alive == 0 {
-		if out, err := exec.CommandContext(ctx, "ip", "route", "show", "type", "unreachable", "198.18.0.0/15").Output(); err == nil && strings.Contains(string(out), "198.18.0.0/15") {
-			if run(ctx, "ip", "route", "del", "unreachable", "198.18.0.0/15") == nil {
-				removed = append(removed, "route unreachable 198.18.0.0/15")
-			}
-		}
+	out, err := exec.CommandContext(ctx, "ip", "route", "show", "type", "unreachable", "198.18.0.0/15").Output()
+	if err != nil || !strings.Contains(string(out), "198.18.0.0/15") {
+		return l
 	}
-	return removed
+	if l.Alive > 0 {
+		l.RouteKept = true
+		return l
+	}
+	if run(ctx, "ip", "route", "del", "unreachable", "198.18.0.0/15") == nil {
+		l.Removed = append(l.Removed, "route unreachable 198.18.0.0/15")
+	}
+	return l
 }
 
 // killLeftoverPods kills the processes still running in the subnet's pod

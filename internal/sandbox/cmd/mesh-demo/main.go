@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -56,7 +57,7 @@ func main() {
 	case "up":
 		err = up(d)
 	case "down":
-		err = down(d)
+		err = down(os.Stdout, d)
 	case "running":
 		if _, _, err := sandbox.Running(d.state); err != nil {
 			os.Exit(1)
@@ -177,6 +178,7 @@ func startRuntime(ctx context.Context, d dirs) (string, error) {
 	cmd := exec.Command(filepath.Join(d.bin, "sandbox-runtime"), "-dir", d.state, "-bin", d.bin)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	sandbox.CloseInheritedOnExec()
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("start the sandbox runtime: %w", err)
 	}
@@ -194,6 +196,7 @@ func startRuntime(ctx context.Context, d dirs) (string, error) {
 		}
 		select {
 		case err := <-exited:
+			b, _ = os.ReadFile(d.runtimeLog()) // what it wrote before it exited
 			return "", fmt.Errorf("the sandbox runtime exited (%v):\n%s", err, tail(b))
 		case <-deadline:
 			return "", fmt.Errorf("the sandbox runtime is not ready after a minute:\n%s", tail(b))
@@ -209,10 +212,10 @@ func tail(b []byte) string {
 	return strings.Join(lines[max(0, len(lines)-15):], "\n")
 }
 
-func down(d dirs) error {
+func down(w io.Writer, d dirs) error {
 	if b, err := os.ReadFile(d.runtimePID()); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && isRuntime(pid) {
-			fmt.Printf("Stopping the sandbox runtime (pid %d): its pods, node, bridge and namespaces...\n", pid)
+			fmt.Fprintf(w, "Stopping the sandbox runtime (pid %d): its pods, node, bridge and namespaces...\n", pid)
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && isRuntime(pid); {
 				time.Sleep(200 * time.Millisecond)
@@ -221,26 +224,56 @@ func down(d dirs) error {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && zombie(pid) {
+			waitReleased(pid, 10*time.Second)
+		}
 		os.Remove(d.runtimePID())
 	}
 	// A runtime that was killed (or crashed) leaves its pods' processes,
 	// namespaces and bridge behind: remove those of every runtime no longer alive.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if removed := runtime.RemoveLeftovers(ctx); len(removed) > 0 {
-		fmt.Printf("Removed what dead sandbox runtimes left: %s.\n", strings.Join(removed, ", "))
+	left := runtime.RemoveLeftovers(ctx)
+	if len(left.Removed) > 0 {
+		fmt.Fprintf(w, "Removed what dead sandbox runtimes left: %s.\n", strings.Join(left.Removed, ", "))
+	}
+	if left.RouteKept {
+		fmt.Fprintf(w, "Kept the route unreachable 198.18.0.0/15: %d other sandbox runtimes (tests or another checkout's demo) use it.\n", left.Alive)
 	}
 	stopped, err := sandbox.StopDir(d.state)
 	if sandbox.IsNotRunning(err) {
 		os.RemoveAll(d.state)
-		fmt.Printf("No sandbox is running in %s.\n", d.state)
+		fmt.Fprintf(w, "No sandbox is running in %s.\n", d.state)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("stop the sandbox: %w", err)
 	}
-	fmt.Printf("Stopped %v and removed %s.\n", stopped, d.state)
+	fmt.Fprintf(w, "Stopped %v and removed %s.\n", stopped, d.state)
 	return nil
+}
+
+// waitReleased waits until the exited process pid holds no descriptors. Its
+// leader turns zombie while its other threads still exit holding the shared
+// descriptor table, the subnet lock among them, and a subnet whose lock is
+// held counts as alive and is left alone.
+func waitReleased(pid int, within time.Duration) {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err != nil || len(fds) == 0 {
+			return
+		}
+	}
+}
+
+// zombie says whether pid has exited and waits to be reaped.
+func zombie(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The command name, in parentheses, may hold spaces: the state follows the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z")
 }
 
 // isRuntime says whether pid is still a sandbox-runtime process (not a
