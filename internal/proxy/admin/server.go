@@ -23,6 +23,7 @@ import (
 
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/tracing"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/logging"
 	"mesh.dev/mesh/internal/version"
@@ -230,6 +231,10 @@ func (s *Server) statList() []cluster.Stat {
 		cluster.Stat{Name: "server.live", Value: b2i(state == int64(adminv3.ServerInfo_LIVE))},
 		cluster.Stat{Name: "server.state", Value: state},
 		cluster.Stat{Name: "server.uptime", Value: int64(time.Since(s.Started).Seconds())},
+		// Envoy's OpenTelemetry tracer counts spans_sent; spans_dropped is
+		// ours: spans the bounded export queue or a failed export lost.
+		cluster.Stat{Name: "tracing.opentelemetry.spans_sent", Value: tracing.Exported.Load()},
+		cluster.Stat{Name: "tracing.opentelemetry.spans_dropped", Value: tracing.Dropped.Load()},
 	)
 	for _, t := range []string{config.ClusterType, config.ListenerType} {
 		short := map[string]string{config.ClusterType: "cluster_manager.cds", config.ListenerType: "listener_manager.lds"}[t]
