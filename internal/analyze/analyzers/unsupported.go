@@ -17,15 +17,9 @@ var unsupportedKinds = map[string]string{
 	"extensions.istio.io/WasmPlugin":    "no Wasm module is loaded",
 }
 
-// gatewayAPIGroup is the Kubernetes Gateway API's group. mesh-pilot does
-// not read it yet (#17): its Gateways get no proxy and its routes shape no
-// traffic. When pilot reads the Gateway API, this entry goes and the
-// analyzers for its kinds come in.
-const gatewayAPIGroup = "gateway.networking.k8s.io"
-
 // Metadata describes the analyzer.
 func (*UnsupportedKinds) Metadata() analyze.Metadata {
-	return analyze.Metadata{Name: "mesh.UnsupportedKinds", Description: "Checks for Istio and Kubernetes Gateway API resources of kinds the mesh does not read",
+	return analyze.Metadata{Name: "mesh.UnsupportedKinds", Description: "Checks for Istio resources of kinds the mesh does not read",
 		Codes: []*analyze.MessageType{analyze.KindNotSupported}}
 }
 
@@ -38,12 +32,6 @@ func (*UnsupportedKinds) Analyze(ctx *analyze.Context) {
 			if instead, ok := unsupportedKinds[r.Group+"/"+kind]; ok {
 				ctx.Report(analyze.KindNotSupported, r, "spec", "%s is not supported by this mesh and has no effect: %s", kind, instead)
 			}
-		}
-	}
-	for _, r := range ctx.Resources {
-		if r.Group == gatewayAPIGroup {
-			ctx.Report(analyze.KindNotSupported, r, "spec",
-				"%s (Kubernetes Gateway API) is not read by this mesh yet and has no effect: no gateway is deployed or configured and no route is applied; use Istio's Gateway and VirtualService meanwhile", r.Kind)
 		}
 	}
 }
