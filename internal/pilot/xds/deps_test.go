@@ -426,6 +426,17 @@ spec:
 		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "jwt_authn")
 	})
 
+	// A Telemetry reaches its namespace's proxies (their listeners' access logs).
+	apply("Telemetry in default", `
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: default}
+spec:
+  accessLogging: [{providers: [{name: envoy}]}]
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "access_loggers")
+	})
+
 	// Kinds that reach no sidecar: a Gateway and its credential shape only
 	// routers, a Namespace's own fields no proxy config.
 	apply("Gateway in default", `
