@@ -107,7 +107,7 @@ func TestUnenforcedNamesSetFields(t *testing.T) {
 			[]string{"spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting"}},
 		{"AuthorizationPolicy", `{action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["*"], serviceAccounts: [a]}}], when: [{key: "experimental.envoy.filters.x[y]", values: [x]}, {key: "request.auth.claims[g]", values: [x]}, {key: source.ip, values: [198.18.0.1]}]}]}`,
 			[]string{"spec.rules[0].when[0].key"}},
-		{"AuthorizationPolicy", `{action: CUSTOM, provider: {name: opa}, rules: [{}]}`, []string{"spec.action", "spec.provider"}},
+		{"AuthorizationPolicy", `{action: CUSTOM, provider: {name: opa}, rules: [{}]}`, nil}, // the provider is checked against the mesh config (authz.ProviderFinding)
 		{"RequestAuthentication", `{jwtRules: [{issuer: x, fromHeaders: [{name: x-jwt}]}]}`, nil},
 		{"RequestAuthentication", `{jwtRules: [{issuer: x, spaceDelimitedClaims: [roles]}]}`, []string{"spec.jwtRules[0].spaceDelimitedClaims"}},
 		{"PeerAuthentication", `{mtls: {mode: STRICT}, portLevelMtls: {"8080": {mode: PERMISSIVE}}}`, nil},

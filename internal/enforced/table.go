@@ -10,8 +10,8 @@ package enforced
 // added under an enforced message is unclassified until someone decides.
 var table = map[string]map[string]Entry{
 	"AuthorizationPolicy": {
-		"spec.action":                                 {Enforced: true, Note: "CUSTOM (no ext_authz yet) denies what it selects; AUDIT changes no decision and is not logged"},
-		"spec.provider":                               {Note: "CUSTOM providers need ext_authz, which mesh-proxy does not do yet: the policy denies what it selects"},
+		"spec.action":                                 {Enforced: true, Note: "CUSTOM is checked by its ext_authz provider on HTTP ports and denies what it selects on TCP ports; AUDIT changes no decision and is not logged"},
+		"spec.provider.name":                          {Enforced: true, Note: "an envoyExtAuthzHttp or envoyExtAuthzGrpc entry of meshConfig.extensionProviders; any other name denies every request to the selected workloads"},
 		"spec.rules.from.source.ipBlocks":             {Enforced: true},
 		"spec.rules.from.source.namespaces":           {Enforced: true},
 		"spec.rules.from.source.notIpBlocks":          {Enforced: true},

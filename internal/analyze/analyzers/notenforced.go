@@ -4,6 +4,8 @@ import (
 	"reflect"
 
 	"google.golang.org/protobuf/proto"
+	meshapi "istio.io/api/mesh/v1alpha1"
+	securityapi "istio.io/api/security/v1beta1"
 
 	"mesh.dev/mesh/internal/analyze"
 	"mesh.dev/mesh/internal/authz"
@@ -34,6 +36,18 @@ func (*NotEnforced) Analyze(ctx *analyze.Context) {
 			}
 			for _, f := range authz.Findings(kind, spec) {
 				ctx.Report(analyze.NotEnforced, r, f.Path, "%s is not enforced: %s", f.Path, f.Note)
+			}
+			// A CUSTOM policy's provider comes from the mesh config
+			// (--meshConfigFile); whether its service exists is pilot's to
+			// say (its status), as analyze may not see every Service.
+			if ap, ok := spec.(*securityapi.AuthorizationPolicy); ok {
+				var mc *meshapi.MeshConfig // nil: the defaults, which name no provider
+				if ctx.Mesh != nil {
+					mc = ctx.Mesh.Config
+				}
+				if f := authz.ProviderFinding(ap, mc, nil); f != nil {
+					ctx.Report(analyze.NotEnforced, r, f.Path, "%s is not enforced: %s", f.Path, f.Note)
+				}
 			}
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	analysisv1alpha1 "istio.io/api/analysis/v1alpha1"
 	metav1alpha1 "istio.io/api/meta/v1alpha1"
+	securityapi "istio.io/api/security/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -180,6 +181,15 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 		}
 		key := o.kind + "/" + o.meta.Namespace + "/" + o.meta.Name
 		findings := authz.Findings(o.kind, o.spec)
+		if ap, ok := o.spec.(*securityapi.AuthorizationPolicy); ok {
+			known := func(ns, host string) bool {
+				svc := s.ServiceByHost(host)
+				return svc != nil && (ns == "" || svc.Namespace == ns)
+			}
+			if f := authz.ProviderFinding(ap, s.Mesh, known); f != nil {
+				findings = append(findings, *f)
+			}
+		}
 		var paths []string
 		for _, f := range findings {
 			paths = append(paths, f.String())

@@ -86,7 +86,8 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	if jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels)); jf != nil {
 		authz = append(authz, jf)
 	}
-	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	allow, deny, custom := pc.authzPolicies(w.namespace, w.labels)
+	authz = append(authz, pc.customFilters(custom)...)
 	authz = append(authz, httpRBACFilters(allow, deny)...)
 	for _, a := range addrs {
 		l, rc := pc.gatewayPort(r, a, byAddr[a], w.namespace, authz)

@@ -84,9 +84,12 @@ func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
 	for _, port := range pc.portLevelPorts(w.namespace, w.labels) {
 		fmt.Fprintf(b, "|pl%d/%d", port, pc.mtlsMode(w.namespace, w.labels, port))
 	}
-	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	allow, deny, custom := pc.authzPolicies(w.namespace, w.labels)
 	for _, ap := range allow {
 		b.WriteString("|a:" + ap.Namespace + "/" + ap.Name)
+	}
+	for _, ap := range custom {
+		b.WriteString("|c:" + ap.Namespace + "/" + ap.Name)
 	}
 	for _, ap := range deny {
 		b.WriteString("|d:" + ap.Namespace + "/" + ap.Name)

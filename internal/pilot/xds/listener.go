@@ -261,7 +261,11 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 		ListenerFiltersTimeout:           durationpb.New(0),
 		ContinueOnListenerFiltersTimeout: true,
 	}
-	allow, deny := pc.authzPolicies(w.namespace, w.labels)
+	allow, deny, custom := pc.authzPolicies(w.namespace, w.labels)
+	// On TCP ports (and the passthrough chains) there is no ext_authz
+	// check: what a CUSTOM policy selects is denied there.
+	tcpDeny := append(deny[:len(deny):len(deny)], custom...)
+	customHTTP := pc.customFilters(custom)
 	jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels))
 	for _, p := range ports {
 		cluster := InboundClusterName(p.port)
@@ -287,9 +291,10 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 				if jf != nil {
 					hf = append(hf, jf) // request.auth attributes before authorization reads them
 				}
+				hf = append(hf, customHTTP...) // CUSTOM, then DENY, then ALLOW, as in Istio
 				return []*listenerv3.Filter{pc.hcmInline(cluster, rc, append(hf, httpRBACFilters(allow, deny)...)...)}
 			}
-			return append(networkRBACFilters(cluster, allow, deny), tcpProxyFilter(cluster, cluster))
+			return append(networkRBACFilters(cluster, allow, tcpDeny), tcpProxyFilter(cluster, cluster))
 		}
 		if mode != MTLSDisable {
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
@@ -328,10 +333,10 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 			continue
 		}
 		l.FilterChains = append(l.FilterChains, passthroughChains(fmt.Sprintf("inbound_0.0.0.0_%d", port), port,
-			pc.mtlsMode(w.namespace, w.labels, port), allow, deny)...)
+			pc.mtlsMode(w.namespace, w.labels, port), allow, tcpDeny)...)
 	}
 	l.FilterChains = append(l.FilterChains, passthroughChains("virtualInbound-catchall", 0,
-		pc.mtlsMode(w.namespace, w.labels, 0), allow, deny)...)
+		pc.mtlsMode(w.namespace, w.labels, 0), allow, tcpDeny)...)
 	return l
 }
 

@@ -15,11 +15,11 @@ import (
 // of a Gateway; a policy's targetRefs to a Gateway selects them.
 const gatewayNameLabel = "gateway.networking.k8s.io/gateway-name"
 
-// authzPolicies returns the policies that apply to a workload: ALLOW ones,
-// and the ones that deny (DENY, and CUSTOM, whose external check mesh-proxy
-// cannot make, so the requests it would have checked are refused). AUDIT
-// policies change no decision.
-func (pc *PushContext) authzPolicies(ns string, lbls map[string]string) (allow, deny []*securityv1.AuthorizationPolicy) {
+// authzPolicies returns the policies that apply to a workload by action:
+// ALLOW, DENY (with actions this build does not know: refusing what they
+// match errs the safe way) and CUSTOM (checked by an ext_authz provider on
+// HTTP ports, denied on TCP ones). AUDIT policies change no decision.
+func (pc *PushContext) authzPolicies(ns string, lbls map[string]string) (allow, deny, custom []*securityv1.AuthorizationPolicy) {
 	for _, ap := range pc.Snap.AuthorizationPolicies {
 		if !policyApplies(ap, ns, pc.Snap.RootNamespace, lbls) {
 			continue
@@ -27,16 +27,14 @@ func (pc *PushContext) authzPolicies(ns string, lbls map[string]string) (allow, 
 		switch ap.Spec.Action {
 		case securityapi.AuthorizationPolicy_ALLOW:
 			allow = append(allow, ap)
-		case securityapi.AuthorizationPolicy_DENY, securityapi.AuthorizationPolicy_CUSTOM:
-			deny = append(deny, ap)
+		case securityapi.AuthorizationPolicy_CUSTOM:
+			custom = append(custom, ap)
 		case securityapi.AuthorizationPolicy_AUDIT:
 		default:
-			// An action this build does not know: refusing what it matches
-			// errs the safe way.
 			deny = append(deny, ap)
 		}
 	}
-	return allow, deny
+	return allow, deny, custom
 }
 
 // policyApplies says whether a policy selects a workload of namespace ns.
@@ -73,6 +71,12 @@ func policyApplies(ap *securityv1.AuthorizationPolicy, ns, root string, lbls map
 // with authz.TranslateRule: an ALLOW rule pilot cannot carry out whole
 // allows nobody, a DENY rule denies more than written, never less.
 func buildRBAC(policies []*securityv1.AuthorizationPolicy, action rbacv3.RBAC_Action, http bool) *rbacv3.RBAC {
+	return buildRBACPrefixed(policies, action, http, "")
+}
+
+// buildRBACPrefixed is buildRBAC with the policy names prefixed (CUSTOM's
+// shadow rules are named istio-ext-authz-...).
+func buildRBACPrefixed(policies []*securityv1.AuthorizationPolicy, action rbacv3.RBAC_Action, http bool, prefix string) *rbacv3.RBAC {
 	r := &rbacv3.RBAC{Action: action, Policies: map[string]*rbacv3.Policy{}}
 	for _, ap := range policies {
 		for i, rule := range ap.Spec.Rules {
@@ -80,7 +84,7 @@ func buildRBAC(policies []*securityv1.AuthorizationPolicy, action rbacv3.RBAC_Ac
 			if tr.Permission == nil {
 				continue
 			}
-			r.Policies["ns["+ap.Namespace+"]-policy["+ap.Name+"]-rule["+strconv.Itoa(i)+"]"] = &rbacv3.Policy{
+			r.Policies[prefix+"ns["+ap.Namespace+"]-policy["+ap.Name+"]-rule["+strconv.Itoa(i)+"]"] = &rbacv3.Policy{
 				Permissions: []*rbacv3.Permission{tr.Permission},
 				Principals:  []*rbacv3.Principal{tr.Principal},
 			}

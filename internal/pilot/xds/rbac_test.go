@@ -80,17 +80,17 @@ func TestPolicyTargetRefs(t *testing.T) {
 	}
 }
 
-// CUSTOM policies (no ext_authz provider in mesh-proxy yet) refuse what
-// they match; AUDIT ones change no decision.
-func TestCustomDeniesAuditDoesNot(t *testing.T) {
+// CUSTOM policies are kept apart (checked by ext_authz on HTTP ports,
+// denied on TCP ones); AUDIT ones change no decision.
+func TestCustomApartAuditDecidesNothing(t *testing.T) {
 	custom := policy("ext", &securityapi.Rule{})
 	custom.Spec.Action = securityapi.AuthorizationPolicy_CUSTOM
 	audit := policy("audit", &securityapi.Rule{})
 	audit.Spec.Action = securityapi.AuthorizationPolicy_AUDIT
 	pc := &PushContext{Snap: &model.Snapshot{RootNamespace: "mesh-system",
 		AuthorizationPolicies: []*securityv1.AuthorizationPolicy{custom, audit}}}
-	allow, deny := pc.authzPolicies("shop", map[string]string{"app": "cart"})
-	if len(allow) != 0 || len(deny) != 1 || deny[0].Name != "ext" {
-		t.Errorf("allow %d, deny %v; want the CUSTOM policy denying and nothing else", len(allow), deny)
+	allow, deny, cust := pc.authzPolicies("shop", map[string]string{"app": "cart"})
+	if len(allow) != 0 || len(deny) != 0 || len(cust) != 1 || cust[0].Name != "ext" {
+		t.Errorf("allow %d, deny %d, custom %v; want the CUSTOM policy alone", len(allow), len(deny), cust)
 	}
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"mesh.dev/mesh/internal/proxy/extauthz"
 	"mesh.dev/mesh/internal/proxy/fault"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/jwtauthn"
@@ -13,6 +14,7 @@ func httpFilters(extra ...httpfilter.Factory) *httpfilter.Registry {
 	r := httpfilter.NewRegistry(append([]httpfilter.Factory{
 		jwtauthn.Factory(),
 		rbac.Factory(),
+		extauthz.Factory(),
 		fault.Factory(),
 		localratelimit.Factory(),
 	}, extra...)...)

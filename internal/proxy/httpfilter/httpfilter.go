@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/router"
 	"mesh.dev/mesh/internal/proxy/runtime"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
@@ -233,7 +234,11 @@ type Env struct {
 	Runtime *runtime.Runtime // runtime keys (layered_runtime); nil: none set
 	// StatPrefix is the HCM's stats scope, "http.<stat_prefix>.", where Envoy puts most filters' counters.
 	StatPrefix string
-	counters   *[]Counter
+	// Cluster finds a cluster of the proxy's current config by name, for
+	// filters that call a service (ext_authz); nil, or nil results, when
+	// there is none.
+	Cluster  func(name string) *cluster.Cluster
+	counters *[]Counter
 }
 
 // Counter is one named statistic a filter keeps.

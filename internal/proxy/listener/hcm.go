@@ -14,6 +14,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"mesh.dev/mesh/internal/proxy/accesslog"
+	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/pathnorm"
@@ -108,7 +109,8 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 	if d := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
 		m.idle = d.AsDuration()
 	}
-	if m.filters, err = env.Filters.Compile(h.GetHttpFilters(), f, httpfilter.Env{Runtime: env.Runtime, StatPrefix: "http." + m.StatPrefix + "."}); err != nil {
+	if m.filters, err = env.Filters.Compile(h.GetHttpFilters(), f, httpfilter.Env{Runtime: env.Runtime, StatPrefix: "http." + m.StatPrefix + ".",
+		Cluster: func(name string) *cluster.Cluster { return env.Store.Load().Cluster(name) }}); err != nil {
 		return nil, err
 	}
 	for i, al := range h.GetAccessLog() {

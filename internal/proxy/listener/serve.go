@@ -175,8 +175,14 @@ func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 		writeFilterReply(w, r, fs)
 		return
 	}
-	if m.filters.WantsBody() && r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(io.LimitReader(r.Body, maxBuffered+1))
+	if m.filters.WantsBody() {
+		// Every body filter gets its phase, with no body too (an
+		// ext_authz check that waits for the body must still run).
+		var b []byte
+		var err error
+		if r.Body != nil && r.Body != http.NoBody {
+			b, err = io.ReadAll(io.LimitReader(r.Body, maxBuffered+1))
+		}
 		switch {
 		case err != nil:
 			st.flags = "DC"
@@ -189,8 +195,10 @@ func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {
 			io.WriteString(w, "Payload Too Large")
 			return
 		}
-		st.body = b
-		r.Body = io.NopCloser(bytes.NewReader(b))
+		if b != nil {
+			st.body = b
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
 		if m.filters.DecodeBody(fs, b) == httpfilter.Stop {
 			st.flags = fs.Flags()
 			writeFilterReply(w, r, fs)

@@ -74,6 +74,19 @@ func startInboundTo(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPr
 // lean HTTP/1.1 loop, or net/http for everything (noLean).
 func startInboundPath(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string, authority *ca.Authority, app netip.AddrPort, noLean bool) *inbound {
 	t.Helper()
+	return startInboundOpts(t, w, pc, podPrefix, authority, app, inboundOpts{noLean: noLean})
+}
+
+// inboundOpts: noLean serves everything on net/http; endpoints sends the
+// named (outbound) clusters to loopback addresses instead of pod IPs.
+type inboundOpts struct {
+	noLean    bool
+	endpoints map[string]netip.AddrPort
+}
+
+func startInboundOpts(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string, authority *ca.Authority, app netip.AddrPort, o inboundOpts) *inbound {
+	t.Helper()
+	noLean := o.noLean
 	node := w.PodProxy(model.SidecarProxy, podPrefix)
 	p, err := model.ParseNodeID(node)
 	if err != nil {
@@ -115,7 +128,7 @@ func startInboundPath(t *testing.T, w *pilottest.World, pc *xds.PushContext, pod
 	ads := startADS(t)
 	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{
 		resourcev3.ClusterType:  clusters,
-		resourcev3.EndpointType: overrideEndpoints(r.Items(resourcev3.EndpointType)),
+		resourcev3.EndpointType: redirectEndpoints(overrideEndpoints(r.Items(resourcev3.EndpointType)), o.endpoints),
 		resourcev3.ListenerType: listeners,
 		resourcev3.SecretType:   r.Items(resourcev3.SecretType),
 	})
@@ -235,4 +248,28 @@ func (h *inbound) dial(t *testing.T, dst netip.AddrPort, ns, sa string) (net.Con
 // pushContext is pilot's view of w as it is now.
 func pushContext(w *pilottest.World) *xds.PushContext {
 	return xds.NewPushContext(model.Build(1, w.Input()))
+}
+
+// redirectEndpoints replaces the endpoints of the clusters named in to with one loopback address each.
+func redirectEndpoints(in []types.Resource, to map[string]netip.AddrPort) []types.Resource {
+	if len(to) == 0 {
+		return in
+	}
+	var out []types.Resource
+	seen := map[string]bool{}
+	for _, r := range in {
+		cla := r.(*endpointv3.ClusterLoadAssignment)
+		if _, ok := to[cla.GetClusterName()]; ok {
+			seen[cla.GetClusterName()] = true
+			continue
+		}
+		out = append(out, r)
+	}
+	for name, ap := range to {
+		out = append(out, &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+				SocketAddress: &corev3.SocketAddress{Address: ap.Addr().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())}}}}}},
+		}}}}})
+	}
+	return out
 }

@@ -30,12 +30,25 @@ func Factory() httpfilter.Factory {
 			if err := c.Any.UnmarshalTo(rc); err != nil {
 				return nil, fmt.Errorf("%s: %w", c.Field, err)
 			}
+			if err := protofields.Check(rc, c.Field, "rules", "shadow_rules", "shadow_rules_stat_prefix"); err != nil {
+				return nil, err
+			}
 			e, err := Compile(rc, c.Field)
 			if err != nil {
 				return nil, err
 			}
-			return &filter{engine: e, allowed: c.Env.Counter(c.Env.StatPrefix + "rbac.allowed"),
-				denied: c.Env.Counter(c.Env.StatPrefix + "rbac.denied")}, nil
+			f := &filter{engine: e, allowed: c.Env.Counter(c.Env.StatPrefix + "rbac.allowed"),
+				denied: c.Env.Counter(c.Env.StatPrefix + "rbac.denied")}
+			if rc.GetShadowRules() != nil {
+				if f.shadow, err = CompileRules(rc.GetShadowRules(), c.Field+".shadow_rules"); err != nil {
+					return nil, err
+				}
+				p := rc.GetShadowRulesStatPrefix()
+				f.shadowID, f.shadowResult = p+"shadow_effective_policy_id", p+"shadow_engine_result"
+				f.shadowAllowed = c.Env.Counter(c.Env.StatPrefix + "rbac." + p + "shadow_allowed")
+				f.shadowDenied = c.Env.Counter(c.Env.StatPrefix + "rbac." + p + "shadow_denied")
+			}
+			return f, nil
 		},
 		NewPerRoute: compilePerRoute,
 	}
@@ -65,7 +78,19 @@ func compilePerRoute(a *anypb.Any, field string) (any, error) {
 type filter struct {
 	engine          *Engine
 	allowed, denied *atomic.Int64
+
+	// shadow_rules decide nothing: their result goes to the request's
+	// dynamic metadata under the filter's name, as Envoy writes it
+	// (<prefix>shadow_effective_policy_id, <prefix>shadow_engine_result),
+	// where Istio's ext_authz filter looks to know whether a CUSTOM policy
+	// selects the request.
+	shadow                      *Engine
+	shadowID, shadowResult      string
+	shadowAllowed, shadowDenied *atomic.Int64
 }
+
+// MetadataNamespace is where the filter leaves its shadow results.
+const MetadataNamespace = "envoy.filters.http.rbac"
 
 // requests recycles the evaluation record: predicates take a pointer, which would otherwise escape per request.
 var requests = sync.Pool{New: func() any { return new(Request) }}
@@ -80,6 +105,9 @@ func (f *filter) DecodeHeaders(s *httpfilter.Stream) httpfilter.Status {
 	}
 	req := requests.Get().(*Request)
 	*req = Request{HTTP: s.Request, Principal: s.Peer.Principal(), Remote: s.Peer.Remote, Local: s.Peer.Local, SNI: s.Peer.SNI, Meta: s.Meta()}
+	if f.shadow != nil {
+		f.evalShadow(s, req)
+	}
 	ok, _ := e.Allowed(req)
 	*req = Request{}
 	requests.Put(req)
@@ -89,4 +117,27 @@ func (f *filter) DecodeHeaders(s *httpfilter.Stream) httpfilter.Status {
 	}
 	f.denied.Add(1)
 	return s.SendLocalReply(http.StatusForbidden, nil, "RBAC: access denied", "RBAC")
+}
+
+// evalShadow runs the shadow rules and records their result.
+func (f *filter) evalShadow(s *httpfilter.Stream, req *Request) {
+	ok, id := f.shadow.Allowed(req)
+	result := "allowed"
+	if ok {
+		f.shadowAllowed.Add(1)
+	} else {
+		f.shadowDenied.Add(1)
+		result = "denied"
+	}
+	md := map[string]any{}
+	if prev, ok := s.Meta().Get(MetadataNamespace).(map[string]any); ok {
+		for k, v := range prev {
+			md[k] = v // another RBAC filter's shadow results
+		}
+	}
+	md[f.shadowResult] = result
+	if id != "" {
+		md[f.shadowID] = id
+	}
+	s.Meta().Set(MetadataNamespace, md)
 }

@@ -51,10 +51,15 @@ type policy struct {
 
 type pred func(*Request) bool
 
-// Compile builds an Engine from the RBAC HTTP filter's config.
+// Compile builds an Engine from the RBAC HTTP filter's rules.
 func Compile(c *rbacv3.RBAC, f string) (*Engine, error) {
+	return CompileRules(c.GetRules(), f+".rules")
+}
+
+// CompileRules builds an Engine from one RBAC rule set (rules or
+// shadow_rules); f names it for errors. nil rules: an engine allowing all.
+func CompileRules(rules *rbaccfg.RBAC, f string) (*Engine, error) {
 	e := &Engine{}
-	rules := c.GetRules()
 	if rules == nil {
 		return e, nil // no rules: the filter only shadows, all requests pass
 	}
@@ -73,7 +78,7 @@ func Compile(c *rbacv3.RBAC, f string) (*Engine, error) {
 	sort.Strings(names)
 	for _, n := range names {
 		p := rules.GetPolicies()[n]
-		pf := fmt.Sprintf("%s.rules.policies[%s]", f, n)
+		pf := fmt.Sprintf("%s.policies[%s]", f, n)
 		if p.GetCondition() != nil || p.GetCheckedCondition() != nil {
 			return nil, fmt.Errorf("%s: condition (CEL) is not supported", pf)
 		}
@@ -456,4 +461,15 @@ func requestPath(u *url.URL) string {
 		return u.RawPath
 	}
 	return u.EscapedPath()
+}
+
+// MetadataMatcher compiles an Envoy MetadataMatcher over a request's
+// dynamic metadata (filters' per-request state), for filters that are
+// enabled by it (ext_authz's filter_enabled_metadata).
+func MetadataMatcher(m *matcherv3.MetadataMatcher, f string) (func(*httpfilter.Metadata) bool, error) {
+	p, err := metadataPred(m, f)
+	if err != nil {
+		return nil, err
+	}
+	return func(md *httpfilter.Metadata) bool { return p(&Request{Meta: md}) }, nil
 }
