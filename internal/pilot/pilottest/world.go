@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"strings"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -97,7 +98,26 @@ func (w *World) addDoc(doc []byte) error {
 	}
 	var obj metav1.Object
 	var add func()
-	switch tm.Kind {
+	kind := tm.Kind
+	if strings.HasPrefix(tm.APIVersion, "gateway.networking.k8s.io/") {
+		kind = "gateway-api " + kind // its Gateway is not Istio's
+	}
+	switch kind {
+	case "gateway-api GatewayClass":
+		o := &gwv1.GatewayClass{}
+		obj, add = o, func() { w.In.GatewayClasses = replace(w.In.GatewayClasses, o) }
+	case "gateway-api Gateway":
+		o := &gwv1.Gateway{}
+		obj, add = o, func() { w.In.KubeGateways = replace(w.In.KubeGateways, o) }
+	case "gateway-api HTTPRoute":
+		o := &gwv1.HTTPRoute{}
+		obj, add = o, func() { w.In.HTTPRoutes = replace(w.In.HTTPRoutes, o) }
+	case "gateway-api GRPCRoute":
+		o := &gwv1.GRPCRoute{}
+		obj, add = o, func() { w.In.GRPCRoutes = replace(w.In.GRPCRoutes, o) }
+	case "gateway-api ReferenceGrant":
+		o := &gwv1.ReferenceGrant{}
+		obj, add = o, func() { w.In.ReferenceGrants = replace(w.In.ReferenceGrants, o) }
 	case "Service":
 		o := &corev1.Service{}
 		obj, add = o, func() { w.In.Services = append(w.In.Services, o) }

@@ -496,6 +496,37 @@ endpoints: [{addresses: [198.18.0.98]}]
 		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.EndpointType, "outbound|8081||pay.shop.svc.cluster.local")), "198.18.0.98")
 	})
 
+	// The Gateway API kinds have no reach function: a change to one is a
+	// full push, every proxy regenerated and each of the four groups they
+	// form (productpage, reviews, cart with vm-1, vm-2) rebuilt, and
+	// nothing sent: no sidecar config changes.
+	for _, doc := range []string{`
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: mesh}
+spec: {controllerName: istio.io/gateway-controller}
+`, `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec: {rules: [{backendRefs: [{name: productpage, port: 9080}]}]}
+`, `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc, namespace: default}
+spec: {rules: [{backendRefs: [{name: productpage, port: 9080}]}]}
+`, `
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: from-shop, namespace: default}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}]
+  to: [{group: "", kind: Service}]
+`} {
+		kind, _, _ := strings.Cut(strings.TrimSpace(strings.SplitAfter(doc, "kind: ")[1]), "\n")
+		apply(kind, doc, "full", len(proxies), 4, nil, nil)
+	}
+
 	for _, k := range model.Kinds {
 		if !created[k.GVK.Kind] {
 			t.Errorf("kind %s (model.Kinds) is created by no step of this test: add one saying which proxies it reaches", k.GVK.Kind)
