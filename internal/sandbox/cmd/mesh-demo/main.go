@@ -222,9 +222,12 @@ func down(w io.Writer, d dirs) error {
 			}
 			if isRuntime(pid) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && isRuntime(pid); {
+					time.Sleep(50 * time.Millisecond)
+				}
 			}
 		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && zombie(pid) {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			waitReleased(pid, 10*time.Second)
 		}
 		os.Remove(d.runtimePID())
@@ -254,15 +257,32 @@ func down(w io.Writer, d dirs) error {
 }
 
 // waitReleased waits until the exited process pid holds no descriptors. Its
-// leader turns zombie while its other threads still exit holding the shared
-// descriptor table, the subnet lock among them, and a subnet whose lock is
-// held counts as alive and is left alone.
+// leader turns zombie, and drops its own view of the descriptor table, while
+// its other threads still exit holding that shared table, the subnet lock
+// among them; a subnet whose lock is held counts as alive and is left alone.
+// So the leader's empty fd directory proves nothing: only the other threads
+// being gone from its task directory does.
 func waitReleased(pid int, within time.Duration) {
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err != nil || len(fds) == 0 {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil || !exiting(pid) {
+			return // reaped (every thread gone), or not ours to wait for
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if len(tasks) <= 1 && len(fds) == 0 {
 			return
 		}
 	}
+}
+
+// exiting says whether pid has begun to exit: a zombie leader, or one whose
+// memory (and so its command line) is already released.
+func exiting(pid int) bool {
+	if zombie(pid) {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && len(b) == 0
 }
 
 // zombie says whether pid has exited and waits to be reaped.
