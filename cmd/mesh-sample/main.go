@@ -1,16 +1,19 @@
 // Command mesh-sample is the sandbox's stand-in for the Bookinfo services: one
 // binary that serves productpage, details, reviews (v1/v2/v3) or ratings on
 // port 9080, chosen by --role and --version, and grpc.health.v1 for gRPC
-// probes when --grpc-health-listen is given.
+// probes when --grpc-health-listen is given; with --fetch it is a process
+// that makes one request and exits, as a Job's container does.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"mesh.dev/mesh/internal/sandbox/sampleapp"
 )
@@ -25,9 +28,20 @@ func main() {
 	fs.StringVar(&c.DetailsURL, "details-url", "http://details:9080", "details service base URL")
 	fs.StringVar(&c.ReviewsURL, "reviews-url", "http://reviews:9080", "reviews service base URL")
 	fs.StringVar(&c.RatingsURL, "ratings-url", "http://ratings:9080", "ratings service base URL")
+	unready := fs.Duration("unready-for", 0, "answer /health with 503 for this long after start")
+	fetch := fs.String("fetch", "", "instead of serving: GET this URL, print the answer and exit 0 on a 2xx, 1 otherwise (a Job's process)")
+	attempts := fs.Int("fetch-attempts", 1, "with --fetch: how many times to try, a second apart")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(64)
 	}
+	if *fetch != "" {
+		if err := sampleapp.Fetch(context.Background(), *fetch, *attempts, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "mesh-sample: --fetch:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	c.UnreadyUntil = time.Now().Add(*unready)
 	h, err := sampleapp.Handler(c)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mesh-sample:", err)

@@ -69,6 +69,7 @@ func expand(s string, env map[string]string) string {
 type procState struct {
 	spec     corev1.Container
 	init     bool
+	sidecar  bool // a native sidecar: an init container with restartPolicy Always
 	cmd      *exec.Cmd
 	pid      int // of the last process started; the container's binary once the exec chain is through
 	done     chan struct{}

@@ -34,6 +34,9 @@ type podWorker struct {
 	net       *podNetwork
 	inits     []*procState
 	conts     []*procState
+	probed    []*procState // native sidecars, then the containers: the kubelet probes these
+	sidecars  []*sidecarRun
+	podCtx    context.Context // the pod's life: cancelled when it is deleted
 	phase     corev1.PodPhase
 	started   time.Time
 	message   string
@@ -50,13 +53,20 @@ func (w *podWorker) run(ctx context.Context) {
 	defer close(w.done)
 	defer w.teardown()
 	w.mu.Lock()
+	w.podCtx = ctx
 	w.started = time.Now()
 	w.phase = corev1.PodPending
 	for _, c := range w.pod.Spec.InitContainers {
-		w.inits = append(w.inits, &procState{spec: c, init: true})
+		s := &procState{spec: c, init: true, sidecar: isSidecar(c)}
+		w.inits = append(w.inits, s)
+		if s.sidecar {
+			w.probed = append(w.probed, s)
+		}
 	}
 	for _, c := range w.pod.Spec.Containers {
-		w.conts = append(w.conts, &procState{spec: c})
+		s := &procState{spec: c}
+		w.conts = append(w.conts, s)
+		w.probed = append(w.probed, s)
 	}
 	w.mu.Unlock()
 
@@ -69,7 +79,23 @@ func (w *podWorker) run(ctx context.Context) {
 		return
 	}
 	w.report(ctx)
+	// Probes run from the start: a native sidecar's startup probe gates the
+	// init containers after it.
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	probesDone := make(chan struct{})
+	go func() { defer close(probesDone); w.probeLoop(probeCtx) }()
+	defer func() { stopProbes(); <-probesDone }()
+	// Sidecars outlive the pod's context: they are stopped after the main
+	// containers, whatever ended those.
+	defer w.stopSidecars()
 	for _, s := range w.inits {
+		if s.sidecar {
+			w.startSidecar(s)
+			if !w.waitStarted(ctx, s) {
+				return
+			}
+			continue
+		}
 		if !w.runInit(ctx, s) {
 			return
 		}
@@ -81,13 +107,90 @@ func (w *podWorker) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range w.conts {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.supervise(ctx, s) }()
+		go func() { defer wg.Done(); w.supervise(ctx, ctx, s) }()
 	}
 	w.mu.Lock()
 	w.phase = corev1.PodRunning
 	w.mu.Unlock()
-	w.probeLoop(ctx)
+	w.report(ctx)
+	// Returns when the pod is deleted (the containers are stopped then) or
+	// when every container has exited for good (restartPolicy Never or
+	// OnFailure): the pod has completed.
 	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+	w.stopSidecars()
+	stopProbes()
+	<-probesDone
+	w.mu.Lock()
+	w.phase = corev1.PodSucceeded
+	for _, s := range w.conts {
+		if s.exitCode != 0 {
+			w.phase = corev1.PodFailed
+		}
+	}
+	phase := w.phase
+	w.mu.Unlock()
+	w.rt.log.Info("pod completed", "pod", w.key(), "phase", phase)
+	w.report(ctx)
+}
+
+// isSidecar reports whether an init container is a native sidecar
+// (Kubernetes' SidecarContainers: restartPolicy Always on an init container).
+func isSidecar(c corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// sidecarRun is a native sidecar's supervisor, stopped by stopSidecars.
+type sidecarRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startSidecar runs a native sidecar as the kubelet does: restarted
+// whenever it exits, whatever the pod's restartPolicy, until stopSidecars.
+func (w *podWorker) startSidecar(s *procState) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sr := &sidecarRun{cancel: cancel, done: make(chan struct{})}
+	w.mu.Lock()
+	w.sidecars = append(w.sidecars, sr)
+	w.mu.Unlock()
+	go func() { defer close(sr.done); w.supervise(ctx, w.podCtx, s) }()
+}
+
+// waitStarted waits until a sidecar is running and its startup probe (if
+// any) has passed: only then does the kubelet start the next init
+// container, so the app's containers find the sidecar ready.
+func (w *podWorker) waitStarted(ctx context.Context, s *procState) bool {
+	for {
+		w.mu.Lock()
+		ok := s.running && s.startupPassed
+		w.mu.Unlock()
+		if ok {
+			w.report(ctx)
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stopSidecars terminates the native sidecars in the reverse of their
+// order, each after the one behind it has gone, as the kubelet does once
+// the main containers have exited.
+func (w *podWorker) stopSidecars() {
+	w.mu.Lock()
+	srs := w.sidecars
+	w.sidecars = nil
+	w.mu.Unlock()
+	for i := len(srs) - 1; i >= 0; i-- {
+		srs[i].cancel()
+		<-srs[i].done
+	}
 }
 
 func (w *podWorker) setupNetwork(ctx context.Context) error {
@@ -201,7 +304,8 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 	done := make(chan struct{})
 	w.mu.Lock()
 	s.cmd, s.pid, s.done, s.running, s.started, s.waiting, s.message = cmd, cmd.Process.Pid, done, true, time.Now(), "", ""
-	s.startupPassed = s.init // an init container has no probes
+	s.startupPassed = s.init && !s.sidecar // an init container has no probes; a native sidecar has
+
 	w.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -292,9 +396,10 @@ func (w *podWorker) runInit(ctx context.Context, s *procState) bool {
 	}
 }
 
-// supervise keeps a container running according to restartPolicy until the
-// pod stops.
-func (w *podWorker) supervise(ctx context.Context, s *procState) {
+// supervise keeps a container running according to restartPolicy (always,
+// for a native sidecar) until ctx ends, reporting with report's context.
+// It returns once the container has exited for good or ctx has ended.
+func (w *podWorker) supervise(ctx, rctx context.Context, s *procState) {
 	for {
 		cmd, done, err := w.launch(ctx, s)
 		if err != nil {
@@ -302,21 +407,22 @@ func (w *podWorker) supervise(ctx context.Context, s *procState) {
 			s.waiting, s.message = "CreateContainerError", err.Error()
 			w.mu.Unlock()
 			w.rt.log.Warn("container cannot start", "pod", w.key(), "err", err)
-			w.report(ctx)
+			w.report(rctx)
 			<-ctx.Done()
 			return
 		}
-		w.report(ctx)
+		w.report(rctx)
 		select {
 		case <-ctx.Done():
 			stopProcess(context.Background(), cmd, done, w.grace())
+			w.report(rctx)
 			return
 		case <-done:
 		}
 		w.mu.Lock()
 		code := s.exitCode
 		policy := w.pod.Spec.RestartPolicy
-		restart := policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && code != 0)
+		restart := s.sidecar || policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && code != 0)
 		if restart {
 			s.lastTerm = s.terminated()
 			s.restarts++
@@ -325,9 +431,8 @@ func (w *podWorker) supervise(ctx context.Context, s *procState) {
 		n := s.restarts
 		w.mu.Unlock()
 		w.rt.log.Info("container exited", "pod", w.key(), "container", s.spec.Name, "code", code, "restart", restart)
-		w.report(ctx)
+		w.report(rctx)
 		if !restart {
-			<-ctx.Done()
 			return
 		}
 		select {
@@ -395,15 +500,15 @@ func (w *podWorker) statusLocked() corev1.PodStatus {
 		st.PodIP = w.ip.String()
 		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
 	}
-	initialized := true
+	allReady := len(w.conts) > 0 && w.phase == corev1.PodRunning
 	for _, s := range w.inits {
 		cs := s.status(s.spec.Image)
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
-		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
-			initialized = false
+		if s.sidecar {
+			allReady = allReady && cs.Ready // a native sidecar counts towards the pod's readiness
 		}
 	}
-	allReady := len(w.conts) > 0
+	initialized := w.inited
 	for _, s := range w.conts {
 		cs := s.status(s.spec.Image)
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)

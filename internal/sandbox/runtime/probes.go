@@ -67,7 +67,7 @@ func (w *podWorker) probeLoop(ctx context.Context) {
 	probers := map[*procState]*prober{}
 	for {
 		now := time.Now()
-		for _, s := range w.conts {
+		for _, s := range w.probed {
 			w.mu.Lock()
 			running, started := s.running, s.started
 			w.mu.Unlock()

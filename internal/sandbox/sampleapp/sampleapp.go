@@ -25,6 +25,9 @@ type Config struct {
 	DetailsURL, ReviewsURL, RatingsURL string
 	// Client calls the upstreams; nil means a client with a 3 s timeout.
 	Client *http.Client
+	// UnreadyUntil makes /health answer 503 until then: an app (or a
+	// stand-in sidecar) that listens at once but is ready only later.
+	UnreadyUntil time.Time
 }
 
 // propagated are the request headers passed on to upstreams so that routing
@@ -41,7 +44,13 @@ func Handler(c Config) (http.Handler, error) {
 		c.Version = "v1"
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		if time.Now().Before(c.UnreadyUntil) {
+			http.Error(w, "not ready yet", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
 	switch c.Role {
 	case "productpage":
 		mux.HandleFunc("/", c.productPage)
