@@ -93,6 +93,9 @@ func Unenforced(kind string, spec proto.Message) []Finding {
 		}
 		out = append(out, authzValues(ap)...)
 	}
+	if gw, ok := spec.(*networkingapi.Gateway); ok {
+		out = append(out, gatewayValues(gw)...)
+	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
 }
@@ -179,6 +182,28 @@ func authzValues(ap *securityapi.AuthorizationPolicy) []Finding {
 				out = append(out, Finding{Path: fmt.Sprintf("spec.rules[%d].when[%d].key", i, j),
 					Note: fmt.Sprintf("%s %s", c.GetKey(), ci.Why) + consequence(ap)})
 			}
+		}
+	}
+	return out
+}
+
+// gatewayValues reports the Gateway servers the field table cannot: a
+// protocol gateways do not serve, and an HTTPS or TLS server without tls
+// settings (istiod rejects it); pilot builds no listener for either.
+func gatewayValues(gw *networkingapi.Gateway) []Finding {
+	var out []Finding
+	for i, s := range gw.GetServers() {
+		proto := strings.ToUpper(s.GetPort().GetProtocol())
+		switch proto {
+		case "HTTP", "HTTP2", "GRPC", "TCP", "MONGO", "REDIS", "MYSQL":
+		case "HTTPS", "TLS":
+			if s.GetTls() == nil {
+				out = append(out, Finding{Path: fmt.Sprintf("spec.servers[%d].tls", i),
+					Note: proto + " servers need tls settings (mode and certificate, or PASSTHROUGH): the server is not served"})
+			}
+		default:
+			out = append(out, Finding{Path: fmt.Sprintf("spec.servers[%d].port.protocol", i),
+				Note: fmt.Sprintf("protocol %q is not served by gateways (HTTP, HTTPS, HTTP2, GRPC, TLS, TCP, MONGO, REDIS, MYSQL are): the server is not served", s.GetPort().GetProtocol())})
 		}
 	}
 	return out

@@ -114,6 +114,11 @@ func TestUnenforcedNamesSetFields(t *testing.T) {
 		{"Sidecar", `{workloadSelector: {labels: {app: r}}, egress: [{hosts: ["./*"], port: {number: 9080}}]}`, nil},
 		{"Sidecar", `{egress: [{hosts: ["./*"], captureMode: NONE}], outboundTrafficPolicy: {mode: REGISTRY_ONLY}}`,
 			[]string{"spec.egress[0].captureMode", "spec.outboundTrafficPolicy"}},
+		{"Gateway", `{servers: [{port: {number: 443, name: p, protocol: TLS}, hosts: ["*"], tls: {mode: PASSTHROUGH}}, {port: {number: 31400, name: t, protocol: TCP}, hosts: ["*"]}]}`, nil},
+		{"Gateway", `{servers: [{port: {number: 443, name: s, protocol: HTTPS}, hosts: ["*"]}, {port: {number: 53, name: d, protocol: UDP}, hosts: ["*"]}]}`,
+			[]string{"spec.servers[0].tls", "spec.servers[1].port.protocol"}},
+		{"VirtualService", `{hosts: [a], tls: [{match: [{sniHosts: [a], port: 443, gateways: [g]}], route: [{destination: {host: a}}]}], tcp: [{match: [{port: 31400, gateways: [g], sourceLabels: {app: x}}], route: [{destination: {host: b}}]}]}`,
+			[]string{"spec.tcp[0].match[0].sourceLabels"}},
 	}
 	for _, c := range cases {
 		got := paths(Unenforced(c.kind, spec(t, c.kind, c.spec)))

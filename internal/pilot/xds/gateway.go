@@ -89,8 +89,12 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	allow, deny, custom := pc.authzPolicies(w.namespace, w.labels)
 	authz = append(authz, pc.customFilters(custom)...)
 	authz = append(authz, httpRBACFilters(allow, deny)...)
+	// On TCP, TLS and passthrough servers the same policies hold at the
+	// connection level; CUSTOM, having no check there, denies what it
+	// selects, as on a sidecar's TCP ports.
+	tcpAuthz := gatewayTCPAuthz{allow: allow, deny: append(deny[:len(deny):len(deny)], custom...)}
 	for _, a := range addrs {
-		l, rc := pc.gatewayPort(r, a, byAddr[a], w.namespace, authz)
+		l, rc := pc.gatewayPort(r, a, byAddr[a], w.namespace, authz, tcpAuthz)
 		if l == nil {
 			continue
 		}
@@ -103,6 +107,12 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	sc := pc.scopeFor(w.namespace, nil)
 	for _, svc := range sc.services {
 		r.add(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
+		if slices.ContainsFunc(servers, func(s gatewayServer) bool {
+			return s.server.GetTls().GetMode() == networkingapi.ServerTLSSettings_AUTO_PASSTHROUGH &&
+				serverHostsAllow(s.server.Hosts, svc.Hostname, svc.Namespace)
+		}) {
+			r.add(resourcev3.ClusterType, sniDNATClusters(pc.outboundClusters(svc, w.namespace))...)
+		}
 		if eps := pc.outboundEndpoints(svc, w.namespace); len(eps) > 0 {
 			r.add(resourcev3.EndpointType, eps...)
 			r.EndpointHosts[svc.Hostname] = true
@@ -155,7 +165,7 @@ func gatewayBindPorts(w *workload) map[uint32]uint32 {
 // VirtualServices and DestinationRules it sees, by their exportTo); authz
 // are the HTTP filters that authenticate and authorize its requests, ahead
 // of the others.
-func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewayServer, ns string, authz []*hcmv3.HttpFilter) (*listenerv3.Listener, *routev3.RouteConfiguration) {
+func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewayServer, ns string, authz []*hcmv3.HttpFilter, tcpAuthz gatewayTCPAuthz) (*listenerv3.Listener, *routev3.RouteConfiguration) {
 	port := a.port
 	name := ListenerName(a.ip, port)
 	routeName := a.routeName()
@@ -165,13 +175,34 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 	}
 	var httpServers []gatewayServer
+	claims := sniClaims{}
+	var tcpDefault *listenerv3.Filter
 	for i, s := range servers {
 		proto := strings.ToUpper(s.server.Port.Protocol)
 		tls := s.server.Tls
 		switch {
 		case proto == "HTTP" || proto == "HTTP2" || proto == "GRPC":
 			httpServers = append(httpServers, s)
+		case (proto == "HTTPS" || proto == "TLS") && tls != nil && tls.Mode == networkingapi.ServerTLSSettings_PASSTHROUGH:
+			l.FilterChains = append(l.FilterChains, tcpAuthz.guard(pc.gatewayPassthroughChains(s, ns, claims))...)
+		case (proto == "HTTPS" || proto == "TLS") && tls != nil && tls.Mode == networkingapi.ServerTLSSettings_AUTO_PASSTHROUGH:
+			l.FilterChains = append(l.FilterChains, tcpAuthz.guard(pc.autoPassthroughChains(s, ns, pc.scopeFor(ns, nil).services, claims))...)
 		case (proto == "HTTPS" || proto == "TLS") && tls != nil && terminates(tls.Mode):
+			// An HTTPS server ends TLS and routes HTTP; a TLS server ends
+			// TLS and proxies the bytes by the VirtualServices' tcp routes,
+			// as istiod does.
+			var filters []*listenerv3.Filter
+			if proto == "TLS" {
+				f := pc.gatewayTCPFilter(s, ns)
+				if f == nil {
+					continue // no tcp route: nothing to send the connection to
+				}
+				filters = tcpAuthz.filters(f)
+			}
+			names, ok := claims.take(sniNames(s.server.Hosts))
+			if !ok {
+				continue // another server of the port has its hosts
+			}
 			if tls.CredentialName != "" {
 				// A server whose Secret is missing or unusable is not
 				// served (fails closed) while the port's other servers
@@ -182,17 +213,30 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 				}
 				r.addCredential(c)
 			}
-			httpServers = append(httpServers, s)
+			if filters == nil {
+				httpServers = append(httpServers, s)
+				filters = []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)}
+			}
+			dtc := gatewayTLS(tls)
+			if proto == "TLS" && tls.Mode != networkingapi.ServerTLSSettings_ISTIO_MUTUAL {
+				dtc.CommonTlsContext.AlpnProtocols = nil // not HTTP: no h2 to offer
+			}
 			fc := &listenerv3.FilterChain{
 				Name:             fmt.Sprintf("https.%d.%d.%s.%s", port, i, s.gw.Name, s.gw.Namespace),
-				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: sniNames(s.server.Hosts)},
-				TransportSocket:  tlsSocket(gatewayTLS(tls)),
-				Filters:          []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)},
+				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: names},
+				TransportSocket:  tlsSocket(dtc),
+				Filters:          filters,
 			}
 			l.FilterChains = append(l.FilterChains, fc)
+		case isTCPProtocol(proto) && tls == nil:
+			// Plain TCP: one chain for the port, the first server's
+			// route, unless the port serves plaintext HTTP.
+			if tcpDefault == nil {
+				tcpDefault = pc.gatewayTCPFilter(s, ns)
+			}
 		}
 	}
-	if len(httpServers) == 0 {
+	if len(httpServers) == 0 && len(l.FilterChains) == 0 && tcpDefault == nil {
 		return nil, nil
 	}
 	if len(l.FilterChains) > 0 {
@@ -206,6 +250,12 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.hcmRDS(routeName, routeName, append(authz[:len(authz):len(authz)], faultFilter())...)}}
 			break
 		}
+	}
+	if l.DefaultFilterChain == nil && tcpDefault != nil {
+		l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: tcpAuthz.filters(tcpDefault)}
+	}
+	if len(httpServers) == 0 {
+		return l, nil
 	}
 	rc := &routev3.RouteConfiguration{Name: routeName, ValidateClusters: wrapperspb.Bool(false)}
 	vhosts := map[string]*routev3.VirtualHost{}

@@ -18,7 +18,6 @@ import (
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	networkingapi "istio.io/api/networking/v1alpha3"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 
 	"mesh.dev/mesh/internal/pilot/model"
@@ -161,46 +160,21 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 }
 
 // outboundTCPFilter proxies a TCP service port for proxies in proxyNS,
-// honouring the first TCP rule of the VirtualServices they see.
+// honouring the first TCP rule of the VirtualServices they see whose match
+// applies (port, gateways: mesh).
 func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32, proxyNS string) *listenerv3.Filter {
 	def := OutboundClusterName(port, "", svc.Hostname)
 	for _, vs := range pc.virtualServices(svc.Hostname, proxyNS) {
 		for _, tr := range vs.Spec.Tcp {
-			if !tcpRuleApplies(tr, port) {
+			if !tcpMatchApplies(tr.Match, port, "mesh", vs.Namespace) {
 				continue
 			}
-			var ws []*tcpproxy.TcpProxy_WeightedCluster_ClusterWeight
-			for _, d := range tr.Route {
-				w := uint32(d.Weight)
-				if w == 0 && len(tr.Route) == 1 {
-					w = 100
-				}
-				if w == 0 {
-					continue
-				}
-				ws = append(ws, &tcpproxy.TcpProxy_WeightedCluster_ClusterWeight{
-					Name:   pc.destinationCluster(d.Destination, vs.Namespace, routeCtx{port: port, gateway: "mesh"}),
-					Weight: w,
-				})
-			}
-			if len(ws) > 0 {
-				return tcpProxyWeighted(def, ws)
+			if f := pc.tcpRouteFilter(def, tr.Route, vs.Namespace, routeCtx{port: port, gateway: "mesh"}); f != nil {
+				return f
 			}
 		}
 	}
 	return tcpProxyFilter(def, def)
-}
-
-func tcpRuleApplies(tr *networkingapi.TCPRoute, port uint32) bool {
-	if len(tr.Match) == 0 {
-		return true
-	}
-	for _, m := range tr.Match {
-		if m.Port == 0 || m.Port == port {
-			return true
-		}
-	}
-	return false
 }
 
 func virtualOutbound() *listenerv3.Listener {

@@ -148,6 +148,21 @@ func sniMatch(names []string, sni string) bool {
 	return false
 }
 
+// sniRank is how specifically names match sni: 0 for none, the wildcard
+// suffix's length for a wildcard, above any suffix for the exact name.
+func sniRank(names []string, sni string) int {
+	best := 0
+	for _, n := range names {
+		switch {
+		case n == sni:
+			return 1 << 16
+		case strings.HasPrefix(n, "*.") && strings.HasSuffix(sni, n[1:]) && len(n) > best:
+			best = len(n)
+		}
+	}
+	return best
+}
+
 // peekedConn replays bytes read while inspecting the connection.
 type peekedConn struct {
 	net.Conn

@@ -48,3 +48,25 @@ func chainName(c *chain) string {
 	}
 	return c.name
 }
+
+// TestExactServerNameBeatsWildcard: a gateway with a passthrough chain for
+// *.example.com and one for a.example.com sends a.example.com to the
+// exact one, as Envoy does, whichever is listed first; the longer wildcard
+// wins over the shorter.
+func TestExactServerNameBeatsWildcard(t *testing.T) {
+	mk := func(name string, names ...string) *chain {
+		cm, err := compileChainMatch(&listenerv3.FilterChainMatch{ServerNames: names, TransportProtocol: "tls"}, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &chain{name: name, match: cm}
+	}
+	wide, narrow, exact := mk("wide", "*.example.com"), mk("narrow", "*.b.example.com"), mk("exact", "a.example.com")
+	l := &Listener{Name: "gw", chains: []*chain{wide, narrow, exact}}
+	dst := netip.MustParseAddrPort("127.0.0.1:8443")
+	for sni, want := range map[string]*chain{"a.example.com": exact, "x.b.example.com": narrow, "c.example.com": wide, "example.org": nil} {
+		if got := l.selectChain(&connInfo{dst: dst, tls: true, sni: sni}); got != want {
+			t.Errorf("SNI %s: got chain %s, want %s", sni, chainName(got), chainName(want))
+		}
+	}
+}

@@ -267,7 +267,13 @@ func (l *Listener) selectChain(ci *connInfo) *chain {
 	cands := narrowChains(l.chains, ci)
 	var best *chain
 	for _, c := range cands {
-		if c.match.matches(ci) && (best == nil || c.match.score > best.match.score) {
+		if !c.match.matches(ci) {
+			continue
+		}
+		// Among chains alike in what they match on, Envoy prefers the
+		// exact server name to a wildcard, and the longest wildcard.
+		if best == nil || c.match.score > best.match.score ||
+			c.match.score == best.match.score && sniRank(c.match.sni, ci.sni) > sniRank(best.match.sni, ci.sni) {
 			best = c
 		}
 	}
