@@ -473,7 +473,7 @@ var table = map[string]map[string]Entry{
 		"spec.tls.match.destinationSubnets":          {Note: "not matched: the route applies whatever the source or destination address"},
 		"spec.tls.match.gateways":                    {Enforced: true},
 		"spec.tls.match.port":                        {Enforced: true},
-		"spec.tls.match.sniHosts":                    {Enforced: true, Note: "on gateways' PASSTHROUGH servers; sidecars do not route by SNI yet"},
+		"spec.tls.match.sniHosts":                    {Enforced: true},
 		"spec.tls.match.sourceLabels":                {Note: "not matched: the route applies whatever the source or destination address"},
 		"spec.tls.match.sourceNamespace":             {Note: "not matched: the route applies whatever the source or destination address"},
 		"spec.tls.route.destination.host":            {Enforced: true},

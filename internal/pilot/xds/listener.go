@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -131,8 +132,25 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 			BindToPort:       wrapperspb.Bool(false),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		}
+		// TLS and HTTPS ports route by SNI first: the VirtualServices' tls
+		// routes, then, for a service without an address (a ServiceEntry
+		// naming hosts only), its own hosts.
 		var unaddressed []*model.Service
+		claims := map[string]sniClaims{}
 		for _, svc := range ps.tcp {
+			p, _ := svc.PortByNumber(n)
+			if p.Protocol != model.ProtocolTLS && p.Protocol != model.ProtocolHTTPS {
+				continue
+			}
+			if claims[svc.Address] == nil {
+				claims[svc.Address] = sniClaims{}
+			}
+			l.FilterChains = append(l.FilterChains, pc.outboundTLSChains(svc, n, sc.ns, claims[svc.Address])...)
+		}
+		for _, svc := range ps.tcp {
+			if svc.Address == "" && sniRouted(svc, n) {
+				continue // its chains above
+			}
 			if svc.Address == "" {
 				unaddressed = append(unaddressed, svc)
 				continue
@@ -154,7 +172,75 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 		default:
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{tcpProxyFilter("PassthroughCluster", PassthroughCluster)}}
 		}
+		if slices.ContainsFunc(l.FilterChains, func(fc *listenerv3.FilterChain) bool { return len(fc.GetFilterChainMatch().GetServerNames()) > 0 }) {
+			l.ListenerFilters = []*listenerv3.ListenerFilter{{
+				Name:       "envoy.filters.listener.tls_inspector",
+				ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})},
+			}}
+		}
 		out = append(out, newItem(name, l))
+	}
+	return out
+}
+
+// sniRouted reports whether svc's port is routed by SNI alone: a TLS or
+// HTTPS port of a service without an address.
+func sniRouted(svc *model.Service, port uint32) bool {
+	p, _ := svc.PortByNumber(port)
+	return svc.Address == "" && (p.Protocol == model.ProtocolTLS || p.Protocol == model.ProtocolHTTPS)
+}
+
+// outboundTLSChains are the SNI filter chains of a TLS or HTTPS service
+// port on a sidecar in proxyNS: one per tls route match of the
+// VirtualServices bound to the mesh for the service (port and gateways
+// checked; server_names = sniHosts), and, for a service without an
+// address, one for its own host to its cluster (tcp routes honoured).
+// Chains of an addressed service also match its address.
+func (pc *PushContext) outboundTLSChains(svc *model.Service, port uint32, proxyNS string, claims sniClaims) []*listenerv3.FilterChain {
+	var prefix []*corev3.CidrRange
+	if svc.Address != "" {
+		prefix = []*corev3.CidrRange{cidr(svc.Address)}
+	}
+	def := OutboundClusterName(port, "", svc.Hostname)
+	var out []*listenerv3.FilterChain
+	for _, vs := range pc.virtualServices(svc.Hostname, proxyNS) {
+		for i, tr := range vs.Spec.Tls {
+			for j, m := range tr.Match {
+				if m.Port != 0 && m.Port != port || len(m.Gateways) > 0 && !gatewayListed(m.Gateways, "mesh", vs.Namespace) {
+					continue
+				}
+				var names []string
+				for _, h := range m.SniHosts {
+					if h == "*" {
+						names = nil
+						break
+					}
+					names = append(names, h)
+				}
+				names, ok := claims.take(names)
+				if !ok {
+					continue
+				}
+				f := pc.tcpRouteFilter(def, tr.Route, vs.Namespace, routeCtx{port: port, gateway: "mesh"})
+				if f == nil {
+					continue
+				}
+				out = append(out, &listenerv3.FilterChain{
+					Name:             fmt.Sprintf("%s.tls.%s.%s.%d.%d", def, vs.Name, vs.Namespace, i, j),
+					FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: prefix, ServerNames: names, TransportProtocol: "tls"},
+					Filters:          []*listenerv3.Filter{f},
+				})
+			}
+		}
+	}
+	if svc.Address == "" {
+		if names, ok := claims.take([]string{svc.Hostname}); ok {
+			out = append(out, &listenerv3.FilterChain{
+				Name:             def,
+				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: names, TransportProtocol: "tls"},
+				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, port, proxyNS)},
+			})
+		}
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/xds"
 	"mesh.dev/mesh/internal/proxy/agent"
@@ -317,5 +319,157 @@ spec:
 	}
 	if len(seen) != 2 || seen["tcp-1"] == 0 || seen["tcp-2"] == 0 {
 		t.Errorf("40 TCP connections to the 50/50 tcp route reached %v; want both backends", seen)
+	}
+}
+
+// startSidecarOutbound serves pilot's config for a client pod's sidecar
+// over ADS to a mesh-proxy whose 15001 capture listener is on loopback;
+// every connection it accepts looks redirected to dst. It returns the
+// capture listener's address.
+func startSidecarOutbound(t *testing.T, pc *xds.PushContext, node string, dst netip.AddrPort) string {
+	t.Helper()
+	p, err := model.ParseNodeID(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authority, err := ca.NewSelfSigned("mesh", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pc.Generate(p, &ca.SecretCache{CA: authority, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addr string
+	var listeners []types.Resource
+	for _, res := range r.Items(resourcev3.ListenerType) {
+		l := res.(*listenerv3.Listener)
+		switch l.GetName() {
+		case xds.VirtualInbound: // this side only sends
+			continue
+		case xds.VirtualOutbound:
+			l = onLoopback(t, []types.Resource{l})[0].(*listenerv3.Listener)
+			sa := l.GetAddress().GetSocketAddress()
+			addr = fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
+		}
+		listeners = append(listeners, l) // the per-port listeners bind nothing
+	}
+	ads := startADS(t)
+	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{
+		resourcev3.ClusterType:  r.Items(resourcev3.ClusterType),
+		resourcev3.EndpointType: r.Items(resourcev3.EndpointType),
+		resourcev3.ListenerType: listeners,
+		resourcev3.RouteType:    r.Items(resourcev3.RouteType),
+		resourcev3.SecretType:   r.Items(resourcev3.SecretType),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ads.cache.SetSnapshot(context.Background(), node, snap); err != nil {
+		t.Fatal(err)
+	}
+	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0",
+		XDSBackoff:  [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
+		OriginalDst: func(net.Conn) (netip.AddrPort, bool) { return dst, true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := px.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); px.Close() })
+	ads.waitACK(t, resourcev3.ListenerType, resourcev3.ClusterType)
+	return addr
+}
+
+// TestSidecarRoutesTLSBySNI: an application's TLS connection to port 443,
+// captured by its sidecar (pilot's config over a real ADS stream), goes
+// where its SNI says: to the ServiceEntry naming that host (no address,
+// so SNI is all there is to go by), or by a VirtualService tls route,
+// weighted, to two external backends; the sidecar never ends the TLS, so
+// the application sees the backend's own certificate.
+func TestSidecarRoutesTLSBySNI(t *testing.T) {
+	ca := newBackendCA(t)
+	certA, certB := ca.leaf(t, "a.secure.example.com", "w.secure.example.com"), ca.leaf(t, "w.secure.example.com", "b.secure.example.com")
+	portA, portB := lineServer(t, "A", &certA), lineServer(t, "B", &certB)
+	w, _ := world(t)
+	if err := w.AddYAML([]byte(fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: a, namespace: default}
+spec:
+  hosts: [a.secure.example.com]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: tls, protocol: TLS, targetPort: %d}]
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: b, namespace: default}
+spec:
+  hosts: [b.secure.example.com]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: tls, protocol: TLS, targetPort: %d}]
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: w, namespace: default}
+spec:
+  hosts: [w.secure.example.com]
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: w, namespace: default}
+spec:
+  hosts: [w.secure.example.com]
+  tls:
+  - match: [{port: 443, sniHosts: [w.secure.example.com]}]
+    route:
+    - {destination: {host: a.secure.example.com}, weight: 50}
+    - {destination: {host: b.secure.example.com}, weight: 50}
+`, portA, portB))); err != nil {
+		t.Fatal(err)
+	}
+	// The address the application dialled: not one any Service has.
+	dst := netip.MustParseAddrPort("198.18.250.1:443")
+	addr := startSidecarOutbound(t, pushContext(w), w.PodProxy(model.SidecarProxy, "productpage-v1"), dst)
+	dial := func(sni string) (string, *x509.Certificate, error) {
+		raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return "", nil, err
+		}
+		raw.SetDeadline(time.Now().Add(5 * time.Second))
+		c := tls.Client(raw, &tls.Config{ServerName: sni, RootCAs: ca.pool})
+		if err := c.Handshake(); err != nil {
+			raw.Close()
+			return "", nil, err
+		}
+		peer := c.ConnectionState().PeerCertificates[0]
+		got, err := exchange(c, "hello")
+		return got, peer, err
+	}
+	got, peer, err := dial("a.secure.example.com")
+	if err != nil {
+		t.Fatalf("TLS to a.secure.example.com through the sidecar: %v", err)
+	}
+	if got != "A saw a.secure.example.com hello" || string(peer.Raw) != string(certA.Certificate[0]) {
+		t.Errorf("a.secure.example.com: answer %q from %q; want backend A with its own certificate", got, peer.Subject.CommonName)
+	}
+	seen := map[string]int{}
+	for i := 0; i < 40; i++ {
+		got, _, err := dial("w.secure.example.com")
+		if err != nil {
+			t.Fatalf("TLS to w.secure.example.com, connection %d: %v", i, err)
+		}
+		seen[strings.Fields(got)[0]]++
+	}
+	if len(seen) != 2 || seen["A"] == 0 || seen["B"] == 0 {
+		t.Errorf("40 connections by the 50/50 tls route reached %v; want both A and B", seen)
 	}
 }
