@@ -169,13 +169,10 @@ func hasKnownChild(kind, path string) bool {
 }
 
 // authzValues reports the AuthorizationPolicy values the field table
-// cannot: actions and `when` keys the mesh does not carry out.
+// cannot: `when` keys the mesh does not carry out. (Every action is: AUDIT
+// marks what it matches for the access log, as Istio's does.)
 func authzValues(ap *securityapi.AuthorizationPolicy) []Finding {
 	var out []Finding
-	switch ap.GetAction() {
-	case securityapi.AuthorizationPolicy_AUDIT:
-		out = append(out, Finding{Path: "spec.action", Note: "AUDIT is not carried out: nothing is logged"})
-	}
 	for i, r := range ap.GetRules() {
 		for j, c := range r.GetWhen() {
 			if ci := Condition(c.GetKey()); !ci.Enforced {
@@ -210,8 +207,11 @@ func gatewayValues(gw *networkingapi.Gateway) []Finding {
 }
 
 func consequence(ap *securityapi.AuthorizationPolicy) string {
-	if ap.GetAction() == securityapi.AuthorizationPolicy_ALLOW {
+	switch ap.GetAction() {
+	case securityapi.AuthorizationPolicy_ALLOW:
 		return ": the rule allows nobody"
+	case securityapi.AuthorizationPolicy_AUDIT:
+		return ": the condition is dropped, so the rule audits more"
 	}
 	return ": the condition is dropped, so the rule denies more"
 }

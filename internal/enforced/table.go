@@ -10,7 +10,7 @@ package enforced
 // added under an enforced message is unclassified until someone decides.
 var table = map[string]map[string]Entry{
 	"AuthorizationPolicy": {
-		"spec.action":                                 {Enforced: true, Note: "CUSTOM is checked by its ext_authz provider on HTTP ports and denies what it selects on TCP ports; AUDIT changes no decision and is not logged"},
+		"spec.action":                                 {Enforced: true, Note: "CUSTOM is checked by its ext_authz provider on HTTP ports and denies what it selects on TCP ports; AUDIT changes no decision: an RBAC LOG filter sets access_log_hint in envoy.common for what it matches, which access logs show with %DYNAMIC_METADATA(envoy.common:access_log_hint)%"},
 		"spec.provider.name":                          {Enforced: true, Note: "an envoyExtAuthzHttp or envoyExtAuthzGrpc entry of meshConfig.extensionProviders; any other name denies every request to the selected workloads"},
 		"spec.rules.from.source.ipBlocks":             {Enforced: true},
 		"spec.rules.from.source.namespaces":           {Enforced: true},

@@ -86,13 +86,15 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	if jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels)); jf != nil {
 		authz = append(authz, jf)
 	}
-	allow, deny, custom := pc.authzPolicies(w.namespace, w.labels)
-	authz = append(authz, pc.customFilters(custom)...)
-	authz = append(authz, httpRBACFilters(allow, deny)...)
+	as := pc.authzPolicies(w.namespace, w.labels)
+	authz = append(authz, pc.customFilters(as.custom)...)
+	authz = append(authz, httpRBACFilters(as)...)
 	// On TCP, TLS and passthrough servers the same policies hold at the
 	// connection level; CUSTOM, having no check there, denies what it
 	// selects, as on a sidecar's TCP ports.
-	tcpAuthz := gatewayTCPAuthz{allow: allow, deny: append(deny[:len(deny):len(deny)], custom...)}
+	tcpAs := as
+	tcpAs.deny = append(as.deny[:len(as.deny):len(as.deny)], as.custom...)
+	tcpAuthz := gatewayTCPAuthz{as: tcpAs}
 	for _, a := range addrs {
 		l, rc := pc.gatewayPort(r, a, byAddr[a], w.namespace, authz, tcpAuthz)
 		if l == nil {

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 
 	"mesh.dev/mesh/internal/hostmatch"
 	"mesh.dev/mesh/internal/pilot/model"
@@ -52,12 +51,12 @@ func (c sniClaims) take(names []string) (_ []string, ok bool) {
 // gatewayTCPAuthz are the AuthorizationPolicies of a gateway's pods as
 // they hold on its connection-level (non-HTTP) chains.
 type gatewayTCPAuthz struct {
-	allow, deny []*securityv1.AuthorizationPolicy
+	as authzSet // AUDIT, DENY (with CUSTOM), ALLOW
 }
 
 // filters puts the network RBAC filters ahead of a chain's tcp_proxy.
 func (a gatewayTCPAuthz) filters(proxy *listenerv3.Filter) []*listenerv3.Filter {
-	return append(networkRBACFilters(tcpStatPrefix(proxy), a.allow, a.deny), proxy)
+	return append(networkRBACFilters(tcpStatPrefix(proxy), a.as), proxy)
 }
 
 // guard applies filters to chains that end in a tcp_proxy alone.

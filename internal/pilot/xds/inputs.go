@@ -84,15 +84,18 @@ func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
 	for _, port := range pc.portLevelPorts(w.namespace, w.labels) {
 		fmt.Fprintf(b, "|pl%d/%d", port, pc.mtlsMode(w.namespace, w.labels, port))
 	}
-	allow, deny, custom := pc.authzPolicies(w.namespace, w.labels)
-	for _, ap := range allow {
+	as := pc.authzPolicies(w.namespace, w.labels)
+	for _, ap := range as.allow {
 		b.WriteString("|a:" + ap.Namespace + "/" + ap.Name)
 	}
-	for _, ap := range custom {
+	for _, ap := range as.custom {
 		b.WriteString("|c:" + ap.Namespace + "/" + ap.Name)
 	}
-	for _, ap := range deny {
+	for _, ap := range as.deny {
 		b.WriteString("|d:" + ap.Namespace + "/" + ap.Name)
+	}
+	for _, ap := range as.audit {
+		b.WriteString("|u:" + ap.Namespace + "/" + ap.Name)
 	}
 	for _, ra := range pc.requestAuthns(w.namespace, w.labels) {
 		b.WriteString("|r:" + ra.Namespace + "/" + ra.Name)

@@ -19,7 +19,6 @@ import (
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 
 	"mesh.dev/mesh/internal/pilot/model"
 )
@@ -321,11 +320,12 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 		ListenerFiltersTimeout:           durationpb.New(0),
 		ContinueOnListenerFiltersTimeout: true,
 	}
-	allow, deny, custom := pc.authzPolicies(w.namespace, w.labels)
+	as := pc.authzPolicies(w.namespace, w.labels)
 	// On TCP ports (and the passthrough chains) there is no ext_authz
 	// check: what a CUSTOM policy selects is denied there.
-	tcpDeny := append(deny[:len(deny):len(deny)], custom...)
-	customHTTP := pc.customFilters(custom)
+	tcpAuthz := as
+	tcpAuthz.deny = append(as.deny[:len(as.deny):len(as.deny)], as.custom...)
+	customHTTP := pc.customFilters(as.custom)
 	jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels))
 	for _, p := range ports {
 		cluster := InboundClusterName(p.port)
@@ -351,10 +351,10 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 				if jf != nil {
 					hf = append(hf, jf) // request.auth attributes before authorization reads them
 				}
-				hf = append(hf, customHTTP...) // CUSTOM, then DENY, then ALLOW, as in Istio
-				return []*listenerv3.Filter{pc.hcmInline(cluster, rc, append(hf, httpRBACFilters(allow, deny)...)...)}
+				hf = append(hf, customHTTP...) // CUSTOM, then AUDIT, DENY and ALLOW, as in Istio
+				return []*listenerv3.Filter{pc.hcmInline(cluster, rc, append(hf, httpRBACFilters(as)...)...)}
 			}
-			return append(networkRBACFilters(cluster, allow, tcpDeny), tcpProxyFilter(cluster, cluster))
+			return append(networkRBACFilters(cluster, tcpAuthz), tcpProxyFilter(cluster, cluster))
 		}
 		if mode != MTLSDisable {
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
@@ -393,10 +393,10 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 			continue
 		}
 		l.FilterChains = append(l.FilterChains, passthroughChains(fmt.Sprintf("inbound_0.0.0.0_%d", port), port,
-			pc.mtlsMode(w.namespace, w.labels, port), allow, tcpDeny)...)
+			pc.mtlsMode(w.namespace, w.labels, port), tcpAuthz)...)
 	}
 	l.FilterChains = append(l.FilterChains, passthroughChains("virtualInbound-catchall", 0,
-		pc.mtlsMode(w.namespace, w.labels, 0), allow, tcpDeny)...)
+		pc.mtlsMode(w.namespace, w.labels, 0), tcpAuthz)...)
 	return l
 }
 
@@ -409,7 +409,7 @@ var meshALPN = []string{"istio-peer-exchange", "istio"}
 // anything else, so plaintext is refused; PERMISSIVE terminates mesh mTLS
 // (told by ALPN) and passes other TLS and plaintext through untouched;
 // DISABLE passes everything through.
-func passthroughChains(name string, port uint32, mode MTLSMode, allow, deny []*securityv1.AuthorizationPolicy) []*listenerv3.FilterChain {
+func passthroughChains(name string, port uint32, mode MTLSMode, as authzSet) []*listenerv3.FilterChain {
 	match := func(transport string, alpn []string) *listenerv3.FilterChainMatch {
 		m := &listenerv3.FilterChainMatch{TransportProtocol: transport, ApplicationProtocols: alpn}
 		if port != 0 {
@@ -418,7 +418,7 @@ func passthroughChains(name string, port uint32, mode MTLSMode, allow, deny []*s
 		return m
 	}
 	filters := func() []*listenerv3.Filter {
-		return append(networkRBACFilters(InboundPassthroughCluster, allow, deny),
+		return append(networkRBACFilters(InboundPassthroughCluster, as),
 			tcpProxyFilter(InboundPassthroughCluster, InboundPassthroughCluster))
 	}
 	mtls := &listenerv3.FilterChain{Name: name + "_mtls", TransportSocket: tlsSocket(meshDownstreamTLS()), Filters: filters()}
@@ -437,10 +437,17 @@ func passthroughChains(name string, port uint32, mode MTLSMode, allow, deny []*s
 	}
 }
 
-// httpRBACFilters are the authorization filters of an inbound HTTP chain:
-// DENY (with CUSTOM) before ALLOW.
-func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy) []*hcmv3.HttpFilter {
+// httpRBACFilters are the authorization filters of an inbound HTTP chain
+// after CUSTOM's, in istiod's order: AUDIT (action LOG: marks what it
+// matches for the access log, decides nothing), DENY, ALLOW.
+func httpRBACFilters(as authzSet) []*hcmv3.HttpFilter {
+	allow, deny := as.allow, as.deny
 	var out []*hcmv3.HttpFilter
+	if len(as.audit) > 0 {
+		out = append(out, &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+			TypedConfig: mustAny(&rbachttp.RBAC{Rules: buildRBAC(as.audit, rbacv3.RBAC_LOG, true)}),
+		}})
+	}
 	if len(deny) > 0 {
 		out = append(out, &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
 			TypedConfig: mustAny(&rbachttp.RBAC{Rules: buildRBAC(deny, rbacv3.RBAC_DENY, true)}),
@@ -454,8 +461,16 @@ func httpRBACFilters(allow, deny []*securityv1.AuthorizationPolicy) []*hcmv3.Htt
 	return out
 }
 
-func networkRBACFilters(statPrefix string, allow, deny []*securityv1.AuthorizationPolicy) []*listenerv3.Filter {
+// networkRBACFilters are the authorization filters of a TCP chain: AUDIT,
+// DENY (with CUSTOM), ALLOW.
+func networkRBACFilters(statPrefix string, as authzSet) []*listenerv3.Filter {
+	allow, deny := as.allow, as.deny
 	var out []*listenerv3.Filter
+	if len(as.audit) > 0 {
+		out = append(out, &listenerv3.Filter{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{
+			TypedConfig: mustAny(&rbacnet.RBAC{StatPrefix: statPrefix, Rules: buildRBAC(as.audit, rbacv3.RBAC_LOG, false)}),
+		}})
+	}
 	if len(deny) > 0 {
 		out = append(out, &listenerv3.Filter{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{
 			TypedConfig: mustAny(&rbacnet.RBAC{StatPrefix: statPrefix, Rules: buildRBAC(deny, rbacv3.RBAC_DENY, false)}),

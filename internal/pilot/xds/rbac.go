@@ -15,26 +15,38 @@ import (
 // of a Gateway; a policy's targetRefs to a Gateway selects them.
 const gatewayNameLabel = "gateway.networking.k8s.io/gateway-name"
 
-// authzPolicies returns the policies that apply to a workload by action:
-// ALLOW, DENY (with actions this build does not know: refusing what they
-// match errs the safe way) and CUSTOM (checked by an ext_authz provider on
-// HTTP ports, denied on TCP ones). AUDIT policies change no decision.
-func (pc *PushContext) authzPolicies(ns string, lbls map[string]string) (allow, deny, custom []*securityv1.AuthorizationPolicy) {
+// authzSet is the policies that apply to one workload, by action.
+type authzSet struct {
+	allow []*securityv1.AuthorizationPolicy
+	// deny holds DENY policies and those of actions this build does not
+	// know: refusing what they match errs the safe way.
+	deny []*securityv1.AuthorizationPolicy
+	// custom is checked by an ext_authz provider on HTTP ports, denied on TCP ones.
+	custom []*securityv1.AuthorizationPolicy
+	// audit changes no decision: an RBAC filter with action LOG marks what
+	// it matches for the access log (access_log_hint), as istiod writes it.
+	audit []*securityv1.AuthorizationPolicy
+}
+
+// authzPolicies returns the policies that apply to a workload by action.
+func (pc *PushContext) authzPolicies(ns string, lbls map[string]string) authzSet {
+	var as authzSet
 	for _, ap := range pc.Snap.AuthorizationPolicies {
 		if !policyApplies(ap, ns, pc.Snap.RootNamespace, lbls) {
 			continue
 		}
 		switch ap.Spec.Action {
 		case securityapi.AuthorizationPolicy_ALLOW:
-			allow = append(allow, ap)
+			as.allow = append(as.allow, ap)
 		case securityapi.AuthorizationPolicy_CUSTOM:
-			custom = append(custom, ap)
+			as.custom = append(as.custom, ap)
 		case securityapi.AuthorizationPolicy_AUDIT:
+			as.audit = append(as.audit, ap)
 		default:
-			deny = append(deny, ap)
+			as.deny = append(as.deny, ap)
 		}
 	}
-	return allow, deny, custom
+	return as
 }
 
 // policyApplies says whether a policy selects a workload of namespace ns.
@@ -69,7 +81,8 @@ func policyApplies(ap *securityv1.AuthorizationPolicy, ns, root string, lbls map
 
 // buildRBAC translates policies of one action into Envoy RBAC, rule by rule
 // with authz.TranslateRule: an ALLOW rule pilot cannot carry out whole
-// allows nobody, a DENY rule denies more than written, never less.
+// allows nobody, a DENY rule denies more than written, never less, a LOG
+// (AUDIT) rule logs more.
 func buildRBAC(policies []*securityv1.AuthorizationPolicy, action rbacv3.RBAC_Action, http bool) *rbacv3.RBAC {
 	return buildRBACPrefixed(policies, action, http, "")
 }
@@ -80,7 +93,9 @@ func buildRBACPrefixed(policies []*securityv1.AuthorizationPolicy, action rbacv3
 	r := &rbacv3.RBAC{Action: action, Policies: map[string]*rbacv3.Policy{}}
 	for _, ap := range policies {
 		for i, rule := range ap.Spec.Rules {
-			tr := authz.TranslateRule(rule, ap.Namespace, http, action == rbacv3.RBAC_DENY)
+			// AUDIT (LOG) rules translate as DENY ones: a part that cannot
+			// be carried out is dropped, so they log more, never less.
+			tr := authz.TranslateRule(rule, ap.Namespace, http, action != rbacv3.RBAC_ALLOW)
 			if tr.Permission == nil {
 				continue
 			}

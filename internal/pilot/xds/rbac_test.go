@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	securityapi "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -81,16 +83,38 @@ func TestPolicyTargetRefs(t *testing.T) {
 }
 
 // CUSTOM policies are kept apart (checked by ext_authz on HTTP ports,
-// denied on TCP ones); AUDIT ones change no decision.
+// denied on TCP ones), and so are AUDIT ones (they change no decision: an
+// RBAC filter with action LOG, ahead of DENY and ALLOW, marks what they
+// match for the access log).
 func TestCustomApartAuditDecidesNothing(t *testing.T) {
 	custom := policy("ext", &securityapi.Rule{})
 	custom.Spec.Action = securityapi.AuthorizationPolicy_CUSTOM
 	audit := policy("audit", &securityapi.Rule{})
 	audit.Spec.Action = securityapi.AuthorizationPolicy_AUDIT
+	deny := policy("deny", &securityapi.Rule{})
+	deny.Spec.Action = securityapi.AuthorizationPolicy_DENY
 	pc := &PushContext{Snap: &model.Snapshot{RootNamespace: "mesh-system",
-		AuthorizationPolicies: []*securityv1.AuthorizationPolicy{custom, audit}}}
-	allow, deny, cust := pc.authzPolicies("shop", map[string]string{"app": "cart"})
-	if len(allow) != 0 || len(deny) != 0 || len(cust) != 1 || cust[0].Name != "ext" {
-		t.Errorf("allow %d, deny %d, custom %v; want the CUSTOM policy alone", len(allow), len(deny), cust)
+		AuthorizationPolicies: []*securityv1.AuthorizationPolicy{custom, audit, deny}}}
+	as := pc.authzPolicies("shop", map[string]string{"app": "cart"})
+	if len(as.allow) != 0 || len(as.deny) != 1 || len(as.custom) != 1 || as.custom[0].Name != "ext" || len(as.audit) != 1 || as.audit[0].Name != "audit" {
+		t.Errorf("allow %d, deny %d, custom %v, audit %v; want each policy under its action", len(as.allow), len(as.deny), as.custom, as.audit)
+	}
+	hf := httpRBACFilters(as)
+	if len(hf) != 2 {
+		t.Fatalf("%d HTTP RBAC filters, want AUDIT's and DENY's", len(hf))
+	}
+	for i, want := range []rbacv3.RBAC_Action{rbacv3.RBAC_LOG, rbacv3.RBAC_DENY} {
+		r := &rbachttp.RBAC{}
+		if err := hf[i].GetTypedConfig().UnmarshalTo(r); err != nil {
+			t.Fatal(err)
+		}
+		if r.GetRules().GetAction() != want || len(r.GetRules().GetPolicies()) != 1 {
+			t.Errorf("filter %d: action %v with %d policies, want %v with 1", i, r.GetRules().GetAction(), len(r.GetRules().GetPolicies()), want)
+		}
+	}
+	nf := networkRBACFilters("inbound|9080||", as)
+	r := &rbacnet.RBAC{}
+	if len(nf) != 2 || nf[0].GetTypedConfig().UnmarshalTo(r) != nil || r.GetRules().GetAction() != rbacv3.RBAC_LOG {
+		t.Errorf("network RBAC filters %v: want AUDIT's (LOG) first, then DENY's", nf)
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"mesh.dev/mesh/internal/proxy/httpfilter"
 )
 
 // chainMatch is a compiled FilterChainMatch.
@@ -95,6 +97,9 @@ type connInfo struct {
 	// net/http: net/http sees a wrapper, not a *tls.Conn, so requests get
 	// their TLS state from here.
 	tlsState *tls.ConnectionState
+	// meta is the connection's dynamic metadata from network filters (a
+	// LOG RBAC filter's access_log_hint), for the TCP access log; nil: none.
+	meta *httpfilter.Metadata
 }
 
 func (m *chainMatch) matches(ci *connInfo) bool {

@@ -525,6 +525,16 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPor
 		}
 		req := rbac.ConnRequest(principal, ci.src, ci.dst, ci.sni)
 		for _, e := range ch.rbac {
+			if e.Log() {
+				// Istio's AUDIT: nothing is decided; the TCP access log
+				// sees the hint (an HCM after it logs per request from
+				// its own HTTP filters, as pilot writes them).
+				if ci.meta == nil {
+					ci.meta = &httpfilter.Metadata{}
+				}
+				rbac.SetAccessLogHint(ci.meta, e.Matches(req))
+				continue
+			}
 			if ok, _ := e.Allowed(req); !ok {
 				l.Stats.RBACDenied.Add(1)
 				connectionLog.Debug("connection denied by RBAC", "listener", l.Name, "chain", ch.name, "remote", ci.src, "principal", principal)

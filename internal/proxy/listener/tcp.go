@@ -83,6 +83,9 @@ func (p *tcpProxy) serve(down net.Conn, ci *connInfo) {
 		}
 	}
 	info := &Request{Start: start, Protocol: "TCP", Remote: ci.src.String(), Local: ci.dst.String(), SNI: ci.sni, Cluster: name, Direction: p.l.Direction, Listener: p.l.Name, Flags: "-"}
+	if ci.meta != nil {
+		info.Meta = ci.meta
+	}
 	defer func() {
 		info.Duration = time.Since(start)
 		for _, l := range p.logs {

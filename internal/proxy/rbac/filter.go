@@ -92,6 +92,29 @@ type filter struct {
 // MetadataNamespace is where the filter leaves its shadow results.
 const MetadataNamespace = "envoy.filters.http.rbac"
 
+// Envoy's shared dynamic metadata: a LOG action leaves access_log_hint
+// there, which access logs read (%DYNAMIC_METADATA(envoy.common:access_log_hint)%).
+const (
+	CommonNamespace = "envoy.common"
+	AccessLogHint   = "access_log_hint"
+)
+
+// SetAccessLogHint records whether the request should be logged, by Envoy's
+// rule for the shared key: a true is never overwritten by a false (another
+// LOG filter that matched already decided).
+func SetAccessLogHint(md *httpfilter.Metadata, log bool) {
+	prev, _ := md.Get(CommonNamespace).(map[string]any)
+	if b, _ := prev[AccessLogHint].(bool); b {
+		return
+	}
+	m := make(map[string]any, len(prev)+1)
+	for k, v := range prev {
+		m[k] = v
+	}
+	m[AccessLogHint] = log
+	md.Set(CommonNamespace, m)
+}
+
 // requests recycles the evaluation record: predicates take a pointer, which would otherwise escape per request.
 var requests = sync.Pool{New: func() any { return new(Request) }}
 
@@ -108,7 +131,15 @@ func (f *filter) DecodeHeaders(s *httpfilter.Stream) httpfilter.Status {
 	if f.shadow != nil {
 		f.evalShadow(s, req)
 	}
-	ok, _ := e.Allowed(req)
+	var ok bool
+	if e.log {
+		// LOG (Istio's AUDIT) never blocks: it marks the request for the
+		// access log, as Envoy does, whether a policy matched or not.
+		SetAccessLogHint(s.Meta(), e.Matches(req))
+		ok = true
+	} else {
+		ok, _ = e.Allowed(req)
+	}
 	*req = Request{}
 	requests.Put(req)
 	if ok {

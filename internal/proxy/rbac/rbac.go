@@ -120,6 +120,24 @@ func (e *Engine) Allowed(r *Request) (bool, string) {
 	return matched != "", matched
 }
 
+// Matches reports whether any policy matches the request, whatever the
+// action: for a LOG engine, whether the request is to be logged.
+func (e *Engine) Matches(r *Request) bool {
+	if e == nil || !e.enabled {
+		return false
+	}
+	for _, p := range e.policies {
+		if anyOf(p.permissions, r) && anyOf(p.principals, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// Log reports whether the engine's action is LOG (decides nothing, marks
+// what it matches for the access log).
+func (e *Engine) Log() bool { return e != nil && e.enabled && e.log }
+
 func anyOf(ps []pred, r *Request) bool {
 	for _, p := range ps {
 		if p(r) {
