@@ -19,6 +19,7 @@ import (
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
+	"mesh.dev/mesh/internal/credential"
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
@@ -143,9 +144,15 @@ func (pc *PushContext) buildCluster(svc *model.Service, port model.Port, subset 
 			ServiceName: name,
 		}
 	}
+	// An HTTP port is spoken to in HTTP/1.1 whatever the client spoke, as
+	// istiod writes it (h2UpgradePolicy's default, no upgrade): the
+	// client's sidecar may take HTTP/2 (an egress gateway's port named
+	// http2), the server may know only HTTP/1.1 (an external host).
 	protoOpts := &upstreamhttp.HttpProtocolOptions{
-		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_UseDownstreamProtocolConfig{
-			UseDownstreamProtocolConfig: &upstreamhttp.HttpProtocolOptions_UseDownstreamHttpConfig{},
+		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+			},
 		},
 	}
 	if port.Protocol == model.ProtocolHTTP2 || port.Protocol == model.ProtocolGRPC {
@@ -302,7 +309,20 @@ func applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, port model.Port,
 			ctx.Sni = svc.Hostname
 		}
 		if tls.CredentialName != "" {
-			ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsRef("kubernetes://" + tls.CredentialName)}
+			// Served to gateways only (clientCredentials), as in Istio;
+			// a sidecar never gets the secret, so its handshakes fail.
+			name := credential.SDSPrefix + credential.Name(tls.CredentialName)
+			ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsRef(name)}
+			if tls.CaCertificates == "" {
+				// The server is checked against the Secret's CA (NAME-cacert
+				// or the CA in NAME; none: not checked), with the SANs.
+				ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+					CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+						DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(tls.SubjectAltNames)},
+						ValidationContextSdsSecretConfig: sdsRef(name + credential.CASuffix),
+					},
+				}
+			}
 		} else if tls.Mode == networkingapi.ClientTLSSettings_MUTUAL {
 			ctx.CommonTlsContext.TlsCertificates = []*tlsv3.TlsCertificate{{
 				CertificateChain: fileSource(tls.ClientCertificate),
@@ -310,17 +330,22 @@ func applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, port model.Port,
 			}}
 		}
 		if tls.CaCertificates != "" {
-			vc := &tlsv3.CertificateValidationContext{TrustedCa: fileSource(tls.CaCertificates)}
-			for _, san := range tls.SubjectAltNames {
-				vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
-					SanType: tlsv3.SubjectAltNameMatcher_DNS,
-					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san}},
-				})
-			}
+			vc := &tlsv3.CertificateValidationContext{TrustedCa: fileSource(tls.CaCertificates), MatchTypedSubjectAltNames: sanMatchers(tls.SubjectAltNames)}
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
 		}
 		c.TransportSocket = tlsSocket(ctx)
 	}
+}
+
+func sanMatchers(sans []string) []*tlsv3.SubjectAltNameMatcher {
+	var out []*tlsv3.SubjectAltNameMatcher
+	for _, san := range sans {
+		out = append(out, &tlsv3.SubjectAltNameMatcher{
+			SanType: tlsv3.SubjectAltNameMatcher_DNS,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san}},
+		})
+	}
+	return out
 }
 
 func fileSource(path string) *corev3.DataSource {

@@ -22,6 +22,7 @@ import (
 	"mesh.dev/mesh/internal/credential"
 	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/hostmatch"
+	"mesh.dev/mesh/internal/pilot/model"
 )
 
 // gatewayServer is one Gateway server, with the gateway it came from.
@@ -109,6 +110,7 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	sc := pc.scopeFor(w.namespace, nil)
 	for _, svc := range sc.services {
 		r.add(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
+		pc.clientCredentials(r, svc, w.namespace)
 		if slices.ContainsFunc(servers, func(s gatewayServer) bool {
 			return s.server.GetTls().GetMode() == networkingapi.ServerTLSSettings_AUTO_PASSTHROUGH &&
 				serverHostsAllow(s.server.Hosts, svc.Hostname, svc.Namespace)
@@ -213,7 +215,7 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 				if err != nil {
 					continue
 				}
-				r.addCredential(c)
+				r.addCredential(c, false)
 			}
 			if filters == nil {
 				httpServers = append(httpServers, s)
@@ -353,21 +355,58 @@ func verifiesClients(m networkingapi.ServerTLSSettings_TLSmode) bool {
 
 // addCredential records a Secret the router's listeners name over SDS;
 // Generate hands it only to routers on mTLS-authenticated streams.
-func (r *Resources) addCredential(c *credential.Credential) {
+func (r *Resources) addCredential(c *credential.Credential, emptyCA bool) {
 	cert := credential.SDSPrefix + c.Name
 	if !slices.ContainsFunc(r.credentials, func(it *item) bool { return it.name == cert }) {
 		r.credentials = append(r.credentials, newItem(cert, &tlsv3.Secret{Name: cert, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: inlineBytes(c.Cert), PrivateKey: inlineBytes(c.Key),
 		}}}))
 	}
-	if c.CA == nil {
+	if c.CA == nil && !emptyCA {
 		return
 	}
 	ca := cert + credential.CASuffix
 	if !slices.ContainsFunc(r.credentials, func(it *item) bool { return it.name == ca }) {
-		r.credentials = append(r.credentials, newItem(ca, &tlsv3.Secret{Name: ca, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: inlineBytes(c.CA),
-		}}}))
+		vc := &tlsv3.CertificateValidationContext{}
+		if c.CA != nil {
+			vc.TrustedCa = inlineBytes(c.CA)
+		}
+		r.credentials = append(r.credentials, newItem(ca, &tlsv3.Secret{Name: ca, Type: &tlsv3.Secret_ValidationContext{ValidationContext: vc}}))
+	}
+}
+
+// clientCredentials adds the Secrets the DestinationRule of svc names for
+// TLS origination (tls.credentialName, at every level of its policy) for a
+// gateway in ns: the client certificate as kubernetes://NAME and the CA as
+// NAME-cacert, empty when the Secret has none (the server is then not
+// checked, as without caCertificates). A Secret that is missing or
+// unusable is not served, so the cluster's handshakes fail (closed).
+func (pc *PushContext) clientCredentials(r *Resources, svc *model.Service, ns string) {
+	dr := pc.destinationRule(ns, svc)
+	if dr == nil {
+		return
+	}
+	var names []string
+	add := func(tp *networkingapi.TrafficPolicy) {
+		if n := tp.GetTls().GetCredentialName(); n != "" {
+			names = append(names, n)
+		}
+		for _, pl := range tp.GetPortLevelSettings() {
+			if n := pl.GetTls().GetCredentialName(); n != "" {
+				names = append(names, n)
+			}
+		}
+	}
+	add(dr.Spec.TrafficPolicy)
+	for _, ss := range dr.Spec.Subsets {
+		add(ss.TrafficPolicy)
+	}
+	for _, n := range names {
+		c, err := pc.Snap.GatewayClientCredential(ns, n)
+		if err != nil {
+			continue
+		}
+		r.addCredential(c, true)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,17 +109,20 @@ func lineServer(t *testing.T, name string, cert *tls.Certificate) uint32 {
 	return uint32(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// startRouter serves pilot's config for the ingress gateway pod over ADS
-// to a mesh-proxy whose listeners are moved to loopback; it returns the
-// loopback port of each of pilot's listeners, by name.
-func startRouter(t *testing.T, pc *xds.PushContext) map[string]uint32 {
+var ingressNode = model.NodeID(model.Router, "198.18.200.1", "mesh-ingressgateway-0", "mesh-system")
+
+// startRouter serves pilot's config for a gateway pod over ADS to a
+// mesh-proxy whose listeners are moved to loopback; it returns the
+// loopback port of each of pilot's listeners, by name. secrets, when not
+// nil, stands for an mTLS-authenticated xDS stream: the gateway gets its
+// workload certificate and the Secrets its config names.
+func startRouter(t *testing.T, pc *xds.PushContext, node string, secrets xds.SecretSource) map[string]uint32 {
 	t.Helper()
-	node := model.NodeID(model.Router, "198.18.200.1", "mesh-ingressgateway-0", "mesh-system")
 	p, err := model.ParseNodeID(node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := pc.Generate(p, nil)
+	r, err := pc.Generate(p, secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +138,7 @@ func startRouter(t *testing.T, pc *xds.PushContext) map[string]uint32 {
 		resourcev3.EndpointType: r.Items(resourcev3.EndpointType),
 		resourcev3.ListenerType: listeners,
 		resourcev3.RouteType:    r.Items(resourcev3.RouteType),
+		resourcev3.SecretType:   r.Items(resourcev3.SecretType),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +274,7 @@ spec:
 `, portA, portB, tcp1, tcp2, tcp1, tcp2))); err != nil {
 		t.Fatal(err)
 	}
-	ports := startRouter(t, pushContext(w))
+	ports := startRouter(t, pushContext(w), ingressNode, nil)
 	tlsPort, tcpPort := ports["0.0.0.0_443"], ports["0.0.0.0_31400"]
 	if tlsPort == 0 || tcpPort == 0 {
 		t.Fatalf("pilot's listeners %v: want 0.0.0.0_443 (passthrough) and 0.0.0.0_31400 (TCP)", ports)
@@ -324,9 +329,11 @@ spec:
 
 // startSidecarOutbound serves pilot's config for a client pod's sidecar
 // over ADS to a mesh-proxy whose 15001 capture listener is on loopback;
-// every connection it accepts looks redirected to dst. It returns the
+// every connection it accepts looks redirected to dst (as it is when the
+// connection is accepted), and the endpoints of the clusters named in
+// redirect are replaced by the loopback addresses given. It returns the
 // capture listener's address.
-func startSidecarOutbound(t *testing.T, pc *xds.PushContext, node string, dst netip.AddrPort) string {
+func startSidecarOutbound(t *testing.T, pc *xds.PushContext, node string, dst *atomic.Pointer[netip.AddrPort], redirect map[string]netip.AddrPort) string {
 	t.Helper()
 	p, err := model.ParseNodeID(node)
 	if err != nil {
@@ -357,7 +364,7 @@ func startSidecarOutbound(t *testing.T, pc *xds.PushContext, node string, dst ne
 	ads := startADS(t)
 	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{
 		resourcev3.ClusterType:  r.Items(resourcev3.ClusterType),
-		resourcev3.EndpointType: r.Items(resourcev3.EndpointType),
+		resourcev3.EndpointType: redirectEndpoints(r.Items(resourcev3.EndpointType), redirect),
 		resourcev3.ListenerType: listeners,
 		resourcev3.RouteType:    r.Items(resourcev3.RouteType),
 		resourcev3.SecretType:   r.Items(resourcev3.SecretType),
@@ -370,7 +377,7 @@ func startSidecarOutbound(t *testing.T, pc *xds.PushContext, node string, dst ne
 	}
 	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0",
 		XDSBackoff:  [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
-		OriginalDst: func(net.Conn) (netip.AddrPort, bool) { return dst, true }})
+		OriginalDst: func(net.Conn) (netip.AddrPort, bool) { return *dst.Load(), true }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,8 +444,9 @@ spec:
 		t.Fatal(err)
 	}
 	// The address the application dialled: not one any Service has.
-	dst := netip.MustParseAddrPort("198.18.250.1:443")
-	addr := startSidecarOutbound(t, pushContext(w), w.PodProxy(model.SidecarProxy, "productpage-v1"), dst)
+	var dst atomic.Pointer[netip.AddrPort]
+	dst.Store(ptr(netip.MustParseAddrPort("198.18.250.1:443")))
+	addr := startSidecarOutbound(t, pushContext(w), w.PodProxy(model.SidecarProxy, "productpage-v1"), &dst, nil)
 	dial := func(sni string) (string, *x509.Certificate, error) {
 		raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
@@ -473,3 +481,5 @@ spec:
 		t.Errorf("40 connections by the 50/50 tls route reached %v; want both A and B", seen)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
