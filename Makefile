@@ -11,17 +11,22 @@ LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) \
 BINARIES := mesh mesh-pilot mesh-proxy
 # mesh-sample plays the Bookinfo services in the sandbox runtime (not shipped).
 SANDBOX_BINARIES := mesh-sample
+# The Gateway API conformance suite's echo server, from its module (the
+# version in go.mod), which the sandbox runtime runs for the suite's
+# echo-basic images (not shipped).
+ECHO_BASIC := sigs.k8s.io/gateway-api/conformance/echo-basic
 TEST_TIMEOUT ?= 40m
 
-.PHONY: help prereqs build test test-unit lint docs bench tools sandbox-up sandbox-down demo demo-down clean
+.PHONY: help prereqs build test test-unit lint docs bench conformance-report tools sandbox-up sandbox-down demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build mesh, mesh-pilot, mesh-proxy (and the sandbox's mesh-sample) into bin/
+build: ## build mesh, mesh-pilot, mesh-proxy (and the sandbox's mesh-sample and echo-basic) into bin/
 	@mkdir -p bin
-	@echo "build: $(BINARIES) $(SANDBOX_BINARIES) into bin/ (the first build downloads the modules and compiles for about 2 minutes; later ones take seconds)"
+	@echo "build: $(BINARIES) $(SANDBOX_BINARIES) echo-basic into bin/ (the first build downloads the modules and compiles for about 2 minutes; later ones take seconds)"
 	@start=$$(date +%s); $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES) $(SANDBOX_BINARIES)) && \
+	$(GO) build -trimpath -o bin/echo-basic $(ECHO_BASIC) && \
 	echo "build: done in $$(( $$(date +%s) - start ))s"
 
 tools: ## build the sandbox cluster's binaries into tools/bin (a no-op when up to date)
@@ -50,6 +55,11 @@ bench: ## run the benchmarks and rewrite docs/benchmarks.md
 	@tools/prereqs.sh test
 	@$(MAKE) --no-print-directory build tools
 	$(GO) run ./bench
+
+conformance-report: ## run the Gateway API conformance suite on the sandbox (needs root) and rewrite docs/conformance/report.yaml
+	@tools/prereqs.sh test
+	@$(MAKE) --no-print-directory build tools
+	MESH_CONFORMANCE_REPORT=1 $(GO) test -count=1 -timeout 30m -run TestGatewayAPIConformance ./e2e/gatewayconformance/
 
 sandbox-up: tools ## start a local sandbox cluster and print how to use it
 	$(GO) run ./internal/sandbox/cmd/sandbox up

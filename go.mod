@@ -24,7 +24,15 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require github.com/miekg/dns v1.1.72 // indirect
+require (
+	github.com/go-logr/zapr v1.3.0 // indirect
+	github.com/miekg/dns v1.1.72 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+	go.uber.org/multierr v1.11.0 // indirect
+	golang.org/x/mod v0.41.0 // indirect
+	golang.org/x/tools v0.49.0 // indirect
+	sigs.k8s.io/gateway-api/conformance v1.6.3 // indirect
+)
 
 require (
 	cel.dev/expr v0.25.3 // indirect

@@ -68,6 +68,7 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&o.InjectorValuesFile, "injector-values", "", "injector values file (default: read the mesh-sidecar-injector ConfigMap)")
 	f.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 0, "lifetime of workload certificates (default 24h)")
 	f.StringVar(&o.SecretNamespace, "gateway-secret-namespace", "", "namespace whose kubernetes.io/tls and Opaque Secrets gateways may use as credentialName (default: pilot's namespace, where the gateways run; \"*\": every namespace, which needs RBAC to read Secrets cluster-wide)")
+	f.StringVar(&o.GatewayServiceType, "gateway-service-type", "", "type of the Services of the Gateway API Gateways pilot deploys: LoadBalancer, ClusterIP or NodePort (default $PILOT_GATEWAY_SERVICE_TYPE, else LoadBalancer as Istio; a Gateway's networking.istio.io/service-type annotation wins)")
 	f.StringSliceVar(&o.ExtraHosts, "extra-host", nil, "extra host name or IP for pilot's serving certificate (e.g. 127.0.0.1 outside the cluster)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.Int64Var(&memLimitMiB, "memory-limit-mib", pilot.DefaultMemoryLimitMiB, "soft memory limit in MiB: the garbage collector works harder near it (0: none; GOMEMLIMIT overrides)")

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -30,6 +31,7 @@ import (
 
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/debug"
+	"mesh.dev/mesh/internal/pilot/gatewaydeploy"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/status"
@@ -62,7 +64,12 @@ type Options struct {
 	// read from: default Namespace, where the gateways run; "*" for every
 	// namespace.
 	SecretNamespace string
-	Log             *slog.Logger
+	// GatewayServiceType is the type of the Services of Gateway API
+	// Gateways pilot deploys (default LoadBalancer, as Istio's; a Gateway's
+	// networking.istio.io/service-type annotation wins). Default
+	// $PILOT_GATEWAY_SERVICE_TYPE.
+	GatewayServiceType string
+	Log                *slog.Logger
 
 	// Filled by Run for callers (tests) that need them.
 	Server   *xds.Server
@@ -109,6 +116,7 @@ func (o *Options) defaults() {
 	def(&o.DebugAddr, ":15014")
 	def(&o.WebhookAddr, ":15017")
 	def(&o.SecretNamespace, o.Namespace)
+	def(&o.GatewayServiceType, os.Getenv("PILOT_GATEWAY_SERVICE_TYPE"))
 	if o.WorkloadCertTTL == 0 {
 		o.WorkloadCertTTL = 24 * time.Hour
 	}
@@ -274,7 +282,11 @@ func (o *Options) Run(ctx context.Context) error {
 		},
 	}
 
-	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log}
+	// The Gateway API automated deployment: one replica applies it, the
+	// status writer's leader.
+	deployer := &gatewaydeploy.Deployer{Kube: kube, Values: values, ServiceType: corev1.ServiceType(o.GatewayServiceType)}
+	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log,
+		Also: []status.Task{deployer}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		reported := map[string]bool{}

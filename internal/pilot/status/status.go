@@ -55,6 +55,9 @@ type Writer struct {
 	// LeaseDuration, RenewDeadline, RetryPeriod tune the election (defaults
 	// 15s, 10s, 2s as client-go recommends).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Also is other work one replica does per snapshot, run by the leader
+	// after the status (the Gateway API automated deployment).
+	Also []Task
 
 	mu     sync.Mutex
 	latest *model.Snapshot
@@ -62,6 +65,14 @@ type Writer struct {
 	// written remembers what this replica last wrote, by object, so an
 	// unchanged resource costs no request.
 	written map[string]string
+}
+
+// Task is work the leader does on every snapshot.
+type Task interface {
+	Sync(ctx context.Context, s *model.Snapshot, log *slog.Logger)
+	// Forget drops what the task remembers of its writes, when a new term
+	// starts.
+	Forget()
 }
 
 // Offer hands the writer a new snapshot; it never blocks.
@@ -143,12 +154,18 @@ func (w *Writer) lead(ctx context.Context, log *slog.Logger) {
 	w.mu.Lock()
 	w.written = map[string]string{}
 	w.mu.Unlock()
+	for _, t := range w.Also {
+		t.Forget()
+	}
 	for {
 		w.mu.Lock()
 		s := w.latest
 		w.mu.Unlock()
 		if s != nil {
 			w.sync(ctx, s, log)
+			for _, t := range w.Also {
+				t.Sync(ctx, s, log)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -74,7 +75,7 @@ func (w *podWorker) run(ctx context.Context) {
 		w.fail(ctx, "NetworkSetupFailed", err)
 		return
 	}
-	if err := w.setupFiles(ctx); err != nil {
+	if err := w.setupFilesRetrying(ctx); err != nil {
 		w.fail(ctx, "CreateContainerConfigError", err)
 		return
 	}
@@ -217,6 +218,47 @@ func (w *podWorker) setupNetwork(ctx context.Context) error {
 	w.ip, w.net = ip, pn
 	w.mu.Unlock()
 	return nil
+}
+
+// setupFilesRetrying is setupFiles, tried again every second while a
+// ConfigMap or Secret a volume needs does not exist yet: as on a kubelet,
+// the pod waits in ContainerCreating until it appears (a Secret created
+// right after the Deployment that mounts it is the usual order of a
+// manifest). Other errors are final.
+func (w *podWorker) setupFilesRetrying(ctx context.Context) error {
+	for {
+		err := w.setupFiles(ctx)
+		if err == nil {
+			w.mu.Lock()
+			if w.message != "" {
+				w.message = ""
+				for _, s := range append(append([]*procState(nil), w.inits...), w.conts...) {
+					s.waiting, s.message = "", ""
+				}
+			}
+			w.mu.Unlock()
+			return nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		w.mu.Lock()
+		first := w.message != err.Error()
+		for _, s := range append(append([]*procState(nil), w.inits...), w.conts...) {
+			s.waiting, s.message = "ContainerCreating", err.Error()
+		}
+		w.message = err.Error()
+		w.mu.Unlock()
+		if first {
+			w.rt.log.Info("pod waits for a volume's source", "pod", w.key(), "err", err)
+			w.report(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // setupFiles writes the pod's hosts file and volumes.
