@@ -265,6 +265,7 @@ func proxyContainer(pod *corev1.Pod, v Values) corev1.Container {
 		{Name: "SERVICE_NAME", Value: canonicalName(pod)},
 		{Name: "SERVICE_VERSION", Value: pod.Labels["version"]},
 	}
+	env = append(env, MetadataEnv(pod)...)
 	return corev1.Container{
 		Name:            ProxyContainer,
 		Image:           v.ProxyImage,

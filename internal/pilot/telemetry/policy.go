@@ -169,7 +169,7 @@ func (p *Policy) Problems() []Problem {
 				}
 			}
 			out = append(out, p.tracingProblems(id, t)...)
-			out = append(out, metricsProblems(id, t)...)
+			out = append(out, p.metricsProblems(id, t)...)
 		}
 	}
 	return out

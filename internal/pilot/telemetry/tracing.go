@@ -166,11 +166,3 @@ func (p *Policy) tracingProblems(id string, t *telemetryv1.Telemetry) []Problem 
 	}
 	return out
 }
-
-func metricsProblems(id string, t *telemetryv1.Telemetry) []Problem {
-	var out []Problem
-	if len(t.Spec.GetMetrics()) > 0 {
-		out = append(out, Problem{id, "spec.metrics", "not carried out: Istio's standard metrics are recorded with their standard labels"})
-	}
-	return out
-}

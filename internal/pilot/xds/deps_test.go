@@ -195,7 +195,7 @@ spec:
   hosts: [reviews]
   http:
   - route: [{destination: {host: reviews, subset: v2}}]
-`, "config", 2, 1, []string{"productpage-v1", "reviews-v1"}, route("9080", "outbound|9080|v2|reviews"))
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, route("9080", "outbound|9080|v2|reviews"))
 
 	apply("DestinationRule for ratings", `
 apiVersion: networking.istio.io/v1
@@ -204,7 +204,7 @@ metadata: {name: ratings}
 spec:
   host: ratings
   subsets: [{name: v1, labels: {version: v1}}]
-`, "config", 2, 1, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
 		return c.Resource(resourcev3.ClusterType, "outbound|9080|v1|ratings.default.svc.cluster.local") != nil
 	})
 
@@ -217,7 +217,7 @@ spec:
   http:
   - route: [{destination: {host: cart}}]
     rewrite: {uri: /cart-v2}
-`, "config", 3, 2, []string{"productpage-v1", "reviews-v1", "cart"}, route("8080", "/cart-v2"))
+`, "config", 3, 3, []string{"productpage-v1", "reviews-v1", "cart"}, route("8080", "/cart-v2"))
 
 	apply("PeerAuthentication in shop", `
 apiVersion: security.istio.io/v1
@@ -245,7 +245,7 @@ metadata: {name: deny-delete, namespace: default}
 spec:
   action: DENY
   rules: [{to: [{operation: {methods: [DELETE]}}]}]
-`, "config", 2, 1, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
 		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.ListenerType, VirtualInbound)), "deny-delete")
 	})
 
@@ -255,7 +255,7 @@ kind: Sidecar
 metadata: {name: default, namespace: default}
 spec:
   egress: [{hosts: ["./*"]}]
-`, "config", 2, 1, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
+`, "config", 2, 2, []string{"productpage-v1", "reviews-v1"}, func(c *pilottest.ADSClient) bool {
 		return c.Resource(resourcev3.ClusterType, "outbound|8080||cart.shop.svc.cluster.local") == nil
 	})
 
@@ -272,7 +272,8 @@ spec:
 	})
 
 	// A Service selecting reviews' pods: default's proxies see it, and
-	// reviews-v1 serves it (a new inbound port), so it leaves productpage's group.
+	// reviews-v1 serves it (a new inbound port). (productpage-v1 and reviews-v1 never share a
+	// group: their inbound clusters name the services they serve, for the metrics.)
 	apply("Service selecting reviews", `
 apiVersion: v1
 kind: Service

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -179,8 +180,13 @@ func TestWeightsFaultsAndTimeouts(t *testing.T) {
 	if err := l.DefaultFilterChain.Filters[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
 		t.Fatal(err)
 	}
-	if hcm.HttpFilters[0].Name != faultFilterName || hcm.HttpFilters[len(hcm.HttpFilters)-1].Name != "envoy.filters.http.router" {
-		t.Errorf("http filters %v: want fault first, router last", hcm.HttpFilters)
+	// Istio's order: the metadata exchange first, the stats filter just before the router.
+	var names []string
+	for _, hf := range hcm.HttpFilters {
+		names = append(names, hf.Name)
+	}
+	if want := []string{mxFilterName, faultFilterName, statsFilterName, "envoy.filters.http.router"}; !slices.Equal(names, want) {
+		t.Errorf("http filters %v, want %v", names, want)
 	}
 }
 
@@ -281,8 +287,11 @@ spec:
 		t.Fatal(err)
 	}
 	var rbac rbachttp.RBAC
-	if err := hcm.HttpFilters[0].GetTypedConfig().UnmarshalTo(&rbac); err != nil {
-		t.Fatalf("first inbound filter is not RBAC: %v", err)
+	if hcm.HttpFilters[0].Name != mxFilterName {
+		t.Fatalf("first inbound filter is %s, want the metadata exchange", hcm.HttpFilters[0].Name)
+	}
+	if err := hcm.HttpFilters[1].GetTypedConfig().UnmarshalTo(&rbac); err != nil {
+		t.Fatalf("first inbound filter after the metadata exchange is not RBAC: %v", err)
 	}
 	js, _ := protojson.Marshal(&rbac)
 	if !strings.Contains(string(js), "spiffe://cluster.local/ns/default/sa/bookinfo-productpage") || !strings.Contains(string(js), "GET") {

@@ -77,6 +77,10 @@ func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
 	b.WriteString("|scope:" + sc.key)
 	for _, ip := range inboundPorts(w.services, w.namedPorts) {
 		fmt.Fprintf(b, "|%d/%s/%d", ip.port, ip.protocol, pc.mtlsMode(w.namespace, w.labels, ip.port))
+		// The inbound cluster names the services it serves (for the destination side's metrics).
+		for _, svc := range ip.services {
+			b.WriteString("/" + svc.Hostname)
+		}
 	}
 	// The passthrough chains follow the workload's default mode and its
 	// portLevelMtls ports.

@@ -279,11 +279,12 @@ func virtualOutbound() *listenerv3.Listener {
 type inboundPort struct {
 	port     uint32 // the container port
 	protocol model.Protocol
+	services []*model.Service // the services targeting it, first the one that decided protocol
 }
 
 // inboundPorts lists the target ports of the services a workload backs.
 func inboundPorts(services []*model.Service, namedPorts map[string]uint32) []inboundPort {
-	seen := map[uint32]bool{}
+	seen := map[uint32]int{} // port → index in out
 	var out []inboundPort
 	for _, svc := range services {
 		for _, p := range svc.Ports {
@@ -295,11 +296,17 @@ func inboundPorts(services []*model.Service, namedPorts map[string]uint32) []inb
 					tp = p.Port
 				}
 			}
-			if seen[tp] || tp == OutboundCapturePort || tp == InboundCapturePort {
+			if tp == OutboundCapturePort || tp == InboundCapturePort {
 				continue
 			}
-			seen[tp] = true
-			out = append(out, inboundPort{port: tp, protocol: p.Protocol})
+			if i, ok := seen[tp]; ok {
+				if !slices.Contains(out[i].services, svc) {
+					out[i].services = append(out[i].services, svc)
+				}
+				continue
+			}
+			seen[tp] = len(out)
+			out = append(out, inboundPort{port: tp, protocol: p.Protocol, services: []*model.Service{svc}})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].port < out[j].port })

@@ -10,6 +10,7 @@ import (
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	statspb "istio.io/api/envoy/extensions/stats"
 
 	"mesh.dev/mesh/internal/pilot/telemetry"
 )
@@ -24,15 +25,17 @@ import (
 type observe struct {
 	logs    []*accesslogv3.AccessLog
 	tracing *hcmv3.HttpConnectionManager_Tracing
+	stats   *statspb.PluginConfig // Istio's metrics: the stats and metadata exchange filters (nil: metrics off)
+	class   telemetry.Class
 	key     string
 }
 
-func (o observe) empty() bool { return len(o.logs) == 0 && o.tracing == nil }
+func (o observe) empty() bool { return len(o.logs) == 0 && o.tracing == nil && o.stats == nil }
 
 func (pc *PushContext) observe(w *workload, c telemetry.Class) observe {
 	tw := telemetry.Workload{Namespace: w.namespace, Labels: w.labels}
-	al, tr := pc.tel.AccessLogs(tw, c), pc.tel.Tracing(tw, c)
-	return observe{logs: al.Logs, tracing: tr.HCM, key: al.Key + "|t:" + tr.Key}
+	al, tr, m := pc.tel.AccessLogs(tw, c), pc.tel.Tracing(tw, c), pc.tel.Metrics(tw, c)
+	return observe{logs: al.Logs, tracing: tr.HCM, stats: m.Config, class: c, key: al.Key + "|t:" + tr.Key + "|m:" + m.Key}
 }
 
 // telemetryKey is the part of a group key telemetry decides.
@@ -96,6 +99,7 @@ func addObserve(l *listenerv3.Listener, o observe) {
 	if l.DefaultFilterChain != nil {
 		chains = append(chains[:len(chains):len(chains)], l.DefaultFilterChain)
 	}
+	var statsAt []*listenerv3.FilterChain
 	for _, fc := range chains {
 		for _, f := range fc.Filters {
 			tc := f.GetTypedConfig()
@@ -107,9 +111,15 @@ func addObserve(l *listenerv3.Listener, o observe) {
 					if h.Tracing == nil {
 						h.Tracing = o.tracing
 					}
+					if o.stats != nil {
+						h.HttpFilters = withStatsFilters(h.HttpFilters, o)
+					}
 					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}
 				}
 			case tcpProxyFilterName:
+				if o.stats != nil {
+					statsAt = append(statsAt, fc)
+				}
 				tp := &tcpproxy.TcpProxy{}
 				if len(logs) > 0 && tc.UnmarshalTo(tp) == nil {
 					tp.AccessLog = append(tp.AccessLog, logs...)
@@ -117,5 +127,8 @@ func addObserve(l *listenerv3.Listener, o observe) {
 				}
 			}
 		}
+	}
+	for _, fc := range statsAt {
+		withTCPStats(fc, o)
 	}
 }

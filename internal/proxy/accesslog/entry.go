@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"net/http"
 	"time"
+
+	"mesh.dev/mesh/internal/celexpr"
 )
 
 // Entry is one finished HTTP request or TCP connection, as access logs and
@@ -92,3 +94,8 @@ func (e *Entry) responseDetails() string {
 	}
 	return ""
 }
+
+// Attributes are Envoy's attributes (request.*, response.*, connection.*,
+// source.*, destination.*, upstream.*, xds.*) over e, for CEL expressions
+// elsewhere (the stats filter's dimensions).
+func Attributes(e *Entry) celexpr.Object { return attrs{e} }

@@ -91,7 +91,7 @@ func TestAdminConfigDumpParsesAsEnvoyConfigDump(t *testing.T) {
 func TestAdminEndpoints(t *testing.T) {
 	a := startUpstream(t, "a", nil)
 	port := freePort(t)
-	p := one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, nil, staticCluster("a", a))
+	p := one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("a")}}, statsFilters(), staticCluster("a", a))
 	for i := 0; i < 3; i++ {
 		get(t, url(port, "/"))
 	}
@@ -154,7 +154,7 @@ func TestAdminEndpoints(t *testing.T) {
 func TestIstioMetricsLabels(t *testing.T) {
 	a := startUpstream(t, "a", nil)
 	port := freePort(t)
-	p := one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("outbound|9080||reviews.default.svc.cluster.local")}}, nil,
+	p := one(t, port, []*routev3.Route{{Match: prefix("/"), Action: routeTo("outbound|9080||reviews.default.svc.cluster.local")}}, statsFilters(),
 		staticCluster("outbound|9080||reviews.default.svc.cluster.local", a))
 	get(t, url(port, "/"))
 	mfs, err := p.Metrics.Registry.Gather()

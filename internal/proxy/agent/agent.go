@@ -30,6 +30,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/logging"
+	"mesh.dev/mesh/internal/proxy/peermeta"
 	"mesh.dev/mesh/internal/proxy/runtime"
 	"mesh.dev/mesh/internal/proxy/xdsclient"
 )
@@ -54,6 +55,9 @@ type Options struct {
 	AppProbers   appprobe.Probers
 	AppProbeHost string
 	Workload     Workload
+	// Peer is this proxy's node metadata as told to peers (Istio's metadata
+	// exchange); nil: the bootstrap node's metadata, the node id and Workload.
+	Peer         *peermeta.Node
 	Level        *slog.LevelVar // optional: kept in step with /logging?level= for an embedder's own slog handler
 	DrainTimeout time.Duration
 	OriginalDst  func(net.Conn) (netipAddrPort, bool)
@@ -116,7 +120,7 @@ func New(opts Options) (*Proxy, error) {
 	if p.opts.OriginalDst == nil {
 		p.opts.OriginalDst = capture.OriginalDst
 	}
-	p.Metrics = NewMetrics(opts.Workload)
+	p.Metrics = NewMetrics(selfNode(opts, p.node))
 	rt, err := runtime.FromBootstrap(opts.Bootstrap)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -130,7 +134,7 @@ func New(opts Options) (*Proxy, error) {
 		// Istio's bootstraps set these; refusing them would refuse every Istio bootstrap, so they are named instead.
 		configLog.Warn("bootstrap setting not carried out: the Prometheus tags of mesh-proxy's stats are a fixed set", "field", f)
 	}
-	filters := httpFilters(opts.HTTPFilters...)
+	filters := httpFilters(p.Metrics.Istio, opts.HTTPFilters...)
 	reconciler := &p.Listeners
 	if opts.ValidateOnly {
 		reconciler = new(*listener.Manager) // compile everything, bind nothing
@@ -139,7 +143,7 @@ func New(opts Options) (*Proxy, error) {
 	if opts.Identity != nil {
 		p.Store.SetSecretFallback(opts.Identity.Secret)
 	}
-	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Observer: p.Metrics, OriginalDst: p.opts.OriginalDst,
+	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Stats: p.Metrics.Istio, OriginalDst: p.opts.OriginalDst,
 		Filters: filters, Runtime: rt, NoLean: opts.NoLean})
 	p.Store.SetCompiler(config.ListenerType, p.Listeners.Compiler())
 	if b := opts.Bootstrap; b != nil {

@@ -22,6 +22,7 @@ import (
 
 	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/logging"
+	"mesh.dev/mesh/internal/proxy/peermeta"
 )
 
 // The agent's named loggers (see package logging).
@@ -183,6 +184,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			pod, ns, _ := strings.Cut(podNS, ".")
 			opts.Workload = Workload{Name: workloadName(pod), Namespace: ns, App: os.Getenv("SERVICE_NAME"), Version: os.Getenv("SERVICE_VERSION")}
 		}
+	}
+	if os.Getenv("ISTIO_META_WORKLOAD_NAME") != "" || os.Getenv("ISTIO_METAJSON_LABELS") != "" {
+		// The injector's node metadata, told to peers (Istio's metadata exchange).
+		n, err := peermeta.FromEnv(os.Getenv)
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-proxy: %v (written by the injector: re-inject the pod)\n", err)
+			return exitData
+		}
+		opts.Peer = n
 	}
 	if *xdsMTLS && *caAddr == "" {
 		fmt.Fprintln(stderr, "mesh-proxy: --xds-mtls needs --ca-address: the client certificate comes from pilot's CA")

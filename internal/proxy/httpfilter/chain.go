@@ -7,9 +7,12 @@ import (
 	"sort"
 	"strings"
 
+	udpatype "github.com/cncf/xds/go/udpa/type/v1"
+	xdstype "github.com/cncf/xds/go/xds/type/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"mesh.dev/mesh/internal/proxy/router"
 )
@@ -19,12 +22,40 @@ const RouterType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.
 
 const filterConfigType = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 
+// The TypedStruct wrappers: a config whose protobuf the control plane does
+// not link (Istio's peer metadata filter) comes as its type URL and a JSON-like Struct.
+const (
+	udpaTypedStruct = "type.googleapis.com/udpa.type.v1.TypedStruct"
+	xdsTypedStruct  = "type.googleapis.com/xds.type.v3.TypedStruct"
+)
+
+// unwrapTypedStruct returns the inner type URL and value of a TypedStruct, or a's own type URL.
+func unwrapTypedStruct(a *anypb.Any) (string, *structpb.Struct, error) {
+	switch a.GetTypeUrl() {
+	case udpaTypedStruct:
+		ts := &udpatype.TypedStruct{}
+		if err := a.UnmarshalTo(ts); err != nil {
+			return "", nil, err
+		}
+		return ts.GetTypeUrl(), ts.GetValue(), nil
+	case xdsTypedStruct:
+		ts := &xdstype.TypedStruct{}
+		if err := a.UnmarshalTo(ts); err != nil {
+			return "", nil, err
+		}
+		return ts.GetTypeUrl(), ts.GetValue(), nil
+	}
+	return a.GetTypeUrl(), nil, nil
+}
+
 // Config is what a Factory gets to build one filter instance.
 type Config struct {
-	Name  string     // the HttpFilter's name, under which routes give per-route config
-	Any   *anypb.Any // typed_config
-	Field string     // where the config is, for errors ("listener "x" ... http_filters[1] (envoy.filters.http.rbac)")
-	Env   Env
+	Name string     // the HttpFilter's name, under which routes give per-route config
+	Any  *anypb.Any // typed_config
+	// Struct is the value of a typed_config sent as a TypedStruct (Any is then the wrapper).
+	Struct *structpb.Struct
+	Field  string // where the config is, for errors ("listener "x" ... http_filters[1] (envoy.filters.http.rbac)")
+	Env    Env
 }
 
 // Factory builds one kind of filter.
@@ -96,6 +127,8 @@ type Chain struct {
 	respBody  bool
 	Router    *anypb.Any // the router filter's typed_config
 	counters  []Counter
+	// completers are the filters with a completion phase, in chain order.
+	completers []Completer
 }
 
 // Compile builds the chain of one HCM. Unknown filter types are refused by
@@ -126,7 +159,10 @@ func (r *Registry) Compile(hfs []*hcmv3.HttpFilter, field string, env Env) (*Cha
 			return nil, fmt.Errorf("%s.config_discovery: extension config discovery (ECDS) is not supported; give typed_config", ff)
 		}
 		tc := hf.GetTypedConfig()
-		tu := tc.GetTypeUrl()
+		tu, st, err := unwrapTypedStruct(tc)
+		if err != nil {
+			return nil, fmt.Errorf("%s.typed_config: %w", ff, err)
+		}
 		if tu == RouterType {
 			if hf.GetDisabled() {
 				return nil, fmt.Errorf("%s.disabled: the router is the terminal filter and cannot be disabled", ff)
@@ -144,7 +180,7 @@ func (r *Registry) Compile(hfs []*hcmv3.HttpFilter, field string, env Env) (*Cha
 			}
 			return nil, fmt.Errorf("%s: HTTP filter type %q is not supported (supported: %s; mark it is_optional to run without it)", ff, tu, r.Supported())
 		}
-		flt, err := f.New(Config{Name: hf.GetName(), Any: tc, Field: ff, Env: env})
+		flt, err := f.New(Config{Name: hf.GetName(), Any: tc, Struct: st, Field: ff, Env: env})
 		if err != nil {
 			return nil, err
 		}
@@ -152,6 +188,9 @@ func (r *Registry) Compile(hfs []*hcmv3.HttpFilter, field string, env Env) (*Cha
 		e.enc, _ = flt.(Encoder)
 		e.body, _ = flt.(BodyDecoder)
 		e.encBody, _ = flt.(BodyEncoder)
+		if d, ok := flt.(Completer); ok {
+			c.completers = append(c.completers, d)
+		}
 		c.respBody = c.respBody || e.encBody != nil
 		c.encoders = c.encoders || e.enc != nil
 		c.wantsBody = c.wantsBody || e.body != nil
@@ -311,5 +350,17 @@ func (c *Chain) EncodeHeaders(s *Stream, code int, h http.Header) {
 		}
 		s.perRoute = s.PerRouteOf(e.name)
 		e.enc.EncodeHeaders(s, code, h)
+	}
+}
+
+// Completes reports whether a filter on the chain records finished requests.
+func (c *Chain) Completes() bool { return c != nil && len(c.completers) > 0 }
+
+// Complete tells the filters with a completion phase how the request ended.
+// It runs for every request the chain saw, whichever filter answered it, as
+// Envoy runs its filters' log callbacks.
+func (c *Chain) Complete(s *Stream, d *Done) {
+	for _, f := range c.completers {
+		f.Complete(s, d)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/router"
@@ -67,6 +68,26 @@ type BodyDecoder interface {
 // such a filter are served on the net/http path, which can buffer answers.
 type BodyEncoder interface {
 	EncodeBody(s *Stream, code int, h http.Header, body []byte) []byte
+}
+
+// Completer is a Filter with a completion phase: it is told how every
+// request ended (the stats filter records Istio's metrics there).
+type Completer interface {
+	Complete(s *Stream, d *Done)
+}
+
+// Done is how a request ended.
+type Done struct {
+	Code     int    // the response status sent downstream
+	Flags    string // Envoy's response flags, "-" for none
+	Duration time.Duration
+	BytesIn  int64  // request body bytes
+	BytesOut int64  // response body bytes
+	Cluster  string // the upstream cluster, "" when none was picked
+	// GRPCStatus is the grpc-status the response carried (trailers or
+	// headers), "" when none.
+	GRPCStatus string
+	RespHeader http.Header // nil when the path kept none
 }
 
 // Peer is the downstream connection as filters see it.
@@ -237,8 +258,10 @@ type Env struct {
 	// Cluster finds a cluster of the proxy's current config by name, for
 	// filters that call a service (ext_authz); nil, or nil results, when
 	// there is none.
-	Cluster  func(name string) *cluster.Cluster
-	counters *[]Counter
+	Cluster func(name string) *cluster.Cluster
+	// Direction is the listener's traffic direction: "inbound", "outbound" or "" (gateways and unset).
+	Direction string
+	counters  *[]Counter
 }
 
 // Counter is one named statistic a filter keeps.

@@ -25,8 +25,12 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
+	mxpb "istio.io/api/envoy/config/filter/network/metadata_exchange"
 
+	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/istiostats"
+	"mesh.dev/mesh/internal/proxy/peermeta"
 	"mesh.dev/mesh/internal/proxy/protofields"
 	"mesh.dev/mesh/internal/proxy/rbac"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
@@ -43,10 +47,15 @@ var (
 	filterLog      = logging.Default.Logger("filter")
 )
 
+// mxConfigType is Istio's TCP metadata exchange network filter.
+const mxConfigType = "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange"
+
 // Env is what listeners need from the rest of the proxy.
 type Env struct {
 	Store    *config.Store
 	Observer Observer
+	// Stats records Istio's TCP metrics for chains with the istio.stats network filter (nil: those chains are refused).
+	Stats *istiostats.Recorder
 	// OriginalDst returns the address a redirected connection was meant for (nil in explicit mode).
 	OriginalDst func(net.Conn) (netip.AddrPort, bool)
 	// Filters are the HTTP filters HCMs may list (nil: only the router).
@@ -210,6 +219,7 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 	if len(fc.GetFilters()) == 0 {
 		return nil, fmt.Errorf("%s.filters: at least one network filter is required", f)
 	}
+	var tcpStats *istiostats.TCP // an istio.stats network filter before tcp_proxy (before an HCM the HTTP filter records)
 	for i, nf := range fc.GetFilters() {
 		ff := fmt.Sprintf("%s.filters[%d] (%s)", f, i, nf.GetName())
 		last := i == len(fc.GetFilters())-1
@@ -249,9 +259,36 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 				return nil, err
 			}
 			c.rbac = append(c.rbac, e)
+		case istiostats.ConfigType:
+			if last {
+				return nil, fmt.Errorf("%s: istio.stats must be followed by tcp_proxy or http_connection_manager", ff)
+			}
+			if env.Stats == nil {
+				return nil, fmt.Errorf("%s: this proxy records no Istio metrics", ff)
+			}
+			if tcpStats, err = istiostats.NewTCP(env.Stats, nf.GetTypedConfig(), ff, l.Direction,
+				func(name string) *cluster.Cluster { return env.Store.Load().Cluster(name) }); err != nil {
+				return nil, err
+			}
+		case mxConfigType:
+			mx := &mxpb.MetadataExchange{}
+			if err := nf.GetTypedConfig().UnmarshalTo(mx); err != nil {
+				return nil, fmt.Errorf("%s: %w", ff, err)
+			}
+			if p := mx.GetProtocol(); p != "" && p != peermeta.ALPN {
+				return nil, fmt.Errorf("%s.protocol: %q is not supported (only %s)", ff, p, peermeta.ALPN)
+			}
+			if mx.GetEnableDiscovery() {
+				return nil, fmt.Errorf("%s.enable_discovery: workload discovery is not supported", ff)
+			}
+			// The exchange itself happens on every TCP proxy connection that
+			// negotiated istio-peer-exchange (tcp.go); the filter only asks for it.
 		default:
-			return nil, fmt.Errorf("%s: network filter type %q is not supported (supported: http_connection_manager, tcp_proxy, rbac)", ff, tu)
+			return nil, fmt.Errorf("%s: network filter type %q is not supported (supported: http_connection_manager, tcp_proxy, rbac, istio.stats, istio.metadata_exchange)", ff, tu)
 		}
+	}
+	if c.tcp != nil {
+		c.tcp.stats = tcpStats
 	}
 	if c.hcm != nil {
 		c.conns = newConnQueue()

@@ -110,6 +110,9 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 	default:
 		m.Stats.Rq2xx.Add(1)
 	}
+	if m.filters.Completes() {
+		m.complete(start, r, st, code, bytesOut)
+	}
 	if m.env.Observer == nil && len(m.logs) == 0 {
 		m.endTrace(r, st, code, nil)
 		return
@@ -144,6 +147,32 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 	if m.env.Observer != nil {
 		m.env.Observer.Observe(info)
 	}
+}
+
+// complete runs the filters' completion phase (the stats filter's metrics).
+func (m *HCM) complete(start time.Time, r *http.Request, st *reqState, code int, bytesOut int64) {
+	d := httpfilter.Done{Code: code, Flags: st.flags, Duration: time.Since(start), BytesIn: max(r.ContentLength, 0), BytesOut: bytesOut,
+		RespHeader: st.respHdr}
+	if d.Flags == "" {
+		d.Flags = "-"
+	}
+	if st.cluster != nil {
+		d.Cluster = st.cluster.Name
+	}
+	if h := st.respHdr; h != nil {
+		if d.GRPCStatus = h.Get("Grpc-Status"); d.GRPCStatus == "" {
+			d.GRPCStatus = h.Get(http.TrailerPrefix + "Grpc-Status")
+		}
+	}
+	if st.fs.Request == nil {
+		// Answered before the filters ran (a path the normalization refused): they still record it.
+		p := httpfilter.Peer{TLS: r.TLS}
+		if ci, ok := r.Context().Value(connKey{}).(*connInfo); ok {
+			p.Remote, p.Local, p.SNI = ci.src, ci.dst, ci.sni
+		}
+		st.fs.Reset(r.Context(), r, p, nil, nil)
+	}
+	m.filters.Complete(&st.fs, &d)
 }
 
 func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,7 +13,10 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
 	"mesh.dev/mesh/internal/proxy/accesslog"
+	"mesh.dev/mesh/internal/proxy/istiostats"
+	"mesh.dev/mesh/internal/proxy/peermeta"
 	"mesh.dev/mesh/internal/proxy/protofields"
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
 // tcpProxy is a compiled TcpProxy network filter.
@@ -25,6 +29,7 @@ type tcpProxy struct {
 	idle     time.Duration
 	logs     []*accesslog.Logger
 	stat     string
+	stats    *istiostats.TCP // the istio.stats network filter before it; nil: none
 }
 
 type weightedName struct {
@@ -86,7 +91,23 @@ func (p *tcpProxy) serve(down net.Conn, ci *connInfo) {
 	if ci.meta != nil {
 		info.Meta = ci.meta
 	}
+	var peer *peermeta.Node
+	var principal string
+	if tc, ok := down.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		principal = meshtls.Principal(&cs)
+		if cs.NegotiatedProtocol == peermeta.ALPN {
+			peer, down = p.exchangeDown(down)
+		}
+	}
+	var conn *istiostats.Conn // the connection's metrics, once counted opened
 	defer func() {
+		if p.stats != nil {
+			if conn == nil {
+				conn = p.stats.Open(peer, principal, name, info.Flags)
+			}
+			conn.Close()
+		}
 		info.Duration = time.Since(start)
 		for _, l := range p.logs {
 			l.Log(info)
@@ -122,15 +143,92 @@ func (p *tcpProxy) serve(down net.Conn, ci *connInfo) {
 	defer up.Close()
 	info.UpstreamLocal = up.LocalAddr().String()
 	c.Record(h, 200, nil)
+	if tc, ok := up.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == peermeta.ALPN {
+		var upPeer *peermeta.Node
+		if upPeer, up = p.exchangeUp(up); p.l.Direction != "inbound" {
+			peer = upPeer // a client side labels with the server's metadata
+		}
+	}
+	var recv, sent func(int)
+	if p.stats != nil {
+		conn = p.stats.Open(peer, principal, name, info.Flags)
+		recv, sent = conn.Received, conn.Sent
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); info.BytesIn = pipe(up, down, p.idle) }()
-	go func() { defer wg.Done(); info.BytesOut = pipe(down, up, p.idle) }()
+	go func() { defer wg.Done(); info.BytesIn = pipe(up, down, p.idle, recv) }()
+	go func() { defer wg.Done(); info.BytesOut = pipe(down, up, p.idle, sent) }()
 	wg.Wait()
 }
 
+// exchangeTimeout bounds the wait for a peer's metadata block: a peer that
+// negotiated istio-peer-exchange sends it first thing.
+const exchangeTimeout = 5 * time.Second
+
+// exchangeDown is the server side of the TCP metadata exchange: read the
+// client's block, then answer with ours. A stream not starting with a block
+// is passed on whole; the peer is then unknown.
+func (p *tcpProxy) exchangeDown(down net.Conn) (*peermeta.Node, net.Conn) {
+	down.SetReadDeadline(time.Now().Add(exchangeTimeout))
+	n, rest, err := peermeta.ReadExchange(down)
+	down.SetReadDeadline(time.Time{})
+	if err != nil {
+		filterLog.Debug("tcp metadata exchange: no block from downstream", "listener", p.l.Name, "err", err)
+		return nil, withPrefix(down, rest)
+	}
+	if p.env.Stats != nil {
+		down.Write(p.env.Stats.Self.ExchangeBlock())
+	}
+	return n, down
+}
+
+// exchangeUp is the client side: send our block, then read the server's.
+func (p *tcpProxy) exchangeUp(up net.Conn) (*peermeta.Node, net.Conn) {
+	if p.env.Stats != nil {
+		up.Write(p.env.Stats.Self.ExchangeBlock())
+	}
+	up.SetReadDeadline(time.Now().Add(exchangeTimeout))
+	n, rest, err := peermeta.ReadExchange(up)
+	up.SetReadDeadline(time.Time{})
+	if err != nil {
+		filterLog.Debug("tcp metadata exchange: no block from upstream", "listener", p.l.Name, "err", err)
+		return nil, withPrefix(up, rest)
+	}
+	return n, up
+}
+
+// prefixConn replays bytes read ahead of a connection's stream.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection underneath, as pipe expects.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func withPrefix(c net.Conn, prefix []byte) net.Conn {
+	if len(prefix) == 0 {
+		return c
+	}
+	return &prefixConn{Conn: c, prefix: append([]byte(nil), prefix...)}
+}
+
 // pipe copies src to dst, half-closing dst when src ends, resetting the idle timer on traffic.
-func pipe(dst, src net.Conn, idle time.Duration) int64 {
+func pipe(dst, src net.Conn, idle time.Duration, count func(int)) int64 {
 	buf := make([]byte, 32<<10)
 	var n int64
 	for {
@@ -144,6 +242,9 @@ func pipe(dst, src net.Conn, idle time.Duration) int64 {
 				return n
 			}
 			n += int64(k)
+			if count != nil {
+				count(k)
+			}
 		}
 		if err != nil {
 			if err != io.EOF {

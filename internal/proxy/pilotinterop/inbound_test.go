@@ -38,6 +38,7 @@ import (
 // iptables capture makes it; its inbound clusters send to a local app.
 type inbound struct {
 	addr  string // the capture listener
+	proxy *agent.Proxy
 	ca    *ca.Authority
 	podIP netip.Addr
 	dst   chan netip.AddrPort // the original destination of the next connection
@@ -138,7 +139,7 @@ func startInboundOpts(t *testing.T, w *pilottest.World, pc *xds.PushContext, pod
 	if err := ads.cache.SetSnapshot(context.Background(), node, snap); err != nil {
 		t.Fatal(err)
 	}
-	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0", NoLean: noLean,
+	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0", NoLean: noLean, Peer: nodePeers[node],
 		XDSBackoff: [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
 		OriginalDst: func(net.Conn) (netip.AddrPort, bool) {
 			return <-h.dst, true
@@ -152,6 +153,7 @@ func startInboundOpts(t *testing.T, w *pilottest.World, pc *xds.PushContext, pod
 	}
 	t.Cleanup(func() { cancel(); px.Close() })
 	ads.waitACK(t, resourcev3.ListenerType, resourcev3.SecretType)
+	h.proxy = px
 	return h
 }
 

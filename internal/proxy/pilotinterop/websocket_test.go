@@ -156,8 +156,9 @@ func wsRead(r *bufio.Reader) (byte, []byte, error) {
 // redirected to dst, and its endpoints of the server's service sent to the
 // server sidecar's capture listener on loopback (pod IPs are unreachable here).
 type outbound struct {
-	addr string
-	dst  netip.AddrPort
+	addr  string
+	dst   netip.AddrPort
+	proxy *agent.Proxy
 }
 
 func startOutbound(t *testing.T, pc *xds.PushContext, node string, authority *ca.Authority, service string, server *inbound) *outbound {
@@ -223,7 +224,7 @@ func startOutbound(t *testing.T, pc *xds.PushContext, node string, authority *ca
 	}
 	// A ClusterIP of the service range; the per-port listener matches on the port.
 	o.dst = netip.AddrPortFrom(netip.MustParseAddr("198.19.0.80"), uint16(port))
-	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0",
+	px, err := agent.New(agent.Options{XDSAddress: ads.addr, NodeID: node, AdminAddress: "127.0.0.1:0", Peer: nodePeers[node],
 		XDSBackoff:  [2]time.Duration{50 * time.Millisecond, 200 * time.Millisecond},
 		OriginalDst: func(net.Conn) (netip.AddrPort, bool) { return o.dst, true }})
 	if err != nil {
@@ -235,6 +236,7 @@ func startOutbound(t *testing.T, pc *xds.PushContext, node string, authority *ca
 	}
 	t.Cleanup(func() { cancel(); px.Close() })
 	ads.waitACK(t, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType, resourcev3.EndpointType)
+	o.proxy = px
 	return o
 }
 
