@@ -95,8 +95,8 @@ spec:
 	if pass.TransportSocket != nil {
 		t.Errorf("passthrough chain ends TLS (%v); it must not", pass.TransportSocket)
 	}
-	if got := filterNames(pass); len(got) != 2 || got[0] != "envoy.filters.network.rbac" || got[1] != tcpProxyFilterName {
-		t.Errorf("passthrough chain filters %v: want the gateway's DENY policy (network rbac), then tcp_proxy", got)
+	if got := filterNames(pass); len(got) != 3 || got[0] != "envoy.filters.network.rbac" || got[1] != statsFilterName || got[2] != tcpProxyFilterName {
+		t.Errorf("passthrough chain filters %v: want the gateway's DENY policy (network rbac), Istio's stats, then tcp_proxy", got)
 	}
 
 	term := find[*listenerv3.Listener](t, r, resourcev3.ListenerType, "0.0.0.0_31400").FilterChains
