@@ -1,11 +1,13 @@
 package validation
 
 import (
+	"encoding/json"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"istio.io/api/security/v1beta1"
 	security "istio.io/client-go/pkg/apis/security/v1"
 )
@@ -147,6 +149,17 @@ func validateRequestAuthentication(l *list, o *security.RequestAuthentication) {
 		for j, h := range r.FromHeaders {
 			if h.Name == "" {
 				l.err(idx(p+".fromHeaders", j)+".name", "header name is required")
+			}
+		}
+		if r.Jwks != "" {
+			var set jose.JSONWebKeySet
+			if err := json.Unmarshal([]byte(r.Jwks), &set); err != nil {
+				l.err(p+".jwks", "not a JWKS the proxy can read (%v); every token this rule covers is refused", err)
+			}
+		}
+		for j, c := range r.OutputClaimToHeaders {
+			if c.Header == "" || c.Claim == "" {
+				l.err(idx(p+".outputClaimToHeaders", j), "header and claim are required")
 			}
 		}
 	}

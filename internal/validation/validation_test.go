@@ -174,6 +174,8 @@ func TestSemanticErrorsAndWarnings(t *testing.T) {
 		{`{apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: a}, spec: {action: CUSTOM}}`, "spec.provider.name", "CUSTOM needs", false},
 		{`{apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: a}, spec: {rules: [{when: [{key: request.colour, values: [red]}]}]}}`, "spec.rules[0].when[0].key", "unknown condition key", false},
 		{`{apiVersion: security.istio.io/v1, kind: RequestAuthentication, metadata: {name: a}, spec: {jwtRules: [{issuer: x, jwksUri: "ftp://x"}]}}`, "spec.jwtRules[0].jwksUri", "not an http(s) URL", false},
+		{`{apiVersion: security.istio.io/v1, kind: RequestAuthentication, metadata: {name: a}, spec: {jwtRules: [{issuer: x, jwks: "not json"}]}}`, "spec.jwtRules[0].jwks", "not a JWKS", false},
+		{`{apiVersion: security.istio.io/v1, kind: RequestAuthentication, metadata: {name: a}, spec: {jwtRules: [{issuer: x, outputClaimToHeaders: [{header: x-sub}]}]}}`, "spec.jwtRules[0].outputClaimToHeaders[0]", "header and claim are required", false},
 		{`{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: Bad_Name}, spec: {hosts: [a], http: [{route: [{destination: {host: a}}]}]}}`, "metadata.name", "invalid name", false},
 	}
 	for _, c := range cases {

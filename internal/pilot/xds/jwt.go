@@ -15,6 +15,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/types/known/emptypb"
 	securityapi "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -23,6 +24,17 @@ import (
 // noKeys is the JWKS of a rule whose keys pilot could not get: every token
 // fails against it (401), as with istiod, and requests without one pass.
 const noKeys = `{"keys":[]}`
+
+// usableJWKS reports whether keys is a JWKS mesh-proxy's jwt_authn filter
+// can read (it reads it with go-jose too). An inline jwks or a fetched
+// document that is not would make the proxy refuse the whole listener, so
+// the proxy would keep its old config, or at start have no inbound
+// listener; such a rule gets noKeys instead: every token it covers is
+// refused.
+func usableJWKS(keys string) bool {
+	var set jose.JSONWebKeySet
+	return json.Unmarshal([]byte(keys), &set) == nil
+}
 
 // jwtFilter is the jwt_authn filter for the RequestAuthentications of a
 // workload, as istiod builds it: one provider per JWT rule, the JWKS inline
@@ -76,6 +88,9 @@ func jwtFilter(ras []*securityv1.RequestAuthentication) *hcmv3.HttpFilter {
 
 func jwtProvider(jr *securityapi.JWTRule) *jwtv3.JwtProvider {
 	keys := jr.GetJwks()
+	if keys != "" && !usableJWKS(keys) {
+		keys = noKeys
+	}
 	if keys == "" {
 		timeout := 5 * time.Second
 		if d := jr.GetTimeout(); d != nil && d.AsDuration() > 0 {
@@ -97,10 +112,18 @@ func jwtProvider(jr *securityapi.JWTRule) *jwtv3.JwtProvider {
 		ForwardPayloadHeader: jr.GetOutputPayloadToHeader(),
 		PayloadInMetadata:    jr.GetIssuer(),
 	}
+	// A header or claim with no name can carry nothing (Envoy and istiod's
+	// validation refuse them, mesh-proxy would NACK): such entries are left out.
 	for _, h := range jr.GetFromHeaders() {
+		if h.GetName() == "" {
+			continue
+		}
 		p.FromHeaders = append(p.FromHeaders, &jwtv3.JwtHeader{Name: h.GetName(), ValuePrefix: h.GetPrefix()})
 	}
 	for _, c := range jr.GetOutputClaimToHeaders() {
+		if c.GetHeader() == "" || c.GetClaim() == "" {
+			continue
+		}
 		p.ClaimToHeaders = append(p.ClaimToHeaders, &jwtv3.JwtClaimToHeader{HeaderName: c.GetHeader(), ClaimName: c.GetClaim()})
 	}
 	return p
@@ -167,9 +190,7 @@ func (c *jwksCache) fetch(ctx context.Context, uri, issuer string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	var set struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
+	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(b, &set); err != nil {
 		return "", fmt.Errorf("%s: not a JWKS: %w", uri, err)
 	}

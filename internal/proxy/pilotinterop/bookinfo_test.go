@@ -74,7 +74,7 @@ func startADS(t *testing.T) *adsServer {
 }
 
 // world is Bookinfo in "default" with an ingress gateway pod, plus rules.
-func world(t *testing.T, rules ...string) (*pilottest.World, *xds.PushContext) {
+func world(t testing.TB, rules ...string) (*pilottest.World, *xds.PushContext) {
 	t.Helper()
 	w := pilottest.NewWorld("default")
 	if err := w.AddFile(filepath.Join(fixtures, "bookinfo.yaml")); err != nil {
