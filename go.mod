@@ -31,7 +31,7 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/tools v0.49.0 // indirect
-	sigs.k8s.io/gateway-api/conformance v1.6.3 // indirect
+	sigs.k8s.io/gateway-api/conformance v1.6.3
 )
 
 require (
