@@ -58,8 +58,10 @@ func NewCommand(ctx *cli.Context) *cobra.Command {
 		Short: "Find mistakes in mesh configuration, in files and in the cluster",
 		Long: `Analyze reads Istio configuration (VirtualService, DestinationRule, Gateway,
 ServiceEntry, Sidecar, WorkloadEntry, PeerAuthentication, AuthorizationPolicy,
-RequestAuthentication, Telemetry; kinds the mesh does not read, such as
-EnvoyFilter, are reported as such) and the Kubernetes objects it points at, from files,
+RequestAuthentication, Telemetry), the Kubernetes Gateway API (GatewayClass,
+Gateway, HTTPRoute, GRPCRoute, ReferenceGrant and their CRDs; kinds the mesh
+does not read, such as EnvoyFilter, are reported as such) and the Kubernetes
+objects they point at, from files,
 directories (-R to descend), standard input ("-") and the cluster, and reports
 problems with Istio's message codes (IST....) and mesh's own (MSH....).
 

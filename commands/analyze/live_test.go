@@ -10,6 +10,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"mesh.dev/mesh/internal/cli"
@@ -114,5 +117,37 @@ spec:
 	}
 	if !strings.Contains(out, "vs.yaml:25") {
 		t.Errorf("message does not point at the file and line of the field:\n%s", out)
+	}
+}
+
+// TestLiveGatewayAPICRDs: a cluster whose HTTPRoute CRD is an old release
+// serving v1beta1 only: live analysis lists the Gateway API's CRDs and
+// says pilot reads no HTTPRoute there (IST0156), an Error.
+func TestLiveGatewayAPICRDs(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dyn := dynamic.NewForConfigOrDie(c.RESTConfig())
+	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	crd := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+		"metadata": map[string]any{"name": "httproutes.gateway.networking.k8s.io",
+			"annotations": map[string]any{"gateway.networking.k8s.io/bundle-version": "v0.6.2", "gateway.networking.k8s.io/channel": "standard"}},
+		"spec": map[string]any{
+			"group": "gateway.networking.k8s.io", "scope": "Namespaced",
+			"names": map[string]any{"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute", "listKind": "HTTPRouteList"},
+			"versions": []any{map[string]any{"name": "v1beta1", "served": true, "storage": true,
+				"schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}},
+		},
+	}}
+	if _, err := dyn.Resource(crds).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create CRD: %v", err)
+	}
+	t.Cleanup(func() {
+		dyn.Resource(crds).Delete(context.Background(), crd.GetName(), metav1.DeleteOptions{})
+	})
+	out, code := run(t, "", "--kubeconfig", c.KubeconfigPath(), "-A")
+	if code != cli.ExitFindings || !strings.Contains(out, "IST0156") || !strings.Contains(out, "CustomResourceDefinition httproutes.gateway.networking.k8s.io") {
+		t.Errorf("exit %d, want IST0156 about the HTTPRoute CRD:\n%s", code, out)
 	}
 }

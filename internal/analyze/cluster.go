@@ -48,7 +48,31 @@ var clusterResources = []schema.GroupVersionResource{
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"},
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"},
-	{Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "referencegrants"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "referencegrants"},
+	// Only the Gateway API's CRDs are kept (IST0156, IST0176); see keep.
+	crdResource,
+}
+
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// keep says whether a listed object is one analysis reads: of the CRDs,
+// only the Gateway API's, without their schemas.
+func keep(gvr schema.GroupVersionResource, obj map[string]any) bool {
+	if gvr != crdResource {
+		return true
+	}
+	spec, _ := obj["spec"].(map[string]any)
+	if g, _ := spec["group"].(string); g != gatewayAPIGroup {
+		return false
+	}
+	// The schemas are most of a CRD's size; only names and versions are read.
+	versions, _ := spec["versions"].([]any)
+	for _, v := range versions {
+		if vm, ok := v.(map[string]any); ok {
+			delete(vm, "schema")
+		}
+	}
+	return true
 }
 
 // controlPlaneResources are read from the mesh's own namespace only: the
@@ -105,6 +129,9 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) ([]*resource.Raw, error)
 		}
 		for i := range list.Items {
 			obj := list.Items[i].Object
+			if !keep(gvr, obj) {
+				continue
+			}
 			// Lists return items without apiVersion/kind on some servers.
 			if obj["kind"] == nil {
 				obj["kind"] = list.GetKind()[:len(list.GetKind())-len("List")]

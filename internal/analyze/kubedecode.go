@@ -299,7 +299,12 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 			return nil, nil
 		}
 		obj = &corev1.ConfigMap{ObjectMeta: md, Data: d.strMap(m, "data", "")}
+	case "apiextensions.k8s.io/CustomResourceDefinition":
+		obj = d.crd(m)
 	default:
+		if group == gatewayAPIGroup {
+			return decodeGatewayAPI(kind, m)
+		}
 		return nil, nil
 	}
 	return obj, d.err

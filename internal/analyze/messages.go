@@ -95,6 +95,12 @@ var (
 		"A VirtualService names a Gateway that Istio generates internally from a Kubernetes Gateway API Gateway; such names are an implementation detail."}
 	IneffectiveSelector = &MessageType{"IST0166", "IneffectiveSelector", Warning,
 		"A policy's workload selector matches the pods of a Kubernetes Gateway API Gateway, where a selector has no effect; targetRefs must be used."}
+	UnsupportedGatewayAPIVersion = &MessageType{"IST0156", "UnsupportedGatewayAPIVersion", Error,
+		"A Kubernetes Gateway API CRD of a kind pilot reads does not serve the version pilot reads (v1), so that kind is not read at all."}
+	NegativeConditionStatus = &MessageType{"IST0171", "NegativeConditionStatus", Warning,
+		"A Kubernetes Gateway API object has (or, from the configuration, will be given) a status condition that shows a problem: not accepted, references not resolved, a listener conflict."}
+	GatewayAPICRDVersionBelowMinimum = &MessageType{"IST0176", "GatewayAPICRDVersionBelowMinimum", Warning,
+		"A Kubernetes Gateway API CRD is an older release than the one mesh is built for: the API server drops the fields that release lacks."}
 	DestinationRuleSubsetNotSelectPods = &MessageType{"IST0173", "DestinationRuleSubsetNotSelectPods", Error,
 		"A DestinationRule subset that traffic is routed to selects no pods."}
 	UnknownDestinationRuleHost = &MessageType{"IST0174", "UnknownDestinationRuleHost", Warning,
@@ -123,9 +129,9 @@ func AllMessageTypes() []*MessageType {
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch, VirtualServiceHostNotFoundInGateway,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, DeploymentConflictingPorts,
 		GatewayDuplicateCertificate, InvalidWebhook, IngressRouteRulesNotAffected, InvalidApplicationUID, ConflictingGateways, ImageAutoWithoutInjectionWarning, ImageAutoWithoutInjectionError,
-		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider, PodsIstioProxyImageMismatchInNamespace,
+		JwtClaimBasedRoutingWithoutRequestAuthN, ExternalNameServiceTypeInvalidPortName, UnsupportedGatewayAPIVersion, InvalidTelemetryProvider, PodsIstioProxyImageMismatchInNamespace,
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
-		ReferencedInternalGateway, IneffectiveSelector,
-		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
+		ReferencedInternalGateway, IneffectiveSelector, NegativeConditionStatus,
+		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, GatewayAPICRDVersionBelowMinimum, ConflictingServiceEntryProtocol,
 		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported}
 }

@@ -213,7 +213,7 @@ func (s *Snapshot) index() {
 	s.labelIndex = map[labelKey][]*Workload{}
 	s.workloadsByNS = map[string][]*Workload{}
 	for _, r := range s.Resources {
-		s.byKind[r.Kind] = append(s.byKind[r.Kind], r)
+		s.byKind[r.kindKey()] = append(s.byKind[r.kindKey()], r)
 		if r.Namespace != "" {
 			s.knownNS[r.Namespace] = true
 		}

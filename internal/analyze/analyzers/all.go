@@ -15,6 +15,7 @@ func All() []analyze.Analyzer {
 		&MeshNetworks{}, &MTLSConflicts{}, &ServerVerification{}, &InjectionLabels{}, &ImageAuto{},
 		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
 		&Webhooks{}, &IngressSubsets{}, &InternalGateways{}, &IneffectiveSelectors{}, &ServiceEntryProtocols{}, &ProxyImages{}, &GatewaySelectors{},
+		&GatewayAPIReferences{}, &GatewayAPIConditions{}, &GatewayAPICRDs{},
 		&RetryAmplification{}, &SidecarScope{}, &NotEnforced{},
 	}
 }
