@@ -49,6 +49,11 @@ var clusterResources = []schema.GroupVersionResource{
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"},
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "referencegrants"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "tcproutes"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "tlsroutes"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "udproutes"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "listenersets"},
+	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "backendtlspolicies"},
 	// Only the Gateway API's CRDs are kept (IST0156, IST0176); see keep.
 	crdResource,
 }

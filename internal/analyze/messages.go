@@ -114,7 +114,7 @@ var (
 	NotEnforced = &MessageType{"MSH0003", "NotEnforced", Warning,
 		"A setting this mesh does not carry out yet: traffic behaves as if it were absent, or, for an ALLOW rule, as if the rule allowed nobody."}
 	KindNotSupported = &MessageType{"MSH0004", "KindNotSupported", Warning,
-		"A resource of a kind this mesh does not read at all (EnvoyFilter, WasmPlugin, WorkloadGroup, ProxyConfig): it has no effect."}
+		"A resource of a kind this mesh does not read at all (EnvoyFilter, WasmPlugin, WorkloadGroup, ProxyConfig; the Gateway API's TCPRoute, TLSRoute, UDPRoute, ListenerSet, BackendTLSPolicy): it has no effect."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
