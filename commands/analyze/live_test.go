@@ -132,7 +132,8 @@ func TestLiveGatewayAPICRDs(t *testing.T) {
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
 		"metadata": map[string]any{"name": "httproutes.gateway.networking.k8s.io",
-			"annotations": map[string]any{"gateway.networking.k8s.io/bundle-version": "v0.6.2", "gateway.networking.k8s.io/channel": "standard"}},
+			"annotations": map[string]any{"gateway.networking.k8s.io/bundle-version": "v0.6.2", "gateway.networking.k8s.io/channel": "standard",
+				"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"}},
 		"spec": map[string]any{
 			"group": "gateway.networking.k8s.io", "scope": "Namespaced",
 			"names": map[string]any{"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute", "listKind": "HTTPRouteList"},
