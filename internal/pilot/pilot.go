@@ -34,6 +34,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/gatewaydeploy"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/rollout"
 	"mesh.dev/mesh/internal/pilot/status"
 	"mesh.dev/mesh/internal/pilot/telemetry"
 	"mesh.dev/mesh/internal/pilot/webhook"
@@ -282,6 +283,11 @@ func (o *Options) Run(ctx context.Context) error {
 		},
 	}
 
+	// Staged release: the manager stands between the watcher and the xDS
+	// server, serving released versions and staging candidates
+	// (docs/rollout.md); with no annotated resource it passes snapshots on.
+	staged := &rollout.Manager{Log: log, Push: srv.UpdateStaged}
+	srv.OnReject = staged.Reject
 	// The Gateway API automated deployment: one replica applies it, the
 	// status writer's leader.
 	deployer := &gatewaydeploy.Deployer{Kube: kube, Values: values, ServiceType: corev1.ServiceType(o.GatewayServiceType)}
@@ -291,7 +297,7 @@ func (o *Options) Run(ctx context.Context) error {
 	g.Go(func() error {
 		reported := map[string]bool{}
 		w := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
-			srv.Update(s, ch)
+			staged.Offer(s, ch)
 			statusWriter.Offer(s)
 			reportTelemetry(log, s, reported)
 		}}

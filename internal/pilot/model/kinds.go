@@ -60,7 +60,17 @@ type Kind struct {
 
 	load    func(f Informers, in *Input) // fills the kind's Input field from the informer's cache
 	objects func(*Snapshot) []metav1.Object
+	put     func(in *Input, ns, name string, obj metav1.Object)
+	list    func(in *Input) []metav1.Object
 }
+
+// Put sets the kind's object ns/name in in to obj (nil: removes it),
+// copying the list rather than writing into one a snapshot may share.
+func (k *Kind) Put(in *Input, ns, name string, obj metav1.Object) { k.put(in, ns, name, obj) }
+
+// List returns the kind's objects in in, as read (a VirtualService that
+// internal/gatewayapi made of an HTTPRoute is no object of in).
+func (k *Kind) List(in *Input) []metav1.Object { return k.list(in) }
 
 // Informers are the informer factories the kinds are watched through;
 // Istio is nil when the Istio CRDs are not served, GatewayAPI when the
@@ -280,6 +290,27 @@ func register[T metav1.Object](kind string, in func(*Input) *[]T, snap func(*Sna
 			}
 		}
 	}
+	row.put = func(dst *Input, ns, name string, obj metav1.Object) {
+		list := *in(dst)
+		out := make([]T, 0, len(list)+1)
+		for _, o := range list {
+			if o.GetNamespace() != ns || o.GetName() != name {
+				out = append(out, o)
+			}
+		}
+		if obj != nil {
+			out = append(out, obj.(T))
+		}
+		*in(dst) = out
+	}
+	row.list = func(src *Input) []metav1.Object {
+		objs := *in(src)
+		out := make([]metav1.Object, len(objs))
+		for i, o := range objs {
+			out[i] = o
+		}
+		return out
+	}
 	row.objects = func(s *Snapshot) []metav1.Object {
 		objs := snap(s)
 		out := make([]metav1.Object, len(objs))
@@ -312,7 +343,7 @@ func init() {
 	register("GRPCRoute", func(in *Input) *[]*gwv1.GRPCRoute { return &in.GRPCRoutes }, func(s *Snapshot) []*gwv1.GRPCRoute { return s.GRPCRoutes })
 	register("ReferenceGrant", func(in *Input) *[]*gwv1.ReferenceGrant { return &in.ReferenceGrants }, func(s *Snapshot) []*gwv1.ReferenceGrant { return s.ReferenceGrants })
 	for _, k := range Kinds {
-		if k.load == nil || k.objects == nil || k.Informer == nil {
+		if k.load == nil || k.objects == nil || k.put == nil || k.Informer == nil {
 			panic(fmt.Sprintf("model: kind %s has no Input/Snapshot field or informer", k.GVK.Kind))
 		}
 	}

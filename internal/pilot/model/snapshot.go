@@ -198,7 +198,16 @@ type Snapshot struct {
 	// in holds the core objects the snapshot was built from, for the kind
 	// table's accessors (Kind.Objects).
 	in Input
+	// input is the Input as given to Build, so a variant of the snapshot
+	// with some objects swapped (a staged rollout's released and candidate
+	// versions, internal/pilot/rollout) can be built from it.
+	input Input
 }
+
+// Input returns the Input the snapshot was built from. Its lists are
+// shared with the snapshot: change them only through Kind.Put, which
+// copies.
+func (s *Snapshot) Input() Input { return s.input }
 
 // ServiceByHost returns the service named host, or nil.
 func (s *Snapshot) ServiceByHost(host string) *Service { return s.servicesByHost[host] }
@@ -265,6 +274,7 @@ func Build(version uint64, in Input) *Snapshot {
 		namespaces:     map[string]*corev1.Namespace{},
 		secrets:        map[string]*corev1.Secret{},
 		secretNS:       in.SecretNamespace,
+		input:          in,
 		// Copied, so a caller reusing its slices cannot change an older
 		// snapshot: pushes compare snapshots to find what changed.
 		VirtualServices:        slices.Clone(in.VirtualServices),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/rollout"
 )
 
 // Server keeps every connected proxy's view of the model up to date, and
@@ -41,6 +43,17 @@ type Server struct {
 	plaintext map[int64]struct{}
 	ready     chan struct{}
 	once      sync.Once
+
+	// Staged release (stage.go): the plan of the last push and what it
+	// decided; nil while nothing is staged. updateMu serialises pushes.
+	updateMu  sync.Mutex
+	plan      rollout.Plan
+	staging   atomic.Pointer[staging]
+	restaging atomic.Bool
+	// OnReject is told (on its own goroutine) when a staged proxy rejects
+	// a candidate: a NACK of a type the candidate changed, or config
+	// generated from it that fails validation.
+	OnReject func(rollout.Rejection)
 }
 
 type proxyState struct {
@@ -53,6 +66,7 @@ type proxyState struct {
 
 	mu        sync.Mutex
 	res       *Resources
+	variant   string                 // the candidates res was generated with ("": the released world)
 	status    map[string]*typeStatus // by type URL
 	pushStart map[string]time.Time   // when a new version of a type was set, until acked
 }
@@ -145,11 +159,48 @@ func (s *Server) connect(streamID int64, node *corev3.Node) error {
 	}
 	s.Log.Info("proxy connected", "proxy", node.Id, "stream", streamID)
 	if fresh && pc != nil {
-		if _, err := s.push(pc, ps, time.Now()); err != nil {
+		if _, err := s.push(pc, ps, "", time.Now()); err != nil {
 			s.Log.Error("generate config", "proxy", node.Id, "err", err)
+		}
+		if s.staging.Load() != nil {
+			s.restage()
 		}
 	}
 	return nil
+}
+
+// restage works the stages out again over the proxies now connected (a
+// proxy joining mid-rollout may belong to a stage), once for a burst of
+// connections.
+func (s *Server) restage() {
+	if !s.restaging.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(100*time.Millisecond, func() {
+		s.restaging.Store(false)
+		s.mu.Lock()
+		pc, plan := s.pc, s.plan
+		s.mu.Unlock()
+		if len(plan.Candidates) > 0 {
+			s.UpdateStaged(pc.Snap, model.Change{Full: true}, plan)
+		}
+	})
+}
+
+// rejected lays a staged proxy's rejection (of typeURL; "" when pilot
+// could not send its config at all) on the candidates that changed it.
+func (s *Server) rejected(st *staging, pc *PushContext, ps *proxyState, variant, typeURL, reason string) {
+	if s.OnReject == nil || st == nil {
+		return
+	}
+	short := "config"
+	if typeURL != "" {
+		short = ShortType(typeURL)
+	}
+	for _, c := range st.blame(variant, pc, ps.proxy, typeURL) {
+		r := rollout.Rejection{ID: c.ID, Revision: c.Revision, Proxy: ps.proxy.ID, Type: short, Reason: reason}
+		go s.OnReject(r)
+	}
 }
 
 func (s *Server) disconnect(streamID int64) {
@@ -196,9 +247,17 @@ func (s *Server) request(streamID int64, typeURL, nonce, version string, errDeta
 	}
 	var ackedLatency time.Duration
 	acked := false
+	variant := ""
 	if errDetail != "" {
 		st.nack = errDetail
 		rejected = st.sent
+		if delta {
+			rejected = version
+		}
+		if ps.res != nil && ps.variant != "" && rejected == ps.res.Version(typeURL) {
+			// The proxy refused what its candidate made of this type.
+			variant = ps.variant
+		}
 	} else {
 		st.acked, st.nack = version, ""
 		if t, ok := ps.pushStart[typeURL]; ok && ps.res != nil && version == ps.res.Version(typeURL) {
@@ -207,6 +266,12 @@ func (s *Server) request(streamID int64, typeURL, nonce, version string, errDeta
 		}
 	}
 	ps.mu.Unlock()
+	if variant != "" {
+		s.mu.Lock()
+		pc := s.pc
+		s.mu.Unlock()
+		s.rejected(s.staging.Load(), pc, ps, variant, typeURL, errDetail)
+	}
 	if errDetail != "" {
 		s.Log.Warn("proxy rejected config (NACK)", "proxy", ps.proxy.ID, "type", ShortType(typeURL), "nonce", nonce, "error", errDetail)
 		if s.Metrics != nil {
@@ -311,6 +376,9 @@ type SyncStatus struct {
 	IstioVersion string                `json:"istioVersion,omitempty"`
 	ClusterID    string                `json:"clusterID,omitempty"`
 	Types        map[string]TypeStatus `json:"types"`
+	// Candidates are the staged changes (Kind/namespace/name) the proxy
+	// is served instead of their released versions (docs/rollout.md).
+	Candidates []string `json:"candidates,omitempty"`
 }
 
 // TypeStatus is what pilot sent a proxy for one xDS type and what came back.
@@ -347,6 +415,9 @@ func (s *Server) Syncz() []SyncStatus {
 	for _, ps := range states {
 		row := SyncStatus{Proxy: ps.proxy.ID, IstioVersion: ps.proxy.Metadata.IstioVersion, ClusterID: ps.proxy.Metadata.ClusterID, Types: map[string]TypeStatus{}}
 		ps.mu.Lock()
+		if ps.variant != "" {
+			row.Candidates = strings.Split(ps.variant, ",")
+		}
 		for short, url := range syncTypes {
 			ts := TypeStatus{Status: StatusNotSent}
 			if st := ps.status[url]; st != nil {

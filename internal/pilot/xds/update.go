@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/rollout"
 )
 
 // The push: a new snapshot in, the proxies it reaches regenerated through
@@ -18,8 +19,19 @@ import (
 // for a config change of a tracked kind (see diffConfig) only proxies whose
 // group it can reach; and only types whose content changed are sent.
 func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
+	s.UpdateStaged(snap, ch, rollout.Plan{})
+}
+
+// UpdateStaged is Update while changes are staged: snap is the released
+// world, served to every proxy but those the plan's stages give a
+// candidate (stage.go). It returns what the push made of each candidate.
+// With an empty plan it is Update.
+func (s *Server) UpdateStaged(snap *model.Snapshot, ch model.Change, plan rollout.Plan) map[string]rollout.Counts {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
 	start := time.Now()
 	s.mu.Lock()
+	staged := s.staging.Load() != nil || len(plan.Candidates) > 0
 	old := s.pc
 	kind := "full"
 	var pc *PushContext
@@ -29,7 +41,7 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 		kind = "eds"
 		pc = old.Reuse(snap, ch.EndpointHosts)
 		for _, ps := range s.proxies {
-			if ps.usesAny(ch.EndpointHosts) || ownPodChanged(old.Snap, snap, ps.proxy) {
+			if ps.usesAny(ch.EndpointHosts) || ownPodChanged(old.Snap, snap, ps.proxy) || staged && ps.staged() {
 				affected = append(affected, ps)
 			}
 		}
@@ -50,7 +62,9 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 		for _, ps := range s.proxies {
 			ps.mu.Lock()
 			g := (*Resources)(nil)
-			if ps.res != nil {
+			if ps.res != nil && ps.variant == "" {
+				// A staged proxy's groups belong to its candidate's
+				// context: never carried into the released one.
 				g = ps.res.base
 			}
 			ps.mu.Unlock()
@@ -76,10 +90,43 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 			affected = append(affected, ps)
 		}
 	}
+	var all []*proxyState
+	if staged {
+		all = make([]*proxyState, 0, len(s.proxies))
+		for _, ps := range s.proxies {
+			all = append(all, ps)
+		}
+	}
 	s.pc = pc
 	s.mu.Unlock()
 	s.once.Do(func() { close(s.ready) })
 
+	var counts map[string]rollout.Counts
+	if staged {
+		var st *staging
+		st, counts = s.stage(pc, plan, all)
+		s.mu.Lock()
+		s.plan = plan
+		s.staging.Store(st)
+		s.mu.Unlock()
+		// Proxies moving between versions, and every staged one (its
+		// candidate's context is new), are regenerated.
+		in := make(map[*proxyState]bool, len(affected))
+		for _, ps := range affected {
+			in[ps] = true
+		}
+		for _, ps := range all {
+			if in[ps] {
+				continue
+			}
+			ps.mu.Lock()
+			was := ps.variant
+			ps.mu.Unlock()
+			if _, now := st.contextFor(ps.proxy.ID, pc); was != "" || now != "" {
+				affected = append(affected, ps)
+			}
+		}
+	}
 	pushed := s.regenerate(pc, affected, start)
 	if s.Metrics != nil {
 		s.Metrics.GenerateSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
@@ -87,6 +134,14 @@ func (s *Server) Update(snap *model.Snapshot, ch model.Change) {
 		s.Metrics.GroupsBuilt.WithLabelValues(kind).Add(float64(pc.Built()))
 	}
 	s.Log.Debug("push", "kind", kind, "snapshot", snap.Version, "affected", len(affected), "pushed", pushed, "groups built", pc.Built(), "took", time.Since(start))
+	return counts
+}
+
+// staged reports whether the proxy is served a candidate.
+func (ps *proxyState) staged() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.variant != ""
 }
 
 func ownPodChanged(a, b *model.Snapshot, p *model.Proxy) bool {
@@ -114,14 +169,19 @@ func (s *Server) regenerate(pc *PushContext, proxies []*proxyState, start time.T
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	pushed := 0
+	st := s.staging.Load()
 	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ps := range work {
-				changed, err := s.push(pc, ps, start)
+				vpc, variant := st.contextFor(ps.proxy.ID, pc)
+				changed, err := s.push(vpc, ps, variant, start)
 				if err != nil {
 					s.Log.Error("generate config", "proxy", ps.proxy.ID, "err", err)
+					if variant != "" {
+						s.rejected(st, pc, ps, variant, "", err.Error())
+					}
 					continue
 				}
 				if changed {
@@ -140,8 +200,9 @@ func (s *Server) regenerate(pc *PushContext, proxies []*proxyState, start time.T
 	return pushed
 }
 
-// push generates one proxy's resources and sets its snapshot when a type changed.
-func (s *Server) push(pc *PushContext, ps *proxyState, start time.Time) (bool, error) {
+// push generates one proxy's resources from pc (its variant's context:
+// "" for the released world) and sets its snapshot when a type changed.
+func (s *Server) push(pc *PushContext, ps *proxyState, variant string, start time.Time) (bool, error) {
 	secrets := s.Secrets
 	if ps.plaintext.Load() {
 		secrets = nil
@@ -166,6 +227,7 @@ func (s *Server) push(pc *PushContext, ps *proxyState, start time.Time) (bool, e
 		}
 	}
 	ps.res = res
+	ps.variant = variant
 	if changed {
 		// Under ps.mu so two pushes to one proxy cannot install out of order.
 		s.cache.setView(ps.proxy.ID, res.gens)

@@ -1,0 +1,471 @@
+package rollout
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"mesh.dev/mesh/internal/pilot/model"
+)
+
+// Phase is where a resource's latest change stands.
+type Phase string
+
+// The phases. Only Progressing serves the applied version to some proxies
+// and the released one to the rest; RolledBack and Held serve the
+// released version to all, Released the applied one to all.
+const (
+	Released    Phase = "Released"    // the applied version is served everywhere
+	Progressing Phase = "Progressing" // the applied version is the candidate of a stage
+	RolledBack  Phase = "RolledBack"  // the candidate was rejected; the released version is served everywhere
+	Held        Phase = "Held"        // the rollout annotations are wrong; the change waits until they are fixed
+)
+
+// Event is one step of a resource's rollouts, for its history, status and
+// Kubernetes Events.
+type Event struct {
+	Time     time.Time
+	ID       string
+	Revision uint64
+	Reason   string // Started, StageAdvanced, Promoted, RolledBack, Aborted, Held, Superseded, Released, Deleted
+	Stage    int    // 1-based stage, 0 when none
+	Percent  int
+	Message  string
+}
+
+// Status is one resource's rollout state as `mesh rollout status` shows it.
+type Status struct {
+	ID              string
+	Kind            string
+	Namespace, Name string
+	Phase           Phase
+	Revision        uint64
+	Stage           int // 1-based, 0 when not progressing
+	Stages          []int
+	Interval        time.Duration
+	// Since is when the current stage (or phase) began; NextStep when the
+	// stage's soak ends (zero when none is pending).
+	Since, NextStep time.Time
+	Affected        int      // proxies the candidate affects, at the last push
+	Staged          []string // proxies given the candidate, at the last push
+	Reason          string   // why the phase is what it is (rejections, annotation errors)
+	// Gates are the health gates asked for; they are not enforced yet
+	// (docs/rollout.md), which Reason does not repeat but status shows.
+	Max5xxRatio, MaxLatencyIncrease float64
+}
+
+// Manager decides, for every resource of a config kind carrying the
+// rollout annotations, which version is released and which is the
+// candidate of which stage, and hands each snapshot to Push as the
+// released world plus a plan of candidates. Without annotated resources
+// Push gets the watcher's snapshot itself and an empty plan.
+type Manager struct {
+	Clock Clock        // nil: the wall clock
+	Log   *slog.Logger // nil: slog.Default()
+	// Push serves base to every proxy and each candidate to the proxies
+	// its stage gives it, and returns what that made of each candidate.
+	// Calls are serialised.
+	Push func(base *model.Snapshot, ch model.Change, plan Plan) map[string]Counts
+	// OnEvent, when set, is told of every step (called with the manager's
+	// lock held: it must not call back).
+	OnEvent func(Event)
+
+	mu        sync.Mutex
+	applied   *model.Snapshot
+	resources map[string]*resource
+	base      *model.Snapshot
+}
+
+type resource struct {
+	id              string
+	kind            *model.Kind
+	namespace, name string
+	applied         metav1.Object // latest version as applied
+	released        metav1.Object // the version served to all but the staged; nil: none
+	spec            *Spec
+	phase           Phase
+	revision        uint64
+	stage           int // index into spec.Stages while Progressing
+	since, next     time.Time
+	timer           Timer
+	reason          string
+	counts          Counts
+	history         []Event
+}
+
+// maxHistory bounds the events kept per resource.
+const maxHistory = 50
+
+func (m *Manager) clock() Clock {
+	if m.Clock == nil {
+		return RealClock{}
+	}
+	return m.Clock
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.Log == nil {
+		return slog.Default()
+	}
+	return m.Log
+}
+
+// ID names a resource of a kind: Kind/namespace/name, the kind as
+// analyze names it (the Gateway API's Gateway qualified by its group).
+func ID(k *model.Kind, ns, name string) string { return kindName(k) + "/" + ns + "/" + name }
+
+func kindName(k *model.Kind) string {
+	if k.AnalyzerKind != "" {
+		return k.AnalyzerKind
+	}
+	return k.GVK.Kind
+}
+
+// Offer takes a new snapshot from the watcher and pushes it, with the
+// released versions of staged resources in place of the applied ones.
+func (m *Manager) Offer(snap *model.Snapshot, ch model.Change) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.resources == nil {
+		m.resources = map[string]*resource{}
+	}
+	first := m.applied == nil
+	prev := m.applied
+	m.applied = snap
+	in := snap.Input()
+	seen := map[string]bool{}
+	for _, k := range model.Kinds {
+		if !k.CRD {
+			continue // only config resources are staged; see docs/rollout.md
+		}
+		for _, o := range k.List(&in) {
+			id := ID(k, o.GetNamespace(), o.GetName())
+			seen[id] = true
+			m.observe(k, id, o, prev, first)
+		}
+	}
+	for id, r := range m.resources {
+		if !seen[id] {
+			// A deletion is not staged: the resource goes everywhere at once.
+			m.stop(r)
+			m.record(r, "Deleted", "deleted; a deletion is not staged and reaches every proxy at once")
+			delete(m.resources, id)
+		}
+	}
+	m.push(ch)
+}
+
+// observe folds one object of the new snapshot into its resource's state.
+func (m *Manager) observe(k *model.Kind, id string, o metav1.Object, prev *model.Snapshot, first bool) {
+	spec, err := Parse(o.GetAnnotations())
+	r := m.resources[id]
+	if r == nil {
+		if err == nil && !spec.Staged() {
+			return // not staged: served as applied, nothing to keep
+		}
+		r = &resource{id: id, kind: k, namespace: o.GetNamespace(), name: o.GetName(), phase: Released}
+		m.resources[id] = r
+		var before metav1.Object
+		if prev != nil {
+			pin := prev.Input()
+			for _, p := range k.List(&pin) {
+				if p.GetNamespace() == r.namespace && p.GetName() == r.name {
+					before = p
+				}
+			}
+		}
+		if first || sameSpec(before, o) {
+			// Nothing earlier to stage against: at pilot's start the
+			// applied version is taken as released (docs/rollout.md).
+			r.applied, r.released, r.spec = o, o, spec
+			if err != nil {
+				r.reason = err.Error()
+				m.record(r, "Invalid", err.Error()+"; the version already served stays served")
+			}
+			return
+		}
+		r.released, r.applied = before, before
+	}
+	if r.applied == o {
+		return
+	}
+	candidate := r.applied
+	r.applied = o
+	switch {
+	case err != nil:
+		m.stop(r)
+		r.phase, r.reason, r.spec = Held, err.Error(), nil
+		r.since, r.next = m.clock().Now(), time.Time{}
+		m.record(r, "Held", err.Error()+"; the change is not served until the annotation is fixed")
+	case !spec.Staged():
+		m.stop(r)
+		r.released, r.spec, r.phase, r.reason = o, spec, Released, ""
+		r.since, r.next = m.clock().Now(), time.Time{}
+		m.record(r, "Released", "released to every proxy at once: the resource asks for no stages")
+	case sameSpec(r.released, o):
+		// Back to (or still at) the released spec: nothing to stage.
+		wasRolling := r.phase == Progressing
+		m.stop(r)
+		r.released, r.spec, r.phase, r.reason = o, spec, Released, ""
+		if wasRolling {
+			m.record(r, "Superseded", "the change was reverted to the released version")
+		}
+	case r.phase == RolledBack && sameSpec(candidate, o):
+		// A rejected candidate is not retried by a metadata edit (a
+		// label a controller adds); a new spec starts a new rollout.
+		r.spec = spec
+	case r.phase == Progressing && sameSpec(candidate, o):
+		// Only the metadata changed (stages, interval): the rollout goes
+		// on under the new annotations.
+		r.spec = spec
+		if r.stage >= len(spec.Stages) || spec.Stages[r.stage] == 100 {
+			r.stage = len(spec.Stages) - 1
+		}
+		m.schedule(r)
+		if r.stage == len(spec.Stages)-1 {
+			m.promote(r, "the new stages end at the current one")
+		}
+	default:
+		if r.phase == Progressing {
+			m.record(r, "Superseded", "a newer change replaces the candidate; it starts again at stage 1")
+		}
+		m.stop(r)
+		r.spec, r.phase, r.reason = spec, Progressing, ""
+		r.revision++
+		r.stage = 0
+		m.schedule(r)
+		m.record(r, "Started", fmt.Sprintf("stage 1 of %d: %d%% of the affected proxies get the change for %s", len(spec.Stages), spec.Stages[0], spec.Interval))
+	}
+}
+
+// schedule starts the soak of r's current stage.
+func (m *Manager) schedule(r *resource) {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	id, rev, stage := r.id, r.revision, r.stage
+	r.since = m.clock().Now()
+	r.next = r.since.Add(r.spec.Interval)
+	r.timer = m.clock().AfterFunc(r.spec.Interval, func() { m.soaked(id, rev, stage) })
+}
+
+func (m *Manager) stop(r *resource) {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.next = time.Time{}
+}
+
+// soaked moves a rollout whose stage has soaked to its next stage.
+func (m *Manager) soaked(id string, rev uint64, stage int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.resources[id]
+	if r == nil || r.phase != Progressing || r.revision != rev || r.stage != stage {
+		return // superseded meanwhile
+	}
+	m.advance(r, "the stage soaked for "+r.spec.Interval.String())
+	m.push(model.Change{Full: true})
+}
+
+func (m *Manager) advance(r *resource, why string) {
+	r.stage++
+	if r.stage >= len(r.spec.Stages)-1 {
+		m.promote(r, why)
+		return
+	}
+	m.schedule(r)
+	m.record(r, "StageAdvanced", fmt.Sprintf("stage %d of %d: %d%% of the affected proxies (%s)", r.stage+1, len(r.spec.Stages), r.spec.Stages[r.stage], why))
+}
+
+// promote releases r's candidate: the last stage is every proxy.
+func (m *Manager) promote(r *resource, why string) {
+	m.stop(r)
+	r.stage = len(r.spec.Stages) - 1
+	r.released, r.phase, r.reason = r.applied, Released, ""
+	r.since = m.clock().Now()
+	m.record(r, "Promoted", "released to every proxy ("+why+")")
+}
+
+// Reject rolls a candidate back everywhere: a staged proxy refused it.
+// A rejection of an older candidate than the current one is ignored.
+func (m *Manager) Reject(rej Rejection) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.resources[rej.ID]
+	if r == nil || r.phase != Progressing || r.revision != rej.Revision {
+		return
+	}
+	m.rollBack(r, "RolledBack", fmt.Sprintf("proxy %s rejected the candidate's %s: %s", rej.Proxy, rej.Type, rej.Reason))
+	m.push(model.Change{Full: true})
+}
+
+func (m *Manager) rollBack(r *resource, reason, msg string) {
+	m.stop(r)
+	r.phase, r.reason = RolledBack, msg
+	r.since = m.clock().Now()
+	m.record(r, reason, msg+"; every proxy is back on the released version")
+}
+
+// Promote skips the soak of id's current stage (`mesh rollout promote`).
+func (m *Manager) Promote(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.progressing(id)
+	if err != nil {
+		return err
+	}
+	m.advance(r, "promoted by hand")
+	m.push(model.Change{Full: true})
+	return nil
+}
+
+// Abort rolls id's candidate back now (`mesh rollout abort`).
+func (m *Manager) Abort(id, why string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.progressing(id)
+	if err != nil {
+		return err
+	}
+	if why == "" {
+		why = "aborted by hand"
+	}
+	m.rollBack(r, "Aborted", why)
+	m.push(model.Change{Full: true})
+	return nil
+}
+
+func (m *Manager) progressing(id string) (*resource, error) {
+	r := m.resources[id]
+	if r == nil {
+		return nil, fmt.Errorf("%s has no rollout (no %s annotation, or no change since pilot started)", id, AnnotationStages)
+	}
+	if r.phase != Progressing {
+		return nil, fmt.Errorf("%s is not rolling out (it is %s)", id, r.phase)
+	}
+	return r, nil
+}
+
+func (m *Manager) record(r *resource, reason, msg string) {
+	e := Event{Time: m.clock().Now(), ID: r.id, Revision: r.revision, Reason: reason, Message: msg}
+	if r.phase == Progressing || reason == "Promoted" {
+		e.Stage = r.stage + 1
+		if r.spec != nil && r.stage < len(r.spec.Stages) {
+			e.Percent = r.spec.Stages[r.stage]
+		}
+	}
+	r.history = append(r.history, e)
+	if len(r.history) > maxHistory {
+		r.history = r.history[len(r.history)-maxHistory:]
+	}
+	m.log().Info("rollout", "resource", r.id, "revision", r.revision, "step", reason, "message", msg)
+	if m.OnEvent != nil {
+		m.OnEvent(e)
+	}
+}
+
+// push hands the released world and the candidates in flight to Push.
+func (m *Manager) push(ch model.Change) {
+	if m.applied == nil || m.Push == nil {
+		return
+	}
+	in := m.applied.Input()
+	swapped := false
+	var plan Plan
+	ids := make([]string, 0, len(m.resources))
+	for id := range m.resources {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		r := m.resources[id]
+		if r.released != r.applied {
+			r.kind.Put(&in, r.namespace, r.name, r.released)
+			swapped = true
+		}
+		if r.phase == Progressing {
+			plan.Candidates = append(plan.Candidates, Candidate{
+				ID: r.id, Kind: r.kind, Namespace: r.namespace, Name: r.name, Object: r.applied,
+				Percent: r.spec.Stages[r.stage], Revision: r.revision,
+			})
+		}
+	}
+	base := m.applied
+	if swapped {
+		base = model.Build(m.applied.Version, in)
+	}
+	m.base = base
+	counts := m.Push(base, ch, plan)
+	for _, c := range plan.Candidates {
+		if n, ok := counts[c.ID]; ok {
+			m.resources[c.ID].counts = n
+		}
+	}
+}
+
+// Statuses returns every staged resource's state, sorted by id.
+func (m *Manager) Statuses() []Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Status, 0, len(m.resources))
+	for _, r := range m.resources {
+		out = append(out, r.status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// History returns the events of id, oldest first.
+func (m *Manager) History(id string) ([]Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.resources[id]
+	if r == nil {
+		return nil, fmt.Errorf("%s has no rollout history", id)
+	}
+	return append([]Event(nil), r.history...), nil
+}
+
+func (r *resource) status() Status {
+	s := Status{
+		ID: r.id, Kind: kindName(r.kind), Namespace: r.namespace, Name: r.name, Phase: r.phase,
+		Revision: r.revision, Since: r.since, NextStep: r.next, Reason: r.reason,
+	}
+	if r.spec != nil {
+		s.Stages, s.Interval = r.spec.Stages, r.spec.Interval
+		s.Max5xxRatio, s.MaxLatencyIncrease = r.spec.Max5xxRatio, r.spec.MaxLatencyIncrease
+	}
+	if r.phase == Progressing {
+		s.Stage = r.stage + 1
+		s.Affected, s.Staged = r.counts.Affected, r.counts.Staged
+	}
+	return s
+}
+
+// ParseID reads a KIND/NAME or KIND/NAMESPACE/NAME reference (KIND as in
+// the kind table, case-insensitive) into a resource id.
+func ParseID(ref, namespace string) (string, error) {
+	parts := strings.Split(ref, "/")
+	var kind, ns, name string
+	switch len(parts) {
+	case 2:
+		kind, ns, name = parts[0], namespace, parts[1]
+	case 3:
+		kind, ns, name = parts[0], parts[1], parts[2]
+	default:
+		return "", fmt.Errorf("%q: want KIND/NAME (e.g. VirtualService/reviews) or KIND/NAMESPACE/NAME", ref)
+	}
+	for _, k := range model.Kinds {
+		if k.CRD && (strings.EqualFold(kindName(k), kind) || strings.EqualFold(k.Plural, kind)) && name != "" && ns != "" {
+			return ID(k, ns, name), nil
+		}
+	}
+	return "", fmt.Errorf("%q: %q is not a kind of config resource pilot stages", ref, kind)
+}
