@@ -29,34 +29,37 @@ const (
 // Event is one step of a resource's rollouts, for its history, status and
 // Kubernetes Events.
 type Event struct {
-	Time     time.Time
-	ID       string
-	Revision uint64
-	Reason   string // Started, StageAdvanced, Promoted, RolledBack, Aborted, Held, Superseded, Released, Deleted
-	Stage    int    // 1-based stage, 0 when none
-	Percent  int
-	Message  string
+	Time     time.Time `json:"time"`
+	ID       string    `json:"resource"`
+	Revision uint64    `json:"revision"`
+	Reason   string    `json:"reason"`          // Started, StageAdvanced, Promoted, RolledBack, Aborted, Held, Superseded, Released, Invalid, Deleted
+	Stage    int       `json:"stage,omitempty"` // 1-based stage, 0 when none
+	Percent  int       `json:"percent,omitempty"`
+	Message  string    `json:"message"`
 }
 
 // Status is one resource's rollout state as `mesh rollout status` shows it.
 type Status struct {
-	ID              string
-	Kind            string
-	Namespace, Name string
-	Phase           Phase
-	Revision        uint64
-	Stage           int // 1-based, 0 when not progressing
-	Stages          []int
-	Interval        time.Duration
+	ID        string `json:"resource"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Phase     Phase  `json:"phase"`
+	Revision  uint64 `json:"revision"`
+	Stage     int    `json:"stage,omitempty"` // 1-based, 0 when not progressing
+	Stages    []int  `json:"stages,omitempty"`
+	// Interval is the soak of each stage, as a Go duration ("1m0s").
+	Interval string `json:"interval,omitempty"`
 	// Since is when the current stage (or phase) began; NextStep when the
-	// stage's soak ends (zero when none is pending).
-	Since, NextStep time.Time
-	Affected        int      // proxies the candidate affects, at the last push
-	Staged          []string // proxies given the candidate, at the last push
-	Reason          string   // why the phase is what it is (rejections, annotation errors)
-	// Gates are the health gates asked for; they are not enforced yet
-	// (docs/rollout.md), which Reason does not repeat but status shows.
-	Max5xxRatio, MaxLatencyIncrease float64
+	// stage's soak ends (nil when none is pending).
+	Since    time.Time  `json:"since"`
+	NextStep *time.Time `json:"nextStep,omitempty"`
+	Affected int        `json:"affected,omitempty"` // proxies the candidate affects, at the last push
+	Staged   []string   `json:"staged,omitempty"`   // proxies given the candidate, at the last push
+	Reason   string     `json:"reason,omitempty"`   // why the phase is what it is (rejections, annotation errors)
+	// The health gates asked for; not enforced yet (docs/rollout.md).
+	Max5xxRatio        float64 `json:"max5xxRatio,omitempty"`
+	MaxLatencyIncrease float64 `json:"maxLatencyIncrease,omitempty"`
 }
 
 // Manager decides, for every resource of a config kind carrying the
@@ -436,10 +439,17 @@ func (m *Manager) History(id string) ([]Event, error) {
 func (r *resource) status() Status {
 	s := Status{
 		ID: r.id, Kind: kindName(r.kind), Namespace: r.namespace, Name: r.name, Phase: r.phase,
-		Revision: r.revision, Since: r.since, NextStep: r.next, Reason: r.reason,
+		Revision: r.revision, Since: r.since, Reason: r.reason,
+	}
+	if !r.next.IsZero() {
+		next := r.next
+		s.NextStep = &next
 	}
 	if r.spec != nil {
-		s.Stages, s.Interval = r.spec.Stages, r.spec.Interval
+		s.Stages = r.spec.Stages
+		if r.spec.Interval > 0 {
+			s.Interval = r.spec.Interval.String()
+		}
 		s.Max5xxRatio, s.MaxLatencyIncrease = r.spec.Max5xxRatio, r.spec.MaxLatencyIncrease
 	}
 	if r.phase == Progressing {
