@@ -21,18 +21,12 @@ var Skips = map[string]string{
 	// Gateway core.
 	"GatewayInvalidTLSConfiguration": "a listener whose certificateRef names a missing or malformed Secret stays ResolvedRefs=True: " +
 		"pilot checks the reference's kind and ReferenceGrant, not the Secret itself (it does not watch Secrets in every namespace)",
-	"GatewayWithAttachedRoutes":     "listener attachedRoutes counts routes that are not Accepted by that listener (expected 2, got 3)",
-	"HTTPRouteHostnameIntersection": "listener attachedRoutes counts routes whose hostnames do not intersect the listener's (expected 2, got 5)",
+	"GatewayWithAttachedRoutes": "its second case: a listener whose certificateRef names a missing Secret must be ResolvedRefs=False (see GatewayInvalidTLSConfiguration)",
 	"HTTPRouteHTTPSListener": "the gateway pod refuses connections on the HTTPS listener's port 443 " +
 		"(the certificateRefs Secret in the Gateway's namespace is not served to the router)",
 	// HTTPRoute core.
 	"HTTPRouteServiceTypes": "backendRefs to a headless Service or to a Service with hand-made EndpointSlices answer 503: " +
 		"pilot has no endpoints for them",
-	// GRPCRoute core (profile GATEWAY-GRPC, not reported yet).
-	"GRPCExactMethodMatching":           "not passed yet: first run had the suite's gRPC client dial the cluster IP directly; re-run with the service dialer pending",
-	"GRPCRouteHeaderMatching":           "not passed yet: first run had the suite's gRPC client dial the cluster IP directly; re-run with the service dialer pending",
-	"GRPCRouteListenerHostnameMatching": "not passed yet: first run had the suite's gRPC client dial the cluster IP directly; re-run with the service dialer pending",
-	"GRPCRouteWeight":                   "not passed yet: first run had the suite's gRPC client dial the cluster IP directly; re-run with the service dialer pending",
 }
 
 // Skipped are the names of Skips, sorted.

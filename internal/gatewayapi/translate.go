@@ -429,12 +429,16 @@ func (t *translator) attachToGateway(rs *routeState, gs *gatewayState, ref gwv1.
 		}
 		allowed++
 		hosts := intersect(hostnames, ls.l.Hostname)
-		ls.status.AttachedRoutes++
 		if len(hosts) == 0 {
 			continue
 		}
 		ls.routes = append(ls.routes, &attachment{route: rs, hosts: hosts})
 		attached = append(attached, ls)
+	}
+	// A listener counts the routes it accepts, as the conformance suite
+	// reads attachedRoutes: not those whose hostnames it does not serve.
+	for _, ls := range attached {
+		ls.status.AttachedRoutes++
 	}
 	switch {
 	case matched == 0:

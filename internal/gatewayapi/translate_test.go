@@ -140,3 +140,22 @@ func TestIntersect(t *testing.T) {
 		}
 	}
 }
+
+// A route whose hostnames a listener does not serve is not Accepted there
+// and not counted in its attachedRoutes (the suite's
+// GatewayWithAttachedRoutes and HTTPRouteHostnameIntersection).
+func TestAttachedRoutesCountsAcceptedOnly(t *testing.T) {
+	in := world()
+	in.Gateways[0].Spec.Listeners[0].Hostname = ptr(gwv1.Hostname("shop.example.com"))
+	other := in.HTTPRoutes[0].DeepCopy()
+	other.Name, other.Spec.Hostnames = "elsewhere", []gwv1.Hostname{"other.example.com"}
+	in.HTTPRoutes = append(in.HTTPRoutes, other)
+	out := Translate(in)
+	if got := out.GatewayStatus["infra/web"].Listeners[0].AttachedRoutes; got != 1 {
+		t.Errorf("attachedRoutes = %d, want 1 (the route for other.example.com is not attached)", got)
+	}
+	ps := out.RouteParents["HTTPRoute/shop/elsewhere"]
+	if len(ps) != 1 || cond(t, ps[0].Conditions, "Accepted").Reason != "NoMatchingListenerHostname" {
+		t.Errorf("route parents = %+v", ps)
+	}
+}
