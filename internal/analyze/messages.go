@@ -115,6 +115,8 @@ var (
 		"A setting this mesh does not carry out yet: traffic behaves as if it were absent, or, for an ALLOW rule, as if the rule allowed nobody."}
 	KindNotSupported = &MessageType{"MSH0004", "KindNotSupported", Warning,
 		"A resource of a kind this mesh does not read at all (EnvoyFilter, WasmPlugin, WorkloadGroup, ProxyConfig; the Gateway API's TCPRoute, TLSRoute, UDPRoute, ListenerSet, BackendTLSPolicy): it has no effect."}
+	InvalidClientCredential = &MessageType{"MSH0005", "InvalidClientCredential", Error,
+		"A DestinationRule's tls.credentialName names no usable Secret in the namespace of a gateway that uses it, so the gateway's TLS origination fails."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
@@ -133,5 +135,5 @@ func AllMessageTypes() []*MessageType {
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
 		ReferencedInternalGateway, IneffectiveSelector, NegativeConditionStatus,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, GatewayAPICRDVersionBelowMinimum, ConflictingServiceEntryProtocol,
-		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported}
+		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported, InvalidClientCredential}
 }

@@ -159,3 +159,26 @@ func checkCA(b []byte) error {
 func Served(s *corev1.Secret) bool {
 	return s.Type == corev1.SecretTypeTLS || s.Type == corev1.SecretTypeOpaque || s.Type == ""
 }
+
+// LookupClient resolves a DestinationRule's credentialName: the client
+// certificate a gateway presents when it originates TLS, with the CA it
+// checks the server against when the Secrets hold one (NAME-cacert
+// first). No CA anywhere is not an error (the server is then not
+// checked, as without caCertificates); a CA that is there but unusable is.
+func LookupClient(get Getter, ns, credentialName string) (*Credential, error) {
+	c, err := Lookup(get, ns, credentialName, true)
+	if err == nil {
+		return c, nil
+	}
+	c, err2 := Lookup(get, ns, credentialName, false)
+	if err2 != nil {
+		return nil, err2
+	}
+	name := Name(credentialName)
+	for _, sec := range []*corev1.Secret{get(name), get(name + CASuffix)} {
+		if sec != nil && (len(sec.Data[TLSCA]) > 0 || len(sec.Data[GenericCA]) > 0) {
+			return nil, err
+		}
+	}
+	return c, nil
+}

@@ -11,6 +11,7 @@ import (
 
 	"mesh.dev/mesh/internal/analyze"
 	"mesh.dev/mesh/internal/credential"
+	"mesh.dev/mesh/internal/hostmatch"
 )
 
 // GatewayCredentials reports Gateway certificates shared by several
@@ -24,7 +25,7 @@ type GatewayCredentials struct{}
 // Metadata describes the analyzer.
 func (*GatewayCredentials) Metadata() analyze.Metadata {
 	return analyze.Metadata{Name: "gateway.CertificateAnalyzer", Description: "Checks Gateway TLS certificates exist and are not shared between Gateways",
-		Codes: []*analyze.MessageType{analyze.GatewayDuplicateCertificate, analyze.InvalidGatewayCredential}}
+		Codes: []*analyze.MessageType{analyze.GatewayDuplicateCertificate, analyze.InvalidGatewayCredential, analyze.InvalidClientCredential}}
 }
 
 type certUse struct {
@@ -48,6 +49,15 @@ func (*GatewayCredentials) Analyze(ctx *analyze.Context) {
 	}
 	uses := map[string][]certUse{} // selector + certificate
 	var keys []string
+	gatewayNS := map[string]bool{} // namespaces gateway workloads run in
+	for _, r := range ctx.ByKind("Gateway") {
+		if gw, ok := r.Object.(*networking.Gateway); ok {
+			for _, w := range ctx.SelectWorkloads("", gw.Spec.Selector) {
+				gatewayNS[w.Namespace] = true
+			}
+		}
+	}
+	clientCredentials(ctx, secrets, secretNS, gatewayNS)
 	for _, r := range ctx.ByKind("Gateway") {
 		gw, ok := r.Object.(*networking.Gateway)
 		if !ok {
@@ -128,4 +138,56 @@ func checkCredential(secrets map[string]*corev1.Secret, ns string, tls *networki
 	needCA := tls.GetMode() == networkingapi.ServerTLSSettings_MUTUAL || tls.GetMode() == networkingapi.ServerTLSSettings_OPTIONAL_MUTUAL
 	_, err := credential.Lookup(func(n string) *corev1.Secret { return secrets[ns+"/"+n] }, ns, name, needCA)
 	return err
+}
+
+// clientCredentials reports the DestinationRule credentialNames (TLS
+// origination, served to gateways only) that a gateway seeing the rule
+// cannot use: no Secret, or an unusable one, in its namespace (MSH0005),
+// judged as pilot judges them (credential.LookupClient) where the
+// snapshot holds Secrets of that namespace.
+func clientCredentials(ctx *analyze.Context, secrets map[string]*corev1.Secret, secretNS, gatewayNS map[string]bool) {
+	var namespaces []string
+	for ns := range gatewayNS {
+		if secretNS[ns] {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	sort.Strings(namespaces)
+	for _, r := range ctx.ByKind("DestinationRule") {
+		dr, ok := r.Object.(*networking.DestinationRule)
+		if !ok {
+			continue
+		}
+		type use struct{ field, name string }
+		var found []use
+		add := func(prefix string, tp *networkingapi.TrafficPolicy) {
+			if n := tp.GetTls().GetCredentialName(); n != "" {
+				found = append(found, use{prefix + ".tls.credentialName", n})
+			}
+			for i, pl := range tp.GetPortLevelSettings() {
+				if n := pl.GetTls().GetCredentialName(); n != "" {
+					found = append(found, use{fmt.Sprintf("%s.portLevelSettings[%d].tls.credentialName", prefix, i), n})
+				}
+			}
+		}
+		add("spec.trafficPolicy", dr.Spec.TrafficPolicy)
+		for i, ss := range dr.Spec.Subsets {
+			add(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.TrafficPolicy)
+		}
+		for _, u := range found {
+			for _, ns := range namespaces {
+				if !hostmatch.Exported(dr.Spec.ExportTo, r.Namespace, ns) {
+					continue
+				}
+				if s := secrets[ns+"/"+credential.Name(u.name)]; s != nil && s.Data == nil {
+					continue // listed without its data: judged only to exist
+				}
+				if _, err := credential.LookupClient(func(n string) *corev1.Secret { return secrets[ns+"/"+n] }, ns, u.name); err != nil {
+					ctx.Report(analyze.InvalidClientCredential, r, u.field,
+						"The client credential %q of DestinationRule %s in namespace %s cannot be used by the gateways in namespace %s, so their TLS origination to %s fails: %v",
+						u.name, r.Name, r.Namespace, ns, dr.Spec.Host, err)
+				}
+			}
+		}
+	}
 }

@@ -100,6 +100,17 @@ func TestGatewayCredentials(t *testing.T) {
 	junk := `{apiVersion: v1, kind: Secret, metadata: {name: a-cert, namespace: mesh-system}, type: kubernetes.io/tls, stringData: {tls.crt: junk, tls.key: junk}}`
 	expect(t, "malformed secret", run(t, &GatewayCredentials{}, ingress, junk, gw("a", "a-cert", "a.example.com")),
 		"IST0161 Gateway a.default spec.servers[0].tls.credentialName")
+	// A DestinationRule's credentialName (TLS origination) is judged in the
+	// namespaces of the gateways that see the rule.
+	egress := `{apiVersion: apps/v1, kind: Deployment, metadata: {name: egress, namespace: mesh-system}, spec: {template: {metadata: {labels: {istio: egressgateway}}, spec: {containers: [{name: mesh-proxy, image: x}]}}}}`
+	egressGW := `{apiVersion: networking.istio.io/v1, kind: Gateway, metadata: {name: egress}, spec: {selector: {istio: egressgateway}, servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [api.example.com]}]}}`
+	dr := func(ns, cred string) string {
+		return `{apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: originate, namespace: ` + ns + `}, spec: {host: api.example.com, exportTo: ["."], trafficPolicy: {portLevelSettings: [{port: {number: 443}, tls: {mode: MUTUAL, credentialName: ` + cred + `}}]}}}`
+	}
+	expect(t, "client credential present", run(t, &GatewayCredentials{}, egress, egressGW, secret("client"), dr("mesh-system", "client")))
+	expect(t, "client credential missing", run(t, &GatewayCredentials{}, egress, egressGW, secret("other"), dr("mesh-system", "client")),
+		"MSH0005 DestinationRule originate.mesh-system spec.trafficPolicy.portLevelSettings[0].tls.credentialName")
+	expect(t, "rule not exported to the gateways' namespace", run(t, &GatewayCredentials{}, egress, egressGW, secret("other"), dr("default", "client")))
 }
 
 func TestUnsupportedKinds(t *testing.T) {

@@ -73,22 +73,5 @@ func (s *Snapshot) GatewayClientCredential(ns, credentialName string) (*credenti
 	if !s.SecretsWatched(ns) {
 		return nil, fmt.Errorf("pilot does not read Secrets in namespace %s, where the gateway runs (mesh-pilot --gateway-secret-namespace; it reads %q)", ns, s.secretNS)
 	}
-	get := func(name string) *corev1.Secret { return s.Secret(ns, name) }
-	c, err := credential.Lookup(get, ns, credentialName, true)
-	if err == nil {
-		return c, nil
-	}
-	// No CA anywhere: the server is not checked (as without
-	// caCertificates). A CA that is there but unusable fails closed.
-	c, err2 := credential.Lookup(get, ns, credentialName, false)
-	if err2 != nil {
-		return nil, err2
-	}
-	name := credential.Name(credentialName)
-	for _, sec := range []*corev1.Secret{get(name), get(name + credential.CASuffix)} {
-		if sec != nil && (len(sec.Data[credential.TLSCA]) > 0 || len(sec.Data[credential.GenericCA]) > 0) {
-			return nil, err
-		}
-	}
-	return c, nil
+	return credential.LookupClient(func(name string) *corev1.Secret { return s.Secret(ns, name) }, ns, credentialName)
 }
