@@ -66,10 +66,10 @@ func TestProbesUnderStrictMTLS(t *testing.T) {
 			return false, fmt.Sprintf("pods %v %v", len(pods.Items), err)
 		}
 		pod = &pods.Items[0]
-		return pod.Spec.NodeName == e.rt.NodeName() && len(pod.Spec.Containers) == 2 && podReady(pod),
-			fmt.Sprintf("node %s containers %d ready %v status %+v", pod.Spec.NodeName, len(pod.Spec.Containers), podReady(pod), pod.Status.ContainerStatuses)
+		return pod.Spec.NodeName == e.rt.NodeName() && longRunning(pod) == 2 && podReady(pod),
+			fmt.Sprintf("node %s containers %d ready %v status %+v", pod.Spec.NodeName, longRunning(pod), podReady(pod), pod.Status.ContainerStatuses)
 	})
-	app := pod.Spec.Containers[1]
+	app := e.container(pod, "app")
 	for what, p := range map[string]*corev1.Probe{"readiness": app.ReadinessProbe, "liveness": app.LivenessProbe, "startup": app.StartupProbe} {
 		if p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != 15020 {
 			t.Errorf("%s probe %+v: want it rewritten to the status port", what, p.ProbeHandler)
@@ -99,8 +99,8 @@ func TestProbesUnderStrictMTLS(t *testing.T) {
 		out = e.pod(ns, "app=opted-out")
 		return !podReady(out), fmt.Sprintf("Ready; status %+v", out.Status.ContainerStatuses)
 	})
-	if p := out.Spec.Containers[1].ReadinessProbe; len(out.Spec.Containers) != 2 || p.HTTPGet == nil || p.HTTPGet.Port.String() != "http" {
-		t.Errorf("opted-out pod: containers %d, readiness %+v; want injected with its probe as written", len(out.Spec.Containers), p)
+	if p := e.container(out, "app").ReadinessProbe; longRunning(out) != 2 || p.HTTPGet == nil || p.HTTPGet.Port.String() != "http" {
+		t.Errorf("opted-out pod: containers %d, readiness %+v; want injected with its probe as written", longRunning(out), p)
 	}
 	pod = e.pod(ns, "app=rewritten")
 	if st := e.containerStatus(pod, "app"); !podReady(pod) || st.RestartCount != 0 || !st.Ready {

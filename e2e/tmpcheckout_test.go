@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -89,7 +90,7 @@ func TestDemoFromCheckoutUnderTmp(t *testing.T) {
 	}
 	var covering []string
 	for _, p := range pods.Items {
-		for _, ct := range p.Spec.Containers {
+		for _, ct := range append(append([]corev1.Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
 			for _, m := range ct.VolumeMounts {
 				if rel, err := filepath.Rel(m.MountPath, bin); err == nil && !strings.HasPrefix(rel, "..") {
 					covering = append(covering, p.Name+"/"+ct.Name+":"+m.MountPath)

@@ -105,9 +105,9 @@ func (e *env) adopt(ns string, containers int) {
 	evict := func(pods []corev1.Pod) {
 		for _, p := range pods {
 			elsewhere := p.Spec.NodeName != "" && p.Spec.NodeName != e.rt.NodeName()
-			uninjected := containers > 0 && len(p.Spec.Containers) != containers
+			uninjected := containers > 0 && longRunning(&p) != containers
 			if (elsewhere || uninjected) && p.DeletionTimestamp == nil {
-				e.t.Logf("pod %s/%s on %s with %d containers is not what this test runs: deleting it for its controller to recreate", ns, p.Name, p.Spec.NodeName, len(p.Spec.Containers))
+				e.t.Logf("pod %s/%s on %s with %d containers is not what this test runs: deleting it for its controller to recreate", ns, p.Name, p.Spec.NodeName, longRunning(&p))
 				if err := e.cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
 					e.t.Fatal(err)
 				}
@@ -134,12 +134,12 @@ func (e *env) adopt(ns string, containers int) {
 		var state []string
 		got, ok := 0, want > 0
 		for _, p := range pods.Items {
-			good := p.Spec.NodeName == e.rt.NodeName() && podReady(&p) && (containers == 0 || len(p.Spec.Containers) == containers)
+			good := p.Spec.NodeName == e.rt.NodeName() && podReady(&p) && (containers == 0 || longRunning(&p) == containers)
 			if p.DeletionTimestamp == nil {
 				got++
 				ok = ok && good
 			}
-			state = append(state, fmt.Sprintf("%s node=%s ready=%v containers=%d", p.Name, p.Spec.NodeName, podReady(&p), len(p.Spec.Containers)))
+			state = append(state, fmt.Sprintf("%s node=%s ready=%v containers=%d", p.Name, p.Spec.NodeName, podReady(&p), longRunning(&p)))
 		}
 		return ok && got == want, fmt.Sprintf("want %d pods: %s", want, strings.Join(state, "; "))
 	})
@@ -175,9 +175,34 @@ func podReady(p *corev1.Pod) bool {
 
 // containerStatus returns the named container's status in p, failing the
 // test when p has none.
+// longRunning counts the containers that run for the pod's life, as
+// kubectl's READY column does: native sidecars (the injected proxy on
+// Kubernetes 1.29 or later) and the pod's containers.
+func longRunning(p *corev1.Pod) int {
+	n := len(p.Spec.Containers)
+	for _, c := range p.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			n++
+		}
+	}
+	return n
+}
+
+// container finds a container of the pod's spec by name, init containers included.
+func (e *env) container(p *corev1.Pod, name string) corev1.Container {
+	e.t.Helper()
+	for _, c := range append(append([]corev1.Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+		if c.Name == name {
+			return c
+		}
+	}
+	e.t.Fatalf("pod %s/%s has no container %s", p.Namespace, p.Name, name)
+	return corev1.Container{}
+}
+
 func (e *env) containerStatus(p *corev1.Pod, name string) corev1.ContainerStatus {
 	e.t.Helper()
-	for _, s := range p.Status.ContainerStatuses {
+	for _, s := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 		if s.Name == name {
 			return s
 		}

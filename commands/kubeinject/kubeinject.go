@@ -44,7 +44,11 @@ would, and prints the result. Other documents pass through unchanged; pods
 labelled sidecar.mesh.io/inject=false are left alone.
 
 The injector values (proxy image, discovery address, ...) come from
---injector-values, or else from the cluster's mesh-sidecar-injector ConfigMap.`,
+--injector-values, or else from the cluster's mesh-sidecar-injector ConfigMap.
+Read from the cluster, the API server's version decides, as for the webhook,
+whether the proxy is a native sidecar (Kubernetes 1.29 or later); offline the
+proxy is a regular container unless the values say nativeSidecars: true or a
+pod has sidecar.istio.io/nativeSidecar: "true".`,
 		Example: `  # Inject offline with values from a file
   mesh kube-inject -f bookinfo.yaml --injector-values values.yaml > bookinfo-injected.yaml
 
@@ -105,6 +109,12 @@ func (o *Options) loadValues(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ConfigMap %s/%s: %w", o.MeshNamespace, name, err)
 	}
+	// The cluster's version decides native sidecars, as it does for the webhook.
+	info, err := kube.Discovery().ServerVersion()
+	if err != nil {
+		return fmt.Errorf("read the API server's version (it decides whether the proxy is a native sidecar): %w", err)
+	}
+	v.KubeVersion = info.GitVersion
 	o.values = v
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -273,7 +274,11 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 	}
 	dbg := &http.Server{Handler: debug.Handler(srv, reg, ready), ReadHeaderTimeout: 10 * time.Second}
-	values := o.injectorValues(kube)
+	native, err := nativeSidecarsEnv()
+	if err != nil {
+		return err
+	}
+	values := o.injectorValues(kube, native, kubeVersion(kube, log))
 	wh := &http.Server{
 		Handler:           webhook.Handler(values, log),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -381,9 +386,53 @@ func serveHTTP(ctx context.Context, s *http.Server, serve func() error) error {
 	}
 }
 
+// nativeSidecarsEnv reads Istio's ENABLE_NATIVE_SIDECARS (values.pilot.env):
+// "true" or "false" decides for every pod the values do not decide for;
+// unset (or "auto") leaves it to the cluster's version.
+func nativeSidecarsEnv() (*bool, error) {
+	v := os.Getenv("ENABLE_NATIVE_SIDECARS")
+	if v == "" || v == "auto" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, fmt.Errorf("environment ENABLE_NATIVE_SIDECARS=%q: want true, false or auto (values.pilot.env.ENABLE_NATIVE_SIDECARS)", v)
+	}
+	return &b, nil
+}
+
+// kubeVersion is the API server's version, which decides whether injected
+// pods get native sidecars; "" (the classic layout, which every cluster
+// runs) when it cannot be read.
+func kubeVersion(kube kubernetes.Interface, log *slog.Logger) string {
+	info, err := kube.Discovery().ServerVersion()
+	if err != nil {
+		log.Warn("API server version unknown: injecting the classic sidecar layout, not native sidecars", "err", err)
+		return ""
+	}
+	log.Info("API server version", "version", info.GitVersion)
+	return info.GitVersion
+}
+
 // injectorValues reads the values from the file, or else from the
-// mesh-sidecar-injector ConfigMap, caching a ConfigMap read for a few seconds.
-func (o *Options) injectorValues(kube kubernetes.Interface) func() (inject.Values, error) {
+// mesh-sidecar-injector ConfigMap, caching a ConfigMap read for a few
+// seconds, and adds the cluster's version and ENABLE_NATIVE_SIDECARS.
+func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, kubeVersion string) func() (inject.Values, error) {
+	read := o.readInjectorValues(kube)
+	return func() (inject.Values, error) {
+		v, err := read()
+		if err != nil {
+			return v, err
+		}
+		v.KubeVersion = kubeVersion
+		if v.NativeSidecars == nil {
+			v.NativeSidecars = native
+		}
+		return v, nil
+	}
+}
+
+func (o *Options) readInjectorValues(kube kubernetes.Interface) func() (inject.Values, error) {
 	var mu sync.Mutex
 	var cached inject.Values
 	var at time.Time

@@ -354,8 +354,11 @@ func testInjection(t *testing.T, e *env) {
 		t.Fatalf("bookinfo pods: %v", err)
 	}
 	for _, pod := range pods.Items {
-		if pod.Spec.Containers[0].Name != inject.ProxyContainer || pod.Spec.InitContainers[0].Name != inject.InitContainer {
-			t.Errorf("pod %s was not injected by the webhook: containers %v", pod.Name, pod.Spec.Containers)
+		// The sandbox's API server is 1.29 or later: the proxy is a native sidecar after the capture.
+		ic := pod.Spec.InitContainers
+		if len(ic) < 2 || ic[0].Name != inject.InitContainer || ic[1].Name != inject.ProxyContainer ||
+			ic[1].RestartPolicy == nil || *ic[1].RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			t.Errorf("pod %s was not injected by the webhook with a native sidecar: init containers %+v", pod.Name, ic)
 		}
 		if pod.Labels[inject.TLSModeLabel] != "istio" {
 			t.Errorf("pod %s lacks the tlsMode label", pod.Name)

@@ -66,7 +66,7 @@ func (*ProxyImages) Analyze(ctx *analyze.Context) {
 		if !ok {
 			continue // a revision whose injector is not in the snapshot
 		}
-		for _, c := range w.Pod.Spec.Containers {
+		for _, c := range append(append([]corev1.Container(nil), w.Pod.Spec.InitContainers...), w.Pod.Spec.Containers...) { // a native sidecar is an init container
 			if c.Name != meshProxyContainer || c.Image == want {
 				continue
 			}

@@ -64,6 +64,15 @@ type Values struct {
 	RewriteAppHTTPProbe *bool `json:"rewriteAppHTTPProbe,omitempty"`
 	// Capture are the defaults of the traffic.sidecar.istio.io annotations.
 	Capture Capture `json:"capture,omitempty"`
+	// NativeSidecars puts the proxy among the init containers with
+	// restartPolicy Always (Kubernetes' native sidecars), as Istio's
+	// ENABLE_NATIVE_SIDECARS does; unset means when KubeVersion is 1.29 or
+	// later, Istio's default since 1.27. A pod's NativeSidecarAnnotation wins.
+	NativeSidecars *bool `json:"nativeSidecars,omitempty"`
+	// KubeVersion is the API server's version (its gitVersion), filled in
+	// by whoever injects for a cluster (pilot's webhook, kube-inject reading
+	// the cluster); "" when unknown.
+	KubeVersion string `json:"-"`
 }
 
 // ParseValues reads injector values, naming what is missing or malformed.
@@ -100,7 +109,7 @@ func Skip(pod *corev1.Pod) string {
 	switch {
 	case pod.Annotations[StatusAnnotation] != "":
 		return "already injected"
-	case hasContainer(pod.Spec.Containers, ProxyContainer):
+	case hasContainer(pod.Spec.Containers, ProxyContainer) || hasContainer(pod.Spec.InitContainers, ProxyContainer):
 		return "already has a " + ProxyContainer + " container"
 	case strings.EqualFold(pod.Labels[InjectLabel], "false"):
 		return "label " + InjectLabel + "=false"
@@ -145,11 +154,14 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 		out.Labels[RevisionLabel] = v.Revision
 	}
 
+	native, err := nativeSidecar(pod, v)
+	if err != nil {
+		return nil, err
+	}
 	initC, err := initContainer(pod, v)
 	if err != nil {
 		return nil, err
 	}
-	out.Spec.InitContainers = append([]corev1.Container{initC}, out.Spec.InitContainers...)
 	proxy := proxyContainer(pod, v)
 	if rewriteEnabled(pod, v) {
 		if probers := rewriteProbes(out.Spec.Containers); len(probers) > 0 {
@@ -160,8 +172,20 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 			proxy.Env = append(proxy.Env, corev1.EnvVar{Name: appprobe.EnvVar, Value: env})
 		}
 	}
-	// The proxy goes first so it starts before the application.
-	out.Spec.Containers = append([]corev1.Container{proxy}, out.Spec.Containers...)
+	st := Status{InitContainers: []string{InitContainer}, Volumes: []string{tokenVolume, rootVolume}, Revision: revisionOrDefault(v.Revision)}
+	if native {
+		// The capture first, then the proxy, then the app's init containers:
+		// theirs is the pod's captured traffic, and the proxy is ready for it.
+		asNativeSidecar(&proxy)
+		out.Spec.InitContainers = append([]corev1.Container{initC, proxy}, out.Spec.InitContainers...)
+		st.InitContainers = append(st.InitContainers, ProxyContainer)
+		st.Containers = []string{}
+	} else {
+		out.Spec.InitContainers = append([]corev1.Container{initC}, out.Spec.InitContainers...)
+		// The proxy goes first so it starts before the application.
+		out.Spec.Containers = append([]corev1.Container{proxy}, out.Spec.Containers...)
+		st.Containers = []string{ProxyContainer}
+	}
 	expiry := int64(43200)
 	out.Spec.Volumes = append(out.Spec.Volumes,
 		corev1.Volume{Name: tokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
@@ -173,14 +197,11 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 			LocalObjectReference: corev1.LocalObjectReference{Name: rootVolume},
 		}}},
 	)
-	st, err := json.Marshal(Status{
-		InitContainers: []string{InitContainer}, Containers: []string{ProxyContainer},
-		Volumes: []string{tokenVolume, rootVolume}, Revision: revisionOrDefault(v.Revision),
-	})
+	status, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
 	}
-	out.Annotations[StatusAnnotation] = string(st)
+	out.Annotations[StatusAnnotation] = string(status)
 	return out, nil
 }
 

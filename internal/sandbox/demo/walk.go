@@ -240,16 +240,32 @@ func (w *Walk) Bookinfo(ctx context.Context) error {
 		ok := len(pods.Items) == 6
 		for _, p := range pods.Items {
 			names := []string{}
-			for _, c := range p.Spec.Containers {
+			for _, c := range longRunning(&p) {
 				names = append(names, c.Name)
 			}
 			ready := isReady(&p)
-			ok = ok && ready && len(p.Spec.Containers) == 2 && p.Spec.NodeName == w.RuntimeNode
+			ok = ok && ready && runningContainers(&p) == 2 && p.Spec.NodeName == w.RuntimeNode
 			state = append(state, fmt.Sprintf("%s node=%s containers=%v ready=%v", p.Name, p.Spec.NodeName, names, ready))
 		}
 		return ok, strings.Join(state, "; ")
 	})
 }
+
+// longRunning are the containers that run for the pod's life: native
+// sidecars (the injected proxy on Kubernetes 1.29 or later), then the
+// pod's containers.
+func longRunning(p *corev1.Pod) []corev1.Container {
+	var cs []corev1.Container
+	for _, c := range p.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			cs = append(cs, c)
+		}
+	}
+	return append(cs, p.Spec.Containers...)
+}
+
+// runningContainers counts longRunning: what kubectl's READY column counts.
+func runningContainers(p *corev1.Pod) int { return len(longRunning(p)) }
 
 func isReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
@@ -497,7 +513,7 @@ func (w *Walk) proxyPods(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		for _, p := range pods.Items {
-			for _, c := range p.Spec.Containers {
+			for _, c := range longRunning(&p) {
 				if strings.Contains(c.Image, "mesh-proxy") {
 					names = append(names, p.Name+"."+p.Namespace)
 					break

@@ -30,19 +30,23 @@ type podWorker struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu        sync.Mutex
-	ip        netip.Addr
-	net       *podNetwork
-	inits     []*procState
-	conts     []*procState
-	probed    []*procState // native sidecars, then the containers: the kubelet probes these
-	sidecars  []*sidecarRun
-	podCtx    context.Context // the pod's life: cancelled when it is deleted
-	phase     corev1.PodPhase
-	started   time.Time
-	message   string
-	lastSent  []byte
-	inited    bool              // init containers done: service rules may go in
+	mu       sync.Mutex
+	ip       netip.Addr
+	net      *podNetwork
+	inits    []*procState
+	conts    []*procState
+	probed   []*procState // native sidecars, then the containers: the kubelet probes these
+	sidecars []*sidecarRun
+	podCtx   context.Context // the pod's life: cancelled when it is deleted
+	phase    corev1.PodPhase
+	started  time.Time
+	message  string
+	lastSent []byte
+	inited   bool // init containers done (the Initialized condition)
+	// svcReady: service rules may go in, after the init containers that
+	// ran so far (a sidecar's capture rules come first); before a native
+	// sidecar starts, which needs Services (its control plane) at once.
+	svcReady  bool
 	dir       string            // the pod's files: hosts, volumes
 	hostsFile string            // bind-mounted over /etc/hosts
 	vols      map[string]string // volume name → folder
@@ -91,6 +95,13 @@ func (w *podWorker) run(ctx context.Context) {
 	defer w.stopSidecars()
 	for _, s := range w.inits {
 		if s.sidecar {
+			w.mu.Lock()
+			first := !w.svcReady
+			w.svcReady = true
+			w.mu.Unlock()
+			if first {
+				w.rt.svc.sync(ctx, w)
+			}
 			w.startSidecar(s)
 			if !w.waitStarted(ctx, s) {
 				return
@@ -102,7 +113,7 @@ func (w *podWorker) run(ctx context.Context) {
 		}
 	}
 	w.mu.Lock()
-	w.inited = true
+	w.inited, w.svcReady = true, true
 	w.mu.Unlock()
 	w.rt.svc.sync(ctx, w)
 	var wg sync.WaitGroup

@@ -168,7 +168,7 @@ func (s *services) sync(ctx context.Context, w *podWorker) {
 	rules, hosts := s.rules, s.hosts
 	s.mu.Unlock()
 	w.mu.Lock()
-	pn, inited, hostsFile, ip := w.net, w.inited, w.hostsFile, w.ip
+	pn, inited, hostsFile, ip := w.net, w.svcReady, w.hostsFile, w.ip
 	w.mu.Unlock()
 	if hostsFile != "" {
 		// Written in place: containers see the file through a bind mount of this inode.
