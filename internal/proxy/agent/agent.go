@@ -264,6 +264,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
 		mux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
 		mux.Handle(appprobe.PathPrefix, &appprobe.Server{Probers: p.opts.AppProbers, Host: p.opts.AppProbeHost, Log: logging.Default.Logger("health_checker")})
+		mux.HandleFunc("/quitquitquit", p.statusQuit)
 		if _, err := p.serve(p.opts.StatsAddress, mux); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -299,6 +300,25 @@ func (p *Proxy) Start(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// statusQuit is the agent's POST /quitquitquit on the status port, as
+// Istio's: a Job's container calls it when done so that a classic sidecar
+// exits and the pod completes. Only the pod itself may (loopback), since
+// the status port is reachable from the pod network for probes.
+func (p *Proxy) statusQuit(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		http.Error(w, "only from inside the pod (localhost)", http.StatusForbidden)
+		return
+	}
+	io.WriteString(w, "OK\n")
+	p.closeQuit()
 }
 
 func (p *Proxy) closeQuit() {

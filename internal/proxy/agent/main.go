@@ -217,6 +217,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
 		return exitData
 	}
+	term, err := terminationFromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
+		return exitUsage
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := p.Start(ctx); err != nil {
@@ -224,11 +229,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	mainLog.Info("mesh-proxy started", "node", p.node.GetId(), "admin", p.AdminAddr(), "xds", opts.XDSAddress)
+	quit := false
 	select {
 	case <-ctx.Done():
-		mainLog.Info("draining: new connections are refused, in-flight requests finish", "timeout", *drain)
+		mainLog.Info("terminating: inbound drains, outbound stays open for the app", "terminationDrainDuration", term.Drain,
+			"exitOnZeroActiveConnections", term.ExitOnZero)
 	case <-p.Quit():
-		mainLog.Info("quit requested through the admin API")
+		mainLog.Info("quit requested (/quitquitquit)")
+		quit = true
 	}
 	dctx := context.Background()
 	if hardStop > 0 {
@@ -236,7 +244,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		dctx, cancel = context.WithTimeout(dctx, hardStop)
 		defer cancel()
 	}
-	p.Drain(dctx)
+	if quit {
+		p.Drain(dctx)
+	} else {
+		p.Terminate(dctx, term)
+	}
 	return exitOK
 }
 

@@ -344,6 +344,8 @@ type Manager struct {
 	mu      sync.Mutex
 	running map[string]*running // by listener name
 	drained bool
+	// inboundDrained: DrainInbound ran; inbound listeners are not bound again.
+	inboundDrained bool
 }
 
 type running struct {
@@ -403,7 +405,7 @@ func (m *Manager) Reconcile(s *config.Snapshot) error {
 		rn = &running{addr: l.Addr, bind: l.Bind, done: make(chan struct{})}
 		rn.cur.Store(l)
 		l.start()
-		if l.Bind {
+		if l.Bind && !(m.inboundDrained && l.Direction == "inbound") {
 			ln, err := net.Listen("tcp", l.Addr)
 			if err != nil {
 				connHandlerLog.Error("listener bind failed", "listener", l.Name, "address", l.Addr, "err", err)
