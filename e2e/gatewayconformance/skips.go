@@ -9,6 +9,7 @@ import (
 // Profiles are the conformance profiles the run reports on.
 var Profiles = []suite.ConformanceProfileName{
 	suite.GatewayHTTPConformanceProfileName,
+	suite.GatewayGRPCConformanceProfileName,
 }
 
 // Skips are the suite's tests mesh does not pass yet, each with the
