@@ -23,9 +23,9 @@ import (
 
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/config"
-	"mesh.dev/mesh/internal/proxy/tracing"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/logging"
+	"mesh.dev/mesh/internal/proxy/tracing"
 	"mesh.dev/mesh/internal/version"
 )
 
