@@ -17,6 +17,7 @@ import (
 	"mesh.dev/mesh/commands/profile"
 	"mesh.dev/mesh/commands/proxyconfig"
 	"mesh.dev/mesh/commands/proxystatus"
+	rolloutcmd "mesh.dev/mesh/commands/rollout"
 	"mesh.dev/mesh/commands/tag"
 	"mesh.dev/mesh/commands/uninstall"
 	"mesh.dev/mesh/commands/upgrade"
@@ -50,6 +51,7 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		newCompletionCommand(ctx),
 		proxyconfig.NewCommand(ctx),
 		proxystatus.NewCommand(ctx),
+		rolloutcmd.NewCommand(ctx),
 		manifest.NewCommand(ctx),
 		profile.NewCommand(ctx),
 		installcmd.NewCommand(ctx),

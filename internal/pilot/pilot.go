@@ -273,7 +273,16 @@ func (o *Options) Run(ctx context.Context) error {
 			return errors.New("waiting for the informers to sync")
 		}
 	}
-	dbg := &http.Server{Handler: debug.Handler(srv, reg, ready), ReadHeaderTimeout: 10 * time.Second}
+	// Staged release: the manager stands between the watcher and the xDS
+	// server, serving released versions and staging candidates
+	// (docs/rollout.md); with no annotated resource it passes snapshots on.
+	staged := &rollout.Manager{Log: log, Push: srv.UpdateStaged}
+	srv.OnReject = staged.Reject
+	dbgMux := http.NewServeMux()
+	dbgMux.Handle("/debug/rolloutz", debug.Rollouts(staged))
+	dbgMux.Handle("/debug/rolloutz/", debug.Rollouts(staged))
+	dbgMux.Handle("/", debug.Handler(srv, reg, ready))
+	dbg := &http.Server{Handler: dbgMux, ReadHeaderTimeout: 10 * time.Second}
 	native, err := nativeSidecarsEnv()
 	if err != nil {
 		return err
@@ -288,11 +297,6 @@ func (o *Options) Run(ctx context.Context) error {
 		},
 	}
 
-	// Staged release: the manager stands between the watcher and the xDS
-	// server, serving released versions and staging candidates
-	// (docs/rollout.md); with no annotated resource it passes snapshots on.
-	staged := &rollout.Manager{Log: log, Push: srv.UpdateStaged}
-	srv.OnReject = staged.Reject
 	// The Gateway API automated deployment: one replica applies it, the
 	// status writer's leader.
 	deployer := &gatewaydeploy.Deployer{Kube: kube, Values: values, ServiceType: corev1.ServiceType(o.GatewayServiceType)}

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"mesh.dev/mesh/internal/pilot/rollout"
 )
 
 // DebugPort is pilot's debug HTTP port.
@@ -118,4 +120,31 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s%s: %s: %s", c.base, path, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return body, nil
+}
+
+// Rollouts fetches /debug/rolloutz: the staged releases the replica runs.
+func (c *Client) Rollouts(ctx context.Context) ([]rollout.Status, error) {
+	body, err := c.get(ctx, "/debug/rolloutz")
+	if err != nil {
+		return nil, err
+	}
+	var out []rollout.Status
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("decode /debug/rolloutz: expected a JSON array of rollouts: %w", err)
+	}
+	return out, nil
+}
+
+// RolloutHistory fetches the steps of one resource's rollouts (id is
+// KIND/NAMESPACE/NAME).
+func (c *Client) RolloutHistory(ctx context.Context, id string) ([]rollout.Event, error) {
+	body, err := c.get(ctx, "/debug/rolloutz/history?resource="+url.QueryEscape(id))
+	if err != nil {
+		return nil, err
+	}
+	var out []rollout.Event
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("decode /debug/rolloutz/history: %w", err)
+	}
+	return out, nil
 }
