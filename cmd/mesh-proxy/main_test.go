@@ -51,7 +51,8 @@ const bootstrapTmpl = `
 node: {id: "sidecar~127.0.0.1~app-1.default~default.svc.cluster.local"}
 static_resources:
   listeners:
-  - name: http
+  - name: virtualInbound
+    traffic_direction: INBOUND
     address: {socket_address: {address: 127.0.0.1, port_value: %d}}
     filter_chains:
     - filters:
@@ -75,7 +76,9 @@ static_resources:
 `
 
 // TestBinaryServesAndDrainsOnSIGTERM runs the real binary: ready on 15021's
-// path, then SIGTERM lets an in-flight request finish while new connections are refused.
+// path, then SIGTERM lets an in-flight request finish while new connections
+// to the inbound listener are refused (outbound ones go on serving the app
+// while it shuts down, #15).
 func TestBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
