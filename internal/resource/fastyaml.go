@@ -158,7 +158,9 @@ func (p *fastParser) cur() fastLine { p.more(); return p.lines[p.i-p.base] }
 // back across it).
 func (p *fastParser) forget() {
 	if n := p.i - p.base; n > 0 && n <= len(p.lines) {
-		p.lines = append(p.lines[:0:0], p.lines[n:]...)
+		// In place: a fresh slice per document (10k of them in a large
+		// file) was a sixth of the whole analysis's allocation.
+		p.lines = p.lines[:copy(p.lines, p.lines[n:])]
 		p.base = p.i
 	}
 }
