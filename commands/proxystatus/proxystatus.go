@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/adminclient"
@@ -24,12 +22,10 @@ import (
 // Options holds the flags of `mesh proxy-status`.
 type Options struct {
 	*cli.Context
-	PilotAddress   string
-	PilotNamespace string
-	Revision       string
-	AdminAddress   string
-	AdminPort      int
-	Output         *cli.Output
+	cmdutil.PilotFlags
+	AdminAddress string
+	AdminPort    int
+	Output       *cli.Output
 
 	pod, podNamespace string
 }
@@ -57,10 +53,8 @@ Pilot is reached through port-forwards to the mesh-pilot pods in
 		Args: cobra.MaximumNArgs(1),
 		RunE: cmdutil.Run(o),
 	}
+	o.PilotFlags.AddFlags(cmd)
 	fs := cmd.Flags()
-	fs.StringVar(&o.PilotAddress, "pilot-address", "", "mesh-pilot's debug server at host:port instead of a port-forward to its pod")
-	fs.StringVar(&o.PilotNamespace, "pilot-namespace", "mesh-system", "namespace of the mesh-pilot pods")
-	fs.Var(cli.NewRevision(&o.Revision, true), "revision", "the control plane revision to ask (default: the default revision)")
 	fs.StringVar(&o.AdminAddress, "admin-address", "", "compare the proxy whose admin API is at host:port (instead of a pod)")
 	fs.IntVar(&o.AdminPort, "admin-port", adminclient.DefaultPort, "the proxy's admin port inside its pod")
 	cmdutil.AddOutputFlag(cmd, o.Output, "")
@@ -95,7 +89,7 @@ func (o *Options) Validate() error {
 
 // Run prints the status table, or the comparison for one proxy.
 func (o *Options) Run(ctx context.Context) error {
-	return o.withPilots(ctx, func(pilots []pilot) error {
+	return o.WithPilots(ctx, o.Context, func(pilots []cmdutil.Pilot) error {
 		statuses, err := gather(ctx, pilots)
 		if err != nil {
 			return err
@@ -109,15 +103,15 @@ func (o *Options) Run(ctx context.Context) error {
 
 // gather asks every replica for its proxies and merges them by name, each
 // marked with the replica that serves it.
-func gather(ctx context.Context, pilots []pilot) ([]syncstatus.ProxyStatus, error) {
+func gather(ctx context.Context, pilots []cmdutil.Pilot) ([]syncstatus.ProxyStatus, error) {
 	var statuses []syncstatus.ProxyStatus
 	for _, p := range pilots {
-		st, err := p.client.Syncz(ctx)
+		st, err := p.Client.Syncz(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.name, err)
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
 		}
 		for i := range st {
-			st[i].Pilot = p.name
+			st[i].Pilot = p.Name
 		}
 		statuses = append(statuses, st...)
 	}
@@ -168,7 +162,7 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 }
 
 // compare diffs what pilot sent one proxy against the proxy's own dump.
-func (o *Options) compare(ctx context.Context, pilots []pilot, statuses []syncstatus.ProxyStatus) error {
+func (o *Options) compare(ctx context.Context, pilots []cmdutil.Pilot, statuses []syncstatus.ProxyStatus) error {
 	label, id, proxyDump, err := o.proxyDump(ctx)
 	if err != nil {
 		return err
@@ -192,13 +186,13 @@ func (o *Options) compare(ctx context.Context, pilots []pilot, statuses []syncst
 	for _, st := range statuses {
 		if st.Proxy == id {
 			for _, cand := range pilots {
-				if cand.name == st.Pilot {
+				if cand.Name == st.Pilot {
 					p = cand
 				}
 			}
 		}
 	}
-	raw, err := p.client.ConfigDump(ctx, id)
+	raw, err := p.Client.ConfigDump(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -255,60 +249,4 @@ func (o *Options) proxyDump(ctx context.Context) (string, string, *configdump.Du
 		return "", "", nil, cli.Data(fmt.Errorf("%s: %w", label, err))
 	}
 	return label, id, d, nil
-}
-
-// pilot is one mesh-pilot replica's debug server.
-type pilot struct {
-	name   string // the pod name, or the address given
-	client *syncstatus.Client
-}
-
-// withPilots runs fn against the debug server of every running mesh-pilot
-// replica of the revision (each proxy is connected to one of them), through
-// port-forwards, or against --pilot-address alone.
-func (o *Options) withPilots(ctx context.Context, fn func([]pilot) error) error {
-	if o.PilotAddress != "" {
-		c, err := syncstatus.New(o.PilotAddress)
-		if err != nil {
-			return cli.Usage(err)
-		}
-		return fn([]pilot{{name: o.PilotAddress, client: c}})
-	}
-	cfg, err := o.RESTConfig()
-	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
-	}
-	client, err := o.KubeClient()
-	if err != nil {
-		return err
-	}
-	rev := o.Revision
-	if rev == "" {
-		rev = "default"
-	}
-	sel := "app=mesh-pilot,mesh.io/rev=" + rev
-	pods, err := client.CoreV1().Pods(o.PilotNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		return fmt.Errorf("find mesh-pilot in %s: %w", o.PilotNamespace, err)
-	}
-	var pilots []pilot
-	for _, p := range pods.Items {
-		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
-			continue
-		}
-		fw, err := adminclient.PortForward(ctx, cfg, o.PilotNamespace, p.Name, syncstatus.DebugPort, o.ErrOut)
-		if err != nil {
-			return err
-		}
-		defer fw.Close()
-		c, err := syncstatus.New(fw.LocalAddress)
-		if err != nil {
-			return err
-		}
-		pilots = append(pilots, pilot{name: p.Name, client: c})
-	}
-	if len(pilots) == 0 {
-		return fmt.Errorf("no running mesh-pilot pod (%s) in namespace %s: is the mesh installed? (or give --pilot-address)", sel, o.PilotNamespace)
-	}
-	return fn(pilots)
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/pilot/debug"
 	"mesh.dev/mesh/internal/pilot/model"
@@ -127,7 +128,7 @@ func TestGatherMergesReplicas(t *testing.T) {
 	}
 	a := serve(`[{"proxy": "sidecar~198.18.0.2~b-0.default~default.svc.cluster.local", "types": {}}, {"proxy": "sidecar~198.18.0.4~d-0.default~default.svc.cluster.local", "types": {}}]`)
 	b := serve(`[{"proxy": "sidecar~198.18.0.1~a-0.default~default.svc.cluster.local", "types": {}}, {"proxy": "sidecar~198.18.0.3~c-0.default~default.svc.cluster.local", "types": {}}]`)
-	got, err := gather(context.Background(), []pilot{{name: "mesh-pilot-x", client: a}, {name: "mesh-pilot-y", client: b}})
+	got, err := gather(context.Background(), []cmdutil.Pilot{{Name: "mesh-pilot-x", Client: a}, {Name: "mesh-pilot-y", Client: b}})
 	if err != nil {
 		t.Fatal(err)
 	}

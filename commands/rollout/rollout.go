@@ -10,14 +10,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"mesh.dev/mesh/commands/cmdutil"
-	"mesh.dev/mesh/internal/adminclient"
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/pilot/rollout"
-	"mesh.dev/mesh/internal/syncstatus"
 )
 
 // NewCommand returns `mesh rollout` and its subcommands.
@@ -37,79 +33,10 @@ each reports the rollouts it runs.`,
 	return cmd
 }
 
-// pilotFlags are how the subcommands reach pilot.
-type pilotFlags struct {
-	PilotAddress   string
-	PilotNamespace string
-	Revision       string
-}
-
-func (p *pilotFlags) add(cmd *cobra.Command) {
-	fs := cmd.Flags()
-	fs.StringVar(&p.PilotAddress, "pilot-address", "", "mesh-pilot's debug server at host:port instead of a port-forward to its pods")
-	fs.StringVar(&p.PilotNamespace, "pilot-namespace", "mesh-system", "namespace of the mesh-pilot pods")
-	fs.Var(cli.NewRevision(&p.Revision, true), "revision", "the control plane revision to ask (default: the default revision)")
-}
-
-// replica is one mesh-pilot replica's debug server.
-type replica struct {
-	name   string
-	client *syncstatus.Client
-}
-
-// withPilots runs fn against every running replica of the revision, or
-// --pilot-address alone.
-func (p *pilotFlags) withPilots(ctx context.Context, c *cli.Context, fn func([]replica) error) error {
-	if p.PilotAddress != "" {
-		cl, err := syncstatus.New(p.PilotAddress)
-		if err != nil {
-			return cli.Usage(err)
-		}
-		return fn([]replica{{name: p.PilotAddress, client: cl}})
-	}
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
-	}
-	kube, err := c.KubeClient()
-	if err != nil {
-		return err
-	}
-	rev := p.Revision
-	if rev == "" {
-		rev = "default"
-	}
-	sel := "app=mesh-pilot,mesh.io/rev=" + rev
-	pods, err := kube.CoreV1().Pods(p.PilotNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		return fmt.Errorf("find mesh-pilot in %s: %w", p.PilotNamespace, err)
-	}
-	var out []replica
-	for _, pod := range pods.Items {
-		if pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil {
-			continue
-		}
-		fw, err := adminclient.PortForward(ctx, cfg, p.PilotNamespace, pod.Name, syncstatus.DebugPort, c.ErrOut)
-		if err != nil {
-			return err
-		}
-		defer fw.Close()
-		cl, err := syncstatus.New(fw.LocalAddress)
-		if err != nil {
-			return err
-		}
-		out = append(out, replica{name: pod.Name, client: cl})
-	}
-	if len(out) == 0 {
-		return fmt.Errorf("no running mesh-pilot pod (%s) in namespace %s: is the mesh installed? (or give --pilot-address)", sel, p.PilotNamespace)
-	}
-	return fn(out)
-}
-
 // StatusOptions holds the flags of `mesh rollout status`.
 type StatusOptions struct {
 	*cli.Context
-	pilotFlags
+	cmdutil.PilotFlags
 	Output *cli.Output
 
 	id        string // KIND/NAMESPACE/NAME, "" for all
@@ -133,7 +60,7 @@ func newStatusCommand(ctx *cli.Context) *cobra.Command {
 		Args: cobra.MaximumNArgs(1),
 		RunE: cmdutil.Run(o),
 	}
-	o.pilotFlags.add(cmd)
+	o.PilotFlags.AddFlags(cmd)
 	cmd.Flags().BoolVarP(&o.all, "all-namespaces", "A", false, "rollouts in every namespace")
 	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
@@ -164,18 +91,18 @@ func (o *StatusOptions) Validate() error {
 
 // Run prints the rollouts.
 func (o *StatusOptions) Run(ctx context.Context) error {
-	return o.withPilots(ctx, o.Context, func(rs []replica) error {
+	return o.WithPilots(ctx, o.Context, func(rs []cmdutil.Pilot) error {
 		var rows []Row
 		for _, r := range rs {
-			sts, err := r.client.Rollouts(ctx)
+			sts, err := r.Client.Rollouts(ctx)
 			if err != nil {
-				return fmt.Errorf("%s: %w", r.name, err)
+				return fmt.Errorf("%s: %w", r.Name, err)
 			}
 			for _, s := range sts {
 				if o.id != "" && s.ID != o.id || o.id == "" && !o.all && s.Namespace != o.namespace {
 					continue
 				}
-				rows = append(rows, Row{Status: s, Pilot: r.name})
+				rows = append(rows, Row{Status: s, Pilot: r.Name})
 			}
 		}
 		if o.id != "" && len(rows) == 0 {
@@ -222,7 +149,7 @@ func printStatus(o *StatusOptions, rows []Row) error {
 // HistoryOptions holds the flags of `mesh rollout history`.
 type HistoryOptions struct {
 	*cli.Context
-	pilotFlags
+	cmdutil.PilotFlags
 	Output *cli.Output
 
 	id string
@@ -243,7 +170,7 @@ func newHistoryCommand(ctx *cli.Context) *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE:    cmdutil.Run(o),
 	}
-	o.pilotFlags.add(cmd)
+	o.PilotFlags.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, o.Output, "")
 	return cmd
 }
@@ -265,17 +192,17 @@ func (o *HistoryOptions) Validate() error { return nil }
 
 // Run prints the steps.
 func (o *HistoryOptions) Run(ctx context.Context) error {
-	return o.withPilots(ctx, o.Context, func(rs []replica) error {
+	return o.WithPilots(ctx, o.Context, func(rs []cmdutil.Pilot) error {
 		var rows []HistoryRow
 		var errs []string
 		for _, r := range rs {
-			evs, err := r.client.RolloutHistory(ctx, o.id)
+			evs, err := r.Client.RolloutHistory(ctx, o.id)
 			if err != nil {
-				errs = append(errs, fmt.Sprintf("%s: %v", r.name, err))
+				errs = append(errs, fmt.Sprintf("%s: %v", r.Name, err))
 				continue
 			}
 			for _, e := range evs {
-				rows = append(rows, HistoryRow{Event: e, Pilot: r.name})
+				rows = append(rows, HistoryRow{Event: e, Pilot: r.Name})
 			}
 		}
 		if len(rows) == 0 && len(errs) > 0 {
