@@ -113,7 +113,7 @@ func TestUnenforcedNamesSetFields(t *testing.T) {
 		{"PeerAuthentication", `{mtls: {mode: STRICT}, portLevelMtls: {"8080": {mode: PERMISSIVE}}}`, nil},
 		{"Sidecar", `{workloadSelector: {labels: {app: r}}, egress: [{hosts: ["./*"], port: {number: 9080}}]}`, nil},
 		{"Sidecar", `{egress: [{hosts: ["./*"], captureMode: NONE}], outboundTrafficPolicy: {mode: REGISTRY_ONLY}}`,
-			[]string{"spec.egress[0].captureMode", "spec.outboundTrafficPolicy"}},
+			[]string{"spec.egress[0].captureMode"}},
 		{"Gateway", `{servers: [{port: {number: 443, name: p, protocol: TLS}, hosts: ["*"], tls: {mode: PASSTHROUGH}}, {port: {number: 31400, name: t, protocol: TCP}, hosts: ["*"]}]}`, nil},
 		{"Gateway", `{servers: [{port: {number: 443, name: s, protocol: HTTPS}, hosts: ["*"]}, {port: {number: 53, name: d, protocol: UDP}, hosts: ["*"]}]}`,
 			[]string{"spec.servers[0].tls", "spec.servers[1].port.protocol"}},

@@ -348,10 +348,14 @@ var table = map[string]map[string]Entry{
 		"spec.workloadSelector.labels":  {Enforced: true},
 	},
 	"Sidecar": {
-		"spec":                         {Note: "only workloadSelector, egress.hosts and egress.port are applied"},
-		"spec.egress.hosts":            {Enforced: true},
-		"spec.egress.port.number":      {Enforced: true},
-		"spec.workloadSelector.labels": {Enforced: true},
+		"spec":                            {Note: "only workloadSelector, egress.hosts, egress.port and outboundTrafficPolicy are applied"},
+		"spec.egress.hosts":               {Enforced: true},
+		"spec.egress.port.number":         {Enforced: true},
+		"spec.outboundTrafficPolicy.mode": {Enforced: true, Note: "REGISTRY_ONLY: unknown destinations get 502 (HTTP) or a closed connection (TCP)"},
+		"spec.outboundTrafficPolicy.egressProxy.host":        {Enforced: true, Note: "must be a service on egressProxy.port that the Sidecar's egress admits; otherwise unknown traffic is dropped"},
+		"spec.outboundTrafficPolicy.egressProxy.port.number": {Enforced: true},
+		"spec.outboundTrafficPolicy.egressProxy.subset":      {Enforced: true, Note: "the subset must be defined by a DestinationRule, or unknown traffic finds no cluster and fails"},
+		"spec.workloadSelector.labels":                       {Enforced: true},
 	},
 	"Telemetry": {
 		"spec.selector.matchLabels":                        {Enforced: true},

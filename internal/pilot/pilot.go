@@ -179,6 +179,9 @@ func (o *Options) Run(ctx context.Context) error {
 		if mc, err = telemetry.ParseMesh(data, o.MeshConfigFile); err != nil {
 			return err
 		}
+		if err := xds.CheckOutboundTrafficPolicy(mc); err != nil {
+			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
+		}
 	}
 	if mc.RootNamespace == "" {
 		mc.RootNamespace = o.Namespace

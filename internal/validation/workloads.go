@@ -86,4 +86,20 @@ func validateSidecar(l *list, o *networking.Sidecar) {
 	if catchAll >= 0 && catchAll != len(s.Egress)-1 {
 		l.warn(idx("spec.egress", catchAll), "the egress listener without a port should come last")
 	}
+	if otp := s.OutboundTrafficPolicy; otp != nil && otp.EgressProxy != nil {
+		ep := otp.EgressProxy
+		if otp.Mode != v1alpha3.OutboundTrafficPolicy_ALLOW_ANY {
+			l.err("spec.outboundTrafficPolicy.egressProxy", "an egress proxy takes unknown traffic only under mode ALLOW_ANY; set spec.outboundTrafficPolicy.mode: ALLOW_ANY or remove egressProxy")
+		}
+		if ep.Host == "" {
+			l.err("spec.outboundTrafficPolicy.egressProxy.host", "the egress proxy's host is required (a service the Sidecar's egress hosts admit)")
+		} else {
+			validateHost(l, ep.Host, "spec.outboundTrafficPolicy.egressProxy.host", false)
+		}
+		if ep.GetPort().GetNumber() == 0 {
+			l.err("spec.outboundTrafficPolicy.egressProxy.port.number", "the egress proxy's port is required")
+		} else {
+			validatePort(l, ep.Port.Number, "spec.outboundTrafficPolicy.egressProxy.port.number")
+		}
+	}
 }

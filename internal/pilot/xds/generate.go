@@ -294,7 +294,7 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	shared := pc.scopeShared(sc)
 	out, in := pc.observe(w, telemetry.Outbound), pc.observe(w, telemetry.Inbound)
 	r.add(resourcev3.ListenerType, pc.scopeListeners(sc, out)...)
-	vo, vi := virtualOutbound(), pc.virtualInbound(w, ports)
+	vo, vi := virtualOutbound(sc), pc.virtualInbound(w, ports)
 	addObserve(vo, out)
 	addObserve(vi, in)
 	r.add(resourcev3.ListenerType, newItem(VirtualOutbound, vo), newItem(VirtualInbound, vi))

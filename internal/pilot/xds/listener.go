@@ -169,7 +169,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 		case len(unaddressed) == 1:
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n, sc.ns)}}
 		default:
-			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{tcpProxyFilter("PassthroughCluster", PassthroughCluster)}}
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{tcpProxyFilter(sc.unknown.cluster, sc.unknown.cluster)}}
 		}
 		if slices.ContainsFunc(l.FilterChains, func(fc *listenerv3.FilterChain) bool { return len(fc.GetFilterChainMatch().GetServerNames()) > 0 }) {
 			l.ListenerFilters = []*listenerv3.ListenerFilter{{
@@ -262,7 +262,9 @@ func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32, proxyN
 	return tcpProxyFilter(def, def)
 }
 
-func virtualOutbound() *listenerv3.Listener {
+// virtualOutbound is the capture listener: a destination port no
+// listener serves goes where the scope's outboundTrafficPolicy says.
+func virtualOutbound(sc *scope) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:             VirtualOutbound,
 		Address:          socketAddress("0.0.0.0", OutboundCapturePort),
@@ -270,7 +272,7 @@ func virtualOutbound() *listenerv3.Listener {
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		FilterChains: []*listenerv3.FilterChain{{
 			Name:    VirtualOutbound + "-catchall-tcp",
-			Filters: []*listenerv3.Filter{tcpProxyFilter(PassthroughCluster, PassthroughCluster)},
+			Filters: []*listenerv3.Filter{tcpProxyFilter(sc.unknown.cluster, sc.unknown.cluster)},
 		}},
 	}
 }

@@ -312,6 +312,7 @@ type scope struct {
 	sidecar  *networkingv1.Sidecar // nil: no Sidecar applies
 	services []*model.Service
 	hosts    map[string]bool // services' hostnames, for dependency checks
+	unknown  unknownTraffic  // what becomes of traffic no service claims
 	shared   scopeResources
 	logged   loggedListeners
 }
@@ -331,6 +332,7 @@ func (pc *PushContext) scopeFor(ns string, lbls map[string]string) *scope {
 				s.hosts[svc.Hostname] = true
 			}
 		}
+		s.unknown = pc.unknownTrafficFor(s)
 		return s
 	})
 }

@@ -494,19 +494,37 @@ func (pc *PushContext) buildOutboundRouteConfig(sc *scope, port uint32, proxyNS 
 			cfg.VirtualHosts = append(cfg.VirtualHosts, vh)
 		}
 	}
-	cfg.VirtualHosts = append(cfg.VirtualHosts, &routev3.VirtualHost{
+	cfg.VirtualHosts = append(cfg.VirtualHosts, catchAllVirtualHost(sc.unknown))
+	return newItem(cfg.Name, cfg)
+}
+
+// catchAllVirtualHost takes the requests whose host no service on the
+// port claims, as Istio's: "allow_any" to the passthrough (or egress
+// proxy) cluster, or "block_all" answering 502 under REGISTRY_ONLY.
+func catchAllVirtualHost(u unknownTraffic) *routev3.VirtualHost {
+	if !u.allowAny {
+		return &routev3.VirtualHost{
+			Name:    "block_all",
+			Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Name:   "block_all",
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 502}},
+			}},
+		}
+	}
+	return &routev3.VirtualHost{
 		Name:    "allow_any",
 		Domains: []string{"*"},
 		Routes: []*routev3.Route{{
 			Name:  "allow_any",
 			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster},
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: u.cluster},
 				Timeout:          durationpb.New(0),
 			}},
 		}},
-	})
-	return newItem(cfg.Name, cfg)
+	}
 }
 
 // virtualHost builds svc's virtual host on port for a client in proxyNS,

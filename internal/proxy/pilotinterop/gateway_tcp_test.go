@@ -386,7 +386,11 @@ func startSidecarOutbound(t *testing.T, pc *xds.PushContext, node string, dst *a
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); px.Close() })
-	ads.waitACK(t, resourcev3.ListenerType, resourcev3.ClusterType)
+	types := []string{resourcev3.ListenerType, resourcev3.ClusterType}
+	if len(r.Items(resourcev3.RouteType)) > 0 {
+		types = append(types, resourcev3.RouteType) // an HTTP port without its routes answers 404
+	}
+	ads.waitACK(t, types...)
 	return addr
 }
 
