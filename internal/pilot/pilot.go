@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
@@ -290,7 +291,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	values := o.injectorValues(kube, native, kubeVersion(kube, log))
+	values := o.injectorValues(kube, native, mc.GetEnablePrometheusMerge(), kubeVersion(kube, log))
 	wh := &http.Server{
 		Handler:           webhook.Handler(values, log),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -423,8 +424,9 @@ func kubeVersion(kube kubernetes.Interface, log *slog.Logger) string {
 
 // injectorValues reads the values from the file, or else from the
 // mesh-sidecar-injector ConfigMap, caching a ConfigMap read for a few
-// seconds, and adds the cluster's version and ENABLE_NATIVE_SIDECARS.
-func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, kubeVersion string) func() (inject.Values, error) {
+// seconds, and adds the cluster's version, ENABLE_NATIVE_SIDECARS and the
+// mesh config's enablePrometheusMerge where the values do not say.
+func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, promMerge *wrapperspb.BoolValue, kubeVersion string) func() (inject.Values, error) {
 	read := o.readInjectorValues(kube)
 	return func() (inject.Values, error) {
 		v, err := read()
@@ -434,6 +436,10 @@ func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, kubeVe
 		v.KubeVersion = kubeVersion
 		if v.NativeSidecars == nil {
 			v.NativeSidecars = native
+		}
+		if v.EnablePrometheusMerge == nil && promMerge != nil {
+			b := promMerge.GetValue()
+			v.EnablePrometheusMerge = &b
 		}
 		return v, nil
 	}

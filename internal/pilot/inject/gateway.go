@@ -15,7 +15,7 @@ import (
 func GatewayPodSpec(v Values, serviceAccount string, ports []corev1.ContainerPort) corev1.PodSpec {
 	uid := int64(ProxyUID)
 	yes, no := true, false
-	args := []string{"--xds-address", v.DiscoveryAddress, "--log-level", v.LogLevel,
+	args := []string{"--xds-address", v.DiscoveryAddress, "--log-level", v.LogLevel, "--prometheus-address", "0.0.0.0:15090",
 		// The node identity of a gateway: Istio's router~IP~pod.namespace~namespace.svc.cluster.local.
 		"--node-id", "router~$(POD_IP)~$(POD_NAME).$(POD_NAMESPACE)~$(POD_NAMESPACE).svc.cluster.local"}
 	if v.ComponentLogLevel != "" {

@@ -69,6 +69,11 @@ type Values struct {
 	// ENABLE_NATIVE_SIDECARS does; unset means when KubeVersion is 1.29 or
 	// later, Istio's default since 1.27. A pod's NativeSidecarAnnotation wins.
 	NativeSidecars *bool `json:"nativeSidecars,omitempty"`
+	// EnablePrometheusMerge points pods' prometheus.io annotations at the
+	// proxy's merged metrics (status port 15020, /stats/prometheus), as
+	// Istio's meshConfig.enablePrometheusMerge; unset means true, as in
+	// Istio. Pilot fills it from its mesh config when the values do not say.
+	EnablePrometheusMerge *bool `json:"enablePrometheusMerge,omitempty"`
 	// KubeVersion is the API server's version (its gitVersion), filled in
 	// by whoever injects for a cluster (pilot's webhook, kube-inject reading
 	// the cluster); "" when unknown.
@@ -172,6 +177,9 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 			proxy.Env = append(proxy.Env, corev1.EnvVar{Name: appprobe.EnvVar, Value: env})
 		}
 	}
+	if err := applyPrometheusMerge(out, &proxy, v); err != nil {
+		return nil, err
+	}
 	st := Status{InitContainers: []string{InitContainer}, Volumes: []string{tokenVolume, rootVolume}, Revision: revisionOrDefault(v.Revision)}
 	if native {
 		// The capture first, then the proxy, then the app's init containers:
@@ -265,7 +273,7 @@ func initContainer(pod *corev1.Pod, v Values) (corev1.Container, error) {
 func proxyContainer(pod *corev1.Pod, v Values) corev1.Container {
 	uid := int64(ProxyUID)
 	yes, no := true, false
-	args := []string{"--xds-address", v.DiscoveryAddress, "--log-level", v.LogLevel}
+	args := []string{"--xds-address", v.DiscoveryAddress, "--log-level", v.LogLevel, "--prometheus-address", "0.0.0.0:15090"}
 	if v.ComponentLogLevel != "" {
 		args = append(args, "--component-log-level", v.ComponentLogLevel)
 	}

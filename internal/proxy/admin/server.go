@@ -16,6 +16,7 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -292,30 +293,55 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// prometheus renders Envoy's stats with Envoy's Prometheus naming (envoy_cluster_x{envoy_cluster_name=...}).
+// prometheus renders Envoy's stats with Envoy's Prometheus naming
+// (envoy_cluster_x{envoy_cluster_name=...}) and the extra metrics.
 func (s *Server) prometheus(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	seen := map[string]bool{}
-	for _, st := range s.statList() {
-		name, labels := promName(st.Name)
-		if !seen[name] {
-			fmt.Fprintf(w, "# TYPE %s gauge\n", name)
-			seen[name] = true
-		}
-		fmt.Fprintf(w, "%s%s %d\n", name, labels, st.Value)
+	format := expfmt.Negotiate(r.Header)
+	w.Header().Set("Content-Type", string(format))
+	mfs, _ := s.Gather()
+	enc := expfmt.NewEncoder(w, format)
+	for _, mf := range mfs {
+		enc.Encode(mf)
 	}
-	if s.Gatherer != nil {
-		mfs, err := s.Gatherer.Gather()
-		if err == nil {
-			enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
-			for _, mf := range mfs {
-				enc.Encode(mf)
-			}
-		}
+	if c, ok := enc.(expfmt.Closer); ok {
+		c.Close()
 	}
 }
 
-func promName(stat string) (string, string) {
+// PrometheusHandler serves what the admin /stats/prometheus does (the
+// proxy's Prometheus port, Istio's 15090, serves it too).
+func (s *Server) PrometheusHandler() http.Handler { return http.HandlerFunc(s.prometheus) }
+
+// Gather implements prometheus.Gatherer: Envoy's stats as gauges of
+// Envoy's Prometheus names, one family per name, then the extra metrics.
+func (s *Server) Gather() ([]*dto.MetricFamily, error) {
+	var out []*dto.MetricFamily
+	byName := map[string]*dto.MetricFamily{}
+	for _, st := range s.statList() {
+		name, label, value := promName(st.Name)
+		mf := byName[name]
+		if mf == nil {
+			mf = &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
+			byName[name] = mf
+			out = append(out, mf)
+		}
+		m := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(float64(st.Value))}}
+		if label != "" {
+			m.Label = []*dto.LabelPair{{Name: proto.String(label), Value: proto.String(value)}}
+		}
+		mf.Metric = append(mf.Metric, m)
+	}
+	if s.Gatherer != nil {
+		mfs, err := s.Gatherer.Gather()
+		out = append(out, mfs...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func promName(stat string) (name, label, value string) {
 	for _, p := range []struct{ prefix, label string }{{"cluster.", "envoy_cluster_name"}, {"listener.", "envoy_listener_address"}, {"http.", "envoy_http_conn_manager_prefix"}} {
 		if !strings.HasPrefix(stat, p.prefix) {
 			continue
@@ -324,9 +350,9 @@ func promName(stat string) (string, string) {
 		// The tag is everything up to the metric's own name: the last dot-free run of known suffixes.
 		i := tagEnd(rest)
 		tag, metric := rest[:i], rest[i+1:]
-		return sanitize("envoy_" + strings.TrimSuffix(p.prefix, ".") + "_" + metric), fmt.Sprintf("{%s=%q}", p.label, tag)
+		return sanitize("envoy_" + strings.TrimSuffix(p.prefix, ".") + "_" + metric), p.label, tag
 	}
-	return sanitize("envoy_" + stat), ""
+	return sanitize("envoy_" + stat), "", ""
 }
 
 // tagEnd finds where the tag value (which may contain dots, e.g. service names) ends.

@@ -14,7 +14,6 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -30,6 +29,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/listener"
 	"mesh.dev/mesh/internal/proxy/logging"
+	"mesh.dev/mesh/internal/proxy/metricsmerge"
 	"mesh.dev/mesh/internal/proxy/peermeta"
 	"mesh.dev/mesh/internal/proxy/runtime"
 	"mesh.dev/mesh/internal/proxy/xdsclient"
@@ -48,7 +48,14 @@ type Options struct {
 	ValidateOnly  bool
 	AdminAddress  string // "" disables; Envoy's default is 127.0.0.1:15000
 	HealthAddress string // readiness (/healthz/ready), e.g. 0.0.0.0:15021
-	StatsAddress  string // Prometheus metrics, e.g. 0.0.0.0:15020
+	StatsAddress  string // the agent's status port, e.g. 0.0.0.0:15020: merged metrics, app probes, quitquitquit
+	// PrometheusAddress serves the proxy's own metrics at /stats/prometheus
+	// (Envoy's stats and Istio's standard metrics), Istio's 15090; "" disables.
+	PrometheusAddress string
+	// AppMetrics is where the app serves its metrics (the pod's
+	// prometheus.io annotations before injection); the status port's
+	// /stats/prometheus merges them with the proxy's. Nil: none.
+	AppMetrics *metricsmerge.Scrape
 	// AppProbers are the app's probes the injector moved to the status port
 	// (StatsAddress, Istio's 15020): /app-health/<container>/<kind> runs each
 	// against AppProbeHost (the pod IP, or localhost).
@@ -236,9 +243,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if err := p.Listeners.Reconcile(p.Store.Load()); err != nil {
 		return err
 	}
+	a := &admin.Server{Store: p.Store, Listeners: p.Listeners, Node: p.node, Started: p.started, State: p.State, Level: p.opts.Level, Loggers: logging.Default,
+		Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry, Keep: p.keepStat}
 	if p.opts.AdminAddress != "" {
-		a := &admin.Server{Store: p.Store, Listeners: p.Listeners, Node: p.node, Started: p.started, State: p.State, Level: p.opts.Level, Loggers: logging.Default,
-			Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry, Keep: p.keepStat}
 		addr, err := p.serve(p.opts.AdminAddress, a.Handler())
 		if err != nil {
 			return fmt.Errorf("admin: %w", err)
@@ -259,10 +266,18 @@ func (p *Proxy) Start(ctx context.Context) error {
 			return fmt.Errorf("health: %w", err)
 		}
 	}
+	if p.opts.PrometheusAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/stats/prometheus", a.PrometheusHandler())
+		if _, err := p.serve(p.opts.PrometheusAddress, mux); err != nil {
+			return fmt.Errorf("prometheus: %w", err)
+		}
+	}
 	if p.opts.StatsAddress != "" {
 		mux := http.NewServeMux()
-		mux.Handle("/stats/prometheus", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
-		mux.Handle("/metrics", promhttp.HandlerFor(p.Metrics.Registry, promhttp.HandlerOpts{}))
+		// As Istio's agent: the proxy's metrics with the app's merged in.
+		mux.Handle("/stats/prometheus", metricsmerge.New(a, p.opts.AppMetrics, "localhost", logging.Default.Logger("admin")))
+		mux.Handle("/metrics", a.PrometheusHandler())
 		mux.Handle(appprobe.PathPrefix, &appprobe.Server{Probers: p.opts.AppProbers, Host: p.opts.AppProbeHost, Log: logging.Default.Logger("health_checker")})
 		mux.HandleFunc("/quitquitquit", p.statusQuit)
 		if _, err := p.serve(p.opts.StatsAddress, mux); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/logging"
+	"mesh.dev/mesh/internal/proxy/metricsmerge"
 	"mesh.dev/mesh/internal/proxy/peermeta"
 )
 
@@ -65,7 +66,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	delta := fs.Bool("delta", false, "use incremental (delta) xDS instead of state-of-the-world")
 	adminAddr := fs.String("admin-address", "127.0.0.1:15000", "Envoy-compatible admin API address (empty disables); when not given, the bootstrap's admin.address is used if it has one")
 	healthAddr := fs.String("health-address", "0.0.0.0:15021", "readiness address serving /healthz/ready (empty disables)")
-	statsAddr := fs.String("stats-address", "0.0.0.0:15020", "Prometheus metrics address serving /stats/prometheus (empty disables)")
+	statsAddr := fs.String("stats-address", "0.0.0.0:15020", "the agent's status port: /stats/prometheus (the proxy's metrics merged with the app's, per "+metricsmerge.EnvVar+"), /app-health, /quitquitquit (empty disables)")
+	promAddr := fs.String("prometheus-address", "", "address serving the proxy's own metrics at /stats/prometheus, Envoy's stats and Istio's metrics (Istio's 15090; the injector sets 0.0.0.0:15090; empty disables)")
 	fs.StringVar(&nodeID, "service-node", "", "xDS node id (Envoy's flag; overrides the bootstrap's node.id); default built from INSTANCE_IP (or POD_IP), POD_NAME and POD_NAMESPACE")
 	fs.StringVar(&nodeID, "node-id", "", "same as --service-node")
 	cluster := fs.String("service-cluster", "", "xDS node cluster (overrides the bootstrap's node.cluster)")
@@ -140,7 +142,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// The output lets everything through: each named logger filters at its own level.
 	loggers.SetOutput(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug - 4, ReplaceAttr: logging.ReplaceLevelNames}))
 	slog.SetDefault(loggers.Logger("misc"))
-	opts := Options{XDSAddress: *xdsAddr, Delta: *delta, AdminAddress: *adminAddr, HealthAddress: *healthAddr, StatsAddress: *statsAddr,
+	opts := Options{XDSAddress: *xdsAddr, Delta: *delta, AdminAddress: *adminAddr, HealthAddress: *healthAddr, StatsAddress: *statsAddr, PrometheusAddress: *promAddr,
 		NodeID: nodeID, Cluster: *cluster, Zone: *zone, DrainTimeout: *drain, ValidateOnly: *mode == "validate"}
 	if bootstrapPath != "" || *configYAML != "" {
 		b, err := bootstrap.LoadWith(bootstrapPath, *configYAML)
@@ -167,6 +169,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitData
 	}
 	opts.AppProbers, opts.AppProbeHost = probers, appProbeHost()
+	if opts.AppMetrics, err = metricsmerge.Parse(os.Getenv(metricsmerge.EnvVar)); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: environment %v (written by the injector from the pod's prometheus.io annotations: re-inject the pod)\n", err)
+		return exitData
+	}
 	if opts.NodeID == "" && opts.Bootstrap.GetNode().GetId() == "" {
 		ip := os.Getenv("INSTANCE_IP")
 		if ip == "" {
