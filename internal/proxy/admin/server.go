@@ -203,6 +203,8 @@ func (s *Server) statList() []cluster.Stat {
 			cluster.Stat{Name: "listener." + l.Addr + ".downstream_cx_active", Value: l.Stats.CxActive.Load()},
 			cluster.Stat{Name: "listener." + l.Addr + ".no_filter_chain_match", Value: l.Stats.CxNoChain.Load()},
 			cluster.Stat{Name: "listener." + l.Addr + ".ssl.connection_error", Value: l.Stats.TLSError.Load()},
+			cluster.Stat{Name: "listener." + l.Addr + ".ssl.handshake", Value: l.Stats.SSLHandshake.Load()},
+			cluster.Stat{Name: "listener." + l.Addr + ".ssl.session_reused", Value: l.Stats.SSLReused.Load()},
 		)
 		for _, h := range l.HCMs() {
 			p := "http." + h.StatPrefix + "."

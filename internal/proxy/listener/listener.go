@@ -94,7 +94,9 @@ type Listener struct {
 // Stats are per-listener counters.
 type Stats struct {
 	CxTotal, CxActive, CxNoChain, TLSError atomic.Int64
-	RBACDenied                             atomic.Int64 // connections a network RBAC filter refused
+	// SSLHandshake counts completed downstream TLS handshakes, SSLReused those that resumed a session.
+	SSLHandshake, SSLReused atomic.Int64
+	RBACDenied              atomic.Int64 // connections a network RBAC filter refused
 }
 
 type chain struct {
@@ -554,6 +556,10 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPor
 			return
 		}
 		tc.SetDeadline(time.Time{})
+		l.Stats.SSLHandshake.Add(1)
+		if tc.ConnectionState().DidResume {
+			l.Stats.SSLReused.Add(1)
+		}
 		c = tc
 	}
 	if len(ch.rbac) > 0 {

@@ -45,12 +45,23 @@ type caSource struct {
 type parsedCert struct {
 	from *tlsv3.TlsCertificate
 	cert *tls.Certificate
+	gen  uint64 // see generations; 0 for a source read from a file or the environment
 }
 
 type parsedRoots struct {
 	from *tlsv3.CertificateValidationContext
 	pool *x509.CertPool
+	gen  uint64
 }
+
+// generations numbers each parse of a secret message, so a TLS session can
+// record which certificate and roots it was established with; generation 1
+// stands for "no trusted_ca".
+var generations atomic.Uint64
+
+func init() { generations.Store(1) }
+
+var noRoots = &parsedRoots{gen: 1}
 
 // inlineSource reports whether a DataSource's bytes are fixed by the message itself.
 func inlineSource(d *corev3.DataSource) bool {
@@ -106,6 +117,7 @@ func ClientConfig(uc *tlsv3.UpstreamTlsContext, secrets Secrets, field string) (
 	if v != nil {
 		cfg.VerifyPeerCertificate = v.verify
 	}
+	cfg.ClientSessionCache = &clientSessions{scope: contextScope(uc), secrets: secrets, cert: cert, v: v}
 	return cfg, nil
 }
 
@@ -146,6 +158,8 @@ func ServerConfig(dc *tlsv3.DownstreamTlsContext, secrets Secrets, field string)
 	if v != nil {
 		cfg.VerifyPeerCertificate = v.verify
 	}
+	t := &serverTickets{cfg: cfg, secrets: secrets, cert: cert, v: v}
+	cfg.WrapSession, cfg.UnwrapSession = t.wrap, t.unwrap
 	if len(cfg.NextProtos) > 0 {
 		// Envoy completes a handshake whose ALPN offer has nothing in common
 		// with its own, selecting no protocol; Go's server would abort it. Mesh
@@ -275,6 +289,15 @@ func verifierFrom(c *tlsv3.CommonTlsContext, secrets Secrets, field string) (*ve
 }
 
 func (c *certSource) load(secrets Secrets) (*tls.Certificate, error) {
+	p, err := c.current(secrets)
+	if err != nil {
+		return nil, err
+	}
+	return p.cert, nil
+}
+
+// current returns the certificate the source holds now, parsed once per secret message.
+func (c *certSource) current(secrets Secrets) (*parsedCert, error) {
 	tc := c.inline
 	if c.sds != "" {
 		s := secrets.Secret(c.sds)
@@ -285,7 +308,7 @@ func (c *certSource) load(secrets Secrets) (*tls.Certificate, error) {
 	}
 	cacheable := inlineSource(tc.GetCertificateChain()) && inlineSource(tc.GetPrivateKey())
 	if p := c.parsed.Load(); cacheable && p != nil && p.from == tc {
-		return p.cert, nil
+		return p, nil
 	}
 	chain, err := ReadSource(tc.GetCertificateChain())
 	if err != nil {
@@ -299,13 +322,24 @@ func (c *certSource) load(secrets Secrets) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	p := &parsedCert{from: tc, cert: &cert}
 	if cacheable {
-		c.parsed.Store(&parsedCert{from: tc, cert: &cert})
+		p.gen = generations.Add(1)
+		c.parsed.Store(p)
 	}
-	return &cert, nil
+	return p, nil
 }
 
 func (v *verifier) roots() (*x509.CertPool, error) {
+	p, err := v.current()
+	if err != nil {
+		return nil, err
+	}
+	return p.pool, nil
+}
+
+// current returns the trust roots the verifier holds now, parsed once per secret message.
+func (v *verifier) current() (*parsedRoots, error) {
 	vc := v.ca.inline
 	if v.ca.sds != "" {
 		s := v.secrets.Secret(v.ca.sds)
@@ -315,11 +349,11 @@ func (v *verifier) roots() (*x509.CertPool, error) {
 		vc = s.GetValidationContext()
 	}
 	if vc.GetTrustedCa() == nil {
-		return nil, nil
+		return noRoots, nil
 	}
 	cacheable := inlineSource(vc.GetTrustedCa())
 	if p := v.ca.parsed.Load(); cacheable && p != nil && p.from == vc {
-		return p.pool, nil
+		return p, nil
 	}
 	pem, err := ReadSource(vc.GetTrustedCa())
 	if err != nil {
@@ -329,10 +363,12 @@ func (v *verifier) roots() (*x509.CertPool, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, errors.New("trusted_ca: no PEM certificates")
 	}
+	p := &parsedRoots{from: vc, pool: pool}
 	if cacheable {
-		v.ca.parsed.Store(&parsedRoots{from: vc, pool: pool})
+		p.gen = generations.Add(1)
+		v.ca.parsed.Store(p)
 	}
-	return pool, nil
+	return p, nil
 }
 
 func (v *verifier) verify(raw [][]byte, _ [][]*x509.Certificate) error {
