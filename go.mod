@@ -24,6 +24,8 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
+require github.com/apache/thrift v0.23.0
+
 require (
 	github.com/go-logr/zapr v1.3.0 // indirect
 	github.com/miekg/dns v1.1.72 // indirect

@@ -206,6 +206,11 @@ func (s *Server) statList() []cluster.Stat {
 			cluster.Stat{Name: "listener." + l.Addr + ".ssl.handshake", Value: l.Stats.SSLHandshake.Load()},
 			cluster.Stat{Name: "listener." + l.Addr + ".ssl.session_reused", Value: l.Stats.SSLReused.Load()},
 		)
+		for _, g := range l.GenericProxies() {
+			for _, st := range g.StatList() {
+				out = append(out, cluster.Stat{Name: st.Name, Value: st.Value})
+			}
+		}
 		for _, h := range l.HCMs() {
 			p := "http." + h.StatPrefix + "."
 			st := h.Stats

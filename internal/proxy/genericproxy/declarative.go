@@ -1,0 +1,5 @@
+package genericproxy
+
+func compileDeclarative(s *structReader) (Codec, error) {
+	return nil, s.err
+}
