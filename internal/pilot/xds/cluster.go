@@ -439,6 +439,25 @@ func staticCluster(name, addr string, port uint32) *clusterv3.Cluster {
 	}
 }
 
+// inboundCluster reaches the app on its port; a port of protocol grpc or
+// http2 is spoken to in HTTP/2 (prior knowledge), as istiod writes it, so
+// a gRPC app behind the sidecar gets the protocol it serves.
+func inboundCluster(p inboundPort) *clusterv3.Cluster {
+	c := staticCluster(InboundClusterName(p.port), "127.0.0.1", p.port)
+	if p.protocol == model.ProtocolHTTP2 || p.protocol == model.ProtocolGRPC {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttp.HttpProtocolOptions{
+				UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
+					ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+						ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+					},
+				},
+			}),
+		}
+	}
+	return c
+}
+
 // fixedClusters are the clusters every sidecar has.
 func fixedClusters() []*item {
 	return []*item{

@@ -289,7 +289,7 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	}
 	ports := inboundPorts(w.services, w.namedPorts)
 	for _, p := range ports {
-		r.add(resourcev3.ClusterType, newItem(InboundClusterName(p.port), withServices(staticCluster(InboundClusterName(p.port), "127.0.0.1", p.port), p.services)))
+		r.add(resourcev3.ClusterType, newItem(InboundClusterName(p.port), withServices(inboundCluster(p), p.services)))
 	}
 	shared := pc.scopeShared(sc)
 	out, in := pc.observe(w, telemetry.Outbound), pc.observe(w, telemetry.Inbound)
