@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"mesh.dev/mesh/internal/proxy/admin"
 	"mesh.dev/mesh/internal/proxy/appprobe"
@@ -167,39 +166,34 @@ func New(opts Options) (*Proxy, error) {
 
 func (p *Proxy) loadStatic(b *bootstrapv3.Bootstrap) error {
 	sr := b.GetStaticResources()
-	pack := func(n int, get func(int) any) ([]*anypb.Any, error) {
-		var out []*anypb.Any
-		for i := 0; i < n; i++ {
-			a, err := anypb.New(get(i).(interface{ ProtoReflect() protoreflectMessage }))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, a)
-		}
-		return out, nil
-	}
+	// The store keeps the bootstrap's own messages: the bootstrap stays
+	// whole for /config_dump, and a second decoded copy of every static
+	// resource would double what a large static config holds.
 	steps := []struct {
-		t string
-		n int
-		g func(int) any
+		t    string
+		msgs []proto.Message
 	}{
-		{config.SecretType, len(sr.GetSecrets()), func(i int) any { return sr.GetSecrets()[i] }},
-		{config.ClusterType, len(sr.GetClusters()), func(i int) any { return sr.GetClusters()[i] }},
-		{config.ListenerType, len(sr.GetListeners()), func(i int) any { return sr.GetListeners()[i] }},
+		{config.SecretType, asMessages(sr.GetSecrets())},
+		{config.ClusterType, asMessages(sr.GetClusters())},
+		{config.ListenerType, asMessages(sr.GetListeners())},
 	}
 	for _, s := range steps {
-		if s.n == 0 {
+		if len(s.msgs) == 0 {
 			continue
 		}
-		res, err := pack(s.n, s.g)
-		if err != nil {
-			return err
-		}
-		if err := p.Store.Apply(config.Update{TypeURL: s.t, Resources: res, Static: true}); err != nil {
+		if err := p.Store.Apply(config.Update{TypeURL: s.t, Messages: s.msgs, Static: true}); err != nil {
 			return fmt.Errorf("bootstrap static_resources: %w", err)
 		}
 	}
 	return nil
+}
+
+func asMessages[M proto.Message](in []M) []proto.Message {
+	out := make([]proto.Message, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
 }
 
 // Apply implements xdsclient.Handler.

@@ -410,10 +410,7 @@ func (c *Cluster) Close() {
 		close(c.stop)
 		c.closeH1()
 		for _, s := range c.sockets() {
-			s.h1.CloseIdleConnections()
-			if s.h2 != nil {
-				s.h2.CloseIdleConnections()
-			}
+			s.closeIdle()
 		}
 	})
 }
@@ -487,9 +484,11 @@ func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) 
 	} else {
 		req.URL.Scheme = "http"
 	}
-	t := s.h1
+	var t *http.Transport
 	if c.downProto && req.ProtoMajor == 2 {
-		t = s.h2
+		t = s.h2()
+	} else {
+		t = s.h1()
 	}
 	h.active.Add(1)
 	c.Stats.RqTotal.Add(1)

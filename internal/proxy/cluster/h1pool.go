@@ -62,7 +62,7 @@ func (c *Cluster) LeanH1() bool { return c.leanH1 }
 
 func (c *Cluster) computeLeanH1() bool {
 	for _, s := range c.sockets() {
-		if s.h1 == s.h2 {
+		if s.h1IsH2 {
 			return false
 		}
 	}

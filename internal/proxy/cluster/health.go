@@ -106,7 +106,7 @@ func (h *healthChecker) probe(host *Host) bool {
 		req.Host = h.c.Name
 	}
 	req.Header.Set("User-Agent", "Envoy/HC")
-	resp, err := (&http.Client{Transport: s.h1, Timeout: h.timeout}).Do(req)
+	resp, err := (&http.Client{Transport: s.h1(), Timeout: h.timeout}).Do(req)
 	if err != nil {
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -26,9 +27,18 @@ const socketMatchFilter = "envoy.transport_socket_match"
 // connection pools that run over it; a cluster with transport_socket_matches
 // has one per match besides its default.
 type socket struct {
-	name   string // the match name, or "default" for the cluster's transport_socket
-	tls    *tls.Config
-	h1, h2 *http.Transport
+	name string // the match name, or "default" for the cluster's transport_socket
+	tls  *tls.Config
+
+	// The pooled transports are built on first use: a sidecar holds a
+	// cluster for every service it can see and sends to few of them, and an
+	// http.Transport with its TLS configuration is most of what an unused
+	// cluster would otherwise keep.
+	c              *Cluster
+	idle           time.Duration
+	hasH2, h1IsH2  bool // an HTTP/2 pool exists; HTTP/1.1 requests use it too
+	h1Once, h2Once sync.Once
+	h1t, h2t       atomic.Pointer[http.Transport]
 
 	leanOnce sync.Once
 	leanTLS  *tls.Config // tls with ALPN narrowed to HTTP/1.1, for the lean path
@@ -94,14 +104,37 @@ func (c *Cluster) compileSocket(name string, ts *corev3.TransportSocket, opts Op
 	default:
 		return nil, fmt.Errorf("%s: %q is not supported (supported: envoy.transport_sockets.tls, envoy.transport_sockets.raw_buffer)", field, ts.GetName())
 	}
-	s.h1 = c.newTransport(false, po.idle, s.tls)
-	if po.h2 || c.downProto {
-		s.h2 = c.newTransport(true, po.idle, s.tls)
-	}
-	if po.h2 && !c.downProto {
-		s.h1 = s.h2
-	}
+	s.c, s.idle = c, po.idle
+	s.hasH2 = po.h2 || c.downProto
+	s.h1IsH2 = po.h2 && !c.downProto
 	return s, nil
+}
+
+// h1 returns the pool HTTP/1.1 requests take (the HTTP/2 one when the cluster speaks only HTTP/2).
+func (s *socket) h1() *http.Transport {
+	if s.h1IsH2 {
+		return s.h2()
+	}
+	s.h1Once.Do(func() { s.h1t.Store(s.c.newTransport(false, s.idle, s.tls)) })
+	return s.h1t.Load()
+}
+
+// h2 returns the HTTP/2 pool, nil when the cluster has none.
+func (s *socket) h2() *http.Transport {
+	if !s.hasH2 {
+		return nil
+	}
+	s.h2Once.Do(func() { s.h2t.Store(s.c.newTransport(true, s.idle, s.tls)) })
+	return s.h2t.Load()
+}
+
+// closeIdle closes the idle connections of the pools built so far.
+func (s *socket) closeIdle() {
+	for _, t := range []*http.Transport{s.h1t.Load(), s.h2t.Load()} {
+		if t != nil {
+			t.CloseIdleConnections()
+		}
+	}
 }
 
 // socketFor picks the transport socket for an endpoint: the first match whose

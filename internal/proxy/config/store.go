@@ -73,6 +73,10 @@ type Update struct {
 	Names     []string // optional names for Resources (delta); taken from the message when empty
 	Removed   []string
 	Static    bool
+	// Messages, when set, are the resources already decoded (the bootstrap's
+	// static resources), kept as they are instead of a second decoded copy;
+	// the store and compilers only read them.
+	Messages []proto.Message
 }
 
 // Apply validates and compiles an update and, if everything is accepted, installs it.
@@ -102,15 +106,29 @@ func (s *Store) Apply(u Update) error {
 	next.res[u.TypeURL] = m
 	now := time.Now()
 	var errs []error
-	for i, a := range u.Resources {
-		if a.GetTypeUrl() != u.TypeURL {
-			errs = append(errs, fmt.Errorf("resource %d: type %s in a %s response", i, a.GetTypeUrl(), u.TypeURL))
-			continue
-		}
-		msg, err := a.UnmarshalNew()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("resource %d: %w", i, err))
-			continue
+	n := len(u.Resources)
+	if u.Messages != nil {
+		n = len(u.Messages)
+	}
+	for i := 0; i < n; i++ {
+		var msg proto.Message
+		if u.Messages != nil {
+			msg = u.Messages[i]
+			if t := "type.googleapis.com/" + string(msg.ProtoReflect().Descriptor().FullName()); t != u.TypeURL {
+				errs = append(errs, fmt.Errorf("resource %d: type %s in a %s update", i, t, u.TypeURL))
+				continue
+			}
+		} else {
+			a := u.Resources[i]
+			if a.GetTypeUrl() != u.TypeURL {
+				errs = append(errs, fmt.Errorf("resource %d: type %s in a %s response", i, a.GetTypeUrl(), u.TypeURL))
+				continue
+			}
+			var err error
+			if msg, err = a.UnmarshalNew(); err != nil {
+				errs = append(errs, fmt.Errorf("resource %d: %w", i, err))
+				continue
+			}
 		}
 		name := ResourceName(msg)
 		if i < len(u.Names) && u.Names[i] != "" {
