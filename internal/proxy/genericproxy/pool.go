@@ -63,9 +63,22 @@ func sharedPool(c *cluster.Cluster, h *cluster.Host, codec Codec, format uint8) 
 // get returns a connection for one more request, dialing when the pool says to.
 func (p *hostPool) get(ctx context.Context, h *cluster.Host) (*upConn, error) {
 	p.mu.Lock()
+	if p.exclusive() {
+		// A protocol without request ids: one request at a time on a
+		// connection, so a connection is reserved for the request it is given to.
+		for _, uc := range p.conns {
+			if uc.reserve() {
+				p.mu.Unlock()
+				return uc, nil
+			}
+		}
+	}
 	var best *upConn
 	bestN := 0
 	for _, uc := range p.conns {
+		if p.exclusive() {
+			break
+		}
 		n, ok := uc.inflight()
 		if !ok {
 			continue
@@ -87,12 +100,14 @@ func (p *hostPool) get(ctx context.Context, h *cluster.Host) (*upConn, error) {
 		p.mu.Unlock()
 		return nil, err
 	}
-	uc := &upConn{conn: conn, codec: p.codec, pool: p, pending: map[uint64]chan *Frame{}, done: make(chan struct{}), maxID: maxID(p.codec)}
+	uc := &upConn{conn: conn, codec: p.codec, pool: p, pending: map[uint64]chan *Frame{}, done: make(chan struct{}), maxID: maxID(p.codec), reserved: p.exclusive()}
 	p.conns = append(p.conns, uc)
 	p.mu.Unlock()
 	go uc.readLoop()
 	return uc, nil
 }
+
+func (p *hostPool) exclusive() bool { return maxID(p.codec) == 0 }
 
 func (p *hostPool) remove(uc *upConn) {
 	p.mu.Lock()
@@ -134,9 +149,11 @@ type upConn struct {
 	mu      sync.Mutex
 	pending map[uint64]chan *Frame // by the id sent upstream
 	next    uint64
-	closed  bool
-	err     error
-	done    chan struct{} // closed with the connection
+	// reserved: taken by a request not sent yet (codecs without request ids only).
+	reserved bool
+	closed   bool
+	err      error
+	done     chan struct{} // closed with the connection
 }
 
 // inflight is the number of requests awaiting a response; ok is false once closed.
@@ -144,6 +161,17 @@ func (u *upConn) inflight() (int, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.pending), !u.closed
+}
+
+// reserve takes an idle connection for one request.
+func (u *upConn) reserve() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed || u.reserved || len(u.pending) > 0 {
+		return false
+	}
+	u.reserved = true
+	return true
 }
 
 // send writes f under a fresh request id and returns where its response
@@ -154,8 +182,9 @@ func (u *upConn) send(f *Frame) (chan *Frame, uint64, error) {
 		u.mu.Unlock()
 		return nil, 0, errUpstreamReset
 	}
+	u.reserved = false
 	var id uint64
-	for {
+	for u.maxID > 0 {
 		id = u.next
 		u.next = (u.next + 1) & u.maxID
 		if _, busy := u.pending[id]; !busy {
@@ -208,6 +237,9 @@ func (u *upConn) readLoop() {
 		if err != nil {
 			u.close(err)
 			return
+		}
+		if f.Kind == 0 { // a protocol that does not say: what comes back is a response
+			f.Kind = Response
 		}
 		if f.Kind != Response && f.Kind != ErrorResponse {
 			u.close(decodeErr("the upstream sent a %s where a response was expected", f.Kind))

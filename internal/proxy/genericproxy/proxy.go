@@ -173,6 +173,7 @@ func (p *Proxy) Serve(down net.Conn, remote, local string) {
 		dc.pools.Range(func(_, v any) bool { v.(*hostPool).closeAll(); return true })
 	}()
 	br := bufio.NewReaderSize(down, 32<<10)
+	ordered := maxID(p.codec) == 0
 	for {
 		f, err := p.codec.Decode(br)
 		if err != nil {
@@ -184,6 +185,9 @@ func (p *Proxy) Serve(down net.Conn, remote, local string) {
 			}
 			return
 		}
+		if f.Kind == 0 { // a protocol that does not say: what a client sends is a request
+			f.Kind = Request
+		}
 		if f.Kind != Request && f.Kind != OneWay {
 			p.Stats.DecodingError.Add(1)
 			p.env.Log.Debug("generic proxy: downstream sent a response", "listener", p.env.Listener, "remote", remote, "kind", f.Kind)
@@ -191,6 +195,13 @@ func (p *Proxy) Serve(down net.Conn, remote, local string) {
 		}
 		p.Stats.RqTotal.Add(1)
 		p.Stats.RqActive.Add(1)
+		if ordered {
+			// Without request ids the client matches responses by order:
+			// one request at a time.
+			p.handle(dc, f, remote, local)
+			p.Stats.RqActive.Add(-1)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
