@@ -41,6 +41,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/telemetry"
 	"mesh.dev/mesh/internal/pilot/webhook"
 	"mesh.dev/mesh/internal/pilot/xds"
+	"mesh.dev/mesh/internal/version"
 )
 
 // DefaultMemoryLimitMiB is mesh-pilot's default soft memory limit: near it
@@ -222,6 +223,7 @@ func (o *Options) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg, time.Now())
 	secrets := &ca.SecretCache{CA: authority, TTL: o.WorkloadCertTTL}
 	srv := xds.NewServer(ctx, secrets, xds.NewMetrics(reg), log)
 	o.Server = srv
@@ -476,6 +478,15 @@ func (o *Options) readInjectorValues(kube kubernetes.Interface) func() (inject.V
 		cached, at = v, time.Now()
 		return v, nil
 	}
+}
+
+// registerBuildInfo adds Istio's istio_build{component="pilot",tag} (1)
+// and istiod_uptime_seconds, which its control plane dashboard shows.
+func registerBuildInfo(reg prometheus.Registerer, start time.Time) {
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "istio_build", Help: "The component's build: its version in tag."}, []string{"component", "tag"})
+	build.WithLabelValues("pilot", version.Version).Set(1)
+	reg.MustRegister(build, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "istiod_uptime_seconds", Help: "Seconds since pilot started."},
+		func() float64 { return time.Since(start).Seconds() }))
 }
 
 // rotatingCert reissues pilot's serving certificate before it expires.

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,9 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	promodel "github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -140,11 +145,42 @@ func TestDebugEndpoints(t *testing.T) {
 		t.Errorf("bad proxyID: %d %q", code, body)
 	}
 
+	// Istio's names, as its control plane dashboard queries them, parsed as Prometheus does.
 	_, metrics := get(t, web.URL, "/metrics")
-	for _, want := range []string{"mesh_pilot_xds_connected_proxies 1", `mesh_pilot_xds_pushes_total{type="CDS"}`, "mesh_pilot_proxy_convergence_seconds_bucket"} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %q", want)
+	parser := expfmt.NewTextParser(promodel.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(metrics))
+	if err != nil {
+		t.Fatalf("/metrics is not Prometheus' text format: %v", err)
+	}
+	sample := func(name string, labels map[string]string) *dto.Metric {
+	next:
+		for _, m := range fams[name].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue next
+				}
+			}
+			return m
 		}
+		return nil
+	}
+	if m := sample("pilot_xds", map[string]string{"version": "unknown"}); m.GetGauge().GetValue() != 1 {
+		t.Errorf("pilot_xds{version=unknown} = %v, want 1 connected proxy", m)
+	}
+	for _, typ := range []string{"cds", "eds", "lds", "rds"} {
+		if m := sample("pilot_xds_pushes", map[string]string{"type": typ}); m.GetCounter().GetValue() < 1 {
+			t.Errorf("pilot_xds_pushes{type=%s} = %v, want at least 1", typ, m)
+		}
+	}
+	m := sample("pilot_proxy_convergence_time", nil)
+	var bounds []float64
+	for _, b := range m.GetHistogram().GetBucket() {
+		if !math.IsInf(b.GetUpperBound(), 1) {
+			bounds = append(bounds, b.GetUpperBound())
+		}
+	}
+	if m.GetHistogram().GetSampleCount() != 1 || !slices.Equal(bounds, []float64{.1, .5, 1, 3, 5, 10, 20, 30}) {
+		t.Errorf("pilot_proxy_convergence_time = %v, want the one proxy's convergence in Istio's buckets", m)
 	}
 	if _, body := get(t, web.URL, "/version"); !strings.Contains(body, `"version"`) {
 		t.Errorf("/version: %s", body)

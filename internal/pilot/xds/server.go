@@ -59,6 +59,7 @@ type Server struct {
 type proxyState struct {
 	proxy   *model.Proxy
 	streams int
+	version string // as counted in pilot_xds
 	// plaintext is set while the proxy's stream came over a connection
 	// without a mesh client certificate (15010): anyone can claim any node
 	// id there, so it is sent no workload certificate and key.
@@ -146,16 +147,15 @@ func (s *Server) connect(streamID int64, node *corev3.Node) error {
 	ps := s.proxies[node.Id]
 	fresh := ps == nil
 	if fresh {
-		ps = &proxyState{proxy: p, status: map[string]*typeStatus{}, pushStart: map[string]time.Time{}}
+		ps = &proxyState{proxy: p, status: map[string]*typeStatus{}, pushStart: map[string]time.Time{}, version: reportedVersion(p, node)}
 		s.proxies[node.Id] = ps
 	}
 	ps.streams++
 	ps.plaintext.Store(plain)
 	pc := s.pc
-	n := len(s.proxies)
 	s.mu.Unlock()
-	if s.Metrics != nil {
-		s.Metrics.ConnectedProxies.Set(float64(n))
+	if fresh && s.Metrics != nil {
+		s.Metrics.connected(ps.version, 1)
 	}
 	s.Log.Info("proxy connected", "proxy", node.Id, "stream", streamID)
 	if fresh && pc != nil {
@@ -214,16 +214,32 @@ func (s *Server) disconnect(streamID int64) {
 	delete(s.streams, streamID)
 	ps := s.proxies[id]
 	ps.streams--
-	if ps.streams <= 0 {
+	gone := ps.streams <= 0
+	if gone {
 		delete(s.proxies, id)
 		s.cache.clear(id)
 	}
-	n := len(s.proxies)
 	s.mu.Unlock()
-	if s.Metrics != nil {
-		s.Metrics.ConnectedProxies.Set(float64(n))
+	if gone && s.Metrics != nil {
+		s.Metrics.connected(ps.version, -1)
+		s.Metrics.forget(id)
 	}
 	s.Log.Info("proxy disconnected", "proxy", id, "stream", streamID)
+}
+
+// reportedVersion is the version a proxy is counted under in pilot_xds:
+// its ISTIO_VERSION metadata, else the node's user agent version.
+func reportedVersion(p *model.Proxy, node *corev3.Node) string {
+	if v := p.Metadata.IstioVersion; v != "" {
+		return v
+	}
+	if v := node.GetUserAgentVersion(); v != "" {
+		return v
+	}
+	if v := node.GetUserAgentBuildVersion().GetVersion(); v != nil {
+		return fmt.Sprintf("%d.%d.%d", v.GetMajorNumber(), v.GetMinorNumber(), v.GetPatch())
+	}
+	return "unknown"
 }
 
 func (s *Server) state(streamID int64) *proxyState {
@@ -246,7 +262,7 @@ func (s *Server) request(streamID int64, typeURL, nonce, version string, errDeta
 		delete(st.nonces, nonce)
 	}
 	var ackedLatency time.Duration
-	acked := false
+	acked, converged := false, false
 	variant := ""
 	if errDetail != "" {
 		st.nack = errDetail
@@ -263,6 +279,13 @@ func (s *Server) request(streamID int64, typeURL, nonce, version string, errDeta
 		if t, ok := ps.pushStart[typeURL]; ok && ps.res != nil && version == ps.res.Version(typeURL) {
 			ackedLatency, acked = time.Since(t), true
 			delete(ps.pushStart, typeURL)
+			converged = true
+			for t := range ps.pushStart {
+				// A type the proxy is given nothing of (ECDS, SDS without secrets) is not waited for.
+				if len(ps.res.byType[t]) > 0 {
+					converged = false
+				}
+			}
 		}
 	}
 	ps.mu.Unlock()
@@ -275,11 +298,18 @@ func (s *Server) request(streamID int64, typeURL, nonce, version string, errDeta
 	if errDetail != "" {
 		s.Log.Warn("proxy rejected config (NACK)", "proxy", ps.proxy.ID, "type", ShortType(typeURL), "nonce", nonce, "error", errDetail)
 		if s.Metrics != nil {
-			s.Metrics.NACKs.WithLabelValues(ShortType(typeURL)).Inc()
+			s.Metrics.NACKs.WithLabelValues(metricType(typeURL)).Inc()
 		}
+	}
+	if s.Metrics != nil {
+		s.Metrics.rejected(typeURL, ps.proxy.ID, errDetail)
 	}
 	if acked && s.Metrics != nil {
 		s.Metrics.ConvergeSeconds.WithLabelValues(ShortType(typeURL)).Observe(ackedLatency.Seconds())
+		if converged {
+			// The last type of the change acknowledged: the proxy has all of it.
+			s.Metrics.Convergence.WithLabelValues().Observe(ackedLatency.Seconds())
+		}
 	}
 	return rejected
 }
@@ -300,7 +330,7 @@ func (s *Server) response(streamID int64, typeURL, nonce, version string, delta 
 	}
 	ps.mu.Unlock()
 	if s.Metrics != nil {
-		s.Metrics.Pushes.WithLabelValues(ShortType(typeURL)).Inc()
+		s.Metrics.Pushes.WithLabelValues(metricType(typeURL)).Inc()
 	}
 }
 

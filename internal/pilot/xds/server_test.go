@@ -104,7 +104,7 @@ func TestADSPushesAndEndpointOnlyUpdates(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("client never got reviews' 3 endpoints and route 9080: %v", err)
 	}
-	if n := metricValue(t, s.Metrics.ConnectedProxies); n != 1 {
+	if n := metricValue(t, s.Metrics.ConnectedProxies.WithLabelValues("unknown")); n != 1 {
 		t.Errorf("connected proxies gauge = %v", n)
 	}
 	waitSynced(t, s, c.NodeID, "CDS", "EDS", "LDS", "RDS")
@@ -179,7 +179,8 @@ func waitSynced(t *testing.T, s *Server, proxy string, types ...string) {
 
 func TestNACKIsRecordedAndCounted(t *testing.T) {
 	w, _ := bookinfo(t)
-	s := NewServer(context.Background(), nil, NewMetrics(prometheus.NewRegistry()), nil)
+	reg := prometheus.NewRegistry()
+	s := NewServer(context.Background(), nil, NewMetrics(reg), nil)
 	s.Update(model.Build(1, w.Input()), model.Change{Full: true})
 	conn := startADS(t, s)
 	ctx := waitCtx(t)
@@ -212,8 +213,28 @@ func TestNACKIsRecordedAndCounted(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := metricValue(t, s.Metrics.NACKs.WithLabelValues("LDS")); n < 1 {
+	if n := metricValue(t, s.Metrics.NACKs.WithLabelValues("lds")); n < 1 {
 		t.Errorf("NACK counter = %v", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "pilot_xds_lds_reject" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			found = labels["node"] == c.NodeID && strings.Contains(labels["err"], "unsupported filter") && m.GetGauge().GetValue() == 1
+		}
+	}
+	if !found {
+		t.Errorf("no pilot_xds_lds_reject{node=%q,err=...unsupported filter} 1 in %v", c.NodeID, mfs)
 	}
 }
 
