@@ -20,16 +20,18 @@ import (
 func NewCommand(ctx *cli.Context) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollout",
-		Short: "Show the staged releases of config changes mesh-pilot runs",
+		Short: "Show, promote and abort the staged releases of config changes mesh-pilot runs",
 		Long: `A config resource annotated rollout.mesh.io/stages is released in stages: its
 change goes to a share of the proxies it affects, stage by stage, and is rolled
 back for everyone when a proxy rejects it (docs/rollout.md).
 
 Every running mesh-pilot replica is asked (through port-forwards to its pods
 in --pilot-namespace, or at --pilot-address HOST:PORT, its debug port 15014);
-each reports the rollouts it runs.`,
+each reports the rollouts it runs. promote and abort write their request on
+the resource through the Kubernetes API, under your RBAC, and wait for every
+replica to carry it out.`,
 	}
-	cmd.AddCommand(newStatusCommand(ctx), newHistoryCommand(ctx))
+	cmd.AddCommand(newStatusCommand(ctx), newHistoryCommand(ctx), newRequestCommand(ctx, Promote), newRequestCommand(ctx, Abort))
 	return cmd
 }
 

@@ -23,6 +23,12 @@ const (
 	AnnotationInterval           = Prefix + "interval"
 	AnnotationMax5xxRatio        = Prefix + "max-5xx-ratio"
 	AnnotationMaxLatencyIncrease = Prefix + "max-latency-increase"
+
+	// AnnotationPromote and AnnotationAbort are not part of the contract
+	// but requests `mesh rollout promote` and `abort` write on the
+	// resource (under the user's RBAC); see Request.
+	AnnotationPromote = Prefix + "promote"
+	AnnotationAbort   = Prefix + "abort"
 )
 
 var known = map[string]bool{
@@ -36,11 +42,15 @@ type Spec struct {
 	Stages []int
 	// Interval is how long each stage soaks before the next.
 	Interval time.Duration
-	// Max5xxRatio and MaxLatencyIncrease are the health gates (0: unset).
-	// They are parsed and reported but not yet enforced (docs/rollout.md).
-	Max5xxRatio        float64
-	MaxLatencyIncrease float64
+	// Max5xxRatio and MaxLatencyIncrease are the health gates, set when
+	// Has5xxGate and HasLatencyGate say so (docs/rollout.md).
+	Max5xxRatio                float64
+	MaxLatencyIncrease         float64
+	Has5xxGate, HasLatencyGate bool
 }
+
+// Gated reports whether a stage under s is judged by its traffic.
+func (s *Spec) Gated() bool { return s != nil && (s.Has5xxGate || s.HasLatencyGate) }
 
 // Staged reports whether a change under s is released in stages (a
 // single stage of 100 is no staging).
@@ -63,7 +73,7 @@ func (e *Error) Error() string {
 func Parse(annotations map[string]string) (*Spec, error) {
 	var keys []string
 	for k := range annotations {
-		if strings.HasPrefix(k, Prefix) {
+		if strings.HasPrefix(k, Prefix) && k != AnnotationPromote && k != AnnotationAbort {
 			keys = append(keys, k)
 		}
 	}
@@ -74,7 +84,8 @@ func Parse(annotations map[string]string) (*Spec, error) {
 	for _, k := range keys {
 		if !known[k] {
 			return nil, &Error{Annotation: k, Value: annotations[k], Problem: "unknown rollout annotation; the known ones are " +
-				AnnotationStages + ", " + AnnotationInterval + ", " + AnnotationMax5xxRatio + " and " + AnnotationMaxLatencyIncrease}
+				AnnotationStages + ", " + AnnotationInterval + ", " + AnnotationMax5xxRatio + " and " + AnnotationMaxLatencyIncrease +
+				" (and " + AnnotationPromote + " and " + AnnotationAbort + ", which mesh rollout writes)"}
 		}
 	}
 	stages, ok := annotations[AnnotationStages]
@@ -129,4 +140,62 @@ func parseStages(v string) ([]int, error) {
 		return nil, &Error{Annotation: AnnotationStages, Value: v, Problem: "the last stage must be 100, where the change is released to every proxy it affects"}
 	}
 	return out, nil
+}
+
+// Request is a `mesh rollout promote` or `abort` written on a resource: it
+// names the generation of the candidate it is for (metadata.generation,
+// which only a change of the spec moves), so a request made before a newer
+// change does nothing to that change's rollout.
+//
+//	rollout.mesh.io/promote: "4/1"    generation 4: move on from stage 1 to stage 2 at least
+//	rollout.mesh.io/promote: "4/all"  generation 4: release to every proxy now
+//	rollout.mesh.io/abort: "4"        generation 4: roll back now
+//
+// A request is idempotent: a promote from stage 1 does nothing to a
+// rollout already at stage 2, so several pilot replicas, or the command
+// run twice, never skip more than was asked.
+type Request struct {
+	Generation int64
+	Stage      int  // promote: the 1-based stage to move on from
+	All        bool // promote: release now
+}
+
+// PromoteValue is the promote annotation's value for a request.
+func PromoteValue(gen int64, stage int, all bool) string {
+	if all {
+		return fmt.Sprintf("%d/all", gen)
+	}
+	return fmt.Sprintf("%d/%d", gen, stage)
+}
+
+// AbortValue is the abort annotation's value for a request.
+func AbortValue(gen int64) string { return strconv.FormatInt(gen, 10) }
+
+// ParseRequests reads the promote and abort requests on a resource (nil
+// when absent). A malformed one is an error naming it; it is not carried
+// out and does not hold the change.
+func ParseRequests(annotations map[string]string) (promote, abort *Request, err error) {
+	if v, ok := annotations[AnnotationPromote]; ok {
+		gen, stage, found := strings.Cut(strings.TrimSpace(v), "/")
+		r := &Request{}
+		var e1, e2 error
+		r.Generation, e1 = strconv.ParseInt(gen, 10, 64)
+		if stage == "all" {
+			r.All = true
+		} else {
+			r.Stage, e2 = strconv.Atoi(stage)
+		}
+		if !found || e1 != nil || e2 != nil || r.Generation < 0 || (!r.All && r.Stage < 1) {
+			return nil, nil, &Error{Annotation: AnnotationPromote, Value: v, Problem: `want GENERATION/STAGE or GENERATION/all, e.g. "4/1" (written by mesh rollout promote)`}
+		}
+		promote = r
+	}
+	if v, ok := annotations[AnnotationAbort]; ok {
+		gen, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || gen < 0 {
+			return promote, nil, &Error{Annotation: AnnotationAbort, Value: v, Problem: `want the GENERATION of the candidate to roll back, e.g. "4" (written by mesh rollout abort)`}
+		}
+		abort = &Request{Generation: gen}
+	}
+	return promote, abort, nil
 }

@@ -46,8 +46,11 @@ type Status struct {
 	Name      string `json:"name"`
 	Phase     Phase  `json:"phase"`
 	Revision  uint64 `json:"revision"`
-	Stage     int    `json:"stage,omitempty"` // 1-based, 0 when not progressing
-	Stages    []int  `json:"stages,omitempty"`
+	// Generation is the metadata.generation of the version applied (the
+	// candidate while Progressing), which promote and abort requests name.
+	Generation int64 `json:"generation"`
+	Stage      int   `json:"stage,omitempty"` // 1-based, 0 when not progressing
+	Stages     []int `json:"stages,omitempty"`
 	// Interval is the soak of each stage, as a Go duration ("1m0s").
 	Interval string `json:"interval,omitempty"`
 	// Since is when the current stage (or phase) began; NextStep when the
@@ -82,6 +85,9 @@ type Manager struct {
 	applied   *model.Snapshot
 	resources map[string]*resource
 	base      *model.Snapshot
+	// stepped is set when a request on a resource moved its rollout
+	// during Offer, which then pushes to every proxy.
+	stepped bool
 }
 
 type resource struct {
@@ -97,6 +103,7 @@ type resource struct {
 	since, next     time.Time
 	timer           Timer
 	reason          string
+	badRequest      string // the last malformed promote/abort request recorded
 	counts          Counts
 	history         []Event
 }
@@ -159,6 +166,10 @@ func (m *Manager) Offer(snap *model.Snapshot, ch model.Change) {
 			m.record(r, "Deleted", "deleted; a deletion is not staged and reaches every proxy at once")
 			delete(m.resources, id)
 		}
+	}
+	if m.stepped {
+		m.stepped = false
+		ch = model.Change{Full: true}
 	}
 	m.push(ch)
 }
@@ -223,16 +234,19 @@ func (m *Manager) observe(k *model.Kind, id string, o metav1.Object, prev *model
 		// label a controller adds); a new spec starts a new rollout.
 		r.spec = spec
 	case r.phase == Progressing && sameSpec(candidate, o):
-		// Only the metadata changed (stages, interval): the rollout goes
-		// on under the new annotations.
+		// Only the metadata changed (stages, interval, a promote or abort
+		// request): the rollout goes on under the new annotations, its
+		// stage soaked for as long as it already has.
 		r.spec = spec
 		if r.stage >= len(spec.Stages) || spec.Stages[r.stage] == 100 {
 			r.stage = len(spec.Stages) - 1
 		}
-		m.schedule(r)
 		if r.stage == len(spec.Stages)-1 {
 			m.promote(r, "the new stages end at the current one")
+			break
 		}
+		m.resume(r)
+		m.requests(r, o)
 	default:
 		if r.phase == Progressing {
 			m.record(r, "Superseded", "a newer change replaces the candidate; it starts again at stage 1")
@@ -255,6 +269,52 @@ func (m *Manager) schedule(r *resource) {
 	r.since = m.clock().Now()
 	r.next = r.since.Add(r.spec.Interval)
 	r.timer = m.clock().AfterFunc(r.spec.Interval, func() { m.soaked(id, rev, stage) })
+}
+
+// resume re-arms the soak of r's current stage after its interval may
+// have changed, counting the time the stage has already soaked.
+func (m *Manager) resume(r *resource) {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	id, rev, stage := r.id, r.revision, r.stage
+	r.next = r.since.Add(r.spec.Interval)
+	left := r.next.Sub(m.clock().Now())
+	if left < 0 {
+		left = 0
+	}
+	r.timer = m.clock().AfterFunc(left, func() { m.soaked(id, rev, stage) })
+}
+
+// requests carries out the promote and abort requests `mesh rollout`
+// wrote on o, the candidate of r (see Request).
+func (m *Manager) requests(r *resource, o metav1.Object) {
+	promote, abort, err := ParseRequests(o.GetAnnotations())
+	if err != nil {
+		if r.badRequest != err.Error() {
+			r.badRequest = err.Error()
+			m.record(r, "Invalid", err.Error()+"; the request is not carried out")
+		}
+		return
+	}
+	gen := o.GetGeneration()
+	stage := r.stage
+	defer func() {
+		if r.phase != Progressing || r.stage != stage {
+			m.stepped = true
+		}
+	}()
+	switch {
+	case abort != nil && abort.Generation == gen:
+		m.rollBack(r, "Aborted", fmt.Sprintf("aborted by hand (%s: %q)", AnnotationAbort, o.GetAnnotations()[AnnotationAbort]))
+	case promote != nil && promote.Generation == gen && promote.All:
+		m.promote(r, fmt.Sprintf("promoted by hand (%s: %q)", AnnotationPromote, o.GetAnnotations()[AnnotationPromote]))
+	case promote != nil && promote.Generation == gen && r.stage < promote.Stage:
+		// Move on from the stage the request names; a rollout that
+		// already has is not moved again.
+		r.stage = promote.Stage - 1
+		m.advance(r, fmt.Sprintf("promoted by hand (%s: %q)", AnnotationPromote, o.GetAnnotations()[AnnotationPromote]))
+	}
 }
 
 func (m *Manager) stop(r *resource) {
@@ -441,6 +501,9 @@ func (r *resource) status() Status {
 		ID: r.id, Kind: kindName(r.kind), Namespace: r.namespace, Name: r.name, Phase: r.phase,
 		Revision: r.revision, Since: r.since, Reason: r.reason,
 	}
+	if r.applied != nil {
+		s.Generation = r.applied.GetGeneration()
+	}
 	if !r.next.IsZero() {
 		next := r.next
 		s.NextStep = &next
@@ -459,9 +522,28 @@ func (r *resource) status() Status {
 	return s
 }
 
+// Ref is a staged resource as the command line names it.
+type Ref struct {
+	Kind            *model.Kind
+	Namespace, Name string
+}
+
+// ID is the resource's id (Kind/namespace/name).
+func (r Ref) ID() string { return ID(r.Kind, r.Namespace, r.Name) }
+
 // ParseID reads a KIND/NAME or KIND/NAMESPACE/NAME reference (KIND as in
 // the kind table, case-insensitive) into a resource id.
 func ParseID(ref, namespace string) (string, error) {
+	r, err := ParseRef(ref, namespace)
+	if err != nil {
+		return "", err
+	}
+	return r.ID(), nil
+}
+
+// ParseRef reads a KIND/NAME or KIND/NAMESPACE/NAME reference (KIND as in
+// the kind table or its plural, case-insensitive).
+func ParseRef(ref, namespace string) (Ref, error) {
 	parts := strings.Split(ref, "/")
 	var kind, ns, name string
 	switch len(parts) {
@@ -470,12 +552,12 @@ func ParseID(ref, namespace string) (string, error) {
 	case 3:
 		kind, ns, name = parts[0], parts[1], parts[2]
 	default:
-		return "", fmt.Errorf("%q: want KIND/NAME (e.g. VirtualService/reviews) or KIND/NAMESPACE/NAME", ref)
+		return Ref{}, fmt.Errorf("%q: want KIND/NAME (e.g. VirtualService/reviews) or KIND/NAMESPACE/NAME", ref)
 	}
 	for _, k := range model.Kinds {
 		if k.CRD && (strings.EqualFold(kindName(k), kind) || strings.EqualFold(k.Plural, kind)) && name != "" && ns != "" {
-			return ID(k, ns, name), nil
+			return Ref{Kind: k, Namespace: ns, Name: name}, nil
 		}
 	}
-	return "", fmt.Errorf("%q: %q is not a kind of config resource pilot stages", ref, kind)
+	return Ref{}, fmt.Errorf("%q: %q is not a kind of config resource pilot stages", ref, kind)
 }

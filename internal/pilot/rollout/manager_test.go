@@ -60,3 +60,78 @@ func TestBadAnnotationHoldsTheChange(t *testing.T) {
 		t.Errorf("deleted mid-rollout: served %s, %d candidates; want gone everywhere at once", served(), len(plan.Candidates))
 	}
 }
+
+// Promote and abort requests (the annotations `mesh rollout` writes) move
+// the rollout of the generation they name, once, and nothing else; an
+// annotation-only edit does not restart the stage's soak.
+func TestPromoteAndAbortRequests(t *testing.T) {
+	clock := NewFakeClock(time.Unix(0, 0))
+	var plan Plan
+	m := &Manager{Clock: clock, Push: func(_ *model.Snapshot, _ model.Change, p Plan) map[string]Counts {
+		plan = p
+		return nil
+	}}
+	stages := map[string]string{AnnotationStages: "10,50,90,100", AnnotationInterval: "1m"}
+	with := func(extra ...string) map[string]string {
+		a := map[string]string{}
+		for k, v := range stages {
+			a[k] = v
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			a[extra[i]] = extra[i+1]
+		}
+		return a
+	}
+	offer := func(subset string, gen int64, ann map[string]string) {
+		vs := vsWith(subset, ann)
+		vs.Generation = gen
+		m.Offer(model.Build(1, model.Input{VirtualServices: []*networkingv1.VirtualService{vs}}), model.Change{})
+	}
+	status := func() Status { return m.Statuses()[0] }
+	offer("a", 1, with())
+	offer("b", 2, with())
+	if s := status(); s.Phase != Progressing || s.Stage != 1 || s.Generation != 2 {
+		t.Fatalf("after the change: %+v, want stage 1 of generation 2", s)
+	}
+	clock.Advance(40 * time.Second)
+	offer("b", 2, with("team", "x")) // an annotation-only edit
+	clock.Advance(20 * time.Second)
+	if s := status(); s.Stage != 2 {
+		t.Fatalf("stage %d a minute after the change, with an annotation edit at 40s: want 2 (the edit must not restart the soak)", s.Stage)
+	}
+
+	offer("b", 2, with(AnnotationPromote, "1/2")) // an older generation's request
+	if s := status(); s.Stage != 2 {
+		t.Errorf("a promote for generation 1 moved generation 2's rollout to stage %d", s.Stage)
+	}
+	offer("b", 2, with(AnnotationPromote, "2/2"))
+	if s := status(); s.Stage != 3 || len(plan.Candidates) != 1 || plan.Candidates[0].Percent != 90 {
+		t.Fatalf("promote from stage 2: stage %d, plan %+v; want stage 3 at 90%%", s.Stage, plan.Candidates)
+	}
+	offer("b", 2, with(AnnotationPromote, "2/2", "team", "y")) // the same request seen again
+	if s := status(); s.Stage != 3 {
+		t.Errorf("the same promote seen twice moved the rollout to stage %d, want 3", s.Stage)
+	}
+	offer("b", 2, with(AnnotationPromote, "2/two"))
+	h, _ := m.History(status().ID)
+	if last := h[len(h)-1]; last.Reason != "Invalid" || !strings.Contains(last.Message, AnnotationPromote) || status().Phase != Progressing {
+		t.Errorf("malformed request: last step %+v, phase %s; want Invalid naming the annotation, the rollout going on", last, status().Phase)
+	}
+	offer("b", 2, with(AnnotationAbort, "2"))
+	if s := status(); s.Phase != RolledBack || len(plan.Candidates) != 0 {
+		t.Fatalf("abort: %+v with %d candidates, want RolledBack and none", s, len(plan.Candidates))
+	}
+	h, _ = m.History(status().ID)
+	if last := h[len(h)-1]; last.Reason != "Aborted" {
+		t.Errorf("abort recorded as %+v", last)
+	}
+
+	offer("c", 3, with(AnnotationAbort, "2"))
+	if s := status(); s.Phase != Progressing || s.Stage != 1 {
+		t.Errorf("a new change after an abort: %+v; want its rollout started at stage 1", s)
+	}
+	offer("c", 3, with(AnnotationAbort, "2", AnnotationPromote, "3/all"))
+	if s := status(); s.Phase != Released || len(plan.Candidates) != 0 {
+		t.Errorf("promote all: %+v, want Released", s)
+	}
+}
