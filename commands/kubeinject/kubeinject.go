@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	meshapi "istio.io/api/mesh/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -24,6 +26,7 @@ type Options struct {
 	*cli.Context
 	Filename      string
 	ValuesFile    string
+	MeshConfig    string // --meshConfigFile
 	MeshNamespace string
 	Revision      string
 	Output        *cli.Output
@@ -60,6 +63,7 @@ pod has sidecar.istio.io/nativeSidecar: "true".`,
 	f := cmd.Flags()
 	f.StringVarP(&o.Filename, "filename", "f", "", `manifest file to inject ("-" for standard input)`)
 	f.StringVar(&o.ValuesFile, "injector-values", "", "injector values file (default: the cluster's mesh-sidecar-injector ConfigMap)")
+	f.StringVar(&o.MeshConfig, "meshConfigFile", "", "mesh config file whose defaultConfig pods' proxy.istio.io/config is merged over (default: the cluster's mesh ConfigMap when the values come from the cluster; none with --injector-values)")
 	f.StringVar(&o.MeshNamespace, "mesh-namespace", "mesh-system", "namespace of the control plane, for reading its ConfigMap")
 	f.VarP(cli.NewRevision(&o.Revision, true), "revision", "r", "control plane revision whose values to use")
 	cmdutil.AddOutputFlag(cmd, o.Output, "")
@@ -88,6 +92,9 @@ func (o *Options) loadValues(ctx context.Context) error {
 		if err != nil {
 			return cli.Data(fmt.Errorf("%s: %w", o.ValuesFile, err))
 		}
+		if v.MeshDefaults, err = o.meshDefaultsFromFile(); err != nil {
+			return err
+		}
 		o.values = v
 		return nil
 	}
@@ -115,8 +122,43 @@ func (o *Options) loadValues(ctx context.Context) error {
 		return fmt.Errorf("read the API server's version (it decides whether the proxy is a native sidecar): %w", err)
 	}
 	v.KubeVersion = info.GitVersion
+	// meshConfig.defaultConfig, which proxy.istio.io/config is merged over.
+	if o.MeshConfig != "" {
+		if v.MeshDefaults, err = o.meshDefaultsFromFile(); err != nil {
+			return err
+		}
+	} else {
+		meshName := "mesh" + strings.TrimPrefix(name, "mesh-sidecar-injector")
+		mcm, err := kube.CoreV1().ConfigMaps(o.MeshNamespace).Get(ctx, meshName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			// No mesh config: pilot runs on the defaults too.
+		case err != nil:
+			return fmt.Errorf("read the mesh config from ConfigMap %s/%s (or pass --meshConfigFile): %w", o.MeshNamespace, meshName, err)
+		default:
+			if v.MeshDefaults, err = inject.MeshDefaults([]byte(mcm.Data["mesh"])); err != nil {
+				return fmt.Errorf("ConfigMap %s/%s key mesh: %w", o.MeshNamespace, meshName, err)
+			}
+		}
+	}
 	o.values = v
 	return nil
+}
+
+// meshDefaultsFromFile reads --meshConfigFile's defaultConfig (nil without the flag).
+func (o *Options) meshDefaultsFromFile() (*meshapi.ProxyConfig, error) {
+	if o.MeshConfig == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(o.MeshConfig)
+	if err != nil {
+		return nil, cli.Data(fmt.Errorf("--meshConfigFile: %w", err))
+	}
+	pc, err := inject.MeshDefaults(data)
+	if err != nil {
+		return nil, cli.Data(fmt.Errorf("%s: %w", o.MeshConfig, err))
+	}
+	return pc, nil
 }
 
 // Run reads the values, injects and prints.

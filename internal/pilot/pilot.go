@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -293,7 +294,10 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	values := o.injectorValues(kube, native, mc.GetEnablePrometheusMerge(), kubeVersion(kube, log))
+	values := o.injectorValues(kube, native, mc.GetEnablePrometheusMerge(), kubeVersion(kube, log), mc.GetDefaultConfig())
+	if f := inject.ProxyConfigNotCarriedOut(mc.GetDefaultConfig()); len(f) > 0 {
+		log.Warn("meshConfig.defaultConfig fields not carried out: injected proxies do not get them", "fields", strings.Join(f, ","))
+	}
 	wh := &http.Server{
 		Handler:           webhook.Handler(values, log),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -427,8 +431,9 @@ func kubeVersion(kube kubernetes.Interface, log *slog.Logger) string {
 // injectorValues reads the values from the file, or else from the
 // mesh-sidecar-injector ConfigMap, caching a ConfigMap read for a few
 // seconds, and adds the cluster's version, ENABLE_NATIVE_SIDECARS and the
-// mesh config's enablePrometheusMerge where the values do not say.
-func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, promMerge *wrapperspb.BoolValue, kubeVersion string) func() (inject.Values, error) {
+// mesh config's enablePrometheusMerge where the values do not say, and the
+// mesh config's defaultConfig.
+func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, promMerge *wrapperspb.BoolValue, kubeVersion string, defaults *meshconfig.ProxyConfig) func() (inject.Values, error) {
 	read := o.readInjectorValues(kube)
 	return func() (inject.Values, error) {
 		v, err := read()
@@ -436,6 +441,7 @@ func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, promMe
 			return v, err
 		}
 		v.KubeVersion = kubeVersion
+		v.MeshDefaults = defaults
 		if v.NativeSidecars == nil {
 			v.NativeSidecars = native
 		}

@@ -11,9 +11,9 @@ import (
 
 	"istio.io/api/annotation"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"sigs.k8s.io/yaml"
 
 	"mesh.dev/mesh/internal/analyze"
+	"mesh.dev/mesh/internal/pilot/inject"
 )
 
 // Annotations reports unknown (IST0108), misplaced (IST0107), invalid
@@ -162,7 +162,7 @@ var annotationValues = map[string]func(string) error{
 	"sidecar.istio.io/proxyMemoryLimit":                     quantity,
 	"sidecar.istio.io/statsEvictionInterval":                duration,
 	"sidecar.istio.io/statsFlushInterval":                   duration,
-	"proxy.istio.io/config":                                 yamlObject,
+	"proxy.istio.io/config":                                 proxyConfig,
 	analyze.SuppressAnnotation:                              codeList,
 	analyze.IstioSuppressAnnotation:                         codeList,
 }
@@ -242,10 +242,11 @@ func duration(v string) error {
 	return nil
 }
 
-func yamlObject(v string) error {
-	var m map[string]any
-	if err := yaml.Unmarshal([]byte(v), &m); err != nil {
-		return fmt.Errorf("expected a ProxyConfig object in YAML: %v", err)
+// proxyConfig checks proxy.istio.io/config as the injector reads it: a
+// value that does not parse refuses the pod.
+func proxyConfig(v string) error {
+	if _, err := inject.ParseProxyConfig(v); err != nil {
+		return fmt.Errorf("%v (the injector refuses the pod)", err)
 	}
 	return nil
 }

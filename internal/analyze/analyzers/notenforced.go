@@ -1,6 +1,7 @@
 package analyzers
 
 import (
+	"fmt"
 	"reflect"
 
 	"google.golang.org/protobuf/proto"
@@ -10,6 +11,7 @@ import (
 	"mesh.dev/mesh/internal/analyze"
 	"mesh.dev/mesh/internal/authz"
 	"mesh.dev/mesh/internal/enforced"
+	"mesh.dev/mesh/internal/pilot/inject"
 )
 
 // NotEnforced reports Istio settings this mesh accepts but does not carry
@@ -49,6 +51,34 @@ func (*NotEnforced) Analyze(ctx *analyze.Context) {
 					ctx.Report(analyze.NotEnforced, r, f.Path, "%s is not enforced: %s", f.Path, f.Note)
 				}
 			}
+		}
+	}
+	proxyConfigNotCarriedOut(ctx)
+}
+
+// proxyConfigNotCarriedOut reports the proxy.istio.io/config fields of a
+// pod or pod template that the injector does not act on (a value that does
+// not parse is IST0125's, from annotations.Known).
+func proxyConfigNotCarriedOut(ctx *analyze.Context) {
+	for _, w := range ctx.Workloads() {
+		if systemNamespaces[w.Namespace] {
+			continue
+		}
+		v, ok := w.Annotations[inject.ProxyConfigAnnotation]
+		if !ok {
+			continue
+		}
+		pc, err := inject.ParseProxyConfig(v)
+		if err != nil {
+			continue
+		}
+		path := "metadata.annotations"
+		if w.Template != nil {
+			path = templatePath(w.Kind) + ".metadata.annotations"
+		}
+		for _, f := range inject.ProxyConfigNotCarriedOut(pc) {
+			field := fmt.Sprintf("%s[%q].%s", path, inject.ProxyConfigAnnotation, f)
+			ctx.Report(analyze.NotEnforced, w.Resource, field, "%s is not enforced: the injector acts on holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency and proxyMetadata only", field)
 		}
 	}
 }

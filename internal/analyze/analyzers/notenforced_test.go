@@ -46,3 +46,19 @@ func TestNotEnforced(t *testing.T) {
 	expect(t, "plain routes", run(t, &NotEnforced{}, svcReviews, depReviews, drReviews,
 		vs("reviews", `{hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`)))
 }
+
+// TestProxyConfigAnnotationNotCarriedOut: of a pod template's
+// proxy.istio.io/config, the fields the injector does not act on are
+// MSH0003; those it acts on are not; a value that does not parse is
+// IST0125 (the injector refuses such a pod).
+func TestProxyConfigAnnotationNotCarriedOut(t *testing.T) {
+	dep := func(config string) string {
+		return `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: default}, spec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: {app: web}, annotations: {proxy.istio.io/config: "` + config + `"}}, spec: {containers: [{name: web, image: x}]}}}}`
+	}
+	expect(t, "carried out", run(t, &NotEnforced{}, dep(`{holdApplicationUntilProxyStarts: true, terminationDrainDuration: 10s, concurrency: 2, proxyMetadata: {A: b}}`)))
+	expect(t, "not carried out", run(t, &NotEnforced{}, dep(`{holdApplicationUntilProxyStarts: true, tracing: {sampling: 1}, statNameLength: 100}`)),
+		`MSH0003 Deployment web.default spec.template.metadata.annotations["proxy.istio.io/config"].statNameLength`,
+		`MSH0003 Deployment web.default spec.template.metadata.annotations["proxy.istio.io/config"].tracing`)
+	expect(t, "misspelt", run(t, &Annotations{}, dep(`{holdApplicationUntilProxyStart: true}`)),
+		`IST0125 Deployment web.default spec.template.metadata.annotations["proxy.istio.io/config"]`)
+}

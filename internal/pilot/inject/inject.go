@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	meshapi "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -78,6 +79,10 @@ type Values struct {
 	// by whoever injects for a cluster (pilot's webhook, kube-inject reading
 	// the cluster); "" when unknown.
 	KubeVersion string `json:"-"`
+	// MeshDefaults is meshConfig.defaultConfig, which a pod's
+	// proxy.istio.io/config is merged over; filled in from the mesh config
+	// by pilot and kube-inject. nil: none.
+	MeshDefaults *meshapi.ProxyConfig `json:"-"`
 }
 
 // ParseValues reads injector values, naming what is missing or malformed.
@@ -168,6 +173,14 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 		return nil, err
 	}
 	proxy := proxyContainer(pod, v)
+	if proxy.Resources, err = proxyResources(pod, v); err != nil {
+		return nil, err
+	}
+	pc, _, err := mergedProxyConfig(pod, v)
+	if err != nil {
+		return nil, err
+	}
+	applyProxyConfig(&proxy, pc)
 	if rewriteEnabled(pod, v) {
 		if probers := rewriteProbes(out.Spec.Containers); len(probers) > 0 {
 			env, err := probers.Encode()
@@ -190,7 +203,12 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 		st.Containers = []string{}
 	} else {
 		out.Spec.InitContainers = append([]corev1.Container{initC}, out.Spec.InitContainers...)
-		// The proxy goes first so it starts before the application.
+		// The proxy goes first so it starts before the application; with
+		// holdApplicationUntilProxyStarts its postStart hook holds the app
+		// until it is ready. (A native sidecar holds the app anyway.)
+		if pc.GetHoldApplicationUntilProxyStarts().GetValue() {
+			holdApplication(&proxy)
+		}
 		out.Spec.Containers = append([]corev1.Container{proxy}, out.Spec.Containers...)
 		st.Containers = []string{ProxyContainer}
 	}

@@ -96,6 +96,7 @@ func injectPod(req *admissionv1.AdmissionRequest, values func() (inject.Values, 
 	if err := resp.Complete(admission.Request{AdmissionRequest: *req}); err != nil {
 		return deny(500, "build patch: "+err.Error())
 	}
+	resp.Warnings = inject.Warnings(&pod, v)
 	log.Info("injected proxy", "pod", pod.Namespace+"/"+pod.GenerateName+pod.Name)
 	return &resp.AdmissionResponse
 }

@@ -49,6 +49,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "init" {
 		return initMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "wait" {
+		return waitMain(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("mesh-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -100,7 +103,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mesh-proxy: unexpected argument %q (subcommands: init, version)\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "mesh-proxy: unexpected argument %q (subcommands: init, wait, version)\n", fs.Arg(0))
 		return exitUsage
 	}
 	if *mode != "serve" && *mode != "validate" {

@@ -85,6 +85,8 @@ type procState struct {
 	waiting       string // reason while not running
 	message       string
 	lastTerm      *corev1.ContainerStateTerminated
+	env           []string // the process's environment, for exec hooks
+	hooking       bool     // its postStart hook is running: not Running yet, as the kubelet reports it
 }
 
 func (s *procState) status(image string) corev1.ContainerStatus {
@@ -93,6 +95,8 @@ func (s *procState) status(image string) corev1.ContainerStatus {
 	started := s.running && s.startupPassed
 	st.Started = &started
 	switch {
+	case s.running && s.hooking:
+		st.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: "postStart hook running"}
 	case s.running:
 		st.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(s.started)}
 	case !s.finished.IsZero() && s.waiting == "":

@@ -116,10 +116,17 @@ func (w *podWorker) run(ctx context.Context) {
 	w.inited, w.svcReady = true, true
 	w.mu.Unlock()
 	w.rt.svc.sync(ctx, w)
+	// The kubelet starts the containers in order, each once the one before
+	// has started and its postStart hook has completed (passed or not).
 	var wg sync.WaitGroup
 	for _, s := range w.conts {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.supervise(ctx, ctx, s) }()
+		hooked := make(chan struct{})
+		go func() { defer wg.Done(); w.supervise(ctx, ctx, s, hooked) }()
+		select {
+		case <-hooked:
+		case <-ctx.Done():
+		}
 	}
 	w.mu.Lock()
 	w.phase = corev1.PodRunning
@@ -168,7 +175,7 @@ func (w *podWorker) startSidecar(s *procState) {
 	w.mu.Lock()
 	w.sidecars = append(w.sidecars, sr)
 	w.mu.Unlock()
-	go func() { defer close(sr.done); w.supervise(ctx, w.podCtx, s) }()
+	go func() { defer close(sr.done); w.supervise(ctx, w.podCtx, s, nil) }()
 }
 
 // waitStarted waits until a sidecar is running and its startup probe (if
@@ -177,7 +184,7 @@ func (w *podWorker) startSidecar(s *procState) {
 func (w *podWorker) waitStarted(ctx context.Context, s *procState) bool {
 	for {
 		w.mu.Lock()
-		ok := s.running && s.startupPassed
+		ok := s.running && s.startupPassed && !s.hooking
 		w.mu.Unlock()
 		if ok {
 			w.report(ctx)
@@ -356,7 +363,7 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 	}
 	done := make(chan struct{})
 	w.mu.Lock()
-	s.cmd, s.pid, s.done, s.running, s.started, s.waiting, s.message = cmd, cmd.Process.Pid, done, true, time.Now(), "", ""
+	s.cmd, s.pid, s.done, s.running, s.started, s.waiting, s.message, s.env = cmd, cmd.Process.Pid, done, true, time.Now(), "", "", env
 	s.startupPassed = s.init && !s.sidecar // an init container has no probes; a native sidecar has
 
 	w.mu.Unlock()
@@ -452,7 +459,16 @@ func (w *podWorker) runInit(ctx context.Context, s *procState) bool {
 // supervise keeps a container running according to restartPolicy (always,
 // for a native sidecar) until ctx ends, reporting with report's context.
 // It returns once the container has exited for good or ctx has ended.
-func (w *podWorker) supervise(ctx, rctx context.Context, s *procState) {
+func (w *podWorker) supervise(ctx, rctx context.Context, s *procState, hooked chan struct{}) {
+	// hooked is closed once the first start's postStart hook is over (or
+	// the container could not start at all).
+	signal := func() {
+		if hooked != nil {
+			close(hooked)
+			hooked = nil
+		}
+	}
+	defer signal()
 	for {
 		cmd, done, err := w.launch(ctx, s)
 		if err != nil {
@@ -461,12 +477,20 @@ func (w *podWorker) supervise(ctx, rctx context.Context, s *procState) {
 			w.mu.Unlock()
 			w.rt.log.Warn("container cannot start", "pod", w.key(), "err", err)
 			w.report(rctx)
+			signal()
 			<-ctx.Done()
 			return
 		}
 		w.report(rctx)
+		if !w.postStart(ctx, s) {
+			// As the kubelet: a failed postStart kills the container.
+			stopProcess(context.Background(), cmd, done, 0)
+		}
+		signal()
+		w.report(rctx)
 		select {
 		case <-ctx.Done():
+			w.preStop(s)
 			stopProcess(context.Background(), cmd, done, w.grace())
 			w.report(rctx)
 			return
