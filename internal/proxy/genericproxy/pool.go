@@ -135,6 +135,7 @@ func (p *hostPool) closeAll() {
 var (
 	errUpstreamReset    = errors.New("upstream connection closed before the response")
 	errDownstreamClosed = errors.New("downstream connection closed")
+	errTimedOut         = errors.New("a request timed out on a connection that cannot match responses by id")
 )
 
 // upConn is one upstream connection carrying many requests.

@@ -377,7 +377,12 @@ func (p *Proxy) try(dc *downConn, c *cluster.Cluster, h *cluster.Host, f *Frame,
 		}
 		return nil, failReset
 	case <-expire:
-		uc.forget(id)
+		if pool.exclusive() {
+			// Its late response could not be told from the next request's.
+			uc.close(errTimedOut)
+		} else {
+			uc.forget(id)
+		}
 		return nil, failTimeout
 	}
 }
