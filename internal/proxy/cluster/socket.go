@@ -193,6 +193,14 @@ func (c *Cluster) sockets() []*socket {
 // serves h ("default" for the cluster's own transport_socket).
 func (c *Cluster) TransportSocketName(h *Host) string { return c.sockOf(h).name }
 
+// H2FrameSize is the largest HTTP/2 frame mesh-proxy accepts, upstream and
+// downstream: 16 KiB, the protocol's default, which Envoy keeps. Go's own
+// default is 1 MiB, and a Go HTTP/2 client sizes the scratch buffer it
+// copies each request body through by what the server advertises (up to
+// 512 KiB per stream), a cost paid on every proxied gRPC call when the
+// buffer pools have been emptied by a collection.
+const H2FrameSize = 16 << 10
+
 func (c *Cluster) newTransport(h2 bool, idle time.Duration, tcfg *tls.Config) *http.Transport {
 	d := &net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
 	tcfg = httpALPN(tcfg, h2)
@@ -205,6 +213,10 @@ func (c *Cluster) newTransport(h2 bool, idle time.Duration, tcfg *tls.Config) *h
 		DisableCompression:  true,
 		// Envoy's max_connections caps a cluster; per host is the closest the pool offers.
 		MaxConnsPerHost: int(min(c.limits.conns, 1<<30)),
+		// HTTP/2 frames as Envoy sizes them (the protocol's 16 KiB default)
+		// rather than Go's 1 MiB: the peer's write buffers follow the size
+		// advertised here.
+		HTTP2: &http.HTTP2Config{MaxReadFrameSize: H2FrameSize},
 	}
 	p := new(http.Protocols)
 	if h2 {
