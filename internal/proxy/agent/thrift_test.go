@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	actionv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/action/v3"
 	gpmatcher "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/matcher/v3"
 	gprouter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/router/v3"
@@ -309,6 +311,8 @@ func thriftProxyConfig(t *testing.T, port uint32) *listenerv3.Listener {
 			exactOn(t, method, "flaky", retried),
 			exactOn(t, method, "flakyonce", once),
 			exactOn(t, method, "slow", slow),
+			exactOn(t, method, "split", &actionv3.RouteAction{Name: "split", ClusterSpecifier: &actionv3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{
+				Clusters: []*routev3.WeightedCluster_ClusterWeight{{Name: "a", Weight: wrapperspb.UInt32(1)}, {Name: "b", Weight: wrapperspb.UInt32(3)}}}}}),
 		}}},
 		OnNoMatch: gpAction(t, toCluster("a")),
 	}
@@ -463,6 +467,69 @@ func TestThriftThroughGenericProxy(t *testing.T) {
 		opened := statValue(t, after, "cluster.a.upstream_cx_total") - statValue(t, before, "cluster.a.upstream_cx_total")
 		if opened > 8 {
 			t.Fatalf("%d clients opened %d upstream connections to a; the pool shares at most 8", clients, opened)
+		}
+	})
+
+	t.Run("weighted", func(t *testing.T) {
+		cl := dialThrift(t, addr, "compact/framed")
+		got := map[string]int{}
+		for i := 0; i < 400; i++ {
+			r, err := cl.call(ctx, "split", "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[strings.SplitN(r, ":", 2)[0]]++
+		}
+		// 1:3 between a and b; the bounds are many standard deviations wide.
+		if got["a"]+got["b"] != 400 || got["b"] < 220 || got["b"] > 380 {
+			t.Fatalf("a 1:3 split of 400 calls went %v", got)
+		}
+	})
+
+	t.Run("endpoints change under load", func(t *testing.T) {
+		a2 := startThriftServer(t, "a2")
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var calls, fromA2 atomic.Int64
+		errs := make(chan error, 8)
+		for i := 0; i < 8; i++ {
+			cl := dialThrift(t, addr, "binary/framed")
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; ; j++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					name := fmt.Sprintf("l%d-%d", i, j)
+					got, err := cl.call(ctx, "hello", name)
+					if err != nil || !strings.HasSuffix(got, ":hello:"+name) {
+						errs <- fmt.Errorf("call %s during the change: %q, %v", name, got, err)
+						return
+					}
+					calls.Add(1)
+					if strings.HasPrefix(got, "a2:") {
+						fromA2.Add(1)
+					}
+				}
+			}()
+		}
+		eventually(t, "calls flowing", func() bool { return calls.Load() > 200 })
+		// Cluster a's endpoint moves from server a to a2, as a subset change
+		// moves a destination; a keeps running, as a draining pod does.
+		cp.set(map[resourcev3.Type][]types.Resource{
+			resourcev3.ListenerType: {thriftProxyConfig(t, port)},
+			resourcev3.ClusterType:  {edsCluster("a"), edsCluster("b"), edsCluster("flaky")},
+			resourcev3.EndpointType: {thriftCLA("a", a2.port()), thriftCLA("b", b.port()), thriftCLA("flaky", c.port(), bad2)},
+		})
+		eventually(t, "calls answered by a2", func() bool { return fromA2.Load() > 200 })
+		close(stop)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
 		}
 	})
 
