@@ -18,7 +18,7 @@ import (
 func accessLogCounts(t *testing.T, r *Resources) (with, without map[string]int) {
 	t.Helper()
 	with, without = map[string]int{}, map[string]int{}
-	for _, it := range r.byType[resourcev3.ListenerType] {
+	for _, it := range r.items(resourcev3.ListenerType) {
 		l := it.msg.(*listenerv3.Listener)
 		chains := append([]*listenerv3.FilterChain{l.DefaultFilterChain}, l.FilterChains...)
 		for _, fc := range chains {

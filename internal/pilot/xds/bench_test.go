@@ -139,10 +139,10 @@ func BenchmarkConfigBytes(b *testing.B) {
 		}
 		n := 0
 		for _, t := range TypeURLs {
-			for _, it := range res.byType[t] {
+			for _, it := range res.items(t) {
 				n += proto.Size(it.msg)
 			}
 		}
-		b.Logf("scoped=%v: %d clusters, %d bytes", scoped, len(res.byType[resourcev3.ClusterType]), n)
+		b.Logf("scoped=%v: %d clusters, %d bytes", scoped, len(res.items(resourcev3.ClusterType)), n)
 	}
 }

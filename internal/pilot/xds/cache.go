@@ -16,14 +16,23 @@ import (
 // typeGen is one xDS type's resources as a group of proxies gets them:
 // built once per group and generation, shared read-only by every proxy of
 // the group, so a push costs per proxy only the comparison of what changed.
+//
+// A group's generation is usually two layers: base, the outbound resources
+// every group of a scope and namespace has alike (thousands of clusters
+// and load assignments), shared by content between groups and across
+// pushes; and own, the few resources of the group's inbound side. So a
+// group costs memory for its own resources only, and a change of only one
+// layer is diffed once for every group sharing the other.
 type typeGen struct {
-	typeURL  string
-	version  string
-	items    []*item
-	byName   map[string]*item
-	versions map[string]string // name → resource version, for delta
-	anys     []*anypb.Any      // the SotW payload, in items order
-	res      []*discoveryv3.Resource
+	typeURL string
+	version string
+	base    *typeGen         // the shared lower layer (itself single-layer), or nil
+	own     []*item          // this layer's resources, sent after base's
+	byName  map[string]*item // own, by name
+	size    int              // resources in both layers
+
+	anysOnce sync.Once
+	anys     []*anypb.Any // the SotW payload in send order, made on first SotW use
 
 	id    uint64 // unique, so diffs can name older generations without keeping them alive
 	mu    sync.Mutex
@@ -38,24 +47,73 @@ type genDiff struct {
 	removed []string
 }
 
+// newTypeGen is a single-layer generation of its.
 func newTypeGen(typeURL, version string, its []*item) *typeGen {
+	return newLayeredGen(typeURL, version, nil, its)
+}
+
+// newLayeredGen is a generation made of base's resources, then own's.
+func newLayeredGen(typeURL, version string, base *typeGen, own []*item) *typeGen {
 	g := &typeGen{
-		id:       genIDs.Add(1),
-		typeURL:  typeURL,
-		version:  version,
-		items:    its,
-		byName:   make(map[string]*item, len(its)),
-		versions: make(map[string]string, len(its)),
-		anys:     make([]*anypb.Any, len(its)),
-		res:      make([]*discoveryv3.Resource, len(its)),
+		id:      genIDs.Add(1),
+		typeURL: typeURL,
+		version: version,
+		base:    base,
+		own:     own,
+		byName:  make(map[string]*item, len(own)),
+		size:    len(own),
 	}
-	for i, it := range its {
+	if base != nil {
+		g.size += base.size
+	}
+	for _, it := range own {
 		g.byName[it.name] = it
-		g.versions[it.name] = it.version
-		g.anys[i] = it.anyMsg
-		g.res[i] = &discoveryv3.Resource{Name: it.name, Version: it.version, Resource: g.anys[i]}
 	}
 	return g
+}
+
+// lookup finds a resource by name in either layer.
+func (g *typeGen) lookup(name string) *item {
+	if it := g.byName[name]; it != nil {
+		return it
+	}
+	if g.base != nil {
+		return g.base.lookup(name)
+	}
+	return nil
+}
+
+// each calls fn for every resource, base first, until fn returns false.
+func (g *typeGen) each(fn func(*item) bool) {
+	if g.base != nil {
+		for _, it := range g.base.own {
+			if !fn(it) {
+				return
+			}
+		}
+	}
+	for _, it := range g.own {
+		if !fn(it) {
+			return
+		}
+	}
+}
+
+// items returns every resource in send order, in a new slice.
+func (g *typeGen) items() []*item {
+	out := make([]*item, 0, g.size)
+	g.each(func(it *item) bool { out = append(out, it); return true })
+	return out
+}
+
+// sotwAnys is the whole payload of a SotW response, made once per
+// generation and only for generations a SotW stream asks for.
+func (g *typeGen) sotwAnys() []*anypb.Any {
+	g.anysOnce.Do(func() {
+		g.anys = make([]*anypb.Any, 0, g.size)
+		g.each(func(it *item) bool { g.anys = append(g.anys, it.anyMsg); return true })
+	})
+	return g.anys
 }
 
 // diffFrom returns what changed since old, computed once per pair however
@@ -67,15 +125,42 @@ func (g *typeGen) diffFrom(old *typeGen) *genDiff {
 		return d
 	}
 	d := &genDiff{}
-	for i, it := range g.items {
-		if o := old.byName[it.name]; o == nil || o.version != it.version {
-			d.changed = append(d.changed, g.res[i])
+	if g.base != nil && old.base != nil {
+		// Layer by layer: the bases' diff is shared by every group moving
+		// between the same two bases (and empty when the base is the same).
+		// Locks go from a layered generation to its base, never back.
+		if g.base != old.base {
+			bd := g.base.diffFrom(old.base)
+			d.changed = append(d.changed, bd.changed...)
+			for _, n := range bd.removed {
+				if g.lookup(n) == nil {
+					d.removed = append(d.removed, n)
+				}
+			}
 		}
-	}
-	for _, it := range old.items {
-		if g.byName[it.name] == nil {
-			d.removed = append(d.removed, it.name)
+		for _, it := range g.own {
+			if o := old.lookup(it.name); o == nil || o.version != it.version {
+				d.changed = append(d.changed, it.res)
+			}
 		}
+		for _, it := range old.own {
+			if g.lookup(it.name) == nil {
+				d.removed = append(d.removed, it.name)
+			}
+		}
+	} else {
+		g.each(func(it *item) bool {
+			if o := old.lookup(it.name); o == nil || o.version != it.version {
+				d.changed = append(d.changed, it.res)
+			}
+			return true
+		})
+		old.each(func(it *item) bool {
+			if g.lookup(it.name) == nil {
+				d.removed = append(d.removed, it.name)
+			}
+			return true
+		})
 	}
 	if g.diffs == nil {
 		g.diffs = map[uint64]*genDiff{}
@@ -354,17 +439,17 @@ func (e *nodeEntry) sotwResponse(w *cacheWatch, g *typeGen) *sotwResponse {
 		// has not been sent (a new subscription).
 		missing := false
 		if wildcard {
-			if len(known) != len(g.items) {
-				for _, it := range g.items {
+			if len(known) != g.size {
+				g.each(func(it *item) bool {
 					if _, ok := known[it.name]; !ok {
 						missing = true
-						break
 					}
-				}
+					return !missing
+				})
 			}
 		} else {
 			for _, n := range names {
-				if _, ok := known[n]; !ok && g.byName[n] != nil {
+				if _, ok := known[n]; !ok && g.lookup(n) != nil {
 					missing = true
 					break
 				}
@@ -376,11 +461,12 @@ func (e *nodeEntry) sotwResponse(w *cacheWatch, g *typeGen) *sotwResponse {
 	}
 	r := &sotwResponse{req: w.req, version: g.version}
 	if wildcard {
-		r.anys = g.anys
-		r.returned = make(map[string]string, len(g.items))
-		for _, it := range g.items {
+		r.anys = g.sotwAnys()
+		r.returned = make(map[string]string, g.size)
+		g.each(func(it *item) bool {
 			r.returned[it.name] = g.version
-		}
+			return true
+		})
 		return r
 	}
 	// Endpoints, routes and secrets need not come whole in SotW: a proxy
@@ -390,7 +476,7 @@ func (e *nodeEntry) sotwResponse(w *cacheWatch, g *typeGen) *sotwResponse {
 	partial := !cachev3.ResourceRequiresFullStateInSotw(g.typeURL)
 	r.returned = make(map[string]string, len(names))
 	for _, n := range names {
-		it := g.byName[n]
+		it := g.lookup(n)
 		if it == nil {
 			continue
 		}
@@ -450,16 +536,17 @@ func (e *nodeEntry) deltaResponse(w *cacheWatch, g *typeGen) (*deltaResponse, fu
 			}
 		}
 	default:
-		for i, it := range g.items {
+		g.each(func(it *item) bool {
 			if _, ok := subscribed[it.name]; !wildcard && !ok {
-				continue
+				return true
 			}
 			if v, ok := known[it.name]; !ok || v != it.version {
-				r.resources = append(r.resources, g.res[i])
+				r.resources = append(r.resources, it.res)
 			}
-		}
+			return true
+		})
 		for n := range known {
-			if g.byName[n] == nil {
+			if g.lookup(n) == nil {
 				r.removed = append(r.removed, n)
 			}
 		}

@@ -30,13 +30,13 @@ func (r *Resources) Validate() error { return r.invalid }
 // redacted as Envoy does.
 func (r *Resources) ConfigDump() (*adminv3.ConfigDump, error) {
 	cd := &adminv3.ClustersConfigDump{VersionInfo: r.Version(resourcev3.ClusterType)}
-	for _, it := range r.byType[resourcev3.ClusterType] {
+	for _, it := range r.items(resourcev3.ClusterType) {
 		cd.DynamicActiveClusters = append(cd.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
 			VersionInfo: r.Version(resourcev3.ClusterType), Cluster: mustAny(it.msg.(*clusterv3.Cluster)),
 		})
 	}
 	ld := &adminv3.ListenersConfigDump{VersionInfo: r.Version(resourcev3.ListenerType)}
-	for _, it := range r.byType[resourcev3.ListenerType] {
+	for _, it := range r.items(resourcev3.ListenerType) {
 		ld.DynamicListeners = append(ld.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
 			Name: it.name,
 			ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
@@ -45,13 +45,13 @@ func (r *Resources) ConfigDump() (*adminv3.ConfigDump, error) {
 		})
 	}
 	rd := &adminv3.RoutesConfigDump{}
-	for _, it := range r.byType[resourcev3.RouteType] {
+	for _, it := range r.items(resourcev3.RouteType) {
 		rd.DynamicRouteConfigs = append(rd.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
 			VersionInfo: r.Version(resourcev3.RouteType), RouteConfig: mustAny(it.msg.(*routev3.RouteConfiguration)),
 		})
 	}
 	sd := &adminv3.SecretsConfigDump{}
-	for _, it := range r.byType[resourcev3.SecretType] {
+	for _, it := range r.items(resourcev3.SecretType) {
 		s := proto.Clone(it.msg).(*tlsv3.Secret)
 		if c := s.GetTlsCertificate(); c != nil && c.PrivateKey != nil {
 			c.PrivateKey = redacted()
@@ -61,7 +61,7 @@ func (r *Resources) ConfigDump() (*adminv3.ConfigDump, error) {
 		})
 	}
 	ed := &adminv3.EndpointsConfigDump{}
-	for _, it := range r.byType[resourcev3.EndpointType] {
+	for _, it := range r.items(resourcev3.EndpointType) {
 		ed.DynamicEndpointConfigs = append(ed.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{
 			VersionInfo: r.Version(resourcev3.EndpointType), EndpointConfig: mustAny(it.msg.(*endpointv3.ClusterLoadAssignment)),
 		})

@@ -49,7 +49,12 @@ type SecretSource interface {
 // Resources' items, versions and generations; only the identity and the
 // secrets are per proxy.
 type Resources struct {
+	// byType holds the resources while the group is built; finish moves
+	// them into gens, which is what is served and read afterwards. The
+	// first shared[type] resources of a type are the outbound side that
+	// groups of one scope and namespace have alike (see typeGen).
 	byType   map[string][]*item
+	shared   map[string]int
 	versions map[string]string
 	gens     view
 	invalid  error // ValidateAll failures, joined
@@ -76,9 +81,20 @@ type Resources struct {
 	credentials []*item
 }
 
+// items returns the resources of typeURL in send order.
+func (r *Resources) items(typeURL string) []*item {
+	if r.byType != nil {
+		return r.byType[typeURL]
+	}
+	if g := r.gens[typeIndexOf(typeURL)]; g != nil {
+		return g.items()
+	}
+	return nil
+}
+
 // Items returns the resources of typeURL.
 func (r *Resources) Items(typeURL string) []types.Resource {
-	its := r.byType[typeURL]
+	its := r.items(typeURL)
 	out := make([]types.Resource, len(its))
 	for i, it := range its {
 		out[i] = it.msg
@@ -89,7 +105,7 @@ func (r *Resources) Items(typeURL string) []types.Resource {
 // Names returns the resource names of typeURL, sorted.
 func (r *Resources) Names(typeURL string) []string {
 	var out []string
-	for _, it := range r.byType[typeURL] {
+	for _, it := range r.items(typeURL) {
 		out = append(out, it.name)
 	}
 	sort.Strings(out)
@@ -102,7 +118,7 @@ func (r *Resources) Version(typeURL string) string {
 	if v, ok := r.versions[typeURL]; ok {
 		return v
 	}
-	return itemsVersion(r.byType[typeURL])
+	return itemsVersion(r.items(typeURL))
 }
 
 func itemsVersion(its []*item) string {
@@ -122,17 +138,30 @@ func (r *Resources) add(typeURL string, its ...*item) {
 	r.byType[typeURL] = append(r.byType[typeURL], its...)
 }
 
+// addShared adds resources of the shared outbound side; for each type they
+// come before any added with add.
+func (r *Resources) addShared(typeURL string, its ...*item) {
+	if len(r.byType[typeURL]) != r.shared[typeURL] {
+		panic("xds: shared resources of " + typeURL + " added after the group's own") // a generator bug
+	}
+	r.add(typeURL, its...)
+	if r.shared == nil {
+		r.shared = map[string]int{}
+	}
+	r.shared[typeURL] = len(r.byType[typeURL])
+}
+
 // finish computes the type versions, the served generations and the
 // validation verdict, once for all proxies sharing r. Items are not sorted:
 // generation adds them in a deterministic order (services sorted by host,
 // ports ascending), which is all a stable version needs.
-func (r *Resources) finish() {
+func (r *Resources) finish(pc *PushContext) {
 	r.versions = make(map[string]string, len(TypeURLs))
 	var errs, edsErrs []error
 	for i, t := range TypeURLs {
 		its := r.byType[t]
 		r.versions[t] = itemsVersion(its)
-		r.gens[i] = newTypeGen(t, r.versions[t], its)
+		r.gens[i] = pc.sharedGen(t, its, r.shared[t])
 		for _, it := range its {
 			if it.invalid == nil {
 				continue
@@ -147,6 +176,25 @@ func (r *Resources) finish() {
 	}
 	r.invalidNonEDS = errors.Join(errs...)
 	r.invalid = errors.Join(append(errs, edsErrs...)...)
+	r.byType, r.shared = nil, nil
+}
+
+// sharedGen is the generation of its, one per content in a push and kept
+// across pushes while the content is unchanged, so groups (and successive
+// generations of a group) with the same config share it and its diffs. Its
+// first k resources, the outbound side, are a layer shared by content too.
+func (pc *PushContext) sharedGen(typeURL string, its []*item, k int) *typeGen {
+	v := itemsVersion(its)
+	key := typeURL + "|" + v + "|" + strconv.Itoa(len(its))
+	return memo(&pc.mu, pc.sharedGens, key, func() *typeGen {
+		if l := pc.prevSharedGens[key]; l != nil && l.done.Load() {
+			return l.v
+		}
+		if k <= 0 || k >= len(its) {
+			return newTypeGen(typeURL, v, its)
+		}
+		return newLayeredGen(typeURL, v, pc.sharedGen(typeURL, its[:k], 0), its[k:])
+	})
 }
 
 // Generate builds the resources for one proxy. secrets may be nil, in which
@@ -172,7 +220,7 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 			r.scope = pc.scopeFor(w.namespace, w.labels)
 			pc.sidecar(r, w)
 		}
-		r.finish()
+		r.finish(pc)
 		return r
 	})
 	r := *base
@@ -200,8 +248,6 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 		}
 		its = append(its, it)
 	}
-	r.byType = maps.Clone(base.byType)
-	r.byType[resourcev3.SecretType] = its
 	r.versions = maps.Clone(base.versions)
 	r.versions[resourcev3.SecretType] = itemsVersion(its)
 	r.gens[typeIndexOf(resourcev3.SecretType)] = newTypeGen(resourcev3.SecretType, r.versions[resourcev3.SecretType], its)
@@ -229,16 +275,13 @@ func (pc *PushContext) reuseGroup(key string) *Resources {
 		return old
 	}
 	r := *old
-	r.byType = maps.Clone(old.byType)
 	var eds []*item
 	for _, svc := range old.edsServices {
 		eds = append(eds, pc.outboundEndpoints(svc, old.groupNS)...)
 	}
-	r.byType[resourcev3.EndpointType] = eds
 	r.versions = maps.Clone(old.versions)
 	r.versions[resourcev3.EndpointType] = itemsVersion(eds)
-	i := typeIndexOf(resourcev3.EndpointType)
-	r.gens[i] = newTypeGen(resourcev3.EndpointType, r.versions[resourcev3.EndpointType], eds)
+	r.gens[typeIndexOf(resourcev3.EndpointType)] = pc.sharedGen(resourcev3.EndpointType, eds, 0)
 	var errs []error
 	for _, it := range eds {
 		if it.invalid != nil {
@@ -278,29 +321,49 @@ func (pc *PushContext) scopeShared(sc *scope) *scopeResources {
 
 func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	sc := pc.scopeFor(w.namespace, w.labels)
-	r.add(resourcev3.ClusterType, fixedClusterItems()...)
+	r.addShared(resourcev3.ClusterType, fixedClusterItems()...)
 	for _, svc := range sc.services {
-		r.add(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
-		if eps := pc.outboundEndpoints(svc, w.namespace); len(eps) > 0 {
-			r.add(resourcev3.EndpointType, eps...)
-			r.EndpointHosts[svc.Hostname] = true
-			r.edsServices = append(r.edsServices, svc)
-		}
+		r.addShared(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
+		r.addShared(resourcev3.EndpointType, pc.outboundEndpoints(svc, w.namespace)...)
 	}
+	es := pc.endpointServices(sc, w.namespace)
+	r.EndpointHosts, r.edsServices = es.hosts, es.services
 	ports := inboundPorts(w.services, w.namedPorts)
 	for _, p := range ports {
 		r.add(resourcev3.ClusterType, newItem(InboundClusterName(p.port), withServices(inboundCluster(p), p.services)))
 	}
 	shared := pc.scopeShared(sc)
 	out, in := pc.observe(w, telemetry.Outbound), pc.observe(w, telemetry.Inbound)
-	r.add(resourcev3.ListenerType, pc.scopeListeners(sc, out)...)
+	r.addShared(resourcev3.ListenerType, pc.scopeListeners(sc, out)...)
 	vo, vi := virtualOutbound(sc), pc.virtualInbound(w, ports)
 	addObserve(vo, out)
 	addObserve(vi, in)
 	r.add(resourcev3.ListenerType, newItem(VirtualOutbound, vo), newItem(VirtualInbound, vi))
 	for _, port := range shared.httpPorts {
-		r.add(resourcev3.RouteType, pc.outboundRouteConfig(sc, port, w.namespace, w.labels))
+		r.addShared(resourcev3.RouteType, pc.outboundRouteConfig(sc, port, w.namespace, w.labels))
 	}
 }
 
 var fixedClusterItems = sync.OnceValue(fixedClusters)
+
+// endpointServices are the services whose load assignments a sidecar of
+// scope sc in namespace ns is sent, and their hosts.
+type endpointServices struct {
+	hosts    map[string]bool
+	services []*model.Service
+}
+
+// endpointServices is shared, read-only, by the groups of one scope and
+// namespace.
+func (pc *PushContext) endpointServices(sc *scope, ns string) *endpointServices {
+	return memo(&pc.mu, pc.epServices, sc.key+"|"+ns, func() *endpointServices {
+		es := &endpointServices{hosts: map[string]bool{}}
+		for _, svc := range sc.services {
+			if len(pc.outboundEndpoints(svc, ns)) > 0 {
+				es.hosts[svc.Hostname] = true
+				es.services = append(es.services, svc)
+			}
+		}
+		return es
+	})
+}

@@ -67,7 +67,7 @@ func generate(t *testing.T, pc *PushContext, nodeID string) *Resources {
 
 func find[T any](t *testing.T, r *Resources, typeURL, name string) T {
 	t.Helper()
-	for _, it := range r.byType[typeURL] {
+	for _, it := range r.items(typeURL) {
 		if it.name == name {
 			return it.msg.(T)
 		}
@@ -403,7 +403,7 @@ func TestEveryHCMUpgradesWebSocket(t *testing.T) {
 		model.NodeID(model.Router, "198.18.200.1", "mesh-ingressgateway-0", "mesh-system"),
 	} {
 		r := generate(t, pc, node)
-		for _, it := range r.byType[resourcev3.ListenerType] {
+		for _, it := range r.items(resourcev3.ListenerType) {
 			l := it.msg.(*listenerv3.Listener)
 			chains := append([]*listenerv3.FilterChain{l.DefaultFilterChain}, l.FilterChains...)
 			for _, fc := range chains {

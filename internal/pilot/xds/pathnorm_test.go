@@ -40,7 +40,7 @@ func TestEveryHCMNormalizesPaths(t *testing.T) {
 			model.NodeID(model.Router, "198.18.200.1", "mesh-ingressgateway-0", "mesh-system"),
 		} {
 			r := generate(t, pc, node)
-			for _, it := range r.byType[resourcev3.ListenerType] {
+			for _, it := range r.items(resourcev3.ListenerType) {
 				l := it.msg.(*listenerv3.Listener)
 				for _, fc := range append([]*listenerv3.FilterChain{l.DefaultFilterChain}, l.FilterChains...) {
 					for _, f := range fc.GetFilters() {

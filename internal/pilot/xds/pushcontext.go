@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	networkingapi "istio.io/api/networking/v1alpha3"
@@ -53,6 +54,7 @@ type item struct {
 	// anyMsg carries msg's encoding, made once: a resource shared by 2,000
 	// proxies is encoded once, not 2,000 times.
 	anyMsg  *anypb.Any
+	res     *discoveryv3.Resource // the delta payload, made once too
 	hash    uint64
 	version string
 }
@@ -70,7 +72,9 @@ func newItem(name string, m proto.Message) *item {
 	_, _ = h.Write(b)
 	sum := h.Sum64()
 	a := &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
-	return &item{name: name, msg: m, hash: sum, invalid: invalid, anyMsg: a, version: strconv.FormatUint(sum, 36)}
+	v := strconv.FormatUint(sum, 36)
+	return &item{name: name, msg: m, hash: sum, invalid: invalid, anyMsg: a, version: v,
+		res: &discoveryv3.Resource{Name: name, Version: v, Resource: a}}
 }
 
 // PushContext memoises per-snapshot generation shared by many proxies. It is
@@ -98,6 +102,14 @@ type PushContext struct {
 	scopes    map[string]*lazy[*scope]               // by scope key
 	groups    map[string]*lazy[*Resources]           // by groupKey: config shared by proxies
 	vhosts    map[string]*lazy[*routev3.VirtualHost] // outbound virtual hosts shared by route tables
+	// sharedGens are the generations of groups' shared outbound sides, by
+	// type and content (sharedGen); epServices the services with load
+	// assignments, by scope key and namespace.
+	sharedGens map[string]*lazy[*typeGen]
+	epServices map[string]*lazy[*endpointServices]
+	// The previous context's sharedGens, so unchanged content keeps its
+	// generation (and a proxy's next push finds nothing new in it).
+	prevSharedGens map[string]*lazy[*typeGen]
 
 	// Set by Reuse: the previous context's groups and the hosts whose
 	// endpoints changed since, so a group only swaps its EDS resources.
@@ -143,6 +155,9 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		scopes:    map[string]*lazy[*scope]{},
 		groups:    map[string]*lazy[*Resources]{},
 		vhosts:    map[string]*lazy[*routev3.VirtualHost]{},
+
+		sharedGens: map[string]*lazy[*typeGen]{},
+		epServices: map[string]*lazy[*endpointServices]{},
 	}
 	drs := append([]*networkingv1.DestinationRule(nil), snap.DestinationRules...)
 	sort.SliceStable(drs, func(i, j int) bool { return olderFirst(drs[i], drs[j]) })
@@ -255,6 +270,8 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 		sourceLabels: pc.sourceLabels,
 		endpoints:    map[string]*lazy[[]*item]{},
 		groups:       map[string]*lazy[*Resources]{},
+		sharedGens:   map[string]*lazy[*typeGen]{},
+		epServices:   map[string]*lazy[*endpointServices]{},
 	}
 	// The maps are copied (their entries shared) so the two contexts never
 	// write to one map under different locks.
@@ -270,6 +287,7 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 			n.prevGroups[k] = l
 		}
 	}
+	n.prevSharedGens = maps.Clone(pc.sharedGens)
 	n.clusters = maps.Clone(pc.clusters)
 	n.vhosts = maps.Clone(pc.vhosts)
 	n.routes = maps.Clone(pc.routes)
@@ -280,6 +298,14 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 		}
 	}
 	return n
+}
+
+// follow lets pc reuse the shared generations of old, the context it
+// replaces, wherever their content is unchanged.
+func (pc *PushContext) follow(old *PushContext) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	pc.prevSharedGens = maps.Clone(old.sharedGens)
 }
 
 func boundToMesh(gws []string) bool {

@@ -47,6 +47,7 @@ func (s *Server) UpdateStaged(snap *model.Snapshot, ch model.Change, plan rollou
 		}
 	case old != nil:
 		pc = NewPushContext(snap)
+		pc.follow(old)
 		if s.RebuildAll {
 			break
 		}
