@@ -120,7 +120,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 func printStatus(o *StatusOptions, rows []Row) error {
 	c := o.Colors()
 	tw := cli.NewTable(o.Out)
-	fmt.Fprintln(tw, "RESOURCE\tPHASE\tSTAGE\tCANDIDATE\tNEXT STEP\tREASON\tPILOT")
+	fmt.Fprintln(tw, "RESOURCE\tPHASE\tSTAGE\tCANDIDATE\tHEALTH\tNEXT STEP\tREASON\tPILOT")
 	for _, r := range rows {
 		stage, cand, next := "-", "-", "-"
 		if r.Stage > 0 && r.Stage <= len(r.Stages) {
@@ -143,7 +143,17 @@ func printStatus(o *StatusOptions, rows []Row) error {
 		if reason == "" {
 			reason = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, phase, stage, cand, next, reason, r.Pilot)
+		health := "-"
+		if h := r.Health; h != nil {
+			health = fmt.Sprintf("%.0f req, %.1f%% failed", h.Candidate.Requests, 100*h.Candidate.FailedRatio)
+			if h.Candidate.P90 > 0 {
+				health += fmt.Sprintf(", p90 %.0fms", h.Candidate.P90)
+			}
+			if h.Released.P90 > 0 {
+				health += fmt.Sprintf(" (released %.0fms)", h.Released.P90)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, phase, stage, cand, health, next, reason, r.Pilot)
 	}
 	return tw.Flush()
 }

@@ -283,7 +283,9 @@ func (o *Options) Run(ctx context.Context) error {
 	// Staged release: the manager stands between the watcher and the xDS
 	// server, serving released versions and staging candidates
 	// (docs/rollout.md); with no annotated resource it passes snapshots on.
-	staged := &rollout.Manager{Log: log, Push: srv.UpdateStaged}
+	// The health gates read the affected proxies' own metrics on their
+	// pods' stats port (15020), no Prometheus server involved.
+	staged := &rollout.Manager{Log: log, Push: srv.UpdateStaged, Health: (&rollout.ScrapeProxies{}).Sample}
 	srv.OnReject = staged.Reject
 	dbgMux := http.NewServeMux()
 	dbgMux.Handle("/debug/rolloutz", debug.Rollouts(staged))

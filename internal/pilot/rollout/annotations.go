@@ -111,14 +111,14 @@ func Parse(annotations map[string]string) (*Spec, error) {
 		if err != nil || f < 0 || f > 1 {
 			return nil, &Error{Annotation: AnnotationMax5xxRatio, Value: v, Problem: `want a ratio between 0 and 1 such as "0.02"`}
 		}
-		s.Max5xxRatio = f
+		s.Max5xxRatio, s.Has5xxGate = f, true
 	}
 	if v, ok := annotations[AnnotationMaxLatencyIncrease]; ok {
 		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if err != nil || f < 1 {
 			return nil, &Error{Annotation: AnnotationMaxLatencyIncrease, Value: v, Problem: `want a factor of at least 1 such as "1.5" (the candidate's p90 latency over the released version's)`}
 		}
-		s.MaxLatencyIncrease = f
+		s.MaxLatencyIncrease, s.HasLatencyGate = f, true
 	}
 	return s, nil
 }

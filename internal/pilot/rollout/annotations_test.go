@@ -16,7 +16,7 @@ func TestParse(t *testing.T) {
 	}{
 		{name: "no annotations", in: map[string]string{"other": "x"}},
 		{name: "full", in: map[string]string{AnnotationStages: "10, 50,100", AnnotationInterval: "60s", AnnotationMax5xxRatio: "0.02", AnnotationMaxLatencyIncrease: "1.5"},
-			want: &Spec{Stages: []int{10, 50, 100}, Interval: time.Minute, Max5xxRatio: 0.02, MaxLatencyIncrease: 1.5}},
+			want: &Spec{Stages: []int{10, 50, 100}, Interval: time.Minute, Max5xxRatio: 0.02, MaxLatencyIncrease: 1.5, Has5xxGate: true, HasLatencyGate: true}},
 		{name: "percent signs", in: map[string]string{AnnotationStages: "25%,100%", AnnotationInterval: "5m"}, want: &Spec{Stages: []int{25, 100}, Interval: 5 * time.Minute}},
 		{name: "one stage needs no interval", in: map[string]string{AnnotationStages: "100"}, want: &Spec{Stages: []int{100}}},
 		{name: "last not 100", in: map[string]string{AnnotationStages: "10,50", AnnotationInterval: "1m"}, err: "last stage must be 100"},

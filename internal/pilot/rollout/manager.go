@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -60,9 +61,11 @@ type Status struct {
 	Affected int        `json:"affected,omitempty"` // proxies the candidate affects, at the last push
 	Staged   []string   `json:"staged,omitempty"`   // proxies given the candidate, at the last push
 	Reason   string     `json:"reason,omitempty"`   // why the phase is what it is (rejections, annotation errors)
-	// The health gates asked for; not enforced yet (docs/rollout.md).
-	Max5xxRatio        float64 `json:"max5xxRatio,omitempty"`
-	MaxLatencyIncrease float64 `json:"maxLatencyIncrease,omitempty"`
+	// The health gates asked for (nil: none), and the current stage's
+	// figures at its last check.
+	Max5xxRatio        *float64 `json:"max5xxRatio,omitempty"`
+	MaxLatencyIncrease *float64 `json:"maxLatencyIncrease,omitempty"`
+	Health             *Health  `json:"health,omitempty"`
 }
 
 // Manager decides, for every resource of a config kind carrying the
@@ -80,6 +83,12 @@ type Manager struct {
 	// OnEvent, when set, is told of every step (called with the manager's
 	// lock held: it must not call back).
 	OnEvent func(Event)
+	// Health reads the affected proxies' request metrics for the health
+	// gates; nil: gates are not measured (status says so).
+	Health Sampler
+	// CheckEvery is how often a gated stage's health is read (default a
+	// sixth of the interval, from 1s to 10s).
+	CheckEvery time.Duration
 
 	mu        sync.Mutex
 	applied   *model.Snapshot
@@ -105,6 +114,9 @@ type resource struct {
 	reason          string
 	badRequest      string // the last malformed promote/abort request recorded
 	counts          Counts
+	check           Timer             // the next health check of a gated stage
+	zero            map[string]Sample // each proxy's counters when the stage's measuring began
+	health          *Health           // the stage's figures at its last check
 	history         []Event
 }
 
@@ -269,6 +281,106 @@ func (m *Manager) schedule(r *resource) {
 	r.since = m.clock().Now()
 	r.next = r.since.Add(r.spec.Interval)
 	r.timer = m.clock().AfterFunc(r.spec.Interval, func() { m.soaked(id, rev, stage) })
+	// A stage is measured from its start: the first reading of the
+	// proxies' counters is the zero its figures count from.
+	r.zero, r.health = nil, nil
+	if r.check != nil {
+		r.check.Stop()
+		r.check = nil
+	}
+	m.armCheck(r, 0)
+}
+
+// armCheck schedules a health check of r's current stage after d, when
+// its spec has gates and pilot can measure them.
+func (m *Manager) armCheck(r *resource, d time.Duration) {
+	if !r.spec.Gated() || m.Health == nil {
+		return
+	}
+	id, rev, stage := r.id, r.revision, r.stage
+	r.check = m.clock().AfterFunc(d, func() { m.checkHealth(id, rev, stage, false) })
+}
+
+func (m *Manager) checkEvery(r *resource) time.Duration {
+	if m.CheckEvery > 0 {
+		return m.CheckEvery
+	}
+	d := r.spec.Interval / 6
+	return min(max(d, time.Second), 10*time.Second)
+}
+
+// current reports whether r is still at the rollout and stage a timer
+// was armed for.
+func current(r *resource, rev uint64, stage int) bool {
+	return r != nil && r.phase == Progressing && r.revision == rev && r.stage == stage
+}
+
+// checkHealth reads the affected proxies' metrics and judges the stage by
+// its gates: a failing gate rolls the candidate back; at the end of the
+// soak (final) a passing stage moves on. The proxies are read without the
+// lock held.
+func (m *Manager) checkHealth(id string, rev uint64, stage int, final bool) {
+	m.mu.Lock()
+	r := m.resources[id]
+	if !current(r, rev, stage) {
+		m.mu.Unlock()
+		return
+	}
+	members := append([]string(nil), r.counts.Members...)
+	staged := map[string]bool{}
+	for _, s := range r.counts.Staged {
+		staged[s] = true
+	}
+	sc := scopeOf(r.applied, r.namespace)
+	sample := m.Health
+	m.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	samples := sample(ctx, members, sc)
+	cancel()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r = m.resources[id]
+	if !current(r, rev, stage) {
+		return
+	}
+	if r.zero == nil {
+		r.zero = map[string]Sample{}
+	}
+	var cand, rel []string
+	for _, p := range members {
+		if s, ok := samples[p]; ok {
+			if _, seen := r.zero[p]; !seen {
+				r.zero[p] = s // first read this stage: counts from here
+			}
+		}
+		if staged[p] {
+			cand = append(cand, p)
+		} else {
+			rel = append(rel, p)
+		}
+	}
+	h := &Health{CheckedAt: m.clock().Now()}
+	var cs, rs Sample
+	h.Candidate, cs = group(samples, r.zero, cand)
+	h.Released, rs = group(samples, r.zero, rel)
+	r.health = h
+	if why := judge(r.spec, h, cs, rs); why != "" {
+		m.rollBack(r, "RolledBack", fmt.Sprintf("health gate failed at stage %d: %s [%s]", r.stage+1, why, h))
+		m.push(model.Change{Full: true})
+		return
+	}
+	if final {
+		note := ""
+		if cs.Requests < MinRequests {
+			note = fmt.Sprintf("; too little traffic to judge (%.0f requests on the staged proxies, %d needed)", cs.Requests, MinRequests)
+		}
+		m.advance(r, fmt.Sprintf("the stage soaked for %s and passed its health gates%s [%s]", r.spec.Interval, note, h))
+		m.push(model.Change{Full: true})
+		return
+	}
+	m.armCheck(r, m.checkEvery(r))
 }
 
 // resume re-arms the soak of r's current stage after its interval may
@@ -284,6 +396,9 @@ func (m *Manager) resume(r *resource) {
 		left = 0
 	}
 	r.timer = m.clock().AfterFunc(left, func() { m.soaked(id, rev, stage) })
+	if r.check == nil {
+		m.armCheck(r, 0) // gates added by the edit
+	}
 }
 
 // requests carries out the promote and abort requests `mesh rollout`
@@ -322,6 +437,10 @@ func (m *Manager) stop(r *resource) {
 		r.timer.Stop()
 		r.timer = nil
 	}
+	if r.check != nil {
+		r.check.Stop()
+		r.check = nil
+	}
 	r.next = time.Time{}
 }
 
@@ -330,8 +449,13 @@ func (m *Manager) soaked(id string, rev uint64, stage int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.resources[id]
-	if r == nil || r.phase != Progressing || r.revision != rev || r.stage != stage {
+	if !current(r, rev, stage) {
 		return // superseded meanwhile
+	}
+	if r.spec.Gated() && m.Health != nil {
+		// The last word on a gated stage is a check at its end.
+		go m.checkHealth(id, rev, stage, true)
+		return
 	}
 	m.advance(r, "the stage soaked for "+r.spec.Interval.String())
 	m.push(model.Change{Full: true})
@@ -513,11 +637,19 @@ func (r *resource) status() Status {
 		if r.spec.Interval > 0 {
 			s.Interval = r.spec.Interval.String()
 		}
-		s.Max5xxRatio, s.MaxLatencyIncrease = r.spec.Max5xxRatio, r.spec.MaxLatencyIncrease
+		if r.spec.Has5xxGate {
+			v := r.spec.Max5xxRatio
+			s.Max5xxRatio = &v
+		}
+		if r.spec.HasLatencyGate {
+			v := r.spec.MaxLatencyIncrease
+			s.MaxLatencyIncrease = &v
+		}
 	}
 	if r.phase == Progressing {
 		s.Stage = r.stage + 1
 		s.Affected, s.Staged = r.counts.Affected, r.counts.Staged
+		s.Health = r.health
 	}
 	return s
 }

@@ -32,6 +32,9 @@ type Candidate struct {
 type Counts struct {
 	Affected int
 	Staged   []string // node ids, sorted
+	// Members are the affected proxies' node ids, sorted (the staged
+	// ones among them).
+	Members []string
 }
 
 // Rejection is a staged proxy refusing a candidate: a NACK, or config

@@ -76,6 +76,10 @@ func (s *Server) stage(pc *PushContext, plan rollout.Plan, proxies []*proxyState
 		}
 		chosen := rollout.Choose(c.ID, members, c.Percent)
 		n := rollout.Counts{Affected: len(members)}
+		for _, mb := range members {
+			n.Members = append(n.Members, mb.ID)
+		}
+		sort.Strings(n.Members)
 		for id := range chosen {
 			stagedFor[id] = append(stagedFor[id], c.ID)
 			n.Staged = append(n.Staged, id)
