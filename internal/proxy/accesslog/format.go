@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/textproto"
 	"os"
 	"sort"
 	"strconv"
@@ -468,7 +469,8 @@ func compileOp(name, arg string, hasArg bool, maxLen int) (*op, error) {
 				return nil, fmt.Errorf("%%%s(%s)%%: empty header name", name, arg)
 			}
 		}
-		o.args = alts
+		// Canonical once here, so a request's lookups are plain map reads.
+		o.args = headerKeys(alts)
 		if name == "REQ" || name == "REQUEST_HEADER" {
 			o.eval = func(e *Entry, o *op, b []byte) ([]byte, kind) { return appendTrunc(b, o, reqHeader(e, o.args)) }
 		} else {
@@ -519,9 +521,31 @@ func appendTrunc(b []byte, o *op, v string) ([]byte, kind) {
 	return append(b, v...), kString
 }
 
+// headerKeys are header names as the header maps hold them: pseudo
+// headers (:path) lower case, the others canonical.
+func headerKeys(alts []string) []string {
+	out := make([]string, len(alts))
+	for i, a := range alts {
+		if strings.HasPrefix(a, ":") {
+			out[i] = strings.ToLower(a)
+		} else {
+			out[i] = textproto.CanonicalMIMEHeaderKey(a)
+		}
+	}
+	return out
+}
+
+// firstValue is http.Header.Get for a key already canonical.
+func firstValue(h map[string][]string, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
 func reqHeader(e *Entry, alts []string) string {
 	for _, a := range alts {
-		switch strings.ToLower(a) {
+		switch a {
 		case ":method":
 			if e.Method != "" {
 				return e.Method
@@ -532,7 +556,7 @@ func reqHeader(e *Entry, alts []string) string {
 				return e.Path
 			}
 			continue
-		case ":authority", "host":
+		case ":authority", "Host":
 			if e.Host != "" {
 				return e.Host
 			}
@@ -546,10 +570,8 @@ func reqHeader(e *Entry, alts []string) string {
 			}
 			return "http"
 		}
-		if e.Header != nil {
-			if v := e.Header.Get(a); v != "" {
-				return v
-			}
+		if v := firstValue(e.Header, a); v != "" {
+			return v
 		}
 	}
 	return ""
@@ -557,13 +579,11 @@ func reqHeader(e *Entry, alts []string) string {
 
 func respHeader(e *Entry, alts []string) string {
 	for _, a := range alts {
-		if strings.EqualFold(a, ":status") && e.Status != 0 {
+		if a == ":status" && e.Status != 0 {
 			return strconv.Itoa(e.Status)
 		}
-		if e.RespHeader != nil {
-			if v := e.RespHeader.Get(a); v != "" {
-				return v
-			}
+		if v := firstValue(e.RespHeader, a); v != "" {
+			return v
 		}
 	}
 	return ""

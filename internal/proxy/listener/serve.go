@@ -61,6 +61,8 @@ type reqState struct {
 	table    *router.Table
 	fs       httpfilter.Stream // the request as the HTTP filters see it
 	span     *tracing.Span     // the request's span; nil without tracing
+	spanV    tracing.Span      // what span points at
+	done     httpfilter.Done   // the completion phase's report
 }
 
 type stateKey struct{}
@@ -151,7 +153,9 @@ func (m *HCM) finish(start time.Time, r *http.Request, st *reqState, code int, b
 
 // complete runs the filters' completion phase (the stats filter's metrics).
 func (m *HCM) complete(start time.Time, r *http.Request, st *reqState, code int, bytesOut int64) {
-	d := httpfilter.Done{Code: code, Flags: st.flags, Duration: time.Since(start), BytesIn: max(r.ContentLength, 0), BytesOut: bytesOut,
+	// In the request's state: handed to the filters, a local would escape (an allocation per request).
+	d := &st.done
+	*d = httpfilter.Done{Code: code, Flags: st.flags, Duration: time.Since(start), BytesIn: max(r.ContentLength, 0), BytesOut: bytesOut,
 		RespHeader: st.respHdr}
 	if d.Flags == "" {
 		d.Flags = "-"
@@ -172,7 +176,7 @@ func (m *HCM) complete(start time.Time, r *http.Request, st *reqState, code int,
 		}
 		st.fs.Reset(r.Context(), r, p, nil, nil)
 	}
-	m.filters.Complete(&st.fs, &d)
+	m.filters.Complete(&st.fs, d)
 }
 
 func (m *HCM) handle(w *statusWriter, r *http.Request, st *reqState) {

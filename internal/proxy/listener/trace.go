@@ -21,7 +21,8 @@ func (m *HCM) startTrace(r *http.Request, st *reqState) {
 		propagateTrace(r.Header)
 		return
 	}
-	st.span = m.tracer.Start(r, time.Now())
+	m.tracer.StartInto(&st.spanV, r, time.Now())
+	st.span = &st.spanV
 }
 
 // endTrace ends the request's span, if it has one.
@@ -37,7 +38,9 @@ func (m *HCM) endTrace(r *http.Request, st *reqState, code int, info *Request) {
 	if flags == "" {
 		flags = "-"
 	}
-	st.span.End(tracing.OperationName(cl, r.Host), code, flags, cl, st.host, time.Now())
+	if st.span.Reported() {
+		st.span.End(tracing.OperationName(cl, r.Host), code, flags, cl, st.host, time.Now())
+	}
 	if info != nil {
 		info.TraceID, info.SpanID = st.span.TraceID(), st.span.SpanID()
 	}

@@ -91,22 +91,43 @@ func (f *filter) configure(s *structpb.Struct, field string) error {
 	return nil
 }
 
+// The headers' keys as http.Header holds them, so a request's lookups do
+// not canonicalize (and allocate) each time.
+var (
+	keyMetadata = http.CanonicalHeaderKey(HeaderMetadata)
+	keyID       = http.CanonicalHeaderKey(HeaderID)
+)
+
+func headerValue(h http.Header, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+// tell puts this proxy's metadata on h, both values in one allocation.
+func (f *filter) tell(h http.Header) {
+	vals := make([]string, 2)
+	vals[0], vals[1] = f.self.Header(), f.self.ID
+	h[keyMetadata] = vals[0:1:1]
+	h[keyID] = vals[1:2:2]
+}
+
 // DecodeHeaders takes the downstream peer's metadata off the request
 // (never passing it on to the app) and puts ours on requests going upstream.
 func (f *filter) DecodeHeaders(s *httpfilter.Stream) httpfilter.Status {
 	h := s.Request.Header
 	if f.downDiscover {
-		if v := h.Get(HeaderMetadata); v != "" {
-			if n, err := f.cache.get(v, h.Get(HeaderID)); err == nil {
+		if v := headerValue(h, keyMetadata); v != "" {
+			if n, err := f.cache.get(v, headerValue(h, keyID)); err == nil {
 				s.Meta().Set(DownstreamKey, n)
 			}
-			h.Del(HeaderMetadata)
+			delete(h, keyMetadata)
 		}
-		h.Del(HeaderID)
+		delete(h, keyID)
 	}
 	if f.upPropagate {
-		h.Set(HeaderMetadata, f.self.Header())
-		h.Set(HeaderID, f.self.ID)
+		f.tell(h)
 	}
 	return httpfilter.Continue
 }
@@ -115,16 +136,15 @@ func (f *filter) DecodeHeaders(s *httpfilter.Stream) httpfilter.Status {
 // answers a meshed downstream (one that sent its own) with ours.
 func (f *filter) EncodeHeaders(s *httpfilter.Stream, _ int, h http.Header) {
 	if f.upDiscover {
-		if v := h.Get(HeaderMetadata); v != "" {
-			if n, err := f.cache.get(v, h.Get(HeaderID)); err == nil {
+		if v := headerValue(h, keyMetadata); v != "" {
+			if n, err := f.cache.get(v, headerValue(h, keyID)); err == nil {
 				s.Meta().Set(UpstreamKey, n)
 			}
-			h.Del(HeaderMetadata)
+			delete(h, keyMetadata)
 		}
-		h.Del(HeaderID)
+		delete(h, keyID)
 	}
 	if f.downPropagate && s.Meta().Get(DownstreamKey) != nil {
-		h.Set(HeaderMetadata, f.self.Header())
-		h.Set(HeaderID, f.self.ID)
+		f.tell(h)
 	}
 }

@@ -103,13 +103,29 @@ func Compile(t *hcmv3.HttpConnectionManager_Tracing, field, direction string, ow
 
 // Span is one request's span, started by Start and ended by End.
 type Span struct {
-	span trace.Span // nil when not reported
-	sc   trace.SpanContext
+	span     trace.Span // nil when not reported
+	sc       trace.SpanContext
+	tid, sid string // the ids in hex, as sent upstream
 }
 
 // TraceID and SpanID are the span's ids in hex, for access logs.
-func (s *Span) TraceID() string { return s.sc.TraceID().String() }
-func (s *Span) SpanID() string  { return s.sc.SpanID().String() }
+func (s *Span) TraceID() string {
+	if s.tid != "" {
+		return s.tid
+	}
+	return s.sc.TraceID().String()
+}
+
+func (s *Span) SpanID() string {
+	if s.sid != "" {
+		return s.sid
+	}
+	return s.sc.SpanID().String()
+}
+
+// Reported says whether End reports the span (it was sampled and there is
+// an exporter); callers skip working out what only End would use.
+func (s *Span) Reported() bool { return s != nil && s.span != nil }
 
 // Sampled reports whether the trace is sampled.
 func (s *Span) Sampled() bool { return s.sc.IsSampled() }
@@ -119,12 +135,20 @@ func (s *Span) Sampled() bool { return s.sc.IsSampled() }
 // trace is sampled at the configured percentage. The request's headers
 // then carry the new span to the upstream, in both forms.
 func (t *Tracer) Start(r *http.Request, start time.Time) *Span {
+	s := &Span{}
+	t.StartInto(s, r, start)
+	return s
+}
+
+// StartInto is Start filling in a Span the caller holds (a request's
+// state), saving an allocation per request.
+func (t *Tracer) StartInto(s *Span, r *http.Request, start time.Time) {
+	*s = Span{}
 	parent, decided := Extract(r.Header)
 	sampled := parent.IsSampled()
 	if !decided {
 		sampled = t.percent >= 100 || t.percent > 0 && rand.Float64()*100 < t.percent
 	}
-	s := &Span{}
 	if sampled && t.tracer != nil {
 		ctx := context.Background()
 		if parent.IsValid() {
@@ -143,7 +167,7 @@ func (t *Tracer) Start(r *http.Request, start time.Time) *Span {
 		}
 		s.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: randSpanID(), TraceFlags: flags})
 	}
-	Inject(r.Header, s.sc, parent.SpanID())
+	s.tid, s.sid = inject(r.Header, s.sc, parent.SpanID())
 	if s.span != nil {
 		attrs := make([]attribute.KeyValue, 0, 8+len(t.tags))
 		attrs = append(attrs, attribute.String("http.method", r.Method), attribute.String("http.url", "http://"+r.Host+r.URL.RequestURI()),
@@ -160,7 +184,6 @@ func (t *Tracer) Start(r *http.Request, start time.Time) *Span {
 		}
 		s.span.SetAttributes(attrs...)
 	}
-	return s
 }
 
 // End finishes the span with what the request came to.
