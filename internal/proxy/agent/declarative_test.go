@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ import (
 	gpmatcher "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/matcher/v3"
 	gprouter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/router/v3"
 	gpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	statspb "istio.io/api/envoy/extensions/stats"
 )
 
 // kvrpc is a private protocol this test makes up, which mesh-proxy only
@@ -182,7 +185,15 @@ func TestDeclarativeCodecOnAPrivateProtocol(t *testing.T) {
 		Filters:        []*corev3.TypedExtensionConfig{{Name: "envoy.filters.generic.router", TypedConfig: mustAny(t, &gprouter.Router{})}},
 	}
 	port := freePort(t)
-	staticProxy(t, []*listenerv3.Listener{genericListener(t, "kvrpc", port, gp)},
+	lis := genericListener(t, "kvrpc", port, gp)
+	// Istio's stats filter before it, with a dimension for the method as a
+	// Telemetry resource's tagOverrides would add.
+	stats, err := anypb.New(&statspb.PluginConfig{Metrics: []*statspb.MetricConfig{{Name: "requests_total", Dimensions: map[string]string{"rpc_method": "request.method"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.FilterChains[0].Filters = append([]*listenerv3.Filter{{Name: "istio.stats", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: stats}}}, lis.FilterChains[0].Filters...)
+	p := staticProxy(t, []*listenerv3.Listener{lis},
 		staticCluster("a", &upstream{addr: fmt.Sprintf("127.0.0.1:%d", a.port)}),
 		staticCluster("b", &upstream{addr: fmt.Sprintf("127.0.0.1:%d", b.port)}),
 		staticCluster("flaky", &upstream{addr: fmt.Sprintf("127.0.0.1:%d", c.port)}, &upstream{addr: fmt.Sprintf("127.0.0.1:%d", bad)}))
@@ -251,5 +262,18 @@ func TestDeclarativeCodecOnAPrivateProtocol(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the one-way message did not arrive")
+	}
+	// Each request is in Istio's request metrics, its protocol the codec's name.
+	_, prom := adminGet(t, p, "/stats/prometheus")
+	for _, want := range []string{`request_protocol="kvrpc"`, `response_code="200"`, `rpc_method="put"`, `rpc_method="flaky"`} {
+		found := false
+		for _, l := range strings.Split(prom, "\n") {
+			if strings.HasPrefix(l, "istio_requests_total{") && strings.Contains(l, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no istio_requests_total series with %s:\n%s", want, grepLines(prom, "istio_requests_total"))
+		}
 	}
 }

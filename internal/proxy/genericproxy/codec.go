@@ -107,6 +107,18 @@ func (k ReplyKind) String() string {
 	return "error"
 }
 
+// status is the HTTP-like code logs and metrics give a local reply, as
+// Envoy's router gives the same failures: 404 no route, 504 timeout, 503 the rest.
+func (k ReplyKind) status() int {
+	switch k {
+	case ReplyNoRoute:
+		return 404
+	case ReplyTimeout:
+		return 504
+	}
+	return 503
+}
+
 // flags is the access log's response flag for a local reply.
 func (k ReplyKind) flags() string {
 	switch k {

@@ -3,6 +3,7 @@ package genericproxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/accesslog"
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/protofields"
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
 // ConfigType is the network filter's type URL.
@@ -33,6 +35,8 @@ type Env struct {
 	Cluster func(name string) *cluster.Cluster
 	// Observe sees every request's access log entry (nil: nobody).
 	Observe func(*accesslog.Entry)
+	// Record puts a finished request in Istio's metrics (nil: an istio.stats filter did not ask).
+	Record func(*accesslog.Entry)
 	// Listener and Direction label the entries.
 	Listener, Direction string
 	// Log is where protocol errors are reported at debug level (nil: slog's default).
@@ -162,6 +166,12 @@ func (d *downConn) write(b []byte) error {
 // Serve proxies one downstream connection until it closes. remote and local
 // are its addresses for the access log.
 func (p *Proxy) Serve(down net.Conn, remote, local string) {
+	var tlsState *tls.ConnectionState
+	var principal string
+	if tc, ok := down.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		tlsState, principal = &cs, meshtls.Principal(&cs)
+	}
 	p.Stats.CxTotal.Add(1)
 	p.Stats.CxActive.Add(1)
 	defer p.Stats.CxActive.Add(-1)
@@ -198,7 +208,7 @@ func (p *Proxy) Serve(down net.Conn, remote, local string) {
 		if ordered {
 			// Without request ids the client matches responses by order:
 			// one request at a time.
-			p.handle(dc, f, remote, local)
+			p.handle(dc, f, remote, local, tlsState, principal)
 			p.Stats.RqActive.Add(-1)
 			continue
 		}
@@ -206,7 +216,7 @@ func (p *Proxy) Serve(down net.Conn, remote, local string) {
 		go func() {
 			defer wg.Done()
 			defer p.Stats.RqActive.Add(-1)
-			p.handle(dc, f, remote, local)
+			p.handle(dc, f, remote, local, tlsState, principal)
 		}()
 	}
 }
@@ -221,15 +231,18 @@ const (
 	failTimeout
 )
 
-func (p *Proxy) handle(dc *downConn, f *Frame, remote, local string) {
+func (p *Proxy) handle(dc *downConn, f *Frame, remote, local string, tlsState *tls.ConnectionState, principal string) {
 	start := time.Now()
 	e := &accesslog.Entry{Start: start, Protocol: p.codec.Name(), Method: f.Method, Host: f.Service, Path: f.Service,
 		Remote: remote, Local: local, Listener: p.env.Listener, Direction: p.env.Direction, Flags: "-",
-		RequestID: strconv.FormatUint(f.ID, 10), BytesIn: int64(len(f.Raw))}
+		RequestID: strconv.FormatUint(f.ID, 10), BytesIn: int64(len(f.Raw)), TLS: tlsState, Principal: principal}
 	defer func() {
 		e.Duration = time.Since(start)
 		for _, l := range p.logs {
 			l.Log(e)
+		}
+		if p.env.Record != nil {
+			p.env.Record(e)
 		}
 		if p.env.Observe != nil {
 			p.env.Observe(e)
@@ -282,6 +295,7 @@ func (p *Proxy) handle(dc *downConn, f *Frame, remote, local string) {
 		resp, why := p.try(dc, c, h, f, r.Timeout)
 		if why == failNone {
 			if resp == nil { // one-way: sent
+				e.Status = 200
 				c.Record(h, 200, nil)
 				return
 			}
@@ -293,6 +307,7 @@ func (p *Proxy) handle(dc *downConn, f *Frame, remote, local string) {
 			} else {
 				e.Details = "via_upstream"
 			}
+			e.Status = status
 			c.Record(h, status, nil)
 			b, err := p.codec.WithID(resp, f.ID)
 			if err == nil {
@@ -392,6 +407,7 @@ func (p *Proxy) try(dc *downConn, c *cluster.Cluster, h *cluster.Host, f *Frame,
 func (p *Proxy) local(dc *downConn, f *Frame, e *accesslog.Entry, kind ReplyKind, msg string) {
 	p.Stats.RqLocal.Add(1)
 	e.Flags = kind.flags()
+	e.Status = kind.status()
 	e.Details = kind.String()
 	if f.Kind == OneWay {
 		return

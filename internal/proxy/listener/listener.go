@@ -26,6 +26,7 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	mxpb "istio.io/api/envoy/config/filter/network/metadata_exchange"
 
 	"mesh.dev/mesh/internal/proxy/cluster"
@@ -225,6 +226,8 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 		return nil, fmt.Errorf("%s.filters: at least one network filter is required", f)
 	}
 	var tcpStats *istiostats.TCP // an istio.stats network filter before tcp_proxy (before an HCM the HTTP filter records)
+	var statsAny *anypb.Any      // its config, for a generic_proxy after it
+	var statsField string
 	for i, nf := range fc.GetFilters() {
 		ff := fmt.Sprintf("%s.filters[%d] (%s)", f, i, nf.GetName())
 		last := i == len(fc.GetFilters())-1
@@ -268,6 +271,14 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 			if env.Observer != nil {
 				genv.Observe = env.Observer.Observe
 			}
+			if statsAny != nil {
+				reqs, err := istiostats.NewRequests(env.Stats, statsAny, statsField, l.Direction,
+					func(name string) *cluster.Cluster { return env.Store.Load().Cluster(name) })
+				if err != nil {
+					return nil, err
+				}
+				genv.Record = reqs.Record
+			}
 			if c.gp, err = genericproxy.Compile(g, ff, genv, nil); err != nil {
 				return nil, err
 			}
@@ -286,11 +297,12 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 			c.rbac = append(c.rbac, e)
 		case istiostats.ConfigType:
 			if last {
-				return nil, fmt.Errorf("%s: istio.stats must be followed by tcp_proxy or http_connection_manager", ff)
+				return nil, fmt.Errorf("%s: istio.stats must be followed by tcp_proxy, generic_proxy or http_connection_manager", ff)
 			}
 			if env.Stats == nil {
 				return nil, fmt.Errorf("%s: this proxy records no Istio metrics", ff)
 			}
+			statsAny, statsField = nf.GetTypedConfig(), ff
 			if tcpStats, err = istiostats.NewTCP(env.Stats, nf.GetTypedConfig(), ff, l.Direction,
 				func(name string) *cluster.Cluster { return env.Store.Load().Cluster(name) }); err != nil {
 				return nil, err
@@ -314,9 +326,6 @@ func compileChain(fc *listenerv3.FilterChain, f string, env *Env, l *Listener) (
 	}
 	if c.tcp != nil {
 		c.tcp.stats = tcpStats
-	}
-	if c.gp != nil && tcpStats != nil {
-		return nil, fmt.Errorf("%s: istio.stats before generic_proxy is not supported yet (its Istio metrics are not recorded); remove it", f)
 	}
 	if c.hcm != nil {
 		c.conns = newConnQueue()
