@@ -118,3 +118,81 @@ func TestJobWithNativeSidecarCompletes(t *testing.T) {
 		t.Errorf("the proxy stopped (%v) before the Job's container (%v)", proxy.State.Terminated.FinishedAt, report.State.Terminated.FinishedAt)
 	}
 }
+
+// heldPod, in the classic sidecar layout with
+// holdApplicationUntilProxyStarts, asks its proxy's readiness once from
+// the first moment of its first app container, and calls the details
+// Service once from its second, neither retrying.
+const heldPod = `
+apiVersion: v1
+kind: Pod
+metadata:
+  name: caller
+  labels: {app: caller}
+  annotations:
+    sidecar.istio.io/nativeSidecar: "false"
+    proxy.istio.io/config: |
+      holdApplicationUntilProxyStarts: true
+spec:
+  restartPolicy: Never
+  containers:
+  - name: ready-check
+    image: mesh.dev/mesh-sample:demo
+    args: [--fetch=http://localhost:15021/healthz/ready, --fetch-attempts=1]
+  - name: caller
+    image: mesh.dev/mesh-sample:demo
+    args: [--fetch=http://details:9080/details/3, --fetch-attempts=1]
+`
+
+// TestClassicLayoutHoldsTheApp: with native sidecars off, the pod's
+// proxy.istio.io/config holdApplicationUntilProxyStarts makes the proxy the
+// first container with a postStart hook (mesh-proxy wait) that the
+// runtime, as the kubelet, lets finish before it starts the app: the app's
+// first look at its proxy finds it ready (without the hold it finds it
+// not ready yet), and under STRICT mTLS its single call succeeds.
+func TestClassicLayoutHoldsTheApp(t *testing.T) {
+	demoEnabled(t)
+	e := setup(t)
+	ctx := context.Background()
+	if out, err := e.mesh(3*time.Minute, "install", "--set", "profile=demo", "-y", "--readiness-timeout", "60s"); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	e.adopt("mesh-system", 0)
+	const ns = "held"
+	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{"mesh-injection": "enabled"}}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	e.apply(ns, []byte("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\nspec:\n  mtls:\n    mode: STRICT\n"))
+	service := strings.SplitN(jobOnTheMesh, "---\napiVersion: batch/v1", 2)[0]
+	e.apply(ns, []byte(service))
+	e.adopt(ns, 2)
+	e.apply(ns, []byte(heldPod))
+
+	var pod *corev1.Pod
+	e.waitFor("the caller container to exit", 3*time.Minute, func() (bool, string) {
+		p, err := e.cs.CoreV1().Pods(ns).Get(ctx, "caller", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		pod = p
+		for _, s := range p.Status.ContainerStatuses {
+			if s.Name == "caller" && s.State.Terminated != nil {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("phase %s, statuses %+v", p.Status.Phase, p.Status.ContainerStatuses)
+	})
+	if got := pod.Spec.Containers[0]; got.Name != "mesh-proxy" || got.Lifecycle == nil || got.Lifecycle.PostStart == nil || got.Lifecycle.PostStart.Exec == nil {
+		t.Fatalf("first container %s with lifecycle %+v: want mesh-proxy with a postStart exec hook", got.Name, got.Lifecycle)
+	}
+	if c := e.containerStatus(pod, "ready-check"); c.State.Terminated == nil || c.State.Terminated.ExitCode != 0 {
+		t.Errorf("the app's readiness check %+v: want exit 0 (the proxy was ready when the app started)", c.State)
+	}
+	if c := e.containerStatus(pod, "caller"); c.State.Terminated.ExitCode != 0 {
+		t.Errorf("the app's one call exited %d: want 0 through the proxy under STRICT", c.State.Terminated.ExitCode)
+	}
+	if p := e.containerStatus(pod, "mesh-proxy"); p.RestartCount != 0 || p.State.Running == nil {
+		t.Errorf("proxy %+v restarts %d: want running, never restarted (its postStart wait passed)", p.State, p.RestartCount)
+	}
+}
