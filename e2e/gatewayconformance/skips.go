@@ -18,17 +18,7 @@ var Profiles = []suite.ConformanceProfileName{
 // those GatewayClass mesh declares in status.supportedFeatures
 // (internal/gatewayapi/features.go); a test of a declared feature that
 // fails is listed here, never declared passing.
-var Skips = map[string]string{
-	// Gateway core.
-	"GatewayInvalidTLSConfiguration": "a listener whose certificateRef names a missing or malformed Secret stays ResolvedRefs=True: " +
-		"pilot checks the reference's kind and ReferenceGrant, not the Secret itself (it does not watch Secrets in every namespace)",
-	"GatewayWithAttachedRoutes": "its second case: a listener whose certificateRef names a missing Secret must be ResolvedRefs=False (see GatewayInvalidTLSConfiguration)",
-	"HTTPRouteHTTPSListener": "the gateway pod refuses connections on the HTTPS listener's port 443 " +
-		"(the certificateRefs Secret in the Gateway's namespace is not served to the router)",
-	// HTTPRoute core.
-	"HTTPRouteServiceTypes": "backendRefs to a headless Service or to a Service with hand-made EndpointSlices answer 503: " +
-		"pilot has no endpoints for them",
-}
+var Skips = map[string]string{}
 
 // Skipped are the names of Skips, sorted.
 func Skipped() []string {

@@ -52,6 +52,36 @@ type Credential struct {
 // or nil.
 type Getter func(name string) *corev1.Secret
 
+// CrossNamespacePrefix marks a credentialName naming a Secret of another
+// namespace, NAMESPACE/NAME, as Istio names the certificateRefs of Gateway
+// API listeners. Only Gateways pilot generates from a Gateway API Gateway,
+// whose reference a ReferenceGrant allowed, may use it.
+const CrossNamespacePrefix = "kubernetes-gateway://"
+
+// CrossNamespaceName is the credentialName of Secret name in namespace ns
+// for a generated Gateway.
+func CrossNamespaceName(ns, name string) string { return CrossNamespacePrefix + ns + "/" + name }
+
+// SplitCrossNamespace returns the namespace and name of a
+// CrossNamespaceName, ok false for any other credentialName.
+func SplitCrossNamespace(credentialName string) (ns, name string, ok bool) {
+	rest, found := strings.CutPrefix(credentialName, CrossNamespacePrefix)
+	if !found {
+		return "", "", false
+	}
+	ns, name, ok = strings.Cut(rest, "/")
+	return ns, name, ok && ns != "" && name != ""
+}
+
+// SDSName is the SDS resource a gateway asks for a credentialName by:
+// kubernetes://NAME, or the CrossNamespaceName itself.
+func SDSName(credentialName string) string {
+	if strings.HasPrefix(credentialName, CrossNamespacePrefix) {
+		return credentialName
+	}
+	return SDSPrefix + Name(credentialName)
+}
+
 // Name strips the kubernetes:// prefix a credentialName may carry.
 func Name(credentialName string) string {
 	return strings.TrimPrefix(credentialName, SDSPrefix)

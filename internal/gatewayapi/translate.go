@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"mesh.dev/mesh/internal/credential"
 )
 
 // Input is what the translation reads: the Gateway API objects and the
@@ -23,6 +25,12 @@ type Input struct {
 	Grants     []*gwv1.ReferenceGrant
 	Namespaces []*corev1.Namespace
 	Services   []*corev1.Service
+	// Secrets are the Secrets a listener's certificateRefs may name, from
+	// the namespaces SecretsRead says pilot reads. With SecretsRead nil
+	// (analyze of files) Secrets are not known, and certificateRefs are
+	// checked for kind and ReferenceGrant only.
+	Secrets     []*corev1.Secret
+	SecretsRead func(namespace string) bool
 	// DomainSuffix is the cluster DNS suffix backend Services are named under.
 	DomainSuffix string
 }
@@ -62,6 +70,7 @@ type translator struct {
 	classes    map[string]*gwv1.GatewayClass
 	namespaces map[string]*corev1.Namespace
 	services   map[string]*corev1.Service // ns/name
+	secrets    map[string]*corev1.Secret  // ns/name
 	gateways   map[string]*gatewayState   // ns/name, gateways of our classes
 }
 
@@ -71,16 +80,21 @@ type gatewayState struct {
 	class     string
 	listeners []*listenerState
 	status    *gwv1.GatewayStatus
+	refused   bool // not accepted for itself (addresses, parametersRef), whatever its listeners
 }
 
 // listenerState is one listener: whether it is valid, and the routes
 // attached to it.
 type listenerState struct {
-	l      gwv1.Listener
-	valid  bool
-	kinds  []gwv1.RouteGroupKind // what routes it takes
-	status *gwv1.ListenerStatus
-	routes []*attachment
+	l gwv1.Listener
+	// accepted: the listener is one mesh serves (its protocol, no
+	// conflict); routes attach to it and count in attachedRoutes even when
+	// its references do not resolve. valid: accepted and every reference
+	// resolves, so it is programmed.
+	accepted, valid bool
+	kinds           []gwv1.RouteGroupKind // what routes it takes
+	status          *gwv1.ListenerStatus
+	routes          []*attachment
 }
 
 // attachment is one route attached to one listener, with the hostnames it
@@ -112,6 +126,7 @@ func Translate(in Input) *Output {
 		classes:    map[string]*gwv1.GatewayClass{},
 		namespaces: map[string]*corev1.Namespace{},
 		services:   map[string]*corev1.Service{},
+		secrets:    map[string]*corev1.Secret{},
 		gateways:   map[string]*gatewayState{},
 	}
 	for _, ns := range in.Namespaces {
@@ -119,6 +134,9 @@ func Translate(in Input) *Output {
 	}
 	for _, s := range in.Services {
 		t.services[s.Namespace+"/"+s.Name] = s
+	}
+	for _, s := range in.Secrets {
+		t.secrets[s.Namespace+"/"+s.Name] = s
 	}
 	t.translateClasses()
 	for _, gw := range sortedByAge(in.Gateways) {
@@ -221,7 +239,8 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 				resolved, resolvedReason, resolvedMsg = false, reason, msg
 			}
 		}
-		ls.valid = accepted && resolved && !conflicted
+		ls.accepted = accepted && !conflicted
+		ls.valid = ls.accepted && resolved
 		setCondition(conds, gen, string(gwv1.ListenerConditionAccepted), accepted, acceptedReason, acceptedMsg)
 		setCondition(conds, gen, string(gwv1.ListenerConditionResolvedRefs), resolved, resolvedReason, resolvedMsg)
 		setCondition(conds, gen, string(gwv1.ListenerConditionConflicted), conflicted, conflictReason, "")
@@ -233,8 +252,15 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 		}
 	}
 
-	// Gateway conditions.
+	// Gateway conditions. A parametersRef would customise the automated
+	// deployment (Istio reads a ConfigMap); mesh reads none, so a Gateway
+	// with one is refused rather than deployed without it.
+	paramsRef := gw.Spec.Infrastructure != nil && gw.Spec.Infrastructure.ParametersRef != nil
+	gs.refused = paramsRef || len(gw.Spec.Addresses) > 0
 	switch {
+	case paramsRef:
+		setCondition(&gs.status.Conditions, gen, string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonInvalidParameters),
+			fmt.Sprintf("spec.infrastructure.parametersRef (%s %s) is not supported: mesh's automated deployment takes no parameters", gw.Spec.Infrastructure.ParametersRef.Kind, gw.Spec.Infrastructure.ParametersRef.Name))
 	case len(gw.Spec.Addresses) > 0:
 		setCondition(&gs.status.Conditions, gen, string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonUnsupportedAddress),
 			"spec.addresses is not supported: the gateway's address is its Service's")
@@ -249,6 +275,9 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	addrs := serviceAddresses(svc)
 	gs.status.Addresses = addrs
 	switch {
+	case paramsRef:
+		setCondition(&gs.status.Conditions, gen, string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid),
+			"the gateway is not accepted (spec.infrastructure.parametersRef)")
 	case len(gw.Spec.Addresses) > 0 || valid == 0:
 		setCondition(&gs.status.Conditions, gen, string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid),
 			"the gateway has no valid listener to program")
@@ -262,7 +291,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 		setCondition(&gs.status.Conditions, gen, string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed),
 			fmt.Sprintf("served by Service %s/%s", gw.Namespace, svcName))
 	}
-	if len(gw.Spec.Addresses) == 0 && valid > 0 {
+	if len(gw.Spec.Addresses) == 0 && valid > 0 && !paramsRef {
 		d := Deployment{Gateway: gw, Class: class.Name}
 		seen := map[int32]bool{}
 		for _, ls := range gs.listeners {
@@ -324,6 +353,20 @@ func (t *translator) listenerTLS(gw *gwv1.Gateway, l gwv1.Listener) (bool, strin
 		if ns != gw.Namespace && !t.granted(gwv1.GroupName, "Gateway", gw.Namespace, "", "Secret", ns, string(ref.Name)) {
 			return false, string(gwv1.ListenerReasonRefNotPermitted),
 				fmt.Sprintf("Secret %s/%s is in another namespace and no ReferenceGrant there allows it", ns, ref.Name)
+		}
+		if t.in.SecretsRead == nil {
+			continue
+		}
+		// The Secret itself, read as the gateway will be served it: a
+		// missing or malformed one is an invalid reference (the listener
+		// is not programmed rather than served without a certificate).
+		if !t.in.SecretsRead(ns) {
+			return false, string(gwv1.ListenerReasonInvalidCertificateRef),
+				fmt.Sprintf("pilot does not read Secrets in namespace %s (mesh-pilot --gateway-secret-namespace, values.pilot.gatewaySecretNamespace)", ns)
+		}
+		get := func(name string) *corev1.Secret { return t.secrets[ns+"/"+name] }
+		if _, err := credential.Lookup(get, ns, string(ref.Name), false); err != nil {
+			return false, string(gwv1.ListenerReasonInvalidCertificateRef), "certificateRef: " + err.Error()
 		}
 	}
 	return true, "", ""
@@ -411,7 +454,10 @@ func (t *translator) attach(kind string, meta *metav1.ObjectMeta, spec gwv1.Comm
 // attachToGateway attaches a route to the listeners of gs its parentRef
 // selects, and says whether it was accepted.
 func (t *translator) attachToGateway(rs *routeState, gs *gatewayState, ref gwv1.ParentReference, hostnames []gwv1.Hostname) (bool, string, string) {
-	if c := meta(gs.status.Conditions, string(gwv1.GatewayConditionAccepted)); c != nil && c.Status == metav1.ConditionFalse {
+	// A Gateway refused as a whole takes no routes; one whose listeners
+	// are all invalid still does, listener by listener (its listeners
+	// count them in attachedRoutes).
+	if gs.refused {
 		return false, string(gwv1.RouteReasonNoMatchingParent), "the Gateway is not accepted"
 	}
 	matched, allowed := 0, 0
@@ -424,7 +470,7 @@ func (t *translator) attachToGateway(rs *routeState, gs *gatewayState, ref gwv1.
 			continue
 		}
 		matched++
-		if !ls.valid || !t.allows(ls, gs.gw, rs) {
+		if !ls.accepted || !t.allows(ls, gs.gw, rs) {
 			continue
 		}
 		allowed++
@@ -558,7 +604,7 @@ func (t *translator) emit() {
 		from := "gateway.networking.k8s.io/Gateway/" + gs.gw.Namespace + "/" + gs.gw.Name
 		for _, ls := range gs.listeners {
 			gs.status.Listeners = append(gs.status.Listeners, *ls.status)
-			if !ls.valid || len(gs.gw.Spec.Addresses) > 0 {
+			if !ls.valid || len(gs.gw.Spec.Addresses) > 0 || gs.gw.Spec.Infrastructure != nil && gs.gw.Spec.Infrastructure.ParametersRef != nil {
 				continue
 			}
 			name := ListenerGatewayName(gs.gw.Name, ls.l.Name)
@@ -571,7 +617,10 @@ func (t *translator) emit() {
 				ref := ls.l.TLS.CertificateRefs[0]
 				cred := string(ref.Name)
 				if ref.Namespace != nil && string(*ref.Namespace) != gs.gw.Namespace {
-					cred = string(*ref.Namespace) + "/" + cred
+					// Another namespace's Secret, allowed by a
+					// ReferenceGrant (listenerTLS): a name only
+					// generated Gateways may use (model.GatewayServerCredential).
+					cred = credential.CrossNamespaceName(string(*ref.Namespace), cred)
 				}
 				server.Tls = &networkingapi.ServerTLSSettings{Mode: networkingapi.ServerTLSSettings_SIMPLE, CredentialName: cred}
 			}

@@ -1,7 +1,15 @@
 package gatewayapi
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -157,5 +165,146 @@ func TestAttachedRoutesCountsAcceptedOnly(t *testing.T) {
 	ps := out.RouteParents["HTTPRoute/shop/elsewhere"]
 	if len(ps) != 1 || cond(t, ps[0].Conditions, "Accepted").Reason != "NoMatchingListenerHostname" {
 		t.Errorf("route parents = %+v", ps)
+	}
+}
+
+func selfSignedPEM(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.org"}, DNSNames: []string{"*.org"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// An HTTPS listener's certificateRef must name a Secret pilot reads that
+// holds a usable key pair; otherwise the listener is ResolvedRefs=False
+// InvalidCertificateRef and not programmed, but routes still attach and
+// count (the suite's GatewayInvalidTLSConfiguration and
+// GatewayWithAttachedRoutes). Another namespace's Secret, granted, becomes
+// a cross-namespace credential name.
+func TestListenerCertificateRefs(t *testing.T) {
+	certPEM, keyPEM := selfSignedPEM(t)
+	tlsSecret := func(ns, name string, crt, key []byte) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key}}
+	}
+	secrets := []*corev1.Secret{
+		tlsSecret("infra", "good", certPEM, keyPEM),
+		tlsSecret("infra", "malformed", []byte("Hello world\n"), []byte("Hello world\n")),
+		tlsSecret("certs", "shared", certPEM, keyPEM),
+	}
+	for _, tc := range []struct {
+		name       string
+		ref        gwv1.SecretObjectReference
+		read       func(string) bool
+		grant      bool
+		wantReason string // "" resolved
+		wantCred   string
+	}{
+		{name: "present", ref: gwv1.SecretObjectReference{Name: "good"}, wantCred: "good"},
+		{name: "missing", ref: gwv1.SecretObjectReference{Name: "nonexistent"}, wantReason: "InvalidCertificateRef"},
+		{name: "malformed", ref: gwv1.SecretObjectReference{Name: "malformed"}, wantReason: "InvalidCertificateRef"},
+		{name: "wrong kind", ref: gwv1.SecretObjectReference{Name: "good", Kind: ptr(gwv1.Kind("WrongKind"))}, wantReason: "InvalidCertificateRef"},
+		{name: "namespace not read", ref: gwv1.SecretObjectReference{Name: "good"}, read: func(string) bool { return false }, wantReason: "InvalidCertificateRef"},
+		{name: "other namespace, no grant", ref: gwv1.SecretObjectReference{Name: "shared", Namespace: ptr(gwv1.Namespace("certs"))}, wantReason: "RefNotPermitted"},
+		{name: "other namespace, granted", ref: gwv1.SecretObjectReference{Name: "shared", Namespace: ptr(gwv1.Namespace("certs"))}, grant: true,
+			wantCred: "kubernetes-gateway://certs/shared"},
+		{name: "other namespace, granted, missing", ref: gwv1.SecretObjectReference{Name: "gone", Namespace: ptr(gwv1.Namespace("certs"))}, grant: true,
+			wantReason: "InvalidCertificateRef"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := world()
+			in.Gateways[0].Spec.Listeners[1] = gwv1.Listener{Name: "https", Port: 443, Protocol: gwv1.HTTPSProtocolType,
+				AllowedRoutes: &gwv1.AllowedRoutes{Namespaces: &gwv1.RouteNamespaces{From: ptr(gwv1.NamespacesFromAll)}},
+				TLS:           &gwv1.ListenerTLSConfig{CertificateRefs: []gwv1.SecretObjectReference{tc.ref}}}
+			in.Secrets, in.SecretsRead = secrets, tc.read
+			if in.SecretsRead == nil {
+				in.SecretsRead = func(string) bool { return true }
+			}
+			if tc.grant {
+				in.Grants = []*gwv1.ReferenceGrant{{ObjectMeta: metav1.ObjectMeta{Name: "certs", Namespace: "certs"},
+					Spec: gwv1.ReferenceGrantSpec{
+						From: []gwv1.ReferenceGrantFrom{{Group: gwv1.GroupName, Kind: "Gateway", Namespace: "infra"}},
+						To:   []gwv1.ReferenceGrantTo{{Kind: "Secret"}},
+					}}}
+			}
+			out := Translate(in)
+			ls := out.GatewayStatus["infra/web"].Listeners[1]
+			resolved := cond(t, ls.Conditions, "ResolvedRefs")
+			if tc.wantReason == "" {
+				if resolved.Status != metav1.ConditionTrue {
+					t.Fatalf("ResolvedRefs = %+v, want True", resolved)
+				}
+				var cred string
+				for _, g := range out.Gateways {
+					if g.Name == "web~https" {
+						cred = g.Spec.Servers[0].GetTls().GetCredentialName()
+					}
+				}
+				if cred != tc.wantCred {
+					t.Errorf("credentialName = %q, want %q", cred, tc.wantCred)
+				}
+				return
+			}
+			if resolved.Status != metav1.ConditionFalse || resolved.Reason != tc.wantReason {
+				t.Errorf("ResolvedRefs = %+v, want False/%s", resolved, tc.wantReason)
+			}
+			if p := cond(t, ls.Conditions, "Programmed"); p.Status != metav1.ConditionFalse {
+				t.Errorf("Programmed = %+v, want False", p)
+			}
+			for _, g := range out.Gateways {
+				if g.Name == "web~https" {
+					t.Errorf("a listener whose certificate does not resolve was generated: %v", g.Spec.Servers)
+				}
+			}
+			// The shop route attaches to every listener (no sectionName):
+			// the unresolved one counts it too.
+			if tc.wantReason == "InvalidCertificateRef" && ls.AttachedRoutes != 1 {
+				t.Errorf("attachedRoutes = %d, want 1", ls.AttachedRoutes)
+			}
+		})
+	}
+}
+
+// A Gateway whose only listener has an unresolved certificateRef is not
+// Accepted, yet routes attach to the listener and count in its
+// attachedRoutes (the suite's GatewayWithAttachedRoutes); a Gateway with an
+// infrastructure parametersRef, which mesh does not read, is refused
+// (InvalidParameters) and takes no routes.
+func TestRoutesAttachToUnresolvedListeners(t *testing.T) {
+	in := world()
+	in.Gateways[0].Spec.Listeners = []gwv1.Listener{{Name: "https", Port: 443, Protocol: gwv1.HTTPSProtocolType,
+		AllowedRoutes: &gwv1.AllowedRoutes{Namespaces: &gwv1.RouteNamespaces{From: ptr(gwv1.NamespacesFromAll)}},
+		TLS:           &gwv1.ListenerTLSConfig{CertificateRefs: []gwv1.SecretObjectReference{{Name: "does-not-exist"}}}}}
+	in.SecretsRead = func(string) bool { return true }
+	out := Translate(in)
+	gs := out.GatewayStatus["infra/web"]
+	if c := cond(t, gs.Conditions, "Accepted"); c.Status != metav1.ConditionFalse || c.Reason != "ListenersNotValid" {
+		t.Errorf("gateway Accepted = %+v", c)
+	}
+	if got := gs.Listeners[0].AttachedRoutes; got != 1 {
+		t.Errorf("attachedRoutes = %d, want 1", got)
+	}
+	if len(out.Gateways) != 0 || len(out.Deployments) != 0 {
+		t.Errorf("an unprogrammed listener was generated (%d gateways) or deployed (%d)", len(out.Gateways), len(out.Deployments))
+	}
+
+	in = world()
+	in.Gateways[0].Spec.Infrastructure = &gwv1.GatewayInfrastructure{ParametersRef: &gwv1.LocalParametersReference{Kind: "ConfigMap", Name: "params"}}
+	out = Translate(in)
+	gs = out.GatewayStatus["infra/web"]
+	if c := cond(t, gs.Conditions, "Accepted"); c.Status != metav1.ConditionFalse || c.Reason != "InvalidParameters" {
+		t.Errorf("gateway with a parametersRef: Accepted = %+v", c)
+	}
+	if got := gs.Listeners[0].AttachedRoutes; got != 0 || len(out.Deployments) != 0 || len(out.Gateways) != 0 {
+		t.Errorf("a refused Gateway took routes (%d), a deployment (%d) or generated gateways (%d)", got, len(out.Deployments), len(out.Gateways))
 	}
 }

@@ -18,17 +18,34 @@ func (s *Snapshot) SecretsWatched(ns string) bool {
 	return s.secretNS == "*" || (s.secretNS != "" && s.secretNS == ns)
 }
 
-// GatewayServerCredential resolves the credentialName of a Gateway server
+// GatewayServerCredential resolves the credentialName of a server of gw
 // for a gateway workload in namespace ns, as the generator serves it:
-// nil, nil when the server names no credential.
-func (s *Snapshot) GatewayServerCredential(ns string, tls *networkingapi.ServerTLSSettings) (*credential.Credential, error) {
+// nil, nil when the server names no credential. A Secret of another
+// namespace (credential.CrossNamespaceName) is served only for a Gateway
+// pilot generated from a Gateway API Gateway, whose translation checked
+// the ReferenceGrant allowing it; any other Gateway naming one is refused.
+func (s *Snapshot) GatewayServerCredential(gw *networkingv1.Gateway, ns string, tls *networkingapi.ServerTLSSettings) (*credential.Credential, error) {
 	if tls.GetCredentialName() == "" {
 		return nil, nil
+	}
+	needCA := tls.Mode == networkingapi.ServerTLSSettings_MUTUAL || tls.Mode == networkingapi.ServerTLSSettings_OPTIONAL_MUTUAL
+	if secretNS, name, ok := credential.SplitCrossNamespace(tls.CredentialName); ok {
+		if !s.generatedGateway(gw) {
+			return nil, fmt.Errorf("credentialName %s names another namespace's Secret, which only Gateway API listeners may do (with a ReferenceGrant)", tls.CredentialName)
+		}
+		if !s.SecretsWatched(secretNS) {
+			return nil, fmt.Errorf("pilot does not read Secrets in namespace %s (mesh-pilot --gateway-secret-namespace; it reads %q)", secretNS, s.secretNS)
+		}
+		c, err := credential.Lookup(func(n string) *corev1.Secret { return s.Secret(secretNS, n) }, secretNS, name, needCA)
+		if err != nil {
+			return nil, err
+		}
+		c.Name = tls.CredentialName // the SDS resource name the listener asks for
+		return c, nil
 	}
 	if !s.SecretsWatched(ns) {
 		return nil, fmt.Errorf("pilot does not read Secrets in namespace %s, where the gateway runs (mesh-pilot --gateway-secret-namespace; it reads %q)", ns, s.secretNS)
 	}
-	needCA := tls.Mode == networkingapi.ServerTLSSettings_MUTUAL || tls.Mode == networkingapi.ServerTLSSettings_OPTIONAL_MUTUAL
 	return credential.Lookup(func(name string) *corev1.Secret { return s.Secret(ns, name) }, ns, tls.CredentialName, needCA)
 }
 
@@ -58,7 +75,7 @@ func (s *Snapshot) GatewayCredentialProblems(gw *networkingv1.Gateway) []string 
 			continue // the gateway holds no certificate of its own for these
 		}
 		for _, ns := range namespaces {
-			if _, err := s.GatewayServerCredential(ns, srv.GetTls()); err != nil {
+			if _, err := s.GatewayServerCredential(gw, ns, srv.GetTls()); err != nil {
 				out = append(out, fmt.Sprintf("spec.servers[%d].tls.credentialName %q (gateway in %s): %v", i, srv.GetTls().GetCredentialName(), ns, err))
 			}
 		}
@@ -74,4 +91,19 @@ func (s *Snapshot) GatewayClientCredential(ns, credentialName string) (*credenti
 		return nil, fmt.Errorf("pilot does not read Secrets in namespace %s, where the gateway runs (mesh-pilot --gateway-secret-namespace; it reads %q)", ns, s.secretNS)
 	}
 	return credential.LookupClient(func(name string) *corev1.Secret { return s.Secret(ns, name) }, ns, credentialName)
+}
+
+// generatedGateway reports whether gw is one of the Istio Gateways pilot
+// made from Gateway API objects (by identity: an annotation a user can
+// write proves nothing).
+func (s *Snapshot) generatedGateway(gw *networkingv1.Gateway) bool {
+	if s.GatewayAPI == nil {
+		return false
+	}
+	for _, g := range s.GatewayAPI.Gateways {
+		if g == gw {
+			return true
+		}
+	}
+	return false
 }

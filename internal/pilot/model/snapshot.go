@@ -313,6 +313,7 @@ func Build(version uint64, in Input) *Snapshot {
 	s.GatewayAPI = gatewayapi.Translate(gatewayapi.Input{
 		Classes: in.GatewayClasses, Gateways: in.KubeGateways, HTTPRoutes: in.HTTPRoutes, GRPCRoutes: in.GRPCRoutes,
 		Grants: in.ReferenceGrants, Namespaces: in.Namespaces, Services: in.Services, DomainSuffix: DomainSuffix,
+		Secrets: s.in.Secrets, SecretsRead: s.SecretsWatched,
 	})
 	s.Gateways = append(s.Gateways, s.GatewayAPI.Gateways...)
 	s.VirtualServices = append(s.VirtualServices, s.GatewayAPI.VirtualServices...)

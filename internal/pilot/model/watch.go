@@ -12,6 +12,7 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -119,7 +120,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if ns == "*" {
 			ns = metav1.NamespaceAll
 		}
-		w.listers.Secrets = informers.NewSharedInformerFactoryWithOptions(w.Kube, 0, informers.WithNamespace(ns))
+		// Types that are never credentials (credential.Served) are not
+		// listed at all: service account tokens and Helm's releases are
+		// most of a cluster's Secrets, and pilot reads every namespace's
+		// by default.
+		w.listers.Secrets = informers.NewSharedInformerFactoryWithOptions(w.Kube, 0, informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = "type!=" + string(corev1.SecretTypeServiceAccountToken) + ",type!=helm.sh/release.v1"
+			}))
 	}
 	for _, k := range w.kinds() {
 		classify := func(o any) Change { return Change{Full: true} }

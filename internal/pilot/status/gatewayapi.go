@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"mesh.dev/mesh/internal/gatewayapi"
@@ -29,16 +30,18 @@ func (w *Writer) syncGatewayAPI(ctx context.Context, s *model.Snapshot, log *slo
 	opts := metav1.UpdateOptions{FieldManager: "mesh-pilot"}
 	now := metav1.Now()
 	// A write shows in the snapshot only once the informer has it, so
-	// what was written for a generation is remembered, as for Istio's kinds.
-	done := func(key string, gen int64, want any) bool {
+	// what was written for a generation of an object (its UID: one
+	// deleted and made again under the same name starts at generation 1
+	// with no status) is remembered, as for Istio's kinds.
+	done := func(key string, uid types.UID, gen int64, want any) bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return w.written[key] == fmt.Sprint(gen, "|", fingerprint(want))
+		return w.written[key] == fmt.Sprint(gen, "|", uid, "|", fingerprint(want))
 	}
-	write := func(key string, gen int64, want any, err error) {
+	write := func(key string, uid types.UID, gen int64, want any, err error) {
 		switch {
 		case err == nil:
-			w.remember(key, gen, fingerprint(want))
+			w.remember(key, gen, string(uid)+"|"+fingerprint(want))
 		case !apierrors.IsConflict(err) && !apierrors.IsNotFound(err):
 			log.Warn("write status", "resource", key, "err", err)
 		}
@@ -50,13 +53,13 @@ func (w *Writer) syncGatewayAPI(ctx context.Context, s *model.Snapshot, log *slo
 		}
 		want.Conditions = mergeConditions(gc.Status.Conditions, want.Conditions, now)
 		key := "GatewayClass/" + gc.Name
-		if equality.Semantic.DeepEqual(gc.Status, want) || done(key, gc.Generation, want) {
+		if equality.Semantic.DeepEqual(gc.Status, want) || done(key, gc.UID, gc.Generation, want) {
 			continue
 		}
 		x := gc.DeepCopy()
 		x.Status = want
 		_, err := c.GatewayV1().GatewayClasses().UpdateStatus(ctx, x, opts)
-		write(key, gc.Generation, want, err)
+		write(key, gc.UID, gc.Generation, want, err)
 	}
 	for _, gw := range s.KubeGateways {
 		want, ok := out.GatewayStatus[gw.Namespace+"/"+gw.Name]
@@ -74,35 +77,35 @@ func (w *Writer) syncGatewayAPI(ctx context.Context, s *model.Snapshot, log *slo
 			want.Listeners[i].Conditions = mergeConditions(old, want.Listeners[i].Conditions, now)
 		}
 		key := "Gateway.gateway.networking.k8s.io/" + gw.Namespace + "/" + gw.Name
-		if equality.Semantic.DeepEqual(gw.Status, want) || done(key, gw.Generation, want) {
+		if equality.Semantic.DeepEqual(gw.Status, want) || done(key, gw.UID, gw.Generation, want) {
 			continue
 		}
 		x := gw.DeepCopy()
 		x.Status = want
 		_, err := c.GatewayV1().Gateways(gw.Namespace).UpdateStatus(ctx, x, opts)
-		write(key, gw.Generation, want, err)
+		write(key, gw.UID, gw.Generation, want, err)
 	}
 	for _, r := range s.HTTPRoutes {
 		parents, changed := routeParents(r.Status.Parents, out.RouteParents[gatewayapi.RouteKey("HTTPRoute", r.Namespace, r.Name)], now)
 		key := "HTTPRoute/" + r.Namespace + "/" + r.Name
-		if !changed || done(key, r.Generation, parents) {
+		if !changed || done(key, r.UID, r.Generation, parents) {
 			continue
 		}
 		x := r.DeepCopy()
 		x.Status.Parents = parents
 		_, err := c.GatewayV1().HTTPRoutes(r.Namespace).UpdateStatus(ctx, x, opts)
-		write(key, r.Generation, parents, err)
+		write(key, r.UID, r.Generation, parents, err)
 	}
 	for _, r := range s.GRPCRoutes {
 		parents, changed := routeParents(r.Status.Parents, out.RouteParents[gatewayapi.RouteKey("GRPCRoute", r.Namespace, r.Name)], now)
 		key := "GRPCRoute/" + r.Namespace + "/" + r.Name
-		if !changed || done(key, r.Generation, parents) {
+		if !changed || done(key, r.UID, r.Generation, parents) {
 			continue
 		}
 		x := r.DeepCopy()
 		x.Status.Parents = parents
 		_, err := c.GatewayV1().GRPCRoutes(r.Namespace).UpdateStatus(ctx, x, opts)
-		write(key, r.Generation, parents, err)
+		write(key, r.UID, r.Generation, parents, err)
 	}
 }
 

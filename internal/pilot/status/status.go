@@ -219,7 +219,9 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 		for _, r := range reports {
 			wants = append(wants, r.text)
 		}
-		want := strings.Join(wants, "|")
+		// The UID too: an object deleted and made again under the same
+		// name starts again at generation 1, without pilot's conditions.
+		want := string(o.meta.UID) + "|" + strings.Join(wants, "|")
 		w.mu.Lock()
 		done := w.written[key] == fmt.Sprint(o.meta.Generation, "|", want)
 		w.mu.Unlock()

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -30,7 +31,7 @@ const defaultConnectTimeout = 10 * time.Second
 // and the DestinationRule that applies.
 func (pc *PushContext) outboundClusters(svc *model.Service, proxyNS string) []*item {
 	dr := pc.destinationRule(proxyNS, svc)
-	return memo(&pc.mu, pc.clusters, svc.Hostname+"|"+ruleKey(dr), func() []*item { return pc.buildOutboundClusters(svc, dr) })
+	return memo(&pc.mu, pc.clusters, svc.Hostname+"|"+ruleKey(dr)+"|"+strconv.Itoa(int(svc.Resolution)), func() []*item { return pc.buildOutboundClusters(svc, dr) })
 }
 
 func (pc *PushContext) buildOutboundClusters(svc *model.Service, dr *networkingv1.DestinationRule) []*item {
@@ -396,7 +397,7 @@ func labelsMatch(want, have map[string]string) bool {
 // svc for a proxy in proxyNS (subsets come from its DestinationRule).
 func (pc *PushContext) outboundEndpoints(svc *model.Service, proxyNS string) []*item {
 	dr := pc.destinationRule(proxyNS, svc)
-	return memo(&pc.mu, pc.endpoints, svc.Hostname+"|"+ruleKey(dr), func() []*item { return pc.buildOutboundEndpoints(svc, dr) })
+	return memo(&pc.mu, pc.endpoints, svc.Hostname+"|"+ruleKey(dr)+"|"+strconv.Itoa(int(svc.Resolution)), func() []*item { return pc.buildOutboundEndpoints(svc, dr) })
 }
 
 func (pc *PushContext) buildOutboundEndpoints(svc *model.Service, dr *networkingv1.DestinationRule) []*item {

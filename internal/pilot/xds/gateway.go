@@ -109,6 +109,7 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	r.add(resourcev3.ClusterType, fixedClusterItems()...)
 	sc := pc.scopeFor(w.namespace, nil)
 	for _, svc := range sc.services {
+		svc = routerView(svc)
 		r.add(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
 		pc.clientCredentials(r, svc, w.namespace)
 		if slices.ContainsFunc(servers, func(s gatewayServer) bool {
@@ -123,6 +124,20 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 			r.edsServices = append(r.edsServices, svc)
 		}
 	}
+}
+
+// routerView is how a gateway sees svc: a headless Kubernetes Service's
+// endpoints are sent to it (EDS) rather than left to the original
+// destination, as istiod does for gateways: a request reaches a gateway
+// addressed to the gateway, so there is no original destination of the
+// backend's to use.
+func routerView(svc *model.Service) *model.Service {
+	if svc.Resolution != model.ResolutionPassthrough || svc.MeshExternal || svc.Hostname != model.KubeHostname(svc.Name, svc.Namespace) {
+		return svc
+	}
+	v := *svc
+	v.Resolution = model.ResolutionEndpoints
+	return &v
 }
 
 // bindAddr is where a router listens for a set of Gateway servers.
@@ -211,7 +226,7 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 				// A server whose Secret is missing or unusable is not
 				// served (fails closed) while the port's other servers
 				// are; status and analyze say why (credential.Lookup).
-				c, err := pc.Snap.GatewayServerCredential(ns, tls)
+				c, err := pc.Snap.GatewayServerCredential(s.gw, ns, tls)
 				if err != nil {
 					continue
 				}
@@ -356,7 +371,7 @@ func verifiesClients(m networkingapi.ServerTLSSettings_TLSmode) bool {
 // addCredential records a Secret the router's listeners name over SDS;
 // Generate hands it only to routers on mTLS-authenticated streams.
 func (r *Resources) addCredential(c *credential.Credential, emptyCA bool) {
-	cert := credential.SDSPrefix + c.Name
+	cert := credential.SDSName(c.Name)
 	if !slices.ContainsFunc(r.credentials, func(it *item) bool { return it.name == cert }) {
 		r.credentials = append(r.credentials, newItem(cert, &tlsv3.Secret{Name: cert, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: inlineBytes(c.Cert), PrivateKey: inlineBytes(c.Key),
@@ -420,7 +435,7 @@ func gatewayTLS(t *networkingapi.ServerTLSSettings) *tlsv3.DownstreamTlsContext 
 	case t.Mode == networkingapi.ServerTLSSettings_ISTIO_MUTUAL:
 		return meshDownstreamTLS()
 	case t.CredentialName != "":
-		name := credential.SDSPrefix + credential.Name(t.CredentialName)
+		name := credential.SDSName(t.CredentialName)
 		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsRef(name)}
 		if verifiesClients(t.Mode) {
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{

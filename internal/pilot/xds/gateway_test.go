@@ -3,6 +3,8 @@ package xds
 import (
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
@@ -76,5 +78,73 @@ spec:
 	vh := routeFor(t, r, "http.8443", "bookinfo.example.com")
 	if !contains(vh.Domains, "bookinfo.example.com:443") {
 		t.Errorf("domains %v: clients send the port they dialled (443)", vh.Domains)
+	}
+}
+
+// A gateway reaches a headless Service through its endpoints (EDS), as
+// istiod does: a request comes to the gateway addressed to the gateway, so
+// the original destination a sidecar uses for headless Services would be
+// the gateway itself (the suite's HTTPRouteServiceTypes). Sidecars keep
+// the original destination.
+func TestGatewayReachesHeadlessServiceEndpoints(t *testing.T) {
+	w, _ := bookinfo(t)
+	if err := w.AddYAML([]byte(gatewayService + `
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: None
+  ports: [{name: http, port: 8080, targetPort: 3000}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-1, namespace: default, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints: [{addresses: [198.18.7.7]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tools, namespace: default, labels: {app: tools}}
+spec: {containers: [{name: tools, image: tools}]}
+status: {podIP: 198.18.7.8}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: ["db.example.com"]
+  gateways: [web]
+  http:
+  - route:
+    - destination: {host: db, port: {number: 8080}}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	pc := NewPushContext(model.Build(2, w.Input()))
+	const name = "outbound|8080||db.default.svc.cluster.local"
+	gw := generate(t, pc, ingressNode)
+	if c := find[*clusterv3.Cluster](t, gw, resourcev3.ClusterType, name); c.GetType() != clusterv3.Cluster_EDS {
+		t.Errorf("gateway's cluster for the headless Service is %v, want EDS", c.GetType())
+	}
+	cla := find[*endpointv3.ClusterLoadAssignment](t, gw, resourcev3.EndpointType, name)
+	if len(cla.Endpoints) != 1 || len(cla.Endpoints[0].LbEndpoints) != 1 ||
+		cla.Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress().Address != "198.18.7.7" ||
+		cla.Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress().GetPortValue() != 3000 {
+		t.Errorf("gateway's endpoints for the headless Service = %v, want 198.18.7.7:3000", cla.Endpoints)
+	}
+	sc := generate(t, pc, model.NodeID(model.SidecarProxy, "198.18.7.8", "tools", "default"))
+	if c := find[*clusterv3.Cluster](t, sc, resourcev3.ClusterType, name); c.GetType() != clusterv3.Cluster_ORIGINAL_DST {
+		t.Errorf("sidecar's cluster for the headless Service is %v, want ORIGINAL_DST", c.GetType())
 	}
 }
