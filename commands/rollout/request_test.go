@@ -3,15 +3,18 @@ package rollout
 import (
 	"bytes"
 	"context"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 
 	"mesh.dev/mesh/internal/cli"
 	"mesh.dev/mesh/internal/pilot/pilottest/livepilot"
@@ -153,6 +156,32 @@ func TestPromoteAndAbortOnTheAPIServer(t *testing.T) {
 	}
 	if want := "Started Promoted Started StageAdvanced Aborted"; strings.Join(steps, " ") != want {
 		t.Errorf("history %v, want %s", steps, want)
+	}
+
+	// Every step is a Kubernetes Event on the VirtualService (recorded by
+	// the status writer's leader, this pilot), a Warning when it went wrong.
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	var evs []corev1.Event
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		l, err := kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=VirtualService,involvedObject.name=reviews"})
+		if err != nil {
+			return false, nil
+		}
+		evs = l.Items
+		return len(evs) >= 5, nil
+	}); err != nil {
+		t.Fatalf("events on the VirtualService: %d, want its 5 steps", len(evs))
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Name < evs[j].Name })
+	var reasons []string
+	for _, e := range evs {
+		reasons = append(reasons, e.Type+"/"+e.Reason)
+		if e.InvolvedObject.UID != got.UID || e.InvolvedObject.APIVersion != "networking.istio.io/v1" || e.Source.Component != "mesh-pilot" {
+			t.Errorf("event %s is about %+v from %s, want the VirtualService (uid %s) from mesh-pilot", e.Name, e.InvolvedObject, e.Source.Component, got.UID)
+		}
+	}
+	if want := "Normal/Started Normal/Promoted Normal/Started Normal/StageAdvanced Warning/Aborted"; strings.Join(reasons, " ") != want {
+		t.Errorf("events %v, want %s", reasons, want)
 	}
 
 	// Nothing is rolling out now: both requests fail (exit 1) and say so.

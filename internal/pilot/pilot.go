@@ -314,6 +314,10 @@ func (o *Options) Run(ctx context.Context) error {
 	deployer := &gatewaydeploy.Deployer{Kube: kube, Values: values, ServiceType: corev1.ServiceType(o.GatewayServiceType)}
 	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log,
 		Also: []status.Task{deployer}}
+	// Each rollout step is a Kubernetes Event on its resource, recorded
+	// by the status writer's leader alone.
+	rolloutEvents := &rollout.Events{Kube: kube, Record: statusWriter.Leading, Log: log}
+	staged.OnEvent = rolloutEvents.Offer
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		reported := map[string]bool{}
@@ -327,6 +331,7 @@ func (o *Options) Run(ctx context.Context) error {
 	// Istio's status (what is not enforced) on the resources read, written
 	// by one replica at a time.
 	g.Go(func() error { return statusWriter.Run(gctx) })
+	g.Go(func() error { return rolloutEvents.Run(gctx) })
 	g.Go(func() error { return (&ca.Publisher{Kube: kube, RootPEM: authority.RootPEM(), Log: log}).Run(gctx) })
 	g.Go(func() error { return serveUntil(gctx, func() error { return plain.Serve(xdsL) }, plain.Stop) })
 	g.Go(func() error { return serveUntil(gctx, func() error { return secure.Serve(secL) }, secure.Stop) })

@@ -37,6 +37,8 @@ type Event struct {
 	Stage    int       `json:"stage,omitempty"` // 1-based stage, 0 when none
 	Percent  int       `json:"percent,omitempty"`
 	Message  string    `json:"message"`
+	// UID is the resource's, for the Kubernetes Event about it.
+	UID string `json:"-"`
 }
 
 // Status is one resource's rollout state as `mesh rollout status` shows it.
@@ -542,6 +544,9 @@ func (m *Manager) progressing(id string) (*resource, error) {
 
 func (m *Manager) record(r *resource, reason, msg string) {
 	e := Event{Time: m.clock().Now(), ID: r.id, Revision: r.revision, Reason: reason, Message: msg}
+	if r.applied != nil {
+		e.UID = string(r.applied.GetUID())
+	}
 	if r.phase == Progressing || reason == "Promoted" {
 		e.Stage = r.stage + 1
 		if r.spec != nil && r.stage < len(r.spec.Stages) {

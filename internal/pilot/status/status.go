@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -65,7 +66,12 @@ type Writer struct {
 	// written remembers what this replica last wrote, by object, so an
 	// unchanged resource costs no request.
 	written map[string]string
+	leading atomic.Bool
 }
+
+// Leading reports whether this replica holds the lease now (it is the
+// one that writes for all: status, and pilot's Kubernetes Events).
+func (w *Writer) Leading() bool { return w.leading.Load() }
 
 // Task is work the leader does on every snapshot.
 type Task interface {
@@ -127,6 +133,8 @@ func (w *Writer) Run(ctx context.Context) error {
 			Name:            name,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
+					w.leading.Store(true)
+					defer w.leading.Store(false)
 					log.Info("status writer leading", "lease", w.Namespace+"/"+name, "identity", id)
 					w.lead(ctx, log)
 				},
