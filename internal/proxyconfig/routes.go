@@ -54,6 +54,7 @@ func Routes(d *configdump.Dump, f Filter) []RouteRow {
 			}
 		}
 	}
+	rows = append(rows, genericRoutes(d, f)...)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 	return rows
 }
