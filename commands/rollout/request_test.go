@@ -66,6 +66,27 @@ func TestPromoteAndAbortOnTheAPIServer(t *testing.T) {
 	if _, err := vsc.Create(ctx, vs, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// condition waits for the VirtualService's rollout condition, as the
+	// status writer (this pilot, the leader) writes it.
+	condition := func(status, reason, text string) {
+		t.Helper()
+		var last any
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			v, err := vsc.Get(ctx, "reviews", metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, c := range v.Status.Conditions {
+				if c.GetType() == "mesh.io/RolloutReleased" {
+					last = c
+					return c.GetStatus() == status && c.GetReason() == reason && strings.Contains(c.GetMessage(), text), nil
+				}
+			}
+			return false, nil
+		}); err != nil {
+			t.Fatalf("condition mesh.io/RolloutReleased never %s/%s with %q; last %v", status, reason, text, last)
+		}
+	}
 	// waitFor polls pilot until its rollout of the VirtualService is as want says.
 	waitFor := func(what string, want func(rollout.Status) bool) rollout.Status {
 		t.Helper()
@@ -102,6 +123,7 @@ func TestPromoteAndAbortOnTheAPIServer(t *testing.T) {
 	if s := waitFor("Released", func(s rollout.Status) bool { return true }); s.Phase != rollout.Released {
 		t.Errorf("after promote --all the command returned but pilot reports %s", s.Phase)
 	}
+	condition("True", "Released", "generation 1 is released to every proxy")
 
 	// A change: generation 2 rolls out at stage 1 for an hour.
 	cur, err := vsc.Get(ctx, "reviews", metav1.GetOptions{})
@@ -141,11 +163,13 @@ func TestPromoteAndAbortOnTheAPIServer(t *testing.T) {
 	if s := waitFor("stage 2", func(rollout.Status) bool { return true }); s.Stage != 2 {
 		t.Errorf("pilot at stage %d after promote, want 2", s.Stage)
 	}
+	condition("False", "Progressing", "generation 2 at stage 2 of 3 (50%)")
 
 	out, _, err = cmd(admin, "abort", "VirtualService/reviews")
 	if err != nil || !strings.Contains(out, "RolledBack") {
 		t.Fatalf("abort: %v\n%s", err, out)
 	}
+	condition("False", "RolledBack", "aborted by hand")
 	hist, err := pilotAt.RolloutHistory(ctx, "VirtualService/default/reviews")
 	if err != nil {
 		t.Fatal(err)

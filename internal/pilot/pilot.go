@@ -317,7 +317,12 @@ func (o *Options) Run(ctx context.Context) error {
 	// Each rollout step is a Kubernetes Event on its resource, recorded
 	// by the status writer's leader alone.
 	rolloutEvents := &rollout.Events{Kube: kube, Record: statusWriter.Leading, Log: log}
-	staged.OnEvent = rolloutEvents.Offer
+	// and the resource's status carries its rollout (mesh.io/RolloutReleased).
+	statusWriter.Rollouts = staged.Statuses
+	staged.OnEvent = func(e rollout.Event) {
+		rolloutEvents.Offer(e)
+		statusWriter.Poke()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		reported := map[string]bool{}

@@ -33,6 +33,7 @@ import (
 	"mesh.dev/mesh/internal/authz"
 	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/rollout"
 )
 
 // ConditionType is the condition pilot owns on a resource's status: False
@@ -59,6 +60,9 @@ type Writer struct {
 	// Also is other work one replica does per snapshot, run by the leader
 	// after the status (the Gateway API automated deployment).
 	Also []Task
+	// Rollouts, when set, gives the staged releases this replica runs:
+	// each resource with one gets the condition RolloutCondition.
+	Rollouts func() []rollout.Status
 
 	mu     sync.Mutex
 	latest *model.Snapshot
@@ -79,6 +83,16 @@ type Task interface {
 	// Forget drops what the task remembers of its writes, when a new term
 	// starts.
 	Forget()
+}
+
+// Poke has the writer write again without a new snapshot (a rollout
+// stepped); it never blocks.
+func (w *Writer) Poke() {
+	w.init()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Offer hands the writer a new snapshot; it never blocks.
@@ -197,6 +211,12 @@ type object struct {
 
 func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) {
 	defer w.syncGatewayAPI(ctx, s, log)
+	rollouts := map[string]*rollout.Status{}
+	if w.Rollouts != nil {
+		for _, st := range w.Rollouts() {
+			rollouts[st.ID] = &st
+		}
+	}
 	for _, o := range objects(w.Istio, s) {
 		if ctx.Err() != nil {
 			return
@@ -223,6 +243,7 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 		if o.gateway != nil {
 			reports = append(reports, invalidCredentials(s.GatewayCredentialProblems(o.gateway)))
 		}
+		reports = append(reports, rolloutReport(rollouts[key]))
 		var wants []string
 		for _, r := range reports {
 			wants = append(wants, r.text)
@@ -266,9 +287,10 @@ func (w *Writer) remember(key string, gen int64, want string) {
 // message of the same analyzer code; an empty text clears both.
 type report struct {
 	condition, reason string
-	code, name        string
+	code, name        string // "": a condition without a validation message
 	level             analysisv1alpha1.AnalysisMessageBase_Level
 	text              string
+	status            string // the condition's status; "" is False
 }
 
 func notEnforced(paths []string) report {
@@ -306,35 +328,42 @@ func apply(o object, r report) bool {
 		conds = append(conds, c)
 	}
 	var msgs []*analysisv1alpha1.AnalysisMessageBase
-	hadMsg := false
+	hadMsg := r.code == "" // no message of its own: nothing to look for
 	for _, m := range *o.messages {
-		if m.GetType().GetCode() == r.code {
+		if r.code != "" && m.GetType().GetCode() == r.code {
 			hadMsg = true
 			continue
 		}
 		msgs = append(msgs, m)
 	}
+	status := r.status
+	if status == "" {
+		status = "False"
+	}
 	if r.text == "" {
-		if mine == nil && !hadMsg {
+		if mine == nil && (r.code == "" || !hadMsg) {
 			return false
 		}
 		*o.conditions, *o.messages = conds, msgs
 		return true
 	}
-	if mine != nil && hadMsg && mine.GetStatus() == "False" && mine.GetMessage() == r.text && mine.GetObservedGeneration() == o.meta.Generation {
+	if mine != nil && hadMsg && mine.GetStatus() == status && mine.GetReason() == r.reason && mine.GetMessage() == r.text && mine.GetObservedGeneration() == o.meta.Generation {
 		return false
 	}
 	now := timestamppb.Now()
-	c := &metav1alpha1.IstioCondition{Type: r.condition, Status: "False", Reason: r.reason, Message: r.text,
+	c := &metav1alpha1.IstioCondition{Type: r.condition, Status: status, Reason: r.reason, Message: r.text,
 		LastProbeTime: now, LastTransitionTime: now, ObservedGeneration: o.meta.Generation}
-	if mine != nil && mine.GetStatus() == "False" {
+	if mine != nil && mine.GetStatus() == status {
 		c.LastTransitionTime = mine.GetLastTransitionTime()
 	}
 	*o.conditions = append(conds, c)
-	*o.messages = append(msgs, &analysisv1alpha1.AnalysisMessageBase{
-		Type:  &analysisv1alpha1.AnalysisMessageBase_Type{Name: r.name, Code: r.code},
-		Level: r.level,
-	})
+	if r.code != "" {
+		msgs = append(msgs, &analysisv1alpha1.AnalysisMessageBase{
+			Type:  &analysisv1alpha1.AnalysisMessageBase_Type{Name: r.name, Code: r.code},
+			Level: r.level,
+		})
+	}
+	*o.messages = msgs
 	*o.observed = o.meta.Generation
 	return true
 }
@@ -416,4 +445,35 @@ func objects(c istioclient.Interface, s *model.Snapshot) []object {
 		}))
 	}
 	return out
+}
+
+// RolloutCondition is the condition pilot keeps on a resource with a
+// staged release (docs/rollout.md): True once its applied version is
+// released to every proxy, False while it rolls out (reason Progressing),
+// after a rollback (RolledBack) or while its annotations are wrong (Held).
+const RolloutCondition = "mesh.io/RolloutReleased"
+
+func rolloutReport(st *rollout.Status) report {
+	r := report{condition: RolloutCondition}
+	if st == nil {
+		return r // no rollout: no condition
+	}
+	r.reason = string(st.Phase)
+	switch st.Phase {
+	case rollout.Released:
+		r.status = "True"
+		r.text = fmt.Sprintf("generation %d is released to every proxy", st.Generation)
+	case rollout.Progressing:
+		r.text = fmt.Sprintf("generation %d at stage %d of %d (%d%%): on %d of the %d proxies it affects, the others on the released version",
+			st.Generation, st.Stage, len(st.Stages), st.Stages[st.Stage-1], len(st.Staged), st.Affected)
+		if st.NextStep != nil {
+			r.text += "; next step at " + st.NextStep.UTC().Format(time.RFC3339)
+		}
+	default:
+		r.text = fmt.Sprintf("generation %d: %s", st.Generation, st.Reason)
+	}
+	if len(r.text) > 1024 {
+		r.text = r.text[:1021] + "..."
+	}
+	return r
 }
