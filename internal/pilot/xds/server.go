@@ -227,6 +227,15 @@ func (s *Server) disconnect(streamID int64) {
 	s.Log.Info("proxy disconnected", "proxy", id, "stream", streamID)
 }
 
+// has reports whether r gives the proxy any resource of typeURL.
+func (r *Resources) has(typeURL string) bool {
+	if r.byType != nil {
+		return len(r.byType[typeURL]) > 0
+	}
+	i := typeIndexOf(typeURL)
+	return i >= 0 && r.gens[i] != nil && r.gens[i].size > 0
+}
+
 // reportedVersion is the version a proxy is counted under in pilot_xds:
 // its ISTIO_VERSION metadata, else the node's user agent version.
 func reportedVersion(p *model.Proxy, node *corev3.Node) string {
@@ -282,7 +291,7 @@ func (s *Server) request(streamID int64, typeURL, nonce, version string, errDeta
 			converged = true
 			for t := range ps.pushStart {
 				// A type the proxy is given nothing of (ECDS, SDS without secrets) is not waited for.
-				if len(ps.res.byType[t]) > 0 {
+				if ps.res.has(t) {
 					converged = false
 				}
 			}
