@@ -31,6 +31,12 @@ const (
 	AnnotationSameNamespace = "internal.mesh.io/same-namespace"
 )
 
+// RedirectPrefixRewrite starts an HTTPRedirect uri that replaces only the
+// path prefix the route matched (Envoy's redirect prefix_rewrite), as
+// istiod writes a Gateway API RequestRedirect's ReplacePrefixMatch: the
+// generator turns "%PREFIX()%/new" into prefix_rewrite "/new".
+const RedirectPrefixRewrite = "%PREFIX()%"
+
 // Ours reports whether a GatewayClass's controllerName is one pilot serves.
 func Ours(c gwv1.GatewayController) bool { return c == ControllerName || c == IstioControllerName }
 

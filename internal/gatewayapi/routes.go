@@ -323,6 +323,9 @@ func redirectFor(f *gwv1.HTTPRequestRedirectFilter, pm pathMatch) *networkingapi
 			rd.Uri = *p.ReplaceFullPath
 		case p.Type == gwv1.PrefixMatchHTTPPathModifier && p.ReplacePrefixMatch != nil && pm.kind == 3:
 			rd.Uri = *p.ReplacePrefixMatch
+		case p.Type == gwv1.PrefixMatchHTTPPathModifier && p.ReplacePrefixMatch != nil && pm.kind == 2:
+			// The prefix + "/" match: keep the path after it.
+			rd.Uri = RedirectPrefixRewrite + prefixReplacement(*p.ReplacePrefixMatch, pm)
 		}
 	}
 	return rd

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -146,5 +147,68 @@ spec:
 	sc := generate(t, pc, model.NodeID(model.SidecarProxy, "198.18.7.8", "tools", "default"))
 	if c := find[*clusterv3.Cluster](t, sc, resourcev3.ClusterType, name); c.GetType() != clusterv3.Cluster_ORIGINAL_DST {
 		t.Errorf("sidecar's cluster for the headless Service is %v, want ORIGINAL_DST", c.GetType())
+	}
+}
+
+// A destination's header operations apply to the traffic sent to it: on
+// its weighted cluster, or on the route when it is the only destination
+// (a Gateway API backendRef's header filters, the suite's
+// HTTPRouteBackendRequestHeaderModifier).
+func TestDestinationHeaderOperations(t *testing.T) {
+	w, _ := bookinfo(t)
+	if err := w.AddYAML([]byte(gatewayService + `
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  hosts: ["split.example.com"]
+  gateways: [web]
+  http:
+  - route:
+    - destination: {host: reviews, port: {number: 9080}}
+      weight: 50
+      headers: {request: {set: {backend: reviews}}, response: {remove: [x-internal]}}
+    - destination: {host: details, port: {number: 9080}}
+      weight: 50
+      headers: {request: {add: {backend: details}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: one, namespace: default}
+spec:
+  hosts: ["one.example.com"]
+  gateways: [web]
+  http:
+  - route:
+    - destination: {host: details, port: {number: 9080}}
+      headers: {request: {set: {backend: details}}}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	r := generate(t, NewPushContext(model.Build(2, w.Input())), ingressNode)
+	split := routeFor(t, r, "http.8080", "split.example.com").Routes[0].GetRoute().GetWeightedClusters().GetClusters()
+	if len(split) != 2 {
+		t.Fatalf("weighted clusters = %v", split)
+	}
+	if h := split[0].RequestHeadersToAdd; len(h) != 1 || h[0].Header.Key != "backend" || h[0].Header.Value != "reviews" ||
+		h[0].AppendAction != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || len(split[0].ResponseHeadersToRemove) != 1 {
+		t.Errorf("reviews' cluster header operations: add %v remove %v", h, split[0].ResponseHeadersToRemove)
+	}
+	if h := split[1].RequestHeadersToAdd; len(h) != 1 || h[0].Header.Value != "details" || h[0].AppendAction != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
+		t.Errorf("details' cluster header operations: %v", h)
+	}
+	one := routeFor(t, r, "http.8080", "one.example.com").Routes[0]
+	if h := one.RequestHeadersToAdd; len(h) != 1 || h[0].Header.Key != "backend" || h[0].Header.Value != "details" {
+		t.Errorf("a single destination's header operations on the route: %v", h)
 	}
 }

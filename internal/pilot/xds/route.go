@@ -18,6 +18,7 @@ import (
 	networkingapi "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
+	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
@@ -79,6 +80,12 @@ func (pc *PushContext) httpRoutes(vs *networkingv1.VirtualService, rc routeCtx) 
 				r.TypedPerFilterConfig = map[string]*anypb.Any{faultFilterName: mustAny(f)}
 			}
 			applyHeaderOps(r, hr.Headers)
+			if d := onlyDestination(hr); d != nil {
+				// One destination is one cluster, not weighted clusters:
+				// its header operations are the route's, as istiod
+				// writes them.
+				applyHeaderOps(r, d.Headers)
+			}
 			out = append(out, r)
 		}
 	}
@@ -218,10 +225,17 @@ func (pc *PushContext) routeAction(vs *networkingv1.VirtualService, hr *networki
 			if d.Weight == 0 && len(hr.Route) > 1 {
 				continue
 			}
-			wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
+			cw := &routev3.WeightedCluster_ClusterWeight{
 				Name:   pc.destinationCluster(d.Destination, vs.Namespace, rc),
 				Weight: wrapperspb.UInt32(uint32(d.Weight)),
-			})
+			}
+			if req := d.GetHeaders().GetRequest(); req != nil {
+				cw.RequestHeadersToAdd, cw.RequestHeadersToRemove = headerOptions(req), req.Remove
+			}
+			if resp := d.GetHeaders().GetResponse(); resp != nil {
+				cw.ResponseHeadersToAdd, cw.ResponseHeadersToRemove = headerOptions(resp), resp.Remove
+			}
+			wc.Clusters = append(wc.Clusters, cw)
 		}
 		if len(wc.Clusters) == 1 {
 			a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: wc.Clusters[0].Name}
@@ -338,7 +352,9 @@ func redirectAction(r *networkingapi.HTTPRedirect) *routev3.RedirectAction {
 	if r.Scheme != "" {
 		ra.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: r.Scheme}
 	}
-	if r.Uri != "" {
+	if rest, ok := strings.CutPrefix(r.Uri, gatewayapi.RedirectPrefixRewrite); ok {
+		ra.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: rest}
+	} else if r.Uri != "" {
 		ra.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: r.Uri}
 	}
 	if p, ok := r.RedirectPort.(*networkingapi.HTTPRedirect_Port); ok {
@@ -409,6 +425,25 @@ func grpcCode(s string) uint32 {
 		}
 	}
 	return 2 // UNKNOWN
+}
+
+// onlyDestination is the destination of a rule routing to a single one
+// (the others, if any, weighted 0), nil otherwise.
+func onlyDestination(hr *networkingapi.HTTPRoute) *networkingapi.HTTPRouteDestination {
+	if len(hr.Route) == 1 {
+		return hr.Route[0]
+	}
+	var only *networkingapi.HTTPRouteDestination
+	for _, d := range hr.Route {
+		if d.Weight == 0 {
+			continue
+		}
+		if only != nil {
+			return nil
+		}
+		only = d
+	}
+	return only
 }
 
 func applyHeaderOps(r *routev3.Route, h *networkingapi.Headers) {

@@ -520,10 +520,13 @@ func mirror(r *http.Request, st *reqState, c *cluster.Cluster) {
 	if st.body != nil {
 		body = bytes.NewReader(st.body)
 	}
-	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+c.Name+st.route.RewritePath(r.URL.Path), body)
+	// The URL's host is the picked endpoint's (Cluster.RoundTrip); a
+	// cluster name ("outbound|8080||...") is no URL host at all.
+	out, err := http.NewRequestWithContext(ctx, r.Method, "http://mirror/", body)
 	if err != nil {
 		return
 	}
+	out.URL.Path = st.route.RewritePath(r.URL.Path)
 	out.URL.RawQuery = r.URL.RawQuery
 	out.Header = r.Header.Clone()
 	host, _, ok := strings.Cut(r.Host, ":")

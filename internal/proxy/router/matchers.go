@@ -14,6 +14,7 @@ import (
 
 type headerMatch struct {
 	name             string
+	pseudo           string // ":method", ":authority", ":scheme" or ":path": read from the request, not its header map
 	present          *bool
 	str              *match.String
 	rangeLo, rangeHi int64
@@ -24,8 +25,11 @@ type headerMatch struct {
 
 func compileHeaderMatch(h *routev3.HeaderMatcher, f string) (headerMatch, error) {
 	hm := headerMatch{name: http.CanonicalHeaderKey(h.GetName()), invert: h.GetInvertMatch(), missingAsEmpty: h.GetTreatMissingHeaderAsEmpty()}
-	if h.GetName() == ":authority" {
-		hm.name = "Host"
+	switch h.GetName() {
+	case ":authority":
+		hm.name, hm.pseudo = "Host", ":authority"
+	case ":method", ":scheme", ":path":
+		hm.pseudo = h.GetName()
 	}
 	var sm *matcherv3.StringMatcher
 	switch s := h.GetHeaderMatchSpecifier().(type) {
@@ -61,8 +65,33 @@ func compileHeaderMatch(h *routev3.HeaderMatcher, f string) (headerMatch, error)
 	return hm, nil
 }
 
+// matchRequest matches the request's headers, its pseudo-headers (HTTP/2's
+// :method, :authority, :scheme, :path, which Go keeps outside the header
+// map) taken from the request itself, as Envoy sees them on HTTP/1.1 too.
+func (m *headerMatch) matchRequest(r *http.Request) bool {
+	switch m.pseudo {
+	case ":method":
+		return m.matchValues([]string{r.Method}, true)
+	case ":authority":
+		return m.matchValues([]string{r.Host}, r.Host != "")
+	case ":scheme":
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		return m.matchValues([]string{scheme}, true)
+	case ":path":
+		return m.matchValues([]string{r.URL.RequestURI()}, true)
+	}
+	return m.match(r.Header)
+}
+
 func (m *headerMatch) match(h http.Header) bool {
 	vals, ok := h[m.name]
+	return m.matchValues(vals, ok)
+}
+
+func (m *headerMatch) matchValues(vals []string, ok bool) bool {
 	v := ""
 	if ok && len(vals) > 0 {
 		v = vals[0]

@@ -6,6 +6,7 @@ package router
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"sort"
@@ -624,7 +625,7 @@ func (rt *Route) matches(r *http.Request, path string) bool {
 		return false
 	}
 	for i := range rt.headers {
-		if !rt.headers[i].match(r.Header) {
+		if !rt.headers[i].matchRequest(r) {
 			return false
 		}
 	}
@@ -654,9 +655,11 @@ func (rt *Route) PickCluster(rnd uint32) *WeightedCluster {
 	return &rt.Weighted[len(rt.Weighted)-1]
 }
 
-// RewritePath applies prefix_rewrite or regex_rewrite to path.
+// RewritePath applies prefix_rewrite or regex_rewrite to path. As in
+// Envoy, prefix_rewrite swaps the matched prefix, or the whole path of an
+// exact path match.
 func (rt *Route) RewritePath(path string) string {
-	if rt.PrefixRewrite != "" && (rt.pathKind == pathPrefix || rt.pathKind == pathSeparated) {
+	if rt.PrefixRewrite != "" && (rt.pathKind == pathPrefix || rt.pathKind == pathSeparated || rt.pathKind == pathExact) {
 		return rt.PrefixRewrite + path[min(len(rt.path), len(path)):]
 	}
 	if rt.RegexRewrite != nil {
@@ -695,6 +698,11 @@ func (rd *Redirect) Location(r *http.Request, rt *Route, tls bool) string {
 	host := r.Host
 	if rd.Host != "" {
 		host = rd.Host
+		// As Envoy: a new host keeps the port the request came to, unless
+		// the redirect sets one or changes the scheme.
+		if _, port, err := net.SplitHostPort(r.Host); err == nil && rd.Port == 0 && rd.Scheme == "" && !strings.Contains(host, ":") {
+			host = net.JoinHostPort(host, port)
+		}
 	}
 	if rd.Port != 0 {
 		if h, _, ok := strings.Cut(host, ":"); ok || true {
