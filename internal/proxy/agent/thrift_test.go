@@ -118,7 +118,7 @@ func (s *thriftServer) Process(ctx context.Context, in, out thrift.TProtocol) (b
 		return false, thrift.WrapTException(err)
 	}
 	in.ReadMessageEnd(ctx)
-	if typ == thrift.ONEWAY {
+	if typ == thrift.ONEWAY || method == "gonote" { // gonote is declared oneway: the Go library sends it as CALL
 		s.oneway <- s.name + ":" + method + ":" + a.name
 		return true, nil
 	}
@@ -318,7 +318,7 @@ func thriftProxyConfig(t *testing.T, port uint32) *listenerv3.Listener {
 	}
 	gp := &gpv3.GenericProxy{
 		StatPrefix:     "thrift_in",
-		CodecConfig:    typedStruct(t, "type.googleapis.com/mesh.generic_proxy.codecs.thrift.v1alpha1.ThriftCodecConfig", map[string]any{"protocol": "auto", "transport": "auto"}),
+		CodecConfig:    typedStruct(t, "type.googleapis.com/mesh.generic_proxy.codecs.thrift.v1alpha1.ThriftCodecConfig", map[string]any{"protocol": "auto", "transport": "auto", "oneway_methods": []any{"gonote"}}),
 		RouteSpecifier: &gpv3.GenericProxy_RouteConfig{RouteConfig: &gpv3.RouteConfiguration{Name: "thrift", Routes: routes}},
 		Filters:        []*corev3.TypedExtensionConfig{{Name: "envoy.filters.generic.router", TypedConfig: mustAny(t, &gprouter.Router{})}},
 	}
@@ -390,6 +390,28 @@ func TestThriftThroughGenericProxy(t *testing.T) {
 			if got, err := cl.call(ctx, "hello", "after-oneway"); err != nil || got != "a:hello:after-oneway" {
 				t.Fatalf("call after a one-way message: %q, %v", got, err)
 			}
+			// A one-way call as the Go library makes it (a CALL with no
+			// result read), for a method the codec's oneway_methods names.
+			if _, err := cl.client.Call(ctx, "gonote", &strArgs{format}, nil); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case got := <-a.oneway:
+				if got != "a:gonote:"+format {
+					t.Fatalf("Go one-way call arrived as %q", got)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the Go one-way call did not reach server a")
+			}
+			if got, err := cl.call(ctx, "hello", "after-gonote"); err != nil || got != "a:hello:after-gonote" {
+				t.Fatalf("call after a Go one-way call: %q, %v", got, err)
+			}
+			// The proxy does not hold the one-way call waiting for a reply
+			// (it would until the route's 15s timeout, then answer it).
+			eventually(t, "no request left in flight", func() bool {
+				_, stats := adminGet(t, p, "/stats")
+				return statValue(t, stats, "generic_proxy.thrift_in.downstream_rq_active") == 0
+			})
 		})
 	}
 

@@ -52,12 +52,20 @@ func CompileCodec(tc *corev3.TypedExtensionConfig, f string) (Codec, error) {
 		protocol := s.str("protocol")
 		transport := s.str("transport")
 		maxFrame := s.num("max_frame_size", 0, math.MaxInt32)
+		oneway := s.strList("oneway_methods")
 		if err := s.done(); err != nil {
 			return nil, err
 		}
 		c, err := NewThriftCodec(protocol, transport, maxFrame)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if len(oneway) > 0 {
+			c.oneway = map[string]bool{}
+			for _, m := range oneway {
+				c.oneway[m] = true
+			}
+			c.key += "/oneway=" + strings.Join(oneway, ",")
 		}
 		return c, nil
 	case DeclarativeCodecType:
@@ -115,6 +123,29 @@ func (s *structReader) num(name string, lo, hi int) int {
 		return 0
 	}
 	return int(nv.NumberValue)
+}
+
+// strList reads a list of strings.
+func (s *structReader) strList(name string) []string {
+	v := s.get(name)
+	if v == nil {
+		return nil
+	}
+	lv, ok := v.GetKind().(*structpb.Value_ListValue)
+	if !ok {
+		s.fail("%s: want a list of strings", name)
+		return nil
+	}
+	var out []string
+	for i, e := range lv.ListValue.GetValues() {
+		sv, ok := e.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			s.fail("%s[%d]: want a string", name, i)
+			return nil
+		}
+		out = append(out, sv.StringValue)
+	}
+	return out
 }
 
 func (s *structReader) has(name string) bool { return s.fields[name] != nil }

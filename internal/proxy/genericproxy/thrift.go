@@ -34,6 +34,9 @@ type ThriftCodec struct {
 	transports [3]bool // allowed: by transport*
 	maxFrame   int
 	key        string
+	// oneway are methods whose calls get no reply though they come as
+	// CALL, as Apache Thrift's Go library sends one-way calls.
+	oneway map[string]bool
 }
 
 // NewThriftCodec allows protocol ("binary", "compact" or "auto": either) and
@@ -98,6 +101,7 @@ func (c *ThriftCodec) Decode(r *bufio.Reader) (*Frame, error) {
 		}
 		f.Raw = mr.buf
 		f.format = uint8(proto) | transportUnframed<<1
+		c.markOneway(f)
 		return f, nil
 	}
 	hdr, err := r.Peek(6)
@@ -152,7 +156,14 @@ func (c *ThriftCodec) Decode(r *bufio.Reader) (*Frame, error) {
 		return nil, decodeErr("a Thrift frame of %d bytes holds a message of %d", n, mr.pos-4)
 	}
 	f.format = uint8(proto) | uint8(transport)<<1
+	c.markOneway(f)
 	return f, nil
+}
+
+func (c *ThriftCodec) markOneway(f *Frame) {
+	if f.Kind == Request && c.oneway[f.Method] {
+		f.Kind = OneWay
+	}
 }
 
 // parseTHeader reads a THeader frame's header (buf holds the whole frame,
