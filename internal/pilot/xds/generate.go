@@ -275,21 +275,33 @@ func (pc *PushContext) reuseGroup(key string) *Resources {
 		return old
 	}
 	r := *old
-	var eds []*item
-	for _, svc := range old.edsServices {
-		eds = append(eds, pc.outboundEndpoints(svc, old.groupNS)...)
-	}
-	r.versions = maps.Clone(old.versions)
-	r.versions[resourcev3.EndpointType] = itemsVersion(eds)
-	r.gens[typeIndexOf(resourcev3.EndpointType)] = pc.sharedGen(resourcev3.EndpointType, eds, 0)
-	var errs []error
-	for _, it := range eds {
-		if it.invalid != nil {
-			errs = append(errs, fmt.Errorf("EDS %s: %w", it.name, it.invalid))
+	i := typeIndexOf(resourcev3.EndpointType)
+	// Groups that were sent the same load assignments from one namespace
+	// are sent the same new ones: rebuilt once for all of them.
+	eds := memo(&pc.mu, pc.edsRebuilt, strconv.FormatUint(old.gens[i].id, 36)+"|"+old.groupNS, func() *edsRebuild {
+		var its []*item
+		for _, svc := range old.edsServices {
+			its = append(its, pc.outboundEndpoints(svc, old.groupNS)...)
 		}
-	}
-	r.invalid = errors.Join(append([]error{old.invalidNonEDS}, errs...)...)
+		e := &edsRebuild{gen: pc.sharedGen(resourcev3.EndpointType, its, 0)}
+		for _, it := range its {
+			if it.invalid != nil {
+				e.errs = append(e.errs, fmt.Errorf("EDS %s: %w", it.name, it.invalid))
+			}
+		}
+		return e
+	})
+	r.versions = maps.Clone(old.versions)
+	r.versions[resourcev3.EndpointType] = eds.gen.version
+	r.gens[i] = eds.gen
+	r.invalid = errors.Join(append([]error{old.invalidNonEDS}, eds.errs...)...)
 	return &r
+}
+
+// edsRebuild is a group's EDS after an endpoint-only change.
+type edsRebuild struct {
+	gen  *typeGen
+	errs []error
 }
 
 // scopeResources are the outbound resources shared by every proxy of a scope.
@@ -321,13 +333,10 @@ func (pc *PushContext) scopeShared(sc *scope) *scopeResources {
 
 func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	sc := pc.scopeFor(w.namespace, w.labels)
-	r.addShared(resourcev3.ClusterType, fixedClusterItems()...)
-	for _, svc := range sc.services {
-		r.addShared(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
-		r.addShared(resourcev3.EndpointType, pc.outboundEndpoints(svc, w.namespace)...)
-	}
-	es := pc.endpointServices(sc, w.namespace)
-	r.EndpointHosts, r.edsServices = es.hosts, es.services
+	side := pc.outboundSide(sc, w.namespace)
+	r.addShared(resourcev3.ClusterType, side.clusters...)
+	r.addShared(resourcev3.EndpointType, side.endpoints...)
+	r.EndpointHosts, r.edsServices = side.hosts, side.services
 	ports := inboundPorts(w.services, w.namedPorts)
 	for _, p := range ports {
 		r.add(resourcev3.ClusterType, newItem(InboundClusterName(p.port), withServices(inboundCluster(p), p.services)))
@@ -346,24 +355,26 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 
 var fixedClusterItems = sync.OnceValue(fixedClusters)
 
-// endpointServices are the services whose load assignments a sidecar of
-// scope sc in namespace ns is sent, and their hosts.
-type endpointServices struct {
-	hosts    map[string]bool
-	services []*model.Service
+// outboundSide is what every sidecar of one scope and namespace is sent for
+// its outbound clusters and load assignments, and the services that have
+// load assignments (by host too); built once and shared read-only.
+type outboundSide struct {
+	clusters, endpoints []*item
+	hosts               map[string]bool
+	services            []*model.Service
 }
 
-// endpointServices is shared, read-only, by the groups of one scope and
-// namespace.
-func (pc *PushContext) endpointServices(sc *scope, ns string) *endpointServices {
-	return memo(&pc.mu, pc.epServices, sc.key+"|"+ns, func() *endpointServices {
-		es := &endpointServices{hosts: map[string]bool{}}
+func (pc *PushContext) outboundSide(sc *scope, ns string) *outboundSide {
+	return memo(&pc.mu, pc.outSides, sc.key+"|"+ns, func() *outboundSide {
+		side := &outboundSide{clusters: append([]*item(nil), fixedClusterItems()...), hosts: map[string]bool{}}
 		for _, svc := range sc.services {
-			if len(pc.outboundEndpoints(svc, ns)) > 0 {
-				es.hosts[svc.Hostname] = true
-				es.services = append(es.services, svc)
+			side.clusters = append(side.clusters, pc.outboundClusters(svc, ns)...)
+			if eps := pc.outboundEndpoints(svc, ns); len(eps) > 0 {
+				side.endpoints = append(side.endpoints, eps...)
+				side.hosts[svc.Hostname] = true
+				side.services = append(side.services, svc)
 			}
 		}
-		return es
+		return side
 	})
 }

@@ -103,10 +103,12 @@ type PushContext struct {
 	groups    map[string]*lazy[*Resources]           // by groupKey: config shared by proxies
 	vhosts    map[string]*lazy[*routev3.VirtualHost] // outbound virtual hosts shared by route tables
 	// sharedGens are the generations of groups' shared outbound sides, by
-	// type and content (sharedGen); epServices the services with load
-	// assignments, by scope key and namespace.
+	// type and content (sharedGen); outSides the outbound sides of
+	// sidecars, by scope key and namespace; edsRebuilt the EDS of groups
+	// after an endpoint-only change, by old generation and namespace.
 	sharedGens map[string]*lazy[*typeGen]
-	epServices map[string]*lazy[*endpointServices]
+	outSides   map[string]*lazy[*outboundSide]
+	edsRebuilt map[string]*lazy[*edsRebuild]
 	// The previous context's sharedGens, so unchanged content keeps its
 	// generation (and a proxy's next push finds nothing new in it).
 	prevSharedGens map[string]*lazy[*typeGen]
@@ -157,7 +159,8 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		vhosts:    map[string]*lazy[*routev3.VirtualHost]{},
 
 		sharedGens: map[string]*lazy[*typeGen]{},
-		epServices: map[string]*lazy[*endpointServices]{},
+		outSides:   map[string]*lazy[*outboundSide]{},
+		edsRebuilt: map[string]*lazy[*edsRebuild]{},
 	}
 	drs := append([]*networkingv1.DestinationRule(nil), snap.DestinationRules...)
 	sort.SliceStable(drs, func(i, j int) bool { return olderFirst(drs[i], drs[j]) })
@@ -271,7 +274,8 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 		endpoints:    map[string]*lazy[[]*item]{},
 		groups:       map[string]*lazy[*Resources]{},
 		sharedGens:   map[string]*lazy[*typeGen]{},
-		epServices:   map[string]*lazy[*endpointServices]{},
+		outSides:     map[string]*lazy[*outboundSide]{},
+		edsRebuilt:   map[string]*lazy[*edsRebuild]{},
 	}
 	// The maps are copied (their entries shared) so the two contexts never
 	// write to one map under different locks.
