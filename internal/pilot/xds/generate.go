@@ -187,7 +187,10 @@ func (pc *PushContext) sharedGen(typeURL string, its []*item, k int) *typeGen {
 	v := itemsVersion(its)
 	key := typeURL + "|" + v + "|" + strconv.Itoa(len(its))
 	return memo(&pc.mu, pc.sharedGens, key, func() *typeGen {
-		if l := pc.prevSharedGens[key]; l != nil && l.done.Load() {
+		pc.mu.Lock()
+		l := pc.prevSharedGens[key]
+		pc.mu.Unlock()
+		if l != nil && l.done.Load() {
 			return l.v
 		}
 		if k <= 0 || k >= len(its) {
@@ -259,7 +262,9 @@ func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resource
 // it uses none of the changed hosts, else with only its EDS resources
 // rebuilt. nil when there is nothing to carry over.
 func (pc *PushContext) reuseGroup(key string) *Resources {
+	pc.mu.Lock()
 	l := pc.prevGroups[key]
+	pc.mu.Unlock()
 	if l == nil || !l.done.Load() || l.v == nil {
 		return nil
 	}

@@ -304,6 +304,15 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 	return n
 }
 
+// forgetPrevious drops what pc kept of the context before it once the push
+// has regenerated every proxy it affects: what the push reused is in pc's
+// own maps by then, and the rest would only keep the old config alive.
+func (pc *PushContext) forgetPrevious() {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.prevSharedGens, pc.prevGroups = nil, nil
+}
+
 // follow lets pc reuse the shared generations of old, the context it
 // replaces, wherever their content is unchanged.
 func (pc *PushContext) follow(old *PushContext) {

@@ -129,6 +129,7 @@ func (s *Server) UpdateStaged(snap *model.Snapshot, ch model.Change, plan rollou
 		}
 	}
 	pushed := s.regenerate(pc, affected, start)
+	pc.forgetPrevious()
 	if s.Metrics != nil {
 		s.Metrics.GenerateSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 		s.Metrics.ProxiesRegenerated.WithLabelValues(kind).Add(float64(len(affected)))
