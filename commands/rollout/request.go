@@ -204,37 +204,45 @@ func (o *RequestOptions) request(ctx context.Context, cur *Row) (int64, error) {
 	}
 	k := o.ref.Kind
 	res := dyn.Resource(schema.GroupVersionResource{Group: k.GVK.Group, Version: k.GVK.Version, Resource: k.Plural}).Namespace(o.ref.Namespace)
-	obj, err := res.Get(ctx, o.ref.Name, metav1.GetOptions{})
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, fmt.Errorf("%s: not found in the cluster (pilot still reports its rollout; it may have just been deleted)", o.ref.ID())
+	// The patch carries the resourceVersion read, so a change made
+	// meanwhile fails it; pilot's own status writes change the
+	// resourceVersion too (not the generation), so a conflict is read
+	// again and retried while the generation is still the one pilot stages.
+	for attempt := 0; ; attempt++ {
+		obj, err := res.Get(ctx, o.ref.Name, metav1.GetOptions{})
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				return 0, fmt.Errorf("%s: not found in the cluster (pilot still reports its rollout; it may have just been deleted)", o.ref.ID())
+			}
+			return 0, fmt.Errorf("read %s: %w", o.ref.ID(), err)
 		}
-		return 0, fmt.Errorf("read %s: %w", o.ref.ID(), err)
-	}
-	gen := obj.GetGeneration()
-	if gen != cur.Generation {
-		return 0, fmt.Errorf("%s: pilot stages generation %d but the cluster holds generation %d (a newer change is on its way to pilot); run mesh rollout status and try again", o.ref.ID(), cur.Generation, gen)
-	}
-	key, value := rollout.AnnotationAbort, rollout.AbortValue(gen)
-	if o.Action == Promote {
-		key, value = rollout.AnnotationPromote, rollout.PromoteValue(gen, cur.Stage, o.All)
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		// The patch holds only if the object is still that generation's:
-		// resourceVersion makes a concurrent change fail it.
-		"resourceVersion": obj.GetResourceVersion(),
-		"annotations":     map[string]string{key: value},
-	}})
-	if err != nil {
-		return 0, err
-	}
-	if _, err := res.Patch(ctx, o.ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "mesh-rollout"}); err != nil {
-		if apierrors.IsConflict(err) {
-			return 0, fmt.Errorf("%s changed while the request was written; run mesh rollout status and try again: %w", o.ref.ID(), err)
+		gen := obj.GetGeneration()
+		if gen != cur.Generation {
+			return 0, fmt.Errorf("%s: pilot stages generation %d but the cluster holds generation %d (a newer change is on its way to pilot); run mesh rollout status and try again", o.ref.ID(), cur.Generation, gen)
 		}
-		return 0, fmt.Errorf("write the %s request on %s: %w", o.Action, o.ref.ID(), err)
+		key, value := rollout.AnnotationAbort, rollout.AbortValue(gen)
+		if o.Action == Promote {
+			key, value = rollout.AnnotationPromote, rollout.PromoteValue(gen, cur.Stage, o.All)
+		}
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+			"resourceVersion": obj.GetResourceVersion(),
+			"annotations":     map[string]string{key: value},
+		}})
+		if err != nil {
+			return 0, err
+		}
+		_, err = res.Patch(ctx, o.ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "mesh-rollout"})
+		switch {
+		case err == nil:
+			return gen, nil
+		case apierrors.IsConflict(err) && attempt < 5:
+			continue
+		case apierrors.IsConflict(err):
+			return 0, fmt.Errorf("%s kept changing while the request was written; run mesh rollout status and try again: %w", o.ref.ID(), err)
+		default:
+			return 0, fmt.Errorf("write the %s request on %s: %w", o.Action, o.ref.ID(), err)
+		}
 	}
-	return gen, nil
 }
 
 // statusesOf asks every replica for id's rollout; a replica that has none

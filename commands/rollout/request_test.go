@@ -226,3 +226,82 @@ func TestPromoteAndAbortOnTheAPIServer(t *testing.T) {
 		}
 	}
 }
+
+// A pilot that restarts mid-rollout resumes it from the state the leader
+// kept in the cluster: same generation, same stage, the soak not begun
+// again.
+func TestRestartedPilotResumesTheRollout(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cfg := c.RESTConfig()
+	livepilot.Prepare(t, ctx, cfg)
+	first := livepilot.Start(t, ctx, c.KubeconfigPath(), nil)
+	vsc := istioclient.NewForConfigOrDie(cfg).NetworkingV1().VirtualServices("default")
+	vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "details", Namespace: "default",
+		Annotations: map[string]string{rollout.AnnotationStages: "10,50,100", rollout.AnnotationInterval: "1h"}}}
+	vs.Spec.Hosts = []string{"details"}
+	if _, err := vsc.Create(ctx, vs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	statusOn := func(p *livepilot.Pilot, want func(rollout.Status) bool) rollout.Status {
+		t.Helper()
+		cl, err := syncstatus.New(p.Debug)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last rollout.Status
+		if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			sts, err := cl.Rollouts(ctx)
+			if err != nil {
+				return false, nil
+			}
+			for _, s := range sts {
+				if s.ID == "VirtualService/default/details" {
+					last = s
+					return want(s), nil
+				}
+			}
+			return false, nil
+		}); err != nil {
+			t.Fatalf("pilot %s never reported the rollout wanted; last %+v", p.Debug, last)
+		}
+		return last
+	}
+	statusOn(first, func(s rollout.Status) bool { return s.Phase == rollout.Progressing })
+	if _, _, err := runAs(t, c.KubeconfigPath(), "promote", "VirtualService/details", "--all", "--pilot-address", first.Debug); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := vsc.Get(ctx, "details", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Hosts = []string{"details", "details.default.svc.cluster.local"}
+	if _, err := vsc.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	statusOn(first, func(s rollout.Status) bool { return s.Generation == 2 && s.Stage == 1 })
+	if _, _, err := runAs(t, c.KubeconfigPath(), "promote", "VirtualService/details", "--pilot-address", first.Debug); err != nil {
+		t.Fatal(err)
+	}
+	before := statusOn(first, func(s rollout.Status) bool { return s.Stage == 2 })
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		cm, err := kube.CoreV1().ConfigMaps(livepilot.Namespace).Get(ctx, "mesh-pilot-rollouts", metav1.GetOptions{})
+		return err == nil && strings.Contains(cm.Data["VirtualService_default_details"], `"stage":1`), nil
+	}); err != nil {
+		t.Fatalf("the leader never kept stage 2 in the cluster: %v", err)
+	}
+	first.Stop()
+
+	second := livepilot.Start(t, ctx, c.KubeconfigPath(), nil)
+	after := statusOn(second, func(s rollout.Status) bool { return true })
+	if after.Phase != rollout.Progressing || after.Generation != 2 || after.Stage != 2 || after.NextStep == nil || !after.NextStep.Equal(*before.NextStep) {
+		t.Errorf("after the restart: %+v, want generation 2 Progressing at stage 2 with the next step still at %v", after, before.NextStep)
+	}
+	cl, _ := syncstatus.New(second.Debug)
+	hist, err := cl.RolloutHistory(ctx, "VirtualService/default/details")
+	if err != nil || len(hist) == 0 || hist[0].Reason != "Resumed" {
+		t.Errorf("the restarted pilot's history %+v (%v), want it to begin Resumed", hist, err)
+	}
+}

@@ -319,6 +319,10 @@ func (o *Options) Run(ctx context.Context) error {
 	rolloutEvents := &rollout.Events{Kube: kube, Record: statusWriter.Leading, Log: log}
 	// and the resource's status carries its rollout (mesh.io/RolloutReleased).
 	statusWriter.Rollouts = staged.Statuses
+	// The rollouts in flight are kept in the cluster by the leader, so a
+	// restarted pilot resumes them.
+	rolloutState := &rollout.ConfigMapStore{Kube: kube, Namespace: o.Namespace, Name: "mesh-pilot-rollouts" + o.revSuffix(), Write: statusWriter.Leading, Log: log}
+	staged.Store = rolloutState
 	staged.OnEvent = func(e rollout.Event) {
 		rolloutEvents.Offer(e)
 		statusWriter.Poke()
@@ -337,6 +341,7 @@ func (o *Options) Run(ctx context.Context) error {
 	// by one replica at a time.
 	g.Go(func() error { return statusWriter.Run(gctx) })
 	g.Go(func() error { return rolloutEvents.Run(gctx) })
+	g.Go(func() error { return rolloutState.Run(gctx) })
 	g.Go(func() error { return (&ca.Publisher{Kube: kube, RootPEM: authority.RootPEM(), Log: log}).Run(gctx) })
 	g.Go(func() error { return serveUntil(gctx, func() error { return plain.Serve(xdsL) }, plain.Stop) })
 	g.Go(func() error { return serveUntil(gctx, func() error { return secure.Serve(secL) }, secure.Stop) })

@@ -88,6 +88,12 @@ type Manager struct {
 	// Health reads the affected proxies' request metrics for the health
 	// gates; nil: gates are not measured (status says so).
 	Health Sampler
+	// Store, when set, keeps the rollouts in flight in the cluster: read
+	// at pilot's start to resume them, offered the state at every step.
+	Store interface {
+		Load(ctx context.Context) (map[string]Saved, error)
+		Offer(map[string]Saved)
+	}
 	// CheckEvery is how often a gated stage's health is read (default a
 	// sixth of the interval, from 1s to 10s).
 	CheckEvery time.Duration
@@ -99,6 +105,7 @@ type Manager struct {
 	// stepped is set when a request on a resource moved its rollout
 	// during Offer, which then pushes to every proxy.
 	stepped bool
+	saved   map[string]Saved // what the store held at the start, until used
 }
 
 type resource struct {
@@ -159,6 +166,15 @@ func (m *Manager) Offer(snap *model.Snapshot, ch model.Change) {
 		m.resources = map[string]*resource{}
 	}
 	first := m.applied == nil
+	if first && m.Store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		saved, err := m.Store.Load(ctx)
+		cancel()
+		if err != nil {
+			m.log().Warn("rollouts in flight not resumed", "err", err)
+		}
+		m.saved = saved
+	}
 	prev := m.applied
 	m.applied = snap
 	in := snap.Input()
@@ -177,8 +193,8 @@ func (m *Manager) Offer(snap *model.Snapshot, ch model.Change) {
 		if !seen[id] {
 			// A deletion is not staged: the resource goes everywhere at once.
 			m.stop(r)
+			delete(m.resources, id) // before the record, so the kept state has it no more
 			m.record(r, "Deleted", "deleted; a deletion is not staged and reaches every proxy at once")
-			delete(m.resources, id)
 		}
 	}
 	if m.stepped {
@@ -206,6 +222,9 @@ func (m *Manager) observe(k *model.Kind, id string, o metav1.Object, prev *model
 					before = p
 				}
 			}
+		}
+		if first && err == nil && spec.Staged() && m.resume(r, o, spec) {
+			return
 		}
 		if first || sameSpec(before, o) {
 			// Nothing earlier to stage against: at pilot's start the
@@ -259,7 +278,7 @@ func (m *Manager) observe(k *model.Kind, id string, o metav1.Object, prev *model
 			m.promote(r, "the new stages end at the current one")
 			break
 		}
-		m.resume(r)
+		m.rearm(r)
 		m.requests(r, o)
 	default:
 		if r.phase == Progressing {
@@ -385,9 +404,9 @@ func (m *Manager) checkHealth(id string, rev uint64, stage int, final bool) {
 	m.armCheck(r, m.checkEvery(r))
 }
 
-// resume re-arms the soak of r's current stage after its interval may
+// rearm re-arms the soak of r's current stage after its interval may
 // have changed, counting the time the stage has already soaked.
-func (m *Manager) resume(r *resource) {
+func (m *Manager) rearm(r *resource) {
 	if r.timer != nil {
 		r.timer.Stop()
 	}
@@ -401,6 +420,29 @@ func (m *Manager) resume(r *resource) {
 	if r.check == nil {
 		m.armCheck(r, 0) // gates added by the edit
 	}
+}
+
+// resume takes up, at pilot's start, the rollout the store kept for the
+// resource, when it is of the generation applied now.
+func (m *Manager) resume(r *resource, o metav1.Object, spec *Spec) bool {
+	sv, ok := m.saved[r.id]
+	if !ok || sv.Generation != o.GetGeneration() || sv.Stage >= len(spec.Stages)-1 {
+		return false
+	}
+	released, ok := decodeLike(sv.Released, o)
+	if !ok {
+		return false
+	}
+	r.applied, r.released, r.spec = o, released, spec
+	r.phase, r.stage, r.since, r.revision, r.reason = sv.Phase, sv.Stage, sv.Since, sv.Revision, sv.Reason
+	if r.phase == Progressing {
+		m.rearm(r)
+		m.armCheck(r, 0)
+		m.record(r, "Resumed", fmt.Sprintf("pilot restarted: the rollout goes on at stage %d of %d, soaked since %s", r.stage+1, len(spec.Stages), r.since.UTC().Format(time.RFC3339)))
+	} else {
+		m.record(r, "Resumed", "pilot restarted: the candidate stays rolled back ("+r.reason+")")
+	}
+	return true
 }
 
 // requests carries out the promote and abort requests `mesh rollout`
@@ -558,6 +600,15 @@ func (m *Manager) record(r *resource, reason, msg string) {
 		r.history = r.history[len(r.history)-maxHistory:]
 	}
 	m.log().Info("rollout", "resource", r.id, "revision", r.revision, "step", reason, "message", msg)
+	if m.Store != nil {
+		all := map[string]Saved{}
+		for id, x := range m.resources {
+			if sv, ok := x.saved(); ok {
+				all[id] = sv
+			}
+		}
+		m.Store.Offer(all)
+	}
 	if m.OnEvent != nil {
 		m.OnEvent(e)
 	}
