@@ -349,10 +349,13 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	shared := pc.scopeShared(sc)
 	out, in := pc.observe(w, telemetry.Outbound), pc.observe(w, telemetry.Inbound)
 	r.addShared(resourcev3.ListenerType, pc.scopeListeners(sc, out)...)
-	vo, vi := virtualOutbound(sc), pc.virtualInbound(w, ports)
-	addObserve(vo, out)
-	addObserve(vi, in)
-	r.add(resourcev3.ListenerType, newItem(VirtualOutbound, vo), newItem(VirtualInbound, vi))
+	virtual := memo(&pc.mu, pc.virtuals, pc.listenerKey(w), func() []*item {
+		vo, vi := virtualOutbound(sc), pc.virtualInbound(w, ports)
+		addObserve(vo, out)
+		addObserve(vi, in)
+		return []*item{newItem(VirtualOutbound, vo), newItem(VirtualInbound, vi)}
+	})
+	r.add(resourcev3.ListenerType, virtual...)
 	for _, port := range shared.httpPorts {
 		r.addShared(resourcev3.RouteType, pc.outboundRouteConfig(sc, port, w.namespace, w.labels))
 	}

@@ -29,20 +29,20 @@ type workload struct {
 // what of it the generator reads, or why says why nothing need be written.
 type inputKey struct {
 	field string
-	key   func(pc *PushContext, w *workload, b *strings.Builder)
+	key   func(pc *PushContext, w *workload, b *keyBuilder)
 	why   string
 }
 
 // inputKeys is in key order; the type goes first since the rest depends on it.
 var inputKeys = []inputKey{
-	{field: "proxyType", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+	{field: "proxyType", key: func(_ *PushContext, w *workload, b *keyBuilder) {
 		b.WriteString(string(w.proxyType))
 	}},
-	{field: "namespace", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+	{field: "namespace", key: func(_ *PushContext, w *workload, b *keyBuilder) {
 		b.WriteString("|" + w.namespace)
 	}},
 	{field: "labels", key: labelsKey},
-	{field: "namedPorts", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+	{field: "namedPorts", key: func(_ *PushContext, w *workload, b *keyBuilder) {
 		names := make([]string, 0, len(w.namedPorts))
 		for n := range w.namedPorts {
 			names = append(names, n)
@@ -55,7 +55,7 @@ var inputKeys = []inputKey{
 	}},
 	{field: "services", why: "chosen by namespace and labels from the push's own snapshot (ServicesFor), both keyed"},
 	{field: "serviceAccount", why: "read after sharing, for the proxy's own secrets and Resources.ServiceAccount"},
-	{field: "meta", key: func(_ *PushContext, w *workload, b *strings.Builder) {
+	{field: "meta", key: func(_ *PushContext, w *workload, b *keyBuilder) {
 		m, _ := json.Marshal(w.meta) // plain strings and numbers: cannot fail
 		b.WriteString("|meta:")
 		b.Write(m)
@@ -68,7 +68,7 @@ var inputKeys = []inputKey{
 // rule matches on source labels, the labels themselves; and the Telemetry
 // (access logs) that applies to it: two sidecars whose
 // labels decide the same share config.
-func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
+func labelsKey(pc *PushContext, w *workload, b *keyBuilder) {
 	if w.proxyType == model.Router {
 		b.WriteString("|" + labelKey(w.labels))
 		return
@@ -77,9 +77,12 @@ func labelsKey(pc *PushContext, w *workload, b *strings.Builder) {
 	b.WriteString("|scope:" + sc.key)
 	for _, ip := range inboundPorts(w.services, w.namedPorts) {
 		fmt.Fprintf(b, "|%d/%s/%d", ip.port, ip.protocol, pc.mtlsMode(w.namespace, w.labels, ip.port))
-		// The inbound cluster names the services it serves (for the destination side's metrics).
-		for _, svc := range ip.services {
-			b.WriteString("/" + svc.Hostname)
+		// The inbound cluster names the services it serves (for the
+		// destination side's metrics); nothing else reads their hosts.
+		if !b.noServiceHosts {
+			for _, svc := range ip.services {
+				b.WriteString("/" + svc.Hostname)
+			}
 		}
 	}
 	// The passthrough chains follow the workload's default mode and its
@@ -117,13 +120,33 @@ func (pc *PushContext) groupKey(w *workload) (string, error) {
 	if w.proxyType != model.SidecarProxy && w.proxyType != model.Router {
 		return "", fmt.Errorf("proxy of %s: unknown type %q", w.namespace, w.proxyType)
 	}
-	var b strings.Builder
+	return pc.inputsKey(w, false), nil
+}
+
+// keyBuilder writes a key of workload inputs.
+type keyBuilder struct {
+	strings.Builder
+	// noServiceHosts leaves out the hosts of the Services an inbound port
+	// serves, which only the inbound clusters read (listenerKey).
+	noServiceHosts bool
+}
+
+func (pc *PushContext) inputsKey(w *workload, noServiceHosts bool) string {
+	b := keyBuilder{noServiceHosts: noServiceHosts}
 	for _, k := range inputKeys {
 		if k.key != nil {
 			k.key(pc, w, &b)
 		}
 	}
-	return b.String(), nil
+	return b.String()
+}
+
+// listenerKey is the group key without the Services' hosts: a sidecar's
+// listeners are the same for all workloads with equal listener keys, so
+// workloads of different Services that differ only in the inbound
+// clusters' service names build their listeners once.
+func (pc *PushContext) listenerKey(w *workload) string {
+	return pc.inputsKey(w, true)
 }
 
 // workloadFor finds what pilot knows of the workload behind a proxy: its

@@ -109,6 +109,7 @@ type PushContext struct {
 	sharedGens map[string]*lazy[*typeGen]
 	outSides   map[string]*lazy[*outboundSide]
 	edsRebuilt map[string]*lazy[*edsRebuild]
+	virtuals   map[string]*lazy[[]*item] // a sidecar's virtual listeners, by listenerKey
 	// The previous context's sharedGens, so unchanged content keeps its
 	// generation (and a proxy's next push finds nothing new in it).
 	prevSharedGens map[string]*lazy[*typeGen]
@@ -161,6 +162,7 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		sharedGens: map[string]*lazy[*typeGen]{},
 		outSides:   map[string]*lazy[*outboundSide]{},
 		edsRebuilt: map[string]*lazy[*edsRebuild]{},
+		virtuals:   map[string]*lazy[[]*item]{},
 	}
 	drs := append([]*networkingv1.DestinationRule(nil), snap.DestinationRules...)
 	sort.SliceStable(drs, func(i, j int) bool { return olderFirst(drs[i], drs[j]) })
@@ -276,6 +278,7 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 		sharedGens:   map[string]*lazy[*typeGen]{},
 		outSides:     map[string]*lazy[*outboundSide]{},
 		edsRebuilt:   map[string]*lazy[*edsRebuild]{},
+		virtuals:     map[string]*lazy[[]*item]{},
 	}
 	// The maps are copied (their entries shared) so the two contexts never
 	// write to one map under different locks.
