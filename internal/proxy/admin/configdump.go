@@ -21,7 +21,13 @@ import (
 	"mesh.dev/mesh/internal/proxy/config"
 )
 
+// mustAny packs a resource of the dump, its sensitive fields redacted.
 func mustAny(m proto.Message) *anypb.Any {
+	return pack(redactSensitive(m))
+}
+
+// pack packs what is already redacted: a section made of mustAny's.
+func pack(m proto.Message) *anypb.Any {
 	a, err := anypb.New(m)
 	if err != nil {
 		panic(err) // only registered, well-formed messages reach here
@@ -43,7 +49,7 @@ func ConfigDump(s *config.Snapshot, includeEDS bool) *adminv3.ConfigDump {
 			cd.DynamicActiveClusters = append(cd.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: r.Version, Cluster: mustAny(r.Msg), LastUpdated: timestamppb.New(r.LastUpdated)})
 		}
 	}
-	d.Configs = append(d.Configs, mustAny(cd))
+	d.Configs = append(d.Configs, pack(cd))
 	if includeEDS {
 		ed := &adminv3.EndpointsConfigDump{}
 		// Static clusters' inline assignments are shown as static endpoint configs, as Envoy does.
@@ -55,7 +61,7 @@ func ConfigDump(s *config.Snapshot, includeEDS bool) *adminv3.ConfigDump {
 		for _, r := range s.List(config.EndpointType) {
 			ed.DynamicEndpointConfigs = append(ed.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{VersionInfo: r.Version, EndpointConfig: mustAny(r.Msg), LastUpdated: timestamppb.New(r.LastUpdated)})
 		}
-		d.Configs = append(d.Configs, mustAny(ed))
+		d.Configs = append(d.Configs, pack(ed))
 	}
 	ld := &adminv3.ListenersConfigDump{VersionInfo: s.Version(config.ListenerType)}
 	for _, r := range s.List(config.ListenerType) {
@@ -66,7 +72,7 @@ func ConfigDump(s *config.Snapshot, includeEDS bool) *adminv3.ConfigDump {
 				VersionInfo: r.Version, Listener: mustAny(r.Msg), LastUpdated: timestamppb.New(r.LastUpdated)}})
 		}
 	}
-	d.Configs = append(d.Configs, mustAny(ld))
+	d.Configs = append(d.Configs, pack(ld))
 	rd := &adminv3.RoutesConfigDump{}
 	// Route configurations inlined in listeners are shown as static, as Envoy does.
 	for _, r := range s.List(config.ListenerType) {
@@ -81,7 +87,7 @@ func ConfigDump(s *config.Snapshot, includeEDS bool) *adminv3.ConfigDump {
 		}
 		rd.DynamicRouteConfigs = append(rd.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{VersionInfo: r.Version, RouteConfig: mustAny(r.Msg), LastUpdated: timestamppb.New(r.LastUpdated)})
 	}
-	d.Configs = append(d.Configs, mustAny(rd))
+	d.Configs = append(d.Configs, pack(rd))
 	sd := &adminv3.SecretsConfigDump{}
 	for _, r := range s.List(config.SecretType) {
 		sec := redact(r.Msg.(*tlsv3.Secret))
@@ -91,7 +97,7 @@ func ConfigDump(s *config.Snapshot, includeEDS bool) *adminv3.ConfigDump {
 		}
 		sd.DynamicActiveSecrets = append(sd.DynamicActiveSecrets, &adminv3.SecretsConfigDump_DynamicSecret{Name: r.Name, VersionInfo: r.Version, LastUpdated: timestamppb.New(r.LastUpdated), Secret: mustAny(sec)})
 	}
-	d.Configs = append(d.Configs, mustAny(sd))
+	d.Configs = append(d.Configs, pack(sd))
 	return d
 }
 
@@ -141,7 +147,7 @@ func Filter(d *adminv3.ConfigDump, resource, mask string) (*adminv3.ConfigDump, 
 				return nil, err
 			}
 			prune(m.ProtoReflect(), paths)
-			out.Configs = append(out.Configs, mustAny(m))
+			out.Configs = append(out.Configs, pack(m))
 		}
 		return out, nil
 	}
@@ -163,7 +169,7 @@ func Filter(d *adminv3.ConfigDump, resource, mask string) (*adminv3.ConfigDump, 
 			if paths != nil {
 				prune(item.ProtoReflect(), paths)
 			}
-			out.Configs = append(out.Configs, mustAny(item))
+			out.Configs = append(out.Configs, pack(item))
 		}
 	}
 	if !found {
