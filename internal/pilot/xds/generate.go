@@ -160,8 +160,8 @@ func (r *Resources) finish(pc *PushContext) {
 	var errs, edsErrs []error
 	for i, t := range TypeURLs {
 		its := r.byType[t]
-		r.versions[t] = itemsVersion(its)
 		r.gens[i] = pc.sharedGen(t, its, r.shared[t])
+		r.versions[t] = r.gens[i].version // itemsVersion(its), hashed once in sharedGen
 		for _, it := range its {
 			if it.invalid == nil {
 				continue
