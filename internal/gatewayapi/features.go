@@ -10,9 +10,7 @@ import (
 // conformance suite names them: core features of the Gateway, HTTPRoute and
 // GRPCRoute, and the extended ones whose conformance tests pass
 // (docs/conformance/). Extended features whose tests fail are not declared
-// until they pass: GatewayHTTPListenerIsolation (a request for a host a
-// more specific listener serves still reaches the routes of a listener
-// with no hostname), and HTTPRouteBackendProtocolH2C and
+// until they pass: HTTPRouteBackendProtocolH2C and
 // HTTPRouteBackendProtocolWebSocket, whose tests dial the Gateway's
 // cluster IP with clients of their own, which the sandbox (no kube-proxy)
 // does not route. docs/gateway-api.md lists what is not done.
@@ -43,6 +41,7 @@ var supported = []string{
 	"HTTPRouteParentRefPort",
 	"HTTPRouteDestinationPortMatching",
 	"GatewayInfrastructure",
+	"GatewayHTTPListenerIsolation",
 	"ReferenceGrant",
 }
 

@@ -2,6 +2,7 @@ package gatewayapi
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -647,15 +648,77 @@ func orStar(h string) string {
 	return h
 }
 
-// listenerRoutes builds the VirtualServices of one listener.
+// narrower are the hostnames of the other programmed listeners of ls's
+// port that are more specific than its own: requests for them belong to
+// those listeners (listener isolation), however ls's routes name hosts.
+func narrower(gs *gatewayState, ls *listenerState) []string {
+	own := orStar(hostname(ls.l.Hostname))
+	var out []string
+	for _, o := range gs.listeners {
+		h := orStar(hostname(o.l.Hostname))
+		if o == ls || !o.valid || o.l.Port != ls.l.Port || h == own || !covers(own, h) {
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// overlapped reports whether another programmed listener of ls's port
+// has a wider hostname than ls, whose routes would otherwise answer for
+// the hosts of ls's hostname.
+func overlapped(gs *gatewayState, ls *listenerState) bool {
+	for _, o := range gs.listeners {
+		if o != ls && o.valid && o.l.Port == ls.l.Port && slices.Contains(narrower(gs, o), orStar(hostname(ls.l.Hostname))) {
+			return true
+		}
+	}
+	return false
+}
+
+// isolated reports whether a route's hostname h on a listener belongs to
+// one of the listener's narrower siblings instead.
+func isolated(h string, narrower []string) bool {
+	for _, n := range narrower {
+		if h == n || covers(n, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// listenerRoutes builds the VirtualServices of one listener. The
+// listeners of one port share its route table, where the most specific
+// host wins, so a listener is isolated from its port's more specific
+// listeners (GatewayHTTPListenerIsolation): its routes leave out the
+// hostnames those listeners serve, and a more specific listener has a
+// host of its own hostname even when no route of its names it, answering
+// 404 there rather than letting a request fall through to a less
+// specific listener's routes.
 func (t *translator) listenerRoutes(gs *gatewayState, ls *listenerState, gwName string) []*networkingv1.VirtualService {
 	var hosts []string
+	claimed := narrower(gs, ls)
 	for _, a := range ls.routes {
-		hosts = append(hosts, a.hosts...)
+		for _, h := range a.hosts {
+			if !isolated(h, claimed) {
+				hosts = append(hosts, h)
+			}
+		}
 	}
 	hosts = dedupe(hosts)
 	sort.Strings(hosts)
 	var out []*networkingv1.VirtualService
+	own := orStar(hostname(ls.l.Hostname))
+	if own != "*" && !slices.Contains(hosts, own) && overlapped(gs, ls) {
+		out = append(out, &networkingv1.VirtualService{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: gwName + "~" + own, Namespace: gs.gw.Namespace, CreationTimestamp: gs.gw.CreationTimestamp,
+				Annotations: map[string]string{AnnotationGeneratedFrom: "gateway.networking.k8s.io/Gateway/" + gs.gw.Namespace + "/" + gs.gw.Name},
+			},
+			Spec: networkingapi.VirtualService{Hosts: []string{own}, Gateways: []string{gs.gw.Namespace + "/" + gwName},
+				Http: []*networkingapi.HTTPRoute{{Name: "listener-isolation", DirectResponse: &networkingapi.HTTPDirectResponse{Status: 404}}}},
+		})
+	}
 	for _, h := range hosts {
 		var es []entry
 		for _, a := range ls.routes {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -306,5 +307,60 @@ func TestRoutesAttachToUnresolvedListeners(t *testing.T) {
 	}
 	if got := gs.Listeners[0].AttachedRoutes; got != 0 || len(out.Deployments) != 0 || len(out.Gateways) != 0 {
 		t.Errorf("a refused Gateway took routes (%d), a deployment (%d) or generated gateways (%d)", got, len(out.Deployments), len(out.Gateways))
+	}
+}
+
+// TestListenerIsolation: the listeners of one port share its route table,
+// so each listener's routes leave out the hostnames a more specific
+// listener of the port serves, and a more specific listener no route
+// names a host for gets one answering 404 (GatewayHTTPListenerIsolation).
+func TestListenerIsolation(t *testing.T) {
+	in := world()
+	all := &gwv1.AllowedRoutes{Namespaces: &gwv1.RouteNamespaces{From: ptr(gwv1.NamespacesFromAll)}}
+	in.Gateways[0].Spec.Listeners = []gwv1.Listener{
+		{Name: "any", Port: 80, Protocol: gwv1.HTTPProtocolType, AllowedRoutes: all},
+		{Name: "wild", Port: 80, Protocol: gwv1.HTTPProtocolType, Hostname: ptr(gwv1.Hostname("*.example.com")), AllowedRoutes: all},
+		{Name: "abc", Port: 80, Protocol: gwv1.HTTPProtocolType, Hostname: ptr(gwv1.Hostname("abc.foo.example.com")), AllowedRoutes: all},
+		{Name: "other-port", Port: 8080, Protocol: gwv1.HTTPProtocolType, AllowedRoutes: all},
+	}
+	route := func(name, section string, hosts ...gwv1.Hostname) *gwv1.HTTPRoute {
+		r := in.HTTPRoutes[0].DeepCopy()
+		r.Name, r.Spec.Hostnames = name, hosts
+		r.Spec.ParentRefs = []gwv1.ParentReference{{Name: "web", Namespace: ptr(gwv1.Namespace("infra")), SectionName: ptr(gwv1.SectionName(section))}}
+		return r
+	}
+	in.HTTPRoutes = []*gwv1.HTTPRoute{
+		route("to-any", "any", "bar.com", "*.example.com", "abc.foo.example.com", "*.foo.example.com"),
+		route("to-wild", "wild"),
+		route("to-other-port", "other-port", "*.example.com"),
+	}
+	out := Translate(in)
+	got := map[string][]string{}
+	notFound := map[string]bool{}
+	for _, vs := range out.VirtualServices {
+		got[vs.Spec.Gateways[0]] = append(got[vs.Spec.Gateways[0]], vs.Spec.Hosts...)
+		if len(vs.Spec.Http) == 1 && vs.Spec.Http[0].DirectResponse.GetStatus() == 404 && len(vs.Spec.Http[0].Match) == 0 {
+			notFound[vs.Spec.Hosts[0]] = true
+		}
+	}
+	want := map[string][]string{
+		"infra/web~any":        {"bar.com"},             // the rest belong to wild and abc
+		"infra/web~wild":       {"*.example.com"},       // the route's own hosts
+		"infra/web~abc":        {"abc.foo.example.com"}, // no route: 404 of its own
+		"infra/web~other-port": {"*.example.com"},       // another port: not isolated
+	}
+	for gw, hosts := range want {
+		if fmt.Sprint(got[gw]) != fmt.Sprint(hosts) {
+			t.Errorf("%s serves hosts %v, want %v", gw, got[gw], hosts)
+		}
+	}
+	if !notFound["abc.foo.example.com"] || len(notFound) != 1 {
+		t.Errorf("404 hosts = %v, want abc.foo.example.com only", notFound)
+	}
+	// Isolation changes what requests match, not where routes attach.
+	for _, l := range out.GatewayStatus["infra/web"].Listeners {
+		if want := map[string]int32{"any": 1, "wild": 1, "abc": 0, "other-port": 1}[string(l.Name)]; l.AttachedRoutes != want {
+			t.Errorf("listener %s attachedRoutes = %d, want %d", l.Name, l.AttachedRoutes, want)
+		}
 	}
 }
