@@ -7,6 +7,7 @@ package enforced
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,6 +98,9 @@ func Unenforced(kind string, spec proto.Message) []Finding {
 	}
 	if gw, ok := spec.(*networkingapi.Gateway); ok {
 		out = append(out, gatewayValues(gw)...)
+	}
+	if vs, ok := spec.(*networkingapi.VirtualService); ok {
+		out = append(out, l4SourceValues(vs)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
@@ -245,6 +249,43 @@ func gatewayValues(gw *networkingapi.Gateway) []Finding {
 		default:
 			out = append(out, Finding{Path: fmt.Sprintf("spec.servers[%d].port.protocol", i),
 				Note: fmt.Sprintf("protocol %q is not served by gateways (HTTP, HTTPS, HTTP2, GRPC, TLS, TCP, MONGO, REDIS, MYSQL are): the server is not served", s.GetPort().GetProtocol())})
+		}
+	}
+	return out
+}
+
+// l4SourceValues reports the source matches of tls and tcp rules that
+// apply at gateways only (the match's gateways, else the VirtualService's,
+// do not include mesh): istiod matches sourceLabels and sourceNamespace
+// on sidecars alone, so at a gateway the match applies to every client.
+func l4SourceValues(vs *networkingapi.VirtualService) []Finding {
+	var out []Finding
+	meshBound := func(gws []string) bool {
+		if len(gws) == 0 {
+			gws = vs.GetGateways()
+		}
+		return len(gws) == 0 || slices.Contains(gws, "mesh")
+	}
+	const note = "matched on sidecars only, as in Istio: this match applies at gateways alone (its gateways do not include mesh), where it admits every client"
+	report := func(kind string, i, j int, labels map[string]string, ns string, gws []string) {
+		if meshBound(gws) {
+			return
+		}
+		if len(labels) > 0 {
+			out = append(out, Finding{Path: fmt.Sprintf("spec.%s[%d].match[%d].sourceLabels", kind, i, j), Note: note})
+		}
+		if ns != "" {
+			out = append(out, Finding{Path: fmt.Sprintf("spec.%s[%d].match[%d].sourceNamespace", kind, i, j), Note: note})
+		}
+	}
+	for i, r := range vs.GetTls() {
+		for j, m := range r.GetMatch() {
+			report("tls", i, j, m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways())
+		}
+	}
+	for i, r := range vs.GetTcp() {
+		for j, m := range r.GetMatch() {
+			report("tcp", i, j, m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways())
 		}
 	}
 	return out

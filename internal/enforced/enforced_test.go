@@ -119,6 +119,10 @@ func TestUnenforcedNamesSetFields(t *testing.T) {
 			[]string{"spec.servers[0].tls", "spec.servers[1].port.protocol"}},
 		{"VirtualService", `{hosts: [a], tls: [{match: [{sniHosts: [a], port: 443, gateways: [g]}], route: [{destination: {host: a}}]}], tcp: [{match: [{port: 31400, gateways: [g], sourceLabels: {app: x}}], route: [{destination: {host: b}}]}]}`,
 			[]string{"spec.tcp[0].match[0].sourceLabels"}},
+		// Source matches hold on sidecars; bound to gateways only, they are reported.
+		{"VirtualService", `{hosts: [a], tls: [{match: [{sniHosts: [a], sourceNamespace: x, sourceLabels: {app: x}}], route: [{destination: {host: a}}]}], tcp: [{match: [{gateways: [mesh, g], sourceLabels: {app: x}}], route: [{destination: {host: b}}]}]}`, nil},
+		{"VirtualService", `{hosts: [a], gateways: [g], tls: [{match: [{sniHosts: [a], sourceNamespace: x}], route: [{destination: {host: a}}]}, {match: [{sniHosts: [a], gateways: [mesh], sourceNamespace: x}], route: [{destination: {host: a}}]}]}`,
+			[]string{"spec.tls[0].match[0].sourceNamespace"}},
 	}
 	for _, c := range cases {
 		got := paths(Unenforced(c.kind, spec(t, c.kind, c.spec)))

@@ -18,7 +18,7 @@ type configDelta struct{ model.Delta }
 // model.Diff), or rules that start or stop matching on client labels (group
 // keys change).
 func diffConfig(old *PushContext, next *model.Snapshot, nextPC *PushContext) (d configDelta, ok bool) {
-	if old.sourceLabels != nextPC.sourceLabels {
+	if old.sourceLabels != nextPC.sourceLabels || old.l4SourceLabels != nextPC.l4SourceLabels {
 		return d, false
 	}
 	d.Delta, ok = model.Diff(old.Snap, next)

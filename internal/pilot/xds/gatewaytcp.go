@@ -113,10 +113,7 @@ func (pc *PushContext) gatewayPassthroughChains(s gatewayServer, ns string, clai
 	for _, vs := range pc.vsBoundTo(s, ns) {
 		for i, tr := range vs.Spec.Tls {
 			for j, m := range tr.Match {
-				if m.Port != 0 && m.Port != port {
-					continue
-				}
-				if len(m.Gateways) > 0 && !gatewayListed(m.Gateways, gwKey, vs.Namespace) {
+				if !l4Applies(m.Port, m.Gateways, m.SourceNamespace, m.SourceLabels, port, gwKey, vs.Namespace, nil) {
 					continue
 				}
 				names, any := sniIntersect(m.SniHosts, s.server.Hosts, vs.Namespace)
@@ -191,7 +188,7 @@ func (pc *PushContext) gatewayTCPFilter(s gatewayServer, ns string) *listenerv3.
 	port := s.server.Port.Number
 	for _, vs := range pc.vsBoundTo(s, ns) {
 		for i, tr := range vs.Spec.Tcp {
-			if !tcpMatchApplies(tr.Match, port, gwKey, vs.Namespace) {
+			if !tcpMatchApplies(tr.Match, port, gwKey, vs.Namespace, nil) {
 				continue
 			}
 			name := fmt.Sprintf("tcp.%d.%s.%s.%d", port, vs.Name, vs.Namespace, i)
@@ -203,20 +200,67 @@ func (pc *PushContext) gatewayTCPFilter(s gatewayServer, ns string) *listenerv3.
 	return nil
 }
 
+// l4Source is the client side a sidecar's tls and tcp routes are built
+// for: the sidecars' namespace and labels.
+type l4Source struct {
+	ns     string
+	labels map[string]string
+}
+
 // tcpMatchApplies reports whether a tcp route's matches (none: always)
-// admit a connection to port at gateway gw ("mesh" for sidecars).
-func tcpMatchApplies(ms []*networkingapi.L4MatchAttributes, port uint32, gw, vsNS string) bool {
+// admit a connection to port at gateway gw ("mesh" for sidecars, with
+// src their namespace and labels; nil at gateways).
+func tcpMatchApplies(ms []*networkingapi.L4MatchAttributes, port uint32, gw, vsNS string, src *l4Source) bool {
 	if len(ms) == 0 {
 		return true
 	}
 	for _, m := range ms {
-		if m.Port != 0 && m.Port != port {
-			continue
+		if l4Applies(m.Port, m.Gateways, m.SourceNamespace, m.SourceLabels, port, gw, vsNS, src) {
+			return true
 		}
-		if len(m.Gateways) > 0 && !gatewayListed(m.Gateways, gw, vsNS) {
-			continue
-		}
+	}
+	return false
+}
+
+// l4Applies reports whether one tls or tcp match (all its conditions)
+// admits a connection to port at gw, as istiod decides it: on sidecars
+// (src set) the port, the match's gateways (mesh), the client's namespace
+// (sourceNamespace) and its labels (sourceLabels, a subset of theirs); at
+// gateways (src nil) the port and the gateways only, since Istio applies
+// source matches to the mesh alone (analyze reports them on rules bound
+// to gateways only).
+func l4Applies(mPort uint32, mGateways []string, srcNS string, srcLabels map[string]string, port uint32, gw, vsNS string, src *l4Source) bool {
+	if mPort != 0 && mPort != port {
+		return false
+	}
+	if len(mGateways) > 0 && !gatewayListed(mGateways, gw, vsNS) {
+		return false
+	}
+	if src == nil {
 		return true
+	}
+	if srcNS != "" && srcNS != src.ns {
+		return false
+	}
+	return len(srcLabels) == 0 || labelsMatch(srcLabels, src.labels)
+}
+
+// l4MatchesOnLabels reports whether a tls or tcp rule of vs matches on
+// client labels.
+func l4MatchesOnLabels(vs *networkingv1.VirtualService) bool {
+	for _, tr := range vs.Spec.Tls {
+		for _, m := range tr.Match {
+			if len(m.SourceLabels) > 0 {
+				return true
+			}
+		}
+	}
+	for _, tr := range vs.Spec.Tcp {
+		for _, m := range tr.Match {
+			if len(m.SourceLabels) > 0 {
+				return true
+			}
+		}
 	}
 	return false
 }

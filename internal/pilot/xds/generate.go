@@ -316,10 +316,25 @@ type scopeResources struct {
 	httpPorts []uint32
 }
 
-func (pc *PushContext) scopeShared(sc *scope) *scopeResources {
+// scopeShared returns the outbound resources of a scope's proxies with
+// labels lbls: the scope's one set, or, when tls or tcp rules match on
+// source labels, the set of the proxies with those labels.
+func (pc *PushContext) scopeShared(sc *scope, lbls map[string]string) *scopeResources {
 	sr := &sc.shared
+	if pc.l4SourceLabels {
+		k := labelKey(lbls)
+		sc.labelledMu.Lock()
+		if sc.labelled == nil {
+			sc.labelled = map[string]*scopeResources{}
+		}
+		if sc.labelled[k] == nil {
+			sc.labelled[k] = &scopeResources{}
+		}
+		sr = sc.labelled[k]
+		sc.labelledMu.Unlock()
+	}
 	sr.once.Do(func() {
-		sr.listeners = pc.outboundListeners(sc)
+		sr.listeners = pc.outboundListeners(sc, lbls)
 		ports := map[uint32]bool{}
 		for _, svc := range sc.services {
 			for _, p := range svc.Ports {
@@ -346,9 +361,9 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	for _, p := range ports {
 		r.add(resourcev3.ClusterType, newItem(InboundClusterName(p.port), withServices(inboundCluster(p), p.services)))
 	}
-	shared := pc.scopeShared(sc)
+	shared := pc.scopeShared(sc, w.labels)
 	out, in := pc.observe(w, telemetry.Outbound), pc.observe(w, telemetry.Inbound)
-	r.addShared(resourcev3.ListenerType, pc.scopeListeners(sc, out)...)
+	r.addShared(resourcev3.ListenerType, pc.scopeListeners(sc, w.labels, out)...)
 	virtual := memo(&pc.mu, pc.virtuals, pc.listenerKey(w), func() []*item {
 		vo, vi := virtualOutbound(sc), pc.virtualInbound(w, ports)
 		addObserve(vo, out)

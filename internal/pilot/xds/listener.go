@@ -92,8 +92,10 @@ func tcpProxyWeighted(statPrefix string, clusters []*tcpproxy.TcpProxy_WeightedC
 
 // outboundListeners builds one listener per port of the scope's services,
 // bound to no socket: traffic reaches them through virtualOutbound's
-// original-destination hand-off, as in Istio.
-func (pc *PushContext) outboundListeners(sc *scope) []*item {
+// original-destination hand-off, as in Istio. lbls are the labels of the
+// proxies they are for (tls and tcp routes may match on them).
+func (pc *PushContext) outboundListeners(sc *scope, lbls map[string]string) []*item {
+	src := &l4Source{ns: sc.ns, labels: lbls}
 	type portSvcs struct {
 		http bool
 		tcp  []*model.Service
@@ -144,7 +146,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 			if claims[svc.Address] == nil {
 				claims[svc.Address] = sniClaims{}
 			}
-			l.FilterChains = append(l.FilterChains, pc.outboundTLSChains(svc, n, sc.ns, claims[svc.Address])...)
+			l.FilterChains = append(l.FilterChains, pc.outboundTLSChains(svc, n, src, claims[svc.Address])...)
 		}
 		for _, svc := range ps.tcp {
 			if svc.Address == "" && sniRouted(svc, n) {
@@ -157,7 +159,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 				Name:             fmt.Sprintf("%s_%d", svc.Address, n),
 				FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{cidr(svc.Address)}},
-				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, n, sc.ns)},
+				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, n, src)},
 			})
 		}
 		switch {
@@ -167,7 +169,7 @@ func (pc *PushContext) outboundListeners(sc *scope) []*item {
 				Filters: []*listenerv3.Filter{pc.hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
 			}
 		case len(unaddressed) == 1:
-			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n, sc.ns)}}
+			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{pc.outboundTCPFilter(unaddressed[0], n, src)}}
 		default:
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{tcpProxyFilter(sc.unknown.cluster, sc.unknown.cluster)}}
 		}
@@ -190,12 +192,14 @@ func sniRouted(svc *model.Service, port uint32) bool {
 }
 
 // outboundTLSChains are the SNI filter chains of a TLS or HTTPS service
-// port on a sidecar in proxyNS: one per tls route match of the
-// VirtualServices bound to the mesh for the service (port and gateways
-// checked; server_names = sniHosts), and, for a service without an
-// address, one for its own host to its cluster (tcp routes honoured).
-// Chains of an addressed service also match its address.
-func (pc *PushContext) outboundTLSChains(svc *model.Service, port uint32, proxyNS string, claims sniClaims) []*listenerv3.FilterChain {
+// port on the sidecars of src: one per tls route match of the
+// VirtualServices bound to the mesh for the service (port, gateways,
+// sourceNamespace and sourceLabels checked; server_names = sniHosts), and,
+// for a service without an address, one for its own host to its cluster
+// (tcp routes honoured). Chains of an addressed service also match its
+// address.
+func (pc *PushContext) outboundTLSChains(svc *model.Service, port uint32, src *l4Source, claims sniClaims) []*listenerv3.FilterChain {
+	proxyNS := src.ns
 	var prefix []*corev3.CidrRange
 	if svc.Address != "" {
 		prefix = []*corev3.CidrRange{cidr(svc.Address)}
@@ -205,7 +209,7 @@ func (pc *PushContext) outboundTLSChains(svc *model.Service, port uint32, proxyN
 	for _, vs := range pc.virtualServices(svc.Hostname, proxyNS) {
 		for i, tr := range vs.Spec.Tls {
 			for j, m := range tr.Match {
-				if m.Port != 0 && m.Port != port || len(m.Gateways) > 0 && !gatewayListed(m.Gateways, "mesh", vs.Namespace) {
+				if !l4Applies(m.Port, m.Gateways, m.SourceNamespace, m.SourceLabels, port, "mesh", vs.Namespace, src) {
 					continue
 				}
 				var names []string
@@ -237,21 +241,21 @@ func (pc *PushContext) outboundTLSChains(svc *model.Service, port uint32, proxyN
 			out = append(out, &listenerv3.FilterChain{
 				Name:             def,
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: names, TransportProtocol: "tls"},
-				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, port, proxyNS)},
+				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, port, src)},
 			})
 		}
 	}
 	return out
 }
 
-// outboundTCPFilter proxies a TCP service port for proxies in proxyNS,
+// outboundTCPFilter proxies a TCP service port for the sidecars of src,
 // honouring the first TCP rule of the VirtualServices they see whose match
-// applies (port, gateways: mesh).
-func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32, proxyNS string) *listenerv3.Filter {
+// applies (port, gateways: mesh, sourceNamespace, sourceLabels).
+func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32, src *l4Source) *listenerv3.Filter {
 	def := OutboundClusterName(port, "", svc.Hostname)
-	for _, vs := range pc.virtualServices(svc.Hostname, proxyNS) {
+	for _, vs := range pc.virtualServices(svc.Hostname, src.ns) {
 		for _, tr := range vs.Spec.Tcp {
-			if !tcpMatchApplies(tr.Match, port, "mesh", vs.Namespace) {
+			if !tcpMatchApplies(tr.Match, port, "mesh", vs.Namespace, src) {
 				continue
 			}
 			if f := pc.tcpRouteFilter(def, tr.Route, vs.Namespace, routeCtx{port: port, gateway: "mesh"}); f != nil {

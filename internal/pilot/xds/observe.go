@@ -55,10 +55,14 @@ type loggedListeners struct {
 }
 
 // scopeListeners returns the scope's outbound listeners carrying o.
-func (pc *PushContext) scopeListeners(sc *scope, o observe) []*item {
-	shared := pc.scopeShared(sc).listeners
+func (pc *PushContext) scopeListeners(sc *scope, lbls map[string]string, o observe) []*item {
+	shared := pc.scopeShared(sc, lbls).listeners
 	if o.empty() {
 		return shared
+	}
+	key := o.key
+	if pc.l4SourceLabels {
+		key += "|l:" + labelKey(lbls)
 	}
 	ll := &sc.logged
 	ll.mu.Lock()
@@ -66,7 +70,7 @@ func (pc *PushContext) scopeListeners(sc *scope, o observe) []*item {
 		ll.byKey = map[string]*lazy[[]*item]{}
 	}
 	ll.mu.Unlock()
-	return memo(&ll.mu, ll.byKey, o.key, func() []*item { return withObserve(shared, o) })
+	return memo(&ll.mu, ll.byKey, key, func() []*item { return withObserve(shared, o) })
 }
 
 // withObserve returns copies of listener items with o on their filters.

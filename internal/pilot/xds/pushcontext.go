@@ -90,8 +90,10 @@ type PushContext struct {
 	vsByHost map[string][]*networkingv1.VirtualService // mesh-bound VirtualServices by service host, oldest first
 	vsSorted []*networkingv1.VirtualService            // all VirtualServices, oldest first
 	// sourceLabels is set when some rule matches on client labels, which
-	// makes route tables per client workload instead of per namespace.
-	sourceLabels bool
+	// makes route tables per client workload instead of per namespace;
+	// l4SourceLabels when a tls or tcp rule does, which makes a scope's
+	// outbound listeners per client labels too.
+	sourceLabels, l4SourceLabels bool
 
 	// Memoised results. Each entry is computed once even when many proxies
 	// ask for it at the same moment (a push regenerates proxies in parallel).
@@ -190,6 +192,9 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 				}
 			}
 		}
+		if l4MatchesOnLabels(vs) {
+			pc.sourceLabels, pc.l4SourceLabels = true, true
+		}
 		if !boundToMesh(vs.Spec.Gateways) {
 			continue
 		}
@@ -267,18 +272,19 @@ func (pc *PushContext) Built() int64 { return pc.built.Load() }
 // the endpoints of changedHosts: the endpoint-only push.
 func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool) *PushContext {
 	n := &PushContext{
-		Snap:         next,
-		tel:          pc.tel,
-		drByHost:     pc.drByHost,
-		vsByHost:     pc.vsByHost,
-		vsSorted:     pc.vsSorted,
-		sourceLabels: pc.sourceLabels,
-		endpoints:    map[string]*lazy[[]*item]{},
-		groups:       map[string]*lazy[*Resources]{},
-		sharedGens:   map[string]*lazy[*typeGen]{},
-		outSides:     map[string]*lazy[*outboundSide]{},
-		edsRebuilt:   map[string]*lazy[*edsRebuild]{},
-		virtuals:     map[string]*lazy[[]*item]{},
+		Snap:           next,
+		tel:            pc.tel,
+		drByHost:       pc.drByHost,
+		vsByHost:       pc.vsByHost,
+		vsSorted:       pc.vsSorted,
+		sourceLabels:   pc.sourceLabels,
+		l4SourceLabels: pc.l4SourceLabels,
+		endpoints:      map[string]*lazy[[]*item]{},
+		groups:         map[string]*lazy[*Resources]{},
+		sharedGens:     map[string]*lazy[*typeGen]{},
+		outSides:       map[string]*lazy[*outboundSide]{},
+		edsRebuilt:     map[string]*lazy[*edsRebuild]{},
+		virtuals:       map[string]*lazy[[]*item]{},
 	}
 	// The maps are copied (their entries shared) so the two contexts never
 	// write to one map under different locks.
@@ -357,6 +363,10 @@ type scope struct {
 	unknown  unknownTraffic  // what becomes of traffic no service claims
 	shared   scopeResources
 	logged   loggedListeners
+	// labelled are the outbound resources by client labels (labelKey),
+	// used instead of shared when tls or tcp rules match on source labels.
+	labelledMu sync.Mutex
+	labelled   map[string]*scopeResources
 }
 
 // scopeFor picks the Sidecar that applies to a workload and returns its scope.
