@@ -301,7 +301,15 @@ func (o *Options) Run(ctx context.Context) error {
 		log.Warn("meshConfig.defaultConfig fields not carried out: injected proxies do not get them", "fields", strings.Join(f, ","))
 	}
 	wh := &http.Server{
-		Handler:           webhook.Handler(values, log),
+		Handler: webhook.Handler(values, func(ctx context.Context, name string) (map[string]string, error) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			ns, err := kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return ns.Labels, nil
+		}, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
 	"mesh.dev/mesh/internal/crdschema"
@@ -51,6 +52,7 @@ type env struct {
 	kube  kubernetes.Interface
 	dyn   dynamic.Interface
 	rm    *restmapper.DeferredDiscoveryRESTMapper
+	cfg   *rest.Config
 	pilot *pilot.Options
 }
 
@@ -138,7 +140,7 @@ func TestPilotOnTheAPIServer(t *testing.T) {
 	defer cancel()
 	cfg := c.RESTConfig()
 	kube := kubernetes.NewForConfigOrDie(cfg)
-	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg),
+	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg), cfg: cfg,
 		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
 	e.installCRDs()
 
@@ -190,6 +192,7 @@ func TestPilotOnTheAPIServer(t *testing.T) {
 	registerWebhooks(t, e, "https://"+wh.String())
 
 	t.Run("injection", func(t *testing.T) { testInjection(t, e) })
+	t.Run("fallback opt-in", func(t *testing.T) { testFallbackOptIn(t, e) })
 	t.Run("discovery and routing", func(t *testing.T) { testDiscovery(t, e) })
 	t.Run("validation", func(t *testing.T) { testValidation(t, e) })
 	t.Run("mTLS xDS", func(t *testing.T) { testSecureXDS(t, e) })

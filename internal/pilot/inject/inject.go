@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"mesh.dev/mesh/internal/fallback"
 	"mesh.dev/mesh/internal/proxy/appprobe"
 )
 
@@ -75,6 +76,14 @@ type Values struct {
 	// Istio's meshConfig.enablePrometheusMerge; unset means true, as in
 	// Istio. Pilot fills it from its mesh config when the values do not say.
 	EnablePrometheusMerge *bool `json:"enablePrometheusMerge,omitempty"`
+	// Fallback is the mesh-wide default of the fallback opt-in
+	// (docs/fallback.md): "none" (or unset) fails closed, "direct" lets
+	// every injected pod fall back unless its namespace label or its
+	// annotation mesh.io/fallback says none.
+	Fallback string `json:"fallback,omitempty"`
+	// NamespaceLabels are the labels of the pod's namespace, filled in by
+	// the webhook (the namespace's mesh.io/fallback label); nil: unknown.
+	NamespaceLabels map[string]string `json:"-"`
 	// KubeVersion is the API server's version (its gitVersion), filled in
 	// by whoever injects for a cluster (pilot's webhook, kube-inject reading
 	// the cluster); "" when unknown.
@@ -96,6 +105,9 @@ func ParseValues(data []byte) (Values, error) {
 	}
 	if v.DiscoveryAddress == "" {
 		return Values{}, fmt.Errorf("injector values: discoveryAddress is required (e.g. mesh-pilot.mesh-system.svc:15012)")
+	}
+	if _, _, err := fallback.Mode(nil, nil, v.Fallback); err != nil {
+		return Values{}, fmt.Errorf("injector values: fallback: %q is not a fallback mode (want %q or %q)", v.Fallback, fallback.ModeDirect, fallback.ModeNone)
 	}
 	if v.LogLevel == "" {
 		v.LogLevel = "info"
@@ -190,6 +202,7 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 			proxy.Env = append(proxy.Env, corev1.EnvVar{Name: appprobe.EnvVar, Value: env})
 		}
 	}
+	applyFallback(out, v)
 	if err := applyPrometheusMerge(out, &proxy, v); err != nil {
 		return nil, err
 	}

@@ -207,14 +207,15 @@ func holdApplication(c *corev1.Container) {
 
 // Warnings says what of the pod's proxy settings the injector accepts
 // without carrying out (the proxy.istio.io/config fields it does not act
-// on), for the admission response's warnings; an annotation that fails to
-// parse is Pod's error, not a warning.
+// on, a fallback opt-in that is not a valid value), for the admission
+// response's warnings; an annotation that fails to parse is Pod's error,
+// not a warning.
 func Warnings(pod *corev1.Pod, v Values) []string {
 	_, notes, err := mergedProxyConfig(pod, v)
 	if err != nil {
-		return nil
+		notes = nil
 	}
-	return notes
+	return append(notes, fallbackWarnings(pod, v)...)
 }
 
 // MeshDefaults reads meshConfig.defaultConfig from a mesh config (the

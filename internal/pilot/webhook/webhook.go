@@ -4,6 +4,7 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"mesh.dev/mesh/internal/fallback"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/validation"
 )
@@ -23,13 +25,18 @@ import (
 // maxBody bounds an AdmissionReview; the API server sends at most a few MiB.
 const maxBody = 8 << 20
 
+// NamespaceLabels returns the labels of a namespace (the injector reads its
+// mesh.io/fallback label).
+type NamespaceLabels func(ctx context.Context, name string) (map[string]string, error)
+
 // Handler serves /inject and /validate. values returns the injector values
-// current at request time (the ConfigMap may change).
-func Handler(values func() (inject.Values, error), log *slog.Logger) http.Handler {
+// current at request time (the ConfigMap may change); nsLabels the labels
+// of the pod's namespace (nil: none are read).
+func Handler(values func() (inject.Values, error), nsLabels NamespaceLabels, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /inject", func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, log, func(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
-			return injectPod(req, values, log)
+			return injectPod(r.Context(), req, values, nsLabels, log)
 		})
 	})
 	mux.HandleFunc("POST /validate", func(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +72,7 @@ func deny(code int32, msg string) *admissionv1.AdmissionResponse {
 	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Status: metav1.StatusFailure, Code: code, Message: msg, Reason: metav1.StatusReasonInvalid}}
 }
 
-func injectPod(req *admissionv1.AdmissionRequest, values func() (inject.Values, error), log *slog.Logger) *admissionv1.AdmissionResponse {
+func injectPod(ctx context.Context, req *admissionv1.AdmissionRequest, values func() (inject.Values, error), nsLabels NamespaceLabels, log *slog.Logger) *admissionv1.AdmissionResponse {
 	if req.Kind.Kind != "Pod" {
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
@@ -84,6 +91,16 @@ func injectPod(req *admissionv1.AdmissionRequest, values func() (inject.Values, 
 	if err != nil {
 		return deny(500, "injector values: "+err.Error())
 	}
+	var notes []string
+	if nsLabels != nil {
+		l, err := nsLabels(ctx, pod.Namespace)
+		if err != nil {
+			// Fails closed: the namespace may have opted out of fallback.
+			l = map[string]string{fallback.Annotation: fallback.ModeNone}
+			notes = append(notes, fmt.Sprintf("namespace %s not read (%v): its %s label is taken as %q", pod.Namespace, err, fallback.Annotation, fallback.ModeNone))
+		}
+		v.NamespaceLabels = l
+	}
 	injected, err := inject.Pod(&pod, v)
 	if err != nil {
 		return deny(500, "inject: "+err.Error())
@@ -96,7 +113,7 @@ func injectPod(req *admissionv1.AdmissionRequest, values func() (inject.Values, 
 	if err := resp.Complete(admission.Request{AdmissionRequest: *req}); err != nil {
 		return deny(500, "build patch: "+err.Error())
 	}
-	resp.Warnings = inject.Warnings(&pod, v)
+	resp.Warnings = append(notes, inject.Warnings(&pod, v)...)
 	log.Info("injected proxy", "pod", pod.Namespace+"/"+pod.GenerateName+pod.Name)
 	return &resp.AdmissionResponse
 }
