@@ -5,7 +5,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -537,7 +536,7 @@ func (c *Cluster) DialTCP(ctx context.Context, h *Host) (net.Conn, error) {
 		return nil, err
 	}
 	if s := c.sockOf(h); s.tls != nil {
-		tc := tls.Client(conn, s.tls)
+		tc := meshtls.Client(conn, s.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			c.Record(h, 0, err)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
 // H1Conn is an HTTP/1.1 connection (plaintext or TLS) to one upstream host, owned by
@@ -116,7 +118,7 @@ func (c *Cluster) GetH1(h *Host, dl time.Time) (*H1Conn, error) {
 		return nil, err
 	}
 	if s.tls != nil {
-		tc := tls.Client(conn, s.leanTLSConfig())
+		tc := meshtls.Client(conn, s.leanTLSConfig())
 		ctx, cancel := context.WithTimeout(context.Background(), c.connectTimeout)
 		if !dl.IsZero() {
 			ctx, cancel = context.WithDeadline(ctx, dl)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -232,7 +233,36 @@ func (c *Cluster) newTransport(h2 bool, idle time.Duration, tcfg *tls.Config) *h
 		}
 	}
 	t.Protocols = p
+	if tcfg != nil {
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialTLS(ctx, t.DialContext, t.TLSClientConfig, network, addr)
+		}
+	}
 	return t
+}
+
+// dialTLS is the pools' TLS dial: the handshake is ours rather than the
+// transport's so the connection's session cache is bound to the secrets
+// current as it starts (meshtls.Client). cfg is read at dial time: the
+// transport adds its ALPN protocols to it before its first dial. As the
+// transport did, a host name in addr is the SNI when the context names none.
+func dialTLS(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), cfg *tls.Config, network, addr string) (net.Conn, error) {
+	raw, err := dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host) == nil {
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+	}
+	tc := meshtls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // httpALPN adds the HTTP protocol an HTTP pool speaks to a TLS context's

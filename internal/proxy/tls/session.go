@@ -49,10 +49,11 @@ type clientSessions struct {
 	v       *verifier   // nil: the context checks nothing
 }
 
-// key scopes Go's session key (the server name or address) to the context
-// and the current certificate and roots; ok is false when a source cannot
-// be told apart from its next version, and the session is not cached.
-func (s *clientSessions) key(sessionKey string) (string, bool) {
+// prefix is the part of a session key that scopes Go's key (the server
+// name or address) to the context and the current certificate and roots;
+// ok is false when a source cannot be told apart from its next version, and
+// the session is not cached.
+func (s *clientSessions) prefix() (string, bool) {
 	certGen, rootsGen := uint64(1), uint64(1)
 	if s.cert != nil {
 		p, err := s.cert.current(s.secrets)
@@ -72,20 +73,47 @@ func (s *clientSessions) key(sessionKey string) (string, bool) {
 	b = append(b, s.scope...)
 	b = binary.BigEndian.AppendUint64(b, certGen)
 	b = binary.BigEndian.AppendUint64(b, rootsGen)
-	return string(append(b, sessionKey...)), true
+	return string(b), true
 }
 
 func (s *clientSessions) Get(sessionKey string) (*tls.ClientSessionState, bool) {
-	k, ok := s.key(sessionKey)
+	p, ok := s.prefix()
 	if !ok {
 		return nil, false
 	}
-	return upstreamSessions.Get(k)
+	return upstreamSessions.Get(p + sessionKey)
 }
 
 func (s *clientSessions) Put(sessionKey string, cs *tls.ClientSessionState) {
-	if k, ok := s.key(sessionKey); ok {
-		upstreamSessions.Put(k, cs)
+	if p, ok := s.prefix(); ok {
+		upstreamSessions.Put(p+sessionKey, cs)
+	}
+}
+
+// bound fixes the generations at this moment for one connection (Client).
+func (s *clientSessions) bound() tls.ClientSessionCache {
+	p, ok := s.prefix()
+	return &boundSessions{prefix: p, ok: ok}
+}
+
+// boundSessions is one connection's view of upstreamSessions: the session it
+// resumes and the tickets it receives belong to the generations it started
+// under, whenever they arrive.
+type boundSessions struct {
+	prefix string
+	ok     bool
+}
+
+func (b *boundSessions) Get(sessionKey string) (*tls.ClientSessionState, bool) {
+	if !b.ok {
+		return nil, false
+	}
+	return upstreamSessions.Get(b.prefix + sessionKey)
+}
+
+func (b *boundSessions) Put(sessionKey string, cs *tls.ClientSessionState) {
+	if b.ok {
+		upstreamSessions.Put(b.prefix+sessionKey, cs)
 	}
 }
 

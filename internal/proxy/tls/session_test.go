@@ -129,3 +129,84 @@ func TestSessionsResumeUntilASecretRotates(t *testing.T) {
 		t.Fatalf("after the server's root rotated, the old CA's client got in (resumed %v, seen as %q, err %v)", resumed, s, err)
 	}
 }
+
+// A TLS 1.3 ticket reaches the client after its handshake, on the
+// connection's first read. When the client's certificate rotates between
+// the two, that ticket still carries the old certificate's identity, so it
+// must not be kept for the new generation: the next connection presents the
+// rotated certificate, as the server sees.
+func TestATicketArrivingAfterARotationKeepsTheOldGeneration(t *testing.T) {
+	mesh := newAuthority(t)
+	cs := &secretMap{m: map[string]*tlsv3.Secret{}}
+	ss := &secretMap{m: map[string]*tlsv3.Secret{}}
+	cs.set(workloadSecret(t, mesh, "sleep"))
+	cs.set(rootSecret(mesh))
+	ss.set(workloadSecret(t, mesh, "app"))
+	ss.set(rootSecret(mesh))
+	app := ca.SPIFFEID("default", "app")
+	client, err := ClientConfig(upstreamContext("outbound_.80_._.late-ticket.default.svc.cluster.local", app), cs, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ServerConfig(&tlsv3.DownstreamTlsContext{CommonTlsContext: meshCommon(), RequireClientCertificate: wrapperspb.Bool(true)}, ss, "listener")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	seen := make(chan string, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tc := tls.Server(c, server)
+			if tc.Handshake() != nil {
+				seen <- ""
+				c.Close()
+				continue
+			}
+			st := tc.ConnectionState()
+			seen <- Principal(&st)
+			tc.Write([]byte("x"))
+			tc.Close()
+		}
+	}()
+	dial := func() *tls.Conn {
+		t.Helper()
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := Client(raw, client)
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return tc
+	}
+	read := func(tc *tls.Conn) {
+		t.Helper()
+		if _, err := tc.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		tc.Close()
+	}
+
+	first := dial()
+	if got := <-seen; got != ca.SPIFFEID("default", "sleep") {
+		t.Fatalf("first connection: server saw %q", got)
+	}
+	// The rotation lands after the handshake, before the ticket is read.
+	cs.set(workloadSecret(t, mesh, "sleep-v2"))
+	read(first)
+
+	second := dial()
+	if got := <-seen; got != ca.SPIFFEID("default", "sleep-v2") {
+		t.Fatalf("the connection after the rotation: server saw %q, want the rotated certificate's identity", got)
+	}
+	read(second)
+}
