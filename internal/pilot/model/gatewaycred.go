@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"mesh.dev/mesh/internal/credential"
+	"mesh.dev/mesh/internal/hostmatch"
 )
 
 // SecretsWatched reports whether pilot reads the Secrets of namespace ns
@@ -106,4 +107,67 @@ func (s *Snapshot) generatedGateway(gw *networkingv1.Gateway) bool {
 		}
 	}
 	return false
+}
+
+// ClientCredentialProblems lists the tls.credentialNames of dr (TLS
+// origination, at every level of its traffic policy) that the gateway
+// workloads of a namespace seeing the rule (its exportTo) cannot use, one
+// line each naming the field, the namespace and the reason (MSH0005, as
+// `mesh analyze` reports it); empty when every one resolves or no gateway
+// workload sees the rule. Gateway workloads are the pods a Gateway selects.
+func (s *Snapshot) ClientCredentialProblems(dr *networkingv1.DestinationRule) []string {
+	type use struct{ field, name string }
+	var uses []use
+	add := func(prefix string, tp *networkingapi.TrafficPolicy) {
+		if n := tp.GetTls().GetCredentialName(); n != "" {
+			uses = append(uses, use{prefix + ".tls.credentialName", n})
+		}
+		for i, pl := range tp.GetPortLevelSettings() {
+			if n := pl.GetTls().GetCredentialName(); n != "" {
+				uses = append(uses, use{fmt.Sprintf("%s.portLevelSettings[%d].tls.credentialName", prefix, i), n})
+			}
+		}
+	}
+	add("spec.trafficPolicy", dr.Spec.TrafficPolicy)
+	for i, ss := range dr.Spec.Subsets {
+		add(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.TrafficPolicy)
+	}
+	if len(uses) == 0 {
+		return nil
+	}
+	var out []string
+	for _, ns := range s.gatewayNamespaces() {
+		if !hostmatch.Exported(dr.Spec.ExportTo, dr.Namespace, ns) {
+			continue
+		}
+		for _, u := range uses {
+			if _, err := s.GatewayClientCredential(ns, u.name); err != nil {
+				out = append(out, fmt.Sprintf("%s %q (gateways in %s): %v", u.field, u.name, ns, err))
+			}
+		}
+	}
+	return out
+}
+
+// gatewayNamespaces lists, sorted, the namespaces of the live pods some
+// Gateway selects.
+func (s *Snapshot) gatewayNamespaces() []string {
+	nss := map[string]bool{}
+	for _, p := range s.in.Pods {
+		if p.DeletionTimestamp != nil || nss[p.Namespace] {
+			continue
+		}
+		for _, gw := range s.Gateways {
+			if len(gw.Spec.Selector) > 0 && selects(gw.Spec.Selector, p.Labels) {
+				nss[p.Namespace] = true
+				break
+			}
+		}
+	}
+	out := make([]string, 0, len(nss))
+	for ns := range nss {
+		out = append(out, ns)
+	}
+	sort.Strings(out)
+	return out
 }

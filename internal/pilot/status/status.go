@@ -206,6 +206,7 @@ type object struct {
 	messages   *[]*analysisv1alpha1.AnalysisMessageBase
 	observed   *int64
 	gateway    *networkingv1.Gateway           // set for Gateways: their credentials are checked too
+	dr         *networkingv1.DestinationRule   // set for DestinationRules: their client credentials are checked too
 	update     func(ctx context.Context) error // writes the object's status as it is now
 }
 
@@ -242,6 +243,9 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 		reports := []report{notEnforced(paths)}
 		if o.gateway != nil {
 			reports = append(reports, invalidCredentials(s.GatewayCredentialProblems(o.gateway)))
+		}
+		if o.dr != nil {
+			reports = append(reports, invalidClientCredentials(s.ClientCredentialProblems(o.dr)))
 		}
 		reports = append(reports, rolloutReport(rollouts[key]))
 		var wants []string
@@ -303,13 +307,33 @@ func notEnforced(paths []string) report {
 
 // CredentialCondition is the condition pilot sets False on a Gateway with
 // servers it does not serve because their credentialName Secret is missing
-// or unusable (IST0161, as `mesh analyze` reports it).
+// or unusable (IST0161, as `mesh analyze` reports it), and on a
+// DestinationRule whose tls.credentialName it does not serve to a gateway
+// seeing the rule (MSH0005).
 const CredentialCondition = "mesh.io/CredentialsServed"
 
 func invalidCredentials(problems []string) report {
 	r := report{condition: CredentialCondition, reason: "InvalidGatewayCredential", code: "IST0161", name: "InvalidGatewayCredential", level: analysisv1alpha1.AnalysisMessageBase_ERROR}
 	if len(problems) > 0 {
 		r.text = fmt.Sprintf("%d server(s) not served: %s", len(problems), strings.Join(problems, "; "))
+	}
+	return r
+}
+
+// ClientCredentialCode is the analyzer code of the validation message
+// pilot writes on a DestinationRule whose tls.credentialName a gateway
+// seeing it cannot use (MSH0005 InvalidClientCredential, as `mesh analyze`
+// reports it), with the condition CredentialCondition False. Istio's
+// analyzers have no message for it.
+const ClientCredentialCode = "MSH0005"
+
+func invalidClientCredentials(problems []string) report {
+	r := report{condition: CredentialCondition, reason: "InvalidClientCredential", code: ClientCredentialCode, name: "InvalidClientCredential", level: analysisv1alpha1.AnalysisMessageBase_ERROR}
+	if len(problems) > 0 {
+		r.text = fmt.Sprintf("%d client credential(s) not served, so the gateways' TLS origination with them fails: %s", len(problems), strings.Join(problems, "; "))
+	}
+	if len(r.text) > 1024 {
+		r.text = r.text[:1021] + "..."
 	}
 	return r
 }
@@ -384,11 +408,14 @@ func objects(c istioclient.Interface, s *model.Snapshot) []object {
 		}))
 	}
 	for _, x := range s.DestinationRules {
+		orig := x
 		x := x.DeepCopy()
-		out = append(out, std("DestinationRule", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
+		o := std("DestinationRule", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
 			_, err := c.NetworkingV1().DestinationRules(x.Namespace).UpdateStatus(ctx, x, opts)
 			return err
-		}))
+		})
+		o.dr = orig
+		out = append(out, o)
 	}
 	for _, x := range s.Gateways {
 		orig := x

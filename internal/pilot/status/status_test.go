@@ -2,12 +2,22 @@ package status_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
 
+	networkingapi "istio.io/api/networking/v1alpha3"
 	securityapi "istio.io/api/security/v1beta1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
@@ -207,4 +217,159 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, 
 	if err != nil {
 		t.Fatalf("%s: never (last seen: %s)", what, last)
 	}
+}
+
+// selfSigned returns the PEM certificate and key of a self-signed
+// certificate for name.
+func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
+}
+
+// credentialStatus returns pilot's credential condition ("" when absent)
+// and whether the MSH0005 validation message is there.
+func credentialStatus(dr *networkingv1.DestinationRule) (string, bool) {
+	cond := ""
+	for _, c := range dr.Status.Conditions {
+		if c.GetType() == status.CredentialCondition {
+			cond = c.GetStatus() + " " + c.GetReason() + " " + c.GetMessage()
+		}
+	}
+	has := false
+	for _, m := range dr.Status.ValidationMessages {
+		if m.GetType().GetCode() == status.ClientCredentialCode {
+			has = true
+		}
+	}
+	return cond, has
+}
+
+// TestClientCredentialStatus runs pilot's watcher (reading Secrets) and
+// status writer on the sandbox API server: a DestinationRule whose
+// tls.credentialName (TLS origination at the egress gateway) names a
+// Secret missing from the gateway's namespace gets the condition
+// mesh.io/CredentialsServed False and the MSH0005 message naming the field
+// and the namespace; one naming a usable Secret gets neither, nor does one
+// no gateway sees (exported to its own namespace only); creating the
+// missing Secret clears both, and making it unusable writes them again.
+func TestClientCredentialStatus(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	kube := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	istio := istioclient.NewForConfigOrDie(c.RESTConfig())
+	installCRDs(t, ctx, kube, dynamic.NewForConfigOrDie(c.RESTConfig()))
+	const gwNS, appNS = "egress-cred", "app-cred"
+	for _, ns := range []string{"mesh-system", gwNS, appNS} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	certPEM, keyPEM := selfSigned(t, "gateway client")
+	good := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "good-client"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}}
+	if _, err := kube.CoreV1().Secrets(gwNS).Create(ctx, good, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Pods(gwNS).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "egress-0", Labels: map[string]string{"istio": "egressgateway"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "mesh/proxy:test"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gw := &networkingv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "egress"}}
+	gw.Spec.Selector = map[string]string{"istio": "egressgateway"}
+	gw.Spec.Servers = []*networkingapi.Server{{Port: &networkingapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*"}}}
+	if _, err := istio.NetworkingV1().Gateways(gwNS).Create(ctx, gw, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dr := func(ns, name, credential string, exportTo ...string) {
+		t.Helper()
+		d := &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		d.Spec.Host = "api.external.example"
+		d.Spec.ExportTo = exportTo
+		d.Spec.TrafficPolicy = &networkingapi.TrafficPolicy{PortLevelSettings: []*networkingapi.TrafficPolicy_PortTrafficPolicy{{
+			Port: &networkingapi.PortSelector{Number: 443},
+			Tls:  &networkingapi.ClientTLSSettings{Mode: networkingapi.ClientTLSSettings_MUTUAL, CredentialName: credential},
+		}}}
+		if _, err := istio.NetworkingV1().DestinationRules(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dr(gwNS, "missing", "missing-client", ".")
+	dr(gwNS, "usable", "kubernetes://good-client", ".")
+	dr(appNS, "unseen", "missing-client", ".") // no gateway runs in app-cred
+
+	w := &status.Writer{Istio: istio, Kube: kube, Namespace: "mesh-system", Identity: "pilot-cred",
+		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond}
+	watcher := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: "mesh-system", SecretNamespace: "*",
+		OnSnapshot: func(s *model.Snapshot, _ model.Change) { w.Offer(s) }}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { _ = watcher.Run(runCtx); done <- struct{}{} }()
+	go func() { _ = w.Run(runCtx); done <- struct{}{} }()
+	defer func() { stop(); <-done; <-done }()
+	waitLeader(t, ctx, kube, "pilot-cred")
+
+	get := func(ns, name string) *networkingv1.DestinationRule {
+		got, err := istio.NetworkingV1().DestinationRules(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	firing := func(what string) {
+		t.Helper()
+		waitFor(t, ctx, what, func() (bool, string) {
+			got := get(gwNS, "missing")
+			cond, msg := credentialStatus(got)
+			return msg && strings.HasPrefix(cond, "False InvalidClientCredential ") &&
+				strings.Contains(cond, `spec.trafficPolicy.portLevelSettings[0].tls.credentialName "missing-client" (gateways in `+gwNS+")") &&
+				got.Status.ObservedGeneration == got.Generation, cond
+		})
+	}
+	firing("MSH0005 on the DestinationRule naming a missing Secret")
+	if cond := fmt.Sprint(credentialStatus(get(gwNS, "missing"))); !strings.Contains(cond, "no Secret "+gwNS+"/missing-client") {
+		t.Errorf("condition %s does not name the missing Secret", cond)
+	}
+	// The writer has been through every DestinationRule of that snapshot;
+	// the other two have neither part.
+	for _, n := range []struct{ ns, name string }{{gwNS, "usable"}, {appNS, "unseen"}} {
+		if cond, msg := credentialStatus(get(n.ns, n.name)); cond != "" || msg {
+			t.Errorf("DestinationRule %s/%s: condition %q, MSH0005 %v; want neither", n.ns, n.name, cond, msg)
+		}
+	}
+
+	// The Secret made: both parts go.
+	missing := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "missing-client"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}}
+	if _, err := kube.CoreV1().Secrets(gwNS).Create(ctx, missing, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "status cleared once the Secret exists", func() (bool, string) {
+		cond, msg := credentialStatus(get(gwNS, "missing"))
+		return cond == "" && !msg, cond
+	})
+
+	// A key that is not the certificate's: unusable, reported again.
+	_, otherKey := selfSigned(t, "other")
+	missing.Data["tls.key"] = otherKey
+	if _, err := kube.CoreV1().Secrets(gwNS).Update(ctx, missing, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	firing("MSH0005 again once the Secret's key does not match its certificate")
 }
