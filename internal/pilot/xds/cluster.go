@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -303,7 +304,23 @@ func applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, port model.Port,
 	}
 	switch tls.Mode {
 	case networkingapi.ClientTLSSettings_ISTIO_MUTUAL:
-		c.TransportSocket = tlsSocket(meshUpstreamTLS(sni))
+		// As istiod: the rule's sni replaces the cluster's (the egress
+		// gateway's ISTIO_MUTUAL server matches on it, an east-west gateway
+		// routes by it), and its subjectAltNames are checked against the
+		// peer's mesh certificate besides the mesh root.
+		if tls.Sni != "" {
+			sni = tls.Sni
+		}
+		ctx := meshUpstreamTLS(sni)
+		if len(tls.SubjectAltNames) > 0 {
+			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+					DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: meshSANMatchers(tls.SubjectAltNames)},
+					ValidationContextSdsSecretConfig: sdsRef(SecretRootCA),
+				},
+			}
+		}
+		c.TransportSocket = tlsSocket(ctx)
 	case networkingapi.ClientTLSSettings_SIMPLE, networkingapi.ClientTLSSettings_MUTUAL:
 		ctx := &tlsv3.UpstreamTlsContext{Sni: tls.Sni, CommonTlsContext: &tlsv3.CommonTlsContext{}}
 		if ctx.Sni == "" && svc.MeshExternal {
@@ -345,6 +362,19 @@ func sanMatchers(sans []string) []*tlsv3.SubjectAltNameMatcher {
 			SanType: tlsv3.SubjectAltNameMatcher_DNS,
 			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san}},
 		})
+	}
+	return out
+}
+
+// meshSANMatchers matches subjectAltNames against mesh certificates,
+// whose identities are spiffe:// URIs: a name of that form is matched as a
+// URI SAN, any other as a DNS one.
+func meshSANMatchers(sans []string) []*tlsv3.SubjectAltNameMatcher {
+	out := sanMatchers(sans)
+	for i, san := range sans {
+		if strings.HasPrefix(san, "spiffe://") {
+			out[i].SanType = tlsv3.SubjectAltNameMatcher_URI
+		}
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"mesh.dev/mesh/internal/pilot/model"
@@ -126,5 +127,66 @@ spec:
 	}
 	if got := c.GetEdsClusterConfig().GetServiceName(); got != "outbound|9080||reviews.default.svc.cluster.local" {
 		t.Errorf("SNI-DNAT cluster's EDS service %q; want the outbound cluster's endpoints", got)
+	}
+}
+
+// TestIstioMutualSNIAndSANs: a DestinationRule's ISTIO_MUTUAL keeps its
+// sni and subjectAltNames, as istiod writes them (the egress gateway's
+// ISTIO_MUTUAL server and an east-west gateway match on that SNI): the
+// handshake names the rule's sni instead of the cluster's, and the peer's
+// mesh certificate is checked against the mesh root and the names, a
+// spiffe:// one as a URI SAN. Without them the cluster's own SNI and the
+// mesh root alone.
+func TestIstioMutualSNIAndSANs(t *testing.T) {
+	w, _ := bookinfo(t)
+	if err := w.AddYAML([]byte(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL, sni: outbound_.9080_._.ratings.remote.svc.cluster.local, subjectAltNames: ["spiffe://cluster.local/ns/remote/sa/ratings", ratings.example.com]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details, namespace: default}
+spec:
+  host: details
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	r := generate(t, NewPushContext(model.Build(2, w.Input())), ingressNode)
+	upstream := func(name string) *tlsv3.UpstreamTlsContext {
+		t.Helper()
+		c := find[*clusterv3.Cluster](t, r, resourcev3.ClusterType, name)
+		uc := &tlsv3.UpstreamTlsContext{}
+		if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(uc); err != nil {
+			t.Fatalf("cluster %s transport socket: %v", name, err)
+		}
+		return uc
+	}
+	uc := upstream("outbound|9080||ratings.default.svc.cluster.local")
+	if uc.Sni != "outbound_.9080_._.ratings.remote.svc.cluster.local" {
+		t.Errorf("ratings SNI %q: want the rule's sni", uc.Sni)
+	}
+	cv := uc.GetCommonTlsContext().GetCombinedValidationContext()
+	if cv.GetValidationContextSdsSecretConfig().GetName() != SecretRootCA {
+		t.Fatalf("ratings validation %v: want the mesh root (%s) with the rule's names", uc.GetCommonTlsContext().GetValidationContextType(), SecretRootCA)
+	}
+	var got []string
+	for _, m := range cv.GetDefaultValidationContext().GetMatchTypedSubjectAltNames() {
+		got = append(got, m.SanType.String()+"="+m.GetMatcher().GetExact())
+	}
+	if want := "URI=spiffe://cluster.local/ns/remote/sa/ratings DNS=ratings.example.com"; strings.Join(got, " ") != want {
+		t.Errorf("ratings SAN matchers %v: want %s", got, want)
+	}
+	if uc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() != SecretDefault {
+		t.Errorf("ratings presents %v: want the workload certificate", uc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs())
+	}
+	uc = upstream("outbound|9080||details.default.svc.cluster.local")
+	if uc.Sni != "outbound_.9080_._.details.default.svc.cluster.local" || uc.GetCommonTlsContext().GetValidationContextSdsSecretConfig().GetName() != SecretRootCA {
+		t.Errorf("details: SNI %q, validation %v: want the cluster's SNI and the mesh root", uc.Sni, uc.GetCommonTlsContext().GetValidationContextType())
 	}
 }
