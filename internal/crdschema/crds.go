@@ -12,6 +12,7 @@ import (
 	security "istio.io/api/security/v1"
 	telemetry "istio.io/api/telemetry/v1"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/spec"
 )
 
@@ -66,6 +67,13 @@ func All() []CRD {
 			Column{"Mode", "string", ".spec.mtls.mode"}),
 		istio("security.istio.io", &security.RequestAuthentication{}, "requestauthentications", []string{"ra"}, secV),
 		istio("telemetry.istio.io", &telemetry.Telemetry{}, "telemetries", []string{"telemetry"}, []string{"v1", "v1alpha1"}),
+		{
+			Group: meshnet.GroupName, Kind: meshnet.Kind, Plural: meshnet.Plural, ShortNames: []string{"mr"},
+			Categories: []string{"mesh-io", "networking-mesh-io"},
+			Versions:   []string{meshnet.Version},
+			Spec:       fromGoType(reflect.TypeOf(meshnet.MetaRouteSpec{})),
+			Columns:    []Column{{"Hosts", "string", ".spec.hosts"}},
+		},
 		{
 			Group: "install.mesh.io", Kind: spec.Kind, Plural: "meshoperators", ShortNames: []string{"mo"},
 			Categories: []string{"mesh-io"},

@@ -27,6 +27,7 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -206,6 +207,10 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
 
 	authority, err := ca.LoadOrCreate(ctx, kube, o.Namespace, log)
 	if err != nil {
@@ -338,7 +343,7 @@ func (o *Options) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		reported := map[string]bool{}
-		w := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+		w := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
 			staged.Offer(s, ch)
 			statusWriter.Offer(s)
 			reportTelemetry(log, s, reported)

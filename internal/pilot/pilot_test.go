@@ -121,7 +121,7 @@ func (e *env) installCRDs() {
 		}
 	}
 	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1"} {
+		for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1", "networking.mesh.io/v1alpha1"} {
 			if _, err := e.kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
 				return false, nil
 			}
@@ -195,6 +195,7 @@ func TestPilotOnTheAPIServer(t *testing.T) {
 	t.Run("fallback opt-in", func(t *testing.T) { testFallbackOptIn(t, e) })
 	t.Run("discovery and routing", func(t *testing.T) { testDiscovery(t, e) })
 	t.Run("validation", func(t *testing.T) { testValidation(t, e) })
+	t.Run("MetaRoute", func(t *testing.T) { testMetaRoute(t, e) })
 	t.Run("mTLS xDS", func(t *testing.T) { testSecureXDS(t, e) })
 }
 
@@ -315,7 +316,7 @@ func registerWebhooks(t *testing.T, e *env, base string) {
 		Webhooks: []admissionregv1.ValidatingWebhook{{
 			Name:                    "validation.mesh.io",
 			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &validateURL, CABundle: ca},
-			Rules:                   []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}, Rule: admissionregv1.Rule{APIGroups: []string{"networking.istio.io", "security.istio.io"}, APIVersions: []string{"*"}, Resources: []string{"*"}}}},
+			Rules:                   []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}, Rule: admissionregv1.Rule{APIGroups: []string{"networking.istio.io", "security.istio.io", "networking.mesh.io"}, APIVersions: []string{"*"}, Resources: []string{"*"}}}},
 			SideEffects:             &none,
 			FailurePolicy:           &fail,
 			AdmissionReviewVersions: []string{"v1"},
@@ -483,5 +484,63 @@ spec:
 	good := strings.Replace(bad, "weight: -5", "weight: 100", 1)
 	if err := e.applyYAML(good, "bookinfo"); err != nil {
 		t.Errorf("a valid VirtualService was rejected: %v", err)
+	}
+}
+
+// testMetaRoute: a MetaRoute created through the API server (past the
+// webhook, which refuses a bad one naming the field) becomes the
+// generic_proxy route table of a Thrift port (named tcp-thrift-*) on a
+// client sidecar's outbound listener, over pilot's own ADS.
+func testMetaRoute(t *testing.T, e *env) {
+	bad := `apiVersion: networking.mesh.io/v1alpha1
+kind: MetaRoute
+metadata: {name: calc}
+spec:
+  hosts: [calc]
+  routes:
+  - match: {attributes: {method: {exact: bye}}}
+    route: [{destination: {host: calc, subset: v2}}]
+    retries: {attempts: 2, retryOn: 5xx}
+`
+	err := e.applyYAML(bad, "bookinfo")
+	if err == nil || !strings.Contains(err.Error(), "validation.mesh.io") || !strings.Contains(err.Error(), "spec.routes[0].retries.retryOn") {
+		t.Fatalf("a MetaRoute retrying on 5xx: %v; want the webhook to refuse it naming spec.routes[0].retries.retryOn", err)
+	}
+	svc := `apiVersion: v1
+kind: Service
+metadata: {name: calc}
+spec:
+  selector: {app: calc}
+  ports: [{name: tcp-thrift-calc, port: 9090}]
+`
+	if err := e.applyYAML(svc, "bookinfo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.applyYAML(strings.Replace(bad, "retryOn: 5xx", "retryOn: connect-failure", 1), "bookinfo"); err != nil {
+		t.Fatalf("a valid MetaRoute was refused: %v", err)
+	}
+	addr, _ := e.pilot.Addr(e.ctx, "xds")
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := &pilottest.ADSClient{NodeID: podNode(t, e, "bookinfo", "productpage")}
+	if err := client.Start(e.ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
+	defer cancel()
+	var last string
+	if err := client.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+		l := c.Resource(resourcev3.ListenerType, "0.0.0.0_9090")
+		if l == nil {
+			return false
+		}
+		last = string(l.Value)
+		return strings.Contains(last, "generic_proxy") && strings.Contains(last, "bye") &&
+			strings.Contains(last, "outbound|9090|v2|calc.bookinfo.svc.cluster.local")
+	}); err != nil {
+		t.Fatalf("the Thrift port's listener never routed bye to calc's subset v2 (last: %q): %v", last, err)
 	}
 }

@@ -137,8 +137,8 @@ func TestComponentsAndOrder(t *testing.T) {
 			crds++
 		}
 	}
-	if crds != 21 {
-		t.Errorf("%d CRDs, want 10 Istio CRDs, MeshOperator and the Gateway API's 10 (standard channel)", crds)
+	if crds != 22 {
+		t.Errorf("%d CRDs, want 10 Istio CRDs, MetaRoute, MeshOperator and the Gateway API's 10 (standard channel)", crds)
 	}
 }
 

@@ -120,6 +120,7 @@ func validateRegex(l *list, re, path string) {
 var knownProtocols = map[string]bool{
 	"HTTP": true, "HTTPS": true, "HTTP2": true, "GRPC": true, "GRPC-WEB": true, "TCP": true,
 	"TLS": true, "MONGO": true, "MYSQL": true, "REDIS": true, "UDP": true, "HBONE": true,
+	"THRIFT": true, // mesh's: routed per request by MetaRoutes (docs/protocols.md)
 }
 
 func validateProtocol(l *list, proto, path string) {
@@ -127,7 +128,7 @@ func validateProtocol(l *list, proto, path string) {
 		return
 	}
 	if !knownProtocols[strings.ToUpper(proto)] {
-		l.err(path, "unknown protocol %q: expected one of HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, MONGO, MYSQL, REDIS, UDP", proto)
+		l.err(path, "unknown protocol %q: expected one of HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, THRIFT, MONGO, MYSQL, REDIS, UDP", proto)
 	}
 }
 

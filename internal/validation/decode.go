@@ -74,6 +74,9 @@ var kinds = map[string]kindInfo{
 
 // Supported reports whether gvk is an Istio resource this package validates.
 func Supported(gvk schema.GroupVersionKind) bool {
+	if isMetaRoute(gvk) {
+		return true
+	}
 	k, ok := kinds[gvk.Kind]
 	if !ok || k.group != gvk.Group {
 		return false
@@ -86,9 +89,10 @@ func Supported(gvk schema.GroupVersionKind) bool {
 	return false
 }
 
-// IsIstioGroup reports whether group is one of the Istio API groups handled here.
+// IsIstioGroup reports whether group is one of the Istio API groups handled
+// here, or mesh's own networking.mesh.io.
 func IsIstioGroup(group string) bool {
-	return group == NetworkingGroup || group == SecurityGroup || group == TelemetryGroup
+	return group == NetworkingGroup || group == SecurityGroup || group == TelemetryGroup || group == MeshNetworkingGroup
 }
 
 // Kinds lists the supported kinds as Group/Kind strings, sorted.
@@ -97,6 +101,7 @@ func Kinds() []string {
 	for k, info := range kinds {
 		out = append(out, info.group+"/"+k)
 	}
+	out = append(out, MeshNetworkingGroup+"/"+metaRouteGVK.Kind)
 	sort.Strings(out)
 	return out
 }
@@ -127,6 +132,9 @@ func Decode(obj map[string]any) (*Decoded, error) {
 	gvk := gv.WithKind(kind)
 	if !Supported(gvk) {
 		return nil, fmt.Errorf("unsupported resource %s", gvk)
+	}
+	if isMetaRoute(gvk) {
+		return decodeMetaRoute(obj)
 	}
 	info := kinds[kind]
 	out, meta, spec := info.build()

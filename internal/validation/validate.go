@@ -10,6 +10,8 @@ import (
 	telemetry "istio.io/client-go/pkg/apis/telemetry/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 )
 
 // Validate checks the meaning of a typed Istio resource (one returned by
@@ -48,6 +50,9 @@ func Validate(obj runtime.Object) (errs, warnings []FieldError) {
 	case *telemetry.Telemetry:
 		validateMeta(l, &o.ObjectMeta)
 		validateTelemetry(l, o)
+	case *meshnet.MetaRoute:
+		validateMeta(l, &o.ObjectMeta)
+		validateMetaRoute(l, o)
 	default:
 		l.err("", "unsupported resource type %T", obj)
 	}

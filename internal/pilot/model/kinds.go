@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -11,13 +12,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/validation"
 )
 
@@ -79,6 +83,9 @@ type Informers struct {
 	Kube       informers.SharedInformerFactory
 	Istio      istioinformers.SharedInformerFactory
 	GatewayAPI gwinformers.SharedInformerFactory
+	// Mesh watches mesh's own kinds (networking.mesh.io); nil when their
+	// CRDs are not served.
+	Mesh dynamicinformer.DynamicSharedInformerFactory
 	// Secrets watches Secrets in the gateways' namespace only (or in all,
 	// when pilot is told to); nil: no Secrets are read.
 	Secrets informers.SharedInformerFactory
@@ -96,6 +103,8 @@ func (f Informers) served(k *Kind) bool {
 		return true
 	case k.GVK.Group == gatewayAPIGroup:
 		return f.GatewayAPI != nil
+	case k.GVK.Group == meshnet.GroupName:
+		return f.Mesh != nil
 	}
 	return f.Istio != nil
 }
@@ -226,6 +235,15 @@ var Kinds = []*Kind{
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "Telemetry",
 	},
 	{
+		// mesh's own: the routes of RPC protocol ports (generic_proxy).
+		// Watched through a dynamic informer whose objects are converted
+		// to the typed MetaRoute as they are stored.
+		GVK: meshnet.SchemeGroupVersion.WithKind(meshnet.Kind), Plural: meshnet.Plural, CRD: true,
+		Informer: func(f Informers) cache.SharedIndexInformer { return metaRouteInformer(f.Mesh) },
+		// No Reach: a MetaRoute change is a full push.
+		Validate: validation.Validate, AnalyzerKind: meshnet.Kind,
+	},
+	{
 		GVK: gvk(gatewayAPIGroup, "v1", "GatewayClass"), Plural: "gatewayclasses", CRD: true, Status: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.GatewayAPI.Gateway().V1().GatewayClasses().Informer()
@@ -337,6 +355,7 @@ func init() {
 	register("AuthorizationPolicy", func(in *Input) *[]*securityv1.AuthorizationPolicy { return &in.AuthorizationPolicies }, func(s *Snapshot) []*securityv1.AuthorizationPolicy { return s.AuthorizationPolicies })
 	register("RequestAuthentication", func(in *Input) *[]*securityv1.RequestAuthentication { return &in.RequestAuthentications }, func(s *Snapshot) []*securityv1.RequestAuthentication { return s.RequestAuthentications })
 	register("Telemetry", func(in *Input) *[]*telemetryv1.Telemetry { return &in.Telemetries }, func(s *Snapshot) []*telemetryv1.Telemetry { return s.Telemetries })
+	register("MetaRoute", func(in *Input) *[]*meshnet.MetaRoute { return &in.MetaRoutes }, func(s *Snapshot) []*meshnet.MetaRoute { return s.MetaRoutes })
 	register("GatewayClass", func(in *Input) *[]*gwv1.GatewayClass { return &in.GatewayClasses }, func(s *Snapshot) []*gwv1.GatewayClass { return s.GatewayClasses })
 	register("Gateway."+gatewayAPIGroup, func(in *Input) *[]*gwv1.Gateway { return &in.KubeGateways }, func(s *Snapshot) []*gwv1.Gateway { return s.KubeGateways })
 	register("HTTPRoute", func(in *Input) *[]*gwv1.HTTPRoute { return &in.HTTPRoutes }, func(s *Snapshot) []*gwv1.HTTPRoute { return s.HTTPRoutes })
@@ -391,4 +410,29 @@ func classifyPod(w *Watcher, o any) Change {
 	w.podSets = append(w.podSets, pod.Labels)
 	w.podNS = append(w.podNS, pod.Namespace)
 	return Change{}
+}
+
+// metaRouteInformer is the MetaRoute informer of f, storing typed
+// MetaRoutes (an object that does not convert is dropped, with a log: the
+// API server's schema and the webhook keep such objects out).
+func metaRouteInformer(f dynamicinformer.DynamicSharedInformerFactory) cache.SharedIndexInformer {
+	inf := f.ForResource(meshnet.Resource).Informer()
+	// Set before the factory starts (the watcher asks for the informer
+	// first); later calls fail harmlessly, the transform already set.
+	_ = inf.SetTransform(toMetaRoute)
+	return inf
+}
+
+func toMetaRoute(o any) (any, error) {
+	u, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		return o, nil
+	}
+	mr := &meshnet.MetaRoute{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, mr); err != nil {
+		slog.Warn("MetaRoute not read: it does not match the MetaRoute schema", "metaRoute", u.GetNamespace()+"/"+u.GetName(), "err", err)
+		mr = &meshnet.MetaRoute{ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), ResourceVersion: u.GetResourceVersion(), Generation: u.GetGeneration()}}
+	}
+	mr.SetGroupVersionKind(meshnet.SchemeGroupVersion.WithKind(meshnet.Kind))
+	return mr, nil
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/validation"
 	"mesh.dev/mesh/manifests"
 )
@@ -120,6 +121,7 @@ func oneOfEach() Input {
 		AuthorizationPolicies:  []*securityv1.AuthorizationPolicy{{ObjectMeta: meta("AuthorizationPolicy")}},
 		RequestAuthentications: []*securityv1.RequestAuthentication{{ObjectMeta: meta("RequestAuthentication")}},
 		Telemetries:            []*telemetryv1.Telemetry{{ObjectMeta: meta("Telemetry")}},
+		MetaRoutes:             []*meshnet.MetaRoute{{ObjectMeta: meta("MetaRoute")}},
 		GatewayClasses:         []*gwv1.GatewayClass{{ObjectMeta: meta("GatewayClass")}},
 		KubeGateways:           []*gwv1.Gateway{{ObjectMeta: meta("Gateway")}},
 		HTTPRoutes:             []*gwv1.HTTPRoute{{ObjectMeta: meta("HTTPRoute")}},

@@ -17,6 +17,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/credential"
 	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/hostmatch"
@@ -36,6 +37,10 @@ const (
 	ProtocolHTTPS Protocol = "HTTPS"
 	ProtocolTLS   Protocol = "TLS"
 	ProtocolTCP   Protocol = "TCP"
+	// ProtocolThrift is Apache Thrift: mesh-proxy's generic_proxy filter
+	// with the Thrift codec routes its requests by MetaRoutes (Istio
+	// proxies it as TCP).
+	ProtocolThrift Protocol = "THRIFT"
 )
 
 // IsHTTP reports whether traffic on the protocol is routed by HTTP rules.
@@ -44,11 +49,15 @@ func (p Protocol) IsHTTP() bool {
 }
 
 // ParseProtocol infers a port's protocol from appProtocol or the name prefix
-// ("http-web", "grpc", ...), defaulting to TCP as Istio does.
+// ("http-web", "grpc", ...), defaulting to TCP as Istio does. Thrift is
+// named "thrift", "thrift-*" or "tcp-thrift-*" (a name Istio reads as TCP).
 func ParseProtocol(appProtocol, name string) Protocol {
 	cand := strings.ToLower(appProtocol)
 	if cand == "" {
 		cand = strings.ToLower(name)
+		if rest, ok := strings.CutPrefix(cand, "tcp-thrift"); ok && (rest == "" || rest[0] == '-') {
+			return ProtocolThrift
+		}
 		if i := strings.IndexByte(cand, '-'); i >= 0 {
 			cand = cand[:i]
 		}
@@ -64,6 +73,8 @@ func ParseProtocol(appProtocol, name string) Protocol {
 		return ProtocolHTTPS
 	case "tls":
 		return ProtocolTLS
+	case "thrift":
+		return ProtocolThrift
 	}
 	return ProtocolTCP
 }
@@ -141,6 +152,7 @@ type Input struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	Telemetries            []*telemetryv1.Telemetry
+	MetaRoutes             []*meshnet.MetaRoute
 	GatewayClasses         []*gwv1.GatewayClass
 	KubeGateways           []*gwv1.Gateway // the Gateway API's Gateways
 	HTTPRoutes             []*gwv1.HTTPRoute
@@ -181,6 +193,7 @@ type Snapshot struct {
 	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	RequestAuthentications []*securityv1.RequestAuthentication
 	Telemetries            []*telemetryv1.Telemetry
+	MetaRoutes             []*meshnet.MetaRoute
 	RootNamespace          string
 	Mesh                   *meshconfig.MeshConfig
 
@@ -287,6 +300,7 @@ func Build(version uint64, in Input) *Snapshot {
 		AuthorizationPolicies:  slices.Clone(in.AuthorizationPolicies),
 		RequestAuthentications: slices.Clone(in.RequestAuthentications),
 		Telemetries:            slices.Clone(in.Telemetries),
+		MetaRoutes:             slices.Clone(in.MetaRoutes),
 		RootNamespace:          in.RootNamespace,
 		Mesh:                   in.Mesh,
 		GatewayClasses:         slices.Clone(in.GatewayClasses),

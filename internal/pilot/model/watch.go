@@ -15,11 +15,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
+
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 )
 
 // Change describes what differs between two consecutive snapshots, so the
@@ -47,6 +51,7 @@ type Watcher struct {
 	Kube          kubernetes.Interface
 	Istio         istioclient.Interface // nil, or when the Istio CRDs are absent: no Istio config
 	GatewayAPI    gwclient.Interface    // nil, or when the Gateway API CRDs are absent: no Gateway API config
+	Dynamic       dynamic.Interface     // nil, or when mesh's own CRDs are absent: no MetaRoutes
 	RootNamespace string
 	// SecretNamespace is where Secrets are read for gateway credentials:
 	// a namespace (the gateways', pilot's own by default), "*" for all
@@ -95,16 +100,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.kick = make(chan struct{}, 1)
 	f := informers.NewSharedInformerFactory(w.Kube, 0)
 	w.listers.Kube = f
-	if w.Istio != nil || w.GatewayAPI != nil {
+	if w.Istio != nil || w.GatewayAPI != nil || w.Dynamic != nil {
 		var missing []string
 		w.served, missing = servedGroupVersions(w.Kube)
-		istio, gwapi := false, false
+		istio, gwapi, own := false, false, false
 		for gv := range w.served {
-			if strings.HasPrefix(gv, gatewayAPIGroup+"/") {
+			switch {
+			case strings.HasPrefix(gv, gatewayAPIGroup+"/"):
 				gwapi = true
-			} else {
+			case strings.HasPrefix(gv, meshnet.GroupName+"/"):
+				own = true
+			default:
 				istio = true
 			}
+		}
+		if own && w.Dynamic != nil {
+			w.listers.Mesh = dynamicinformer.NewDynamicSharedInformerFactory(w.Dynamic, 0)
 		}
 		if istio && w.Istio != nil {
 			w.listers.Istio = istioinformers.NewSharedInformerFactory(w.Istio, 0)
@@ -142,6 +153,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}
 	if inf := w.listers.Istio; inf != nil {
+		inf.Start(ctx.Done())
+		for typ, ok := range inf.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("sync informer for %v: %w", typ, ctx.Err())
+			}
+		}
+	}
+	if inf := w.listers.Mesh; inf != nil {
 		inf.Start(ctx.Done())
 		for typ, ok := range inf.WaitForCacheSync(ctx.Done()) {
 			if !ok {

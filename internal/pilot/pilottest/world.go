@@ -25,6 +25,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/pilot/model"
 )
 
@@ -164,6 +165,9 @@ func (w *World) addDoc(doc []byte) error {
 	case "Telemetry":
 		o := &telemetryv1.Telemetry{}
 		obj, add = o, func() { w.In.Telemetries = replace(w.In.Telemetries, o) }
+	case "MetaRoute":
+		o := &meshnet.MetaRoute{}
+		obj, add = o, func() { w.In.MetaRoutes = replace(w.In.MetaRoutes, o) }
 	default:
 		return nil // ServiceAccounts and the like do not matter to pilot
 	}

@@ -497,11 +497,19 @@ endpoints: [{addresses: [198.18.0.98]}]
 		return strings.Contains(fmt.Sprint(c.Resource(resourcev3.EndpointType, "outbound|8081||pay.shop.svc.cluster.local")), "198.18.0.98")
 	})
 
-	// The Gateway API kinds have no reach function: a change to one is a
-	// full push, every proxy regenerated and each of the four groups they
-	// form (productpage, reviews, cart with vm-1, vm-2) rebuilt, and
-	// nothing sent: no sidecar config changes.
+	// The Gateway API kinds and MetaRoute have no reach function: a change
+	// to one is a full push, every proxy regenerated and each of the four
+	// groups they form (productpage, reviews, cart with vm-1, vm-2)
+	// rebuilt, and nothing sent: no sidecar config changes (productpage's
+	// port is HTTP, which MetaRoutes do not route).
 	for _, doc := range []string{`
+apiVersion: networking.mesh.io/v1alpha1
+kind: MetaRoute
+metadata: {name: productpage, namespace: default}
+spec:
+  hosts: [productpage]
+  routes: [{route: [{destination: {host: productpage}}]}]
+`, `
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: mesh}

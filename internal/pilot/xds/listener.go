@@ -250,8 +250,12 @@ func (pc *PushContext) outboundTLSChains(svc *model.Service, port uint32, src *l
 
 // outboundTCPFilter proxies a TCP service port for the sidecars of src,
 // honouring the first TCP rule of the VirtualServices they see whose match
-// applies (port, gateways: mesh, sourceNamespace, sourceLabels).
+// applies (port, gateways: mesh, sourceNamespace, sourceLabels). An RPC
+// protocol port gets generic_proxy routed by its MetaRoute instead.
 func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32, src *l4Source) *listenerv3.Filter {
+	if p, _ := svc.PortByNumber(port); isGeneric(p.Protocol) {
+		return pc.outboundGenericFilter(svc, port)
+	}
 	def := OutboundClusterName(port, "", svc.Hostname)
 	for _, vs := range pc.virtualServices(svc.Hostname, src.ns) {
 		for _, tr := range vs.Spec.Tcp {

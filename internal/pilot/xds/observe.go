@@ -6,6 +6,7 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	gpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -119,6 +120,15 @@ func addObserve(l *listenerv3.Listener, o observe) {
 						h.HttpFilters = withStatsFilters(h.HttpFilters, o)
 					}
 					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}
+				}
+			case genericProxyFilterName:
+				if o.stats != nil {
+					statsAt = append(statsAt, fc)
+				}
+				gp := &gpv3.GenericProxy{}
+				if len(logs) > 0 && tc.UnmarshalTo(gp) == nil {
+					gp.AccessLog = append(gp.AccessLog, logs...)
+					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(gp)}
 				}
 			case tcpProxyFilterName:
 				if o.stats != nil {

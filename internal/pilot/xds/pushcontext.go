@@ -40,6 +40,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/hostmatch"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/telemetry"
@@ -89,6 +90,7 @@ type PushContext struct {
 	drByHost map[string]*drCandidates
 	vsByHost map[string][]*networkingv1.VirtualService // mesh-bound VirtualServices by service host, oldest first
 	vsSorted []*networkingv1.VirtualService            // all VirtualServices, oldest first
+	mrByHost map[string][]*meshnet.MetaRoute           // MetaRoutes by service host, oldest first
 	// sourceLabels is set when some rule matches on client labels, which
 	// makes route tables per client workload instead of per namespace;
 	// l4SourceLabels when a tls or tcp rule does, which makes a scope's
@@ -184,6 +186,7 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 	vss := append([]*networkingv1.VirtualService(nil), snap.VirtualServices...)
 	sort.Slice(vss, func(i, j int) bool { return olderFirst(vss[i], vss[j]) })
 	pc.vsSorted = vss
+	pc.indexMetaRoutes()
 	for _, vs := range vss {
 		for _, hr := range vs.Spec.Http {
 			for _, m := range hr.Match {
@@ -277,6 +280,7 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 		drByHost:       pc.drByHost,
 		vsByHost:       pc.vsByHost,
 		vsSorted:       pc.vsSorted,
+		mrByHost:       pc.mrByHost,
 		sourceLabels:   pc.sourceLabels,
 		l4SourceLabels: pc.l4SourceLabels,
 		endpoints:      map[string]*lazy[[]*item]{},
