@@ -16,7 +16,7 @@ func All() []analyze.Analyzer {
 		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
 		&Webhooks{}, &IngressSubsets{}, &InternalGateways{}, &IneffectiveSelectors{}, &ServiceEntryProtocols{}, &ProxyImages{}, &GatewaySelectors{},
 		&GatewayAPIReferences{}, &GatewayAPIConditions{}, &GatewayAPICRDs{},
-		&RetryAmplification{}, &SidecarScope{}, &NotEnforced{},
+		&RetryAmplification{}, &SidecarScope{}, &MetaRoutes{}, &NotEnforced{},
 	}
 }
 
