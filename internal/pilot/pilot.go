@@ -75,7 +75,11 @@ type Options struct {
 	// networking.istio.io/service-type annotation wins). Default
 	// $PILOT_GATEWAY_SERVICE_TYPE.
 	GatewayServiceType string
-	Log                *slog.Logger
+	// Identity names this replica in the leader elections (the status
+	// writer's lease, which also steps the rollouts); default the
+	// hostname and process id.
+	Identity string
+	Log      *slog.Logger
 
 	// Filled by Run for callers (tests) that need them.
 	Server   *xds.Server
@@ -326,16 +330,22 @@ func (o *Options) Run(ctx context.Context) error {
 	// status writer's leader.
 	deployer := &gatewaydeploy.Deployer{Kube: kube, Values: values, ServiceType: corev1.ServiceType(o.GatewayServiceType)}
 	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log,
-		Also: []status.Task{deployer}}
+		Identity: o.Identity, Also: []status.Task{deployer}}
 	// Each rollout step is a Kubernetes Event on its resource, recorded
 	// by the status writer's leader alone.
 	rolloutEvents := &rollout.Events{Kube: kube, Record: statusWriter.Leading, Log: log}
 	// and the resource's status carries its rollout (mesh.io/RolloutReleased).
 	statusWriter.Rollouts = staged.Statuses
-	// The rollouts in flight are kept in the cluster by the leader, so a
-	// restarted pilot resumes them.
-	rolloutState := &rollout.ConfigMapStore{Kube: kube, Namespace: o.Namespace, Name: "mesh-pilot-rollouts" + o.revSuffix(), Write: statusWriter.Leading, Log: log}
+	// One replica steps the rollouts, the status writer's leader; it
+	// keeps them in the cluster, so a restarted pilot resumes them and
+	// the other replicas serve the stages it steps, handing it their
+	// proxies' rejections (docs/rollout.md, "Several replicas").
+	rolloutState := &rollout.ConfigMapStore{Kube: kube, Namespace: o.Namespace, Name: "mesh-pilot-rollouts" + o.revSuffix(), Write: statusWriter.Leading, Log: log,
+		Follow: staged.Follow, Rejected: staged.Forwarded}
 	staged.Store = rolloutState
+	staged.Leads = statusWriter.Leading
+	staged.Forward = rolloutState.Forward
+	statusWriter.OnLead = staged.Lead
 	staged.OnEvent = func(e rollout.Event) {
 		rolloutEvents.Offer(e)
 		statusWriter.Poke()

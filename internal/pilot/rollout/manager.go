@@ -97,6 +97,15 @@ type Manager struct {
 	// CheckEvery is how often a gated stage's health is read (default a
 	// sixth of the interval, from 1s to 10s).
 	CheckEvery time.Duration
+	// Leads reports whether this replica steps the rollouts (it holds the
+	// lease); nil: it always does. A replica that does not lead follows
+	// the state the leader keeps (Follow) and hands its proxies'
+	// rejections to Forward; its own soak timers, health checks and
+	// promote/abort requests step nothing (see leader.go).
+	Leads func() bool
+	// Forward, when set, hands the leader a rejection seen by this
+	// replica while it does not lead (never blocks).
+	Forward func(Rejection)
 
 	mu        sync.Mutex
 	applied   *model.Snapshot
@@ -106,6 +115,8 @@ type Manager struct {
 	// during Offer, which then pushes to every proxy.
 	stepped bool
 	saved   map[string]Saved // what the store held at the start, until used
+	// leader is the state the leader kept, as last read while following.
+	leader map[string]Saved
 }
 
 type resource struct {
@@ -138,6 +149,8 @@ func (m *Manager) clock() Clock {
 	}
 	return m.Clock
 }
+
+func (m *Manager) leads() bool { return m.Leads == nil || m.Leads() }
 
 func (m *Manager) log() *slog.Logger {
 	if m.Log == nil {
@@ -196,6 +209,9 @@ func (m *Manager) Offer(snap *model.Snapshot, ch model.Change) {
 			delete(m.resources, id) // before the record, so the kept state has it no more
 			m.record(r, "Deleted", "deleted; a deletion is not staged and reaches every proxy at once")
 		}
+	}
+	if !m.leads() && m.leader != nil && m.follow(m.leader) {
+		m.stepped = true
 	}
 	if m.stepped {
 		m.stepped = false
@@ -279,7 +295,9 @@ func (m *Manager) observe(k *model.Kind, id string, o metav1.Object, prev *model
 			break
 		}
 		m.rearm(r)
-		m.requests(r, o)
+		if m.leads() {
+			m.requests(r, o) // a follower learns their outcome from the leader
+		}
 	default:
 		if r.phase == Progressing {
 			m.record(r, "Superseded", "a newer change replaces the candidate; it starts again at stage 1")
@@ -343,7 +361,7 @@ func current(r *resource, rev uint64, stage int) bool {
 func (m *Manager) checkHealth(id string, rev uint64, stage int, final bool) {
 	m.mu.Lock()
 	r := m.resources[id]
-	if !current(r, rev, stage) {
+	if !current(r, rev, stage) || !m.leads() {
 		m.mu.Unlock()
 		return
 	}
@@ -363,7 +381,7 @@ func (m *Manager) checkHealth(id string, rev uint64, stage int, final bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r = m.resources[id]
-	if !current(r, rev, stage) {
+	if !current(r, rev, stage) || !m.leads() {
 		return
 	}
 	if r.zero == nil {
@@ -426,7 +444,7 @@ func (m *Manager) rearm(r *resource) {
 // resource, when it is of the generation applied now.
 func (m *Manager) resume(r *resource, o metav1.Object, spec *Spec) bool {
 	sv, ok := m.saved[r.id]
-	if !ok || sv.Generation != o.GetGeneration() || sv.Stage >= len(spec.Stages)-1 {
+	if !ok || sv.Phase == Released || sv.Generation != o.GetGeneration() || sv.Stage >= len(spec.Stages)-1 {
 		return false
 	}
 	released, ok := decodeLike(sv.Released, o)
@@ -493,8 +511,8 @@ func (m *Manager) soaked(id string, rev uint64, stage int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.resources[id]
-	if !current(r, rev, stage) {
-		return // superseded meanwhile
+	if !current(r, rev, stage) || !m.leads() {
+		return // superseded meanwhile, or the leader steps it
 	}
 	if r.spec.Gated() && m.Health != nil {
 		// The last word on a gated stage is a check at its end.
@@ -531,6 +549,16 @@ func (m *Manager) Reject(rej Rejection) {
 	defer m.mu.Unlock()
 	r := m.resources[rej.ID]
 	if r == nil || r.phase != Progressing || r.revision != rej.Revision {
+		return
+	}
+	if !m.leads() {
+		// The leader rolls back, for every replica; it knows the
+		// candidate by its generation (revisions are each replica's own).
+		rej.Generation = r.applied.GetGeneration()
+		if m.Forward != nil {
+			m.Forward(rej)
+		}
+		m.log().Info("rollout rejection handed to the leader", "resource", rej.ID, "generation", rej.Generation, "proxy", rej.Proxy, "type", rej.Type)
 		return
 	}
 	m.rollBack(r, "RolledBack", fmt.Sprintf("proxy %s rejected the candidate's %s: %s", rej.Proxy, rej.Type, rej.Reason))
@@ -600,18 +628,25 @@ func (m *Manager) record(r *resource, reason, msg string) {
 		r.history = r.history[len(r.history)-maxHistory:]
 	}
 	m.log().Info("rollout", "resource", r.id, "revision", r.revision, "step", reason, "message", msg)
-	if m.Store != nil {
-		all := map[string]Saved{}
-		for id, x := range m.resources {
-			if sv, ok := x.saved(); ok {
-				all[id] = sv
-			}
-		}
-		m.Store.Offer(all)
-	}
+	m.keep()
 	if m.OnEvent != nil {
 		m.OnEvent(e)
 	}
+}
+
+// keep offers the store the state of every rollout (the store writes it
+// while this replica leads).
+func (m *Manager) keep() {
+	if m.Store == nil {
+		return
+	}
+	all := map[string]Saved{}
+	for id, x := range m.resources {
+		if sv, ok := x.saved(); ok {
+			all[id] = sv
+		}
+	}
+	m.Store.Offer(all)
 }
 
 // push hands the released world and the candidates in flight to Push.

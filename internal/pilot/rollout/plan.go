@@ -45,4 +45,7 @@ type Rejection struct {
 	Proxy    string // node id
 	Type     string // xDS type (CDS, LDS, ...)
 	Reason   string
+	// Generation is the candidate's metadata.generation, set when a
+	// replica that does not lead hands the rejection to the leader.
+	Generation int64 `json:",omitempty"`
 }

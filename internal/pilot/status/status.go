@@ -63,6 +63,10 @@ type Writer struct {
 	// Rollouts, when set, gives the staged releases this replica runs:
 	// each resource with one gets the condition RolloutCondition.
 	Rollouts func() []rollout.Status
+	// OnLead, when set, is called (on its own goroutine) with the term's
+	// context each time this replica starts leading: the rollout manager
+	// steps the rollouts while the term lasts.
+	OnLead func(ctx context.Context)
 
 	mu     sync.Mutex
 	latest *model.Snapshot
@@ -150,6 +154,9 @@ func (w *Writer) Run(ctx context.Context) error {
 					w.leading.Store(true)
 					defer w.leading.Store(false)
 					log.Info("status writer leading", "lease", w.Namespace+"/"+name, "identity", id)
+					if w.OnLead != nil {
+						go w.OnLead(ctx)
+					}
 					w.lead(ctx, log)
 				},
 				OnStoppedLeading: func() { log.Info("status writer stopped leading", "identity", id) },
