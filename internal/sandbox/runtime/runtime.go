@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -208,6 +209,17 @@ func (r *Runtime) NetNS(uid types.UID) string {
 		return ""
 	}
 	return w.net.ns
+}
+
+// DialFromPod opens a TCP connection to addr (a literal address) from
+// inside the network namespace of a running pod, as a process of the pod
+// running as root would: its sidecar's capture rules apply to it.
+func (r *Runtime) DialFromPod(ctx context.Context, uid types.UID, addr string) (net.Conn, error) {
+	ns := r.NetNS(uid)
+	if ns == "" {
+		return nil, fmt.Errorf("pod %s does not run on this runtime", uid)
+	}
+	return dialInNetNS(ctx, ns, addr)
 }
 
 func (r *Runtime) binaryFor(image string) (string, bool) {
