@@ -212,11 +212,6 @@ type nodeEntry struct {
 	sent map[chan cachev3.DeltaResponse]*[5]sentState
 }
 
-type sentState struct {
-	gen      *typeGen
-	versions map[string]string // the map handed to the server as returned resources
-}
-
 type cacheWatch struct {
 	typeIdx int
 	req     *cachev3.Request
@@ -503,53 +498,68 @@ func sameMap(a, b map[string]string) bool {
 	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
-func (e *nodeEntry) deltaResponse(w *cacheWatch, g *typeGen) (*deltaResponse, func()) {
+// sentFor is what w's stream holds of w's type.
+func (e *nodeEntry) sentFor(w *cacheWatch) *sentState {
 	st := e.sent[w.dch]
 	if st == nil {
 		st = &[5]sentState{}
 		e.sent[w.dch] = st
 	}
-	sent := &st[w.typeIdx]
+	return &st[w.typeIdx]
+}
+
+func (e *nodeEntry) deltaResponse(w *cacheWatch, g *typeGen) (*deltaResponse, func()) {
+	sent := e.sentFor(w)
 	sub := w.sub
-	known := sub.ReturnedResources()
 	wildcard := sub.IsWildcard()
 	subscribed := sub.SubscribedResources()
 	r := &deltaResponse{req: w.dreq, version: g.version}
+	wanted := func(name string) bool {
+		if wildcard {
+			return true
+		}
+		_, ok := subscribed[name]
+		return ok
+	}
 	// Fast path: the client holds exactly the generation we last sent it
-	// (the server hands back our own map, untouched since no subscription
-	// changed), so the changes are the group's precomputed diff.
-	fast := sent.gen != nil && sameMap(known, sent.versions) && len(known) == len(sent.versions) &&
+	// and the request changed no subscription, so the changes are the
+	// group's precomputed diff.
+	fast := sent.gen != nil && sent.full &&
 		len(w.dreq.GetResourceNamesSubscribe()) == 0 && len(w.dreq.GetResourceNamesUnsubscribe()) == 0
+	// current counts the resources of g the client will hold at g's
+	// version once the response is received.
+	current := 0
 	switch {
 	case fast && sent.gen == g:
-		// nothing new
+		current = g.size
 	case fast:
 		d := g.diffFrom(sent.gen)
 		for _, res := range d.changed {
-			if _, ok := subscribed[res.Name]; wildcard || ok {
+			if wanted(res.Name) {
 				r.resources = append(r.resources, res)
 			}
 		}
-		for _, n := range d.removed {
-			if _, ok := known[n]; ok {
-				r.removed = append(r.removed, n)
-			}
+		r.removed = d.removed // a full client holds every name the old generation had
+		if len(r.resources) == len(d.changed) {
+			current = g.size
 		}
 	default:
 		g.each(func(it *item) bool {
-			if _, ok := subscribed[it.name]; !wildcard && !ok {
-				return true
-			}
-			if v, ok := known[it.name]; !ok || v != it.version {
+			v, ok := sent.held(it.name)
+			switch {
+			case ok && v == it.version:
+				current++
+			case wanted(it.name):
 				r.resources = append(r.resources, it.res)
+				current++
 			}
 			return true
 		})
-		for n := range known {
+		sent.eachHeld(func(n string) {
 			if g.lookup(n) == nil {
 				r.removed = append(r.removed, n)
 			}
-		}
+		})
 	}
 	// The first wildcard request is answered even when empty, or Envoy
 	// never finishes initialising.
@@ -557,23 +567,25 @@ func (e *nodeEntry) deltaResponse(w *cacheWatch, g *typeGen) (*deltaResponse, fu
 	if len(r.resources) == 0 && len(r.removed) == 0 && !first {
 		return nil, nil
 	}
-	// The map the server tracks for this stream is updated in place rather
-	// than copied: only this stream uses it, and the server touches it only
-	// between cancelling this type's watch and opening the next, while no
-	// response of the type can be made (both sides hold e.mu around that).
-	returned := known
-	if returned == nil {
-		returned = make(map[string]string, len(r.resources))
+	if sent.marker == nil {
+		sent.marker = map[string]string{}
 	}
-	r.returned = returned
+	r.returned = sent.marker
 	return r, func() {
+		if current == g.size {
+			// Every resource of g, and nothing else: removed names are
+			// gone, and every held name is either in g or removed.
+			*sent = sentState{gen: g, full: true, marker: sent.marker}
+			return
+		}
+		sent.materialize()
 		for _, res := range r.resources {
-			returned[res.Name] = res.Version
+			sent.has[res.Name] = res.Version
 		}
 		for _, n := range r.removed {
-			delete(returned, n)
+			delete(sent.has, n)
 		}
-		*sent = sentState{gen: g, versions: returned}
+		sent.gen = g
 	}
 }
 
@@ -601,6 +613,9 @@ func (c *viewCache) watch(node string, answered bool, w *cacheWatch) (func(), er
 	defer e.mu.Unlock()
 	if answered {
 		e.acked(w.typeIdx)
+	}
+	if w.dreq != nil {
+		e.sentFor(w).absorb(w.sub.ReturnedResources(), w.dreq.GetResourceNamesUnsubscribe())
 	}
 	if e.respond(w) {
 		return func() {}, nil
