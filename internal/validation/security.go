@@ -25,7 +25,7 @@ func validatePeerAuthentication(l *list, o *security.PeerAuthentication) {
 
 // conditionKeys are the attribute names an AuthorizationPolicy condition may use.
 var conditionKeys = []string{"request.headers[", "source.ip", "remote.ip", "source.namespace", "source.principal",
-	"request.auth.principal", "request.auth.audiences", "request.auth.presenter", "request.auth.claims[",
+	"source.serviceAccount", "request.auth.principal", "request.auth.audiences", "request.auth.presenter", "request.auth.claims[",
 	"destination.ip", "destination.port", "connection.sni", "experimental.envoy.filters."}
 
 func validateAuthorizationPolicy(l *list, o *security.AuthorizationPolicy) {
@@ -57,7 +57,7 @@ func validateAuthorizationPolicy(l *list, o *security.AuthorizationPolicy) {
 				continue
 			}
 			src := f.Source
-			if len(src.Principals)+len(src.NotPrincipals)+len(src.RequestPrincipals)+len(src.NotRequestPrincipals)+len(src.Namespaces)+len(src.NotNamespaces)+len(src.IpBlocks)+len(src.NotIpBlocks)+len(src.RemoteIpBlocks)+len(src.NotRemoteIpBlocks)+len(src.ServiceAccounts)+len(src.NotServiceAccounts) == 0 {
+			if len(src.Principals)+len(src.NotPrincipals)+len(src.RequestPrincipals)+len(src.NotRequestPrincipals)+len(src.Namespaces)+len(src.NotNamespaces)+len(src.IpBlocks)+len(src.NotIpBlocks)+len(src.RemoteIpBlocks)+len(src.NotRemoteIpBlocks)+len(src.ServiceAccounts)+len(src.NotServiceAccounts)+len(src.TrustDomains)+len(src.NotTrustDomains) == 0 {
 				l.err(fp+".source", "source must have at least one field set")
 			}
 			for name, blocks := range map[string][]string{"ipBlocks": src.IpBlocks, "notIpBlocks": src.NotIpBlocks, "remoteIpBlocks": src.RemoteIpBlocks, "notRemoteIpBlocks": src.NotRemoteIpBlocks} {

@@ -100,6 +100,15 @@ spec:
     to: [{operation: {methods: [GET], ports: ["9080"]}}]
     when: [{key: "request.headers[x-user]", values: [a]}]
 `, `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: trust-domains}
+spec:
+  rules:
+  - from: [{source: {trustDomains: [cluster.local]}}]
+  - from: [{source: {notTrustDomains: [example.org]}}]
+  - when: [{key: source.serviceAccount, values: [bookinfo/bookinfo-ratings, bookinfo-reviews]}]
+`, `
 apiVersion: security.istio.io/v1beta1
 kind: RequestAuthentication
 metadata: {name: jwt}

@@ -194,7 +194,7 @@ func permission(p *rbaccfg.Permission, f string) (pred, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(q *Request) bool { return pfx.Contains(q.Local.Addr()) }, nil
+		return func(q *Request) bool { return pfx.Contains(q.Local.Addr().Unmap()) }, nil
 	case *rbaccfg.Permission_RequestedServerName:
 		m, err := match.CompileString(r.RequestedServerName, f+".requested_server_name")
 		if err != nil {
@@ -290,7 +290,9 @@ func ipPred(c *corev3.CidrRange, f string) (pred, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(q *Request) bool { return pfx.Contains(q.Remote.Addr()) }, nil
+	// A dual-stack listener reports an IPv4 peer as ::ffff:a.b.c.d, which
+	// an IPv4 block does not contain: the address is compared as IPv4.
+	return func(q *Request) bool { return pfx.Contains(q.Remote.Addr().Unmap()) }, nil
 }
 
 func cidr(c *corev3.CidrRange, f string) (netip.Prefix, error) {
