@@ -2,7 +2,10 @@
 // binary that serves productpage, details, reviews (v1/v2/v3) or ratings on
 // port 9080, chosen by --role and --version, and grpc.health.v1 for gRPC
 // probes when --grpc-health-listen is given; with --fetch it is a process
-// that makes one request and exits, as a Job's container does.
+// that makes one request and exits, as a Job's container does. As
+// --role=ext-authz it is an external authorization service speaking Envoy's
+// HTTP ext_authz protocol on --listen and, with --ext-authz-grpc-listen, its
+// gRPC one.
 package main
 
 import (
@@ -21,13 +24,14 @@ import (
 func main() {
 	fs := flag.NewFlagSet("mesh-sample", flag.ContinueOnError)
 	c := sampleapp.Config{}
-	fs.StringVar(&c.Role, "role", os.Getenv("SERVICE_ROLE"), "service to play: productpage, details, reviews or ratings (default $SERVICE_ROLE)")
+	fs.StringVar(&c.Role, "role", os.Getenv("SERVICE_ROLE"), "service to play: productpage, details, reviews, ratings or ext-authz (default $SERVICE_ROLE)")
 	fs.StringVar(&c.Version, "version", envOr("SERVICE_VERSION", "v1"), "service version, v1, v2 or v3 (default $SERVICE_VERSION)")
 	addr := fs.String("listen", ":9080", "address to serve on")
 	grpcAddr := fs.String("grpc-health-listen", "", "address to serve grpc.health.v1 on, for gRPC probes (empty: none)")
 	fs.StringVar(&c.DetailsURL, "details-url", "http://details:9080", "details service base URL")
 	fs.StringVar(&c.ReviewsURL, "reviews-url", "http://reviews:9080", "reviews service base URL")
 	fs.StringVar(&c.RatingsURL, "ratings-url", "http://ratings:9080", "ratings service base URL")
+	authzGRPC := fs.String("ext-authz-grpc-listen", "", "with --role=ext-authz: address to serve envoy.service.auth.v3 Check on (empty: none)")
 	unready := fs.Duration("unready-for", 0, "answer /health with 503 for this long after start")
 	fetch := fs.String("fetch", "", "instead of serving: GET this URL, print the answer and exit 0 on a 2xx, 1 otherwise (a Job's process)")
 	attempts := fs.Int("fetch-attempts", 1, "with --fetch: how many times to try, a second apart")
@@ -58,6 +62,22 @@ func main() {
 		go func() {
 			err := sampleapp.ServeGRPCHealth(l)
 			fmt.Fprintln(os.Stderr, "mesh-sample: gRPC health:", err)
+			os.Exit(1)
+		}()
+	}
+	if *authzGRPC != "" {
+		if c.Role != "ext-authz" {
+			fmt.Fprintln(os.Stderr, "mesh-sample: --ext-authz-grpc-listen needs --role=ext-authz")
+			os.Exit(64)
+		}
+		l, err := net.Listen("tcp", *authzGRPC)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mesh-sample: --ext-authz-grpc-listen:", err)
+			os.Exit(1)
+		}
+		go func() {
+			err := sampleapp.ServeExtAuthzGRPC(l)
+			fmt.Fprintln(os.Stderr, "mesh-sample: ext-authz gRPC:", err)
 			os.Exit(1)
 		}()
 	}

@@ -1,6 +1,7 @@
 // Package sampleapp is a small HTTP application that plays the four Bookinfo
 // services by role (productpage, details, reviews v1/v2/v3, ratings), so the
-// sandbox runtime can run a Bookinfo mesh from one local binary.
+// sandbox runtime can run a Bookinfo mesh from one local binary, and an
+// external authorization service for CUSTOM policies (ext-authz).
 package sampleapp
 
 import (
@@ -15,7 +16,7 @@ import (
 )
 
 // Roles lists the services the application can play.
-var Roles = []string{"productpage", "details", "reviews", "ratings"}
+var Roles = []string{"productpage", "details", "reviews", "ratings", "ext-authz"}
 
 // Config says which service to play and where its upstreams are.
 type Config struct {
@@ -42,6 +43,10 @@ func Handler(c Config) (http.Handler, error) {
 	}
 	if c.Version == "" {
 		c.Version = "v1"
+	}
+	if c.Role == "ext-authz" {
+		// Every request is a check: not even /health is answered otherwise.
+		return extAuthzHTTP(), nil
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
