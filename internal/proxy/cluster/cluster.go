@@ -529,6 +529,19 @@ func (c *Cluster) Record(h *Host, status int, err error) {
 
 // DialTCP opens a raw (or TLS, when h's transport socket says so) connection to h.
 func (c *Cluster) DialTCP(ctx context.Context, h *Host) (net.Conn, error) {
+	return c.dial(ctx, h, false)
+}
+
+// DialGRPC is DialTCP for a gRPC client of the proxy's own (ext_authz,
+// trace export): over TLS it offers h2 by ALPN, as the cluster's HTTP/2
+// pools do, so the peer reads the connection as HTTP/2. A mesh context
+// offers only Istio's protocols, and a sidecar's inbound listener reads a
+// connection with no HTTP protocol agreed as HTTP/1.1.
+func (c *Cluster) DialGRPC(ctx context.Context, h *Host) (net.Conn, error) {
+	return c.dial(ctx, h, true)
+}
+
+func (c *Cluster) dial(ctx context.Context, h *Host, h2 bool) (net.Conn, error) {
 	d := &net.Dialer{Timeout: c.connectTimeout}
 	conn, err := c.dialer(d)(ctx, "tcp", h.Addr)
 	if err != nil {
@@ -536,7 +549,11 @@ func (c *Cluster) DialTCP(ctx context.Context, h *Host) (net.Conn, error) {
 		return nil, err
 	}
 	if s := c.sockOf(h); s.tls != nil {
-		tc := meshtls.Client(conn, s.tls)
+		cfg := s.tls
+		if h2 {
+			cfg = offerH2(cfg)
+		}
+		tc := meshtls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			c.Record(h, 0, err)

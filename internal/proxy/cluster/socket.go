@@ -265,6 +265,17 @@ func dialTLS(ctx context.Context, dial func(context.Context, string, string) (ne
 	return tc, nil
 }
 
+// offerH2 makes sure a TLS context offers h2, for a connection that speaks
+// nothing else.
+func offerH2(cfg *tls.Config) *tls.Config {
+	if slices.Contains(cfg.NextProtos, "h2") {
+		return cfg
+	}
+	out := cfg.Clone()
+	out.NextProtos = append(slices.Clone(cfg.NextProtos), "h2")
+	return out
+}
+
 // httpALPN adds the HTTP protocol an HTTP pool speaks to a TLS context's
 // ALPN list when the list names only other protocols. Istio's mesh contexts
 // offer "istio-peer-exchange" and "istio" (its sidecars swap them for

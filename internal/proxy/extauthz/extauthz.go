@@ -400,7 +400,7 @@ func (f *filter) conn() (*grpc.ClientConn, error) {
 				if err != nil {
 					return nil, err
 				}
-				return c.DialTCP(ctx, h)
+				return c.DialGRPC(ctx, h)
 			}))
 	})
 	return f.grpcConn, f.grpcErr

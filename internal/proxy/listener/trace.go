@@ -58,7 +58,7 @@ func (e *Env) dialCluster(ctx context.Context, name string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.DialTCP(ctx, h)
+	return c.DialGRPC(ctx, h)
 }
 
 func randHex(n int) string {
