@@ -587,8 +587,8 @@ func testJWT(w *securityWorld) {
 	w.converge("no policy on productpage: both served", 200, 200)
 }
 
-// securityMesh is the demo profile with the ext-authz service as two
-// providers (HTTP failing closed and open) and a file access log
+// securityMesh is the demo profile with the ext-authz service as three
+// providers (HTTP failing closed and open, gRPC) and a file access log
 // that shows AUDIT's mark, for a Telemetry to select.
 const securityMesh = `apiVersion: install.istio.io/v1alpha1
 kind: IstioOperator
@@ -609,6 +609,10 @@ spec:
         failOpen: true
         includeRequestHeadersInCheck: [x-ext-authz]
         headersToDownstreamOnAllow: [x-ext-authz-check-result]
+    - name: ext-authz-grpc
+      envoyExtAuthzGrpc:
+        service: ext-authz.bookinfo.svc.cluster.local
+        port: 9000
     - name: audit-log
       envoyFileAccessLog:
         path: /dev/stdout
@@ -656,7 +660,7 @@ func (w *securityWorld) withSecurityMesh() {
 
 // testCustom: CUSTOM policies on productpage's page checked by the sample
 // app's ext-authz role (a pod of the mesh, reached over mTLS) over Envoy's
-// HTTP protocol: the allowed request served with the service's header,
+// gRPC and HTTP protocols: the allowed request served with the service's header,
 // denied ones refused with its status and reason, a path the policy does
 // not select never checked; with the service down, failOpen false refuses
 // even what it would allow, failOpen true lets everything through
@@ -699,6 +703,12 @@ func testCustom(w *securityWorld) {
 		})
 	}
 	denied := want{403, "denied", "denied by ext-authz"}
+
+	// Over gRPC the service's OK headers go to the upstream request, not
+	// the response; a denial's headers and body reach the caller.
+	e.apply("bookinfo", ext("ext-authz-grpc"))
+	converge("CUSTOM over gRPC: allow served, deny and none refused with the service's reason, the unselected path unchecked", map[string]want{
+		"allow": {200, "", "reviews-"}, "deny": denied, "none": denied, "unselected": {404, "", ""}})
 
 	e.apply("bookinfo", ext("ext-authz-http"))
 	converge("CUSTOM over HTTP: allow served with the service's header, deny and none refused, the unselected path unchecked", map[string]want{
