@@ -311,6 +311,11 @@ func registerWebhooks(t *testing.T, e *env, base string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The configurations are cluster-wide and fail closed: left behind, they
+	// would send the package's later tests to a pilot that has stopped.
+	t.Cleanup(func() {
+		_ = e.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), "mesh-sidecar-injector-test", metav1.DeleteOptions{})
+	})
 	_, err = e.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(e.ctx, &admissionregv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "mesh-validator-test"},
 		Webhooks: []admissionregv1.ValidatingWebhook{{
@@ -325,6 +330,9 @@ func registerWebhooks(t *testing.T, e *env, base string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = e.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), "mesh-validator-test", metav1.DeleteOptions{})
+	})
 	// Sanity: pilot's webhook certificate verifies against the bundle given to the API server.
 	pool := e.pilot.CA.RootPool()
 	conn, err := tls.Dial("tcp", strings.TrimPrefix(base, "https://"), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})

@@ -1,4 +1,4 @@
-package pilot_test
+package rolloutha_test
 
 import (
 	"context"
