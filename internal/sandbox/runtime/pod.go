@@ -15,9 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
-
-	"mesh.dev/mesh/internal/fallback"
 )
 
 // maxGrace caps a pod's termination grace period: the sandbox is thrown away
@@ -82,10 +79,6 @@ func (w *podWorker) run(ctx context.Context) {
 		w.fail(ctx, "NetworkSetupFailed", err)
 		return
 	}
-	// The node agent learns of the pod's network as a CNI plugin's ADD
-	// tells it, before any container runs.
-	w.rt.agent.Add(ctx, fallback.Pod{Pod: w.pod, IP: w.ip.String(), NetNS: []string{"ip", "netns", "exec", w.net.ns}})
-	defer w.rt.agent.Remove(w.pod.UID)
 	if err := w.setupFilesRetrying(ctx); err != nil {
 		w.fail(ctx, "CreateContainerConfigError", err)
 		return
@@ -380,8 +373,6 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 		s.running, s.ready, s.finished, s.exitCode = false, false, time.Now(), exitCode(err)
 		w.mu.Unlock()
 		close(done)
-		// A container event, as a CRI runtime sends one to its subscribers.
-		w.rt.agent.ContainerExited(w.pod.UID, s.spec.Name)
 	}()
 	return cmd, done, nil
 }
@@ -551,7 +542,8 @@ func (w *podWorker) stopAll(ctx context.Context) {
 	}
 }
 
-// report sends the pod's status when it differs from what was last sent.
+// report sends the pod's status when it differs from what was last sent. A
+// JSON merge patch replaces the lists whole, so no read-modify-write is needed.
 func (w *podWorker) report(ctx context.Context) {
 	w.mu.Lock()
 	st := w.statusLocked()
@@ -561,23 +553,12 @@ func (w *podWorker) report(ctx context.Context) {
 		return
 	}
 	w.mu.Lock()
-	last := w.lastSent
+	same := string(body) == string(w.lastSent)
 	w.mu.Unlock()
-	if string(body) == string(last) || ctx.Err() != nil {
+	if same || ctx.Err() != nil {
 		return
 	}
-	if last == nil {
-		last = []byte("{}")
-	}
-	// As the kubelet: a two-way strategic merge patch from what it last
-	// sent, so conditions of types it does not own (readiness gates, the
-	// fallback agent's mesh.io/SidecarFallback) are left as they are.
-	patch, err := strategicpatch.CreateTwoWayMergePatch(last, body, corev1.Pod{})
-	if err != nil {
-		w.rt.log.Warn("pod status patch not built", "pod", w.key(), "err", err)
-		return
-	}
-	_, err = w.rt.cs.CoreV1().Pods(w.pod.Namespace).Patch(ctx, w.pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	_, err = w.rt.cs.CoreV1().Pods(w.pod.Namespace).Patch(ctx, w.pod.Name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
 	if err != nil {
 		if ctx.Err() == nil {
 			w.rt.log.Warn("pod status not sent", "pod", w.key(), "err", err)
