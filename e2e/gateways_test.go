@@ -236,15 +236,31 @@ spec:
 		for _, del := range []func() error{
 			func() error { return nw.Gateways("bookinfo").Delete(ctx, "cross-network", metav1.DeleteOptions{}) },
 			func() error { return nw.Gateways("bookinfo").Delete(ctx, "egress", metav1.DeleteOptions{}) },
-			func() error { return nw.ServiceEntries("bookinfo").Delete(ctx, "ratings-remote", metav1.DeleteOptions{}) },
+			func() error {
+				return nw.ServiceEntries("bookinfo").Delete(ctx, "ratings-remote", metav1.DeleteOptions{})
+			},
 			func() error { return nw.ServiceEntries("bookinfo").Delete(ctx, "external", metav1.DeleteOptions{}) },
-			func() error { return nw.ServiceEntries("bookinfo").Delete(ctx, "secure-external", metav1.DeleteOptions{}) },
-			func() error { return nw.DestinationRules("bookinfo").Delete(ctx, "ratings-remote", metav1.DeleteOptions{}) },
-			func() error { return nw.DestinationRules("bookinfo").Delete(ctx, "egressgateway", metav1.DeleteOptions{}) },
-			func() error { return nw.VirtualServices("bookinfo").Delete(ctx, "api-external", metav1.DeleteOptions{}) },
-			func() error { return nw.VirtualServices("bookinfo").Delete(ctx, "mtls-external", metav1.DeleteOptions{}) },
-			func() error { return nw.VirtualServices("bookinfo").Delete(ctx, "secure-external", metav1.DeleteOptions{}) },
-			func() error { return sec.AuthorizationPolicies("bookinfo").Delete(ctx, "ratings-callers", metav1.DeleteOptions{}) },
+			func() error {
+				return nw.ServiceEntries("bookinfo").Delete(ctx, "secure-external", metav1.DeleteOptions{})
+			},
+			func() error {
+				return nw.DestinationRules("bookinfo").Delete(ctx, "ratings-remote", metav1.DeleteOptions{})
+			},
+			func() error {
+				return nw.DestinationRules("bookinfo").Delete(ctx, "egressgateway", metav1.DeleteOptions{})
+			},
+			func() error {
+				return nw.VirtualServices("bookinfo").Delete(ctx, "api-external", metav1.DeleteOptions{})
+			},
+			func() error {
+				return nw.VirtualServices("bookinfo").Delete(ctx, "mtls-external", metav1.DeleteOptions{})
+			},
+			func() error {
+				return nw.VirtualServices("bookinfo").Delete(ctx, "secure-external", metav1.DeleteOptions{})
+			},
+			func() error {
+				return sec.AuthorizationPolicies("bookinfo").Delete(ctx, "ratings-callers", metav1.DeleteOptions{})
+			},
 		} {
 			if err := del(); err != nil && !apierrors.IsNotFound(err) {
 				t.Errorf("clean up: %v", err)
@@ -255,7 +271,9 @@ spec:
 
 	// Any address of the pods' network the capture takes to the outbound
 	// listener of the port: the request's Host picks the route.
-	anywhere := func(port int) string { return net.JoinHostPort(strings.TrimSuffix(host, ".1")+".254", strconv.Itoa(port)) }
+	anywhere := func(port int) string {
+		return net.JoinHostPort(strings.TrimSuffix(host, ".1")+".254", strconv.Itoa(port))
+	}
 	expect := func(what string, c *http.Client, url string, ok func(code int, body string) bool) {
 		t.Helper()
 		e.waitFor(what, 2*time.Minute, func() (bool, string) {
@@ -278,9 +296,13 @@ spec:
 	t.Log("egress: productpage → egress gateway → external server on " + host)
 	from := "from " + egress.Status.PodIP
 	expect("HTTP through the egress gateway", e.fromPod(productpage, anywhere(80)), "http://api.external.example/",
-		func(code int, body string) bool { return code == http.StatusOK && body == "external saw api.external.example "+from })
+		func(code int, body string) bool {
+			return code == http.StatusOK && body == "external saw api.external.example "+from
+		})
 	expect("HTTP over mesh mTLS (ISTIO_MUTUAL) to the egress gateway", e.fromPod(productpage, anywhere(80)), "http://mtls.external.example/",
-		func(code int, body string) bool { return code == http.StatusOK && body == "external saw mtls.external.example "+from })
+		func(code int, body string) bool {
+			return code == http.StatusOK && body == "external saw mtls.external.example "+from
+		})
 	// The gateway's ISTIO_MUTUAL server: no mesh certificate, no request.
 	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
 		TLSClientConfig: &tls.Config{ServerName: "mtls.external.example", InsecureSkipVerify: true}}}
