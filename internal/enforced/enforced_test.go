@@ -1,6 +1,7 @@
 package enforced
 
 import (
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"sigs.k8s.io/yaml"
+
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 )
 
 // leaves lists every field path of md a user can set a value at, as
@@ -37,38 +40,54 @@ func leaves(md protoreflect.MessageDescriptor, path string, seen map[protoreflec
 }
 
 // TestEveryFieldClassified walks the descriptors of every accepted kind in
-// istio.io/api: a field no entry classifies fails here, so a field a new
-// API version adds cannot be accepted silently.
+// istio.io/api, and the Go types of mesh's own kinds (MetaRoute): a field
+// no entry classifies fails here, so a field a new API version adds cannot
+// be accepted silently.
 func TestEveryFieldClassified(t *testing.T) {
 	for kind, spec := range Specs {
 		var paths []string
 		leaves(spec.ProtoReflect().Descriptor(), "spec", map[protoreflect.FullName]bool{}, &paths)
-		for _, p := range paths {
-			if _, ok := Lookup(kind, p); !ok {
-				t.Errorf("%s %s: not classified; add it to the table (enforced, or not with a note saying what happens instead)", kind, p)
-			}
+		checkPaths(t, kind, paths)
+	}
+	// mesh's own kinds are Go types: their fields are walked by JSON name.
+	for kind, typ := range Types {
+		var paths []string
+		structLeaves(typ, "spec", map[reflect.Type]bool{}, &paths)
+		if len(paths) == 0 {
+			t.Fatalf("%s: no fields found in %v", kind, typ)
 		}
-		// Entries that name no field are stale: the API renamed or removed it.
-		valid := map[string]bool{}
-		for _, p := range paths {
-			for q := p; q != ""; {
-				valid[q] = true
-				i := strings.LastIndexByte(q, '.')
-				if i < 0 {
-					break
-				}
-				q = q[:i]
-			}
-		}
-		for p := range table[kind] {
-			if !valid[p] {
-				t.Errorf("%s %s: the table names a field the API does not have", kind, p)
-			}
-		}
+		checkPaths(t, kind, paths)
 	}
 	for kind := range table {
-		if Specs[kind] == nil {
-			t.Errorf("table kind %s is not in Specs", kind)
+		if Specs[kind] == nil && Types[kind] == nil {
+			t.Errorf("table kind %s is in neither Specs nor Types", kind)
+		}
+	}
+}
+
+// checkPaths fails on a field path no entry classifies and on an entry
+// naming no field.
+func checkPaths(t *testing.T, kind string, paths []string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, ok := Lookup(kind, p); !ok {
+			t.Errorf("%s %s: not classified; add it to the table (enforced, or not with a note saying what happens instead)", kind, p)
+		}
+	}
+	valid := map[string]bool{}
+	for _, p := range paths {
+		for q := p; q != ""; {
+			valid[q] = true
+			i := strings.LastIndexByte(q, '.')
+			if i < 0 {
+				break
+			}
+			q = q[:i]
+		}
+	}
+	for p := range table[kind] {
+		if !valid[p] {
+			t.Errorf("%s %s: the table names a field the API does not have", kind, p)
 		}
 	}
 }
@@ -147,6 +166,42 @@ func TestUnclassifiedSetFieldIsReported(t *testing.T) {
 	defer func() { table["AuthorizationPolicy"][p] = saved; pathInfos.Clear() }()
 	fs := Unenforced("AuthorizationPolicy", spec(t, "AuthorizationPolicy", `{rules: [{from: [{source: {serviceAccounts: [a]}}]}]}`))
 	if len(fs) != 1 || fs[0].Path != "spec.rules[0].from[0].source.serviceAccounts" || !strings.Contains(fs[0].Note, "not known") {
+		t.Errorf("findings %v; want the unclassified field reported as not known", fs)
+	}
+}
+
+// MetaRoute's fields are walked by their JSON names: mirror is reported
+// where it is set, the routes the mesh carries out are not, and a field
+// the table does not know (taken out here) is reported as not known.
+func TestStructNamesSetFields(t *testing.T) {
+	mr := func(y string) *meshnet.MetaRouteSpec {
+		t.Helper()
+		var s meshnet.MetaRouteSpec
+		if err := yaml.UnmarshalStrict([]byte(y), &s); err != nil {
+			t.Fatal(err)
+		}
+		return &s
+	}
+	cases := []struct {
+		spec string
+		want []string
+	}{
+		{`{hosts: [a], routes: [{name: r, match: {attributes: {method: {exact: Get}, x-tenant: {prefix: t}}}, route: [{destination: {host: a, subset: v1, port: {number: 9090}}, weight: 100}], timeout: 1s, retries: {attempts: 2, retryOn: reset}}]}`, nil},
+		{`{hosts: [a], routes: [{route: [{destination: {host: a}}]}, {route: [{destination: {host: a}}], mirror: {host: b}, mirrorPercentage: {value: 10}}]}`,
+			[]string{"spec.routes[1].mirror", "spec.routes[1].mirrorPercentage"}},
+	}
+	for _, c := range cases {
+		got := paths(Struct(meshnet.Kind, mr(c.spec)))
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s: unenforced %v, want %v", c.spec, got, c.want)
+		}
+	}
+	const p = "spec.routes.match.attributes.regex"
+	saved := table[meshnet.Kind][p]
+	delete(table[meshnet.Kind], p)
+	defer func() { table[meshnet.Kind][p] = saved }()
+	fs := Struct(meshnet.Kind, mr(`{hosts: [a], routes: [{match: {attributes: {method: {regex: "G.*"}}}, route: [{destination: {host: a}}]}]}`))
+	if len(fs) != 1 || fs[0].Path != "spec.routes[0].match.attributes[method].regex" || !strings.Contains(fs[0].Note, "not known") {
 		t.Errorf("findings %v; want the unclassified field reported as not known", fs)
 	}
 }

@@ -53,6 +53,25 @@ func (*NotEnforced) Analyze(ctx *analyze.Context) {
 			}
 		}
 	}
+	// mesh's own kinds (MetaRoute): their Go types' fields, by JSON name.
+	for kind := range enforced.Types {
+		for _, r := range ctx.ByKind(kind) {
+			if r.Object == nil {
+				continue
+			}
+			f := reflect.ValueOf(r.Object)
+			if f.Kind() != reflect.Pointer || f.Elem().Kind() != reflect.Struct {
+				continue
+			}
+			spec := f.Elem().FieldByName("Spec")
+			if !spec.IsValid() {
+				continue
+			}
+			for _, f := range enforced.Struct(kind, spec.Interface()) {
+				ctx.Report(analyze.NotEnforced, r, f.Path, "%s is not enforced: %s", f.Path, f.Note)
+			}
+		}
+	}
 	proxyConfigNotCarriedOut(ctx)
 }
 

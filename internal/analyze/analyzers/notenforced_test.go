@@ -45,6 +45,16 @@ func TestNotEnforced(t *testing.T) {
 		"MSH0003 VirtualService reviews.default spec.http[0].delegate", "MSH0003 VirtualService reviews.default spec.http[1].corsPolicy")
 	expect(t, "plain routes", run(t, &NotEnforced{}, svcReviews, depReviews, drReviews,
 		vs("reviews", `{hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}}]}]}`)))
+
+	// mesh's own MetaRoute, walked by its Go type's JSON names.
+	mr := func(spec string) string {
+		return `{apiVersion: networking.mesh.io/v1alpha1, kind: MetaRoute, metadata: {name: rpc, namespace: default}, spec: ` + spec + `}`
+	}
+	expect(t, "MetaRoute mirror", run(t, &NotEnforced{}, svcReviews,
+		mr(`{hosts: [reviews], routes: [{match: {attributes: {method: {exact: Get}}}, route: [{destination: {host: reviews}}], timeout: 1s}, {route: [{destination: {host: reviews}}], mirror: {host: reviews}, mirrorPercentage: {value: 5}}]}`)),
+		"MSH0003 MetaRoute rpc.default spec.routes[1].mirror", "MSH0003 MetaRoute rpc.default spec.routes[1].mirrorPercentage")
+	expect(t, "MetaRoute carried out", run(t, &NotEnforced{}, svcReviews,
+		mr(`{hosts: [reviews], routes: [{match: {attributes: {method: {prefix: Get}, x-tenant: {regex: "a.*"}}}, route: [{destination: {host: reviews, port: {number: 9080}}, weight: 100}], retries: {attempts: 1, retryOn: reset}}]}`)))
 }
 
 // TestProxyConfigAnnotationNotCarriedOut: of a pod template's
