@@ -133,6 +133,9 @@ func (e *env) dump() {
 				case s.State.Terminated != nil:
 					st = "terminated " + s.State.Terminated.Reason
 				}
+				if s.State.Running != nil && !s.Ready {
+					st += " (not ready)"
+				}
 				states = append(states, s.Name+"="+st)
 			}
 			e.t.Logf("pod %s/%s node=%s phase=%s ip=%s %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.PodIP, states)

@@ -50,6 +50,7 @@ type podWorker struct {
 	dir       string            // the pod's files: hosts, volumes
 	hostsFile string            // bind-mounted over /etc/hosts
 	vols      map[string]string // volume name → folder
+	events    map[string]*recordedEvent
 }
 
 func (w *podWorker) key() string { return w.pod.Namespace + "/" + w.pod.Name }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -132,6 +133,9 @@ func (w *podWorker) probeOnce(ctx context.Context, client *http.Client, s *procS
 		}
 		if pr.fails[k] > 0 {
 			w.rt.log.Debug("probe failed", "pod", w.key(), "container", s.spec.Name, "probe", k, "failures", pr.fails[k], "err", err)
+			ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			w.event(ectx, corev1.EventTypeWarning, "Unhealthy", fmt.Sprintf("%s probe failed (container %s): %v", k, s.spec.Name, err))
+			cancel()
 		}
 		switch k {
 		case startupProbe:
@@ -177,6 +181,9 @@ func threshold(n int32) int32 {
 func (w *podWorker) restartUnhealthy(s *procState, pr *prober, k probeKind, err error) {
 	pr.killed = true
 	w.rt.log.Info("container unhealthy: restarting it", "pod", w.key(), "container", s.spec.Name, "probe", k, "err", err)
+	ectx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	w.event(ectx, corev1.EventTypeNormal, "Killing", fmt.Sprintf("Container %s failed %s probe, will be restarted", s.spec.Name, strings.ToLower(k.String())))
+	cancel()
 	w.mu.Lock()
 	s.ready = false
 	cmd, done := s.cmd, s.done

@@ -2,7 +2,9 @@ package runtime_test
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,5 +74,43 @@ func TestProbesAsTheKubeletRunsThem(t *testing.T) {
 	}
 	if st := n.Status.ContainerStatuses; ready(n) || len(st) != 1 || st[0].State.Running == nil || (st[0].Started != nil && *st[0].Started) || st[0].RestartCount != 0 {
 		t.Errorf("never-starts: Ready %v, status %+v; want running, not started (its startup probe fails), so no readiness or liveness yet", ready(n), st)
+	}
+
+	// As `kubectl describe` shows them: each failing probe is one Unhealthy
+	// Event whose count grows, a restart by a probe a Killing Event, and a
+	// passing pod has neither.
+	events := func(p *corev1.Pod, reason string) []corev1.Event {
+		l, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name + ",reason=" + reason})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+	// The startup and liveness probes may fail too while the app binds its ports.
+	readiness := func() (evs []corev1.Event) {
+		for _, ev := range events(unready, "Unhealthy") {
+			if strings.HasPrefix(ev.Message, "Readiness probe failed") {
+				evs = append(evs, ev)
+			}
+		}
+		return evs
+	}
+	var evs []corev1.Event
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		if evs = readiness(); len(evs) != 1 || evs[0].Count >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(evs) != 1 || evs[0].Type != corev1.EventTypeWarning || evs[0].Count < 2 || !strings.Contains(evs[0].Message, "details") {
+		t.Errorf("unready: Unhealthy events %+v; want one Warning naming the readiness probe and container, counted as it keeps failing", evs)
+	}
+	if evs := events(dying, "Killing"); len(evs) == 0 || !strings.Contains(evs[0].Message, "failed liveness probe") {
+		t.Errorf("dying: Killing events %+v; want one saying the liveness probe failed", evs)
+	}
+	// Its startup probe may fail while the app is still binding its port.
+	for _, ev := range append(events(healthy, "Unhealthy"), events(healthy, "Killing")...) {
+		if !strings.HasPrefix(ev.Message, "Startup probe failed") {
+			t.Errorf("healthy: event %s %q; want none but a startup probe's", ev.Reason, ev.Message)
+		}
 	}
 }
