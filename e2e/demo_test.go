@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"mesh.dev/mesh/internal/sandbox"
@@ -75,6 +74,8 @@ type env struct {
 	rt   *runtime.Runtime
 	bin  string
 	root string
+	// runtimeLog is the sandbox runtime's own log, shown when a test fails.
+	runtimeLog string
 }
 
 func setup(t *testing.T) *env {
@@ -91,13 +92,15 @@ func setup(t *testing.T) *env {
 	if len(o.Images) != len(runtime.Binaries) {
 		t.Fatalf("bin/ has %v of %v: run `make build`", o.Images, runtime.Binaries)
 	}
+	var runtimeLog string
+	o.Logger, runtimeLog = sandboxtest.RuntimeLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rt, err := runtime.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, c: c, cs: kubernetes.NewForConfigOrDie(c.RESTConfig()), rt: rt, bin: bin, root: root}
+	e := &env{t: t, c: c, cs: kubernetes.NewForConfigOrDie(c.RESTConfig()), rt: rt, bin: bin, root: root, runtimeLog: runtimeLog}
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.dump()
@@ -118,43 +121,7 @@ func (e *env) mesh(timeout time.Duration, args ...string) (string, error) {
 	return string(out), err
 }
 
-func (e *env) dump() {
-	pods, err := e.cs.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
-	if err == nil {
-		for _, p := range pods.Items {
-			var states []string
-			for _, s := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
-				st := "?"
-				switch {
-				case s.State.Running != nil:
-					st = "running"
-				case s.State.Waiting != nil:
-					st = s.State.Waiting.Reason + ": " + s.State.Waiting.Message
-				case s.State.Terminated != nil:
-					st = "terminated " + s.State.Terminated.Reason
-				}
-				if s.State.Running != nil && !s.Ready {
-					st += " (not ready)"
-				}
-				states = append(states, s.Name+"="+st)
-			}
-			e.t.Logf("pod %s/%s node=%s phase=%s ip=%s %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.PodIP, states)
-		}
-	}
-	if evs, err := e.cs.CoreV1().Events("").List(context.Background(), metav1.ListOptions{FieldSelector: "type=Warning"}); err == nil {
-		for _, ev := range evs.Items {
-			e.t.Logf("event %s/%s %s: %s", ev.Namespace, ev.InvolvedObject.Name, ev.Reason, ev.Message)
-		}
-	}
-	files, _ := filepath.Glob(filepath.Join(e.rt.LogDir(), "*.log"))
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		if len(b) > 3000 {
-			b = b[len(b)-3000:]
-		}
-		e.t.Logf("--- %s\n%s", filepath.Base(f), b)
-	}
-}
+func (e *env) dump() { sandboxtest.Dump(e.t, e.cs, e.runtimeLog, e.rt.LogDir()) }
 
 // waitFor polls cond every half second until it holds or timeout passes.
 func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {

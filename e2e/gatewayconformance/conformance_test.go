@@ -97,13 +97,20 @@ func TestGatewayAPIConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Images[echoBinary] = filepath.Join(bin, echoBinary)
+	var runtimeLog string
+	o.Logger, runtimeLog = sandboxtest.RuntimeLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	rt, err := runtime.Start(ctx, o)
 	cancel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rt.Stop() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			sandboxtest.Dump(t, kubernetes.NewForConfigOrDie(c.RESTConfig()), runtimeLog, rt.LogDir())
+		}
+		rt.Stop()
+	})
 
 	// The install a user makes, but with ClusterIP Services for the
 	// Gateways: the sandbox has no load balancer to give a LoadBalancer an

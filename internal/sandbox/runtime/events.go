@@ -2,11 +2,13 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // eventRepeat is how long the same event on the same object is counted on
@@ -38,16 +40,13 @@ func (w *podWorker) event(ctx context.Context, typ, reason, message string) {
 	p := w.pod
 	events := w.rt.cs.CoreV1().Events(p.Namespace)
 	if prev != nil && now.Sub(prev.first) < eventRepeat {
-		ev, err := events.Get(ctx, prev.name, metav1.GetOptions{})
+		patch, _ := json.Marshal(map[string]any{"count": prev.count + 1, "lastTimestamp": metav1.NewTime(now)})
+		_, err := events.Patch(ctx, prev.name, types.MergePatchType, patch, metav1.PatchOptions{})
 		if err == nil {
-			ev.Count = prev.count + 1
-			ev.LastTimestamp = metav1.NewTime(now)
-			if _, err = events.Update(ctx, ev, metav1.UpdateOptions{}); err == nil {
-				w.mu.Lock()
-				prev.count++
-				w.mu.Unlock()
-				return
-			}
+			w.mu.Lock()
+			prev.count++
+			w.mu.Unlock()
+			return
 		}
 		w.rt.log.Debug("count event", "pod", w.key(), "reason", reason, "err", err)
 	}
