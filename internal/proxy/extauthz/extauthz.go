@@ -26,6 +26,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -80,9 +81,8 @@ type filter struct {
 	enabled       func(*httpfilter.Metadata) bool // filter_enabled_metadata; nil: every request
 	body          *bodySettings
 
-	grpcOnce sync.Once
-	grpcConn *grpc.ClientConn
-	grpcErr  error
+	grpcMu   sync.Mutex // held to replace grpcConn
+	grpcConn atomic.Pointer[grpc.ClientConn]
 
 	ok, denied, errored, failOpened *atomic.Int64
 }
@@ -385,25 +385,44 @@ func (f *filter) checkHTTP(ctx context.Context, s *httpfilter.Stream, body []byt
 	return d, nil
 }
 
+// conn is the channel to the gRPC service. One that is in transient
+// failure is replaced by a new one, whose first check dials at once: as
+// Envoy connects anew for a request while the service is down, a check
+// made after the service is back reaches it, where a kept channel would
+// fail every check until its reconnect backoff (up to two minutes) ran out.
 func (f *filter) conn() (*grpc.ClientConn, error) {
-	f.grpcOnce.Do(func() {
-		f.grpcConn, f.grpcErr = grpc.NewClient("passthrough:///"+f.name,
-			grpc.WithTransportCredentials(insecure.NewCredentials()), // the cluster's transport socket secures the connection
-			grpc.WithAuthority(f.authority),
-			grpc.WithIdleTimeout(time.Minute),
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-				c := f.cluster(f.name)
-				if c == nil {
-					return nil, errNoCluster
-				}
-				h, err := c.Pick(0, false, nil, "")
-				if err != nil {
-					return nil, err
-				}
-				return c.DialGRPC(ctx, h)
-			}))
-	})
-	return f.grpcConn, f.grpcErr
+	if cc := f.grpcConn.Load(); cc != nil && cc.GetState() != connectivity.TransientFailure {
+		return cc, nil
+	}
+	f.grpcMu.Lock()
+	defer f.grpcMu.Unlock()
+	old := f.grpcConn.Load()
+	if old != nil && old.GetState() != connectivity.TransientFailure {
+		return old, nil // another check replaced it
+	}
+	cc, err := grpc.NewClient("passthrough:///"+f.name,
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // the cluster's transport socket secures the connection
+		grpc.WithAuthority(f.authority),
+		grpc.WithIdleTimeout(time.Minute),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			c := f.cluster(f.name)
+			if c == nil {
+				return nil, errNoCluster
+			}
+			h, err := c.Pick(0, false, nil, "")
+			if err != nil {
+				return nil, err
+			}
+			return c.DialGRPC(ctx, h)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("ext_authz: gRPC channel to %s: %w", f.name, err)
+	}
+	if old != nil {
+		old.Close() // in transient failure: its checks fail fast already
+	}
+	f.grpcConn.Store(cc)
+	return cc, nil
 }
 
 func (f *filter) checkGRPC(ctx context.Context, s *httpfilter.Stream, body []byte) (decision, error) {
