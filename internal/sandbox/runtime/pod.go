@@ -75,6 +75,9 @@ func (w *podWorker) run(ctx context.Context) {
 		w.probed = append(w.probed, s)
 	}
 	w.mu.Unlock()
+	// Pending, not yet ready to start containers: as a kubelet reports a
+	// pod it has admitted, before its sandbox exists.
+	w.report(ctx)
 
 	if err := w.setupNetwork(ctx); err != nil {
 		w.fail(ctx, "NetworkSetupFailed", err)

@@ -91,7 +91,11 @@ func notReady(p *corev1.Pod) string {
 			if c.Status == corev1.ConditionTrue {
 				return ""
 			}
-			return " not Ready since " + c.LastTransitionTime.Format(time.TimeOnly) + ": " + c.Reason + " " + c.Message
+			since := ""
+			if !c.LastTransitionTime.IsZero() {
+				since = " since " + c.LastTransitionTime.Format(time.TimeOnly)
+			}
+			return " not Ready" + since + ": " + c.Reason + " " + c.Message
 		}
 	}
 	return " no Ready condition (the runtime never reported the pod)"
