@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,4 +181,44 @@ func updateUnderLoad(t *testing.T, delta bool) {
 	if _, ok := seen.Load("b"); !ok {
 		t.Fatal("no request reached cluster b: the updates did not take effect")
 	}
+}
+
+// TestRedialsTheControlPlaneWithinItsBackoff: while the control plane
+// accepts connections and drops them (a pilot restarting, a Service with
+// no endpoint yet), the proxy keeps redialling at its own xDS backoff, not
+// at gRPC's channel default (1 s growing to 120 s), during which it would
+// fail every stream without dialling and stay unconfigured long after the
+// control plane is back. Ten dials within the poll's 10 s take gRPC's
+// default about 45 s.
+func TestRedialsTheControlPlaneWithinItsBackoff(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dials atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			dials.Add(1)
+			c.Close()
+		}
+	}()
+	addr := l.Addr().String()
+	startProxy(t, addr)
+	eventually(t, "ten dials of the unreachable control plane", func() bool { return dials.Load() >= 10 })
+	l.Close()
+
+	// And once it answers, the proxy is configured from it.
+	port := freePort(t)
+	a := startUpstream(t, "a", nil)
+	cp := startControlPlane(t, addr)
+	cp.set(basicResources(t, port, []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, Action: routeTo("a")}},
+		map[string][]*upstream{"a": {a}}))
+	eventually(t, "routing to a from the control plane that came up", func() bool {
+		resp, err := client.Get(url(port, "/"))
+		return err == nil && resp.Header.Get("X-Upstream") == "a"
+	})
 }

@@ -289,7 +289,8 @@ func (p *Proxy) Start(ctx context.Context) error {
 			}
 			creds = credentials.NewTLS(p.opts.Identity.ClientTLS())
 		}
-		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(creds))
+		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(creds),
+			grpc.WithConnectParams(xdsclient.ConnectParams(p.opts.XDSBackoff[0], p.opts.XDSBackoff[1])))
 		if err != nil {
 			return fmt.Errorf("xds %s: %w", xdsAddr, err)
 		}

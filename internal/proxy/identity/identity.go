@@ -28,6 +28,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	securityapi "istio.io/api/security/v1alpha1"
@@ -110,7 +111,12 @@ func New(cfg Config) (*Manager, error) {
 	// The certificate service is reached without a client certificate: that is how a workload gets its first one.
 	conn, err := grpc.NewClient(cfg.CAAddress, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 		RootCAs: roots, ServerName: cfg.ServerName, MinVersion: tls.VersionTLS12,
-	})))
+	})), grpc.WithConnectParams(grpc.ConnectParams{
+		// The channel's own redials follow the request retries below (gRPC's
+		// default waits up to 120 s, failing every request meanwhile).
+		Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 30 * time.Second},
+		MinConnectTimeout: 10 * time.Second,
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("CA %s: %w", cfg.CAAddress, err)
 	}

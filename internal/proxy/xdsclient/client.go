@@ -17,6 +17,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 
 	"mesh.dev/mesh/internal/proxy/config"
@@ -75,15 +76,38 @@ func (c *Client) Status() (bool, error, map[string]string) {
 	return c.connected, c.lastErr, v
 }
 
-// Run keeps a stream open until ctx ends, reconnecting with jittered exponential backoff.
-func (c *Client) Run(ctx context.Context) {
-	minB, maxB := c.MinBackoff, c.MaxBackoff
+// Default reconnect backoff bounds, Envoy's for its xDS streams.
+const (
+	DefaultMinBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff = 30 * time.Second
+)
+
+// ConnectParams bounds the gRPC channel's own reconnects by the stream's
+// backoff (zero: the defaults). Left to gRPC's defaults the channel waits
+// up to 120 s between dials, and while it waits every new stream fails at
+// once: a proxy started while its control plane was unreachable for a
+// minute stayed unconfigured minutes after the control plane came back.
+func ConnectParams(minB, maxB time.Duration) grpc.ConnectParams {
+	minB, maxB = bounds(minB, maxB)
+	return grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: minB, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxB},
+		MinConnectTimeout: 10 * time.Second,
+	}
+}
+
+func bounds(minB, maxB time.Duration) (time.Duration, time.Duration) {
 	if minB == 0 {
-		minB = 500 * time.Millisecond
+		minB = DefaultMinBackoff
 	}
 	if maxB == 0 {
-		maxB = 30 * time.Second
+		maxB = DefaultMaxBackoff
 	}
+	return minB, maxB
+}
+
+// Run keeps a stream open until ctx ends, reconnecting with jittered exponential backoff.
+func (c *Client) Run(ctx context.Context) {
+	minB, maxB := bounds(c.MinBackoff, c.MaxBackoff)
 	backoff := minB
 	for ctx.Err() == nil {
 		start := time.Now()
