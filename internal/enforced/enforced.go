@@ -87,7 +87,7 @@ func Lookup(kind, path string) (Entry, bool) {
 func Unenforced(kind string, spec proto.Message) []Finding {
 	var out []Finding
 	ip := []byte("spec")
-	walk(kind, spec.ProtoReflect(), "spec", &ip, &out)
+	walk(kind, spec.ProtoReflect(), rootInfo(kind, "spec"), &ip, &out)
 	if ap, ok := spec.(*securityapi.AuthorizationPolicy); ok {
 		for i := range out {
 			if strings.HasPrefix(out[i].Path, "spec.rules[") {
@@ -112,7 +112,7 @@ func Unenforced(kind string, spec proto.Message) []Finding {
 func Fields(kind, path, prefix string, m protoreflect.Message) []Finding {
 	var out []Finding
 	ip := []byte(prefix)
-	walk(kind, m, path, &ip, &out)
+	walk(kind, m, rootInfo(kind, path), &ip, &out)
 	return out
 }
 
@@ -128,83 +128,141 @@ type pathInfo struct {
 	known      bool // an entry covers the path
 	exact      bool // the entry is the path's own
 	knownChild bool // an entry exists below the path
+	// kids caches the paths of this message's fields, by field number:
+	// looking a child up hashes a number, not the kind and path.
+	kids sync.Map // protoreflect.FieldNumber -> *pathInfo
+	// quiet says no field at or below this message can give a finding
+	// (every one is classified and carried out), so a walk skips it.
+	quietOnce sync.Once
+	quiet     bool
 }
 
-type pathKey struct {
-	kind, parent string
-	field        protoreflect.FieldNumber
+// isQuiet reports whether a walk of a message of type md at node in can
+// find nothing, whatever is set: it then need not look. Most of a
+// VirtualService or DestinationRule is such subtrees.
+func (in *pathInfo) isQuiet(kind string, md protoreflect.MessageDescriptor, depth int) bool {
+	in.quietOnce.Do(func() { in.quiet = quietBelow(kind, in, md, depth) })
+	return in.quiet
 }
 
-var pathInfos sync.Map // pathKey -> *pathInfo
-
-func infoOf(kind, parent string, fd protoreflect.FieldDescriptor) *pathInfo {
-	k := pathKey{kind, parent, fd.Number()}
-	if v, ok := pathInfos.Load(k); ok {
-		return v.(*pathInfo)
+func quietBelow(kind string, in *pathInfo, md protoreflect.MessageDescriptor, depth int) bool {
+	if depth > 20 {
+		return false // deep or recursive types are walked
 	}
-	p := parent + "." + fd.JSONName()
-	e, known := Lookup(kind, p)
-	_, exact := table[kind][p]
-	in := &pathInfo{path: p, entry: e, known: known, exact: exact, knownChild: hasKnownChild(kind, p)}
-	v, _ := pathInfos.LoadOrStore(k, in)
-	return v.(*pathInfo)
-}
-
-// walk appends to out the findings under m, at path (no indices); ip holds
-// the path with indices and is restored before walk returns.
-func walk(kind string, m protoreflect.Message, path string, ip *[]byte, out *[]Finding) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		in := infoOf(kind, path, fd)
-		mark := len(*ip)
-		*ip = append(append(*ip, '.'), fd.JSONName()...)
-		defer func() { *ip = (*ip)[:mark] }()
-		// An entry for an ancestor covers this field only where no entry
-		// below it says more (Sidecar's spec note and its enforced
-		// egress.hosts): then the walk goes on down.
-		covered := in.known && !in.entry.Enforced && (in.exact || !in.knownChild)
+	fields := md.Fields()
+	for i, n := 0, fields.Len(); i < n; i++ {
+		fd := fields.Get(i)
+		kid := infoOf(kind, in, fd)
+		if !kid.known || !kid.entry.Enforced {
+			return false
+		}
 		child := fd.Message()
 		if fd.IsMap() {
 			child = fd.MapValue().Message()
 		}
-		leaf := child == nil || child.FullName().Parent() == "google.protobuf"
-		switch {
-		case covered:
-			*out = append(*out, Finding{Path: string(*ip), Note: in.entry.Note})
+		if child != nil && child.FullName().Parent() != "google.protobuf" && !kid.isQuiet(kind, child, depth+1) {
+			return false
+		}
+	}
+	return true
+}
+
+type rootKey struct{ kind, path string }
+
+var roots sync.Map // rootKey -> *pathInfo
+
+// rootInfo is the node of the message at path (no indices) in kind, where
+// a walk starts.
+func rootInfo(kind, path string) *pathInfo {
+	k := rootKey{kind, path}
+	if v, ok := roots.Load(k); ok {
+		return v.(*pathInfo)
+	}
+	v, _ := roots.LoadOrStore(k, &pathInfo{path: path})
+	return v.(*pathInfo)
+}
+
+func infoOf(kind string, parent *pathInfo, fd protoreflect.FieldDescriptor) *pathInfo {
+	if v, ok := parent.kids.Load(fd.Number()); ok {
+		return v.(*pathInfo)
+	}
+	p := parent.path + "." + fd.JSONName()
+	e, known := Lookup(kind, p)
+	_, exact := table[kind][p]
+	in := &pathInfo{path: p, entry: e, known: known, exact: exact, knownChild: hasKnownChild(kind, p)}
+	v, _ := parent.kids.LoadOrStore(fd.Number(), in)
+	return v.(*pathInfo)
+}
+
+// walk appends to out the findings under m, whose node is parent; ip
+// holds the path with indices and is restored before walk returns. It
+// visits the set fields by index rather than through Range, whose
+// callback would be allocated for every message walked.
+func walk(kind string, m protoreflect.Message, parent *pathInfo, ip *[]byte, out *[]Finding) {
+	md := m.Descriptor()
+	if parent.isQuiet(kind, md, 0) {
+		return
+	}
+	fields := md.Fields()
+	for i, n := 0, fields.Len(); i < n; i++ {
+		fd := fields.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		mark := len(*ip)
+		walkField(kind, m.Get(fd), fd, infoOf(kind, parent, fd), ip, out)
+		*ip = (*ip)[:mark]
+	}
+}
+
+// walkField appends the findings of one set field, v, of node in.
+func walkField(kind string, v protoreflect.Value, fd protoreflect.FieldDescriptor, in *pathInfo, ip *[]byte, out *[]Finding) {
+	*ip = append(append(*ip, '.'), fd.JSONName()...)
+	// An entry for an ancestor covers this field only where no entry
+	// below it says more (Sidecar's spec note and its enforced
+	// egress.hosts): then the walk goes on down.
+	covered := in.known && !in.entry.Enforced && (in.exact || !in.knownChild)
+	child := fd.Message()
+	if fd.IsMap() {
+		child = fd.MapValue().Message()
+	}
+	leaf := child == nil || child.FullName().Parent() == "google.protobuf"
+	switch {
+	case covered:
+		*out = append(*out, Finding{Path: string(*ip), Note: in.entry.Note})
+		return
+	case leaf && !in.known:
+		*out = append(*out, Finding{Path: string(*ip), Note: unknownNote})
+		return
+	case leaf:
+		return
+	}
+	switch {
+	case fd.IsMap():
+		v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+			at := len(*ip)
+			*ip = append(append(append(*ip, '['), k.String()...), ']')
+			walk(kind, mv.Message(), in, ip, out)
+			*ip = (*ip)[:at]
 			return true
-		case leaf && !in.known:
+		})
+	case fd.IsList():
+		l := v.List()
+		for i := 0; i < l.Len(); i++ {
+			at := len(*ip)
+			*ip = append(strconv.AppendInt(append(*ip, '['), int64(i), 10), ']')
+			walk(kind, l.Get(i).Message(), in, ip, out)
+			*ip = (*ip)[:at]
+		}
+	default:
+		before := len(*out)
+		walk(kind, v.Message(), in, ip, out)
+		// A set message with no set fields (`corsPolicy: {}`) under an
+		// unclassified path still means something to its author.
+		if len(*out) == before && !in.known && !in.knownChild {
 			*out = append(*out, Finding{Path: string(*ip), Note: unknownNote})
-			return true
-		case leaf:
-			return true
 		}
-		switch {
-		case fd.IsMap():
-			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				at := len(*ip)
-				*ip = append(append(append(*ip, '['), k.String()...), ']')
-				walk(kind, mv.Message(), in.path, ip, out)
-				*ip = (*ip)[:at]
-				return true
-			})
-		case fd.IsList():
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				at := len(*ip)
-				*ip = append(strconv.AppendInt(append(*ip, '['), int64(i), 10), ']')
-				walk(kind, l.Get(i).Message(), in.path, ip, out)
-				*ip = (*ip)[:at]
-			}
-		default:
-			before := len(*out)
-			walk(kind, v.Message(), in.path, ip, out)
-			// A set message with no set fields (`corsPolicy: {}`) under an
-			// unclassified path still means something to its author.
-			if len(*out) == before && !in.known && !in.knownChild {
-				*out = append(*out, Finding{Path: string(*ip), Note: unknownNote})
-			}
-		}
-		return true
-	})
+	}
 }
 
 func hasKnownChild(kind, path string) bool {

@@ -162,8 +162,8 @@ func TestUnclassifiedSetFieldIsReported(t *testing.T) {
 	const p = "spec.rules.from.source.serviceAccounts"
 	saved := table["AuthorizationPolicy"][p]
 	delete(table["AuthorizationPolicy"], p)
-	pathInfos.Clear() // the walk's per-path memo was taken from the full table
-	defer func() { table["AuthorizationPolicy"][p] = saved; pathInfos.Clear() }()
+	roots.Clear() // the walk's per-path memo was taken from the full table
+	defer func() { table["AuthorizationPolicy"][p] = saved; roots.Clear() }()
 	fs := Unenforced("AuthorizationPolicy", spec(t, "AuthorizationPolicy", `{rules: [{from: [{source: {serviceAccounts: [a]}}]}]}`))
 	if len(fs) != 1 || fs[0].Path != "spec.rules[0].from[0].source.serviceAccounts" || !strings.Contains(fs[0].Note, "not known") {
 		t.Errorf("findings %v; want the unclassified field reported as not known", fs)
