@@ -282,7 +282,8 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 	case "admissionregistration.k8s.io/MutatingWebhookConfiguration":
 		o := &admissionv1.MutatingWebhookConfiguration{ObjectMeta: d.meta(m, "")}
 		for _, wh := range d.webhooks(m) {
-			o.Webhooks = append(o.Webhooks, admissionv1.MutatingWebhook{Name: wh.Name, ClientConfig: wh.ClientConfig})
+			o.Webhooks = append(o.Webhooks, admissionv1.MutatingWebhook{Name: wh.Name, ClientConfig: wh.ClientConfig,
+				NamespaceSelector: wh.NamespaceSelector, ObjectSelector: wh.ObjectSelector})
 		}
 		obj = o
 	case "admissionregistration.k8s.io/ValidatingWebhookConfiguration":
@@ -314,8 +315,8 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 // ConfigMap holding what the mesh's injector puts into pods.
 const InjectorConfigMap = "mesh-sidecar-injector"
 
-// webhooks decodes each webhook's name and the Service its client config
-// calls.
+// webhooks decodes each webhook's name, the Service its client config
+// calls and its namespace and object selectors.
 func (d *kubeDecoder) webhooks(m map[string]any) []admissionv1.ValidatingWebhook {
 	var out []admissionv1.ValidatingWebhook
 	for i, w := range d.list(m, "webhooks", "") {
@@ -337,9 +338,40 @@ func (d *kubeDecoder) webhooks(m map[string]any) []admissionv1.ValidatingWebhook
 				wh.ClientConfig.Service = ref
 			}
 		}
+		wh.NamespaceSelector = d.labelSelector(wm, "namespaceSelector", p)
+		wh.ObjectSelector = d.labelSelector(wm, "objectSelector", p)
 		out = append(out, wh)
 	}
 	return out
+}
+
+// labelSelector decodes a metav1.LabelSelector (nil when absent).
+func (d *kubeDecoder) labelSelector(m map[string]any, k, path string) *metav1.LabelSelector {
+	sm := d.obj(m, k, path)
+	if sm == nil {
+		return nil
+	}
+	p := path + "." + k
+	sel := &metav1.LabelSelector{MatchLabels: d.strMap(sm, "matchLabels", p)}
+	for i, e := range d.list(sm, "matchExpressions", p) {
+		ep := fmt.Sprintf("%s.matchExpressions[%d]", p, i)
+		em, ok := e.(map[string]any)
+		if !ok {
+			d.fail(ep, "an object", e)
+			continue
+		}
+		req := metav1.LabelSelectorRequirement{Key: d.str(em, "key", ep), Operator: metav1.LabelSelectorOperator(d.str(em, "operator", ep))}
+		for j, v := range d.list(em, "values", ep) {
+			s, ok := v.(string)
+			if !ok {
+				d.fail(fmt.Sprintf("%s.values[%d]", ep, j), "a string", v)
+				continue
+			}
+			req.Values = append(req.Values, s)
+		}
+		sel.MatchExpressions = append(sel.MatchExpressions, req)
+	}
+	return sel
 }
 
 func (d *kubeDecoder) policyTarget(m map[string]any, path string) *typeapi.PolicyTargetReference {

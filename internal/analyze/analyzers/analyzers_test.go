@@ -88,8 +88,10 @@ const svcMultiPort = `{apiVersion: v1, kind: Service, metadata: {name: web}, spe
 func TestPortSelector(t *testing.T) {
 	expect(t, "port given", run(t, &PortSelector{}, svcMultiPort, gwIngress,
 		vs("a", `{hosts: [www.example.com], gateways: [gw], http: [{route: [{destination: {host: web, port: {number: 80}}}]}]}`)))
+	// Sidecar routes too, as Istio reports them.
 	expect(t, "mesh only", run(t, &PortSelector{}, svcMultiPort,
-		vs("a", `{hosts: [web], http: [{route: [{destination: {host: web}}]}]}`)))
+		vs("a", `{hosts: [web], http: [{route: [{destination: {host: web}}]}]}`)),
+		"IST0112 VirtualService a.default spec.http[0].route[0].destination.port")
 	expect(t, "missing", run(t, &PortSelector{}, svcMultiPort, gwIngress,
 		vs("a", `{hosts: [www.example.com], gateways: [gw], http: [{route: [{destination: {host: web}}]}]}`)),
 		"IST0112 VirtualService a.default spec.http[0].route[0].destination.port")
@@ -120,7 +122,7 @@ func TestInjection(t *testing.T) {
 	}
 	expect(t, "labelled and injected", run(t, &Injection{},
 		ns("a", `{mesh-injection: enabled}`), ns("b", `{istio-injection: enabled}`), ns("c", `{mesh.io/rev: canary}`),
-		ns("d", `{mesh-injection: disabled}`), ns("kube-system", `{}`),
+		ns("d", `{mesh-injection: disabled}`), ns("e", `{istio-injection: "false"}`), ns("kube-system", `{}`),
 		pod("p", "a", `[{name: app}, {name: mesh-proxy}]`, `{}`),
 		pod("q", "b", `[{name: app}, {name: istio-proxy}]`, `{}`),
 		pod("r", "a", `[{name: app}]`, `{sidecar.mesh.io/inject: "false"}`),
@@ -134,11 +136,19 @@ func TestInjection(t *testing.T) {
 }
 
 func TestPortNames(t *testing.T) {
+	// As Istio reads a port: UDP is UDP; appProtocol, when set, is read
+	// as the name would be; a well-known port (SMTP, DNS, MySQL, MongoDB)
+	// named for nothing is TCP.
 	expect(t, "conventional", run(t, &PortNames{},
-		`{apiVersion: v1, kind: Service, metadata: {name: s}, spec: {ports: [{name: http, port: 80}, {name: grpc-web-x, port: 81}, {name: db, port: 5432, appProtocol: postgresql}]}}`))
+		`{apiVersion: v1, kind: Service, metadata: {name: s}, spec: {ports: [{name: http, port: 80}, {name: grpc-web-x, port: 81}, {name: db, port: 5432, appProtocol: tcp},
+		  {name: dns, port: 5353, protocol: UDP}, {name: db, port: 3306}, {name: api, port: 8080, appProtocol: kubernetes.io/h2c}, {name: proxy, port: 3128, appProtocol: http_proxy}]}}`))
 	expect(t, "unconventional", run(t, &PortNames{},
-		`{apiVersion: v1, kind: Service, metadata: {name: s}, spec: {ports: [{name: web, port: 80}, {port: 81}, {name: httpx, port: 82}]}}`),
-		"IST0118 Service s.default spec.ports[0].name", "IST0118 Service s.default spec.ports[1].name", "IST0118 Service s.default spec.ports[2].name")
+		`{apiVersion: v1, kind: Service, metadata: {name: s}, spec: {ports: [{name: web, port: 80}, {port: 81}, {name: httpx, port: 82}, {name: db, port: 5432, appProtocol: postgresql}]}}`),
+		"IST0118 Service s.default spec.ports[0].name", "IST0118 Service s.default spec.ports[1].name", "IST0118 Service s.default spec.ports[2].name",
+		"IST0118 Service s.default spec.ports[3].name")
+	// An ExternalName Service's ports are IST0150's.
+	expect(t, "ExternalName", run(t, &PortNames{},
+		`{apiVersion: v1, kind: Service, metadata: {name: ext}, spec: {type: ExternalName, externalName: api.example.com, ports: [{name: web, port: 80}]}}`))
 }
 
 func TestServicePorts(t *testing.T) {

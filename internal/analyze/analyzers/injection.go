@@ -41,8 +41,16 @@ func NamespaceInjected(labels map[string]string) bool {
 	return (rev || irev) && labels[InjectionLabel] != "disabled" && labels[IstioInjectionLabel] != "disabled"
 }
 
+// namespaceOptedOut reports a namespace whose injection label says
+// anything but enabled: as for Istio, its owner chose, and IST0102 does
+// not ask again.
 func namespaceOptedOut(labels map[string]string) bool {
-	return labels[InjectionLabel] == "disabled" || labels[IstioInjectionLabel] == "disabled"
+	for _, k := range []string{InjectionLabel, IstioInjectionLabel} {
+		if v := labels[k]; v != "" && v != "enabled" {
+			return true
+		}
+	}
+	return false
 }
 
 // HasProxy reports whether a container list includes the proxy.

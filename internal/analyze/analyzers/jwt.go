@@ -23,7 +23,7 @@ func (*JWT) Metadata() analyze.Metadata {
 		Codes: []*analyze.MessageType{analyze.JwtFailureDueToInvalidServicePortPrefix, analyze.JwtClaimBasedRoutingWithoutRequestAuthN}}
 }
 
-var httpProtocols = map[string]bool{"http": true, "http2": true, "https": true, "grpc": true, "grpc-web": true}
+var httpProtocols = map[string]bool{"http": true, "http_proxy": true, "http2": true, "https": true, "grpc": true, "grpc-web": true}
 
 // Analyze runs the checks.
 func (*JWT) Analyze(ctx *analyze.Context) {

@@ -19,29 +19,54 @@ func (*PortNames) Metadata() analyze.Metadata {
 		Codes: []*analyze.MessageType{analyze.PortNameIsNotUnderNamingConvention}}
 }
 
-// protocolPrefixes are the port-name prefixes that select a protocol.
-var protocolPrefixes = []string{"http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "mysql", "redis", "udp"}
+// protocolNames are the names (a port name's prefix before "-", or an
+// appProtocol) that select a protocol, as Istio parses them, with the
+// appProtocol values mesh's pilot also reads (h2c and Kubernetes'
+// kubernetes.io/h1 and kubernetes.io/h2c) and thrift, each to the
+// protocol it selects.
+var protocolNames = map[string]string{
+	"http": "http", "http_proxy": "http_proxy", "http2": "http2", "https": "https", "grpc": "grpc",
+	"tcp": "tcp", "tls": "tls", "udp": "udp", "mongo": "mongo", "mysql": "mysql", "redis": "redis",
+	"thrift": "thrift", "h2c": "http2", "kubernetes.io/h2c": "http2", "http1.1": "http", "kubernetes.io/h1": "http",
+}
 
-// PortProtocol returns the protocol a Service port selects by appProtocol
-// or name, and "" when neither says.
+// wellKnownPorts are TCP by default when nothing names their protocol
+// (SMTP, DNS, MySQL, MongoDB), as for Istio.
+var wellKnownPorts = map[int32]bool{25: true, 53: true, 3306: true, 27017: true}
+
+// PortProtocol returns the protocol a Service port selects, as Istio
+// works it out: a UDP port is "udp"; otherwise its appProtocol, when set,
+// else its name, is read up to the first "-" (grpc-web whole); a
+// well-known port named for nothing is "tcp". It returns "" when nothing
+// selects a protocol.
 func PortProtocol(p corev1.ServicePort) string {
-	if p.AppProtocol != nil && *p.AppProtocol != "" {
-		return strings.ToLower(*p.AppProtocol)
+	if p.Protocol == corev1.ProtocolUDP {
+		return "udp"
 	}
 	name := strings.ToLower(p.Name)
-	best := ""
-	for _, pre := range protocolPrefixes {
-		if (name == pre || strings.HasPrefix(name, pre+"-")) && len(pre) > len(best) {
-			best = pre
-		}
+	if p.AppProtocol != nil {
+		name = strings.ToLower(*p.AppProtocol)
 	}
-	return best
+	if name == "grpc-web" || strings.HasPrefix(name, "grpc-web-") {
+		return "grpc-web"
+	}
+	if i := strings.IndexByte(name, '-'); i >= 0 {
+		name = name[:i]
+	}
+	if proto, ok := protocolNames[name]; ok {
+		return proto
+	}
+	if wellKnownPorts[p.Port] {
+		return "tcp"
+	}
+	return ""
 }
 
 // Analyze runs the checks.
 func (*PortNames) Analyze(ctx *analyze.Context) {
 	for _, svc := range ctx.Services() {
-		if systemNamespaces[svc.Namespace] {
+		// ExternalName Services get IST0150 instead, as from Istio.
+		if systemNamespaces[svc.Namespace] || svc.Service.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
 		for i, p := range svc.Service.Spec.Ports {

@@ -9,13 +9,14 @@ import (
 	"mesh.dev/mesh/internal/analyze"
 )
 
-// PortSelector reports gateway VirtualService destinations that name a
-// Service with several ports but no port (IST0112).
+// PortSelector reports VirtualService destinations (routes and mirrors,
+// mesh or gateway) that name a Service or ServiceEntry host with several
+// ports but no port (IST0112), as Istio does.
 type PortSelector struct{}
 
 // Metadata describes the analyzer.
 func (*PortSelector) Metadata() analyze.Metadata {
-	return analyze.Metadata{Name: "virtualservice.DestinationPort", Description: "Checks gateway routes say which port of a multi-port service to use",
+	return analyze.Metadata{Name: "virtualservice.DestinationPort", Description: "Checks routes say which port of a multi-port service to use",
 		Codes: []*analyze.MessageType{analyze.VirtualServiceDestinationPortSelectorRequired}}
 }
 
@@ -23,7 +24,7 @@ func (*PortSelector) Metadata() analyze.Metadata {
 func (*PortSelector) Analyze(ctx *analyze.Context) {
 	for _, r := range ctx.ByKind("VirtualService") {
 		vs, ok := r.Object.(*networking.VirtualService)
-		if !ok || len(vs.Spec.Gateways) == 0 || onlyMesh(vs) {
+		if !ok {
 			continue
 		}
 		ForEachDestination(vs, func(path DestinationPath, d *v1alpha3.Destination) {
@@ -31,20 +32,11 @@ func (*PortSelector) Analyze(ctx *analyze.Context) {
 				return
 			}
 			h, ok := ctx.LookupHost(d.Host, r.Namespace)
-			if !ok || h.Service == nil || len(h.Ports) < 2 {
+			if !ok || (h.Service == nil && h.ServiceEntry == nil) || len(h.Ports) < 2 {
 				return
 			}
 			ctx.Report(analyze.VirtualServiceDestinationPortSelectorRequired, r, path.String()+".port",
 				"This VirtualService routes to a service %q that exposes multiple ports [%s]. Specifying a port in the destination is required to disambiguate: set port.number", d.Host, strings.ReplaceAll(portList(h.Ports), ", ", " "))
 		})
 	}
-}
-
-func onlyMesh(vs *networking.VirtualService) bool {
-	for _, g := range vs.Spec.Gateways {
-		if g != "mesh" {
-			return false
-		}
-	}
-	return true
 }
