@@ -51,6 +51,7 @@ type podWorker struct {
 	hostsFile string            // bind-mounted over /etc/hosts
 	vols      map[string]string // volume name → folder
 	events    map[string]*recordedEvent
+	svcMu     sync.Mutex // held while the pod's service rules are loaded
 }
 
 func (w *podWorker) key() string { return w.pod.Namespace + "/" + w.pod.Name }

@@ -164,6 +164,10 @@ func (s *services) refresh(ctx context.Context) {
 // sync brings one pod's hosts file and (once its init containers ran) its
 // service rules up to date.
 func (s *services) sync(ctx context.Context, w *podWorker) {
+	// The worker and a refresh both sync a pod: one iptables-restore at a
+	// time in its namespace, or the jump into the chain can go in twice.
+	w.svcMu.Lock()
+	defer w.svcMu.Unlock()
 	s.mu.Lock()
 	rules, hosts := s.rules, s.hosts
 	s.mu.Unlock()
@@ -188,13 +192,15 @@ func (s *services) sync(ctx context.Context, w *podWorker) {
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() == nil {
-			s.rt.log.Warn("service rules not loaded", "pod", w.key(), "err", err, "out", strings.TrimSpace(string(out)))
+			s.rt.log.Warn("service rules not loaded; trying again", "pod", w.key(), "err", err, "out", strings.TrimSpace(string(out)))
+			s.retry()
 		}
 		return
 	}
 	if exec.CommandContext(ctx, "ip", "netns", "exec", pn.ns, "iptables", "-t", "nat", "-C", "OUTPUT", "-j", serviceChain).Run() != nil {
 		if err := run(ctx, "ip", "netns", "exec", pn.ns, "iptables", "-t", "nat", "-A", "OUTPUT", "-j", serviceChain); err != nil {
-			s.rt.log.Warn("service rules not hooked", "pod", w.key(), "err", err)
+			s.rt.log.Warn("service rules not hooked; trying again", "pod", w.key(), "err", err)
+			s.retry()
 			return
 		}
 	}
@@ -202,6 +208,11 @@ func (s *services) sync(ctx context.Context, w *podWorker) {
 	s.applied[pn.ns] = rules
 	s.mu.Unlock()
 }
+
+// retry refreshes again a second from now: a pod whose rules did not load
+// must not wait for the next change to a Service or EndpointSlice, which may
+// never come, with every ClusterIP unreachable from it meanwhile.
+func (s *services) retry() { time.AfterFunc(time.Second, s.poke) }
 
 func (s *services) forget(ns string) {
 	s.mu.Lock()
