@@ -10,6 +10,7 @@ import (
 
 	analyzecmd "mesh.dev/mesh/commands/analyze"
 	"mesh.dev/mesh/commands/cmdutil"
+	dashboardcmd "mesh.dev/mesh/commands/dashboard"
 	installcmd "mesh.dev/mesh/commands/install"
 	"mesh.dev/mesh/commands/kubeinject"
 	"mesh.dev/mesh/commands/manifest"
@@ -62,6 +63,7 @@ Istio's configuration API and Envoy's xDS and admin APIs.`,
 		tag.NewCommand(ctx),
 		analyzecmd.NewCommand(ctx),
 		kubeinject.NewCommand(ctx),
+		dashboardcmd.NewCommand(ctx),
 	)
 	cmdutil.MarkUsage(root)
 	return root

@@ -1,5 +1,6 @@
 // Package debug serves pilot's debug and metrics HTTP endpoints (port 15014):
-// /debug/syncz, /debug/config_dump, /metrics, /ready and /version.
+// /debug/syncz, /debug/config_dump, /debug/rolloutz, /metrics, /ready,
+// /version, and at / the list of them.
 package debug
 
 import (
@@ -55,6 +56,17 @@ func Handler(s *xds.Server, g prometheus.Gatherer, ready func() error) http.Hand
 	})
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, version.Get())
+	})
+	// The page `mesh dashboard controlz` opens: what this server answers.
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = fmt.Fprint(w, "mesh-pilot debug endpoints:\n"+
+			"  /debug/syncz             the proxies connected to this replica and what each has ACKed\n"+
+			"  /debug/config_dump?proxyID=ID  what this replica sent proxy ID\n"+
+			"  /debug/rolloutz          the staged rollouts this replica runs (/history for their steps)\n"+
+			"  /metrics                 Prometheus metrics\n"+
+			"  /ready                   readiness\n"+
+			"  /version                 build information\n")
 	})
 	return mux
 }

@@ -61,6 +61,13 @@ func TestDebugEndpoints(t *testing.T) {
 	if code, body := get(t, web.URL, "/ready"); code != http.StatusServiceUnavailable || !strings.Contains(body, "snapshot") {
 		t.Errorf("/ready before any snapshot: %d %q", code, body)
 	}
+	// The index `mesh dashboard controlz` opens lists the endpoints; only "/" is it.
+	if code, body := get(t, web.URL, "/"); code != http.StatusOK || !strings.Contains(body, "/debug/syncz") || !strings.Contains(body, "/metrics") {
+		t.Errorf("/: %d %q, want the list of endpoints", code, body)
+	}
+	if code, _ := get(t, web.URL, "/nope"); code != http.StatusNotFound {
+		t.Errorf("/nope: %d, want 404", code)
+	}
 	w := pilottest.NewWorld("default")
 	if err := w.AddFile(filepath.Join("../../../../shared/fixtures/bookinfo", "bookinfo.yaml")); err != nil {
 		t.Fatal(err)
