@@ -32,6 +32,8 @@ type network struct {
 	bridge  string
 	gateway netip.Addr
 	free    []netip.Addr
+	// stateDir keeps the last address given (lockDir; a test's own folder).
+	stateDir string
 }
 
 func run(ctx context.Context, args ...string) error {
@@ -72,9 +74,13 @@ func claimNetwork(ctx context.Context) (*network, error) {
 		}
 		n := &network{subnet: x, lock: f, bridge: fmt.Sprintf("msbr%d", x),
 			gateway: netip.AddrFrom4([4]byte{198, 18, byte(x), 1})}
-		for i := 2; i < 255; i++ {
-			n.free = append(n.free, netip.AddrFrom4([4]byte{198, 18, byte(x), byte(i)}))
-		}
+		// As host-local IPAM does, addresses are handed out round-robin from
+		// the last one given, also across runtimes on this subnet: the API
+		// server still lists the last runtime's pods at their addresses
+		// until they are started again, and webhooks, endpoints and proxies
+		// that dialled an old address must not reach a different pod there.
+		n.stateDir = lockDir
+		n.fillFree()
 		// Deleting a namespace only unlinks its name: a dead runtime's
 		// containers would run on beside ours, on our addresses.
 		n.killLeftoverPods(ctx)
@@ -174,7 +180,36 @@ func (n *network) allocate() (netip.Addr, error) {
 	}
 	a := n.free[0]
 	n.free = n.free[1:]
+	// Best effort: a runtime that cannot write it starts from .2 next time.
+	_ = os.WriteFile(n.lastGivenFile(), []byte(strconv.Itoa(int(a.As4()[3]))), 0o644)
 	return a, nil
+}
+
+// fillFree lists the subnet's pod addresses, starting after the last given.
+func (n *network) fillFree() {
+	last := n.lastGiven()
+	n.free = n.free[:0]
+	for i := 0; i < 253; i++ {
+		n.free = append(n.free, netip.AddrFrom4([4]byte{198, 18, byte(n.subnet), byte(2 + (last-1+i)%253)}))
+	}
+}
+
+func (n *network) lastGivenFile() string {
+	return filepath.Join(n.stateDir, fmt.Sprintf("subnet-%d.last", n.subnet))
+}
+
+// lastGiven is the last octet of the address last handed out on this
+// subnet, 1 (none: start at .2) when unknown.
+func (n *network) lastGiven() int {
+	b, err := os.ReadFile(n.lastGivenFile())
+	if err != nil {
+		return 1
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || v < 2 || v > 254 {
+		return 1
+	}
+	return v
 }
 
 func (n *network) release(a netip.Addr) { n.free = append(n.free, a) }
