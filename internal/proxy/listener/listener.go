@@ -740,12 +740,19 @@ func (m *Manager) Listeners() map[string]string {
 	return out
 }
 
+// addrPort is a connection's address as Envoy reports it. A Go listener on
+// 0.0.0.0 is a dual-stack IPv6 socket, which gives IPv4 peers as
+// ::ffff:a.b.c.d; Envoy turns such a mapped address back into the IPv4 one,
+// and so does this, once, where the connection is accepted: access logs,
+// RBAC, ext_authz, X-Forwarded-For and every filter see a.b.c.d:port.
 func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
+		ap = ta.AddrPort()
+	} else {
+		ap, _ = netip.ParseAddrPort(a.String())
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // metaConn carries connection facts to the HTTP handler.

@@ -16,6 +16,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/telemetry"
+	"mesh.dev/mesh/internal/pilot/xds"
 	"mesh.dev/mesh/internal/proxy/accesslog"
 )
 
@@ -149,4 +150,79 @@ func readLog(t *testing.T, path string, n int) []map[string]any {
 		lines[0], lines[1] = lines[1], lines[0]
 	}
 	return lines
+}
+
+// TestAccessLogShowsIPv4Peers: the sidecar's capture listener bound on
+// 0.0.0.0, as pilot writes it (a Go listener on the IPv4 wildcard is
+// dual-stack), logs IPv4 peers as Envoy does: downstream_remote_address
+// and downstream_local_address are a.b.c.d:port, never ::ffff:a.b.c.d, in
+// the JSON log and in Istio's default text line; and the gRPC
+// authorization service is told the same source address.
+func TestAccessLogShowsIPv4Peers(t *testing.T) {
+	for _, enc := range []string{"JSON", "TEXT"} {
+		t.Run(enc, func(t *testing.T) {
+			logPath := filepath.Join(t.TempDir(), "access.log")
+			w := authzWorld(t, "grpc-authz", false)
+			mc, err := telemetry.ParseMesh([]byte("accessLogFile: "+logPath+"\naccessLogEncoding: "+enc+"\n"), "mesh")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mc.ExtensionProviders = w.In.Mesh.ExtensionProviders
+			w.In.Mesh = mc
+			authority, err := ca.NewSelfSigned("mesh", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := make(chan string, 4)
+			a := &failingAuthz{seen: seen}
+			a.start(t)
+			t.Cleanup(a.stop)
+			h := startInboundOpts(t, w, pushContext(w), "reviews-v1", authority, userApp(t), inboundOpts{anyAddr: true,
+				endpoints: map[string]netip.AddrPort{xds.OutboundClusterName(authzGRPCPort, "", authzHost): a.addr}})
+			if got := h.ask(t, "/reviews/1", "alice"); got.code != 200 {
+				t.Fatalf("GET /reviews/1: %d %q", got.code, got.body)
+			}
+			if src := <-seen; !isIPv4Port(src) {
+				t.Errorf("CheckRequest source address %q; want a.b.c.d:port", src)
+			}
+			accesslog.Flush()
+			var remote, local string
+			deadline := time.Now().Add(10 * time.Second)
+			for remote == "" && time.Now().Before(deadline) {
+				accesslog.Flush()
+				data, _ := os.ReadFile(logPath)
+				line := strings.TrimSpace(string(data))
+				switch {
+				case line == "":
+					time.Sleep(20 * time.Millisecond)
+					continue
+				case enc == "JSON":
+					m := map[string]any{}
+					if err := json.Unmarshal([]byte(line), &m); err != nil {
+						t.Fatalf("access log line is not JSON: %v: %q", err, line)
+					}
+					remote, local = str(m["downstream_remote_address"]), str(m["downstream_local_address"])
+				default:
+					// Istio's default format ends "... %UPSTREAM_HOST% %UPSTREAM_LOCAL_ADDRESS%
+					// %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%".
+					f := strings.Fields(line)
+					if len(f) < 6 {
+						t.Fatalf("access log line %q: want Istio's default format", line)
+					}
+					local, remote = f[len(f)-4], f[len(f)-3]
+				}
+				if !isIPv4Port(remote) || !isIPv4Port(local) {
+					t.Errorf("access log line %q: downstream remote %q, local %q; want a.b.c.d:port", line, remote, local)
+				}
+			}
+			if remote == "" {
+				t.Fatal("no access log line")
+			}
+		})
+	}
+}
+
+func isIPv4Port(s string) bool {
+	ap, err := netip.ParseAddrPort(s)
+	return err == nil && ap.Addr().Is4()
 }

@@ -83,6 +83,7 @@ func startInboundPath(t *testing.T, w *pilottest.World, pc *xds.PushContext, pod
 type inboundOpts struct {
 	noLean    bool
 	endpoints map[string]netip.AddrPort
+	anyAddr   bool // bind the capture listener on 0.0.0.0, as pilot writes it, not on 127.0.0.1
 }
 
 func startInboundOpts(t *testing.T, w *pilottest.World, pc *xds.PushContext, podPrefix string, authority *ca.Authority, app netip.AddrPort, o inboundOpts) *inbound {
@@ -108,6 +109,9 @@ func startInboundOpts(t *testing.T, w *pilottest.World, pc *xds.PushContext, pod
 		}
 		moved := onLoopback(t, []types.Resource{l})[0].(*listenerv3.Listener)
 		sa := moved.GetAddress().GetSocketAddress()
+		if o.anyAddr {
+			sa.Address = "0.0.0.0"
+		}
 		h.addr = net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
 		listeners = append(listeners, moved)
 	}
