@@ -312,3 +312,14 @@ func TestMeshConfigFiles(t *testing.T) {
 		t.Errorf("--timeout 0s: exit %d, want 64:\n%s", code, out)
 	}
 }
+
+// A CUSTOM policy's provider with a field pilot does not carry out
+// (clearRouteCache) is reported on the policy, naming the provider field.
+func TestCustomProviderFieldNotCarriedOut(t *testing.T) {
+	const dir = "testdata/mesh/"
+	out, code := run(t, "", "--use-kube=false", dir+"custom.yaml", "--meshConfigFile", dir+"extauthz.yaml")
+	if code != 0 || !strings.Contains(out, "Warning [MSH0003]") || !strings.Contains(out, `provider "opa"`) ||
+		!strings.Contains(out, "envoyExtAuthzGrpc.clearRouteCache: routes are not recomputed") || strings.Contains(out, "failOpen") {
+		t.Errorf("clearRouteCache on the CUSTOM policy's provider: exit %d, want 0 with a MSH0003 warning naming the field:\n%s", code, out)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	meshapi "istio.io/api/mesh/v1alpha1"
 	securityapi "istio.io/api/security/v1beta1"
 
@@ -62,15 +64,50 @@ func ResolveProvider(mesh *meshapi.MeshConfig, names []string, serviceKnown func
 	return p, host, nil
 }
 
+// ProviderFields says, for every field of the envoyExtAuthzHttp and
+// envoyExtAuthzGrpc providers (by JSON name), what pilot does with it: ""
+// when it carries it out, else what happens instead. A test walks the
+// providers' descriptors, so a field a newer istio.io/api adds is not
+// passed over in silence; a set field the table lacks is reported too.
+var ProviderFields = map[string]string{
+	"service": "", "port": "", "timeout": "", "pathPrefix": "", "failOpen": "", "statusOnError": "",
+	"includeHeadersInCheck": "", "includeRequestHeadersInCheck": "", "includeAdditionalHeadersInCheck": "",
+	"includeRequestBodyInCheck": "", "headersToUpstreamOnAllow": "", "headersToDownstreamOnDeny": "",
+	"headersToDownstreamOnAllow": "",
+	"clearRouteCache":            "routes are not recomputed after the check changes the request's headers; the route matched before the check is used",
+}
+
 // ProviderFinding says why a CUSTOM policy's provider cannot be used under
-// the mesh config (nil when it can, or the policy is not CUSTOM), for
-// analyze and pilot's status; serviceKnown may be nil (not checked).
+// the mesh config, or which of the provider's set fields pilot does not
+// carry out (nil when neither, or the policy is not CUSTOM), for analyze
+// and pilot's status; serviceKnown may be nil (not checked).
 func ProviderFinding(ap *securityapi.AuthorizationPolicy, mesh *meshapi.MeshConfig, serviceKnown func(ns, host string) bool) *enforced.Finding {
 	if ap.GetAction() != securityapi.AuthorizationPolicy_CUSTOM {
 		return nil
 	}
-	if _, _, err := ResolveProvider(mesh, []string{ap.GetProvider().GetName()}, serviceKnown); err != nil {
+	p, _, err := ResolveProvider(mesh, []string{ap.GetProvider().GetName()}, serviceKnown)
+	if err != nil {
 		return &enforced.Finding{Path: "spec.provider.name", Note: err.Error()}
 	}
-	return nil
+	var msg proto.Message = p.GetEnvoyExtAuthzGrpc()
+	kind := "envoyExtAuthzGrpc"
+	if h := p.GetEnvoyExtAuthzHttp(); h != nil {
+		msg, kind = h, "envoyExtAuthzHttp"
+	}
+	var notes []string
+	msg.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		note, known := ProviderFields[fd.JSONName()]
+		if !known {
+			note = "a field this mesh does not know, so not carried out"
+		}
+		if note != "" {
+			notes = append(notes, fmt.Sprintf("%s.%s: %s", kind, fd.JSONName(), note))
+		}
+		return true
+	})
+	if len(notes) == 0 {
+		return nil
+	}
+	sort.Strings(notes)
+	return &enforced.Finding{Path: "spec.provider.name", Note: fmt.Sprintf("provider %q in meshConfig.extensionProviders sets %s", p.GetName(), strings.Join(notes, "; "))}
 }

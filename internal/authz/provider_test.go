@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	meshapi "istio.io/api/mesh/v1alpha1"
 	securityapi "istio.io/api/security/v1beta1"
 )
@@ -39,5 +40,47 @@ func TestProviderFinding(t *testing.T) {
 	}
 	if f := ProviderFinding(&securityapi.AuthorizationPolicy{}, mesh, nil); f != nil {
 		t.Errorf("ALLOW policy: %v", f)
+	}
+}
+
+// TestProviderFieldsClassified walks the ext_authz providers' descriptors:
+// a field ProviderFields does not classify fails, so a new provider field
+// in istio.io/api is decided on, not ignored.
+func TestProviderFieldsClassified(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range []proto.Message{&meshapi.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider{}, &meshapi.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider{}} {
+		fs := m.ProtoReflect().Descriptor().Fields()
+		for i := 0; i < fs.Len(); i++ {
+			name := fs.Get(i).JSONName()
+			seen[name] = true
+			if _, ok := ProviderFields[name]; !ok {
+				t.Errorf("%s.%s: not in ProviderFields; say whether pilot carries it out", m.ProtoReflect().Descriptor().Name(), name)
+			}
+		}
+	}
+	for name := range ProviderFields {
+		if !seen[name] {
+			t.Errorf("ProviderFields names %s, which neither provider has", name)
+		}
+	}
+}
+
+// A provider field pilot does not carry out is reported on every CUSTOM
+// policy that uses the provider, naming the field; the policy is still
+// checked (the field changes no decision).
+func TestProviderFieldNotCarriedOut(t *testing.T) {
+	custom := &securityapi.AuthorizationPolicy{Action: securityapi.AuthorizationPolicy_CUSTOM, ActionDetail: &securityapi.AuthorizationPolicy_Provider{Provider: &securityapi.AuthorizationPolicy_ExtensionProvider{Name: "opa"}}}
+	for _, p := range []*meshapi.MeshConfig_ExtensionProvider{
+		{Name: "opa", Provider: &meshapi.MeshConfig_ExtensionProvider_EnvoyExtAuthzGrpc{EnvoyExtAuthzGrpc: &meshapi.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider{Service: "opa.authz.svc.cluster.local", Port: 9191, ClearRouteCache: true}}},
+		{Name: "opa", Provider: &meshapi.MeshConfig_ExtensionProvider_EnvoyExtAuthzHttp{EnvoyExtAuthzHttp: &meshapi.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider{Service: "opa.authz.svc.cluster.local", Port: 8181, ClearRouteCache: true, FailOpen: true}}},
+	} {
+		mesh := &meshapi.MeshConfig{ExtensionProviders: []*meshapi.MeshConfig_ExtensionProvider{p}}
+		f := ProviderFinding(custom, mesh, nil)
+		if f == nil || f.Path != "spec.provider.name" || !strings.Contains(f.Note, ".clearRouteCache: routes are not recomputed") || strings.Contains(f.Note, "failOpen") {
+			t.Errorf("%v: %v; want clearRouteCache reported, nothing else", p, f)
+		}
+		if _, _, err := ResolveProvider(mesh, []string{"opa"}, nil); err != nil {
+			t.Errorf("%v: %v; want the provider used", p, err)
+		}
 	}
 }
