@@ -1,9 +1,11 @@
 package pilotinterop
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"testing"
@@ -173,5 +175,74 @@ func TestCustomExtAuthzGRPCFailOpen(t *testing.T) {
 			a.start(t)
 			upAgain("service started again")
 		})
+	}
+}
+
+// TestCustomThenDenyThenAllow: Istio's order on one workload, CUSTOM, then
+// DENY, then ALLOW. The authorization service is asked first, and its
+// denial is what a caller gets even where a DENY would also refuse or no
+// ALLOW admits; a request it allows is then refused by a DENY rule or by
+// the ALLOW policy not naming the caller.
+func TestCustomThenDenyThenAllow(t *testing.T) {
+	authority, err := ca.NewSelfSigned("mesh", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 16)
+	a := &failingAuthz{seen: seen}
+	a.start(t)
+	t.Cleanup(a.stop)
+	w := authzWorld(t, "grpc-authz", false)
+	if err := w.AddYAML([]byte(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-second-review, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/reviews/2"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: productpage-only, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: ALLOW
+  rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/bookinfo-productpage"]}}]}]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	h := startInboundOpts(t, w, pushContext(w), "reviews-v1", authority, userApp(t),
+		inboundOpts{endpoints: map[string]netip.AddrPort{xds.OutboundClusterName(authzGRPCPort, "", authzHost): a.addr}})
+	for _, tc := range []struct {
+		sa, path, user string
+		code           int
+	}{
+		{"bookinfo-productpage", "/reviews/1", "alice", 200}, // every stage passes
+		{"bookinfo-productpage", "/reviews/2", "alice", 403}, // allowed by the service, then DENY
+		{"bookinfo-productpage", "/reviews/2", "bob", 401},   // the service's denial comes first
+		{"bookinfo-ratings", "/reviews/1", "alice", 403},     // allowed by the service, then no ALLOW names ratings
+		{"bookinfo-ratings", "/reviews/1", "bob", 401},       // the service's denial comes first
+	} {
+		for len(seen) > 0 {
+			<-seen
+		}
+		conn, err := h.dial(t, netip.AddrPortFrom(h.podIP, 9080), "default", tc.sa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: reviews:9080\r\nX-User: %s\r\nConnection: close\r\n\r\n", tc.path, tc.user)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%s as %s/%s: %v", tc.path, tc.sa, tc.user, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("GET %s from %s as %s: %d; want %d", tc.path, tc.sa, tc.user, resp.StatusCode, tc.code)
+		}
+		if len(seen) == 0 {
+			t.Errorf("GET %s from %s as %s: the authorization service was not asked; CUSTOM comes first", tc.path, tc.sa, tc.user)
+		}
 	}
 }
