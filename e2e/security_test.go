@@ -587,8 +587,8 @@ func testJWT(w *securityWorld) {
 	w.converge("no policy on productpage: both served", 200, 200)
 }
 
-// securityMesh is the demo profile with the ext-authz service as three
-// providers (HTTP failing closed and open, gRPC) and a file access log
+// securityMesh is the demo profile with the ext-authz service as four
+// providers (HTTP and gRPC, each failing closed and open) and a file access log
 // that shows AUDIT's mark, for a Telemetry to select.
 const securityMesh = `apiVersion: install.istio.io/v1alpha1
 kind: IstioOperator
@@ -613,6 +613,11 @@ spec:
       envoyExtAuthzGrpc:
         service: ext-authz.bookinfo.svc.cluster.local
         port: 9000
+    - name: ext-authz-grpc-open
+      envoyExtAuthzGrpc:
+        service: ext-authz.bookinfo.svc.cluster.local
+        port: 9000
+        failOpen: true
     - name: audit-log
       envoyFileAccessLog:
         path: /dev/stdout
@@ -662,9 +667,10 @@ func (w *securityWorld) withSecurityMesh() {
 // app's ext-authz role (a pod of the mesh, reached over mTLS) over Envoy's
 // gRPC and HTTP protocols: the allowed request served with the service's header,
 // denied ones refused with its status and reason, a path the policy does
-// not select never checked; with the service down, failOpen false refuses
-// even what it would allow, failOpen true lets everything through
-// unchecked; when it is back, its decisions are made again.
+// not select never checked; with the service down, over either protocol,
+// failOpen false refuses even what it would allow, failOpen true lets
+// everything through unchecked; when it is back, its decisions are made
+// again.
 func testCustom(w *securityWorld) {
 	e, t := w.e, w.e.t
 	ext := func(provider string) []byte {
@@ -731,9 +737,20 @@ func testCustom(w *securityWorld) {
 	e.apply("bookinfo", ext("ext-authz-http-open"))
 	converge("the service down, failOpen true: everything served, unchecked", map[string]want{
 		"allow": {200, "", "reviews-"}, "deny": {200, "", "reviews-"}, "none": {200, "", "reviews-"}})
+	e.apply("bookinfo", ext("ext-authz-grpc"))
+	converge("the service down, gRPC, failOpen false: everything the policy selects refused (403), unchecked", map[string]want{
+		"allow": {403, "", ""}, "deny": {403, "", ""}, "unselected": {404, "", ""}})
+	e.apply("bookinfo", ext("ext-authz-grpc-open"))
+	converge("the service down, gRPC, failOpen true: everything served, unchecked", map[string]want{
+		"allow": {200, "", "reviews-"}, "deny": {200, "", "reviews-"}, "none": {200, "", "reviews-"}})
 	scale(1)
 	e.adopt("bookinfo", 2)
-	converge("the service back: its decisions again", map[string]want{
+	// The gRPC channel failed all through the outage; checks reach the
+	// service again once it is back.
+	converge("the service back, gRPC: its decisions again", map[string]want{
+		"allow": {200, "", "reviews-"}, "deny": denied, "none": denied})
+	e.apply("bookinfo", ext("ext-authz-http-open"))
+	converge("the service back, HTTP: its decisions again", map[string]want{
 		"allow": {200, "allowed", "reviews-"}, "deny": denied, "none": denied})
 	w.deleteObject("authorizationpolicies", "ext")
 	w.converge("no policy on productpage: both served", 200, 200)
