@@ -253,9 +253,17 @@ func TestRolloutReplicasAgreeOnTheStage(t *testing.T) {
 	})
 	statusOn(b, "Released by the new leader", func(s rollout.Status) bool { return s.Phase == rollout.Released })
 	onSubsets("released", onB, "v2,v2,v2")
-	cm, err := kube.CoreV1().ConfigMaps(livepilot.Namespace).Get(ctx, "mesh-pilot-rollouts", metav1.GetOptions{})
-	if err != nil || !strings.Contains(cm.Data["VirtualService_default_reviews"], `"phase":"Released"`) {
-		t.Errorf("the new leader did not keep the release in the cluster: %v %v", err, cm.Data)
+	// The state is written to its ConfigMap after the step, not with it.
+	var kept map[string]string
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		cm, err := kube.CoreV1().ConfigMaps(livepilot.Namespace).Get(ctx, "mesh-pilot-rollouts", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		kept = cm.Data
+		return strings.Contains(cm.Data["VirtualService_default_reviews"], `"phase":"Released"`), nil
+	}); err != nil {
+		t.Errorf("the new leader did not keep the release in the cluster: %v", kept)
 	}
 
 	// A third replica, which does not lead, has a proxy that refuses
