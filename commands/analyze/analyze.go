@@ -123,11 +123,9 @@ func (o *Options) Complete(cmd *cobra.Command, args []string) error {
 	}
 	o.mesh = analyze.DefaultMesh()
 	if o.MeshConfigFile != "" {
-		mc, err := analyze.LoadMeshConfig(o.MeshConfigFile)
-		if err != nil {
+		if err := o.mesh.LoadConfig(o.MeshConfigFile); err != nil {
 			return meshFileError("--meshConfigFile", err)
 		}
-		o.mesh.Config, o.mesh.ConfigFile = mc, o.MeshConfigFile
 	}
 	if o.MeshNetworksFile != "" {
 		if err := o.mesh.LoadNetworks(o.MeshNetworksFile); err != nil {

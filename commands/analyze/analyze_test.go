@@ -307,6 +307,17 @@ func TestMeshConfigFiles(t *testing.T) {
 		strings.Contains(out, "registry Kubernetes in network east") {
 		t.Errorf("--meshNetworksFile with an unknown registry: exit %d, want 79 with IST0126 for west only:\n%s", code, out)
 	}
+	// A deprecated MeshConfig field is IST0002 at its line, as istioctl
+	// reports its Lightstep provider; the rest of the file is not.
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"deprecated.yaml")
+	if code != 0 || !strings.Contains(out, "Warning [IST0002] (MeshConfig meshconfig.platform testdata/mesh/deprecated.yaml:10) extensionProviders[1].lightstep: Deprecated: field extensionProviders[1].lightstep is deprecated") ||
+		strings.Count(out, "IST0002") != 1 {
+		t.Errorf("--meshConfigFile with a Lightstep provider: exit %d, want 0 with one IST0002 at its line:\n%s", code, out)
+	}
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"meshconfig.yaml")
+	if strings.Contains(out, "IST0002") {
+		t.Errorf("--meshConfigFile without deprecated fields: exit %d, want no IST0002:\n%s", code, out)
+	}
 	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--timeout", "0s")
 	if code != cli.ExitUsage || !strings.Contains(out, "--timeout") {
 		t.Errorf("--timeout 0s: exit %d, want 64:\n%s", code, out)

@@ -22,9 +22,9 @@ type Mesh struct {
 	// ConfigFile and NetworksFile name where they were read from, for
 	// messages ("" when not given).
 	ConfigFile, NetworksFile string
-	// networksText is the MeshNetworks file as read, for the lines of
-	// findings about it.
-	networksText []byte
+	// networksText and configText are the files as read, for the lines
+	// of findings about them.
+	networksText, configText []byte
 }
 
 // DefaultMesh is the configuration when no file is given.
@@ -51,6 +51,28 @@ func LoadMeshConfig(path string) (*meshapi.MeshConfig, error) {
 		mc.RootNamespace = RootNamespace
 	}
 	return mc, nil
+}
+
+// ConfigLine is the line the --meshConfigFile's content starts at, where
+// the Locator looks for the fields of findings about it.
+func (m *Mesh) ConfigLine() int { return resource.FirstContentLine(m.configText) }
+
+// LoadConfig reads a MeshConfig file (see LoadMeshConfig) into m, keeping
+// its text for the lines of findings about it.
+func (m *Mesh) LoadConfig(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	mc := &meshapi.MeshConfig{}
+	if err := loadProto(path, data, mc, "MeshConfig"); err != nil {
+		return err
+	}
+	if mc.RootNamespace == "" {
+		mc.RootNamespace = RootNamespace
+	}
+	m.Config, m.ConfigFile, m.configText = mc, path, data
+	return nil
 }
 
 // LoadNetworks reads a MeshNetworks file (the "networks:" map of

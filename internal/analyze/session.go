@@ -69,6 +69,9 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 	if req.Mesh != nil && req.Mesh.NetworksFile != "" {
 		idx.AddDocument(req.Mesh.NetworksFile, req.Mesh.networksText)
 	}
+	if req.Mesh != nil && req.Mesh.ConfigFile != "" && req.Mesh.configText != nil {
+		idx.AddDocument(req.Mesh.ConfigFile, req.Mesh.configText)
+	}
 	if len(req.Paths) > 0 {
 		err := resource.WalkPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin), Index: idx},
 			func(_ int, raws []*resource.Raw) error { return b.Add(raws) })

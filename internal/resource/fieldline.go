@@ -78,6 +78,11 @@ func (x *Index) AddDocument(name string, data []byte) {
 	x.add(name, data, ok, []int{firstContentLine(data)})
 }
 
+// FirstContentLine returns the line where a document added with
+// AddDocument starts for the Locator: its first line that is neither
+// blank nor a comment.
+func FirstContentLine(data []byte) int { return firstContentLine(data) }
+
 // firstContentLine returns the line of the first line that is neither
 // blank nor a comment.
 func firstContentLine(data []byte) int {

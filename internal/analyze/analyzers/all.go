@@ -13,7 +13,7 @@ func All() []analyze.Analyzer {
 		&Injection{}, &PortNames{}, &ServicePorts{}, &Sidecars{}, &Gateways{},
 		&ServiceEntryAddresses{}, &WorkloadSelectors{}, &Annotations{},
 		&MeshNetworks{}, &MTLSConflicts{}, &ServerVerification{}, &InjectionLabels{}, &ImageAuto{},
-		&ExternalNamePorts{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
+		&ExternalNamePorts{}, &MeshConfigDeprecations{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
 		&Webhooks{}, &IngressSubsets{}, &InternalGateways{}, &IneffectiveSelectors{}, &ServiceEntryProtocols{}, &ProxyImages{}, &GatewaySelectors{},
 		&GatewayAPIReferences{}, &GatewayAPIConditions{}, &GatewayAPICRDs{},
 		&RetryAmplification{}, &SidecarScope{}, &MetaRoutes{}, &NotEnforced{},
