@@ -190,6 +190,9 @@ func (o *Options) Run(ctx context.Context) error {
 		if err := xds.CheckOutboundTrafficPolicy(mc); err != nil {
 			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
 		}
+		if err := xds.CheckProtocolDetectionTimeout(mc); err != nil {
+			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
+		}
 	}
 	if mc.RootNamespace == "" {
 		mc.RootNamespace = o.Namespace

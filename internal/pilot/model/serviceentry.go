@@ -39,7 +39,7 @@ func fromServiceEntry(se *networkingv1.ServiceEntry) []*Service {
 				Name:       p.Name,
 				Port:       p.Number,
 				TargetPort: p.TargetPort,
-				Protocol:   ParseProtocol(p.Protocol, p.Name),
+				Protocol:   ParseProtocol(p.Number, p.Protocol, p.Name),
 			})
 		}
 		out = append(out, svc)

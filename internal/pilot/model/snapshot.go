@@ -41,6 +41,10 @@ const (
 	// with the Thrift codec routes its requests by MetaRoutes (Istio
 	// proxies it as TCP).
 	ProtocolThrift Protocol = "THRIFT"
+	// ProtocolAuto is a port whose protocol nothing declares (Istio's
+	// "UnsupportedProtocol"): the proxies detect it per connection, HTTP/1.x
+	// and HTTP/2 from the first bytes, anything else TCP.
+	ProtocolAuto Protocol = "AUTO"
 )
 
 // IsHTTP reports whether traffic on the protocol is routed by HTTP rules.
@@ -48,10 +52,22 @@ func (p Protocol) IsHTTP() bool {
 	return p == ProtocolHTTP || p == ProtocolHTTP2 || p == ProtocolGRPC
 }
 
+// MaybeHTTP reports whether a connection on the port may be routed by HTTP
+// rules: a declared HTTP protocol, or one detected on the connection.
+func (p Protocol) MaybeHTTP() bool { return p.IsHTTP() || p == ProtocolAuto }
+
+// serverFirstPorts are the ports Istio takes as TCP when nothing declares
+// their protocol: their usual protocols speak first from the server (SMTP,
+// DNS, MySQL, MongoDB), which detection on the client's first bytes would
+// stall.
+var serverFirstPorts = map[uint32]bool{25: true, 53: true, 3306: true, 27017: true}
+
 // ParseProtocol infers a port's protocol from appProtocol or the name prefix
-// ("http-web", "grpc", ...), defaulting to TCP as Istio does. Thrift is
-// named "thrift", "thrift-*" or "tcp-thrift-*" (a name Istio reads as TCP).
-func ParseProtocol(appProtocol, name string) Protocol {
+// ("http-web", "grpc", "tcp", ...), as Istio does: a port neither declares
+// is ProtocolAuto (detected per connection), except the server-first ports
+// 25, 53, 3306 and 27017, which are TCP. Thrift is named "thrift",
+// "thrift-*" or "tcp-thrift-*" (a name Istio reads as TCP).
+func ParseProtocol(port uint32, appProtocol, name string) Protocol {
 	cand := strings.ToLower(appProtocol)
 	if cand == "" {
 		cand = strings.ToLower(name)
@@ -63,20 +79,28 @@ func ParseProtocol(appProtocol, name string) Protocol {
 		}
 	}
 	switch cand {
-	case "http", "http1.1", "kubernetes.io/h1":
+	case "http", "http1.1", "kubernetes.io/h1", "kubernetes.io/ws":
 		return ProtocolHTTP
 	case "http2", "h2c", "kubernetes.io/h2c":
 		return ProtocolHTTP2
 	case "grpc", "grpc-web":
 		return ProtocolGRPC
-	case "https":
+	case "https", "kubernetes.io/wss":
 		return ProtocolHTTPS
 	case "tls":
 		return ProtocolTLS
 	case "thrift":
 		return ProtocolThrift
+	case "tcp", "udp", "mongo", "mysql", "redis":
+		// Declared, and not HTTP: detection never runs. Istio's filters
+		// for mongo, mysql and redis are off by default, so it proxies
+		// them as TCP; a TCP port named udp-* is not detected either.
+		return ProtocolTCP
 	}
-	return ProtocolTCP
+	if serverFirstPorts[port] {
+		return ProtocolTCP
+	}
+	return ProtocolAuto
 }
 
 // Resolution says how a proxy finds the endpoints of a service.
@@ -431,7 +455,7 @@ func fromKubeService(ks *corev1.Service) *Service {
 		if p.AppProtocol != nil {
 			app = *p.AppProtocol
 		}
-		port := Port{Name: p.Name, Port: uint32(p.Port), Protocol: ParseProtocol(app, p.Name)}
+		port := Port{Name: p.Name, Port: uint32(p.Port), Protocol: ParseProtocol(uint32(p.Port), app, p.Name)}
 		if p.TargetPort.IntVal > 0 {
 			port.TargetPort = uint32(p.TargetPort.IntVal)
 		}

@@ -32,23 +32,33 @@ const defaultConnectTimeout = 10 * time.Second
 // and the DestinationRule that applies.
 func (pc *PushContext) outboundClusters(svc *model.Service, proxyNS string) []*item {
 	dr := pc.destinationRule(proxyNS, svc)
-	return memo(&pc.mu, pc.clusters, svc.Hostname+"|"+ruleKey(dr)+"|"+strconv.Itoa(int(svc.Resolution)), func() []*item { return pc.buildOutboundClusters(svc, dr) })
+	return memo(&pc.mu, pc.clusters, svc.Hostname+"|"+ruleKey(dr)+"|"+strconv.Itoa(int(svc.Resolution)), func() []*item { return pc.buildOutboundClusters(svc, dr, false) })
 }
 
-func (pc *PushContext) buildOutboundClusters(svc *model.Service, dr *networkingv1.DestinationRule) []*item {
+// routerClusters are outboundClusters as a gateway gets them: a port whose
+// protocol is detected is spoken to in HTTP/1.1, not in the client's
+// protocol, as istiod writes it for gateways (detection runs only in
+// sidecars, and a gateway's clients negotiate h2 by ALPN that the app
+// behind a port with no declared protocol may not speak).
+func (pc *PushContext) routerClusters(svc *model.Service, proxyNS string) []*item {
+	dr := pc.destinationRule(proxyNS, svc)
+	return memo(&pc.mu, pc.clusters, svc.Hostname+"|"+ruleKey(dr)+"|"+strconv.Itoa(int(svc.Resolution))+"|router", func() []*item { return pc.buildOutboundClusters(svc, dr, true) })
+}
+
+func (pc *PushContext) buildOutboundClusters(svc *model.Service, dr *networkingv1.DestinationRule, router bool) []*item {
 	var out []*item
 	for _, p := range svc.Ports {
 		var policy *networkingapi.TrafficPolicy
 		if dr != nil {
 			policy = dr.Spec.TrafficPolicy
 		}
-		out = append(out, newItem(OutboundClusterName(p.Port, "", svc.Hostname), withConfigRef(pc.buildCluster(svc, p, "", policy), dr)))
+		out = append(out, newItem(OutboundClusterName(p.Port, "", svc.Hostname), withConfigRef(pc.buildCluster(svc, p, "", policy, router), dr)))
 		if dr == nil {
 			continue
 		}
 		for _, ss := range dr.Spec.Subsets {
 			merged := mergePolicy(dr.Spec.TrafficPolicy, ss.TrafficPolicy)
-			out = append(out, newItem(OutboundClusterName(p.Port, ss.Name, svc.Hostname), withConfigRef(pc.buildCluster(svc, p, ss.Name, merged), dr)))
+			out = append(out, newItem(OutboundClusterName(p.Port, ss.Name, svc.Hostname), withConfigRef(pc.buildCluster(svc, p, ss.Name, merged, router), dr)))
 		}
 	}
 	return out
@@ -120,7 +130,7 @@ func firstNonNil[T any](a, b *T) *T {
 	return b
 }
 
-func (pc *PushContext) buildCluster(svc *model.Service, port model.Port, subset string, tp *networkingapi.TrafficPolicy) *clusterv3.Cluster {
+func (pc *PushContext) buildCluster(svc *model.Service, port model.Port, subset string, tp *networkingapi.TrafficPolicy, router bool) *clusterv3.Cluster {
 	name := OutboundClusterName(port.Port, subset, svc.Hostname)
 	tp = portPolicy(tp, port.Port)
 	c := &clusterv3.Cluster{
@@ -164,12 +174,19 @@ func (pc *PushContext) buildCluster(svc *model.Service, port model.Port, subset 
 			},
 		}
 	}
+	sniffed := port.Protocol == model.ProtocolAuto && !router
+	if sniffed {
+		// HTTP detected on the port goes upstream in the protocol the
+		// client spoke (gRPC stays HTTP/2), as istiod writes a sidecar's
+		// cluster of a detected port.
+		protoOpts.UpstreamProtocolOptions = downstreamProtocol()
+	}
 	if tp != nil {
 		applyLB(c, tp.LoadBalancer)
 		applyConnectionPool(c, protoOpts, tp.ConnectionPool)
 		applyOutlier(c, tp.OutlierDetection)
 	}
-	if port.Protocol.IsHTTP() {
+	if port.Protocol.IsHTTP() || sniffed {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(protoOpts),
 		}
@@ -475,6 +492,11 @@ func staticCluster(name, addr string, port uint32) *clusterv3.Cluster {
 // a gRPC app behind the sidecar gets the protocol it serves.
 func inboundCluster(p inboundPort) *clusterv3.Cluster {
 	c := staticCluster(InboundClusterName(p.port), "127.0.0.1", p.port)
+	if p.protocol == model.ProtocolAuto {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttp.HttpProtocolOptions{UpstreamProtocolOptions: downstreamProtocol()}),
+		}
+	}
 	if p.protocol == model.ProtocolHTTP2 || p.protocol == model.ProtocolGRPC {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttp.HttpProtocolOptions{
@@ -487,6 +509,15 @@ func inboundCluster(p inboundPort) *clusterv3.Cluster {
 		}
 	}
 	return c
+}
+
+// downstreamProtocol speaks to the upstream in the HTTP version the
+// downstream request came in.
+func downstreamProtocol() *upstreamhttp.HttpProtocolOptions_UseDownstreamProtocolConfig {
+	return &upstreamhttp.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &upstreamhttp.HttpProtocolOptions_UseDownstreamHttpConfig{
+		HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+	}}
 }
 
 // fixedClusters are the clusters every sidecar has.

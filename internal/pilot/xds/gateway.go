@@ -110,13 +110,13 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	sc := pc.scopeFor(w.namespace, nil)
 	for _, svc := range sc.services {
 		svc = routerView(svc)
-		r.add(resourcev3.ClusterType, pc.outboundClusters(svc, w.namespace)...)
+		r.add(resourcev3.ClusterType, pc.routerClusters(svc, w.namespace)...)
 		pc.clientCredentials(r, svc, w.namespace)
 		if slices.ContainsFunc(servers, func(s gatewayServer) bool {
 			return s.server.GetTls().GetMode() == networkingapi.ServerTLSSettings_AUTO_PASSTHROUGH &&
 				serverHostsAllow(s.server.Hosts, svc.Hostname, svc.Namespace)
 		}) {
-			r.add(resourcev3.ClusterType, sniDNATClusters(pc.outboundClusters(svc, w.namespace))...)
+			r.add(resourcev3.ClusterType, sniDNATClusters(pc.routerClusters(svc, w.namespace))...)
 		}
 		if eps := pc.outboundEndpoints(svc, w.namespace); len(eps) > 0 {
 			r.add(resourcev3.EndpointType, eps...)

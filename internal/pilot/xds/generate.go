@@ -338,7 +338,7 @@ func (pc *PushContext) scopeShared(sc *scope, lbls map[string]string) *scopeReso
 		ports := map[uint32]bool{}
 		for _, svc := range sc.services {
 			for _, p := range svc.Ports {
-				if p.Protocol.IsHTTP() {
+				if p.Protocol.MaybeHTTP() {
 					ports[p.Port] = true
 				}
 			}

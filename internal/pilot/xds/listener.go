@@ -98,7 +98,7 @@ func (pc *PushContext) outboundListeners(sc *scope, lbls map[string]string) []*i
 	src := &l4Source{ns: sc.ns, labels: lbls}
 	type portSvcs struct {
 		http bool
-		tcp  []*model.Service
+		tcp  []*model.Service // TCP, TLS, RPC and detected (auto) ports
 	}
 	ports := map[uint32]*portSvcs{}
 	for _, svc := range sc.services {
@@ -137,6 +137,7 @@ func (pc *PushContext) outboundListeners(sc *scope, lbls map[string]string) []*i
 		// routes, then, for a service without an address (a ServiceEntry
 		// naming hosts only), its own hosts.
 		var unaddressed []*model.Service
+		var sniffed, sniffedDefault bool
 		claims := map[string]sniClaims{}
 		for _, svc := range ps.tcp {
 			p, _ := svc.PortByNumber(n)
@@ -152,16 +153,39 @@ func (pc *PushContext) outboundListeners(sc *scope, lbls map[string]string) []*i
 			if svc.Address == "" && sniRouted(svc, n) {
 				continue // its chains above
 			}
+			p, _ := svc.PortByNumber(n)
 			if svc.Address == "" {
 				unaddressed = append(unaddressed, svc)
+				if p.Protocol == model.ProtocolAuto && !ps.http && !sniffedDefault {
+					// HTTP detected to a host without an address goes by
+					// its Host header, as on an HTTP port.
+					sniffedDefault = true
+					l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+						Name:             name + "-http",
+						FilterChainMatch: sniffedHTTPMatch(nil),
+						Filters:          []*listenerv3.Filter{pc.hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
+					})
+				}
 				continue
+			}
+			match := &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{cidr(svc.Address)}}
+			if p.Protocol == model.ProtocolAuto {
+				// Detected HTTP to the address takes the port's routes
+				// (VirtualService http rules); anything else its TCP chain.
+				sniffed = true
+				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+					Name:             fmt.Sprintf("%s_%d-http", svc.Address, n),
+					FilterChainMatch: sniffedHTTPMatch(match),
+					Filters:          []*listenerv3.Filter{pc.hcmRDS("outbound_"+name, fmt.Sprint(n), faultFilter())},
+				})
 			}
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 				Name:             fmt.Sprintf("%s_%d", svc.Address, n),
-				FilterChainMatch: &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{cidr(svc.Address)}},
+				FilterChainMatch: match,
 				Filters:          []*listenerv3.Filter{pc.outboundTCPFilter(svc, n, src)},
 			})
 		}
+		sniffed = sniffed || sniffedDefault
 		switch {
 		case ps.http:
 			l.DefaultFilterChain = &listenerv3.FilterChain{
@@ -174,14 +198,21 @@ func (pc *PushContext) outboundListeners(sc *scope, lbls map[string]string) []*i
 			l.DefaultFilterChain = &listenerv3.FilterChain{Name: name, Filters: []*listenerv3.Filter{tcpProxyFilter(sc.unknown.cluster, sc.unknown.cluster)}}
 		}
 		if slices.ContainsFunc(l.FilterChains, func(fc *listenerv3.FilterChain) bool { return len(fc.GetFilterChainMatch().GetServerNames()) > 0 }) {
-			l.ListenerFilters = []*listenerv3.ListenerFilter{{
-				Name:       "envoy.filters.listener.tls_inspector",
-				ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})},
-			}}
+			l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspectorFilter()}
+		}
+		if sniffed {
+			pc.withDetection(l, tlsInspectorFilter())
 		}
 		out = append(out, newItem(name, l))
 	}
 	return out
+}
+
+func tlsInspectorFilter() *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{
+		Name:       "envoy.filters.listener.tls_inspector",
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})},
+	}
 }
 
 // sniRouted reports whether svc's port is routed by SNI alone: a TLS or
@@ -332,9 +363,9 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		ListenerFilters: []*listenerv3.ListenerFilter{
 			{Name: "envoy.filters.listener.original_dst", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldst.OriginalDst{})}},
-			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
+			tlsInspectorFilter(),
 		},
-		ListenerFiltersTimeout:           durationpb.New(0),
+		ListenerFiltersTimeout:           pc.detectionTimeout(),
 		ContinueOnListenerFiltersTimeout: true,
 	}
 	as := pc.authzPolicies(w.namespace, w.labels)
@@ -344,11 +375,12 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 	tcpAuthz.deny = append(as.deny[:len(as.deny):len(as.deny)], as.custom...)
 	customHTTP := pc.customFilters(as.custom)
 	jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels))
+	sniffed := false // a plaintext chain matches detected HTTP
 	for _, p := range ports {
 		cluster := InboundClusterName(p.port)
 		mode := pc.mtlsMode(w.namespace, w.labels, p.port)
-		filters := func() []*listenerv3.Filter {
-			if p.protocol.IsHTTP() {
+		filters := func(http bool) []*listenerv3.Filter {
+			if http {
 				rc := &routev3.RouteConfiguration{
 					Name: cluster,
 					VirtualHosts: []*routev3.VirtualHost{{
@@ -373,7 +405,25 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 			}
 			return append(networkRBACFilters(cluster, tcpAuthz), tcpProxyFilter(cluster, cluster))
 		}
+		// A port with no declared protocol has an HTTP chain and a TCP
+		// chain per transport: over mTLS the client's ALPN tells them
+		// apart (a mesh client sending HTTP offers istio-http/*), in
+		// plaintext the http_inspector's reading of the first bytes.
+		auto := p.protocol == model.ProtocolAuto
+		sniffed = sniffed || auto && mode != MTLSStrict
 		if mode != MTLSDisable {
+			if auto {
+				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+					Name: fmt.Sprintf("inbound_0.0.0.0_%d_mtls-http", p.port),
+					FilterChainMatch: &listenerv3.FilterChainMatch{
+						DestinationPort:      wrapperspb.UInt32(p.port),
+						TransportProtocol:    "tls",
+						ApplicationProtocols: mtlsHTTPALPN,
+					},
+					TransportSocket: tlsSocket(meshDownstreamTLS()),
+					Filters:         filters(true),
+				})
+			}
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 				Name: fmt.Sprintf("inbound_0.0.0.0_%d_mtls", p.port),
 				FilterChainMatch: &listenerv3.FilterChainMatch{
@@ -381,7 +431,7 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 					TransportProtocol: "tls",
 				},
 				TransportSocket: tlsSocket(meshDownstreamTLS()),
-				Filters:         filters(),
+				Filters:         filters(p.protocol.IsHTTP()),
 			})
 		}
 		if mode != MTLSStrict {
@@ -389,12 +439,22 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 			if mode == MTLSPermissive {
 				m.TransportProtocol = "raw_buffer"
 			}
+			if auto {
+				l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+					Name:             fmt.Sprintf("inbound_0.0.0.0_%d-http", p.port),
+					FilterChainMatch: sniffedHTTPMatch(m),
+					Filters:          filters(true),
+				})
+			}
 			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
 				Name:             fmt.Sprintf("inbound_0.0.0.0_%d", p.port),
 				FilterChainMatch: m,
-				Filters:          filters(),
+				Filters:          filters(p.protocol.IsHTTP()),
 			})
 		}
+	}
+	if sniffed {
+		pc.withDetection(l, tlsInspectorFilter())
 	}
 	// Ports no Service names: the workload's portLevelMtls ports get chains
 	// of their own, every other port the catch-all, both under the mode

@@ -491,7 +491,8 @@ func defaultRoute(cluster string) *routev3.Route {
 }
 
 // outboundRouteConfig builds the route table named after port for a scope:
-// one virtual host per visible HTTP service on that port.
+// one virtual host per visible HTTP service on that port (and per service
+// whose port's protocol is detected: its HTTP connections come here).
 func (pc *PushContext) outboundRouteConfig(sc *scope, port uint32, proxyNS string, proxyLabels map[string]string) *item {
 	key := fmt.Sprintf("%s|%s|%d", sc.key, proxyNS, port)
 	if pc.sourceLabels {
@@ -506,7 +507,7 @@ func (pc *PushContext) buildOutboundRouteConfig(sc *scope, port uint32, proxyNS 
 	seen := map[string]bool{}
 	for _, svc := range sc.services {
 		p, ok := svc.PortByNumber(port)
-		if !ok || !p.Protocol.IsHTTP() {
+		if !ok || !p.Protocol.MaybeHTTP() {
 			continue
 		}
 		if vh := pc.sharedVirtualHost(svc, port, proxyNS, rc); vh != nil {

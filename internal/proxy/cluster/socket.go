@@ -282,18 +282,25 @@ func offerH2(cfg *tls.Config) *tls.Config {
 // istio-http/* on HTTP pools); a server that knows only h2 and http/1.1, as
 // mesh-proxy's inbound listeners do, refuses a handshake with no protocol in
 // common, so an HTTP pool must also offer its own.
+//
+// Over a mesh context (one offering "istio") the pool also offers
+// istio-http/1.1 or istio-h2 first, as Istio's sidecars do: a server
+// sidecar that detects protocols tells HTTP from TCP by them.
 func httpALPN(cfg *tls.Config, h2 bool) *tls.Config {
 	if cfg == nil || len(cfg.NextProtos) == 0 {
 		return cfg
 	}
-	want := "http/1.1"
+	want, mesh := "http/1.1", "istio-http/1.1"
 	if h2 {
-		want = "h2"
+		want, mesh = "h2", "istio-h2"
 	}
 	if slices.Contains(cfg.NextProtos, "h2") || slices.Contains(cfg.NextProtos, "http/1.1") {
 		return cfg
 	}
 	out := cfg.Clone()
 	out.NextProtos = append(slices.Clone(cfg.NextProtos), want)
+	if slices.Contains(cfg.NextProtos, "istio") {
+		out.NextProtos = append([]string{mesh}, out.NextProtos...)
+	}
 	return out
 }

@@ -177,10 +177,15 @@ type peekedConn struct {
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // inspect looks at the first bytes: a TLS ClientHello gives SNI and ALPN, a
-// plaintext preface tells HTTP/2 from HTTP/1, as tls_inspector and http_inspector do.
-// timedOut reports that the client sent nothing within timeout (0: no limit).
+// plaintext preface tells HTTP/2 from HTTP/1 (sniffHTTP), as tls_inspector and
+// http_inspector do. timedOut reports that the client's bytes had not settled
+// the inspection within timeout (0: no limit).
 func inspect(c net.Conn, ci *connInfo, wantTLS, wantHTTP bool, timeout time.Duration) (_ net.Conn, timedOut bool) {
-	br := bufio.NewReaderSize(c, 4096)
+	size := 4096
+	if wantHTTP {
+		size = sniffSize
+	}
+	br := bufio.NewReaderSize(c, size)
 	pc := &peekedConn{Conn: c, r: br}
 	if timeout > 0 {
 		c.SetReadDeadline(time.Now().Add(timeout))
@@ -200,24 +205,13 @@ func inspect(c net.Conn, ci *connInfo, wantTLS, wantHTTP bool, timeout time.Dura
 		return pc, false
 	}
 	if wantHTTP {
-		if p, err := br.Peek(len(h2Preface)); err == nil && bytes.Equal(p, []byte(h2Preface)) {
-			ci.alpn = []string{"h2c"}
-		} else if p, _ := br.Peek(min(br.Buffered(), 16)); looksHTTP1(p) {
-			ci.alpn = []string{"http/1.1"}
+		proto, err := sniffHTTP(br)
+		if proto != "" {
+			ci.alpn = []string{proto}
 		}
+		return pc, errors.Is(err, os.ErrDeadlineExceeded)
 	}
 	return pc, false
-}
-
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-func looksHTTP1(p []byte) bool {
-	for _, m := range []string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "PATCH ", "OPTIONS ", "CONNECT ", "TRACE "} {
-		if bytes.HasPrefix(p, []byte(m)) {
-			return true
-		}
-	}
-	return false
 }
 
 // readHello parses the ClientHello from buffered bytes without consuming them,
