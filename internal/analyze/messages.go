@@ -28,7 +28,7 @@ var (
 	MTLSPolicyConflict = &MessageType{"IST0113", "MTLSPolicyConflict", Error,
 		"A DestinationRule and a PeerAuthentication disagree about mTLS for a host, so its clients and servers cannot talk."}
 	VirtualServiceDestinationPortSelectorRequired = &MessageType{"IST0112", "VirtualServiceDestinationPortSelectorRequired", Error,
-		"A gateway VirtualService routes to a service with several ports without saying which port."}
+		"A VirtualService routes (or mirrors) to a service with several ports without saying which port."}
 	DeploymentAssociatedToMultipleServices = &MessageType{"IST0116", "DeploymentAssociatedToMultipleServices", Warning,
 		"Services selecting the same workload use one port number with different protocols."}
 	PortNameIsNotUnderNamingConvention = &MessageType{"IST0118", "PortNameIsNotUnderNamingConvention", Info,
@@ -64,7 +64,7 @@ var (
 	GatewayDuplicateCertificate = &MessageType{"IST0138", "GatewayDuplicateCertificate", Warning,
 		"Several Gateways on the same workload use one certificate; HTTP/2 clients reusing a connection across their hosts may get 404s."}
 	InvalidWebhook = &MessageType{"IST0139", "InvalidWebhook", Error,
-		"A mesh webhook calls a control-plane Service (or port) that does not exist, so injection or validation fails."}
+		"A mesh webhook calls a control-plane Service (or port) that does not exist, so injection or validation fails, or injection webhooks overlap, so pods are injected twice."}
 	IngressRouteRulesNotAffected = &MessageType{"IST0140", "IngressRouteRulesNotAffected", Warning,
 		"A mesh VirtualService's subset routes do not apply to requests through an ingress gateway, whose own route sends the host without a subset."}
 	InvalidApplicationUID = &MessageType{"IST0144", "InvalidApplicationUID", Warning,
