@@ -332,7 +332,7 @@ func (o *Options) Run(ctx context.Context) error {
 	// The Gateway API automated deployment: one replica applies it, the
 	// status writer's leader.
 	deployer := &gatewaydeploy.Deployer{Kube: kube, Values: values, ServiceType: corev1.ServiceType(o.GatewayServiceType)}
-	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log,
+	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log,
 		Identity: o.Identity, Also: []status.Task{deployer}}
 	// Each rollout step is a Kubernetes Event on its resource, recorded
 	// by the status writer's leader alone.

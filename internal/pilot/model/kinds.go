@@ -238,7 +238,7 @@ var Kinds = []*Kind{
 		// mesh's own: the routes of RPC protocol ports (generic_proxy).
 		// Watched through a dynamic informer whose objects are converted
 		// to the typed MetaRoute as they are stored.
-		GVK: meshnet.SchemeGroupVersion.WithKind(meshnet.Kind), Plural: meshnet.Plural, CRD: true,
+		GVK: meshnet.SchemeGroupVersion.WithKind(meshnet.Kind), Plural: meshnet.Plural, CRD: true, Status: true,
 		Informer: func(f Informers) cache.SharedIndexInformer { return metaRouteInformer(f.Mesh) },
 		// No Reach: a MetaRoute change is a full push.
 		Validate: validation.Validate, AnalyzerKind: meshnet.Kind,

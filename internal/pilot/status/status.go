@@ -24,13 +24,18 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/authz"
+	"mesh.dev/mesh/internal/enforced"
 	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/rollout"
@@ -49,11 +54,13 @@ const MessageCode = "MSH0003"
 type Writer struct {
 	Istio      istioclient.Interface
 	GatewayAPI gwclient.Interface // nil: no Gateway API status
-	Kube       kubernetes.Interface
-	Namespace  string // where the Lease lives
-	LeaseName  string // default mesh-pilot-status
-	Identity   string // default the hostname
-	Log        *slog.Logger
+	// Dynamic writes the status of mesh's own kinds (MetaRoute); nil: none.
+	Dynamic   dynamic.Interface
+	Kube      kubernetes.Interface
+	Namespace string // where the Lease lives
+	LeaseName string // default mesh-pilot-status
+	Identity  string // default the hostname
+	Log       *slog.Logger
 	// LeaseDuration, RenewDeadline, RetryPeriod tune the election (defaults
 	// 15s, 10s, 2s as client-go recommends).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -209,6 +216,7 @@ type object struct {
 	kind       string
 	meta       *metav1.ObjectMeta
 	spec       proto.Message
+	goSpec     any // mesh's own kinds: the Go spec the field table walks by JSON name (enforced.Struct)
 	conditions *[]*metav1alpha1.IstioCondition
 	messages   *[]*analysisv1alpha1.AnalysisMessageBase
 	observed   *int64
@@ -225,7 +233,7 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 			rollouts[st.ID] = &st
 		}
 	}
-	for _, o := range objects(w.Istio, s) {
+	for _, o := range objects(w.Istio, w.Dynamic, s) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -233,7 +241,12 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 			continue // made from Gateway API objects, which get their own status
 		}
 		key := o.kind + "/" + o.meta.Namespace + "/" + o.meta.Name
-		findings := authz.Findings(o.kind, o.spec)
+		var findings []enforced.Finding
+		if o.spec != nil {
+			findings = authz.Findings(o.kind, o.spec)
+		} else {
+			findings = enforced.Struct(o.kind, o.goSpec)
+		}
 		if ap, ok := o.spec.(*securityapi.AuthorizationPolicy); ok {
 			known := func(ns, host string) bool {
 				svc := s.ServiceByHost(host)
@@ -400,7 +413,7 @@ func apply(o object, r report) bool {
 }
 
 // objects lists the snapshot's resources as copies the writer may change.
-func objects(c istioclient.Interface, s *model.Snapshot) []object {
+func objects(c istioclient.Interface, dyn dynamic.Interface, s *model.Snapshot) []object {
 	var out []object
 	std := func(kind string, meta *metav1.ObjectMeta, spec proto.Message, st *metav1alpha1.IstioStatus, update func(context.Context) error) object {
 		return object{kind: kind, meta: meta, spec: spec, conditions: &st.Conditions, messages: &st.ValidationMessages,
@@ -477,6 +490,20 @@ func objects(c istioclient.Interface, s *model.Snapshot) []object {
 			_, err := c.SecurityV1().RequestAuthentications(x.Namespace).UpdateStatus(ctx, x, opts)
 			return err
 		}))
+	}
+	if dyn != nil {
+		for _, x := range s.MetaRoutes {
+			x := x.DeepCopy()
+			out = append(out, std(meshnet.Kind, &x.ObjectMeta, nil, &x.Status, func(ctx context.Context) error {
+				u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(x)
+				if err != nil {
+					return fmt.Errorf("MetaRoute %s/%s to unstructured: %w", x.Namespace, x.Name, err)
+				}
+				_, err = dyn.Resource(meshnet.Resource).Namespace(x.Namespace).UpdateStatus(ctx, &unstructured.Unstructured{Object: u}, opts)
+				return err
+			}))
+			out[len(out)-1].goSpec = &x.Spec
+		}
 	}
 	return out
 }

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/crdschema"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/status"
@@ -57,7 +58,7 @@ func installCRDs(t *testing.T, ctx context.Context, kube kubernetes.Interface, d
 		}
 	}
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1"} {
+		for _, gv := range []string{"networking.istio.io/v1", "security.istio.io/v1", meshnet.SchemeGroupVersion.String()} {
 			if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
 				return false, nil
 			}
@@ -69,12 +70,12 @@ func installCRDs(t *testing.T, ctx context.Context, kube kubernetes.Interface, d
 }
 
 // replica is one pilot's watcher feeding its status writer.
-func replica(t *testing.T, ctx context.Context, kube kubernetes.Interface, istio istioclient.Interface, id string) context.CancelFunc {
+func replica(t *testing.T, ctx context.Context, kube kubernetes.Interface, istio istioclient.Interface, dyn dynamic.Interface, id string) context.CancelFunc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	w := &status.Writer{Istio: istio, Kube: kube, Namespace: "mesh-system", Identity: id,
+	w := &status.Writer{Istio: istio, Dynamic: dyn, Kube: kube, Namespace: "mesh-system", Identity: id,
 		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond}
-	watcher := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: "mesh-system",
+	watcher := &model.Watcher{Kube: kube, Istio: istio, Dynamic: dyn, RootNamespace: "mesh-system",
 		OnSnapshot: func(s *model.Snapshot, _ model.Change) { w.Offer(s) }}
 	done := make(chan struct{}, 2)
 	go func() { _ = watcher.Run(ctx); done <- struct{}{} }()
@@ -138,9 +139,9 @@ func TestStatusWrittenAndCleared(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stopA := replica(t, ctx, kube, istio, "pilot-a")
+	stopA := replica(t, ctx, kube, istio, nil, "pilot-a")
 	waitLeader(t, ctx, kube, "pilot-a")
-	replica(t, ctx, kube, istio, "pilot-b")
+	replica(t, ctx, kube, istio, nil, "pilot-b")
 
 	waitFor(t, ctx, "status written", func() (bool, string) {
 		got, err := aps.Get(ctx, "jwt-only", metav1.GetOptions{})
@@ -372,4 +373,110 @@ func TestClientCredentialStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	firing("MSH0005 again once the Secret's key does not match its certificate")
+}
+
+// TestMetaRouteStatus: pilot's status writer writes, on a MetaRoute (mesh's
+// own kind, through the dynamic client) that sets mirror, the condition
+// mesh.io/Enforced False naming the field paths and the MSH0003 validation
+// message, as on Istio kinds; removing the mirror clears both. The
+// condition is written once, not again on its own update.
+func TestMetaRouteStatus(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	kube := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	istio := istioclient.NewForConfigOrDie(c.RESTConfig())
+	dyn := dynamic.NewForConfigOrDie(c.RESTConfig())
+	installCRDs(t, ctx, kube, dyn)
+	for _, ns := range []string{"mesh-system", "rpc"} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	mrs := dyn.Resource(meshnet.Resource).Namespace("rpc")
+	obj := func(spec map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": meshnet.SchemeGroupVersion.String(), "kind": meshnet.Kind,
+			"metadata": map[string]any{"name": "calc"}, "spec": spec,
+		}}
+	}
+	route := map[string]any{"destination": map[string]any{"host": "calc"}}
+	mirrored := map[string]any{"hosts": []any{"calc"}, "routes": []any{
+		map[string]any{"match": map[string]any{"attributes": map[string]any{"method": map[string]any{"exact": "add"}}}, "route": []any{route}, "timeout": "1s"},
+		map[string]any{"route": []any{route}, "mirror": map[string]any{"host": "calc-shadow"}, "mirrorPercentage": map[string]any{"value": 10.0}},
+	}}
+	if _, err := mrs.Create(ctx, obj(mirrored), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The writer's condition and whether the MSH0003 message is there, as
+	// the API server stores them.
+	read := func() (gen int64, cond, version string, msg bool, observed string, err error) {
+		u, err := mrs.Get(ctx, "calc", metav1.GetOptions{})
+		if err != nil {
+			return 0, "", "", false, "", err
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == status.ConditionType {
+				cond = fmt.Sprint(m["status"], " ", m["message"])
+			}
+		}
+		vms, _, _ := unstructured.NestedSlice(u.Object, "status", "validationMessages")
+		for _, v := range vms {
+			m, _ := v.(map[string]any)
+			if code, _, _ := unstructured.NestedString(m, "type", "code"); code == status.MessageCode {
+				msg = true
+			}
+		}
+		// Istio's status JSON (protojson) writes the int64 as a string.
+		st, _ := u.Object["status"].(map[string]any)
+		observed = fmt.Sprint(st["observedGeneration"])
+		return u.GetGeneration(), cond, u.GetResourceVersion(), msg, observed, nil
+	}
+
+	replica(t, ctx, kube, istio, dyn, "pilot-mr")
+	waitLeader(t, ctx, kube, "pilot-mr")
+	var written string
+	waitFor(t, ctx, "MetaRoute status written", func() (bool, string) {
+		gen, cond, tr, msg, observed, err := read()
+		if err != nil {
+			return false, err.Error()
+		}
+		written = tr
+		return msg && strings.HasPrefix(cond, "False ") && strings.Contains(cond, "spec.routes[1].mirror:") &&
+			strings.Contains(cond, "spec.routes[1].mirrorPercentage:") && !strings.Contains(cond, "spec.routes[0]") && observed == fmt.Sprint(gen), fmt.Sprintf("%s; message %v, observedGeneration %s of %d", cond, msg, observed, gen)
+	})
+	// Written once: its own write (which keeps the generation) is no
+	// reason to write again, so a while later the object is unchanged.
+	time.Sleep(3 * time.Second)
+	if gen, cond, v, _, _, err := read(); err != nil || gen != 1 || v != written || !strings.HasPrefix(cond, "False ") {
+		t.Fatalf("after the write: generation %d, condition %q, resourceVersion %s (written %s), err %v; want generation 1 and the object as written", gen, cond, v, written, err)
+	}
+
+	// Fixed: no mirror; pilot's condition and message go.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		u, err := mrs.Get(ctx, "calc", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		routes, _, _ := unstructured.NestedSlice(u.Object, "spec", "routes")
+		r1 := routes[1].(map[string]any)
+		delete(r1, "mirror")
+		delete(r1, "mirrorPercentage")
+		if err := unstructured.SetNestedSlice(u.Object, routes, "spec", "routes"); err != nil {
+			return false, err
+		}
+		_, err = mrs.Update(ctx, u, metav1.UpdateOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "MetaRoute status cleared", func() (bool, string) {
+		gen, cond, _, msg, _, err := read()
+		if err != nil {
+			return false, err.Error()
+		}
+		return gen == 2 && cond == "" && !msg, fmt.Sprintf("generation %d, condition %q, message %v", gen, cond, msg)
+	})
 }

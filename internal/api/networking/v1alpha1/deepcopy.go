@@ -8,10 +8,10 @@ import (
 
 // DeepCopyInto copies r into out.
 func (r *MetaRoute) DeepCopyInto(out *MetaRoute) {
-	*out = *r
 	out.TypeMeta = r.TypeMeta
 	r.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	r.Spec.DeepCopyInto(&out.Spec)
+	r.Status.DeepCopyInto(&out.Status)
 }
 
 // DeepCopy returns a copy of r.

@@ -6,6 +6,7 @@
 package v1alpha1
 
 import (
+	metav1alpha1 "istio.io/api/meta/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -33,6 +34,10 @@ type MetaRoute struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec MetaRouteSpec `json:"spec"`
+	// Status is written by pilot, in Istio's status shape: the condition
+	// mesh.io/Enforced False and the validation message MSH0003 naming the
+	// set fields the mesh does not carry out (mirror), as on Istio kinds.
+	Status metav1alpha1.IstioStatus `json:"status"`
 }
 
 // MetaRouteSpec is a MetaRoute's rules.
