@@ -135,8 +135,11 @@ func matches(sel, lbls map[string]string) bool {
 func (p *Policy) Problems() []Problem {
 	var out []Problem
 	for i, pr := range p.Mesh.GetExtensionProviders() {
-		switch {
-		case pr.GetEnvoyFileAccessLog() != nil, pr.GetOpentelemetry() != nil, pr.GetZipkin() != nil, pr.GetPrometheus() != nil:
+		switch z := pr.GetZipkin(); {
+		case z != nil && (z.GetTimeout() != nil || len(z.GetHeaders()) > 0):
+			out = append(out, Problem{Field: fmt.Sprintf("extensionProviders[%d] (%s).zipkin", i, pr.GetName()),
+				Message: "timeout and headers are not carried out (Envoy's ZipkinConfig of this API version has no collector_service): spans are sent with a 5 s timeout and no extra headers"})
+		case pr.GetEnvoyFileAccessLog() != nil, pr.GetOpentelemetry() != nil, z != nil, pr.GetPrometheus() != nil:
 		case pr.GetEnvoyExtAuthzHttp() != nil, pr.GetEnvoyExtAuthzGrpc() != nil:
 			// authorization providers are the security side's concern
 		default:

@@ -11,6 +11,8 @@ import (
 	tracingtypev3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	telemetryapi "istio.io/api/telemetry/v1alpha1"
 	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 )
@@ -94,6 +96,12 @@ func (p *Policy) Tracing(w Workload, c Class) Tracing {
 	}
 	if !disabled && len(providers) > 0 {
 		t.Provider = p.tracer(providers[0], w)
+		if t.Provider != nil {
+			pr := provider(p.Mesh, providers[0])
+			if n := max(pr.GetZipkin().GetMaxTagLength(), pr.GetOpentelemetry().GetMaxTagLength()); n > 0 {
+				t.MaxPathTagLength = wrapperspb.UInt32(n)
+			}
+		}
 	}
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(t)
 	return Tracing{HCM: t, Key: string(b)}
@@ -103,6 +111,9 @@ func (p *Policy) Tracing(w Workload, c Class) Tracing {
 // reports to: propagated only, reported by Problems).
 func (p *Policy) tracer(name string, w Workload) *tracev3.Tracing_Http {
 	pr := provider(p.Mesh, name)
+	if z := pr.GetZipkin(); z != nil {
+		return zipkinTracer(z)
+	}
 	ot := pr.GetOpentelemetry()
 	if ot == nil || ot.GetHttp() != nil {
 		return nil
@@ -128,6 +139,32 @@ func (p *Policy) tracer(name string, w Workload) *tracev3.Tracing_Http {
 		ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(oc)}}
 }
 
+// zipkinTracer is Envoy's Zipkin tracer for a zipkin provider, as istiod
+// writes it: Zipkin v2 JSON to path (/api/v2/spans by default) on the
+// provider's outbound cluster, its host as the Host header, a span per
+// proxy hop (shared_span_context false), 128-bit trace ids unless
+// enable64bitTraceId. The proxy reports under its node's cluster name.
+func zipkinTracer(z *meshconfig.MeshConfig_ExtensionProvider_ZipkinTracingProvider) *tracev3.Tracing_Http {
+	host := serviceHost(z.GetService())
+	path := z.GetPath()
+	if path == "" {
+		path = "/api/v2/spans"
+	}
+	zc := &tracev3.ZipkinConfig{
+		CollectorCluster:         fmt.Sprintf("outbound|%d||%s", z.GetPort(), host),
+		CollectorEndpoint:        path,
+		CollectorEndpointVersion: tracev3.ZipkinConfig_HTTP_JSON,
+		CollectorHostname:        host,
+		TraceId_128Bit:           !z.GetEnable_64BitTraceId(),
+		SharedSpanContext:        wrapperspb.Bool(false),
+	}
+	if z.GetTraceContextOption() == meshconfig.MeshConfig_ExtensionProvider_ZipkinTracingProvider_USE_B3_WITH_W3C_PROPAGATION {
+		zc.TraceContextOption = tracev3.ZipkinConfig_USE_B3_WITH_W3C_PROPAGATION
+	}
+	return &tracev3.Tracing_Http{Name: "envoy.tracers.zipkin",
+		ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(zc)}}
+}
+
 // serviceHost takes Istio's forms of a provider's service: a hostname, or
 // namespace/hostname.
 func serviceHost(s string) string {
@@ -149,8 +186,10 @@ func (p *Policy) tracingProblems(id string, t *telemetryv1.Telemetry) []Problem 
 				out = append(out, Problem{id, pf, "only the first tracing provider is used, as in Istio"})
 			case ep == nil:
 				out = append(out, Problem{id, pf, fmt.Sprintf("no extension provider %q in the mesh config; spans are propagated, not reported", pr.GetName())})
+			case ep.GetZipkin() != nil:
+				// reported, where it is not carried out, with the mesh config's problems
 			case ep.GetOpentelemetry() == nil:
-				out = append(out, Problem{id, pf, fmt.Sprintf("provider %q is not an opentelemetry provider; spans are propagated, not reported", pr.GetName())})
+				out = append(out, Problem{id, pf, fmt.Sprintf("provider %q is neither an opentelemetry nor a zipkin provider; spans are propagated, not reported", pr.GetName())})
 			case ep.GetOpentelemetry().GetHttp() != nil:
 				out = append(out, Problem{id, pf, fmt.Sprintf("provider %q exports OTLP over HTTP, which mesh-proxy does not do yet (gRPC only); spans are propagated, not reported", pr.GetName())})
 			}

@@ -243,6 +243,8 @@ func (s *Server) statList() []cluster.Stat {
 		// ours: spans the bounded export queue or a failed export lost.
 		cluster.Stat{Name: "tracing.opentelemetry.spans_sent", Value: tracing.Exported.Load()},
 		cluster.Stat{Name: "tracing.opentelemetry.spans_dropped", Value: tracing.Dropped.Load()},
+		cluster.Stat{Name: "tracing.zipkin.spans_sent", Value: tracing.ZipkinSent.Load()},
+		cluster.Stat{Name: "tracing.zipkin.spans_dropped", Value: tracing.ZipkinDropped.Load()},
 	)
 	for _, t := range []string{config.ClusterType, config.ListenerType} {
 		short := map[string]string{config.ClusterType: "cluster_manager.cds", config.ListenerType: "listener_manager.lds"}[t]

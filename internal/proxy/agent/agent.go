@@ -126,7 +126,8 @@ func New(opts Options) (*Proxy, error) {
 	if p.opts.OriginalDst == nil {
 		p.opts.OriginalDst = capture.OriginalDst
 	}
-	p.Metrics = NewMetrics(selfNode(opts, p.node))
+	self := selfNode(opts, p.node)
+	p.Metrics = NewMetrics(self)
 	rt, err := runtime.FromBootstrap(opts.Bootstrap)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -150,7 +151,7 @@ func New(opts Options) (*Proxy, error) {
 		p.Store.SetSecretFallback(opts.Identity.Secret)
 	}
 	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Stats: p.Metrics.Istio, OriginalDst: p.opts.OriginalDst,
-		Filters: filters, Runtime: rt, NoLean: opts.NoLean})
+		Filters: filters, Runtime: rt, NoLean: opts.NoLean, ServiceName: localServiceName(p.node, self)})
 	p.Store.SetCompiler(config.ListenerType, p.Listeners.Compiler())
 	if b := opts.Bootstrap; b != nil {
 		p.Store.SetBootstrap(b)
@@ -411,4 +412,18 @@ func (p *Proxy) Warming() bool {
 		}
 	}
 	return false
+}
+
+// localServiceName is what Envoy calls the local cluster name, the service
+// Zipkin spans are reported under: the node's cluster (--service-cluster,
+// the bootstrap's node.cluster), else <canonical service>.<namespace>, as
+// Istio's agent sets it.
+func localServiceName(node *corev3.Node, self *peermeta.Node) string {
+	if c := node.GetCluster(); c != "" {
+		return c
+	}
+	if cs := self.CanonicalService(); cs != "" && self.Namespace != "" {
+		return cs + "." + self.Namespace
+	}
+	return ""
 }

@@ -85,7 +85,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 		if l != nil {
 			dir = l.Direction
 		}
-		if m.tracer, err = tracing.Compile(t, f+".tracing", dir, env.Store, env.dialCluster); err != nil {
+		if m.tracer, err = tracing.Compile(t, f+".tracing", dir, env.Store, env.ServiceName, env.dialCluster); err != nil {
 			return nil, err
 		}
 	}

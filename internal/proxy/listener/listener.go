@@ -68,6 +68,9 @@ type Env struct {
 	// NoLean serves every HTTP connection on the net/http path, as
 	// MESH_PROXY_LEAN_HTTP1=off does, so the two paths can be compared.
 	NoLean bool
+	// ServiceName is the proxy's local service name, which Zipkin spans
+	// are reported under (Envoy's local cluster name).
+	ServiceName string
 }
 
 // Listener is a compiled envoy.config.listener.v3.Listener.

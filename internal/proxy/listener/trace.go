@@ -49,7 +49,7 @@ func (m *HCM) endTrace(r *http.Request, st *reqState, code int, info *Request) {
 
 // dialCluster connects to a host of a cluster of the current config (the
 // tracing provider's collector), through the cluster's transport socket.
-func (e *Env) dialCluster(ctx context.Context, name string) (net.Conn, error) {
+func (e *Env) dialCluster(ctx context.Context, name string, h2 bool) (net.Conn, error) {
 	c := e.Store.Load().Cluster(name)
 	if c == nil {
 		return nil, errors.New("cluster " + name + " is not in the proxy's config")
@@ -58,7 +58,10 @@ func (e *Env) dialCluster(ctx context.Context, name string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.DialGRPC(ctx, h)
+	if h2 {
+		return c.DialGRPC(ctx, h)
+	}
+	return c.DialTCP(ctx, h)
 }
 
 func randHex(n int) string {

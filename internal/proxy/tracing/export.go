@@ -22,9 +22,13 @@ type netConn = net.Conn
 
 // Counters of the span export, for the proxy's stats.
 var (
-	Exported atomic.Int64 // spans the collector accepted
-	Dropped  atomic.Int64 // spans dropped: the queue was full or the export failed
-	lastErr  atomic.Value // string: why the last export failed
+	Exported atomic.Int64 // OTLP spans the collector accepted
+	Dropped  atomic.Int64 // OTLP spans dropped: the queue was full or the export failed
+
+	ZipkinSent    atomic.Int64 // Zipkin spans the collector accepted
+	ZipkinDropped atomic.Int64 // Zipkin spans dropped: the queue was full or the export failed
+
+	lastErr atomic.Value // string: why the last export failed
 )
 
 // LastError is why the last failed export failed ("" when none has).
@@ -41,24 +45,38 @@ var (
 // tracerFor returns the tracer exporting to a cluster under a service
 // name, shared by every HCM naming the same ones.
 func tracerFor(owner any, cluster, authority, service string, dial Dialer) trace.Tracer {
-	key := fmt.Sprintf("%p|%s|%s", owner, cluster, service)
+	key := fmt.Sprintf("%p|otlp|%s|%s", owner, cluster, service)
+	return providerFor(key, service, &Exported, &Dropped, nil, func() sdktrace.SpanExporter {
+		// The collector is reached through its cluster's hosts, never by DNS:
+		// the passthrough target hands the dialer the authority unresolved.
+		conn, _ := grpc.NewClient("passthrough:///"+authority, // lazy: connects on the first export
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return dial(ctx, cluster, true) }))
+		exp, _ := otlptracegrpc.New(context.Background(),
+			otlptracegrpc.WithGRPCConn(conn),
+			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
+			otlptracegrpc.WithTimeout(5*time.Second))
+		return exp
+	})
+}
+
+// providerFor returns the tracer of the provider under key, making it
+// with the exporter mk returns when there is none yet. Its spans carry
+// service as service.name; sent and dropped count them; ids, when not nil,
+// makes the ids of new traces.
+func providerFor(key, service string, sent, dropped *atomic.Int64, ids sdktrace.IDGenerator, mk func() sdktrace.SpanExporter) trace.Tracer {
 	providersMu.Lock()
 	defer providersMu.Unlock()
 	if tp := providers[key]; tp != nil {
 		return tp.Tracer("mesh-proxy")
 	}
-	// The collector is reached through its cluster's hosts, never by DNS:
-	// the passthrough target hands the dialer the authority unresolved.
-	conn, _ := grpc.NewClient("passthrough:///"+authority, // lazy: connects on the first export
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return dial(ctx, cluster) }))
-	exp, _ := otlptracegrpc.New(context.Background(),
-		otlptracegrpc.WithGRPCConn(conn),
-		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
-		otlptracegrpc.WithTimeout(5*time.Second))
 	res, _ := resource.Merge(resource.Empty(), resource.NewSchemaless(semconv.ServiceName(service)))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithResource(res),
-		sdktrace.WithSpanProcessor(newQueue(exp)))
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithResource(res),
+		sdktrace.WithSpanProcessor(newQueue(mk(), sent, dropped))}
+	if ids != nil {
+		opts = append(opts, sdktrace.WithIDGenerator(ids))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
 	providers[key] = tp
 	return tp.Tracer("mesh-proxy")
 }
@@ -80,13 +98,14 @@ func Flush(ctx context.Context) {
 // span: spans wait in a bounded channel and one goroutine exports them in
 // batches.
 type queue struct {
-	exp   sdktrace.SpanExporter
-	ch    chan sdktrace.ReadOnlySpan
-	flush chan chan struct{}
+	exp           sdktrace.SpanExporter
+	ch            chan sdktrace.ReadOnlySpan
+	flush         chan chan struct{}
+	sent, dropped *atomic.Int64
 }
 
-func newQueue(exp sdktrace.SpanExporter) *queue {
-	q := &queue{exp: exp, ch: make(chan sdktrace.ReadOnlySpan, QueueSize), flush: make(chan chan struct{})}
+func newQueue(exp sdktrace.SpanExporter, sent, dropped *atomic.Int64) *queue {
+	q := &queue{exp: exp, ch: make(chan sdktrace.ReadOnlySpan, QueueSize), flush: make(chan chan struct{}), sent: sent, dropped: dropped}
 	go q.run()
 	return q
 }
@@ -97,7 +116,7 @@ func (q *queue) OnEnd(s sdktrace.ReadOnlySpan) {
 	select {
 	case q.ch <- s:
 	default:
-		Dropped.Add(1)
+		q.dropped.Add(1)
 	}
 }
 
@@ -111,11 +130,11 @@ func (q *queue) run() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := q.exp.ExportSpans(ctx, batch); err != nil {
-			Dropped.Add(int64(len(batch)))
+			q.dropped.Add(int64(len(batch)))
 			slog.Debug("span export failed; spans dropped", "spans", len(batch), "err", err)
 			lastErr.Store(err.Error())
 		} else {
-			Exported.Add(int64(len(batch)))
+			q.sent.Add(int64(len(batch)))
 		}
 		cancel()
 		batch = batch[:0]

@@ -1,8 +1,8 @@
 // Package tracing is mesh-proxy's side of Envoy's HCM tracing: a span per
 // request, its context propagated upstream in W3C traceparent and B3
-// headers, and, when the HCM names an OpenTelemetry provider, the span
-// exported over OTLP gRPC with the OpenTelemetry Go SDK to the provider's
-// cluster. Exporting never holds a request: ended spans go to a bounded
+// headers, and, when the HCM names an OpenTelemetry or a Zipkin provider,
+// the span exported with the OpenTelemetry Go SDK (OTLP gRPC, or Zipkin v2
+// JSON over HTTP) to the provider's cluster. Exporting never holds a request: ended spans go to a bounded
 // queue drained in the background; when it is full they are dropped and
 // counted (Dropped).
 package tracing
@@ -29,12 +29,14 @@ import (
 // OpenTelemetryType is the provider type Compile exports spans for.
 const OpenTelemetryType = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
 
-// Dialer opens a connection to a cluster of the proxy's current config.
-type Dialer func(ctx context.Context, cluster string) (netConn, error)
+// Dialer opens a connection to a cluster of the proxy's current config;
+// h2 offers HTTP/2 by ALPN over the cluster's TLS (gRPC exporters).
+type Dialer func(ctx context.Context, cluster string, h2 bool) (netConn, error)
 
 // Tracer is an HCM's compiled tracing config.
 type Tracer struct {
 	percent float64 // random_sampling: share of requests without a decision that are sampled
+	maxPath int     // max_path_tag_length: the http.url tag is cut to this length
 	kind    trace.SpanKind
 	tags    []tag
 	tracer  trace.Tracer // nil: spans are propagated, not reported
@@ -48,16 +50,22 @@ type tag struct {
 // listener's ("inbound": server spans; otherwise client spans, as Envoy
 // makes on sidecars' outbound side and gateways). Exporters are shared by
 // HCMs of one owner (a proxy's config store) naming the same collector.
-func Compile(t *hcmv3.HttpConnectionManager_Tracing, field, direction string, owner any, dial Dialer) (*Tracer, error) {
+// service is the proxy's local service name, which Envoy's Zipkin tracer
+// reports spans under (the node's cluster; OpenTelemetry's config names
+// its own).
+func Compile(t *hcmv3.HttpConnectionManager_Tracing, field, direction string, owner any, service string, dial Dialer) (*Tracer, error) {
 	if err := protofields.Check(t, field, "random_sampling", "client_sampling", "overall_sampling", "custom_tags", "provider", "max_path_tag_length", "spawn_upstream_span", "verbose"); err != nil {
 		return nil, err
 	}
-	tr := &Tracer{percent: 100, kind: trace.SpanKindClient}
+	tr := &Tracer{percent: 100, kind: trace.SpanKindClient, maxPath: 256} // Envoy's default length
 	if direction == "inbound" {
 		tr.kind = trace.SpanKindServer
 	}
 	if rs := t.GetRandomSampling(); rs != nil {
 		tr.percent = rs.GetValue()
+	}
+	if m := t.GetMaxPathTagLength(); m != nil {
+		tr.maxPath = int(m.GetValue())
 	}
 	for i, ct := range t.GetCustomTags() {
 		tg := tag{name: ct.GetTag()}
@@ -82,8 +90,23 @@ func Compile(t *hcmv3.HttpConnectionManager_Tracing, field, direction string, ow
 	if p == nil {
 		return tr, nil
 	}
-	if p.GetTypedConfig().GetTypeUrl() != OpenTelemetryType {
-		return nil, fmt.Errorf("%s.provider: tracer %q is not supported (supported: %s over grpc_service)", field, p.GetTypedConfig().GetTypeUrl(), OpenTelemetryType)
+	switch p.GetTypedConfig().GetTypeUrl() {
+	case OpenTelemetryType:
+	case ZipkinType:
+		zc := &tracev3.ZipkinConfig{}
+		if err := p.GetTypedConfig().UnmarshalTo(zc); err != nil {
+			return nil, fmt.Errorf("%s.provider.typed_config: %w", field, err)
+		}
+		if service == "" {
+			service = "unknown"
+		}
+		var err error
+		if tr.tracer, err = zipkinTracer(zc, field+".provider.typed_config", owner, service, dial); err != nil {
+			return nil, err
+		}
+		return tr, nil
+	default:
+		return nil, fmt.Errorf("%s.provider: tracer %q is not supported (supported: %s over grpc_service, %s)", field, p.GetTypedConfig().GetTypeUrl(), OpenTelemetryType, ZipkinType)
 	}
 	oc := &tracev3.OpenTelemetryConfig{}
 	if err := p.GetTypedConfig().UnmarshalTo(oc); err != nil {
@@ -170,7 +193,11 @@ func (t *Tracer) StartInto(s *Span, r *http.Request, start time.Time) {
 	s.tid, s.sid = inject(r.Header, s.sc, parent.SpanID())
 	if s.span != nil {
 		attrs := make([]attribute.KeyValue, 0, 8+len(t.tags))
-		attrs = append(attrs, attribute.String("http.method", r.Method), attribute.String("http.url", "http://"+r.Host+r.URL.RequestURI()),
+		url := "http://" + r.Host + r.URL.RequestURI()
+		if len(url) > t.maxPath {
+			url = url[:t.maxPath]
+		}
+		attrs = append(attrs, attribute.String("http.method", r.Method), attribute.String("http.url", url),
 			attribute.String("http.protocol", r.Proto), attribute.String("component", "proxy"),
 			attribute.String("guid:x-request-id", r.Header.Get("X-Request-Id")), attribute.String("user_agent", r.UserAgent()))
 		for _, tg := range t.tags {
