@@ -97,7 +97,7 @@ func proxyConfigNotCarriedOut(ctx *analyze.Context) {
 		}
 		for _, f := range inject.ProxyConfigNotCarriedOut(pc) {
 			field := fmt.Sprintf("%s[%q].%s", path, inject.ProxyConfigAnnotation, f)
-			ctx.Report(analyze.NotEnforced, w.Resource, field, "%s is not enforced: the injector acts on holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency and proxyMetadata only", field)
+			ctx.Report(analyze.NotEnforced, w.Resource, field, "%s is not enforced: the injector acts on holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency and proxyMetadata only, and mesh does not proxy DNS", field)
 		}
 	}
 }

@@ -28,7 +28,7 @@ const (
 	ProxyMemoryLimitAnnotation  = "sidecar.istio.io/proxyMemoryLimit"
 	defaultConcurrency          = 2 // Istio's when neither the config nor a CPU limit says
 	holdTimeoutSeconds          = 60
-	proxyConfigFieldsCarriedOut = "holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency, proxyMetadata"
+	proxyConfigFieldsCarriedOut = "holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency, proxyMetadata; it does not proxy DNS"
 	// terminationDrainEnv is what mesh-proxy reads terminationDrainDuration
 	// from (agent.TerminationDrainEnv; the test checks they agree).
 	terminationDrainEnv = "TERMINATION_DRAIN_DURATION_SECONDS"
@@ -71,9 +71,20 @@ func ProxyConfigNotCarriedOut(pc *meshapi.ProxyConfig) []string {
 		}
 		return true
 	})
+	// The agent does not proxy DNS (Istio's DNS proxying): its switches
+	// are passed to the proxy as they are, and nothing acts on them.
+	for _, k := range dnsProxyMetadata {
+		if on, err := strconv.ParseBool(pc.GetProxyMetadata()[k]); err == nil && on {
+			out = append(out, "proxyMetadata."+k)
+		}
+	}
 	sort.Strings(out)
 	return out
 }
+
+// dnsProxyMetadata are the proxyMetadata keys that turn on Istio's DNS
+// proxying, which mesh does not do.
+var dnsProxyMetadata = []string{"ISTIO_META_DNS_CAPTURE", "ISTIO_META_DNS_AUTO_ALLOCATE"}
 
 // mergedProxyConfig is the pod's proxy config as Istio computes it: the
 // annotation's fields replace meshConfig.defaultConfig's, except
