@@ -16,6 +16,7 @@ import (
 	"mesh.dev/mesh/internal/sandbox"
 	"mesh.dev/mesh/internal/sandbox/demo"
 	"mesh.dev/mesh/internal/sandbox/runtime"
+	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
 // TestDemoFromCheckoutUnderTmp walks the demo with the binaries of a clone
@@ -63,12 +64,14 @@ func TestDemoFromCheckoutUnderTmp(t *testing.T) {
 	if len(o.Images) != len(runtime.Binaries) {
 		t.Fatalf("%s has %v of %v after make build", bin, o.Images, runtime.Binaries)
 	}
+	var runtimeLog string
+	o.Logger, runtimeLog = sandboxtest.RuntimeLog(t)
 	rt, err := runtime.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cs := kubernetes.NewForConfigOrDie(c.RESTConfig())
-	e := &env{t: t, c: c, cs: cs, rt: rt, bin: bin, root: clone}
+	e := &env{t: t, c: c, cs: cs, rt: rt, bin: bin, root: clone, runtimeLog: runtimeLog}
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.dump()

@@ -41,6 +41,11 @@ type podWorker struct {
 	phase    corev1.PodPhase
 	started  time.Time
 	message  string
+	// sendMu orders status writes: held from the snapshot to the end of
+	// its patch, so a snapshot taken earlier can never land after a later
+	// one and leave the API server with a stale status for good. It
+	// guards lastSent.
+	sendMu   sync.Mutex
 	lastSent []byte
 	inited   bool // init containers done (the Initialized condition)
 	// svcReady: service rules may go in, after the init containers that
@@ -550,6 +555,8 @@ func (w *podWorker) stopAll(ctx context.Context) {
 // report sends the pod's status when it differs from what was last sent. A
 // JSON merge patch replaces the lists whole, so no read-modify-write is needed.
 func (w *podWorker) report(ctx context.Context) {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
 	w.mu.Lock()
 	st := w.statusLocked()
 	w.mu.Unlock()
@@ -557,22 +564,20 @@ func (w *podWorker) report(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	w.mu.Lock()
-	same := string(body) == string(w.lastSent)
-	w.mu.Unlock()
-	if same || ctx.Err() != nil {
+	if string(body) == string(w.lastSent) || ctx.Err() != nil {
 		return
 	}
 	_, err = w.rt.cs.CoreV1().Pods(w.pod.Namespace).Patch(ctx, w.pod.Name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
 	if err != nil {
-		if ctx.Err() == nil {
-			w.rt.log.Warn("pod status not sent", "pod", w.key(), "err", err)
+		if ctx.Err() == nil && !apierrors.IsNotFound(err) {
+			// As a kubelet's status manager resyncs: a write lost to a busy
+			// or restarting API server is tried again, not given up on.
+			w.rt.log.Warn("pod status not sent; retrying in 1s", "pod", w.key(), "err", err)
+			time.AfterFunc(time.Second, func() { w.report(ctx) })
 		}
 		return
 	}
-	w.mu.Lock()
 	w.lastSent = body
-	w.mu.Unlock()
 }
 
 func (w *podWorker) statusLocked() corev1.PodStatus {
