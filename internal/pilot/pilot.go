@@ -380,12 +380,10 @@ func (o *Options) Run(ctx context.Context) error {
 	g.Go(func() error {
 		mutating := []string{"mesh-sidecar-injector" + o.revSuffix()}
 		validating := []string{"mesh-validator" + o.revSuffix() + "-" + o.Namespace}
+		go webhook.KeepCABundles(gctx, kube, mutating, validating, authority.RootPEM, 10*time.Second, log)
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
 		for {
-			if err := webhook.PatchCABundles(gctx, kube, mutating, validating, authority.RootPEM()); err != nil {
-				log.Warn("patch webhook caBundle", "err", err)
-			}
 			if secrets.DueForRotation() {
 				log.Info("rotating workload certificates")
 				srv.Refresh()
