@@ -38,8 +38,10 @@ func NewCommand(ctx *cli.Context) *cobra.Command {
 		Aliases: []string{"ps"},
 		Short:   "Show whether each proxy has the config mesh-pilot sent it",
 		Long: `Without a pod, list every proxy connected to mesh-pilot with the state of each
-xDS type (SYNCED, STALE, NOT SENT or NACK), the version pilot sent, and the
-pilot replica it is connected to (every running replica is asked).
+xDS type (SYNCED, STALE, NOT SENT or NACK), the version pilot sent, the
+pilot replica it is connected to (every running replica is asked), and the
+cluster and release the proxy told pilot in its node metadata (CLUSTER_ID,
+ISTIO_VERSION; "-" when it said none).
 
 With a pod (or --admin-address for a proxy outside Kubernetes), compare what
 pilot sent that proxy with the proxy's own /config_dump, resource by
@@ -125,10 +127,10 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 	}
 	c := o.Colors()
 	tw := cli.NewTable(o.Out)
-	fmt.Fprintln(tw, "NAME\t"+strings.Join(syncstatus.Types, "\t")+"\tPILOT")
+	fmt.Fprintln(tw, "NAME\tCLUSTER\t"+strings.Join(syncstatus.Types, "\t")+"\tPILOT\tVERSION")
 	var nacks []string
 	for _, s := range statuses {
-		cells := []string{s.Name()}
+		cells := []string{s.Name(), orDash(s.ClusterID)}
 		for _, typ := range syncstatus.Types {
 			ts := s.Status(typ)
 			cell := ts.Status
@@ -146,7 +148,7 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 			}
 			cells = append(cells, cell)
 		}
-		cells = append(cells, s.Pilot)
+		cells = append(cells, s.Pilot, orDash(s.IstioVersion))
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
@@ -159,6 +161,15 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 		}
 	}
 	return nil
+}
+
+// orDash keeps an unknown cell visible ("-"), so the table's columns stay
+// apart for readers that split rows on runs of spaces.
+func orDash(v string) string {
+	if v == "" {
+		return "-"
+	}
+	return v
 }
 
 // compare diffs what pilot sent one proxy against the proxy's own dump.

@@ -28,6 +28,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/xds"
 	"mesh.dev/mesh/internal/proxy/agent"
 	"mesh.dev/mesh/internal/syncstatus"
+	"mesh.dev/mesh/internal/version"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -69,7 +70,7 @@ func exitCode(err error) int {
 // syncz follows the /debug/syncz contract: one proxy in sync, one stale,
 // one that rejected its listeners.
 const syncz = `[
- {"proxy": "sidecar~198.18.0.7~reviews-v1-0.default~default.svc.cluster.local",
+ {"proxy": "sidecar~198.18.0.7~reviews-v1-0.default~default.svc.cluster.local", "clusterID": "Kubernetes", "istioVersion": "1.24.2",
   "types": {"CDS": {"sent": "5", "acked": "5", "status": "SYNCED"}, "LDS": {"sent": "5", "acked": "4", "nonce": "n9", "status": "STALE"},
             "EDS": {"sent": "7", "acked": "7", "status": "SYNCED"}, "RDS": {"sent": "5", "acked": "5", "status": "SYNCED"}, "ECDS": {"status": "NOT SENT"}}},
  {"proxy": "sidecar~198.18.0.5~productpage-v1-0.default~default.svc.cluster.local",
@@ -166,7 +167,12 @@ func TestAgainstPilotAndProxy(t *testing.T) {
 	pilotAddr := strings.TrimPrefix(dbg.URL, "http://")
 
 	node := w.PodProxy(model.SidecarProxy, "productpage-v1")
-	p, err := agent.New(agent.Options{XDSAddress: lis.Addr().String(), NodeID: node, AdminAddress: "127.0.0.1:0"})
+	// The proxy's node metadata comes from its environment, as in a pod.
+	meta, err := agent.NodeMetadataFromEnv([]string{"ISTIO_META_CLUSTER_ID=east", "PATH=/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := agent.New(agent.Options{XDSAddress: lis.Addr().String(), NodeID: node, AdminAddress: "127.0.0.1:0", NodeMetadata: meta})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +229,11 @@ func TestAgainstPilotAndProxy(t *testing.T) {
 	}
 	if row == nil {
 		t.Fatalf("no row for %s:\n%s", name, out)
+	}
+	// The cluster and release are what the proxy's node metadata said: its
+	// environment's cluster and its own build's version.
+	if row[1] != "east" || row[len(row)-1] != version.Version {
+		t.Errorf("row %q: want CLUSTER east and VERSION %s (mesh-proxy's ISTIO_VERSION)", row, version.Version)
 	}
 	// The row must say what pilot says, type by type.
 	cells := strings.Join(row[1:], " ")

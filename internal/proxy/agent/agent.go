@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"mesh.dev/mesh/internal/proxy/admin"
 	"mesh.dev/mesh/internal/proxy/appprobe"
@@ -63,7 +64,11 @@ type Options struct {
 	Workload     Workload
 	// Peer is this proxy's node metadata as told to peers (Istio's metadata
 	// exchange); nil: the bootstrap node's metadata, the node id and Workload.
-	Peer         *peermeta.Node
+	Peer *peermeta.Node
+	// NodeMetadata is what the xDS node's metadata says beside the
+	// bootstrap's, as Istio's agent writes it from ISTIO_META_* and
+	// ISTIO_METAJSON_* (NodeMetadataFromEnv); the bootstrap's keys win.
+	NodeMetadata map[string]*structpb.Value
 	Level        *slog.LevelVar // optional: kept in step with /logging?level= for an embedder's own slog handler
 	DrainTimeout time.Duration
 	OriginalDst  func(net.Conn) (netipAddrPort, bool)
@@ -127,6 +132,7 @@ func New(opts Options) (*Proxy, error) {
 		p.opts.OriginalDst = capture.OriginalDst
 	}
 	self := selfNode(opts, p.node)
+	p.node.Metadata = xdsNodeMetadata(p.node.GetMetadata(), opts.NodeMetadata, self)
 	p.Metrics = NewMetrics(self)
 	rt, err := runtime.FromBootstrap(opts.Bootstrap)
 	if err != nil {

@@ -203,6 +203,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.Peer = n
 	}
+	if opts.NodeMetadata, err = NodeMetadataFromEnv(os.Environ()); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
+		return exitData
+	}
 	if *xdsMTLS && *caAddr == "" {
 		fmt.Fprintln(stderr, "mesh-proxy: --xds-mtls needs --ca-address: the client certificate comes from pilot's CA")
 		return exitUsage
