@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"mesh.dev/mesh/internal/cli"
+	"mesh.dev/mesh/internal/crdschema"
 	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
@@ -150,5 +151,67 @@ func TestLiveGatewayAPICRDs(t *testing.T) {
 	out, code := run(t, "", "--kubeconfig", c.KubeconfigPath(), "-A")
 	if code != cli.ExitFindings || !strings.Contains(out, "IST0156") || !strings.Contains(out, "CustomResourceDefinition httproutes.gateway.networking.k8s.io") {
 		t.Errorf("exit %d, want IST0156 about the HTTPRoute CRD:\n%s", code, out)
+	}
+}
+
+// TestLiveMetaRoutes: a cluster serving mesh's MetaRoute CRD (as the base
+// chart installs it) has its MetaRoutes checked by a live analysis, as
+// pilot reads them: one naming a host nothing has is IST0101. Before, the
+// live analysis did not list MetaRoutes at all.
+func TestLiveMetaRoutes(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dyn := dynamic.NewForConfigOrDie(c.RESTConfig())
+	kc := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	var crd *unstructured.Unstructured
+	for _, d := range crdschema.All() {
+		if d.Name() == "metaroutes.networking.mesh.io" {
+			crd = &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+				"metadata": map[string]any{"name": d.Name()}, "spec": d.Object(),
+			}}
+		}
+	}
+	if crd == nil {
+		t.Fatal("crdschema has no MetaRoute CRD")
+	}
+	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	if _, err := dyn.Resource(crds).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create CRD: %v", err)
+	}
+	t.Cleanup(func() { dyn.Resource(crds).Delete(context.Background(), crd.GetName(), metav1.DeleteOptions{}) })
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rpc"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	if _, err := kc.CoreV1().Services("rpc").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "calc"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "calc"}, Ports: []corev1.ServicePort{{Name: "tcp-thrift-calc", Port: 9090}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create service: %v", err)
+	}
+	mr := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.mesh.io/v1alpha1", "kind": "MetaRoute",
+		"metadata": map[string]any{"name": "calc", "namespace": "rpc"},
+		"spec": map[string]any{"hosts": []any{"calc"},
+			"routes": []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "multiplier"}}}}}},
+	}}
+	metaroutes := schema.GroupVersionResource{Group: "networking.mesh.io", Version: "v1alpha1", Resource: "metaroutes"}
+	// The CRD is served once the API server has established it.
+	var err error
+	for {
+		if _, err = dyn.Resource(metaroutes).Namespace("rpc").Create(ctx, mr, metav1.CreateOptions{}); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("create MetaRoute: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	out, code := run(t, "", "--kubeconfig", c.KubeconfigPath(), "-n", "rpc")
+	if code != cli.ExitFindings || !strings.Contains(out, "IST0101") || !strings.Contains(out, "MetaRoute calc.rpc") ||
+		!strings.Contains(out, `Referenced host not found: "multiplier"`) {
+		t.Errorf("exit %d, want IST0101 on MetaRoute calc.rpc for host multiplier:\n%s", code, out)
 	}
 }

@@ -13,42 +13,49 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/resource"
 )
 
-// clusterResources are the kinds read from a live cluster: what the
-// analyzers look at, no more.
-var clusterResources = []schema.GroupVersionResource{
-	{Version: "v1", Resource: "namespaces"},
-	{Version: "v1", Resource: "services"},
-	{Version: "v1", Resource: "pods"},
+// clusterResources are the kinds read from a live cluster: every kind of
+// pilot's table that analyze files under a kind of its own (model.Kinds),
+// so a kind pilot reads is one a live analysis checks, then the kinds only
+// analyze reads.
+var clusterResources = append(pilotResources(), analyzeOnlyResources...)
+
+// notListed are the kinds of pilot's table a live analysis does not ask
+// the cluster for, and why.
+var notListed = map[string]string{
+	"Secret": "Secrets are not read from a cluster; the gateway certificate check judges only Secrets given as files",
+}
+
+// pilotResources are the resources of the kinds pilot reads that analyze
+// checks, in the table's order.
+func pilotResources() []schema.GroupVersionResource {
+	var out []schema.GroupVersionResource
+	for _, k := range model.Kinds {
+		if k.AnalyzerKind == "" || notListed[k.AnalyzerKind] != "" {
+			continue
+		}
+		out = append(out, k.GVK.GroupVersion().WithResource(k.Plural))
+	}
+	return out
+}
+
+// analyzeOnlyResources are the kinds analyze reads that pilot does not.
+var analyzeOnlyResources = []schema.GroupVersionResource{
 	{Group: "apps", Version: "v1", Resource: "deployments"},
 	{Group: "apps", Version: "v1", Resource: "statefulsets"},
 	{Group: "apps", Version: "v1", Resource: "daemonsets"},
 	{Group: "batch", Version: "v1", Resource: "cronjobs"},
 	{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
 	{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"},
-	{Group: "telemetry.istio.io", Version: "v1", Resource: "telemetries"},
-	{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"},
-	{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"},
-	{Group: "networking.istio.io", Version: "v1", Resource: "gateways"},
-	{Group: "networking.istio.io", Version: "v1", Resource: "serviceentries"},
-	{Group: "networking.istio.io", Version: "v1", Resource: "sidecars"},
-	{Group: "networking.istio.io", Version: "v1", Resource: "workloadentries"},
-	{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"},
-	{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"},
-	{Group: "security.istio.io", Version: "v1", Resource: "requestauthentications"},
 	// Kinds the mesh does not read are listed too, so that MSH0004 tells a
 	// live cluster's users that they have no effect.
 	{Group: "networking.istio.io", Version: "v1alpha3", Resource: "envoyfilters"},
 	{Group: "networking.istio.io", Version: "v1", Resource: "workloadgroups"},
 	{Group: "networking.istio.io", Version: "v1beta1", Resource: "proxyconfigs"},
 	{Group: "extensions.istio.io", Version: "v1alpha1", Resource: "wasmplugins"},
-	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"},
-	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"},
-	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
-	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"},
-	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "referencegrants"},
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "tcproutes"},
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "tlsroutes"},
 	{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "udproutes"},
