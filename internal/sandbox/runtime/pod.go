@@ -15,6 +15,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+
+	"mesh.dev/mesh/internal/fallback"
 )
 
 // maxGrace caps a pod's termination grace period: the sandbox is thrown away
@@ -41,12 +44,6 @@ type podWorker struct {
 	phase    corev1.PodPhase
 	started  time.Time
 	message  string
-	// sendMu orders status writes: held from the snapshot to the end of
-	// its patch, so a snapshot taken earlier can never land after a later
-	// one and leave the API server with a stale status for good. It
-	// guards lastSent.
-	sendMu   sync.Mutex
-	lastSent []byte
 	inited   bool // init containers done (the Initialized condition)
 	// svcReady: service rules may go in, after the init containers that
 	// ran so far (a sidecar's capture rules come first); before a native
@@ -57,6 +54,12 @@ type podWorker struct {
 	vols      map[string]string // volume name → folder
 	events    map[string]*recordedEvent
 	svcMu     sync.Mutex // held while the pod's service rules are loaded
+
+	// reportMu makes status patches one at a time, each built on the
+	// status the one before left on the API server (base).
+	reportMu sync.Mutex
+	base     *corev1.PodStatus
+	lastSent []byte
 }
 
 func (w *podWorker) key() string { return w.pod.Namespace + "/" + w.pod.Name }
@@ -89,6 +92,10 @@ func (w *podWorker) run(ctx context.Context) {
 		w.fail(ctx, "NetworkSetupFailed", err)
 		return
 	}
+	// The node agent learns of the pod's network as a CNI plugin's ADD
+	// tells it, before any container runs.
+	w.rt.agent.Add(ctx, fallback.Pod{Pod: w.pod, IP: w.ip.String(), NetNS: []string{"ip", "netns", "exec", w.net.ns}})
+	defer w.rt.agent.Remove(w.pod.UID)
 	if err := w.setupFilesRetrying(ctx); err != nil {
 		w.fail(ctx, "CreateContainerConfigError", err)
 		return
@@ -383,6 +390,8 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 		s.running, s.ready, s.finished, s.exitCode = false, false, time.Now(), exitCode(err)
 		w.mu.Unlock()
 		close(done)
+		// A container event, as a CRI runtime sends one to its subscribers.
+		w.rt.agent.ContainerExited(w.pod.UID, s.spec.Name)
 	}()
 	return cmd, done, nil
 }
@@ -552,23 +561,46 @@ func (w *podWorker) stopAll(ctx context.Context) {
 	}
 }
 
-// report sends the pod's status when it differs from what was last sent. A
-// JSON merge patch replaces the lists whole, so no read-modify-write is needed.
+// report sends the pod's status when it differs from what was last sent.
+//
+// As the kubelet, it sends a two-way strategic merge patch from the status
+// the API server holds to that status with the runtime's fields replaced,
+// so conditions of types the runtime does not own (readiness gates, the
+// fallback agent's mesh.io/SidecarFallback) are left as they are. The base
+// must be what the server holds: a patch built from anything else leaves
+// the server's differing fields in place. So the first patch of a worker is
+// built on the pod as read then (a pod left bound to the node by a runtime
+// that stopped holds that runtime's addresses and containers), each later
+// one on the status the previous patch returned, and patches are sent one
+// at a time (two built on the same base undo each other's changes).
 func (w *podWorker) report(ctx context.Context) {
-	w.sendMu.Lock()
-	defer w.sendMu.Unlock()
+	w.reportMu.Lock()
+	defer w.reportMu.Unlock()
 	w.mu.Lock()
 	st := w.statusLocked()
 	w.mu.Unlock()
-	body, err := json.Marshal(map[string]any{"status": st})
-	if err != nil {
+	body, err := json.Marshal(st)
+	if err != nil || string(body) == string(w.lastSent) || ctx.Err() != nil {
 		return
 	}
-	if string(body) == string(w.lastSent) || ctx.Err() != nil {
+	base := w.base
+	if base == nil {
+		if cur, err := w.rt.cs.CoreV1().Pods(w.pod.Namespace).Get(ctx, w.pod.Name, metav1.GetOptions{}); err == nil && cur.UID == w.pod.UID {
+			base = &cur.Status
+		} else {
+			base = &w.pod.Status
+		}
+	}
+	patch, err := statusPatch(base, st)
+	if err != nil {
+		w.rt.log.Warn("pod status patch not built", "pod", w.key(), "err", err)
 		return
 	}
-	_, err = w.rt.cs.CoreV1().Pods(w.pod.Namespace).Patch(ctx, w.pod.Name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
+	got, err := w.rt.cs.CoreV1().Pods(w.pod.Namespace).Patch(ctx, w.pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if err != nil {
+		// The next patch is built on the status read afresh: one refused
+		// for its base would be refused again.
+		w.base = nil
 		if ctx.Err() == nil && !apierrors.IsNotFound(err) {
 			// As a kubelet's status manager resyncs: a write lost to a busy
 			// or restarting API server is tried again, not given up on.
@@ -577,7 +609,38 @@ func (w *podWorker) report(ctx context.Context) {
 		}
 		return
 	}
-	w.lastSent = body
+	w.base, w.lastSent = &got.Status, body
+}
+
+// statusPatch is the strategic merge patch that turns base, the status on
+// the API server, into base with the runtime's fields set from st: its
+// phase, message, addresses, start time, container statuses and conditions
+// of the types st has; other writers' conditions and fields stay.
+func statusPatch(base *corev1.PodStatus, st corev1.PodStatus) ([]byte, error) {
+	next := base.DeepCopy()
+	next.Phase, next.Message, next.Reason = st.Phase, st.Message, st.Reason
+	next.HostIP, next.HostIPs, next.PodIP, next.PodIPs = st.HostIP, st.HostIPs, st.PodIP, st.PodIPs
+	next.StartTime = st.StartTime
+	next.InitContainerStatuses, next.ContainerStatuses = st.InitContainerStatuses, st.ContainerStatuses
+	owned := map[corev1.PodConditionType]bool{}
+	for _, c := range st.Conditions {
+		owned[c.Type] = true
+	}
+	next.Conditions = append([]corev1.PodCondition(nil), st.Conditions...)
+	for _, c := range base.Conditions {
+		if !owned[c.Type] {
+			next.Conditions = append(next.Conditions, c)
+		}
+	}
+	from, err := json.Marshal(map[string]any{"status": base})
+	if err != nil {
+		return nil, err
+	}
+	to, err := json.Marshal(map[string]any{"status": next})
+	if err != nil {
+		return nil, err
+	}
+	return strategicpatch.CreateTwoWayMergePatch(from, to, corev1.Pod{})
 }
 
 func (w *podWorker) statusLocked() corev1.PodStatus {

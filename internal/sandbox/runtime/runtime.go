@@ -22,16 +22,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"mesh.dev/mesh/internal/fallback"
 	"mesh.dev/mesh/internal/sandbox"
 )
 
@@ -71,6 +74,10 @@ type Runtime struct {
 	kubeletPort int
 	podsDir     string
 	svc         *services
+	// agent is the mesh's fallback node agent (docs/fallback.md), told of
+	// pod networks and container exits as a CNI node agent is.
+	agent        *fallback.Agent
+	agentMetrics *prometheus.Registry
 
 	netMu sync.Mutex
 	net   *network
@@ -133,6 +140,13 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	dyn, err := dynamic.NewForConfig(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	r.agentMetrics = prometheus.NewRegistry()
+	r.agent = &fallback.Agent{Kube: cs, Dynamic: dyn, RootNamespace: "mesh-system", Log: r.log.With("component", "fallback-agent"),
+		Metrics: fallback.NewMetrics(r.agentMetrics)}
 	if r.logDir == "" {
 		if r.logDir, err = os.MkdirTemp("", "mesh-sandbox-runtime-"); err != nil {
 			return nil, err
@@ -167,6 +181,7 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 		return nil, fmt.Errorf("sandbox runtime: %w", err)
 	}
 	r.node = fmt.Sprintf("sandbox-runtime-%d", r.net.subnet)
+	r.agent.Node = r.node
 	if err := r.registerNode(ctx); err != nil {
 		r.Stop()
 		return nil, fmt.Errorf("sandbox runtime: %w", err)
@@ -190,6 +205,10 @@ func (r *Runtime) PodCIDR() string { return r.net.CIDR() }
 
 // Gateway is the host's address on the pods' network.
 func (r *Runtime) Gateway() string { return r.net.gateway.String() }
+
+// AgentMetrics gathers the fallback node agent's series
+// (mesh_sidecar_fallbacks_total, ...).
+func (r *Runtime) AgentMetrics() prometheus.Gatherer { return r.agentMetrics }
 
 // LogDir holds the containers' logs.
 func (r *Runtime) LogDir() string { return r.logDir }

@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
@@ -63,7 +64,14 @@ func startRuntimeBin(t *testing.T) (*runtime.Runtime, kubernetes.Interface, stri
 	if out, err := exec.Command("go", "build", "-o", bin, "mesh.dev/mesh/cmd/mesh-sample").CombinedOutput(); err != nil {
 		t.Fatalf("build mesh-sample: %v\n%s", err, out)
 	}
-	o, err := runtime.ForCluster(c, bin)
+	return startRuntimeWith(t, bin), kubernetes.NewForConfigOrDie(c.RESTConfig()), bin
+}
+
+// startRuntimeWith starts a runtime on the package's sandbox running the
+// binaries in bin; the test's cleanup stops it.
+func startRuntimeWith(t *testing.T, bin string) *runtime.Runtime {
+	t.Helper()
+	o, err := runtime.ForCluster(sandboxtest.Cluster(t), bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +92,7 @@ func startRuntimeBin(t *testing.T) (*runtime.Runtime, kubernetes.Interface, stri
 			t.Errorf("bridge of %s still exists after Stop", rt.PodCIDR())
 		}
 	})
-	return rt, kubernetes.NewForConfigOrDie(c.RESTConfig()), bin
+	return rt
 }
 
 func dumpLogs(t *testing.T, dir string) {
@@ -268,6 +276,12 @@ func TestContainerRestartsAfterExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod = waitPod(t, cs, ns, pod.Name, "Ready", ready)
+	// A condition of a type the kubelet does not own (a readiness gate's,
+	// the fallback agent's) survives its status updates, as on a kubelet.
+	foreign := []byte(`{"status":{"conditions":[{"type":"example.com/Other","status":"True","reason":"SetByTest"}]}}`)
+	if pod, err = cs.CoreV1().Pods(ns).Patch(ctx, pod.Name, types.StrategicMergePatchType, foreign, metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
+	}
 	oldID := pod.Status.ContainerStatuses[0].ContainerID
 	pid, err := runtime.PIDFromContainerID(oldID)
 	if err != nil {
@@ -312,6 +326,13 @@ func TestContainerRestartsAfterExit(t *testing.T) {
 	}
 	if !sawDown {
 		t.Error("no status showed the container down between the kill and the restart")
+	}
+	kept := false
+	for _, c := range pod.Status.Conditions {
+		kept = kept || c.Type == "example.com/Other" && c.Reason == "SetByTest"
+	}
+	if !kept {
+		t.Errorf("conditions after the restart %+v: the example.com/Other condition set by another writer is gone", pod.Status.Conditions)
 	}
 	st := pod.Status.ContainerStatuses[0]
 	if st.RestartCount != 1 {
@@ -490,3 +511,69 @@ func TestVolumesOverTheBinaryFolder(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestANewRuntimeOnTheNodeReportsItsOwnStatus: a runtime that starts after
+// another stopped takes the same free subnet, so the same node name, and
+// runs the pods left bound to that node again, with addresses of its own
+// (e2e tests share one sandbox, so every test's runtime does this with the
+// pods of the tests before it). The pod's status is then the new one: one
+// podIP, the new process's containerID, Ready once the new process
+// answers. A status patch built as a diff from nothing merged the new
+// address into the old podIPs (two IPv4 addresses, refused by the API
+// server), so the pod kept the old runtime's status: Ready on an address
+// another pod now holds, and Services sent its traffic there.
+func TestANewRuntimeOnTheNodeReportsItsOwnStatus(t *testing.T) {
+	first, cs, bin := startRuntimeBin(t)
+	ns := namespace(t, cs)
+	ctx := context.Background()
+	// The filler takes the first runtime's next address, so the pod's
+	// address there differs from the one the second runtime gives it,
+	// whether addresses start again at .2 or go on round-robin.
+	filler, err := cs.CoreV1().Pods(ns).Create(ctx, samplePod("details"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPod(t, cs, ns, filler.Name, "Ready", ready)
+	pod, err := cs.CoreV1().Pods(ns).Create(ctx, samplePod("details"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod = waitPod(t, cs, ns, pod.Name, "Ready", ready)
+	oldIP, oldID := pod.Status.PodIP, pod.Status.ContainerStatuses[0].ContainerID
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, filler.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := cs.CoreV1().Pods(ns).Get(ctx, filler.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the filler pod was not deleted in 60 s")
+		}
+	}
+	node := first.NodeName()
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := startRuntimeWith(t, bin)
+	if second.NodeName() != node {
+		t.Fatalf("the second runtime is node %s, the first was %s: another runtime took the freed subnet meanwhile (run the runtime's tests under the e2e lock)", second.NodeName(), node)
+	}
+	pod = waitPod(t, cs, ns, pod.Name, "Ready with the second runtime's process and address", func(p *corev1.Pod) bool {
+		return ready(p) && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].ContainerID != oldID &&
+			p.Status.ContainerStatuses[0].Ready
+	})
+	if len(pod.Status.PodIPs) != 1 || pod.Status.PodIPs[0].IP != pod.Status.PodIP || pod.Status.PodIP == oldIP {
+		t.Fatalf("podIP %s, podIPs %v (the first runtime's address was %s): want the second runtime's one address", pod.Status.PodIP, pod.Status.PodIPs, oldIP)
+	}
+	// The address in the status is the one the new process answers on.
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := c.Get("http://" + pod.Status.PodIP + ":9080/health")
+	if err != nil {
+		t.Fatalf("the pod's status address %s: %v", pod.Status.PodIP, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s:9080/health: %s", pod.Status.PodIP, resp.Status)
+	}
+}
