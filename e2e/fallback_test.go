@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -52,7 +53,9 @@ func TestSidecarFallback(t *testing.T) {
 	direct := "http://" + pod.Status.PodIP + ":9080/productpage"
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 
-	// STRICT: vetoed, never plaintext.
+	// STRICT: vetoed, never plaintext. Events are counted from here: the
+	// pod may be one an earlier test's runtime ran (go test -count=2).
+	began := metav1.NewTime(time.Now().Truncate(time.Second))
 	before := e.kill(pod, "mesh-proxy")
 	sawVetoed, tries := false, 0
 	e.waitFor("productpage's sidecar restarted and Ready under STRICT, the veto seen", 2*time.Minute, func() (bool, string) {
@@ -75,10 +78,10 @@ func TestSidecarFallback(t *testing.T) {
 		back := st.RestartCount > before && st.State.Running != nil && podReady(p)
 		return back && sawVetoed, fmt.Sprintf("restarts=%d ready=%v condition=%+v", st.RestartCount, podReady(p), c)
 	})
-	if ev := e.events(pod, fallback.EventVetoed); len(ev) == 0 || !strings.Contains(ev[0].Message, "PeerAuthentication bookinfo/default is STRICT") {
+	if ev := e.events(pod, fallback.EventVetoed, began); len(ev) == 0 || !strings.Contains(ev[0].Message, "PeerAuthentication bookinfo/default is STRICT") {
 		t.Fatalf("SidecarFallbackVetoed events %v: want one naming the STRICT PeerAuthentication", ev)
 	}
-	if ev := e.events(pod, fallback.EventFallback); len(ev) > 0 {
+	if ev := e.events(pod, fallback.EventFallback, began); len(ev) > 0 {
 		t.Fatalf("a fallback under STRICT: %v", ev)
 	}
 	t.Logf("under STRICT: %d plaintext tries to the app's port while the sidecar was down, every one refused; the veto reported", tries)
@@ -210,7 +213,7 @@ func TestSidecarFallback(t *testing.T) {
 	// At least three fallbacks (kill, hang, crash loop: more when the
 	// restarted proxy got ready between two kills), each with its Event,
 	// its return and its count.
-	fell, ended := len(e.events(pod, fallback.EventFallback)), len(e.events(pod, fallback.EventEnded))
+	fell, ended := len(e.events(pod, fallback.EventFallback, began)), len(e.events(pod, fallback.EventEnded, began))
 	total := counter(t, e.rt, "mesh_sidecar_fallbacks_total", map[string]string{"pod": pod.Name})
 	if fell < 3 || ended != fell || total != float64(fell) {
 		t.Errorf("%d SidecarFallback events, %d SidecarFallbackEnded, mesh_sidecar_fallbacks_total %v: want one of each per fallback, at least 3", fell, ended, total)
@@ -288,14 +291,20 @@ func fallbackCondition(p *corev1.Pod) *corev1.PodCondition {
 }
 
 // events lists the pod's Events of reason, oldest first.
-func (e *env) events(p *corev1.Pod, reason string) []corev1.Event {
+func (e *env) events(p *corev1.Pod, reason string, since metav1.Time) []corev1.Event {
 	e.t.Helper()
 	l, err := e.cs.CoreV1().Events(p.Namespace).List(context.Background(), metav1.ListOptions{
 		FieldSelector: "involvedObject.name=" + p.Name + ",reason=" + reason})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return l.Items
+	var out []corev1.Event
+	for _, ev := range l.Items {
+		if !ev.LastTimestamp.Before(&since) {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 func counter(t *testing.T, rt *runtime.Runtime, name string, labels map[string]string) float64 {
@@ -332,9 +341,13 @@ func matches(m *dto.Metric, labels map[string]string) bool {
 }
 
 // load sends product page requests back to back, each on a new connection,
-// and records each one. A refused connection (nothing of the request sent)
-// is retried after 50 ms, up to 5 times, as a client with Envoy's
-// connect-failure retry would.
+// and records each one. A connection that failed to open (refused, or reset
+// before it was established: nothing of the request sent) is retried after
+// 50 ms, up to 5 times, as a client with Envoy's connect-failure retry
+// would. A reset while connecting happens when the kill lands: the dying
+// proxy's listening socket completes the handshake of the next connection,
+// then closes and resets it (seen in the crash loop as an EOF on the
+// request in flight and "connect: connection reset by peer" 7 ms later).
 type load struct {
 	mu      sync.Mutex
 	results []result
@@ -362,7 +375,7 @@ func startLoad(c *http.Client, url string) *load {
 			r := result{start: time.Now()}
 			for try := 0; ; try++ {
 				r.version, _, r.err = productPage(c, url, "")
-				if r.err == nil || !errors.Is(r.err, syscall.ECONNREFUSED) || try == 5 {
+				if r.err == nil || !notOpened(r.err) || try == 5 {
 					break
 				}
 				time.Sleep(50 * time.Millisecond)
@@ -373,6 +386,13 @@ func startLoad(c *http.Client, url string) *load {
 		}
 	}()
 	return l
+}
+
+// notOpened: the request failed in its dial, refused or reset before the
+// connection was established, so nothing of it was sent.
+func notOpened(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET))
 }
 
 func (l *load) stop() { l.once.Do(func() { close(l.quit); <-l.done }) }

@@ -29,6 +29,9 @@ const (
 	ReasonNotReady = "ProxyNotReady"
 	ReasonReady    = "ProxyReady"
 	ReasonVetoed   = "Vetoed"
+	// ReasonNetworkSetUp: the pod's network was set up again (a new node
+	// agent or runtime took the pod up) with capture on.
+	ReasonNetworkSetUp = "NetworkSetUp"
 
 	EventFallback = "SidecarFallback"
 	EventEnded    = "SidecarFallbackEnded"
@@ -85,6 +88,14 @@ type podWatch struct {
 func (a *Agent) Add(ctx context.Context, p Pod) {
 	if !hasProxy(p.Pod) {
 		return
+	}
+	// A network just set up captures: a fallback the pod's status still
+	// shows (written by an agent that stopped while the pod was in
+	// fallback) no longer holds.
+	for _, c := range p.Pod.Status.Conditions {
+		if c.Type == ConditionType && c.Status == corev1.ConditionTrue {
+			a.report(ctx, p.Pod, corev1.ConditionFalse, ReasonNetworkSetUp, "the pod's network was set up with capture on")
+		}
 	}
 	mode, where, err := Mode(p.Pod.Annotations, nil, "")
 	hang, herr := HangTimeout(p.Pod)

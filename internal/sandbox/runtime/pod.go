@@ -156,6 +156,8 @@ func (w *podWorker) run(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	// The pod has completed: its proxy stopping now is no fallback.
+	w.rt.agent.Remove(w.pod.UID)
 	w.stopSidecars()
 	stopProbes()
 	<-probesDone

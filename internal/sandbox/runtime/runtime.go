@@ -316,6 +316,9 @@ func (r *Runtime) stopPod(uid types.UID) {
 	if w == nil {
 		return
 	}
+	// The node agent stops watching before the containers are stopped:
+	// their exits are the pod's end, not a sidecar to fall back from.
+	r.agent.Remove(uid)
 	w.cancel()
 	<-w.done
 	r.log.Info("stopped pod", "pod", w.key())
@@ -330,6 +333,18 @@ func (r *Runtime) Stop() error {
 		if r.webhookSrv != nil {
 			_ = r.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, r.webhookName(), metav1.DeleteOptions{})
 			r.webhookSrv.Close()
+		}
+		// Before the pods' contexts end and their containers stop (stopPod
+		// would be too late for that): the node agent takes no exit of a
+		// stopping runtime's containers for a sidecar to fall back from.
+		r.mu.Lock()
+		var watched []types.UID
+		for uid := range r.workers {
+			watched = append(watched, uid)
+		}
+		r.mu.Unlock()
+		for _, uid := range watched {
+			r.agent.Remove(uid)
 		}
 		if r.cancel != nil {
 			r.cancel()
