@@ -117,6 +117,8 @@ var (
 		"A resource of a kind this mesh does not read at all (EnvoyFilter, WasmPlugin, WorkloadGroup, ProxyConfig; the Gateway API's TCPRoute, TLSRoute, UDPRoute, ListenerSet, BackendTLSPolicy): it has no effect."}
 	InvalidClientCredential = &MessageType{"MSH0005", "InvalidClientCredential", Error,
 		"A DestinationRule's tls.credentialName names no usable Secret in the namespace of a gateway that uses it, so the gateway's TLS origination fails."}
+	FallbackVetoed = &MessageType{"MSH0006", "FallbackVetoed", Warning,
+		"A workload opts into sidecar fallback (mesh.io/fallback: direct), but a security policy vetoes it: when its proxy is down its traffic fails closed."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
@@ -135,5 +137,5 @@ func AllMessageTypes() []*MessageType {
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
 		ReferencedInternalGateway, IneffectiveSelector, NegativeConditionStatus,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, GatewayAPICRDVersionBelowMinimum, ConflictingServiceEntryProtocol,
-		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported, InvalidClientCredential}
+		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported, InvalidClientCredential, FallbackVetoed}
 }

@@ -56,9 +56,18 @@ func HangTimeout(pod *corev1.Pod) (time.Duration, error) {
 	if !ok {
 		return DefaultHangTimeout, nil
 	}
+	d, err := ParseHangTimeout(s)
+	if err != nil {
+		return 0, fmt.Errorf("pod annotation %s: %w; the pod fails closed", HangTimeoutAnnotation, err)
+	}
+	return d, nil
+}
+
+// ParseHangTimeout reads a value of the hang timeout annotation.
+func ParseHangTimeout(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil || d < MinHangTimeout || d > MaxHangTimeout {
-		return 0, fmt.Errorf("pod annotation %s: %q is not a duration from %v to %v (e.g. 1500ms); the pod fails closed", HangTimeoutAnnotation, s, MinHangTimeout, MaxHangTimeout)
+		return 0, fmt.Errorf("%q is not a duration from %v to %v (e.g. 1500ms)", s, MinHangTimeout, MaxHangTimeout)
 	}
 	return d, nil
 }

@@ -20,50 +20,69 @@ var (
 	destinationRules    = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
 )
 
+// Policies are the security policies a veto reads, as the API server
+// serves them. The agent lists them when a proxy goes down; mesh analyze
+// builds them from the objects it analyses, so both decide alike.
+type Policies struct {
+	PeerAuthentications   []unstructured.Unstructured
+	DestinationRules      []unstructured.Unstructured
+	AuthorizationPolicies []unstructured.Unstructured
+}
+
 // Vetoes names the policies that forbid pod's fallback, "" when none does
-// (docs/fallback.md, "Security veto"). It is coarse on purpose, failing
-// closed: a STRICT PeerAuthentication anywhere (this pod's ports, or a
-// destination it may call, requires mTLS), an ISTIO_MUTUAL DestinationRule
-// anywhere (a destination requires mTLS), an AuthorizationPolicy in the
-// root or the pod's namespace that selects the pod (it would be bypassed).
-// A kind that is not installed vetoes nothing; any other error is returned,
-// and the caller vetoes on it.
+// (docs/fallback.md, "Security veto"). A kind that is not installed vetoes
+// nothing; any other error is returned, and the caller vetoes on it.
 func Vetoes(ctx context.Context, dyn dynamic.Interface, root string, pod *corev1.Pod) (string, error) {
 	if dyn == nil {
 		return "", fmt.Errorf("no client for the security policies")
 	}
-	var why []string
-	pas, err := list(ctx, dyn, peerAuthentications, "")
-	if err != nil {
+	var p Policies
+	var err error
+	if p.PeerAuthentications, err = list(ctx, dyn, peerAuthentications, ""); err != nil {
 		return "", err
 	}
-	for _, pa := range pas {
-		if strictIn(pa.Object) {
-			why = append(why, fmt.Sprintf("PeerAuthentication %s/%s is STRICT", pa.GetNamespace(), pa.GetName()))
-		}
-	}
-	drs, err := list(ctx, dyn, destinationRules, "")
-	if err != nil {
+	if p.DestinationRules, err = list(ctx, dyn, destinationRules, ""); err != nil {
 		return "", err
-	}
-	for _, dr := range drs {
-		if mutual(dr.Object["spec"]) {
-			why = append(why, fmt.Sprintf("DestinationRule %s/%s requires ISTIO_MUTUAL", dr.GetNamespace(), dr.GetName()))
-		}
 	}
 	for _, ns := range uniq(root, pod.Namespace) {
 		aps, err := list(ctx, dyn, authzPolicies, ns)
 		if err != nil {
 			return "", err
 		}
-		for _, ap := range aps {
-			if selects(ap.Object, pod) {
-				why = append(why, fmt.Sprintf("AuthorizationPolicy %s/%s selects the pod", ap.GetNamespace(), ap.GetName()))
-			}
+		p.AuthorizationPolicies = append(p.AuthorizationPolicies, aps...)
+	}
+	return strings.Join(p.Veto(root, pod.Namespace, pod.Labels), "; "), nil
+}
+
+// Veto lists, sorted, the policies that forbid the fallback of a pod in
+// namespace ns with labels, none when it may fall back. It is coarse on
+// purpose, failing closed: a STRICT PeerAuthentication anywhere (this
+// pod's ports, or a destination it may call, requires mTLS), an
+// ISTIO_MUTUAL DestinationRule anywhere (a destination requires mTLS), an
+// AuthorizationPolicy in the root or the pod's namespace that selects the
+// pod (it would be bypassed).
+func (p *Policies) Veto(root, ns string, labels map[string]string) []string {
+	var why []string
+	for _, pa := range p.PeerAuthentications {
+		if strictIn(pa.Object) {
+			why = append(why, fmt.Sprintf("PeerAuthentication %s/%s is STRICT", pa.GetNamespace(), pa.GetName()))
+		}
+	}
+	for _, dr := range p.DestinationRules {
+		if mutual(dr.Object["spec"]) {
+			why = append(why, fmt.Sprintf("DestinationRule %s/%s requires ISTIO_MUTUAL", dr.GetNamespace(), dr.GetName()))
+		}
+	}
+	for _, ap := range p.AuthorizationPolicies {
+		if apNS := ap.GetNamespace(); apNS != ns && (root == "" || apNS != root) {
+			continue
+		}
+		if selects(ap.Object, labels) {
+			why = append(why, fmt.Sprintf("AuthorizationPolicy %s/%s selects the pod", ap.GetNamespace(), ap.GetName()))
 		}
 	}
 	sort.Strings(why)
-	return strings.Join(why, "; "), nil
+	return why
 }
 
 func uniq(a, b string) []string {
@@ -123,7 +142,7 @@ func mutual(v any) bool {
 // selects reports whether an AuthorizationPolicy applies to pod: no
 // selector (the whole namespace, or the mesh from the root namespace), a
 // selector its labels match, or targetRef(s), counted as selecting.
-func selects(obj map[string]any, pod *corev1.Pod) bool {
+func selects(obj map[string]any, labels map[string]string) bool {
 	spec, _ := obj["spec"].(map[string]any)
 	if _, ok := spec["targetRef"]; ok {
 		return true
@@ -133,7 +152,7 @@ func selects(obj map[string]any, pod *corev1.Pod) bool {
 	}
 	ml, _, _ := unstructured.NestedStringMap(obj, "spec", "selector", "matchLabels")
 	for k, v := range ml {
-		if pod.Labels[k] != v {
+		if labels[k] != v {
 			return false
 		}
 	}

@@ -16,7 +16,7 @@ func All() []analyze.Analyzer {
 		&ExternalNamePorts{}, &MeshConfigDeprecations{}, &GatewayCredentials{}, &UnsupportedKinds{}, &Telemetries{}, &ApplicationUID{}, &JWT{},
 		&Webhooks{}, &IngressSubsets{}, &InternalGateways{}, &IneffectiveSelectors{}, &ServiceEntryProtocols{}, &ProxyImages{}, &GatewaySelectors{},
 		&GatewayAPIReferences{}, &GatewayAPIConditions{}, &GatewayAPICRDs{},
-		&RetryAmplification{}, &SidecarScope{}, &MetaRoutes{}, &NotEnforced{},
+		&RetryAmplification{}, &SidecarScope{}, &MetaRoutes{}, &NotEnforced{}, &FallbackVetoes{},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"mesh.dev/mesh/internal/analyze"
+	"mesh.dev/mesh/internal/fallback"
 	"mesh.dev/mesh/internal/pilot/inject"
 )
 
@@ -56,6 +57,8 @@ var knownAnnotations = func() map[string]annotationInfo {
 	m[AppRetriesAnnotation] = annotationInfo{kinds: map[string]bool{"Pod": true}}
 	m[PodInjectLabel] = annotationInfo{kinds: map[string]bool{"Pod": true}}
 	m[PodStatusAnnotation] = annotationInfo{kinds: map[string]bool{"Pod": true}}
+	m[fallback.Annotation] = annotationInfo{kinds: map[string]bool{"Pod": true}}
+	m[fallback.HangTimeoutAnnotation] = annotationInfo{kinds: map[string]bool{"Pod": true}}
 	return m
 }()
 
@@ -156,6 +159,8 @@ var annotationValues = map[string]func(string) error{
 	"readiness.status.sidecar.istio.io/periodSeconds":       intRange(1, 1<<20),
 	"status.sidecar.istio.io/port":                          intRange(0, 65535),
 	AppRetriesAnnotation:                                    intRange(0, 100),
+	fallback.Annotation:                                     oneOf(fallback.ModeDirect, fallback.ModeNone),
+	fallback.HangTimeoutAnnotation:                          hangTimeout,
 	"sidecar.istio.io/proxyCPU":                             quantity,
 	"sidecar.istio.io/proxyCPULimit":                        quantity,
 	"sidecar.istio.io/proxyMemory":                          quantity,
@@ -173,6 +178,14 @@ func init() {
 			delete(annotationValues, k)
 		}
 	}
+}
+
+// hangTimeout checks mesh.io/fallback-hang-timeout as the node agent reads it.
+func hangTimeout(v string) error {
+	if _, err := fallback.ParseHangTimeout(v); err != nil {
+		return fmt.Errorf("%w; the pod does not fall back", err)
+	}
+	return nil
 }
 
 func isBool(v string) error {
