@@ -297,6 +297,7 @@ var table = map[string]map[string]Entry{
 		"spec.servers.tls.verifyCertificateSpki": {Note: "client certificate pins are not checked"},
 	},
 	"MetaRoute": {
+		"spec.exportTo":                             {Enforced: true},
 		"spec.hosts":                                {Enforced: true},
 		"spec.routes.name":                          {Enforced: true},
 		"spec.routes.match.attributes.exact":        {Enforced: true},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -550,5 +551,39 @@ spec:
 			strings.Contains(last, "outbound|9090|v2|calc.bookinfo.svc.cluster.local")
 	}); err != nil {
 		t.Fatalf("the Thrift port's listener never routed bye to calc's subset v2 (last: %q): %v", last, err)
+	}
+
+	// exportTo: the webhook refuses a bad entry naming it; the API server
+	// keeps a good one (the CRD schema has the field, so it is not
+	// pruned), and pilot honours it: exported only to another namespace,
+	// the MetaRoute no longer routes bookinfo's requests.
+	valid := strings.Replace(bad, "retryOn: 5xx", "retryOn: connect-failure", 1)
+	withExport := func(to string) string {
+		return strings.Replace(valid, "  hosts: [calc]\n", "  hosts: [calc]\n  exportTo: "+to+"\n", 1)
+	}
+	if err := e.applyYAML(withExport("[Elsewhere]"), "bookinfo"); err == nil || !strings.Contains(err.Error(), "validation.mesh.io") || !strings.Contains(err.Error(), "spec.exportTo[0]") {
+		t.Fatalf("a MetaRoute exported to namespace \"Elsewhere\": %v; want the webhook to refuse it naming spec.exportTo[0]", err)
+	}
+	if err := e.applyYAML(withExport("[elsewhere]"), "bookinfo"); err != nil {
+		t.Fatalf("a MetaRoute exported to namespace elsewhere was refused: %v", err)
+	}
+	mrs := schema.GroupVersionResource{Group: "networking.mesh.io", Version: "v1alpha1", Resource: "metaroutes"}
+	got, err := e.dyn.Resource(mrs).Namespace("bookinfo").Get(e.ctx, "calc", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp, _, _ := unstructured.NestedStringSlice(got.Object, "spec", "exportTo"); !slices.Equal(exp, []string{"elsewhere"}) {
+		t.Fatalf("the API server holds spec.exportTo %q, want [elsewhere] (pruned by the CRD schema?)", exp)
+	}
+	if err := client.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+		l := c.Resource(resourcev3.ListenerType, "0.0.0.0_9090")
+		if l == nil {
+			return false
+		}
+		last = string(l.Value)
+		return strings.Contains(last, "generic_proxy") && !strings.Contains(last, "bye") &&
+			strings.Contains(last, "outbound|9090||calc.bookinfo.svc.cluster.local")
+	}); err != nil {
+		t.Fatalf("exported to namespace elsewhere, the MetaRoute still routes bookinfo's requests (last: %q): %v", last, err)
 	}
 }

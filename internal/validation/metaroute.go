@@ -128,6 +128,7 @@ func ParseTimeout(s string) (time.Duration, error) {
 
 func validateMetaRoute(l *list, o *meshnet.MetaRoute) {
 	s := &o.Spec
+	validateExportTo(l, s.ExportTo, "spec.exportTo")
 	if len(s.Hosts) == 0 {
 		l.err("spec.hosts", "a MetaRoute needs at least one host")
 	}

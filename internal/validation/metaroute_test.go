@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"strings"
 	"testing"
 
 	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
@@ -71,5 +72,50 @@ spec:
 	}
 	if !has(warns, "spec.routes[0].mirror", "not carried out") {
 		t.Errorf("mirror not reported as not carried out; warnings %v", warns)
+	}
+}
+
+// TestMetaRouteExportTo: a MetaRoute's exportTo is checked as a
+// VirtualService's: the same values refused with the same messages, each
+// naming the entry; ".", "*" and namespace names pass.
+func TestMetaRouteExportTo(t *testing.T) {
+	docs := map[string]string{
+		"VirtualService": `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: calc, namespace: shop}
+spec:
+  hosts: [calc]
+  exportTo: EXPORT
+  tcp: [{route: [{destination: {host: calc}}]}]
+`,
+		"MetaRoute": `apiVersion: networking.mesh.io/v1alpha1
+kind: MetaRoute
+metadata: {name: calc, namespace: shop}
+spec:
+  hosts: [calc]
+  exportTo: EXPORT
+  routes: [{route: [{destination: {host: calc}}]}]
+`,
+	}
+	for kind, doc := range docs {
+		for _, ok := range []string{`["."]`, `["*"]`, `[shop, batch]`, `[".", batch]`} {
+			if errs, warns := check(t, strings.Replace(doc, "EXPORT", ok, 1)); len(errs) > 0 || len(warns) > 0 {
+				t.Errorf("%s exportTo %s: errors %v, warnings %v; want none", kind, ok, errs, warns)
+			}
+		}
+		for _, c := range []struct{ exportTo, field, text string }{
+			{`[Shop]`, "spec.exportTo[0]", `invalid namespace "Shop"`},
+			{`[".", "shop/x"]`, "spec.exportTo[1]", `invalid namespace "shop/x"`},
+			{`[batch, batch]`, "spec.exportTo[1]", `duplicate entry "batch"`},
+			{`["~", shop]`, "spec.exportTo[0]", `cannot be combined`},
+		} {
+			errs, _ := check(t, strings.Replace(doc, "EXPORT", c.exportTo, 1))
+			if !has(errs, c.field, c.text) {
+				t.Errorf("%s exportTo %s: no error on %s saying %q; got %v", kind, c.exportTo, c.field, c.text, errs)
+			}
+		}
+		if _, warns := check(t, strings.Replace(doc, "EXPORT", `["*", shop]`, 1)); !has(warns, "spec.exportTo", "every namespace") {
+			t.Errorf(`%s exportTo ["*", shop]: no warning on spec.exportTo that "*" covers the rest; got %v`, kind, warns)
+		}
 	}
 }

@@ -4,8 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	actionv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/action/v3"
+	gpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -244,5 +248,194 @@ func TestExportToOverADS(t *testing.T) {
 	}
 	if !missing["shop/reviews-from-shop"] {
 		t.Errorf("analyze should report shop's VirtualService naming subset v1, which shop's DestinationRule lacks")
+	}
+}
+
+// A Thrift service calc in default, clients in default, shop and batch,
+// and three MetaRoutes for calc, oldest first: one kept to default, one
+// exported to shop, one exported everywhere. Each sends every request to
+// a subset of its own, so the route a client gets names the MetaRoute.
+const metaRouteExportToYAML = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: batch}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: calc, namespace: default}
+spec:
+  clusterIP: 198.19.0.10
+  selector: {app: calc}
+  ports: [{name: thrift, port: 9090}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: calc, namespace: default}
+spec:
+  selector: {matchLabels: {app: calc}}
+  template:
+    metadata: {labels: {app: calc, version: v1}}
+    spec: {containers: [{name: calc, image: calc}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleep, namespace: default}
+spec:
+  selector: {matchLabels: {app: sleep}}
+  template:
+    metadata: {labels: {app: sleep}}
+    spec: {containers: [{name: sleep, image: sleep}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  template:
+    metadata: {labels: {app: cart}}
+    spec: {containers: [{name: cart, image: cart}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: job, namespace: batch}
+spec:
+  selector: {matchLabels: {app: job}}
+  template:
+    metadata: {labels: {app: job}}
+    spec: {containers: [{name: job, image: job}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: calc, namespace: default}
+spec:
+  host: calc
+  subsets: [{name: local, labels: {version: v1}}]
+---
+# shop's own rule for calc, which shop's proxies take: the only one with
+# subset for-shop. No rule defines subset public.
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: calc, namespace: shop}
+spec:
+  host: calc.default.svc.cluster.local
+  subsets: [{name: for-shop, labels: {version: v1}}]
+---
+apiVersion: networking.mesh.io/v1alpha1
+kind: MetaRoute
+metadata: {name: calc-local, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  hosts: [calc]
+  exportTo: ["."]
+  routes: [{name: local, route: [{destination: {host: calc, subset: local}}]}]
+---
+apiVersion: networking.mesh.io/v1alpha1
+kind: MetaRoute
+metadata: {name: calc-for-shop, namespace: default, creationTimestamp: "2026-01-02T00:00:00Z"}
+spec:
+  hosts: [calc]
+  exportTo: [shop]
+  routes: [{name: for-shop, route: [{destination: {host: calc, subset: for-shop}}]}]
+---
+apiVersion: networking.mesh.io/v1alpha1
+kind: MetaRoute
+metadata: {name: calc-public, namespace: default, creationTimestamp: "2026-01-03T00:00:00Z"}
+spec:
+  hosts: [calc]
+  routes: [{name: public, route: [{destination: {host: calc, subset: public}}]}]
+`
+
+// Pilot applies a MetaRoute to the sidecars of the namespaces its exportTo
+// admits, as a VirtualService: of those naming a service, a proxy gets the
+// oldest exported to its namespace ("." its own, a name that one, unset
+// every one), served over real ADS streams as the Thrift port's
+// generic_proxy route table. analyze's missing-subset finding on a
+// MetaRoute falls exactly where the proxies that take it have no such
+// cluster.
+func TestMetaRouteExportToOverADS(t *testing.T) {
+	w := pilottest.NewWorld("default")
+	if err := w.AddYAML([]byte(metaRouteExportToYAML)); err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(context.Background(), nil, NewMetrics(prometheus.NewRegistry()), nil)
+	s.Update(model.Build(1, w.Input()), model.Change{Full: true})
+	conn := startADS(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const calc = "calc.default.svc.cluster.local"
+	// route is the route every request to calc takes on proxy's Thrift
+	// listener: the generic_proxy catch-all's name and cluster.
+	route := func(c *pilottest.ADSClient) string {
+		var l listenerv3.Listener
+		a := c.Resource(resourcev3.ListenerType, "0.0.0.0_9090")
+		if a == nil || a.UnmarshalTo(&l) != nil {
+			return ""
+		}
+		for _, fc := range l.FilterChains {
+			if fc.Name != "198.19.0.10_9090" || len(fc.Filters) == 0 {
+				continue
+			}
+			var gp gpv3.GenericProxy
+			if fc.Filters[len(fc.Filters)-1].GetTypedConfig().UnmarshalTo(&gp) != nil {
+				return "not generic_proxy"
+			}
+			var ra actionv3.RouteAction
+			if gp.GetRouteConfig().GetRoutes().GetOnNoMatch().GetAction().GetTypedConfig().UnmarshalTo(&ra) != nil {
+				return "no catch-all route"
+			}
+			return ra.Name + ">" + ra.GetCluster()
+		}
+		return ""
+	}
+	cases := []struct{ mr, proxy, why, subset string }{
+		{"default/calc-local", "sleep", `calc-local (exportTo ".") is the oldest, and default's own`, "local"},
+		{"default/calc-for-shop", "cart", "calc-local is not exported to shop; calc-for-shop, exported to shop, is older than calc-public", "for-shop"},
+		{"default/calc-public", "job", "only calc-public (exportTo unset) is exported to batch", "public"},
+	}
+	clients := map[string]*pilottest.ADSClient{}
+	for _, c := range cases {
+		client := &pilottest.ADSClient{NodeID: w.PodProxy(model.SidecarProxy, c.proxy)}
+		if err := client.Start(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+		clients[c.proxy] = client
+		want := c.subset + ">outbound|9090|" + c.subset + "|" + calc
+		var got string
+		// The listener comes after the clusters of the same push.
+		if err := client.WaitFor(ctx, func(a *pilottest.ADSClient) bool { got = route(a); return got == want }); err != nil {
+			t.Errorf("%s routes calc by %q, want %q (%s): %v", c.proxy, got, want, c.why, err)
+		}
+	}
+
+	// analyze on the same config reports a MetaRoute's subset missing
+	// exactly where the proxies that take it have no cluster for it:
+	// calc-for-shop's from shop, whose rule defines it (default's does
+	// not), calc-public's everywhere.
+	raws, err := resource.ReadBytes("metaroute-exportto.yaml", []byte(metaRouteExportToYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := analyze.Build(raws, analyze.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := map[string]string{}
+	for _, m := range analyze.Run(snap, analyzers.All()) {
+		if m.Type == analyze.ReferencedResourceNotFound && strings.HasSuffix(m.Field, ".subset") {
+			missing[m.Resource.Namespace+"/"+m.Resource.Name] = m.Text
+		}
+	}
+	for _, c := range cases {
+		cluster := "outbound|9090|" + c.subset + "|" + calc
+		has := clients[c.proxy].Resource(resourcev3.ClusterType, cluster) != nil
+		if (missing[c.mr] != "") == has {
+			t.Errorf("%s: analyze reports a missing subset: %q; pilot gives %s cluster %s: %v", c.mr, missing[c.mr], c.proxy, cluster, has)
+		}
+	}
+	if missing["default/calc-public"] == "" {
+		t.Errorf("analyze should report calc-public's subset public, which no DestinationRule defines")
 	}
 }

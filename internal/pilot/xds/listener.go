@@ -285,7 +285,7 @@ func (pc *PushContext) outboundTLSChains(svc *model.Service, port uint32, src *l
 // protocol port gets generic_proxy routed by its MetaRoute instead.
 func (pc *PushContext) outboundTCPFilter(svc *model.Service, port uint32, src *l4Source) *listenerv3.Filter {
 	if p, _ := svc.PortByNumber(port); isGeneric(p.Protocol) {
-		return pc.outboundGenericFilter(svc, port)
+		return pc.outboundGenericFilter(svc, port, src.ns)
 	}
 	def := OutboundClusterName(port, "", svc.Hostname)
 	for _, vs := range pc.virtualServices(svc.Hostname, src.ns) {

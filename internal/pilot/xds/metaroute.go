@@ -23,6 +23,7 @@ import (
 	networkingapi "istio.io/api/networking/v1alpha3"
 
 	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
+	"mesh.dev/mesh/internal/hostmatch"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/validation"
 )
@@ -79,24 +80,28 @@ func (pc *PushContext) indexMetaRoutes() {
 	}
 }
 
-// metaRoute is the MetaRoute that routes svc's requests: the oldest naming
-// it, as for a sidecar's VirtualServices; nil when none does.
-func (pc *PushContext) metaRoute(svc *model.Service) *meshnet.MetaRoute {
-	if mrs := pc.mrByHost[svc.Hostname]; len(mrs) > 0 {
-		return mrs[0]
+// metaRoute is the MetaRoute that routes svc's requests for the proxies of
+// namespace ns: the oldest naming it that is exported to ns, as for a
+// sidecar's VirtualServices; nil when none is.
+func (pc *PushContext) metaRoute(svc *model.Service, ns string) *meshnet.MetaRoute {
+	for _, mr := range pc.mrByHost[svc.Hostname] {
+		if hostmatch.Exported(mr.Spec.ExportTo, mr.Namespace, ns) {
+			return mr
+		}
 	}
 	return nil
 }
 
 // outboundGenericFilter is the generic_proxy filter of an RPC service port
-// on a sidecar's outbound side: the routes of the service's MetaRoute in
-// order, and for a request none matches the service itself.
-func (pc *PushContext) outboundGenericFilter(svc *model.Service, port uint32) *listenerv3.Filter {
+// on the outbound side of sidecars in namespace ns: the routes of the
+// service's MetaRoute they see in order, and for a request none matches
+// the service itself.
+func (pc *PushContext) outboundGenericFilter(svc *model.Service, port uint32, ns string) *listenerv3.Filter {
 	p, _ := svc.PortByNumber(port)
 	def := OutboundClusterName(port, "", svc.Hostname)
 	routes := &xdsmatcher.Matcher{}
 	var catchAll *actionv3.RouteAction
-	if mr := pc.metaRoute(svc); mr != nil {
+	if mr := pc.metaRoute(svc, ns); mr != nil {
 		var list []*xdsmatcher.Matcher_MatcherList_FieldMatcher
 		for i := range mr.Spec.Routes {
 			r := &mr.Spec.Routes[i]

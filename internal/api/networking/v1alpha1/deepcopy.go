@@ -30,6 +30,7 @@ func (r *MetaRoute) DeepCopyObject() runtime.Object { return r.DeepCopy() }
 // DeepCopyInto copies s into out.
 func (s *MetaRouteSpec) DeepCopyInto(out *MetaRouteSpec) {
 	out.Hosts = append([]string(nil), s.Hosts...)
+	out.ExportTo = append([]string(nil), s.ExportTo...)
 	out.Routes = nil
 	for _, rt := range s.Routes {
 		out.Routes = append(out.Routes, rt.deepCopy())

@@ -49,6 +49,10 @@ type MetaRouteSpec struct {
 	// Routes are tried in order; a request no route matches goes to the
 	// host it was sent to.
 	Routes []MetaRouteRule `json:"routes,omitempty"`
+	// ExportTo lists the namespaces whose proxies the MetaRoute applies
+	// to, as a VirtualService's exportTo: "." its own, "*" every one, or
+	// namespace names; unset: every namespace.
+	ExportTo []string `json:"exportTo,omitempty"`
 }
 
 // MetaRouteRule is one route.
