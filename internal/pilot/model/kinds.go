@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 
 	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
@@ -57,10 +59,12 @@ type Kind struct {
 	// AnalyzerKind is the kind name `mesh analyze` files the kind under
 	// ("" when analyze does not read it).
 	AnalyzerKind string
-	// Status is true when pilot writes the object's status (what it does
-	// not carry out, internal/pilot/status), so an update changing only
-	// status is no config change.
-	Status bool
+	// Status is how pilot writes the objects' status (what it does not
+	// carry out, internal/pilot/status, and the Gateway API's status);
+	// nil when it writes none. The status writer writes the kinds with
+	// one, and for them an update changing only status is no config
+	// change.
+	Status *StatusWriter
 
 	load    func(f Informers, in *Input) // fills the kind's Input field from the informer's cache
 	objects func(*Snapshot) []metav1.Object
@@ -167,110 +171,180 @@ var Kinds = []*Kind{
 		Reach:    reachRouters, AnalyzerKind: "Secret",
 	},
 	{
-		GVK: gvk(networkingGroup, "v1", "VirtualService"), Plural: "virtualservices", CRD: true, Status: true,
+		GVK: gvk(networkingGroup, "v1", "VirtualService"), Plural: "virtualservices", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Networking().V1().VirtualServices().Informer()
 		},
+		Status: istioStatus(func(o *networkingv1.VirtualService) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *networkingv1.VirtualService) error {
+				_, err := c.Istio.NetworkingV1().VirtualServices(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachVirtualService, AnalyzerKind: "VirtualService",
 	},
 	{
-		GVK: gvk(networkingGroup, "v1", "DestinationRule"), Plural: "destinationrules", CRD: true, Status: true,
+		GVK: gvk(networkingGroup, "v1", "DestinationRule"), Plural: "destinationrules", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Networking().V1().DestinationRules().Informer()
 		},
+		Status: istioStatus(func(o *networkingv1.DestinationRule) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *networkingv1.DestinationRule) error {
+				_, err := c.Istio.NetworkingV1().DestinationRules(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachDestinationRule, AnalyzerKind: "DestinationRule",
 	},
 	{
-		GVK: gvk(networkingGroup, "v1", "Gateway"), Plural: "gateways", CRD: true, Status: true,
+		GVK: gvk(networkingGroup, "v1", "Gateway"), Plural: "gateways", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer { return f.Istio.Networking().V1().Gateways().Informer() },
+		Status: istioStatus(func(o *networkingv1.Gateway) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *networkingv1.Gateway) error {
+				_, err := c.Istio.NetworkingV1().Gateways(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachRouters, AnalyzerKind: "Gateway",
 	},
 	{
-		GVK: gvk(networkingGroup, "v1", "ServiceEntry"), Plural: "serviceentries", CRD: true, Status: true,
+		GVK: gvk(networkingGroup, "v1", "ServiceEntry"), Plural: "serviceentries", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Networking().V1().ServiceEntries().Informer()
 		},
+		Status: istioStatus(func(o *networkingv1.ServiceEntry) (any, IstioStatus) {
+			return &o.Spec, IstioStatus{&o.Status.Conditions, &o.Status.ValidationMessages, &o.Status.ObservedGeneration}
+		},
+			func(ctx context.Context, c StatusClients, o *networkingv1.ServiceEntry) error {
+				_, err := c.Istio.NetworkingV1().ServiceEntries(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachThroughServices, AnalyzerKind: "ServiceEntry",
 	},
 	{
-		GVK: gvk(networkingGroup, "v1", "Sidecar"), Plural: "sidecars", CRD: true, Status: true,
+		GVK: gvk(networkingGroup, "v1", "Sidecar"), Plural: "sidecars", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer { return f.Istio.Networking().V1().Sidecars().Informer() },
+		Status: istioStatus(func(o *networkingv1.Sidecar) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *networkingv1.Sidecar) error {
+				_, err := c.Istio.NetworkingV1().Sidecars(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "Sidecar",
 	},
 	{
-		GVK: gvk(networkingGroup, "v1", "WorkloadEntry"), Plural: "workloadentries", CRD: true, Status: true,
+		GVK: gvk(networkingGroup, "v1", "WorkloadEntry"), Plural: "workloadentries", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Networking().V1().WorkloadEntries().Informer()
 		},
+		Status: istioStatus(func(o *networkingv1.WorkloadEntry) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *networkingv1.WorkloadEntry) error {
+				_, err := c.Istio.NetworkingV1().WorkloadEntries(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachWorkloadEntry, AnalyzerKind: "WorkloadEntry",
 	},
 	{
-		GVK: gvk(securityGroup, "v1", "PeerAuthentication"), Plural: "peerauthentications", CRD: true, Status: true,
+		GVK: gvk(securityGroup, "v1", "PeerAuthentication"), Plural: "peerauthentications", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Security().V1().PeerAuthentications().Informer()
 		},
+		Status: istioStatus(func(o *securityv1.PeerAuthentication) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *securityv1.PeerAuthentication) error {
+				_, err := c.Istio.SecurityV1().PeerAuthentications(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "PeerAuthentication",
 	},
 	{
-		GVK: gvk(securityGroup, "v1", "AuthorizationPolicy"), Plural: "authorizationpolicies", CRD: true, Status: true,
+		GVK: gvk(securityGroup, "v1", "AuthorizationPolicy"), Plural: "authorizationpolicies", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Security().V1().AuthorizationPolicies().Informer()
 		},
+		Status: istioStatus(func(o *securityv1.AuthorizationPolicy) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *securityv1.AuthorizationPolicy) error {
+				_, err := c.Istio.SecurityV1().AuthorizationPolicies(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "AuthorizationPolicy",
 	},
 	{
-		GVK: gvk(securityGroup, "v1", "RequestAuthentication"), Plural: "requestauthentications", CRD: true, Status: true,
+		GVK: gvk(securityGroup, "v1", "RequestAuthentication"), Plural: "requestauthentications", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Security().V1().RequestAuthentications().Informer()
 		},
+		Status: istioStatus(func(o *securityv1.RequestAuthentication) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *securityv1.RequestAuthentication) error {
+				_, err := c.Istio.SecurityV1().RequestAuthentications(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "RequestAuthentication",
 	},
 	{
 		// Access logging, tracing and metrics of the namespace's workloads
 		// (all of them from the root namespace).
-		GVK: gvk(telemetryGroup, "v1", "Telemetry"), Plural: "telemetries", CRD: true, Status: true,
+		GVK: gvk(telemetryGroup, "v1", "Telemetry"), Plural: "telemetries", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.Istio.Telemetry().V1().Telemetries().Informer()
 		},
+		Status: istioStatus(func(o *telemetryv1.Telemetry) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			func(ctx context.Context, c StatusClients, o *telemetryv1.Telemetry) error {
+				_, err := c.Istio.TelemetryV1().Telemetries(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+				return err
+			}),
 		Validate: validation.Validate, Reach: reachNamespace, AnalyzerKind: "Telemetry",
 	},
 	{
 		// mesh's own: the routes of RPC protocol ports (generic_proxy).
 		// Watched through a dynamic informer whose objects are converted
 		// to the typed MetaRoute as they are stored.
-		GVK: meshnet.SchemeGroupVersion.WithKind(meshnet.Kind), Plural: meshnet.Plural, CRD: true, Status: true,
+		GVK: meshnet.SchemeGroupVersion.WithKind(meshnet.Kind), Plural: meshnet.Plural, CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer { return metaRouteInformer(f.Mesh) },
+		Status: istioStatus(func(o *meshnet.MetaRoute) (any, IstioStatus) { return &o.Spec, fields(&o.Status) },
+			updateMetaRouteStatus),
 		// No Reach: a MetaRoute change is a full push.
 		Validate: validation.Validate, AnalyzerKind: meshnet.Kind,
 	},
 	{
-		GVK: gvk(gatewayAPIGroup, "v1", "GatewayClass"), Plural: "gatewayclasses", CRD: true, Status: true,
+		GVK: gvk(gatewayAPIGroup, "v1", "GatewayClass"), Plural: "gatewayclasses", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.GatewayAPI.Gateway().V1().GatewayClasses().Informer()
 		},
+		Status: gatewayAPIStatus(func(ctx context.Context, c gwclient.Interface, o *gwv1.GatewayClass) error {
+			_, err := c.GatewayV1().GatewayClasses().UpdateStatus(ctx, o, statusUpdate)
+			return err
+		}),
 		// No Reach: a Gateway API change is a full push (the translation
 		// into Istio config, internal/gatewayapi, can touch any router).
 		AnalyzerKind: "GatewayClass",
 	},
 	{
-		GVK: gvk(gatewayAPIGroup, "v1", "Gateway"), Plural: "gateways", CRD: true, Status: true,
+		GVK: gvk(gatewayAPIGroup, "v1", "Gateway"), Plural: "gateways", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.GatewayAPI.Gateway().V1().Gateways().Informer()
 		},
+		Status: gatewayAPIStatus(func(ctx context.Context, c gwclient.Interface, o *gwv1.Gateway) error {
+			_, err := c.GatewayV1().Gateways(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+			return err
+		}),
 		AnalyzerKind: "Gateway.gateway.networking.k8s.io",
 	},
 	{
-		GVK: gvk(gatewayAPIGroup, "v1", "HTTPRoute"), Plural: "httproutes", CRD: true, Status: true,
+		GVK: gvk(gatewayAPIGroup, "v1", "HTTPRoute"), Plural: "httproutes", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.GatewayAPI.Gateway().V1().HTTPRoutes().Informer()
 		},
+		Status: gatewayAPIStatus(func(ctx context.Context, c gwclient.Interface, o *gwv1.HTTPRoute) error {
+			_, err := c.GatewayV1().HTTPRoutes(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+			return err
+		}),
 		AnalyzerKind: "HTTPRoute",
 	},
 	{
-		GVK: gvk(gatewayAPIGroup, "v1", "GRPCRoute"), Plural: "grpcroutes", CRD: true, Status: true,
+		GVK: gvk(gatewayAPIGroup, "v1", "GRPCRoute"), Plural: "grpcroutes", CRD: true,
 		Informer: func(f Informers) cache.SharedIndexInformer {
 			return f.GatewayAPI.Gateway().V1().GRPCRoutes().Informer()
 		},
+		Status: gatewayAPIStatus(func(ctx context.Context, c gwclient.Interface, o *gwv1.GRPCRoute) error {
+			_, err := c.GatewayV1().GRPCRoutes(o.Namespace).UpdateStatus(ctx, o, statusUpdate)
+			return err
+		}),
 		AnalyzerKind: "GRPCRoute",
 	},
 	{
@@ -435,4 +509,15 @@ func toMetaRoute(o any) (any, error) {
 	}
 	mr.SetGroupVersionKind(meshnet.SchemeGroupVersion.WithKind(meshnet.Kind))
 	return mr, nil
+}
+
+// updateMetaRouteStatus writes a MetaRoute's status through the dynamic
+// client (mesh's own kinds have no typed clientset).
+func updateMetaRouteStatus(ctx context.Context, c StatusClients, x *meshnet.MetaRoute) error {
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(x)
+	if err != nil {
+		return fmt.Errorf("MetaRoute %s/%s to unstructured: %w", x.Namespace, x.Name, err)
+	}
+	_, err = c.Dynamic.Resource(meshnet.Resource).Namespace(x.Namespace).UpdateStatus(ctx, &unstructured.Unstructured{Object: u}, statusUpdate)
+	return err
 }

@@ -146,7 +146,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			classify = func(o any) Change { return k.Classify(w, o) }
 		}
 		inf := k.Informer(w.listers)
-		if k.Status {
+		if k.Status != nil {
 			w.handleSpec(inf, classify)
 		} else {
 			w.handle(inf, classify)

@@ -24,7 +24,6 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -33,7 +32,6 @@ import (
 
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
-	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 	"mesh.dev/mesh/internal/authz"
 	"mesh.dev/mesh/internal/enforced"
 	"mesh.dev/mesh/internal/gatewayapi"
@@ -233,7 +231,7 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 			rollouts[st.ID] = &st
 		}
 	}
-	for _, o := range objects(w.Istio, w.Dynamic, s) {
+	for _, o := range objects(w.clients(), s) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -299,6 +297,10 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 		}
 		w.remember(key, o.meta.Generation, want)
 	}
+}
+
+func (w *Writer) clients() model.StatusClients {
+	return model.StatusClients{Istio: w.Istio, GatewayAPI: w.GatewayAPI, Dynamic: w.Dynamic}
 }
 
 func (w *Writer) remember(key string, gen int64, want string) {
@@ -412,100 +414,42 @@ func apply(o object, r report) bool {
 	return true
 }
 
-// objects lists the snapshot's resources as copies the writer may change.
-func objects(c istioclient.Interface, dyn dynamic.Interface, s *model.Snapshot) []object {
+// objects lists the snapshot's resources of every kind with Istio's
+// status in pilot's kind table (model.Kinds, the Status column), as
+// copies the writer may change; a kind whose API has no client here is
+// left out.
+func objects(c model.StatusClients, s *model.Snapshot) []object {
 	var out []object
-	std := func(kind string, meta *metav1.ObjectMeta, spec proto.Message, st *metav1alpha1.IstioStatus, update func(context.Context) error) object {
-		return object{kind: kind, meta: meta, spec: spec, conditions: &st.Conditions, messages: &st.ValidationMessages,
-			observed: &st.ObservedGeneration, update: update}
-	}
-	opts := metav1.UpdateOptions{FieldManager: "mesh-pilot"}
-	for _, x := range s.VirtualServices {
-		x := x.DeepCopy()
-		out = append(out, std("VirtualService", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.NetworkingV1().VirtualServices(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		}))
-	}
-	for _, x := range s.DestinationRules {
-		orig := x
-		x := x.DeepCopy()
-		o := std("DestinationRule", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.NetworkingV1().DestinationRules(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		})
-		o.dr = orig
-		out = append(out, o)
-	}
-	for _, x := range s.Gateways {
-		orig := x
-		x := x.DeepCopy()
-		o := std("Gateway", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.NetworkingV1().Gateways(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		})
-		o.gateway = orig
-		out = append(out, o)
-	}
-	for _, x := range s.Sidecars {
-		x := x.DeepCopy()
-		out = append(out, std("Sidecar", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.NetworkingV1().Sidecars(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		}))
-	}
-	for _, x := range s.WorkloadEntries {
-		x := x.DeepCopy()
-		out = append(out, std("WorkloadEntry", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.NetworkingV1().WorkloadEntries(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		}))
-	}
-	for _, x := range s.ServiceEntries {
-		x := x.DeepCopy()
-		out = append(out, object{kind: "ServiceEntry", meta: &x.ObjectMeta, spec: &x.Spec,
-			conditions: &x.Status.Conditions, messages: &x.Status.ValidationMessages, observed: &x.Status.ObservedGeneration,
-			update: func(ctx context.Context) error {
-				_, err := c.NetworkingV1().ServiceEntries(x.Namespace).UpdateStatus(ctx, x, opts)
-				return err
-			}})
-	}
-	for _, x := range s.PeerAuthentications {
-		x := x.DeepCopy()
-		out = append(out, std("PeerAuthentication", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.SecurityV1().PeerAuthentications(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		}))
-	}
-	for _, x := range s.AuthorizationPolicies {
-		x := x.DeepCopy()
-		out = append(out, std("AuthorizationPolicy", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.SecurityV1().AuthorizationPolicies(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		}))
-	}
-	for _, x := range s.RequestAuthentications {
-		x := x.DeepCopy()
-		out = append(out, std("RequestAuthentication", &x.ObjectMeta, &x.Spec, &x.Status, func(ctx context.Context) error {
-			_, err := c.SecurityV1().RequestAuthentications(x.Namespace).UpdateStatus(ctx, x, opts)
-			return err
-		}))
-	}
-	if dyn != nil {
-		for _, x := range s.MetaRoutes {
-			x := x.DeepCopy()
-			out = append(out, std(meshnet.Kind, &x.ObjectMeta, nil, &x.Status, func(ctx context.Context) error {
-				u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(x)
-				if err != nil {
-					return fmt.Errorf("MetaRoute %s/%s to unstructured: %w", x.Namespace, x.Name, err)
-				}
-				_, err = dyn.Resource(meshnet.Resource).Namespace(x.Namespace).UpdateStatus(ctx, &unstructured.Unstructured{Object: u}, opts)
-				return err
-			}))
-			out[len(out)-1].goSpec = &x.Spec
+	for _, k := range model.Kinds {
+		if k.Status == nil || k.Status.Istio == nil || !c.Has(k) {
+			continue
+		}
+		for _, orig := range k.Objects(s) {
+			x := orig.(runtime.Object).DeepCopyObject().(metav1.Object)
+			spec, st := k.Status.Istio(x)
+			o := object{kind: k.AnalyzerKind, meta: metaOf(x), conditions: st.Conditions, messages: st.Messages, observed: st.Observed,
+				update: func(ctx context.Context) error { return k.Status.Update(ctx, c, x) }}
+			if m, ok := spec.(proto.Message); ok {
+				o.spec = m
+			} else {
+				o.goSpec = spec
+			}
+			switch orig := orig.(type) {
+			case *networkingv1.Gateway:
+				o.gateway = orig
+			case *networkingv1.DestinationRule:
+				o.dr = orig
+			}
+			out = append(out, o)
 		}
 	}
 	return out
+}
+
+// metaOf returns the object's metadata, which the writer reads and the
+// update writes.
+func metaOf(o metav1.Object) *metav1.ObjectMeta {
+	return o.(interface{ GetObjectMeta() metav1.Object }).GetObjectMeta().(*metav1.ObjectMeta)
 }
 
 // RolloutCondition is the condition pilot keeps on a resource with a
