@@ -39,7 +39,9 @@ import (
 // (The page needs reviews: the app's pooled connection to the dead proxy
 // broke, so every page served shows a new direct connection outbound.)
 // Then the proxy is stopped (SIGSTOP): detected as hung, bypassed, every
-// request served while it stays stopped; SIGCONT, capture resumes. Then a
+// request served while it stays stopped, and pages through the ingress
+// gateway are served too (pilot sends the gateway the pod's endpoint as
+// plaintext and healthy); SIGCONT, capture resumes. Then a
 // crash loop (killed three times, each time it runs again): no request
 // fails after the first fallback report. At the end it is back in the
 // mesh: 20 pages in a row through the gateway, reviews-v1 only (the
@@ -145,6 +147,24 @@ func TestSidecarFallback(t *testing.T) {
 		return false, fmt.Sprintf("condition %+v", c)
 	})
 	load.waitServed(t, fellBack, 30)
+	// Peers learn it through pilot: the gateway reaches the app in
+	// plaintext (the pod's endpoint lost its tlsMode match) and keeps it in
+	// its load balancing, though the pod is not Ready (its proxy is hung).
+	gwStreak, gwTries := 0, 0
+	e.waitFor("pages through the gateway while the proxy is stopped (pilot told the gateway)", 2*time.Minute, func() (bool, string) {
+		gwTries++
+		_, err := reviewsVersion(m.client, m.url)
+		if err != nil {
+			gwStreak = 0
+			return false, err.Error()
+		}
+		gwStreak++
+		return gwStreak >= 10, fmt.Sprintf("%d in a row", gwStreak)
+	})
+	if p := e.podByName("bookinfo", pod.Name); podReady(p) {
+		t.Fatalf("pod %s Ready with its proxy stopped: the gateway's pages do not show pilot keeping an unready pod's endpoint", pod.Name)
+	}
+	t.Logf("SIGSTOP: through the gateway, 10 pages in a row after %d tries since the hang was reported", gwTries)
 	versions := load.versionsSince(fellBack)
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)

@@ -41,7 +41,10 @@ func NewCommand(ctx *cli.Context) *cobra.Command {
 xDS type (SYNCED, STALE, NOT SENT or NACK), the version pilot sent, the
 pilot replica it is connected to (every running replica is asked), and the
 cluster and release the proxy told pilot in its node metadata (CLUSTER_ID,
-ISTIO_VERSION; "-" when it said none).
+ISTIO_VERSION; "-" when it said none). A pod in sidecar fallback (its node
+agent let its traffic bypass a dead or hung proxy) is listed below the
+table with the reason; when its proxy is not connected, its row shows
+FALLBACK in every xDS column.
 
 With a pod (or --admin-address for a proxy outside Kubernetes), compare what
 pilot sent that proxy with the proxy's own /config_dump, resource by
@@ -117,8 +120,34 @@ func gather(ctx context.Context, pilots []cmdutil.Pilot) ([]syncstatus.ProxyStat
 		}
 		statuses = append(statuses, st...)
 	}
+	statuses = mergeFallbacks(statuses)
 	sort.SliceStable(statuses, func(i, j int) bool { return statuses[i].Name() < statuses[j].Name() })
 	return statuses, nil
+}
+
+// mergeFallbacks keeps one row per pod in sidecar fallback: every replica
+// reports such a pod whose proxy is not connected to it, so a row from
+// the replica that serves the proxy wins, and the others say it once.
+func mergeFallbacks(statuses []syncstatus.ProxyStatus) []syncstatus.ProxyStatus {
+	connected := map[string]bool{}
+	for _, s := range statuses {
+		if !s.Disconnected {
+			connected[s.Name()] = true
+		}
+	}
+	seen := map[string]bool{}
+	out := statuses[:0]
+	for _, s := range statuses {
+		if s.Disconnected {
+			if connected[s.Name()] || seen[s.Name()] {
+				continue
+			}
+			seen[s.Name()] = true
+			s.Pilot = ""
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
@@ -128,10 +157,21 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 	c := o.Colors()
 	tw := cli.NewTable(o.Out)
 	fmt.Fprintln(tw, "NAME\tCLUSTER\t"+strings.Join(syncstatus.Types, "\t")+"\tPILOT\tVERSION")
-	var nacks []string
+	var nacks, fallbacks []string
 	for _, s := range statuses {
 		cells := []string{s.Name(), orDash(s.ClusterID)}
+		if s.Fallback != "" {
+			how := "its proxy is connected but the pod's traffic still bypasses it"
+			if s.Disconnected {
+				how = "no proxy connected"
+			}
+			fallbacks = append(fallbacks, fmt.Sprintf("%s: %s, %s", s.Name(), s.Fallback, how))
+		}
 		for _, typ := range syncstatus.Types {
+			if s.Disconnected {
+				cells = append(cells, c.Warn("FALLBACK"))
+				continue
+			}
 			ts := s.Status(typ)
 			cell := ts.Status
 			if ts.Sent != "" {
@@ -148,7 +188,7 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 			}
 			cells = append(cells, cell)
 		}
-		cells = append(cells, s.Pilot, orDash(s.IstioVersion))
+		cells = append(cells, orDash(s.Pilot), orDash(s.IstioVersion))
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
@@ -158,6 +198,12 @@ func (o *Options) printTable(statuses []syncstatus.ProxyStatus) error {
 		fmt.Fprintln(o.Out, "\nRejected config (NACK):")
 		for _, n := range nacks {
 			fmt.Fprintln(o.Out, "  "+n)
+		}
+	}
+	if len(fallbacks) > 0 {
+		fmt.Fprintln(o.Out, "\nIn sidecar fallback (the pod's traffic goes direct, without mTLS or policy; docs/fallback.md):")
+		for _, f := range fallbacks {
+			fmt.Fprintln(o.Out, "  "+f)
 		}
 	}
 	return nil

@@ -143,6 +143,71 @@ func TestGatherMergesReplicas(t *testing.T) {
 	}
 }
 
+// A pod in sidecar fallback is reported by every replica its proxy is not
+// connected to: the table shows it once, as FALLBACK when no replica
+// serves its proxy and with its own sync state when one does, and says
+// why below the table.
+func TestFallbackRows(t *testing.T) {
+	x := `[{"proxy": "sidecar~198.18.0.2~b-0.default~default.svc.cluster.local", "fallback": "ProxyNotReady",
+	        "types": {"CDS": {"sent": "3", "acked": "3", "status": "SYNCED"}}},
+	       {"proxy": "c-0.default", "fallback": "ProxyHung", "disconnected": true, "types": {}}]`
+	y := `[{"proxy": "b-0.default", "fallback": "ProxyNotReady", "disconnected": true, "types": {}},
+	       {"proxy": "c-0.default", "fallback": "ProxyHung", "disconnected": true, "types": {}},
+	       {"proxy": "sidecar~198.18.0.1~a-0.default~default.svc.cluster.local", "types": {}}]`
+	var pilots []cmdutil.Pilot
+	for name, body := range map[string]string{"mesh-pilot-x": x, "mesh-pilot-y": y} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) }))
+		t.Cleanup(srv.Close)
+		c, err := syncstatus.New(strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pilots = append(pilots, cmdutil.Pilot{Name: name, Client: c})
+	}
+	got, err := gather(context.Background(), pilots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := &Options{Context: cli.NewContext(genericiooptions.IOStreams{Out: &out, ErrOut: &out}), Output: cli.Structured()}
+	if err := o.printTable(got); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	fields := func(prefix string) []string {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				return strings.Fields(l)
+			}
+		}
+		t.Fatalf("no line %q in:\n%s", prefix, out.String())
+		return nil
+	}
+	if f := fields("a-0.default"); f[len(f)-2] != "mesh-pilot-y" {
+		t.Errorf("a-0 row %v: want its replica", f)
+	}
+	if f := fields("b-0.default"); f[2] != "SYNCED" || f[len(f)-2] != "mesh-pilot-x" {
+		t.Errorf("b-0 row %v: want its own sync state from the replica that serves it", f)
+	}
+	if f := fields("c-0.default"); strings.Join(f[2:2+len(syncstatus.Types)], " ") != strings.TrimSpace(strings.Repeat("FALLBACK ", len(syncstatus.Types))) || f[len(f)-2] != "-" {
+		t.Errorf("c-0 row %v: want FALLBACK in every xDS column and no replica", f)
+	}
+	rows := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "b-0.default") || strings.HasPrefix(l, "c-0.default") {
+			rows++
+		}
+	}
+	if rows != 2 {
+		t.Errorf("%d rows for b-0 and c-0, want one each:\n%s", rows, out.String())
+	}
+	for _, want := range []string{"In sidecar fallback", "  b-0.default: ProxyNotReady, its proxy is connected", "  c-0.default: ProxyHung, no proxy connected"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
 // TestAgainstPilotAndProxy runs mesh-pilot's xDS server and debug handler
 // in-process over Bookinfo, connects a real mesh-proxy to it over gRPC on
 // loopback, and checks both forms of proxy-status.

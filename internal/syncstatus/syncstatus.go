@@ -38,6 +38,11 @@ type ProxyStatus struct {
 	ClusterID    string                `json:"clusterID,omitempty"`
 	IstioVersion string                `json:"istioVersion,omitempty"`
 	Types        map[string]TypeStatus `json:"types"`
+	// Fallback is why the proxy's pod is in sidecar fallback, "" when it
+	// is not; Disconnected marks a pod in fallback whose proxy is not
+	// connected to the replica that reported it (docs/fallback.md).
+	Fallback     string `json:"fallback,omitempty"`
+	Disconnected bool   `json:"disconnected,omitempty"`
 	// Pilot is the replica that reported it; set by the caller, since
 	// /debug/syncz speaks only for itself.
 	Pilot string `json:"pilot,omitempty"`

@@ -498,6 +498,9 @@ func (s *Snapshot) fromSlice(svc *Service, es *discoveryv1.EndpointSlice) []*End
 					if pod := s.pods[es.Namespace+"/"+ep.TargetRef.Name]; pod != nil {
 						e.Labels = pod.Labels
 						e.ServiceAccount = pod.Spec.ServiceAccountName
+						if inFallback(pod) {
+							e.Labels, e.Ready = fallbackEndpoint(pod, ep.Conditions)
+						}
 					}
 				}
 				if e.ServiceAccount == "" {

@@ -418,6 +418,12 @@ type SyncStatus struct {
 	// Candidates are the staged changes (Kind/namespace/name) the proxy
 	// is served instead of their released versions (docs/rollout.md).
 	Candidates []string `json:"candidates,omitempty"`
+	// Fallback is why the proxy's pod is in sidecar fallback (its pod
+	// condition's reason, docs/fallback.md), "" when it is not.
+	Fallback string `json:"fallback,omitempty"`
+	// Disconnected marks a row for a pod in fallback whose proxy is not
+	// connected to this replica (Proxy is then POD.NAMESPACE).
+	Disconnected bool `json:"disconnected,omitempty"`
 }
 
 // TypeStatus is what pilot sent a proxy for one xDS type and what came back.
@@ -477,8 +483,40 @@ func (s *Server) Syncz() []SyncStatus {
 		ps.mu.Unlock()
 		out = append(out, row)
 	}
+	out = s.withFallbacks(out, states)
 	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
 	return out
+}
+
+// withFallbacks marks the rows of proxies whose pod is in sidecar
+// fallback, and adds a row for each such pod whose proxy is not connected
+// (dead or hung): that is what an operator looks for when a proxy is gone.
+func (s *Server) withFallbacks(rows []SyncStatus, states []*proxyState) []SyncStatus {
+	s.mu.Lock()
+	pc := s.pc
+	s.mu.Unlock()
+	if pc == nil {
+		return rows
+	}
+	pods := pc.Snap.PodsInFallback()
+	if len(pods) == 0 {
+		return rows
+	}
+	connected := map[string]int{}
+	for i, ps := range states {
+		if ps.proxy.PodName != "" {
+			connected[ps.proxy.PodName+"."+ps.proxy.Namespace] = i
+		}
+	}
+	for _, p := range pods {
+		name := p.Name + "." + p.Namespace
+		if i, ok := connected[name]; ok {
+			rows[i].Fallback = model.FallbackReason(p)
+			continue
+		}
+		rows = append(rows, SyncStatus{Proxy: name, Types: map[string]TypeStatus{}, Fallback: model.FallbackReason(p), Disconnected: true})
+	}
+	return rows
 }
 
 // Resources returns what pilot would send the proxy with node id id: its
