@@ -15,6 +15,7 @@ import (
 	"mesh.dev/mesh/internal/fallback"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/pilottest"
+	"mesh.dev/mesh/internal/syncstatus"
 )
 
 const fallbackYAML = `
@@ -131,7 +132,7 @@ func TestFallbackEndpointOverADS(t *testing.T) {
 	// connected, as in fallback; the connected client is not.
 	var rows []string
 	for _, r := range s.Syncz() {
-		rows = append(rows, fmt.Sprintf("%s fallback=%q disconnected=%v", syncName(r.Proxy), r.Fallback, r.Disconnected))
+		rows = append(rows, fmt.Sprintf("%s fallback=%q disconnected=%v", syncstatus.NodeName(r.Proxy), r.Fallback, r.Disconnected))
 	}
 	if got, want := strings.Join(rows, "; "), `reviews-0.default fallback="ProxyExited" disconnected=true; sleep-0.default fallback="" disconnected=false`; got != want {
 		t.Errorf("syncz rows %s, want %s", got, want)
@@ -145,12 +146,4 @@ func TestFallbackEndpointOverADS(t *testing.T) {
 			t.Errorf("syncz row %+v after the fallback ended", r)
 		}
 	}
-}
-
-// syncName is the POD.NAMESPACE of an Istio-style node id, or the id.
-func syncName(id string) string {
-	if parts := strings.Split(id, "~"); len(parts) == 4 {
-		return parts[2]
-	}
-	return id
 }
