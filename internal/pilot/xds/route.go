@@ -3,7 +3,9 @@ package xds
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -304,10 +306,8 @@ func retryPolicy(r *networkingapi.HTTPRetry) *routev3.RetryPolicy {
 	if r.Attempts <= 0 {
 		return nil
 	}
-	p := &routev3.RetryPolicy{RetryOn: r.RetryOn, NumRetries: wrapperspb.UInt32(uint32(r.Attempts))}
-	if p.RetryOn == "" {
-		p.RetryOn = defaultRetryOn
-	}
+	p := &routev3.RetryPolicy{NumRetries: wrapperspb.UInt32(uint32(r.Attempts))}
+	p.RetryOn, p.RetriableStatusCodes = retryOn(r.RetryOn)
 	if r.PerTryTimeout != nil {
 		p.PerTryTimeout = durationpb.New(r.PerTryTimeout.AsDuration())
 	}
@@ -315,6 +315,31 @@ func retryPolicy(r *networkingapi.HTTPRetry) *routev3.RetryPolicy {
 		p.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(r.Backoff.AsDuration())}
 	}
 	return p
+}
+
+// retryOn splits an Istio retryOn into the proxy's conditions and the
+// status codes it lists: Istio takes "503" there to mean retry on 503,
+// which the proxy is told as retriable-status-codes with the code.
+func retryOn(v string) (string, []uint32) {
+	if v == "" {
+		return defaultRetryOn, nil
+	}
+	var on []string
+	var codes []uint32
+	for _, c := range strings.Split(v, ",") {
+		c = strings.TrimSpace(c)
+		if n, err := strconv.Atoi(c); err == nil {
+			codes = append(codes, uint32(n))
+			continue
+		}
+		if c != "" {
+			on = append(on, c)
+		}
+	}
+	if len(codes) > 0 && !slices.Contains(on, "retriable-status-codes") {
+		on = append(on, "retriable-status-codes")
+	}
+	return strings.Join(on, ","), codes
 }
 
 func (pc *PushContext) hashPolicy(svc *model.Service, proxyNS string) []*routev3.RouteAction_HashPolicy {
