@@ -6,6 +6,8 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"mesh.dev/mesh/internal/enforced"
 )
 
 // gatewayAPIGroup is the Kubernetes Gateway API's group.
@@ -14,7 +16,7 @@ const gatewayAPIGroup = gwv1.GroupName
 // GatewayAPIGatewayKind is the key ByKind files Gateway API Gateways
 // under, so that "Gateway" stays Istio's Gateway for the analyzers that
 // read it (pilot's kind table names it the same way).
-const GatewayAPIGatewayKind = "Gateway." + gatewayAPIGroup
+const GatewayAPIGatewayKind = enforced.GatewayAPIGateway
 
 // kindKey is the key a resource is filed under in ByKind.
 func (r *Resource) kindKey() string {

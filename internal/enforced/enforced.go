@@ -20,6 +20,10 @@ import (
 	telemetryapi "istio.io/api/telemetry/v1alpha1"
 )
 
+// ConditionType is the status condition pilot sets False on a resource
+// with set fields the mesh does not carry out, naming them.
+const ConditionType = "mesh.io/Enforced"
+
 // Entry classifies one field path.
 type Entry struct {
 	Enforced bool

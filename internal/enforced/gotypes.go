@@ -34,9 +34,9 @@ func Struct(kind string, spec any) []Finding {
 }
 
 // jsonName is a struct field's JSON name; "" for a field JSON leaves out
-// or inlines.
+// or inlines (see inlined).
 func jsonName(f reflect.StructField) string {
-	if !f.IsExported() || f.Anonymous {
+	if !f.IsExported() || inlined(f) {
 		return ""
 	}
 	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
@@ -47,6 +47,18 @@ func jsonName(f reflect.StructField) string {
 		return f.Name
 	}
 	return name
+}
+
+// inlined reports whether JSON puts a field's own fields in its parent:
+// an embedded struct without a name of its own, or one tagged ",inline"
+// as the Kubernetes API types tag theirs (HTTPRoute's CommonRouteSpec,
+// BackendRef's BackendObjectReference). Their fields are the parent's.
+func inlined(f reflect.StructField) bool {
+	if !f.Anonymous {
+		return false
+	}
+	name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return name == "" || strings.Contains(","+opts+",", ",inline,")
 }
 
 // structOf is the struct type a field's values hold (through a pointer,
@@ -72,6 +84,10 @@ func walkStruct(kind string, v reflect.Value, path, at string, out *[]Finding) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if inlined(f) && f.Type.Kind() == reflect.Struct {
+			walkStruct(kind, v.Field(i), path, at, out)
+			continue
+		}
 		name := jsonName(f)
 		if name == "" {
 			continue
@@ -135,6 +151,10 @@ func structLeaves(t reflect.Type, path string, seen map[reflect.Type]bool, out *
 	defer delete(seen, t)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if inlined(f) && f.Type.Kind() == reflect.Struct {
+			structLeaves(f.Type, path, seen, out)
+			continue
+		}
 		name := jsonName(f)
 		if name == "" {
 			continue

@@ -3,6 +3,7 @@ package gatewayapi
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,8 +104,11 @@ func (t *translator) httpEntries(r *gwv1.HTTPRoute, rs *routeState) []condition 
 				base.Timeout = durationpb.New(d)
 			}
 			if d, ok := duration(to.BackendRequest); ok {
-				base.Retries = &networkingapi.HTTPRetry{Attempts: 2, PerTryTimeout: durationpb.New(d), RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"}
+				base.Retries = &networkingapi.HTTPRetry{Attempts: 2, PerTryTimeout: durationpb.New(d), RetryOn: defaultRetryOn}
 			}
+		}
+		if rule.Retry != nil {
+			base.Retries = retries(rule.Retry, base.Retries)
 		}
 		var dests []*networkingapi.HTTPRouteDestination
 		invalid := false
@@ -192,6 +196,36 @@ func (t *translator) httpEntries(r *gwv1.HTTPRoute, rs *routeState) []condition 
 		}
 	}
 	return problems
+}
+
+// defaultRetryOn is what Istio retries when a route says nothing: the
+// failures a retry cannot make worse.
+const defaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+
+// retries is an HTTPRoute rule's retry as an Istio retry policy, on top
+// of the one its backendRequest timeout set (which gives the per-try
+// timeout). Attempts unset keeps Istio's 2, and 0 turns retries off; the
+// codes join the connection failures Istio retries anyway, as status
+// codes in retryOn, which pilot hands the proxy as retriable codes.
+func retries(r *gwv1.HTTPRouteRetry, from *networkingapi.HTTPRetry) *networkingapi.HTTPRetry {
+	out := &networkingapi.HTTPRetry{Attempts: 2, RetryOn: defaultRetryOn}
+	if from != nil {
+		out = proto.Clone(from).(*networkingapi.HTTPRetry)
+	}
+	if r.Attempts != nil {
+		out.Attempts = int32(*r.Attempts)
+	}
+	if len(r.Codes) > 0 {
+		on := []string{"connect-failure", "refused-stream", "unavailable", "cancelled"}
+		for _, c := range r.Codes {
+			on = append(on, strconv.Itoa(int(c)))
+		}
+		out.RetryOn = strings.Join(on, ",")
+	}
+	if d, ok := duration(r.Backoff); ok && d > 0 {
+		out.Backoff = durationpb.New(d)
+	}
+	return out
 }
 
 // pathMatch is one Istio URI match for a Gateway API path match. A
@@ -454,9 +488,20 @@ func (t *translator) grpcEntries(r *gwv1.GRPCRoute, rs *routeState) []condition 
 				problems = append(problems, *p)
 				continue
 			}
-			if d.Weight > 0 {
-				dests = append(dests, d)
+			if d.Weight == 0 {
+				continue
 			}
+			for _, f := range b.Filters {
+				switch f.Type {
+				case gwv1.GRPCRouteFilterRequestHeaderModifier:
+					d.Headers = headerOps(d.Headers, f.RequestHeaderModifier, true)
+				case gwv1.GRPCRouteFilterResponseHeaderModifier:
+					d.Headers = headerOps(d.Headers, f.ResponseHeaderModifier, false)
+				default:
+					problems = append(problems, notAccepted(gwv1.RouteReasonUnsupportedValue, "rule %d: backendRef filter %s is not supported by mesh", ri, f.Type))
+				}
+			}
+			dests = append(dests, d)
 		}
 		if len(dests) == 0 {
 			base.DirectResponse = &networkingapi.HTTPDirectResponse{Status: 500}

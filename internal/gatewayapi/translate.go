@@ -14,6 +14,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"mesh.dev/mesh/internal/credential"
+	"mesh.dev/mesh/internal/enforced"
 )
 
 // Input is what the translation reads: the Gateway API objects and the
@@ -144,12 +145,12 @@ func Translate(in Input) *Output {
 		t.translateGateway(gw)
 	}
 	for _, r := range sortedByAge(in.HTTPRoutes) {
-		t.attach("HTTPRoute", &r.ObjectMeta, r.Spec.CommonRouteSpec, r.Spec.Hostnames, func(rs *routeState) []condition {
+		t.attach("HTTPRoute", &r.ObjectMeta, r.Spec.CommonRouteSpec, r.Spec.Hostnames, enforced.Struct("HTTPRoute", &r.Spec), func(rs *routeState) []condition {
 			return t.httpEntries(r, rs)
 		})
 	}
 	for _, r := range sortedByAge(in.GRPCRoutes) {
-		t.attach("GRPCRoute", &r.ObjectMeta, r.Spec.CommonRouteSpec, r.Spec.Hostnames, func(rs *routeState) []condition {
+		t.attach("GRPCRoute", &r.ObjectMeta, r.Spec.CommonRouteSpec, r.Spec.Hostnames, enforced.Struct("GRPCRoute", &r.Spec), func(rs *routeState) []condition {
 			return t.grpcEntries(r, rs)
 		})
 	}
@@ -174,6 +175,7 @@ func (t *translator) translateClasses() {
 		}
 		setCondition(&st.Conditions, c.Generation, string(gwv1.GatewayClassConditionStatusSupportedVersion), true,
 			string(gwv1.GatewayClassReasonSupportedVersion), "the installed Gateway API CRDs are a version mesh supports")
+		notEnforced(&st.Conditions, c.Generation, enforced.Struct("GatewayClass", &c.Spec))
 		t.out.Classes[c.Name] = st
 	}
 }
@@ -239,6 +241,10 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 			if ok, reason, msg := t.listenerTLS(gw, l); !ok {
 				resolved, resolvedReason, resolvedMsg = false, reason, msg
 			}
+			if clientValidation(gw, l.Port) {
+				accepted, acceptedReason = false, "NoValidCACertificate"
+				acceptedMsg = "spec.tls.frontend asks for client certificate validation on this port, which mesh's Gateway API gateways do not do yet: the listener is not served rather than served without the check"
+			}
 		}
 		ls.accepted = accepted && !conflicted
 		ls.valid = ls.accepted && resolved
@@ -271,6 +277,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	default:
 		setCondition(&gs.status.Conditions, gen, string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), "")
 	}
+	notEnforced(&gs.status.Conditions, gen, enforced.Struct(enforced.GatewayAPIGateway, &gw.Spec))
 	svcName := DeploymentName(gw.Name, class.Name)
 	svc := t.services[gw.Namespace+"/"+svcName]
 	addrs := serviceAddresses(svc)
@@ -333,6 +340,22 @@ func serviceAddresses(svc *corev1.Service) []gwv1.GatewayStatusAddress {
 		out = append(out, gwv1.GatewayStatusAddress{Type: ptr(gwv1.IPAddressType), Value: svc.Spec.ClusterIP})
 	}
 	return out
+}
+
+// clientValidation reports whether the Gateway asks for client
+// certificates to be validated on port: a perPort entry for the port
+// decides, else the default.
+func clientValidation(gw *gwv1.Gateway, port gwv1.PortNumber) bool {
+	f := gw.Spec.TLS
+	if f == nil || f.Frontend == nil {
+		return false
+	}
+	for _, pp := range f.Frontend.PerPort {
+		if pp.Port == port {
+			return pp.TLS.Validation != nil
+		}
+	}
+	return f.Frontend.Default.Validation != nil
 }
 
 // listenerTLS checks an HTTPS listener's TLS settings.
@@ -399,9 +422,10 @@ func (t *translator) granted(fromGroup, fromKind, fromNS, toGroup, toKind, toNS,
 }
 
 // attach works out a route's parents: the listeners it attaches to, with
-// the status of each parentRef pilot is responsible for.
+// the status of each parentRef pilot is responsible for; findings are the
+// route's set fields the mesh does not carry out.
 func (t *translator) attach(kind string, meta *metav1.ObjectMeta, spec gwv1.CommonRouteSpec, hostnames []gwv1.Hostname,
-	translate func(*routeState) []condition) {
+	findings []enforced.Finding, translate func(*routeState) []condition) {
 	rs := &routeState{kind: kind, meta: meta}
 	problems := translate(rs)
 	var parents []gwv1.RouteParentStatus
@@ -445,6 +469,7 @@ func (t *translator) attach(kind string, meta *metav1.ObjectMeta, spec gwv1.Comm
 			}
 		}
 		setCondition(&ps.Conditions, meta.Generation, string(gwv1.RouteConditionResolvedRefs), resolved, rreason, rmsg)
+		notEnforced(&ps.Conditions, meta.Generation, findings)
 		parents = append(parents, ps)
 	}
 	if parents != nil {

@@ -55,6 +55,20 @@ func TestNotEnforced(t *testing.T) {
 		"MSH0003 MetaRoute rpc.default spec.routes[1].mirror", "MSH0003 MetaRoute rpc.default spec.routes[1].mirrorPercentage")
 	expect(t, "MetaRoute carried out", run(t, &NotEnforced{}, svcReviews,
 		mr(`{hosts: [reviews], routes: [{match: {attributes: {method: {prefix: Get}, x-tenant: {regex: "a.*"}}}, route: [{destination: {host: reviews, port: {number: 9080}}, weight: 100}], retries: {attempts: 1, retryOn: reset}}]}`)))
+
+	// The Gateway API kinds, walked by their Go types (inline parts, such
+	// as a route's parentRefs, at their parent's path).
+	gw := `{apiVersion: gateway.networking.k8s.io/v1, kind: Gateway, metadata: {name: web, namespace: default}, spec: {gatewayClassName: mesh, allowedListeners: {namespaces: {from: All}},
+	  listeners: [{name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: cert}], options: {example.com/cipher: x}}}]}}`
+	route := func(rule string) string {
+		return `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: web, namespace: default}, spec: {parentRefs: [{name: web, sectionName: https}], useDefaultGateways: All, rules: [` + rule + `]}}`
+	}
+	expect(t, "Gateway API parts not carried out", run(t, &NotEnforced{}, svcReviews, gw,
+		route(`{backendRefs: [{name: reviews, port: 9080, weight: 1}], retry: {attempts: 2, codes: [503]}, timeouts: {request: 1s}}`)),
+		"MSH0003 Gateway web.default spec.allowedListeners", "MSH0003 Gateway web.default spec.listeners[0].tls.options",
+		"MSH0003 HTTPRoute web.default spec.useDefaultGateways")
+	expect(t, "Gateway API carried out", run(t, &NotEnforced{}, svcReviews,
+		`{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: web, namespace: default}, spec: {parentRefs: [{name: web}], hostnames: [a.example], rules: [{matches: [{path: {type: PathPrefix, value: /a}, headers: [{name: x, value: y}]}], filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}], backendRefs: [{name: reviews, port: 9080}]}]}}`))
 }
 
 // TestProxyConfigAnnotationNotCarriedOut: of a pod template's

@@ -41,7 +41,7 @@ import (
 
 // ConditionType is the condition pilot owns on a resource's status: False
 // with the paths the mesh does not carry out; absent when it carries out all.
-const ConditionType = "mesh.io/Enforced"
+const ConditionType = enforced.ConditionType
 
 // MessageCode is the analyzer code of the validation message pilot writes
 // (the same as `mesh analyze` reports).
