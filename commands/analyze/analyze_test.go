@@ -318,6 +318,12 @@ func TestMeshConfigFiles(t *testing.T) {
 	if strings.Contains(out, "IST0002") {
 		t.Errorf("--meshConfigFile without deprecated fields: exit %d, want no IST0002:\n%s", code, out)
 	}
+	// A set mesh config field the mesh does not carry out is MSH0003 at
+	// its line; enableAutoMtls: true, which it does, is not.
+	if !strings.Contains(out, "Warning [MSH0003] (MeshConfig meshconfig.platform testdata/mesh/meshconfig.yaml:5) defaultConfig.discoveryAddress: defaultConfig.discoveryAddress is not enforced: injected proxies do not get it") ||
+		strings.Count(out, "MSH0003") != 1 {
+		t.Errorf("--meshConfigFile with defaultConfig.discoveryAddress: want one MSH0003, at line 5:\n%s", out)
+	}
 	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--timeout", "0s")
 	if code != cli.ExitUsage || !strings.Contains(out, "--timeout") {
 		t.Errorf("--timeout 0s: exit %d, want 64:\n%s", code, out)

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	meshapi "istio.io/api/mesh/v1alpha1"
 	securityapi "istio.io/api/security/v1beta1"
 
@@ -64,19 +63,6 @@ func ResolveProvider(mesh *meshapi.MeshConfig, names []string, serviceKnown func
 	return p, host, nil
 }
 
-// ProviderFields says, for every field of the envoyExtAuthzHttp and
-// envoyExtAuthzGrpc providers (by JSON name), what pilot does with it: ""
-// when it carries it out, else what happens instead. A test walks the
-// providers' descriptors, so a field a newer istio.io/api adds is not
-// passed over in silence; a set field the table lacks is reported too.
-var ProviderFields = map[string]string{
-	"service": "", "port": "", "timeout": "", "pathPrefix": "", "failOpen": "", "statusOnError": "",
-	"includeHeadersInCheck": "", "includeRequestHeadersInCheck": "", "includeAdditionalHeadersInCheck": "",
-	"includeRequestBodyInCheck": "", "headersToUpstreamOnAllow": "", "headersToDownstreamOnDeny": "",
-	"headersToDownstreamOnAllow": "",
-	"clearRouteCache":            "routes are not recomputed after the check changes the request's headers; the route matched before the check is used",
-}
-
 // ProviderFinding says why a CUSTOM policy's provider cannot be used under
 // the mesh config, or which of the provider's set fields pilot does not
 // carry out (nil when neither, or the policy is not CUSTOM), for analyze
@@ -95,16 +81,11 @@ func ProviderFinding(ap *securityapi.AuthorizationPolicy, mesh *meshapi.MeshConf
 		msg, kind = h, "envoyExtAuthzHttp"
 	}
 	var notes []string
-	msg.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		note, known := ProviderFields[fd.JSONName()]
-		if !known {
-			note = "a field this mesh does not know, so not carried out"
-		}
-		if note != "" {
-			notes = append(notes, fmt.Sprintf("%s.%s: %s", kind, fd.JSONName(), note))
-		}
-		return true
-	})
+	// The provider's fields are classified in the mesh config's field
+	// table, as meshConfig.extensionProviders.<kind>.<field>.
+	for _, f := range enforced.Fields(enforced.MeshConfigKind, "meshConfig.extensionProviders."+kind, kind, msg.ProtoReflect()) {
+		notes = append(notes, f.String())
+	}
 	if len(notes) == 0 {
 		return nil
 	}

@@ -9,35 +9,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	meshapi "istio.io/api/mesh/v1alpha1"
 	"sigs.k8s.io/yaml"
 
 	meshnet "mesh.dev/mesh/internal/api/networking/v1alpha1"
 )
-
-// leaves lists every field path of md a user can set a value at, as
-// Lookup sees them (map values and list elements add no segment).
-func leaves(md protoreflect.MessageDescriptor, path string, seen map[protoreflect.FullName]bool, out *[]string) {
-	if seen[md.FullName()] {
-		*out = append(*out, path) // a recursive message: classify where it recurs
-		return
-	}
-	seen[md.FullName()] = true
-	defer delete(seen, md.FullName())
-	fs := md.Fields()
-	for i := 0; i < fs.Len(); i++ {
-		fd := fs.Get(i)
-		p := path + "." + fd.JSONName()
-		child := fd.Message()
-		if fd.IsMap() {
-			child = fd.MapValue().Message()
-		}
-		if child == nil || child.FullName().Parent() == "google.protobuf" || child.Fields().Len() == 0 {
-			*out = append(*out, p)
-			continue
-		}
-		leaves(child, p, seen, out)
-	}
-}
 
 // TestEveryFieldClassified walks the descriptors of every accepted kind in
 // istio.io/api, and the Go types of mesh's own kinds (MetaRoute): a field
@@ -46,9 +22,13 @@ func leaves(md protoreflect.MessageDescriptor, path string, seen map[protoreflec
 func TestEveryFieldClassified(t *testing.T) {
 	for kind, spec := range Specs {
 		var paths []string
-		leaves(spec.ProtoReflect().Descriptor(), "spec", map[protoreflect.FullName]bool{}, &paths)
+		protoLeaves(spec.ProtoReflect().Descriptor(), "spec", map[protoreflect.FullName]bool{}, &paths)
 		checkPaths(t, kind, paths)
 	}
+	// The mesh config, from meshConfig.
+	var paths []string
+	protoLeaves((&meshapi.MeshConfig{}).ProtoReflect().Descriptor(), "meshConfig", map[protoreflect.FullName]bool{}, &paths)
+	checkPaths(t, MeshConfigKind, paths)
 	// mesh's own kinds are Go types: their fields are walked by JSON name.
 	for kind, typ := range Types {
 		var paths []string
@@ -59,7 +39,7 @@ func TestEveryFieldClassified(t *testing.T) {
 		checkPaths(t, kind, paths)
 	}
 	for kind := range table {
-		if Specs[kind] == nil && Types[kind] == nil {
+		if Specs[kind] == nil && Types[kind] == nil && kind != MeshConfigKind {
 			t.Errorf("table kind %s is in neither Specs nor Types", kind)
 		}
 	}

@@ -36,6 +36,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/debug"
 	"mesh.dev/mesh/internal/pilot/gatewaydeploy"
+	"mesh.dev/mesh/internal/enforced"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/rollout"
@@ -309,8 +310,15 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	values := o.injectorValues(kube, native, mc.GetEnablePrometheusMerge(), kubeVersion(kube, log), mc.GetDefaultConfig())
-	if f := inject.ProxyConfigNotCarriedOut(mc.GetDefaultConfig()); len(f) > 0 {
-		log.Warn("meshConfig.defaultConfig fields not carried out: injected proxies do not get them", "fields", strings.Join(f, ","))
+	// Every mesh config field is classified (internal/enforced); what is
+	// set and not carried out is said once, at start, field by field.
+	for _, f := range enforced.MeshConfig(mc) {
+		log.Warn("mesh config field not carried out", "field", f.Path, "why", f.Note)
+	}
+	for _, f := range inject.ProxyConfigNotCarriedOut(mc.GetDefaultConfig()) {
+		if strings.HasPrefix(f, "proxyMetadata.") {
+			log.Warn("mesh config field not carried out", "field", "meshConfig.defaultConfig."+f, "why", "mesh does not proxy DNS")
+		}
 	}
 	wh := &http.Server{
 		Handler: webhook.Handler(values, func(ctx context.Context, name string) (map[string]string, error) {

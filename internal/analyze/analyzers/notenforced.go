@@ -3,15 +3,18 @@ package analyzers
 import (
 	"fmt"
 	"reflect"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	meshapi "istio.io/api/mesh/v1alpha1"
 	securityapi "istio.io/api/security/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"mesh.dev/mesh/internal/analyze"
 	"mesh.dev/mesh/internal/authz"
 	"mesh.dev/mesh/internal/enforced"
 	"mesh.dev/mesh/internal/pilot/inject"
+	"mesh.dev/mesh/internal/resource"
 )
 
 // NotEnforced reports Istio settings this mesh accepts but does not carry
@@ -73,6 +76,27 @@ func (*NotEnforced) Analyze(ctx *analyze.Context) {
 		}
 	}
 	proxyConfigNotCarriedOut(ctx)
+	meshConfigNotCarriedOut(ctx)
+}
+
+// meshConfigNotCarriedOut reports the set fields of the --meshConfigFile
+// that the mesh does not carry out, by their path in the file.
+func meshConfigNotCarriedOut(ctx *analyze.Context) {
+	if ctx.Mesh == nil || ctx.Mesh.Config == nil || ctx.Mesh.ConfigFile == "" {
+		return
+	}
+	r := &analyze.Resource{Kind: "MeshConfig", Name: "meshconfig", Namespace: ctx.Mesh.Root(),
+		Source: resource.Source{File: ctx.Mesh.ConfigFile, Line: ctx.Mesh.ConfigLine()}, Meta: &metav1.ObjectMeta{}}
+	for _, f := range enforced.MeshConfig(ctx.Mesh.Config) {
+		path := strings.TrimPrefix(f.Path, "meshConfig.")
+		ctx.Report(analyze.NotEnforced, r, path, "%s is not enforced: %s", path, f.Note)
+	}
+	for _, f := range inject.ProxyConfigNotCarriedOut(ctx.Mesh.Config.GetDefaultConfig()) {
+		if strings.HasPrefix(f, "proxyMetadata.") {
+			path := "defaultConfig." + f
+			ctx.Report(analyze.NotEnforced, r, path, "%s is not enforced: mesh does not proxy DNS", path)
+		}
+	}
 }
 
 // proxyConfigNotCarriedOut reports the proxy.istio.io/config fields of a

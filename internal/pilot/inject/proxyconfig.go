@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
+
+	"mesh.dev/mesh/internal/enforced"
 )
 
 // Istio's per-pod proxy settings.
@@ -33,15 +35,6 @@ const (
 	// from (agent.TerminationDrainEnv; the test checks they agree).
 	terminationDrainEnv = "TERMINATION_DRAIN_DURATION_SECONDS"
 )
-
-// carriedOut are the ProxyConfig fields the injector acts on (by their JSON
-// names); any other set field is reported by ProxyConfigNotCarriedOut.
-var carriedOut = map[string]bool{
-	"holdApplicationUntilProxyStarts": true,
-	"terminationDrainDuration":        true,
-	"concurrency":                     true,
-	"proxyMetadata":                   true,
-}
 
 // ParseProxyConfig reads a proxy.istio.io/config value: istio.io/api's
 // mesh.v1alpha1.ProxyConfig in YAML. A field ProxyConfig does not have, or
@@ -66,7 +59,7 @@ func ParseProxyConfig(value string) (*meshapi.ProxyConfig, error) {
 func ProxyConfigNotCarriedOut(pc *meshapi.ProxyConfig) []string {
 	var out []string
 	pc.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !carriedOut[fd.JSONName()] {
+		if !enforced.ProxyConfigCarriedOut(fd.JSONName()) {
 			out = append(out, fd.JSONName())
 		}
 		return true
