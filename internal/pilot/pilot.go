@@ -33,10 +33,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	"mesh.dev/mesh/internal/enforced"
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/pilot/debug"
 	"mesh.dev/mesh/internal/pilot/gatewaydeploy"
-	"mesh.dev/mesh/internal/enforced"
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/rollout"
