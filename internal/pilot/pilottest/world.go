@@ -121,17 +121,20 @@ func (w *World) addDoc(doc []byte) error {
 		obj, add = o, func() { w.In.ReferenceGrants = replace(w.In.ReferenceGrants, o) }
 	case "Service":
 		o := &corev1.Service{}
-		obj, add = o, func() { w.In.Services = append(w.In.Services, o) }
+		obj, add = o, func() { w.In.Services = replace(w.In.Services, o) }
 	case "EndpointSlice":
 		// Written by hand, as for a Service without a selector.
 		o := &discoveryv1.EndpointSlice{}
 		obj, add = o, func() { w.In.EndpointSlices = replace(w.In.EndpointSlices, o) }
 	case "Pod":
 		o := &corev1.Pod{}
-		obj, add = o, func() { w.In.Pods = append(w.In.Pods, o) }
+		obj, add = o, func() { w.In.Pods = replace(w.In.Pods, o) }
+	case "Secret":
+		o := &corev1.Secret{}
+		obj, add = o, func() { w.In.Secrets = replace(w.In.Secrets, o) }
 	case "Namespace":
 		o := &corev1.Namespace{}
-		obj, add = o, func() { w.In.Namespaces = append(w.In.Namespaces, o) }
+		obj, add = o, func() { w.In.Namespaces = replace(w.In.Namespaces, o) }
 	case "Deployment":
 		o := &appsv1.Deployment{}
 		obj, add = o, func() { w.deploys = append(w.deploys, o) }
@@ -174,12 +177,15 @@ func (w *World) addDoc(doc []byte) error {
 	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 		return fmt.Errorf("%s: %w", tm.Kind, err)
 	}
-	if obj.GetNamespace() == "" {
+	if obj.GetNamespace() == "" && !clusterScoped[kind] {
 		obj.SetNamespace(w.Namespace)
 	}
 	add()
 	return nil
 }
+
+// clusterScoped are the kinds of addDoc that live in no namespace.
+var clusterScoped = map[string]bool{"Namespace": true, "gateway-api GatewayClass": true}
 
 // replace adds o, replacing an object of the same namespace and name (as
 // kubectl apply would).
