@@ -94,6 +94,19 @@ type pilotRig struct {
 	in      io.WriteCloser
 	out     *bufio.Reader
 	closed  bool
+	// offer, when set, takes the rig's changes instead of the xDS server's
+	// Update (the rollout bench puts a rollout Manager in front).
+	offer func(*model.Snapshot, model.Change)
+	nodes []string // the clients' node ids, in the order given
+}
+
+// update hands a new snapshot to pilot.
+func (r *pilotRig) update(snap *model.Snapshot, ch model.Change) {
+	if r.offer != nil {
+		r.offer(snap, ch)
+		return
+	}
+	r.server.Update(snap, ch)
 }
 
 func newPilotRig(ctx context.Context, proxies int, scoped, rebuildAll bool) (*pilotRig, error) {
@@ -139,7 +152,9 @@ func (r *pilotRig) startClients(ctx context.Context, proxies int) error {
 	var b strings.Builder
 	for i := 0; i < proxies; i++ {
 		pod := pods[(i*len(pods))/proxies]
-		fmt.Fprintln(&b, model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace))
+		id := model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace)
+		r.nodes = append(r.nodes, id)
+		fmt.Fprintln(&b, id)
 	}
 	b.WriteString("\n")
 	if _, err := io.WriteString(r.in, b.String()); err != nil {
@@ -190,7 +205,7 @@ func (r *pilotRig) fullChange() {
 	vs.Spec.Http[0].Route[1].Destination.Subset = canary.Name
 	r.world.In.VirtualServices[0] = vs
 	r.version++
-	r.server.Update(r.world.Snapshot(r.version), model.Change{Full: true})
+	r.update(r.world.Snapshot(r.version), model.Change{Full: true})
 }
 
 // routeChange shifts svc-0's traffic split (its VirtualService only);
@@ -201,7 +216,7 @@ func (r *pilotRig) routeChange() {
 	vs.Spec.Http[0].Route[0].Weight, vs.Spec.Http[0].Route[1].Weight = 100-w, w
 	r.world.In.VirtualServices[0] = vs
 	r.version++
-	r.server.Update(r.world.Snapshot(r.version), model.Change{Full: true})
+	r.update(r.world.Snapshot(r.version), model.Change{Full: true})
 }
 
 // timeScopedPush times change until every client in namespace ns ACKed a
@@ -249,7 +264,7 @@ func (r *pilotRig) endpointChange() {
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-1-extra-%d", r.version), Namespace: "ns-1", Labels: map[string]string{"app": "svc-1", "version": "v1"}},
 		Status:     corev1.PodStatus{PodIP: r.world.NextIP()},
 	})
-	r.server.Update(r.world.Snapshot(r.version), model.Change{EndpointHosts: map[string]bool{"svc-1.ns-1.svc.cluster.local": true}})
+	r.update(r.world.Snapshot(r.version), model.Change{EndpointHosts: map[string]bool{"svc-1.ns-1.svc.cluster.local": true}})
 }
 
 // timePush times change until every client ACKed a new response of each of types.
@@ -516,8 +531,9 @@ func median(ds []time.Duration) time.Duration {
 // "mark 0,1,3" remembers the response counts of those types, "wait" waits
 // until every client ACKed a newer response of each marked type and prints
 // "done", "waitns NS" does the same for the clients in namespace NS,
-// "pushed" prints "done N", N the clients (of all) sent anything new since
-// the mark; "quit" ends.
+// "waitids ID ID ..." for the clients of those node ids, "pushed" prints
+// "done N", N the clients (of all) sent anything new since the mark;
+// "quit" ends.
 func runPilotClients(addr string) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -613,6 +629,26 @@ func runPilotClients(addr string) int {
 			fmt.Println("done")
 		case "waitns":
 			if err := waitAll(marked, types, func(i int) bool { return strings.Contains(nodes[i], "."+arg+"~") }); err != nil {
+				fmt.Printf("error %v\n", err)
+				continue
+			}
+			fmt.Println("done")
+		case "waitids":
+			want := map[string]bool{}
+			for _, id := range strings.Fields(arg) {
+				want[id] = true
+			}
+			known := 0
+			for _, n := range nodes {
+				if want[n] {
+					known++
+				}
+			}
+			if known != len(want) {
+				fmt.Printf("error waitids: %d of %d node ids are not clients here\n", len(want)-known, len(want))
+				continue
+			}
+			if err := waitAll(marked, types, func(i int) bool { return want[nodes[i]] }); err != nil {
 				fmt.Printf("error %v\n", err)
 				continue
 			}

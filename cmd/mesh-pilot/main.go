@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mesh.dev/mesh/internal/pilot"
+	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 	"mesh.dev/mesh/internal/version"
 )
 
@@ -51,6 +52,9 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 			if memLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(memLimitMiB << 20)
 			}
+			if err := o.RolloutDefault.Check(rolloutFlags); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return o.Run(ctx)
@@ -70,6 +74,10 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&o.SecretNamespace, "gateway-secret-namespace", "", "namespace whose kubernetes.io/tls and Opaque Secrets gateways may use as credentialName (default: pilot's namespace, where the gateways run; \"*\": every namespace, which needs RBAC to read Secrets cluster-wide)")
 	f.StringVar(&o.GatewayServiceType, "gateway-service-type", "", "type of the Services of the Gateway API Gateways pilot deploys: LoadBalancer, ClusterIP or NodePort (default $PILOT_GATEWAY_SERVICE_TYPE, else LoadBalancer as Istio; a Gateway's networking.istio.io/service-type annotation wins)")
 	f.StringSliceVar(&o.ExtraHosts, "extra-host", nil, "extra host name or IP for pilot's serving certificate (e.g. 127.0.0.1 outside the cluster)")
+	f.StringVar(&o.RolloutDefault.Stages, "rollout-stages", "", "mesh-wide default of the rollout.mesh.io/stages annotation, e.g. \"10,50,100\": config changes are released in these stages unless their resource says otherwise (default: none, a change goes out at once; docs/rollout.md)")
+	f.StringVar(&o.RolloutDefault.Interval, "rollout-interval", "", "mesh-wide default of rollout.mesh.io/interval, e.g. \"60s\" (needed with --rollout-stages of more than one stage)")
+	f.StringVar(&o.RolloutDefault.Max5xxRatio, "rollout-max-5xx-ratio", "", "mesh-wide default of rollout.mesh.io/max-5xx-ratio, e.g. \"0.02\"")
+	f.StringVar(&o.RolloutDefault.MaxLatencyIncrease, "rollout-max-latency-increase", "", "mesh-wide default of rollout.mesh.io/max-latency-increase, e.g. \"1.5\"")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.Int64Var(&memLimitMiB, "memory-limit-mib", pilot.DefaultMemoryLimitMiB, "soft memory limit in MiB: the garbage collector works harder near it (0: none; GOMEMLIMIT overrides)")
 	f.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -87,4 +95,13 @@ func printVersion(out io.Writer) error {
 	v := version.Get()
 	_, err := fmt.Fprintf(out, "mesh-pilot %s (commit %s, %s, %s)\n", v.Version, v.GitCommit, v.GoVersion, v.Platform)
 	return err
+}
+
+// rolloutFlags names the rollout annotations by the flags that set their
+// mesh-wide default, for a bad default's error.
+var rolloutFlags = map[string]string{
+	annotation.Stages:             "--rollout-stages",
+	annotation.Interval:           "--rollout-interval",
+	annotation.Max5xxRatio:        "--rollout-max-5xx-ratio",
+	annotation.MaxLatencyIncrease: "--rollout-max-latency-increase",
 }

@@ -40,6 +40,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/inject"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/rollout"
+	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 	"mesh.dev/mesh/internal/pilot/status"
 	"mesh.dev/mesh/internal/pilot/telemetry"
 	"mesh.dev/mesh/internal/pilot/webhook"
@@ -80,7 +81,10 @@ type Options struct {
 	// writer's lease, which also steps the rollouts); default the
 	// hostname and process id.
 	Identity string
-	Log      *slog.Logger
+	// RolloutDefault is the mesh-wide default of the rollout annotations
+	// (docs/rollout.md): the zero value stages nothing.
+	RolloutDefault annotation.Default
+	Log            *slog.Logger
 
 	// Filled by Run for callers (tests) that need them.
 	Server   *xds.Server
@@ -179,6 +183,9 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 func (o *Options) Run(ctx context.Context) error {
 	o.defaults()
 	log := o.Log
+	if err := o.RolloutDefault.Check(nil); err != nil {
+		return fmt.Errorf("rollout default: %w", err)
+	}
 	mc := &meshconfig.MeshConfig{}
 	if o.MeshConfigFile != "" {
 		data, err := os.ReadFile(o.MeshConfigFile)
@@ -298,7 +305,7 @@ func (o *Options) Run(ctx context.Context) error {
 	// (docs/rollout.md); with no annotated resource it passes snapshots on.
 	// The health gates read the affected proxies' own metrics on their
 	// pods' stats port (15020), no Prometheus server involved.
-	staged := &rollout.Manager{Log: log, Push: srv.UpdateStaged, Health: (&rollout.ScrapeProxies{}).Sample}
+	staged := &rollout.Manager{Log: log, Push: srv.UpdateStaged, Health: (&rollout.ScrapeProxies{}).Sample, Default: o.RolloutDefault}
 	srv.OnReject = staged.Reject
 	dbgMux := http.NewServeMux()
 	dbgMux.Handle("/debug/rolloutz", debug.Rollouts(staged))

@@ -282,3 +282,30 @@ func TestHelmTemplateMatches(t *testing.T) {
 		}
 	}
 }
+
+// values.pilot.rollout (the mesh-wide rollout default) reaches pilot as
+// its --rollout-* flags, and only when set.
+func TestRolloutDefaultFlags(t *testing.T) {
+	args := func(sets ...string) string {
+		m, err := Render(load(t, sets...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dep := find(t, m, "Deployment", "mesh-pilot")
+		containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+		a, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		return strings.Join(a, " ")
+	}
+	if a := args(); strings.Contains(a, "--rollout") {
+		t.Errorf("no default set, pilot args %q carry a rollout flag", a)
+	}
+	a := args("values.pilot.rollout.stages=10,50,100", "values.pilot.rollout.interval=60s", "values.pilot.rollout.maxLatencyIncrease=1.5")
+	for _, want := range []string{"--rollout-stages=10,50,100", "--rollout-interval=60s", "--rollout-max-latency-increase=1.5"} {
+		if !strings.Contains(a, want) {
+			t.Errorf("pilot args %q lack %s", a, want)
+		}
+	}
+	if strings.Contains(a, "--rollout-max-5xx-ratio") {
+		t.Errorf("pilot args %q set the 5xx gate, which was not set", a)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 	"mesh.dev/mesh/internal/version"
 	"mesh.dev/mesh/profiles"
 )
@@ -302,6 +303,9 @@ func validate(op *MeshOperator) error {
 	if errs := validation.IsDNS1123Label(s.Namespace); len(errs) > 0 {
 		return fmt.Errorf("namespace %q: %s", s.Namespace, strings.Join(errs, "; "))
 	}
+	if err := checkRolloutDefault(s.Values); err != nil {
+		return err
+	}
 	seen := map[string]string{}
 	for kind, gws := range map[string][]GatewaySpec{"ingressGateways": s.Components.IngressGateways, "egressGateways": s.Components.EgressGateways} {
 		for i, g := range gws {
@@ -378,4 +382,52 @@ func Get(tree any, p Path) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+// rolloutFields names the rollout annotations by the values that set
+// their mesh-wide default (values.pilot.rollout, docs/rollout.md).
+var rolloutFields = map[string]string{
+	annotation.Stages:             "values.pilot.rollout.stages",
+	annotation.Interval:           "values.pilot.rollout.interval",
+	annotation.Max5xxRatio:        "values.pilot.rollout.max5xxRatio",
+	annotation.MaxLatencyIncrease: "values.pilot.rollout.maxLatencyIncrease",
+}
+
+// checkRolloutDefault reads values.pilot.rollout as pilot will (its
+// --rollout-* flags), so a bad default fails the install, naming the
+// field, instead of pilot's start.
+func checkRolloutDefault(values map[string]any) error {
+	pilot, _ := values["pilot"].(map[string]any)
+	r, ok := pilot["rollout"]
+	if !ok || r == nil {
+		return nil
+	}
+	m, ok := r.(map[string]any)
+	if !ok {
+		return fmt.Errorf("values.pilot.rollout: want a map of stages, interval, max5xxRatio and maxLatencyIncrease, not %T", r)
+	}
+	field := func(key string) (string, error) {
+		switch v := m[key].(type) {
+		case nil:
+			return "", nil
+		case string:
+			return strings.TrimSpace(v), nil
+		case bool, map[string]any, []any:
+			return "", fmt.Errorf("values.pilot.rollout.%s: want a string such as %q, not %v", key, map[string]string{"stages": "10,50,100", "interval": "60s", "max5xxRatio": "0.02", "maxLatencyIncrease": "1.5"}[key], v)
+		default:
+			return fmt.Sprint(v), nil // a number written without quotes
+		}
+	}
+	var d annotation.Default
+	for _, f := range []struct {
+		key string
+		to  *string
+	}{{"stages", &d.Stages}, {"interval", &d.Interval}, {"max5xxRatio", &d.Max5xxRatio}, {"maxLatencyIncrease", &d.MaxLatencyIncrease}} {
+		v, err := field(f.key)
+		if err != nil {
+			return err
+		}
+		*f.to = v
+	}
+	return d.Check(rolloutFields)
 }

@@ -166,6 +166,7 @@ func TestLoadErrors(t *testing.T) {
 	wrongType := writeFile(t, "type.yaml", "kind: MeshOperator\nspec:\n  components:\n    pilot:\n      enabled: sure\n")
 	wrongKind := writeFile(t, "kind.yaml", "apiVersion: v1\nkind: ConfigMap\n")
 	badProfile := writeFile(t, "profile.yaml", "kind: MeshOperator\nspec:\n  profile: tiny\n")
+	rolloutGateOnly := writeFile(t, "gate.yaml", "kind: MeshOperator\nspec:\n  values:\n    pilot:\n      rollout:\n        max5xxRatio: 0.02\n")
 	tests := []struct {
 		name    string
 		opts    LoadOptions
@@ -187,6 +188,15 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown profile in file", LoadOptions{Files: []string{badProfile}}, false, []string{badProfile, `unknown profile "tiny"`}},
 		{"missing file", LoadOptions{Files: []string{"/nonexistent/x.yaml"}}, false, []string{"/nonexistent/x.yaml"}},
 		{"bad gateway name", LoadOptions{Sets: []string{"components.ingressGateways[name:Bad_Name].enabled=true"}}, false, []string{"Bad_Name"}},
+		{"rollout default: last stage not 100", LoadOptions{Sets: []string{"values.pilot.rollout.stages=10,50", "values.pilot.rollout.interval=60s"}}, false,
+			[]string{`values.pilot.rollout.stages: "10,50"`, "last stage must be 100"}},
+		{"rollout default: no interval", LoadOptions{Sets: []string{"values.pilot.rollout.stages=10,100"}}, false,
+			[]string{"values.pilot.rollout.interval", "missing"}},
+		{"rollout default: gate without stages", LoadOptions{Files: []string{rolloutGateOnly}}, false,
+			[]string{`values.pilot.rollout.max5xxRatio: "0.02": set without values.pilot.rollout.stages`}},
+		{"rollout default: ratio over 1", LoadOptions{Sets: []string{"values.pilot.rollout.stages=50,100", "values.pilot.rollout.interval=1m", "values.pilot.rollout.max5xxRatio=2"}}, false,
+			[]string{`values.pilot.rollout.max5xxRatio: "2"`, "between 0 and 1"}},
+		{"rollout default: typo", LoadOptions{Sets: []string{"values.pilot.rollout.stage=50,100"}}, true, []string{`did you mean "values.pilot.rollout.stages"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,5 +264,28 @@ spec:
 	}
 	if !strings.HasPrefix(warns[0], f+": ") {
 		t.Errorf("warning %q does not name the file", warns[0])
+	}
+}
+
+// The mesh-wide rollout default is off unless set, and a good one loads
+// as written (numbers in a file need no quotes).
+func TestRolloutDefault(t *testing.T) {
+	op, _, err := Load(LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := op.Spec.Values["pilot"]; r != nil {
+		if _, set := r.(map[string]any)["rollout"]; set {
+			t.Errorf("default profile sets values.pilot.rollout: %v; want it off unless set", r)
+		}
+	}
+	f := writeFile(t, "rollout.yaml", "kind: MeshOperator\nspec:\n  values:\n    pilot:\n      rollout: {stages: \"10,50,100\", interval: 60s, max5xxRatio: 0.02, maxLatencyIncrease: 1.5}\n")
+	op, _, err = Load(LoadOptions{Files: []string{f}})
+	if err != nil {
+		t.Fatalf("a good default: %v", err)
+	}
+	got := op.Spec.Values["pilot"].(map[string]any)["rollout"].(map[string]any)
+	if got["stages"] != "10,50,100" || got["interval"] != "60s" {
+		t.Errorf("values.pilot.rollout = %v", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 )
 
 // Phase is where a resource's latest change stands.
@@ -106,6 +107,10 @@ type Manager struct {
 	// Forward, when set, hands the leader a rejection seen by this
 	// replica while it does not lead (never blocks).
 	Forward func(Rejection)
+	// Default is the mesh-wide default of the rollout annotations (the
+	// install API's values.pilot.rollout): each resource is read with it
+	// under its own annotations. The zero Default stages nothing.
+	Default annotation.Default
 
 	mu        sync.Mutex
 	applied   *model.Snapshot
@@ -222,7 +227,7 @@ func (m *Manager) Offer(snap *model.Snapshot, ch model.Change) {
 
 // observe folds one object of the new snapshot into its resource's state.
 func (m *Manager) observe(k *model.Kind, id string, o metav1.Object, prev *model.Snapshot, first bool) {
-	spec, err := Parse(o.GetAnnotations())
+	spec, err := Parse(m.Default.Under(o.GetAnnotations()))
 	r := m.resources[id]
 	if r == nil {
 		if err == nil && !spec.Staged() {

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 )
 
 func vsWith(subset string, ann map[string]string) *networkingv1.VirtualService {
@@ -133,5 +134,55 @@ func TestPromoteAndAbortRequests(t *testing.T) {
 	offer("c", 3, with(AnnotationAbort, "2", AnnotationPromote, "3/all"))
 	if s := status(); s.Phase != Released || len(plan.Candidates) != 0 {
 		t.Errorf("promote all: %+v, want Released", s)
+	}
+}
+
+// The install API's mesh-wide default stages a resource that carries no
+// rollout annotation; a resource's own annotation wins key by key, and
+// stages "100" opts it out.
+func TestMeshWideDefault(t *testing.T) {
+	clock := NewFakeClock(time.Unix(0, 0))
+	var plan Plan
+	m := &Manager{Clock: clock, Default: annotation.Default{Stages: "50,100", Interval: "1m"},
+		Push: func(_ *model.Snapshot, _ model.Change, p Plan) map[string]Counts {
+			plan = p
+			return nil
+		}}
+	offer := func(vss ...*networkingv1.VirtualService) {
+		m.Offer(model.Build(1, model.Input{VirtualServices: vss}), model.Change{Full: true})
+	}
+	named := func(name, subset string, ann map[string]string) *networkingv1.VirtualService {
+		vs := vsWith(subset, ann)
+		vs.Name = name
+		return vs
+	}
+	phase := func(name string) Status {
+		for _, s := range m.Statuses() {
+			if s.Name == name {
+				return s
+			}
+		}
+		return Status{Phase: "untracked"}
+	}
+	optOut := map[string]string{AnnotationStages: "100"}
+	ownStages := map[string]string{AnnotationStages: "25,50,100"}
+	offer(named("plain", "a", nil), named("out", "a", optOut), named("own", "a", ownStages))
+	offer(named("plain", "b", nil), named("out", "b", optOut), named("own", "b", ownStages))
+
+	if st := phase("plain"); st.Phase != Progressing || st.Stage != 1 || st.Interval != "1m0s" || len(st.Stages) != 2 {
+		t.Errorf("unannotated change under the default: %+v, want Progressing at stage 1 of 50,100 every 1m", st)
+	}
+	if st := phase("own"); st.Phase != Progressing || len(st.Stages) != 3 || st.Interval != "1m0s" {
+		t.Errorf("own stages under the default: %+v, want its own 3 stages with the default interval", st)
+	}
+	if st := phase("out"); st.Phase == Progressing {
+		t.Errorf("stages \"100\" under the default: %+v, want released at once", st)
+	}
+	if len(plan.Candidates) != 2 {
+		t.Errorf("%d candidates in flight, want 2 (plain, own)", len(plan.Candidates))
+	}
+	clock.Advance(time.Minute)
+	if st := phase("plain"); st.Phase != Released {
+		t.Errorf("after the default interval: %+v, want Released", st)
 	}
 }

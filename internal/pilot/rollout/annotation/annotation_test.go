@@ -1,4 +1,4 @@
-package rollout
+package annotation
 
 import (
 	"reflect"
@@ -15,21 +15,21 @@ func TestParse(t *testing.T) {
 		err  string // substring of the error; "" for none
 	}{
 		{name: "no annotations", in: map[string]string{"other": "x"}},
-		{name: "full", in: map[string]string{AnnotationStages: "10, 50,100", AnnotationInterval: "60s", AnnotationMax5xxRatio: "0.02", AnnotationMaxLatencyIncrease: "1.5"},
+		{name: "full", in: map[string]string{Stages: "10, 50,100", Interval: "60s", Max5xxRatio: "0.02", MaxLatencyIncrease: "1.5"},
 			want: &Spec{Stages: []int{10, 50, 100}, Interval: time.Minute, Max5xxRatio: 0.02, MaxLatencyIncrease: 1.5, Has5xxGate: true, HasLatencyGate: true}},
-		{name: "percent signs", in: map[string]string{AnnotationStages: "25%,100%", AnnotationInterval: "5m"}, want: &Spec{Stages: []int{25, 100}, Interval: 5 * time.Minute}},
-		{name: "one stage needs no interval", in: map[string]string{AnnotationStages: "100"}, want: &Spec{Stages: []int{100}}},
-		{name: "last not 100", in: map[string]string{AnnotationStages: "10,50", AnnotationInterval: "1m"}, err: "last stage must be 100"},
-		{name: "not growing", in: map[string]string{AnnotationStages: "50,50,100", AnnotationInterval: "1m"}, err: "stage 2 (50%) does not grow"},
-		{name: "not a number", in: map[string]string{AnnotationStages: "10,x,100", AnnotationInterval: "1m"}, err: `stage 2 ("x")`},
-		{name: "zero", in: map[string]string{AnnotationStages: "0,100", AnnotationInterval: "1m"}, err: "from 1 to 100"},
-		{name: "missing interval", in: map[string]string{AnnotationStages: "10,100"}, err: "interval: \"\": missing"},
-		{name: "bad interval", in: map[string]string{AnnotationStages: "10,100", AnnotationInterval: "soon"}, err: "positive duration"},
-		{name: "negative interval", in: map[string]string{AnnotationStages: "10,100", AnnotationInterval: "-1s"}, err: "positive duration"},
-		{name: "ratio over 1", in: map[string]string{AnnotationStages: "100", AnnotationMax5xxRatio: "2"}, err: "between 0 and 1"},
-		{name: "latency under 1", in: map[string]string{AnnotationStages: "100", AnnotationMaxLatencyIncrease: "0.5"}, err: "at least 1"},
+		{name: "percent signs", in: map[string]string{Stages: "25%,100%", Interval: "5m"}, want: &Spec{Stages: []int{25, 100}, Interval: 5 * time.Minute}},
+		{name: "one stage needs no interval", in: map[string]string{Stages: "100"}, want: &Spec{Stages: []int{100}}},
+		{name: "last not 100", in: map[string]string{Stages: "10,50", Interval: "1m"}, err: "last stage must be 100"},
+		{name: "not growing", in: map[string]string{Stages: "50,50,100", Interval: "1m"}, err: "stage 2 (50%) does not grow"},
+		{name: "not a number", in: map[string]string{Stages: "10,x,100", Interval: "1m"}, err: `stage 2 ("x")`},
+		{name: "zero", in: map[string]string{Stages: "0,100", Interval: "1m"}, err: "from 1 to 100"},
+		{name: "missing interval", in: map[string]string{Stages: "10,100"}, err: "interval: \"\": missing"},
+		{name: "bad interval", in: map[string]string{Stages: "10,100", Interval: "soon"}, err: "positive duration"},
+		{name: "negative interval", in: map[string]string{Stages: "10,100", Interval: "-1s"}, err: "positive duration"},
+		{name: "ratio over 1", in: map[string]string{Stages: "100", Max5xxRatio: "2"}, err: "between 0 and 1"},
+		{name: "latency under 1", in: map[string]string{Stages: "100", MaxLatencyIncrease: "0.5"}, err: "at least 1"},
 		{name: "typo", in: map[string]string{"rollout.mesh.io/stage": "10,100"}, err: "rollout.mesh.io/stage: \"10,100\": unknown rollout annotation"},
-		{name: "interval alone", in: map[string]string{AnnotationInterval: "1m"}, err: "set without rollout.mesh.io/stages"},
+		{name: "interval alone", in: map[string]string{Interval: "1m"}, err: "set without rollout.mesh.io/stages"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Parse(tc.in)
@@ -57,8 +57,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("5%,100%", "1h", "0", "1")
 	f.Add(",", "0s", "NaN", "Inf")
 	f.Fuzz(func(t *testing.T, stages, interval, ratio, latency string) {
-		in := map[string]string{AnnotationStages: stages}
-		for k, v := range map[string]string{AnnotationInterval: interval, AnnotationMax5xxRatio: ratio, AnnotationMaxLatencyIncrease: latency} {
+		in := map[string]string{Stages: stages}
+		for k, v := range map[string]string{Interval: interval, Max5xxRatio: ratio, MaxLatencyIncrease: latency} {
 			if v != "" {
 				in[k] = v
 			}
