@@ -21,10 +21,10 @@ func MeshConfig(mc *meshapi.MeshConfig) []Finding {
 	// Values the table cannot judge: the mesh does what these say only
 	// at the value it always has (the install's defaults set them so).
 	if td := mc.GetTrustDomain(); td != "" && td != TrustDomain {
-		out = append(out, Finding{Path: "meshConfig.trustDomain", Note: fmt.Sprintf("not carried out: workload identities are spiffe://%s/..., so policies naming %s match nobody (they fail closed)", TrustDomain, td)})
+		out = append(out, Finding{Path: "meshConfig.trustDomain", Note: fmt.Sprintf("workload identities are spiffe://%s/..., so policies naming %s match nobody (they fail closed)", TrustDomain, td)})
 	}
 	if v := mc.GetEnableAutoMtls(); v != nil && !v.GetValue() {
-		out = append(out, Finding{Path: "meshConfig.enableAutoMtls", Note: "false is not carried out: auto mTLS stays on (a client uses mTLS to endpoints with a sidecar unless a DestinationRule says otherwise)"})
+		out = append(out, Finding{Path: "meshConfig.enableAutoMtls", Note: "false: auto mTLS stays on (a client uses mTLS to endpoints with a sidecar unless a DestinationRule says otherwise)"})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
@@ -53,7 +53,7 @@ const (
 	fixedCapture    = "the sidecar's capture ports are fixed (15001 outbound, 15006 inbound, 15090 stats)"
 	noIngress       = "Kubernetes Ingress resources are not read (the Gateway API and Istio Gateways are)"
 	noAmbient       = "ambient mode (ztunnel, waypoints) is not run"
-	defaultExportTo = "not carried out: a resource without exportTo is visible in every namespace, Istio's own default"
+	defaultExportTo = "a resource without exportTo is visible in every namespace, Istio's own default"
 )
 
 // meshConfigTable classifies the fields of the mesh config: what pilot,
@@ -69,7 +69,7 @@ func meshConfigTable() map[string]Entry {
 		"meshConfig.accessLogEncoding":               yes,
 		"meshConfig.enablePrometheusMerge":           {Enforced: true, Note: "the injector's prometheus.io annotations point at the agent's merged stats"},
 		"meshConfig.outboundTrafficPolicy.mode":      {Enforced: true, Note: "ALLOW_ANY or REGISTRY_ONLY"},
-		"meshConfig.outboundTrafficPolicy.tls":       {Note: "not carried out: traffic to unknown destinations is passed through as it is"},
+		"meshConfig.outboundTrafficPolicy.tls":       {Note: "traffic to unknown destinations is passed through as it is"},
 		"meshConfig.pathNormalization.normalization": yes,
 		"meshConfig.defaultProviders.tracing":        yes,
 		"meshConfig.defaultProviders.metrics":        yes,
@@ -87,34 +87,34 @@ func meshConfigTable() map[string]Entry {
 		"meshConfig.ingressControllerMode":          {Note: noIngress},
 		"meshConfig.ingressSelector":                {Note: noIngress},
 		"meshConfig.enableEnvoyAccessLogService":    {Note: "the access log service (ALS) is not run: use accessLogFile or an envoyFileAccessLog provider"},
-		"meshConfig.disableEnvoyListenerLog":        {Note: "not carried out"},
-		"meshConfig.inboundTrafficPolicy":           {Note: "not carried out: inbound traffic reaches the app on its pod IP, as Istio's default"},
+		"meshConfig.disableEnvoyListenerLog":        {Note: "it has no effect"},
+		"meshConfig.inboundTrafficPolicy":           {Note: "inbound traffic reaches the app on its pod IP, as Istio's default"},
 		"meshConfig.configSources":                  {Note: "pilot reads the Kubernetes API server only"},
 		"meshConfig.enableAutoMtls":                 {Enforced: true, Note: "true, the default; false is reported"},
 		"meshConfig.trustDomain":                    {Enforced: true, Note: "cluster.local only; another is reported"},
-		"meshConfig.trustDomainAliases":             {Note: "not carried out: principals of an alias trust domain match nobody (policies fail closed)"},
-		"meshConfig.caCertificates":                 {Note: "not carried out: proxies trust pilot's CA only"},
+		"meshConfig.trustDomainAliases":             {Note: "principals of an alias trust domain match nobody (policies fail closed)"},
+		"meshConfig.caCertificates":                 {Note: "proxies trust pilot's CA only"},
 		"meshConfig.defaultServiceExportTo":         {Note: defaultExportTo},
 		"meshConfig.defaultVirtualServiceExportTo":  {Note: defaultExportTo},
 		"meshConfig.defaultDestinationRuleExportTo": {Note: defaultExportTo},
 		"meshConfig.localityLbSetting":              {Note: "locality load balancing is not done: endpoints are balanced without regard to locality"},
 		"meshConfig.zoneAwareLbSetting":             {Note: "locality load balancing is not done"},
-		"meshConfig.dnsRefreshRate":                 {Note: "not carried out: DNS clusters re-resolve on mesh-proxy's own schedule"},
-		"meshConfig.h2UpgradePolicy":                {Note: "not carried out: HTTP/1.1 is not upgraded to HTTP/2 between proxies"},
+		"meshConfig.dnsRefreshRate":                 {Note: "DNS clusters re-resolve on mesh-proxy's own schedule"},
+		"meshConfig.h2UpgradePolicy":                {Note: "HTTP/1.1 is not upgraded to HTTP/2 between proxies"},
 		"meshConfig.inboundClusterStatName":         {Note: "stat names are fixed"},
 		"meshConfig.outboundClusterStatName":        {Note: "stat names are fixed"},
-		"meshConfig.certificates":                   {Note: "not carried out: pilot issues no DNS certificates"},
-		"meshConfig.serviceSettings":                {Note: "not carried out: no host is cluster-local"},
+		"meshConfig.certificates":                   {Note: "pilot issues no DNS certificates"},
+		"meshConfig.serviceSettings":                {Note: "no host is cluster-local"},
 		"meshConfig.serviceScopeConfigs":            {Note: noAmbient},
-		"meshConfig.verifyCertificateAtClient":      {Note: "not carried out: a SIMPLE or MUTUAL origination whose DestinationRule gives no caCertificates does not verify the server's certificate, as with the option off"},
-		"meshConfig.ca":                             {Note: "not carried out: pilot is the certificate authority"},
-		"meshConfig.discoverySelectors":             {Note: "not carried out: pilot watches every namespace"},
-		"meshConfig.defaultHttpRetryPolicy":         {Note: "not carried out: a route without retries retries twice on connection failures, Istio's default"},
-		"meshConfig.defaultInboundHttpRetryPolicy":  {Note: "not carried out: inbound routes do not retry"},
-		"meshConfig.meshMTLS":                       {Note: "not carried out: mesh mTLS uses mesh-proxy's TLS defaults (TLS 1.2 and above)"},
-		"meshConfig.tlsDefaults":                    {Note: "not carried out: TLS uses mesh-proxy's defaults"},
-		"meshConfig.defaultTrafficPolicy":           {Note: "not carried out: only DestinationRules set traffic policy"},
-		"meshConfig.serviceEntryVisibility":         {Note: "not carried out"},
+		"meshConfig.verifyCertificateAtClient":      {Note: "a SIMPLE or MUTUAL origination whose DestinationRule gives no caCertificates does not verify the server's certificate, as with the option off"},
+		"meshConfig.ca":                             {Note: "pilot is the certificate authority"},
+		"meshConfig.discoverySelectors":             {Note: "pilot watches every namespace"},
+		"meshConfig.defaultHttpRetryPolicy":         {Note: "a route without retries retries twice on connection failures, Istio's default"},
+		"meshConfig.defaultInboundHttpRetryPolicy":  {Note: "inbound routes do not retry"},
+		"meshConfig.meshMTLS":                       {Note: "mesh mTLS uses mesh-proxy's TLS defaults (TLS 1.2 and above)"},
+		"meshConfig.tlsDefaults":                    {Note: "TLS uses mesh-proxy's defaults"},
+		"meshConfig.defaultTrafficPolicy":           {Note: "only DestinationRules set traffic policy"},
+		"meshConfig.serviceEntryVisibility":         {Note: "it has no effect"},
 	}
 
 	// defaultConfig: what the injector writes into each pod, and the
@@ -132,7 +132,7 @@ func meshConfigTable() map[string]Entry {
 		}
 	}
 	childrenAs(t, "meshConfig.defaultConfig.tracing", &meshapi.Tracing{},
-		Entry{Note: "not carried out: tracing is configured by extensionProviders, defaultProviders and Telemetry; only sampling is read from here"}, "sampling")
+		Entry{Note: "tracing is configured by extensionProviders, defaultProviders and Telemetry; only sampling is read from here"}, "sampling")
 	t["meshConfig.defaultConfig.tracing.sampling"] = Entry{Enforced: true, Note: "the mesh-wide sample rate when no Telemetry sets one"}
 
 	// extensionProviders: the ext_authz, tracing, access log and
@@ -149,12 +149,12 @@ func meshConfigTable() map[string]Entry {
 		t[ep+kind.name+".clearRouteCache"] = Entry{Note: "routes are not recomputed after the check changes the request's headers; the route matched before the check is used"}
 	}
 	childrenAs(t, ep+"zipkin", &meshapi.MeshConfig_ExtensionProvider_ZipkinTracingProvider{},
-		Entry{Note: "not carried out: spans are sent without it"}, "service", "port", "maxTagLength", "enable64bitTraceId", "path", "traceContextOption")
+		Entry{Note: "spans are sent without it"}, "service", "port", "maxTagLength", "enable64bitTraceId", "path", "traceContextOption")
 	for _, f := range []string{"service", "port", "maxTagLength", "enable64bitTraceId", "path", "traceContextOption"} {
 		t[ep+"zipkin."+f] = yes
 	}
 	childrenAs(t, ep+"opentelemetry", &meshapi.MeshConfig_ExtensionProvider_OpenTelemetryTracingProvider{},
-		Entry{Note: "not carried out: spans are sent by OTLP/gRPC without it"}, "service", "port", "maxTagLength", "http")
+		Entry{Note: "spans are sent by OTLP/gRPC without it"}, "service", "port", "maxTagLength", "http")
 	for _, f := range []string{"service", "port", "maxTagLength"} {
 		t[ep+"opentelemetry."+f] = yes
 	}

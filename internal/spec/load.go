@@ -90,6 +90,11 @@ func Load(o LoadOptions) (*MeshOperator, []string, error) {
 		if err != nil {
 			return nil, nil, &SetError{Arg: arg, Err: err}
 		}
+		if p[0].Key == "meshConfig" {
+			if err := meshConfigPath(p); err != nil {
+				return nil, nil, &SetError{Arg: arg, Err: err}
+			}
+		}
 		v, err := typedValue(raw, n)
 		if err != nil {
 			return nil, nil, &SetError{Arg: arg, Err: err}
@@ -163,7 +168,11 @@ func Load(o LoadOptions) (*MeshOperator, []string, error) {
 	if err := validate(op); err != nil {
 		return nil, nil, &InvalidSpecError{Err: err}
 	}
-	return op, warnings, nil
+	warns, err := checkMeshConfig(op.Spec.MeshConfig)
+	if err != nil {
+		return nil, nil, &InvalidSpecError{Err: err}
+	}
+	return op, append(warnings, warns...), nil
 }
 
 // ProfileTree returns the named built-in profile as a generic document.
