@@ -15,6 +15,7 @@ import (
 
 	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/rollout"
 )
 
 // syncGatewayAPI writes the status internal/gatewayapi worked out for the
@@ -45,13 +46,19 @@ func (w *Writer) syncGatewayAPI(ctx context.Context, s *model.Snapshot, log *slo
 			log.Warn("write status", "resource", key, "err", err)
 		}
 	}
+	rollouts := map[string]*rollout.Status{}
+	if w.Rollouts != nil {
+		for _, st := range w.Rollouts() {
+			rollouts[st.ID] = &st
+		}
+	}
 	clients := w.clients()
 	for _, k := range model.Kinds {
 		if k.Status == nil || k.Status.Istio != nil || !clients.Has(k) {
 			continue
 		}
 		for _, o := range k.Objects(s) {
-			key, want, x, ok := gatewayAPIStatus(o, out, now)
+			key, want, x, ok := gatewayAPIStatus(o, out, rollouts, now)
 			if !ok || done(key, o.GetUID(), o.GetGeneration(), want) {
 				continue
 			}
@@ -63,8 +70,11 @@ func (w *Writer) syncGatewayAPI(ctx context.Context, s *model.Snapshot, log *slo
 // gatewayAPIStatus works out the status internal/gatewayapi gives one
 // object of a Gateway API kind: x is a copy of it with that status, want
 // what was worked out; ok is false when nothing is to be written (the
-// status says it already, or the object is not mesh's).
-func gatewayAPIStatus(o metav1.Object, out *gatewayapi.Output, now metav1.Time) (key string, want any, x metav1.Object, ok bool) {
+// status says it already, or the object is not mesh's). An object with a
+// rollout (rollouts, by rollout ID) gets the condition RolloutCondition:
+// a Gateway among its conditions, a route in each of mesh's parent
+// entries (a route's status has no conditions of its own).
+func gatewayAPIStatus(o metav1.Object, out *gatewayapi.Output, rollouts map[string]*rollout.Status, now metav1.Time) (key string, want any, x metav1.Object, ok bool) {
 	switch o := o.(type) {
 	case *gwv1.GatewayClass:
 		want, ok := out.Classes[o.Name]
@@ -83,6 +93,8 @@ func gatewayAPIStatus(o metav1.Object, out *gatewayapi.Output, now metav1.Time) 
 		if !ok {
 			return "", nil, nil, false
 		}
+		key := "Gateway.gateway.networking.k8s.io/" + o.Namespace + "/" + o.Name
+		want.Conditions = withRollout(want.Conditions, rollouts[key], o.Generation)
 		want.Conditions = mergeConditions(o.Status.Conditions, want.Conditions, now)
 		for i := range want.Listeners {
 			var old []metav1.Condition
@@ -98,21 +110,54 @@ func gatewayAPIStatus(o metav1.Object, out *gatewayapi.Output, now metav1.Time) 
 		}
 		x := o.DeepCopy()
 		x.Status = want
-		return "Gateway.gateway.networking.k8s.io/" + o.Namespace + "/" + o.Name, want, x, true
+		return key, want, x, true
 	case *gwv1.HTTPRoute:
-		parents, changed := routeParents(o.Status.Parents, out.RouteParents[gatewayapi.RouteKey("HTTPRoute", o.Namespace, o.Name)], now)
+		key := "HTTPRoute/" + o.Namespace + "/" + o.Name
+		mine := parentsWithRollout(out.RouteParents[gatewayapi.RouteKey("HTTPRoute", o.Namespace, o.Name)], rollouts[key], o.Generation)
+		parents, changed := routeParents(o.Status.Parents, mine, now)
 		x := o.DeepCopy()
 		x.Status.Parents = parents
-		return "HTTPRoute/" + o.Namespace + "/" + o.Name, parents, x, changed
+		return key, parents, x, changed
 	case *gwv1.GRPCRoute:
-		parents, changed := routeParents(o.Status.Parents, out.RouteParents[gatewayapi.RouteKey("GRPCRoute", o.Namespace, o.Name)], now)
+		key := "GRPCRoute/" + o.Namespace + "/" + o.Name
+		mine := parentsWithRollout(out.RouteParents[gatewayapi.RouteKey("GRPCRoute", o.Namespace, o.Name)], rollouts[key], o.Generation)
+		parents, changed := routeParents(o.Status.Parents, mine, now)
 		x := o.DeepCopy()
 		x.Status.Parents = parents
-		return "GRPCRoute/" + o.Namespace + "/" + o.Name, parents, x, changed
+		return key, parents, x, changed
 	}
 	// A row of model.Kinds with a Gateway API status column and no case
 	// here: TestEveryStatusKindIsWritten fails for it.
 	return "", nil, nil, false
+}
+
+// withRollout returns conds (not modified) with the rollout condition of
+// st added, when the object has a rollout.
+func withRollout(conds []metav1.Condition, st *rollout.Status, gen int64) []metav1.Condition {
+	r := rolloutReport(st)
+	if r.text == "" {
+		return conds
+	}
+	status := metav1.ConditionFalse
+	if r.status == "True" {
+		status = metav1.ConditionTrue
+	}
+	out := append([]metav1.Condition(nil), conds...)
+	return append(out, metav1.Condition{Type: RolloutCondition, Status: status, Reason: r.reason, Message: r.text, ObservedGeneration: gen})
+}
+
+// parentsWithRollout returns mesh's parent entries of a route (not
+// modified) with the rollout condition of st in each.
+func parentsWithRollout(parents []gwv1.RouteParentStatus, st *rollout.Status, gen int64) []gwv1.RouteParentStatus {
+	if st == nil {
+		return parents
+	}
+	out := make([]gwv1.RouteParentStatus, len(parents))
+	for i, p := range parents {
+		p.Conditions = withRollout(p.Conditions, st, gen)
+		out[i] = p
+	}
+	return out
 }
 
 // routeParents replaces mesh's entries in a route's parent statuses with

@@ -43,7 +43,7 @@ func TestGatewayAPIStatusKinds(t *testing.T) {
 		if k.GVK.Kind != "GatewayClass" {
 			o.SetNamespace(ns)
 		}
-		if _, _, x, ok := gatewayAPIStatus(o, out, metav1.Now()); !ok || x == nil {
+		if _, _, x, ok := gatewayAPIStatus(o, out, nil, metav1.Now()); !ok || x == nil {
 			t.Errorf("kind %s has a Gateway API status column but its status is never worked out (gatewayAPIStatus)", k)
 		}
 	}
