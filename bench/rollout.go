@@ -41,8 +41,8 @@ func init() {
 }
 
 const (
-	rolloutRounds = 5           // no-rollout pushes of each kind, each way
-	rolloutRuns   = 3           // rollouts, each start, step and release timed
+	rolloutRounds = 5 // no-rollout pushes of each kind, each way
+	rolloutRuns   = 3 // rollouts, each start, step and release timed
 	rolloutBudget = 6 * time.Minute
 	rolloutStages = "10,50,100" // svc-10's VirtualService's rollout.mesh.io/stages
 	rolloutVS     = 1           // svc-10's, in the synthetic world's VirtualServices
