@@ -94,6 +94,7 @@ func setup(t *testing.T) *env {
 	}
 	var runtimeLog string
 	o.Logger, runtimeLog = sandboxtest.RuntimeLog(t)
+	o.AgentMetricsAddress = "127.0.0.1:0"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rt, err := runtime.Start(ctx, o)

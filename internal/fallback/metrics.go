@@ -1,7 +1,15 @@
 package fallback
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -46,4 +54,27 @@ func (m *Metrics) vetoed(p *corev1.Pod) {
 	if m != nil {
 		m.vetoes.WithLabelValues(p.Namespace, p.Name).Inc()
 	}
+}
+
+// MetricsPath is where ServeMetrics answers.
+const MetricsPath = "/metrics"
+
+// ServeMetrics serves g's series in the Prometheus text format at GET
+// /metrics on addr (host:port; port 0 picks a free one), as mesh-pilot
+// serves its own on its monitoring port, until the returned server is
+// closed. It returns once addr is listened on, with the address taken.
+func ServeMetrics(addr string, g prometheus.Gatherer, log *slog.Logger) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fallback agent metrics on %q: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && log != nil {
+			log.Warn("fallback agent metrics server", "err", err)
+		}
+	}()
+	return srv, ln.Addr(), nil
 }

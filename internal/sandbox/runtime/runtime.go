@@ -57,6 +57,10 @@ type Options struct {
 	LogDir string
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
+	// AgentMetricsAddress is where the fallback node agent serves its
+	// metrics at /metrics (host:port; port 0 picks one, AgentMetricsAddr
+	// says which); empty: not served.
+	AgentMetricsAddress string
 }
 
 // Runtime is a running sandbox runtime.
@@ -78,6 +82,8 @@ type Runtime struct {
 	// pod networks and container exits as a CNI node agent is.
 	agent        *fallback.Agent
 	agentMetrics *prometheus.Registry
+	metricsSrv   *http.Server
+	metricsAddr  string
 
 	netMu sync.Mutex
 	net   *network
@@ -176,6 +182,14 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 		return nil, fmt.Errorf("sandbox runtime: %w", err)
 	}
 	r.startServices(bg)
+	if o.AgentMetricsAddress != "" {
+		srv, addr, err := fallback.ServeMetrics(o.AgentMetricsAddress, r.agentMetrics, r.log)
+		if err != nil {
+			r.Stop()
+			return nil, fmt.Errorf("sandbox runtime: %w", err)
+		}
+		r.metricsSrv, r.metricsAddr = srv, addr.String()
+	}
 	if err := r.startKubelet(o); err != nil {
 		r.Stop()
 		return nil, fmt.Errorf("sandbox runtime: %w", err)
@@ -206,9 +220,10 @@ func (r *Runtime) PodCIDR() string { return r.net.CIDR() }
 // Gateway is the host's address on the pods' network.
 func (r *Runtime) Gateway() string { return r.net.gateway.String() }
 
-// AgentMetrics gathers the fallback node agent's series
-// (mesh_sidecar_fallbacks_total, ...).
-func (r *Runtime) AgentMetrics() prometheus.Gatherer { return r.agentMetrics }
+// AgentMetricsAddr is the host:port where the fallback node agent serves
+// its series (mesh_sidecar_fallbacks_total, ...) at /metrics, "" when
+// Options.AgentMetricsAddress was empty.
+func (r *Runtime) AgentMetricsAddr() string { return r.metricsAddr }
 
 // LogDir holds the containers' logs.
 func (r *Runtime) LogDir() string { return r.logDir }
@@ -351,6 +366,9 @@ func (r *Runtime) Stop() error {
 		}
 		if r.kubeletSrv != nil {
 			r.kubeletSrv.Close()
+		}
+		if r.metricsSrv != nil {
+			r.metricsSrv.Close()
 		}
 		r.mu.Lock()
 		var uids []types.UID

@@ -2,7 +2,7 @@
 // with `make sandbox-up`, until interrupted: pods whose images are the mesh's
 // own (mesh-pilot, mesh-proxy, mesh-sample) then run for real from bin/.
 //
-//	go run ./internal/sandbox/runtime/cmd/sandbox-runtime [-dir .sandbox] [-bin bin]
+//	go run ./internal/sandbox/runtime/cmd/sandbox-runtime [-dir .sandbox] [-bin bin] [-agent-metrics-address 127.0.0.1:0]
 package main
 
 import (
@@ -43,6 +43,7 @@ func run() error {
 	dir := flag.String("dir", filepath.Join(root, ".sandbox"), "folder of the running sandbox (make sandbox-up)")
 	bin := flag.String("bin", filepath.Join(root, "bin"), "folder holding mesh-pilot, mesh-proxy and mesh-sample (make build)")
 	logs := flag.String("logs", "", "folder for the containers' logs (default <dir>/logs/pods)")
+	metrics := flag.String("agent-metrics-address", "127.0.0.1:0", "host:port where the fallback node agent serves /metrics (port 0 picks a free one, printed at start; empty: not served)")
 	flag.Parse()
 	_, kubeconfig, err := sandbox.Running(*dir)
 	if err != nil {
@@ -73,11 +74,14 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	rt, err := runtime.Start(ctx, runtime.Options{Config: cfg, Images: images, WebhookCertPEM: certPEM, WebhookKeyPEM: keyPEM,
-		CABundle: caPEM, LogDir: *logs, Logger: log})
+		CABundle: caPEM, LogDir: *logs, Logger: log, AgentMetricsAddress: *metrics})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "sandbox runtime on node %s, pods in %s, container logs in %s; Ctrl-C stops it\n", rt.NodeName(), rt.PodCIDR(), rt.LogDir())
+	if a := rt.AgentMetricsAddr(); a != "" {
+		fmt.Fprintf(os.Stderr, "fallback node agent metrics: http://%s/metrics\n", a)
+	}
 	<-ctx.Done()
 	return rt.Stop()
 }
