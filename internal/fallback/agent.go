@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -224,6 +227,7 @@ func (w *podWatch) run(ctx context.Context) {
 	}
 	c := &http.Client{Timeout: w.hang, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	everReady, active, vetoed := false, false, false
+	var kept []netip.Addr // the destinations kept captured in fallback
 	var checked time.Time
 	// A rule left by an agent that died while the pod was in fallback.
 	if on, err := capture.FallbackActive(ctx, w.p.NetNS...); err == nil && on {
@@ -251,11 +255,11 @@ func (w *podWatch) run(ctx context.Context) {
 			}
 			vetoed = false
 			if active {
-				if err := capture.SetFallback(ctx, false, w.p.NetNS...); err != nil {
+				if err := capture.SetFallback(ctx, false, nil, w.p.NetNS...); err != nil {
 					a.log().Error("capture not resumed", "pod", key, "err", err)
 					continue
 				}
-				active = false
+				active, kept = false, nil
 				a.log().Info("proxy ready: capture resumed", "pod", key)
 				a.Metrics.ended(w.p.Pod)
 				a.report(ctx, w.p.Pod, corev1.ConditionFalse, ReasonReady, "the proxy is ready: new connections go through it again")
@@ -270,18 +274,19 @@ func (w *podWatch) run(ctx context.Context) {
 			continue
 		}
 		checked = time.Now()
-		veto, err := Vetoes(ctx, a.Dynamic, a.RootNamespace, w.p.Pod)
+		d, err := Decide(ctx, a.Kube, a.Dynamic, a.RootNamespace, w.p.Pod)
 		if err != nil {
-			veto = "policy not read (" + err.Error() + ")"
+			d = Decision{Veto: []string{"policy not read (" + err.Error() + ")"}}
 		}
+		veto := strings.Join(d.Veto, "; ")
 		if veto != "" {
 			if active {
 				// A policy that appeared while in fallback: fail closed now.
-				if err := capture.SetFallback(ctx, false, w.p.NetNS...); err != nil {
+				if err := capture.SetFallback(ctx, false, nil, w.p.NetNS...); err != nil {
 					a.log().Error("capture not restored under a veto", "pod", key, "err", err)
 					continue
 				}
-				active = false
+				active, kept = false, nil
 				a.Metrics.ended(w.p.Pod)
 			}
 			if !vetoed {
@@ -294,17 +299,32 @@ func (w *podWatch) run(ctx context.Context) {
 			continue
 		}
 		vetoed = false
+		keep := ipv4(d.Keep)
 		if active {
+			// The destinations that require mTLS, read again: a new pod of a
+			// STRICT workload, a new rule.
+			if !slices.Equal(keep, kept) {
+				if err := capture.SetFallback(ctx, true, keep, w.p.NetNS...); err != nil {
+					a.log().Error("destinations requiring mTLS not updated", "pod", key, "err", err)
+					continue
+				}
+				kept = keep
+				a.log().Info("destinations kept captured in fallback updated", "pod", key, "addresses", len(keep), "policies", d.Kept)
+			}
 			continue
 		}
-		if err := capture.SetFallback(ctx, true, w.p.NetNS...); err != nil {
+		if err := capture.SetFallback(ctx, true, keep, w.p.NetNS...); err != nil {
 			a.log().Error("fallback not switched on", "pod", key, "err", err)
 			continue
 		}
+		kept = keep
 		active = true
 		a.log().Warn("proxy down: fallback to direct traffic", "pod", key, "reason", h.reason())
 		a.Metrics.fellBack(w.p.Pod, h.reason())
 		msg := fmt.Sprintf("proxy %s: new connections bypass it until it is ready again", h.reason())
+		if len(d.Kept) > 0 {
+			msg += fmt.Sprintf("; %d addresses that require mTLS stay captured (refused): %s", len(keep), strings.Join(d.Kept, "; "))
+		}
 		a.report(ctx, w.p.Pod, corev1.ConditionTrue, h.reason(), msg)
 		a.event(ctx, w.p.Pod, corev1.EventTypeWarning, EventFallback, msg)
 	}
@@ -333,4 +353,16 @@ func (a *Agent) event(ctx context.Context, pod *corev1.Pod, typ, reason, msg str
 	if _, err := a.Kube.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil && ctx.Err() == nil {
 		a.log().Warn("event not recorded", "pod", pod.Namespace+"/"+pod.Name, "reason", reason, "err", err)
 	}
+}
+
+// ipv4 keeps the IPv4 addresses: the capture rules are iptables' (IPv4)
+// only, as mesh-proxy init writes them.
+func ipv4(addrs []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() {
+			out = append(out, a)
+		}
+	}
+	return out
 }

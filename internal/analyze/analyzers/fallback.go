@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"mesh.dev/mesh/internal/analyze"
 	"mesh.dev/mesh/internal/fallback"
@@ -14,7 +16,8 @@ import (
 // (mesh.io/fallback: direct, docs/fallback.md) while a security policy
 // vetoes it (MSH0006): their owners expect traffic to survive a dead
 // sidecar, and it fails closed. The decision is the node agent's own
-// (fallback.Policies.Veto), made from the policies in the snapshot.
+// (fallback.Policies.Veto), made from the policies and Services in the
+// snapshot.
 type FallbackVetoes struct{}
 
 // Metadata describes the analyzer.
@@ -82,9 +85,20 @@ func fallbackPolicies(ctx *analyze.Context) *fallback.Policies {
 		}
 		return out
 	}
+	// Services tell the agent which DestinationRule hosts it can map to
+	// addresses (a host that is none vetoes); the addresses themselves do
+	// not matter here.
+	var svcs []corev1.Service
+	for _, u := range conv("Service") {
+		var svc corev1.Service
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &svc) == nil {
+			svcs = append(svcs, svc)
+		}
+	}
 	return &fallback.Policies{
 		PeerAuthentications:   conv("PeerAuthentication"),
 		DestinationRules:      conv("DestinationRule"),
 		AuthorizationPolicies: conv("AuthorizationPolicy"),
+		Services:              svcs,
 	}
 }

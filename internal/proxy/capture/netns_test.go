@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -43,11 +44,25 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(w, "captured=%s", r.Header.Get("X-Mesh-Captured"))
 		}))
 		os.Exit(0)
+	case "upstream-any":
+		ln, err := net.Listen("tcp", ":8080")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "captured=%s", r.Header.Get("X-Mesh-Captured"))
+		}))
+		os.Exit(0)
 	case "proxy":
 		os.Exit(runProxy())
 	case "client":
+		target := podIP
+		if t := os.Getenv("MESH_CAPTURE_TARGET"); t != "" {
+			target = t
+		}
 		c := &http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get("http://" + podIP + ":8080/")
+		resp, err := c.Get("http://" + target + ":8080/")
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
@@ -201,4 +216,135 @@ func captureInNamespace(t *testing.T, ns string, c capture.Config) (string, erro
 		}
 	}
 	return string(out), err
+}
+
+// TestFallbackKeepsMTLSDestinationsCaptured: with the pod's capture rules
+// in place and its proxy dead, the fallback rules send new connections
+// straight to their destination, except to the addresses kept captured
+// (they require mTLS): those are still redirected to the dead proxy's
+// port and refused, never sent in plaintext. The proxy's own connections
+// to a kept address are not looped back (the capture's owner exclusion
+// still applies). Replacing the kept set takes effect for new
+// connections; switching fallback off restores capture for all. Service
+// addresses translated after the capture (OUTPUT's later rules) still are.
+func TestFallbackKeepsMTLSDestinationsCaptured(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	for _, tool := range []string{"ip", "iptables-restore", "iptables-save", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (apt-get install -y iptables iproute2 util-linux)", tool)
+		}
+	}
+	const mutualIP = "198.18.0.11" // a destination that requires mTLS
+	ns := fmt.Sprintf("meshfb-%d", os.Getpid())
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run("ip", "-n", ns, "link", "set", "lo", "up")
+	run("ip", "-n", ns, "addr", "add", podIP+"/32", "dev", "lo")
+	run("ip", "-n", ns, "addr", "add", mutualIP+"/32", "dev", "lo")
+	netns := []string{"ip", "netns", "exec", ns}
+	ctx := context.Background()
+	if err := capture.Default().Apply(ctx, netns...); err != nil {
+		t.Fatal(err)
+	}
+	// Two Service addresses translated after the capture, in OUTPUT, as the
+	// sandbox runtime's Service rules (or a kube-proxy in the namespace)
+	// are: one to the plain upstream, one to the one requiring mTLS.
+	const plainSvc, mutualSvc = "198.18.0.20", "198.18.0.21"
+	run("ip", "-n", ns, "route", "add", plainSvc+"/31", "dev", "lo") // routed, as a cluster IP range is
+	run("ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "OUTPUT", "-d", plainSvc+"/32", "-p", "tcp", "-j", "DNAT", "--to-destination", podIP)
+	run("ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "OUTPUT", "-d", mutualSvc+"/32", "-p", "tcp", "-j", "DNAT", "--to-destination", mutualIP)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := exec.Command("ip", "netns", "exec", ns, self)
+	up.Env = append(os.Environ(), "MESH_CAPTURE_HELPER=upstream-any")
+	up.Stderr = os.Stderr
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Process.Kill(); up.Wait() })
+	// get runs a client in the namespace (as the proxy's group with
+	// asProxy) and returns what it got from target:8080.
+	get := func(target string, asProxy bool) string {
+		args := append(append([]string{}, netns...), self)
+		if asProxy {
+			args = append(append(append([]string{}, netns...), "setpriv", "--regid=1337", "--clear-groups"), self)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "MESH_CAPTURE_HELPER=client", "MESH_CAPTURE_TARGET="+target)
+		out, _ := cmd.Output()
+		return strings.TrimSpace(string(out))
+	}
+	// The upstream listens once the proxy's group, whose dials capture
+	// leaves alone, reaches it.
+	for deadline := time.Now().Add(15 * time.Second); get(podIP, true) != "captured="; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream did not answer in 15 s")
+		}
+	}
+	refused := func(got string) bool { return strings.HasPrefix(got, "error:") && strings.Contains(got, "refused") }
+	if got := get(podIP, false); !refused(got) {
+		t.Fatalf("before fallback, with no proxy on 15001: got %q, want refused", got)
+	}
+
+	keep := []netip.Addr{netip.MustParseAddr(mutualIP), netip.MustParseAddr(mutualSvc)}
+	if err := capture.SetFallback(ctx, true, keep, netns...); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{podIP, plainSvc} {
+		if got := get(to, false); got != "captured=" {
+			t.Errorf("in fallback, to %s: got %q, want served directly", to, got)
+		}
+	}
+	for _, to := range []string{mutualIP, mutualSvc} {
+		if got := get(to, false); !refused(got) {
+			t.Errorf("in fallback, to the kept %s: got %q, want refused (captured, the proxy dead)", to, got)
+		}
+	}
+	if got := get(mutualIP, true); got != "captured=" {
+		t.Errorf("in fallback, the proxy's own dial to the kept %s: got %q, want it not redirected", mutualIP, got)
+	}
+	if on, err := capture.FallbackActive(ctx, netns...); err != nil || !on {
+		t.Errorf("FallbackActive = %v, %v in fallback", on, err)
+	}
+
+	// The kept set replaced (the policy gone): direct there too.
+	if err := capture.SetFallback(ctx, true, nil, netns...); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(mutualIP, false); got != "captured=" {
+		t.Errorf("kept set emptied, to %s: got %q, want served directly", mutualIP, got)
+	}
+	if err := capture.SetFallback(ctx, true, keep, netns...); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(mutualIP, false); !refused(got) {
+		t.Errorf("kept again, to %s: got %q, want refused", mutualIP, got)
+	}
+
+	if err := capture.SetFallback(ctx, false, nil, netns...); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(podIP, false); !refused(got) {
+		t.Errorf("after fallback, to %s: got %q, want refused (captured again)", podIP, got)
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns, "iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), capture.FallbackChain) || strings.Contains(string(out), capture.FallbackComment) {
+		t.Errorf("fallback rules left after switching off:\n%s", out)
+	}
+	if err := capture.SetFallback(ctx, false, nil, netns...); err != nil {
+		t.Errorf("switching off twice: %v", err)
+	}
 }
