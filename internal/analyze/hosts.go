@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 
+	meshapi "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -51,6 +52,25 @@ func ResolveSEHost(h, ns string) string {
 // visible from namespace ns, by the rule pilot applies (internal/hostmatch).
 func exportedTo(exportTo []string, own, ns string) bool { return hostmatch.Exported(exportTo, own, ns) }
 
+// ServiceEntryExportTo is se's exportTo, or the mesh config's
+// defaultServiceExportTo when it has none, as pilot reads it.
+func (s *Snapshot) ServiceEntryExportTo(se *networking.ServiceEntry) []string {
+	return hostmatch.ExportToOr(se.Spec.ExportTo, s.meshConfig().GetDefaultServiceExportTo())
+}
+
+// DestinationRuleExportTo is dr's exportTo, or the mesh config's
+// defaultDestinationRuleExportTo when it has none, as pilot reads it.
+func (s *Snapshot) DestinationRuleExportTo(dr *networking.DestinationRule) []string {
+	return hostmatch.ExportToOr(dr.Spec.ExportTo, s.meshConfig().GetDefaultDestinationRuleExportTo())
+}
+
+func (s *Snapshot) meshConfig() *meshapi.MeshConfig {
+	if s.Mesh == nil {
+		return nil
+	}
+	return s.Mesh.Config
+}
+
 // HostMatches reports whether host is matched by pattern, which may start
 // with "*." (or be "*"), by the rule pilot applies (internal/hostmatch).
 func HostMatches(pattern, host string) bool { return hostmatch.Matches(pattern, host) }
@@ -70,7 +90,7 @@ func (s *Snapshot) LookupHost(host, ns string) (Host, bool) {
 		return h, true
 	}
 	for _, e := range s.serviceEntries {
-		if !exportedTo(e.se.Spec.ExportTo, e.entry.Namespace, ns) {
+		if !exportedTo(s.ServiceEntryExportTo(e.se), e.entry.Namespace, ns) {
 			continue
 		}
 		if HostMatches(e.host, host) || HostMatches(e.host, fq) {
@@ -131,7 +151,7 @@ func (s *Snapshot) HasSubset(host, ns, subset string) bool {
 	if !ok {
 		for _, name := range []string{fq, host} {
 			for _, r := range s.drByHost[name] {
-				if exportedTo(r.Object.(*networking.DestinationRule).Spec.ExportTo, r.Namespace, ns) && definesSubset(r, subset) {
+				if exportedTo(s.DestinationRuleExportTo(r.Object.(*networking.DestinationRule)), r.Namespace, ns) && definesSubset(r, subset) {
 					return true
 				}
 			}
@@ -222,7 +242,7 @@ func (s *Snapshot) destinationRulesOldestFirst() ([]hostmatch.Rule, []*Resource)
 	rules := make([]hostmatch.Rule, len(drs))
 	for i, r := range drs {
 		dr := r.Object.(*networking.DestinationRule)
-		rules[i] = hostmatch.Rule{Namespace: r.Namespace, Host: ResolveHost(dr.Spec.Host, r.Namespace), ExportTo: dr.Spec.ExportTo}
+		rules[i] = hostmatch.Rule{Namespace: r.Namespace, Host: ResolveHost(dr.Spec.Host, r.Namespace), ExportTo: s.DestinationRuleExportTo(dr)}
 	}
 	return rules, drs
 }

@@ -53,7 +53,7 @@ const (
 	fixedCapture    = "the sidecar's capture ports are fixed (15001 outbound, 15006 inbound, 15090 stats)"
 	noIngress       = "Kubernetes Ingress resources are not read (the Gateway API and Istio Gateways are)"
 	noAmbient       = "ambient mode (ztunnel, waypoints) is not run"
-	defaultExportTo = "a resource without exportTo is visible in every namespace, Istio's own default"
+	defaultExportTo = "the exportTo of a resource of the kind that sets none (for Services, those without the networking.istio.io/exportTo annotation); unset, such a resource is visible in every namespace"
 )
 
 // meshConfigTable classifies the fields of the mesh config: what pilot,
@@ -94,9 +94,9 @@ func meshConfigTable() map[string]Entry {
 		"meshConfig.trustDomain":                    {Enforced: true, Note: "cluster.local only; another is reported"},
 		"meshConfig.trustDomainAliases":             {Note: "principals of an alias trust domain match nobody (policies fail closed)"},
 		"meshConfig.caCertificates":                 {Note: "proxies trust pilot's CA only"},
-		"meshConfig.defaultServiceExportTo":         {Note: defaultExportTo},
-		"meshConfig.defaultVirtualServiceExportTo":  {Note: defaultExportTo},
-		"meshConfig.defaultDestinationRuleExportTo": {Note: defaultExportTo},
+		"meshConfig.defaultServiceExportTo":         {Enforced: true, Note: defaultExportTo},
+		"meshConfig.defaultVirtualServiceExportTo":  {Enforced: true, Note: defaultExportTo},
+		"meshConfig.defaultDestinationRuleExportTo": {Enforced: true, Note: defaultExportTo},
 		"meshConfig.localityLbSetting":              {Note: "locality load balancing is not done: endpoints are balanced without regard to locality"},
 		"meshConfig.zoneAwareLbSetting":             {Note: "locality load balancing is not done"},
 		"meshConfig.dnsRefreshRate":                 {Note: "DNS clusters re-resolve on mesh-proxy's own schedule"},

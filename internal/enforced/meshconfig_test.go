@@ -46,7 +46,6 @@ extensionProviders:
 	want := []string{
 		"meshConfig.defaultConfig.discoveryAddress",
 		"meshConfig.defaultConfig.tracing.zipkin",
-		"meshConfig.defaultServiceExportTo",
 		"meshConfig.extensionProviders[0].zipkin.timeout",
 		"meshConfig.extensionProviders[1].datadog",
 		"meshConfig.extensionProviders[2].envoyExtAuthzGrpc.clearRouteCache",

@@ -63,6 +63,11 @@ type Deployment struct {
 	Ports   []corev1.ServicePort // one per distinct listener port
 }
 
+// exportEverywhere is the exportTo of the VirtualServices the translation
+// makes: they are bound to their Gateway alone, so a mesh config default
+// (defaultVirtualServiceExportTo) must not hide them from it.
+var exportEverywhere = []string{"*"}
+
 // RouteKey is the key of a route in Output.RouteParents.
 func RouteKey(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
 
@@ -740,7 +745,7 @@ func (t *translator) listenerRoutes(gs *gatewayState, ls *listenerState, gwName 
 				Name: gwName + "~" + own, Namespace: gs.gw.Namespace, CreationTimestamp: gs.gw.CreationTimestamp,
 				Annotations: map[string]string{AnnotationGeneratedFrom: "gateway.networking.k8s.io/Gateway/" + gs.gw.Namespace + "/" + gs.gw.Name},
 			},
-			Spec: networkingapi.VirtualService{Hosts: []string{own}, Gateways: []string{gs.gw.Namespace + "/" + gwName},
+			Spec: networkingapi.VirtualService{Hosts: []string{own}, Gateways: []string{gs.gw.Namespace + "/" + gwName}, ExportTo: exportEverywhere,
 				Http: []*networkingapi.HTTPRoute{{Name: "listener-isolation", DirectResponse: &networkingapi.HTTPDirectResponse{Status: 404}}}},
 		})
 	}
@@ -763,7 +768,7 @@ func (t *translator) listenerRoutes(gs *gatewayState, ls *listenerState, gwName 
 				Name: gwName + "~" + h, Namespace: gs.gw.Namespace, CreationTimestamp: gs.gw.CreationTimestamp,
 				Annotations: map[string]string{AnnotationGeneratedFrom: "gateway.networking.k8s.io/Gateway/" + gs.gw.Namespace + "/" + gs.gw.Name},
 			},
-			Spec: networkingapi.VirtualService{Hosts: []string{h}, Gateways: []string{gs.gw.Namespace + "/" + gwName}},
+			Spec: networkingapi.VirtualService{Hosts: []string{h}, Gateways: []string{gs.gw.Namespace + "/" + gwName}, ExportTo: exportEverywhere},
 		}
 		for _, e := range es {
 			vs.Spec.Http = append(vs.Spec.Http, e.route)

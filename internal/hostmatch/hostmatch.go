@@ -55,6 +55,16 @@ func Exported(exportTo []string, own, ns string) bool {
 	return false
 }
 
+// ExportToOr is a resource's exportTo, or def when it has none: a
+// resource without exportTo takes the mesh config's default for its kind
+// (defaultVirtualServiceExportTo and the like), where one is set.
+func ExportToOr(exportTo, def []string) []string {
+	if len(exportTo) == 0 {
+		return def
+	}
+	return exportTo
+}
+
 // EgressAdmits reports whether one Sidecar egress host entry
 // ("namespace/host") written in a Sidecar of namespace sidecarNS admits a
 // service named host in namespace svcNS. The namespace part is "*" (any),

@@ -176,7 +176,7 @@ func clientCredentials(ctx *analyze.Context, secrets map[string]*corev1.Secret, 
 		}
 		for _, u := range found {
 			for _, ns := range namespaces {
-				if !hostmatch.Exported(dr.Spec.ExportTo, r.Namespace, ns) {
+				if !hostmatch.Exported(ctx.DestinationRuleExportTo(dr), r.Namespace, ns) {
 					continue
 				}
 				if s := secrets[ns+"/"+credential.Name(u.name)]; s != nil && s.Data == nil {

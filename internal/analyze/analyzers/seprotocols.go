@@ -31,6 +31,7 @@ type seHostPort struct {
 type seClaim struct {
 	r        *analyze.Resource
 	se       *networking.ServiceEntry
+	exportTo []string // with the mesh config's default
 	protocol string
 	port     int // index in spec.ports
 }
@@ -51,7 +52,7 @@ func (*ServiceEntryProtocols) Analyze(ctx *analyze.Context) {
 				if claims[k] == nil {
 					order = append(order, k)
 				}
-				claims[k] = append(claims[k], seClaim{r: r, se: se, protocol: protocolOf(p), port: i})
+				claims[k] = append(claims[k], seClaim{r: r, se: se, exportTo: ctx.ServiceEntryExportTo(se), protocol: protocolOf(p), port: i})
 			}
 		}
 	}
@@ -113,13 +114,13 @@ func protocolOf(p interface{ GetProtocol() string }) string {
 // other namespace when both are exported mesh-wide.
 func visibleTogether(a, b seClaim) bool {
 	candidates := []string{a.r.Namespace, b.r.Namespace, otherNamespace}
-	candidates = append(candidates, a.se.Spec.ExportTo...)
-	candidates = append(candidates, b.se.Spec.ExportTo...)
+	candidates = append(candidates, a.exportTo...)
+	candidates = append(candidates, b.exportTo...)
 	for _, ns := range candidates {
 		if ns == "." || ns == "~" || ns == "*" {
 			continue // exportTo keywords, not namespaces
 		}
-		if hostmatch.Exported(a.se.Spec.ExportTo, a.r.Namespace, ns) && hostmatch.Exported(b.se.Spec.ExportTo, b.r.Namespace, ns) {
+		if hostmatch.Exported(a.exportTo, a.r.Namespace, ns) && hostmatch.Exported(b.exportTo, b.r.Namespace, ns) {
 			return true
 		}
 	}

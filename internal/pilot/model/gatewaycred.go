@@ -137,7 +137,7 @@ func (s *Snapshot) ClientCredentialProblems(dr *networkingv1.DestinationRule) []
 	}
 	var out []string
 	for _, ns := range s.gatewayNamespaces() {
-		if !hostmatch.Exported(dr.Spec.ExportTo, dr.Namespace, ns) {
+		if !hostmatch.Exported(s.DestinationRuleExportTo(dr), dr.Namespace, ns) {
 			continue
 		}
 		for _, u := range uses {

@@ -147,6 +147,18 @@ func (s *Service) PortByNumber(n uint32) (Port, bool) {
 // VisibleTo reports whether the service is exported to namespace ns.
 func (s *Service) VisibleTo(ns string) bool { return hostmatch.Exported(s.ExportTo, s.Namespace, ns) }
 
+// VirtualServiceExportTo is vs's exportTo, or the mesh config's
+// defaultVirtualServiceExportTo when it has none.
+func (s *Snapshot) VirtualServiceExportTo(vs *networkingv1.VirtualService) []string {
+	return hostmatch.ExportToOr(vs.Spec.ExportTo, s.Mesh.GetDefaultVirtualServiceExportTo())
+}
+
+// DestinationRuleExportTo is dr's exportTo, or the mesh config's
+// defaultDestinationRuleExportTo when it has none.
+func (s *Snapshot) DestinationRuleExportTo(dr *networkingv1.DestinationRule) []string {
+	return hostmatch.ExportToOr(dr.Spec.ExportTo, s.Mesh.GetDefaultDestinationRuleExportTo())
+}
+
 // Endpoint is one backend address of a service port.
 type Endpoint struct {
 	Address        string
@@ -375,6 +387,11 @@ func Build(version uint64, in Input) *Snapshot {
 			if s.servicesByHost[svc.Hostname] == nil {
 				s.add(svc)
 			}
+		}
+	}
+	if def := in.Mesh.GetDefaultServiceExportTo(); len(def) > 0 {
+		for _, svc := range s.Services {
+			svc.ExportTo = hostmatch.ExportToOr(svc.ExportTo, def)
 		}
 	}
 	sort.Slice(s.Services, func(i, j int) bool { return s.Services[i].Hostname < s.Services[j].Hostname })

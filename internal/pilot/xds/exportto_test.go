@@ -12,6 +12,7 @@ import (
 	gpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/generic_proxy/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	meshapi "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -143,11 +144,35 @@ spec:
 // gateways) and ServiceEntries the way Istio does, as served over real ADS
 // streams; and analyze's missing-subset finding is reported exactly where
 // pilot gives the VirtualService's namespace no cluster for the subset.
-func TestExportToOverADS(t *testing.T) {
+func TestExportToOverADS(t *testing.T) { checkExportTo(t, exportToYAML, nil) }
+
+// The same, with the rules kept to their namespace by the mesh config's
+// defaults (defaultVirtualServiceExportTo, defaultDestinationRuleExportTo,
+// defaultServiceExportTo) instead of their own exportTo: pilot and analyze
+// see what they saw.
+func TestMeshDefaultExportToOverADS(t *testing.T) {
+	y := strings.ReplaceAll(exportToYAML, "  exportTo: [\".\"]\n", "")
+	if strings.Contains(y, `exportTo: ["."]`) || !strings.Contains(y, "exportTo: [mesh-system]") {
+		t.Fatal("the YAML changed: this test removes its exportTo: [\".\"] lines")
+	}
+	// defaultServiceExportTo covers Kubernetes Services too: reviews says
+	// "*" itself, so it stays visible to shop.
+	svc := "kind: Service\nmetadata: {name: reviews, namespace: default}\n"
+	if !strings.Contains(y, svc) {
+		t.Fatal("the YAML changed: no reviews Service")
+	}
+	y = strings.Replace(y, svc, "kind: Service\nmetadata: {name: reviews, namespace: default, annotations: {networking.istio.io/exportTo: \"*\"}}\n", 1)
+	here := []string{"."}
+	checkExportTo(t, y, &meshapi.MeshConfig{DefaultVirtualServiceExportTo: here, DefaultDestinationRuleExportTo: here, DefaultServiceExportTo: here})
+}
+
+func checkExportTo(t *testing.T, yaml string, mc *meshapi.MeshConfig) {
+	t.Helper()
 	w := pilottest.NewWorld("default")
-	if err := w.AddYAML([]byte(exportToYAML)); err != nil {
+	if err := w.AddYAML([]byte(yaml)); err != nil {
 		t.Fatal(err)
 	}
+	w.In.Mesh = mc
 	w.In.Pods = append(w.In.Pods, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "ingressgateway-0", Namespace: "mesh-system", Labels: map[string]string{"istio": "ingressgateway"}},
 		Status:     corev1.PodStatus{PodIP: "198.18.200.1"},
@@ -224,13 +249,16 @@ func TestExportToOverADS(t *testing.T) {
 
 	// analyze on the same config: a missing subset is reported exactly
 	// where pilot gives the VirtualService's namespace no such cluster.
-	raws, err := resource.ReadBytes("exportto.yaml", []byte(exportToYAML))
+	raws, err := resource.ReadBytes("exportto.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	snap, err := analyze.Build(raws, analyze.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mc != nil {
+		snap.Mesh = &analyze.Mesh{Config: mc}
 	}
 	missing := map[string]bool{}
 	for _, m := range analyze.Run(snap, analyzers.All()) {

@@ -279,7 +279,7 @@ func (pc *PushContext) gatewayPort(r *Resources, a bindAddr, servers []gatewaySe
 	rc := &routev3.RouteConfiguration{Name: routeName, ValidateClusters: wrapperspb.Bool(false)}
 	vhosts := map[string]*routev3.VirtualHost{}
 	for _, vs := range pc.vsSorted {
-		if !hostmatch.Exported(vs.Spec.ExportTo, vs.Namespace, ns) {
+		if !hostmatch.Exported(pc.Snap.VirtualServiceExportTo(vs), vs.Namespace, ns) {
 			continue
 		}
 		for _, s := range httpServers {

@@ -91,7 +91,7 @@ func (pc *PushContext) vsBoundTo(s gatewayServer, ns string) []*networkingv1.Vir
 	gwKey := s.gw.Namespace + "/" + s.gw.Name
 	var out []*networkingv1.VirtualService
 	for _, vs := range pc.vsSorted {
-		if !hostmatch.Exported(vs.Spec.ExportTo, vs.Namespace, ns) || !gatewayListed(vs.Spec.Gateways, gwKey, vs.Namespace) {
+		if !hostmatch.Exported(pc.Snap.VirtualServiceExportTo(vs), vs.Namespace, ns) || !gatewayListed(vs.Spec.Gateways, gwKey, vs.Namespace) {
 			continue
 		}
 		if slices.ContainsFunc(vs.Spec.Hosts, func(h string) bool { return serverHostsAllow(s.server.Hosts, h, vs.Namespace) }) {

@@ -172,7 +172,7 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 	sort.SliceStable(drs, func(i, j int) bool { return olderFirst(drs[i], drs[j]) })
 	for _, dr := range drs {
 		host := resolveHost(dr.Spec.Host, dr.Namespace)
-		rule := hostmatch.Rule{Namespace: dr.Namespace, Host: host, ExportTo: dr.Spec.ExportTo}
+		rule := hostmatch.Rule{Namespace: dr.Namespace, Host: host, ExportTo: pc.Snap.DestinationRuleExportTo(dr)}
 		for _, svc := range matchServices(snap, host) {
 			c := pc.drByHost[svc.Hostname]
 			if c == nil {
@@ -254,11 +254,11 @@ func ruleKey(o metav1.Object) string {
 func (pc *PushContext) virtualServices(host, ns string) []*networkingv1.VirtualService {
 	all := pc.vsByHost[host]
 	for i, vs := range all {
-		if !hostmatch.Exported(vs.Spec.ExportTo, vs.Namespace, ns) {
+		if !hostmatch.Exported(pc.Snap.VirtualServiceExportTo(vs), vs.Namespace, ns) {
 			// Rarely reached: most VirtualServices are exported everywhere.
 			out := append([]*networkingv1.VirtualService(nil), all[:i]...)
 			for _, vs := range all[i+1:] {
-				if hostmatch.Exported(vs.Spec.ExportTo, vs.Namespace, ns) {
+				if hostmatch.Exported(pc.Snap.VirtualServiceExportTo(vs), vs.Namespace, ns) {
 					out = append(out, vs)
 				}
 			}
