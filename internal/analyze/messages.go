@@ -119,6 +119,8 @@ var (
 		"A DestinationRule's tls.credentialName names no usable Secret in the namespace of a gateway that uses it, so the gateway's TLS origination fails."}
 	FallbackVetoed = &MessageType{"MSH0006", "FallbackVetoed", Warning,
 		"A workload opts into sidecar fallback (mesh.io/fallback: direct), but a security policy vetoes it: when its proxy is down its traffic fails closed."}
+	FallbackDestinationsCaptured = &MessageType{"MSH0007", "FallbackDestinationsCaptured", Info,
+		"A workload opts into sidecar fallback (mesh.io/fallback: direct) and may fall back, but some destinations require mTLS: while its proxy is down its connections to them stay captured and fail, the others go direct."}
 )
 
 // AllMessageTypes lists every message type, ordered by code.
@@ -137,5 +139,5 @@ func AllMessageTypes() []*MessageType {
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors, InvalidGatewayCredential, GatewayPortNotDefinedOnService,
 		ReferencedInternalGateway, IneffectiveSelector, NegativeConditionStatus,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, GatewayAPICRDVersionBelowMinimum, ConflictingServiceEntryProtocol,
-		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported, InvalidClientCredential, FallbackVetoed}
+		RetryAmplification, SidecarScopeMissing, NotEnforced, KindNotSupported, InvalidClientCredential, FallbackVetoed, FallbackDestinationsCaptured}
 }

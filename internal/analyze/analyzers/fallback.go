@@ -23,7 +23,7 @@ type FallbackVetoes struct{}
 // Metadata describes the analyzer.
 func (*FallbackVetoes) Metadata() analyze.Metadata {
 	return analyze.Metadata{Name: "fallback.Vetoes", Description: "Checks workloads that opt into sidecar fallback are not vetoed by security policy",
-		Codes: []*analyze.MessageType{analyze.FallbackVetoed}}
+		Codes: []*analyze.MessageType{analyze.FallbackVetoed, analyze.FallbackDestinationsCaptured}}
 }
 
 // Analyze runs the checks.
@@ -44,16 +44,22 @@ func (*FallbackVetoes) Analyze(ctx *analyze.Context) {
 		if policies == nil {
 			policies = fallbackPolicies(ctx)
 		}
-		veto := policies.Veto(ctx.Mesh.Root(), w.Namespace, w.Labels)
-		if len(veto) == 0 {
-			continue
-		}
+		d := policies.Decide(ctx.Mesh.Root(), w.Namespace, w.Labels)
 		field := templatePath(w.Kind) + ".metadata.annotations[\"" + fallback.Annotation + "\"]"
 		if w.IsPod() {
 			field = "metadata.annotations[\"" + fallback.Annotation + "\"]"
 		}
 		if !strings.HasPrefix(where, "pod annotation") {
 			field = ""
+		}
+		veto := d.Veto
+		if len(veto) == 0 {
+			if len(d.Kept) > 0 {
+				ctx.Report(analyze.FallbackDestinationsCaptured, w.Resource, field,
+					"The workload opts into sidecar fallback (%s: direct, from the %s); while its proxy is down, its connections to destinations that require mTLS stay captured and fail: %s",
+					fallback.Annotation, where, strings.Join(d.Kept, "; "))
+			}
+			continue
 		}
 		ctx.Report(analyze.FallbackVetoed, w.Resource, field,
 			"The workload opts into sidecar fallback (%s: direct, from the %s), but security policy vetoes it, so it fails closed when its proxy is down: %s",
