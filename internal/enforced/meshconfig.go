@@ -106,7 +106,7 @@ func meshConfigTable() map[string]Entry {
 		"meshConfig.certificates":                   {Note: "pilot issues no DNS certificates"},
 		"meshConfig.serviceSettings":                {Note: "no host is cluster-local"},
 		"meshConfig.serviceScopeConfigs":            {Note: noAmbient},
-		"meshConfig.verifyCertificateAtClient":      {Note: "a SIMPLE or MUTUAL origination whose DestinationRule gives no caCertificates does not verify the server's certificate, as with the option off"},
+		"meshConfig.verifyCertificateAtClient":      {Enforced: true, Note: "a SIMPLE or MUTUAL origination whose DestinationRule gives no caCertificates (nor credentialName) verifies the server against the system roots (/etc/ssl/certs/ca-certificates.crt) and its name (subjectAltNames, else SNI), unless insecureSkipVerify"},
 		"meshConfig.ca":                             {Note: "pilot is the certificate authority"},
 		"meshConfig.discoverySelectors":             {Note: "pilot watches every namespace"},
 		"meshConfig.defaultHttpRetryPolicy":         {Note: "a route without retries retries twice on connection failures, Istio's default"},

@@ -191,7 +191,7 @@ func (pc *PushContext) buildCluster(svc *model.Service, port model.Port, subset 
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(protoOpts),
 		}
 	}
-	applyUpstreamTLS(c, svc, port, subset, tp)
+	applyUpstreamTLS(c, svc, port, subset, tp, pc.Snap.Mesh.GetVerifyCertificateAtClient().GetValue())
 	return c
 }
 
@@ -294,8 +294,11 @@ func applyOutlier(c *clusterv3.Cluster, od *networkingapi.OutlierDetection) {
 
 // applyUpstreamTLS sets the cluster's transport socket: what the
 // DestinationRule asks for, or — without one — Istio's auto mTLS, which
-// speaks mesh mTLS only to endpoints labelled as having a sidecar.
-func applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, port model.Port, subset string, tp *networkingapi.TrafficPolicy) {
+// speaks mesh mTLS only to endpoints labelled as having a sidecar. With
+// verifyAtClient (meshConfig.verifyCertificateAtClient) a SIMPLE or
+// MUTUAL origination the rule gives no CA for is verified against the
+// system's roots, as Istio's is.
+func applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, port model.Port, subset string, tp *networkingapi.TrafficPolicy, verifyAtClient bool) {
 	sni := fmt.Sprintf("outbound_.%d_.%s_.%s", port.Port, subset, svc.Hostname)
 	var tls *networkingapi.ClientTLSSettings
 	if tp != nil {
@@ -364,13 +367,27 @@ func applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, port model.Port,
 				PrivateKey:       fileSource(tls.PrivateKey),
 			}}
 		}
-		if tls.CaCertificates != "" {
+		switch {
+		case tls.CaCertificates != "":
 			vc := &tlsv3.CertificateValidationContext{TrustedCa: fileSource(tls.CaCertificates), MatchTypedSubjectAltNames: sanMatchers(tls.SubjectAltNames)}
+			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
+		case verifyAtClient && tls.CredentialName == "" && !tls.GetInsecureSkipVerify().GetValue():
+			// The server's name is checked too: the subjectAltNames, else
+			// the name the proxy asks for (SNI), as a TLS client would.
+			sans := tls.SubjectAltNames
+			if len(sans) == 0 && ctx.Sni != "" {
+				sans = []string{ctx.Sni}
+			}
+			vc := &tlsv3.CertificateValidationContext{TrustedCa: fileSource(SystemRoots), MatchTypedSubjectAltNames: sanMatchers(sans)}
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
 		}
 		c.TransportSocket = tlsSocket(ctx)
 	}
 }
+
+// SystemRoots is where mesh-proxy's image keeps the system's CA bundle
+// (Debian's), which verifyCertificateAtClient verifies servers against.
+const SystemRoots = "/etc/ssl/certs/ca-certificates.crt"
 
 func sanMatchers(sans []string) []*tlsv3.SubjectAltNameMatcher {
 	var out []*tlsv3.SubjectAltNameMatcher

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -82,6 +83,10 @@ type verifier struct {
 type sanMatcher struct {
 	typ tlsv3.SubjectAltNameMatcher_SanType // 0 means any type
 	m   *match.String
+	// exactDNS is the name of an exact DNS matcher, which a wildcard DNS
+	// SAN of the certificate (*.example.com) covers as in Envoy: one
+	// label in place of the star.
+	exactDNS string
 }
 
 // ClientConfig builds the upstream side of mTLS from an UpstreamTlsContext.
@@ -276,7 +281,11 @@ func verifierFrom(c *tlsv3.CommonTlsContext, secrets Secrets, field string) (*ve
 		if err != nil {
 			return nil, err
 		}
-		v.sans = append(v.sans, sanMatcher{typ: m.GetSanType(), m: sm})
+		sm2 := sanMatcher{typ: m.GetSanType(), m: sm}
+		if m.GetSanType() == tlsv3.SubjectAltNameMatcher_DNS {
+			sm2.exactDNS = m.GetMatcher().GetExact()
+		}
+		v.sans = append(v.sans, sm2)
 	}
 	for i, m := range vc.GetMatchSubjectAltNames() { //nolint:staticcheck // still sent by control planes
 		sm, err := match.CompileString(m, fmt.Sprintf("%s.match_subject_alt_names[%d]", field, i))
@@ -419,7 +428,7 @@ func (s sanMatcher) matches(c *x509.Certificate) bool {
 	}
 	if any || s.typ == tlsv3.SubjectAltNameMatcher_DNS {
 		for _, d := range c.DNSNames {
-			if s.m.Match(d) {
+			if s.m.Match(d) || (s.exactDNS != "" && wildcardCovers(d, s.exactDNS)) {
 				return true
 			}
 		}
@@ -432,6 +441,17 @@ func (s sanMatcher) matches(c *x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// wildcardCovers reports whether a certificate's wildcard DNS name
+// (*.example.com) covers name: the star stands for exactly one label.
+func wildcardCovers(pattern, name string) bool {
+	rest, ok := strings.CutPrefix(pattern, "*.")
+	if !ok {
+		return false
+	}
+	label, parent, ok := strings.Cut(name, ".")
+	return ok && label != "" && strings.EqualFold(parent, rest)
 }
 
 // PeerIDs lists a certificate's URI SANs, then its DNS SANs.
