@@ -123,14 +123,7 @@ func (t *translator) httpEntries(r *gwv1.HTTPRoute, rs *routeState) []condition 
 				continue
 			}
 			for _, f := range b.Filters {
-				switch f.Type {
-				case gwv1.HTTPRouteFilterRequestHeaderModifier:
-					d.Headers = headerOps(d.Headers, f.RequestHeaderModifier, true)
-				case gwv1.HTTPRouteFilterResponseHeaderModifier:
-					d.Headers = headerOps(d.Headers, f.ResponseHeaderModifier, false)
-				default:
-					problems = append(problems, notAccepted(gwv1.RouteReasonUnsupportedValue, "rule %d: backendRef filter %s is not supported by mesh", ri, f.Type))
-				}
+				problems = append(problems, backendFilter(d, ri, string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier)...)
 			}
 			dests = append(dests, d)
 		}
@@ -226,6 +219,21 @@ func retries(r *gwv1.HTTPRouteRetry, from *networkingapi.HTTPRetry) *networkinga
 		out.Backoff = durationpb.New(d)
 	}
 	return out
+}
+
+// backendFilter carries out one filter of a backendRef (HTTPRoute's and
+// GRPCRoute's share the type names): the header modifiers, on that
+// destination alone; any other makes the rule not accepted.
+func backendFilter(d *networkingapi.HTTPRouteDestination, ri int, typ string, req, resp *gwv1.HTTPHeaderFilter) []condition {
+	switch typ {
+	case string(gwv1.HTTPRouteFilterRequestHeaderModifier):
+		d.Headers = headerOps(d.Headers, req, true)
+	case string(gwv1.HTTPRouteFilterResponseHeaderModifier):
+		d.Headers = headerOps(d.Headers, resp, false)
+	default:
+		return []condition{notAccepted(gwv1.RouteReasonUnsupportedValue, "rule %d: backendRef filter %s is not supported by mesh", ri, typ)}
+	}
+	return nil
 }
 
 // pathMatch is one Istio URI match for a Gateway API path match. A
@@ -492,14 +500,7 @@ func (t *translator) grpcEntries(r *gwv1.GRPCRoute, rs *routeState) []condition 
 				continue
 			}
 			for _, f := range b.Filters {
-				switch f.Type {
-				case gwv1.GRPCRouteFilterRequestHeaderModifier:
-					d.Headers = headerOps(d.Headers, f.RequestHeaderModifier, true)
-				case gwv1.GRPCRouteFilterResponseHeaderModifier:
-					d.Headers = headerOps(d.Headers, f.ResponseHeaderModifier, false)
-				default:
-					problems = append(problems, notAccepted(gwv1.RouteReasonUnsupportedValue, "rule %d: backendRef filter %s is not supported by mesh", ri, f.Type))
-				}
+				problems = append(problems, backendFilter(d, ri, string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier)...)
 			}
 			dests = append(dests, d)
 		}
