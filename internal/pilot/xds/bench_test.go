@@ -146,3 +146,41 @@ func BenchmarkConfigBytes(b *testing.B) {
 		b.Logf("scoped=%v: %d clusters, %d bytes", scoped, len(res.items(resourcev3.ClusterType)), n)
 	}
 }
+
+// BenchmarkEndpointRegenerate2000 is the CPU work of the pilot bench's
+// endpoint-only push (a pod added to svc-1) without the streams: Reuse,
+// then each of 2,000 proxies regenerated as the server does, with its
+// group key memo.
+func BenchmarkEndpointRegenerate2000(b *testing.B) {
+	w := pilottest.Synthetic(1000, 5, 10, false)
+	pc := NewPushContext(w.Snapshot(1))
+	var proxies []*model.Proxy
+	memos := make([]atomic.Pointer[keyMemo], 2000)
+	pods := w.In.Pods
+	for i := 0; i < 2000; i++ {
+		pod := pods[(i*len(pods))/2000]
+		p, _ := model.ParseNodeID(model.NodeID(model.SidecarProxy, pod.Status.PodIP, pod.Name, pod.Namespace))
+		proxies = append(proxies, p)
+		if _, err := pc.generate(p, nil, &memos[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	hosts := map[string]bool{"svc-1.ns-1.svc.cluster.local": true}
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		w.In.Pods = append(w.In.Pods, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-1-x%d", n), Namespace: "ns-1", Labels: map[string]string{"app": "svc-1", "version": "v1"}},
+			Status:     corev1.PodStatus{PodIP: w.NextIP()},
+		})
+		snap := w.Snapshot(uint64(n + 2))
+		b.StartTimer()
+		next := pc.Reuse(snap, hosts)
+		for i, p := range proxies {
+			if _, err := next.generate(p, nil, &memos[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		pc = next
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -204,8 +205,13 @@ func (pc *PushContext) sharedGen(typeURL string, its []*item, k int) *typeGen {
 // case no SDS resources are generated. Proxies with the same generator
 // inputs share what it returns, built once per push.
 func (pc *PushContext) Generate(p *model.Proxy, secrets SecretSource) (*Resources, error) {
-	w := pc.workloadFor(p)
-	key, err := pc.groupKey(w)
+	return pc.generate(p, secrets, nil)
+}
+
+// generate is Generate with the proxy's group key memo (keyFor).
+func (pc *PushContext) generate(p *model.Proxy, secrets SecretSource, km *atomic.Pointer[keyMemo]) (*Resources, error) {
+	w, pod := pc.workloadFor(p)
+	key, err := pc.keyFor(p, w, pod, km)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/telemetry"
@@ -151,7 +154,8 @@ func (pc *PushContext) listenerKey(w *workload) string {
 
 // workloadFor finds what pilot knows of the workload behind a proxy: its
 // pod (by IP, then by name) or WorkloadEntry, and the Services selecting it.
-func (pc *PushContext) workloadFor(p *model.Proxy) *workload {
+// It returns the pod too (nil when there is none).
+func (pc *PushContext) workloadFor(p *model.Proxy) (*workload, *corev1.Pod) {
 	w := &workload{proxyType: p.Type, namespace: p.Namespace, serviceAccount: "default",
 		namedPorts: map[string]uint32{}, meta: p.Metadata}
 	pod := pc.Snap.PodByIP(p.IP)
@@ -185,5 +189,54 @@ func (pc *PushContext) workloadFor(p *model.Proxy) *workload {
 		}
 	}
 	w.services = pc.Snap.ServicesFor(w.namespace, w.labels)
-	return w
+	return w, pod
+}
+
+// keyEpoch stands for the config group keys are derived from (every input
+// of a key but the workload's own): NewPushContext makes a new one, Reuse
+// (an endpoint-only change, the config unchanged) keeps its context's.
+type keyEpoch struct{ _ byte } // not zero-sized: each new one is a distinct pointer
+
+// keyMemo is a proxy's group key as it was last derived, and from what.
+type keyMemo struct {
+	epoch    *keyEpoch
+	proxy    *model.Proxy
+	pod      *corev1.Pod
+	services []string // hostnames of the Services selecting it
+	key      string
+}
+
+// keyFor returns the group key of w, the workload behind p on pod. With
+// memo (the proxy's, nil for none) the key derived for the same proxy, pod
+// object and Services under the same config is kept instead of derived
+// again: an endpoint-only push regenerates every proxy using the changed
+// endpoints, and deriving each one's key (its scope, policies and
+// telemetry looked up by labels) was most of that push's cost.
+func (pc *PushContext) keyFor(p *model.Proxy, w *workload, pod *corev1.Pod, memo *atomic.Pointer[keyMemo]) (string, error) {
+	var m *keyMemo
+	if memo != nil {
+		m = memo.Load()
+	}
+	if m != nil && m.epoch == pc.epoch && m.proxy == p && m.pod == pod && len(m.services) == len(w.services) {
+		same := true
+		for i, svc := range w.services {
+			if m.services[i] != svc.Hostname {
+				same = false
+				break
+			}
+		}
+		if same {
+			return m.key, nil
+		}
+	}
+	key, err := pc.groupKey(w)
+	if err != nil || memo == nil {
+		return key, err
+	}
+	m = &keyMemo{epoch: pc.epoch, proxy: p, pod: pod, key: key, services: make([]string, len(w.services))}
+	for i, svc := range w.services {
+		m.services[i] = svc.Hostname
+	}
+	memo.Store(m)
+	return key, nil
 }

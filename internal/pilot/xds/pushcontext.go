@@ -83,6 +83,8 @@ func newItem(name string, m proto.Message) *item {
 type PushContext struct {
 	Snap *model.Snapshot
 	tel  *telemetry.Policy // access logs, tracing and metrics per workload
+	// epoch is the config the group keys are derived from (keyFor).
+	epoch *keyEpoch
 
 	// drByHost are the DestinationRules naming each service host, oldest
 	// first; which one applies depends on the proxy's namespace
@@ -153,6 +155,7 @@ func memo[T any](mu *sync.Mutex, m map[string]*lazy[T], key string, build func()
 func NewPushContext(snap *model.Snapshot) *PushContext {
 	pc := &PushContext{
 		Snap:      snap,
+		epoch:     &keyEpoch{},
 		tel:       telemetry.New(snap.Mesh, snap.RootNamespace, snap.Telemetries),
 		drByHost:  map[string]*drCandidates{},
 		vsByHost:  map[string][]*networkingv1.VirtualService{},
@@ -276,6 +279,7 @@ func (pc *PushContext) Built() int64 { return pc.built.Load() }
 func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool) *PushContext {
 	n := &PushContext{
 		Snap:           next,
+		epoch:          pc.epoch,
 		tel:            pc.tel,
 		drByHost:       pc.drByHost,
 		vsByHost:       pc.vsByHost,

@@ -64,6 +64,8 @@ type proxyState struct {
 	// without a mesh client certificate (15010): anyone can claim any node
 	// id there, so it is sent no workload certificate and key.
 	plaintext atomic.Bool
+	// key is the proxy's group key as last derived (PushContext.keyFor).
+	key atomic.Pointer[keyMemo]
 
 	mu        sync.Mutex
 	res       *Resources

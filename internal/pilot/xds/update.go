@@ -209,7 +209,7 @@ func (s *Server) push(pc *PushContext, ps *proxyState, variant string, start tim
 	if ps.plaintext.Load() {
 		secrets = nil
 	}
-	res, err := pc.Generate(ps.proxy, secrets)
+	res, err := pc.generate(ps.proxy, secrets, &ps.key)
 	if err != nil {
 		return false, err
 	}
