@@ -373,7 +373,7 @@ func testInjection(t *testing.T, e *env) {
 			ic[1].RestartPolicy == nil || *ic[1].RestartPolicy != corev1.ContainerRestartPolicyAlways {
 			t.Errorf("pod %s was not injected by the webhook with a native sidecar: init containers %+v", pod.Name, ic)
 		}
-		if pod.Labels[inject.TLSModeLabel] != "istio" {
+		if pod.Labels[model.TLSModeLabel] != "istio" {
 			t.Errorf("pod %s lacks the tlsMode label", pod.Name)
 		}
 	}

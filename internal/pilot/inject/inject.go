@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"mesh.dev/mesh/internal/fallback"
+	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/proxy/appprobe"
 )
 
@@ -27,7 +28,6 @@ const (
 	RevisionLabel       = "mesh.io/rev"
 	NamespaceLabel      = "mesh-injection"
 	IstioNamespaceLabel = "istio-injection"
-	TLSModeLabel        = "security.istio.io/tlsMode"
 	CanonicalNameLabel  = "service.istio.io/canonical-name"
 	CanonicalRevLabel   = "service.istio.io/canonical-revision"
 
@@ -161,7 +161,7 @@ func Pod(pod *corev1.Pod, v Values) (*corev1.Pod, error) {
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
-	out.Labels[TLSModeLabel] = "istio"
+	out.Labels[model.TLSModeLabel] = "istio"
 	if _, ok := out.Labels[CanonicalNameLabel]; !ok {
 		out.Labels[CanonicalNameLabel] = canonicalName(pod)
 	}

@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"mesh.dev/mesh/internal/pilot/model"
 )
 
 var testValues = Values{ProxyImage: "proxy:1", DiscoveryAddress: "mesh-pilot.mesh-system.svc:15012", LogLevel: "info", Revision: "canary"}
@@ -29,10 +31,10 @@ func TestPodInjection(t *testing.T) {
 	if out.Spec.InitContainers[0].Name != InitContainer || !strings.Contains(strings.Join(out.Spec.InitContainers[0].Args, " "), "--inbound-ports *") {
 		t.Errorf("init container %v", out.Spec.InitContainers[0].Args)
 	}
-	if out.Labels[TLSModeLabel] != "istio" || out.Labels[RevisionLabel] != "canary" || out.Labels[CanonicalNameLabel] != "web" {
+	if out.Labels[model.TLSModeLabel] != "istio" || out.Labels[RevisionLabel] != "canary" || out.Labels[CanonicalNameLabel] != "web" {
 		t.Errorf("labels %v", out.Labels)
 	}
-	if len(pod.Spec.Containers) != 1 || pod.Labels[TLSModeLabel] != "" {
+	if len(pod.Spec.Containers) != 1 || pod.Labels[model.TLSModeLabel] != "" {
 		t.Error("the input pod was modified")
 	}
 	if why := Skip(out); why == "" {

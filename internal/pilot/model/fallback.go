@@ -17,9 +17,11 @@ import (
 // a sidecar, and they stay in the load balancer: the pod is not Ready (its
 // proxy's readiness fails), but its app is serving.
 
-// tlsModeLabel marks pods whose sidecar accepts mesh mTLS (the injector
-// sets it; the generator reads it as xds.TLSModeLabel).
-const tlsModeLabel = "security.istio.io/tlsMode"
+// TLSModeLabel marks pods whose sidecar accepts mesh mTLS: the injector
+// sets it to "istio", and the generator sends the endpoints carrying it
+// with the tlsMode match auto-mTLS clients connect over mTLS by. The one
+// definition of the label, for the injector, pilot and the generator.
+const TLSModeLabel = "security.istio.io/tlsMode"
 
 // inFallback reports whether the node agent says the pod's traffic
 // bypasses its sidecar.
@@ -61,7 +63,7 @@ func (s *Snapshot) PodsInFallback() []*corev1.Pod {
 // proxy is, unless the pod is terminating.
 func fallbackEndpoint(pod *corev1.Pod, cond discoveryv1.EndpointConditions) (map[string]string, bool) {
 	lbls := maps.Clone(pod.Labels)
-	delete(lbls, tlsModeLabel)
+	delete(lbls, TLSModeLabel)
 	if cond.Terminating != nil && *cond.Terminating {
 		return lbls, false
 	}

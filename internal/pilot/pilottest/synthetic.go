@@ -43,7 +43,7 @@ func Synthetic(services, podsPerService, namespaces int, scoped bool) *World {
 		for p := 0; p < podsPerService; p++ {
 			w.In.Pods = append(w.In.Pods, &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, p), Namespace: ns, Labels: map[string]string{
-					"app": name, "version": fmt.Sprintf("v%d", p%2+1), "security.istio.io/tlsMode": "istio",
+					"app": name, "version": fmt.Sprintf("v%d", p%2+1), model.TLSModeLabel: "istio",
 				}},
 				Spec:   corev1.PodSpec{ServiceAccountName: name},
 				Status: corev1.PodStatus{PodIP: w.NextIP(), Phase: corev1.PodRunning},

@@ -211,7 +211,7 @@ func (w *World) Input() model.Input {
 			n = int(*d.Spec.Replicas)
 		}
 		for i := 0; i < n; i++ {
-			lbls := map[string]string{"security.istio.io/tlsMode": "istio"}
+			lbls := map[string]string{model.TLSModeLabel: "istio"}
 			for k, v := range d.Spec.Template.Labels {
 				lbls[k] = v
 			}

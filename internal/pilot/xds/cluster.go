@@ -434,7 +434,7 @@ func (pc *PushContext) loadAssignment(svc *model.Service, port model.Port, subse
 		if !ep.Ready {
 			lb.HealthStatus = corev3.HealthStatus_UNHEALTHY
 		}
-		if ep.Labels[TLSModeLabel] == "istio" {
+		if ep.Labels[model.TLSModeLabel] == "istio" {
 			lb.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
 				"envoy.transport_socket_match": {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}},
 			}}

@@ -18,8 +18,6 @@ const (
 	// SDS secret names: the workload certificate and the mesh root.
 	SecretDefault = "default"
 	SecretRootCA  = "ROOTCA"
-	// TLSModeLabel marks workloads that have a sidecar and so accept mesh mTLS.
-	TLSModeLabel = "security.istio.io/tlsMode"
 )
 
 // OutboundClusterName is "outbound|port|subset|host".
