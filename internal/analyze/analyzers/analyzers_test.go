@@ -232,4 +232,18 @@ func TestAnnotations(t *testing.T) {
 		`IST0125 Deployment web.default spec.template.metadata.annotations["mesh.io/app-retries"]`)
 	expect(t, "deprecated", run(t, &Annotations{}, dep(`{}`, `{sidecar.istio.io/inject: "false"}`)),
 		`IST0135 Deployment web.default spec.template.metadata.annotations["sidecar.istio.io/inject"]`)
+
+	// The staged-rollout contract (docs/rollout.md): known on the config
+	// kinds pilot stages, each value checked as pilot reads it.
+	vs := func(ann string) string {
+		return `{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: r, namespace: default, annotations: ` + ann + `}, spec: {hosts: [a.example.com], http: [{route: [{destination: {host: a.example.com}}]}]}}`
+	}
+	expect(t, "rollout contract", run(t, &Annotations{}, vs(`{rollout.mesh.io/stages: "10,50,100", rollout.mesh.io/interval: 60s, rollout.mesh.io/max-5xx-ratio: "0.02", rollout.mesh.io/max-latency-increase: "1.5", rollout.mesh.io/promote: "3/all"}`)))
+	expect(t, "rollout contract broken", run(t, &Annotations{}, vs(`{rollout.mesh.io/stages: "10,50", rollout.mesh.io/interval: soon, rollout.mesh.io/abort: "x", rollout.mesh.io/stage: "1"}`),
+		`{apiVersion: v1, kind: Service, metadata: {name: web, namespace: default, annotations: {rollout.mesh.io/stages: "100"}}, spec: {ports: [{port: 80}]}}`),
+		`IST0107 Service web.default metadata.annotations["rollout.mesh.io/stages"]`,
+		`IST0108 VirtualService r.default metadata.annotations["rollout.mesh.io/stage"]`,
+		`IST0125 VirtualService r.default metadata.annotations["rollout.mesh.io/abort"]`,
+		`IST0125 VirtualService r.default metadata.annotations["rollout.mesh.io/interval"]`,
+		`IST0125 VirtualService r.default metadata.annotations["rollout.mesh.io/stages"]`)
 }
