@@ -57,13 +57,21 @@ func checkHost() error {
 	return nil
 }
 
-// claimNetwork takes the first free subnet and builds its bridge, first
-// removing what a runtime that died with that subnet left behind.
-func claimNetwork(ctx context.Context) (*network, error) {
+// claimNetwork takes subnet want, or the first free subnet when want is
+// 0, and builds its bridge, first removing what a runtime that died with
+// that subnet left behind.
+func claimNetwork(ctx context.Context, want int) (*network, error) {
 	if err := os.MkdirAll(lockDir, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox runtime: %w", err)
 	}
-	for x := firstSubnet; x <= lastSubnet; x++ {
+	from, to := firstSubnet, lastSubnet
+	if want != 0 {
+		if want < firstSubnet || want > lastSubnet {
+			return nil, fmt.Errorf("sandbox runtime: subnet %d: want %d-%d (198.18.X.0/24)", want, firstSubnet, lastSubnet)
+		}
+		from, to = want, want
+	}
+	for x := from; x <= to; x++ {
 		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("subnet-%d.lock", x)), os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox runtime: %w", err)
@@ -90,6 +98,9 @@ func claimNetwork(ctx context.Context) (*network, error) {
 			return nil, err
 		}
 		return n, nil
+	}
+	if want != 0 {
+		return nil, fmt.Errorf("sandbox runtime: subnet 198.18.%d.0/24 is taken by a live runtime (lock %s)", want, filepath.Join(lockDir, fmt.Sprintf("subnet-%d.lock", want)))
 	}
 	return nil, fmt.Errorf("sandbox runtime: every subnet 198.18.%d-%d.0/24 is taken (locks in %s)", firstSubnet, lastSubnet, lockDir)
 }

@@ -52,6 +52,11 @@ type Options struct {
 	// WebhookCertPEM and WebhookKeyPEM serve the placement webhook on
 	// 127.0.0.1; CABundle is what the API server verifies them with.
 	WebhookCertPEM, WebhookKeyPEM, CABundle []byte
+	// Subnet is the pod subnet to take, X of 198.18.X.0/24 (so the node
+	// name sandbox-runtime-X), as a kubelet restarted on its node keeps
+	// the node's name; taken by a live runtime, Start fails. 0: the first
+	// free one.
+	Subnet int
 	// LogDir receives one <namespace>_<pod>_<container>.log per container;
 	// empty means a temporary folder removed by Stop.
 	LogDir string
@@ -173,7 +178,7 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 		r.Stop()
 		return nil, err
 	}
-	if r.net, err = claimNetwork(ctx); err != nil {
+	if r.net, err = claimNetwork(ctx, o.Subnet); err != nil {
 		r.Stop()
 		return nil, err
 	}
