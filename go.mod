@@ -33,7 +33,7 @@ require github.com/openzipkin/zipkin-go v0.4.3 // indirect
 
 require (
 	github.com/go-logr/zapr v1.3.0 // indirect
-	github.com/miekg/dns v1.1.72 // indirect
+	github.com/miekg/dns v1.1.72
 	github.com/stretchr/testify v1.12.1 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	golang.org/x/mod v0.41.0 // indirect
