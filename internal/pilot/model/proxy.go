@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -65,6 +66,13 @@ type NodeMetadata struct {
 	InterceptionMode string      // INTERCEPTION_MODE: REDIRECT (default), TPROXY or NONE
 	AppContainers    []string    // APP_CONTAINERS: the pod's application containers
 	PodPorts         []Container // POD_PORTS: the containers' declared ports
+	// DNSCapture (DNS_CAPTURE, from ISTIO_META_DNS_CAPTURE) asks for the
+	// name table (NDS): the proxy answers the pod's DNS.
+	DNSCapture bool `json:",omitempty"`
+	// DNSAutoAllocate (DNS_AUTO_ALLOCATE) gives the ServiceEntry hosts
+	// without addresses their auto-allocated ones, in the name table and
+	// in the proxy's listeners.
+	DNSAutoAllocate bool `json:",omitempty"`
 }
 
 // Container is one declared container port of POD_PORTS.
@@ -108,6 +116,18 @@ func ParseNodeMetadata(md *structpb.Struct) (NodeMetadata, error) {
 		m.InterceptionMode = "REDIRECT"
 	} else if !interceptionModes[m.InterceptionMode] {
 		return m, fmt.Errorf("node metadata INTERCEPTION_MODE %q: want REDIRECT, TPROXY or NONE", m.InterceptionMode)
+	}
+	for key, dst := range map[string]*bool{"DNS_CAPTURE": &m.DNSCapture, "DNS_AUTO_ALLOCATE": &m.DNSAutoAllocate} {
+		v, err := str(key)
+		if err != nil {
+			return m, err
+		}
+		if v == "" {
+			continue
+		}
+		if *dst, err = strconv.ParseBool(v); err != nil {
+			return m, fmt.Errorf("node metadata %s %q: want true or false", key, v)
+		}
 	}
 	apps, err := str("APP_CONTAINERS")
 	if err != nil {

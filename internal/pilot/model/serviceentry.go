@@ -17,6 +17,7 @@ func fromServiceEntry(se *networkingv1.ServiceEntry) []*Service {
 			Namespace:    se.Namespace,
 			MeshExternal: spec.Location != networkingapi.ServiceEntry_MESH_INTERNAL,
 			ExportTo:     spec.ExportTo,
+			ServiceEntry: true,
 		}
 		if spec.WorkloadSelector != nil {
 			svc.Selector = spec.WorkloadSelector.Labels

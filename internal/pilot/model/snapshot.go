@@ -132,6 +132,12 @@ type Service struct {
 	Resolution   Resolution
 	MeshExternal bool
 	ExportTo     []string // "*", ".", or namespaces; empty means everywhere
+	// ServiceEntry marks a host that comes from a ServiceEntry.
+	ServiceEntry bool
+	// AutoAddress is the address DNS auto-allocation gave a ServiceEntry
+	// host without addresses (autoAllocate); proxies that ask for
+	// ISTIO_META_DNS_AUTO_ALLOCATE see it as the host's Address.
+	AutoAddress string
 }
 
 // PortByNumber returns the service port with number n.
@@ -389,6 +395,7 @@ func Build(version uint64, in Input) *Snapshot {
 			}
 		}
 	}
+	s.autoAllocate(in.ServiceEntries)
 	if def := in.Mesh.GetDefaultServiceExportTo(); len(def) > 0 {
 		for _, svc := range s.Services {
 			svc.ExportTo = hostmatch.ExportToOr(svc.ExportTo, def)

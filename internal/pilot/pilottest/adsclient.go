@@ -18,6 +18,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"mesh.dev/mesh/internal/nds"
 )
 
 // ADSClient is a minimal Envoy-like SotW ADS client: it subscribes to
@@ -35,6 +37,9 @@ type ADSClient struct {
 	Reject func(typeURL string, resources []*anypb.Any) error
 	// OnApply is called after each ACKed response with its type and version.
 	OnApply func(typeURL, version string)
+	// Types are further types subscribed to without names (the name
+	// table, NDS, for a proxy that captures DNS).
+	Types []string
 
 	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 
@@ -63,6 +68,7 @@ func (c *ADSClient) Start(ctx context.Context, conn *grpc.ClientConn) error {
 	if c.Wildcard {
 		types = append(types, resourcev3.EndpointType, resourcev3.RouteType)
 	}
+	types = append(types, c.Types...)
 	for i, t := range types {
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: t}
 		if i == 0 {
@@ -216,6 +222,8 @@ func inspect(t string, a *anypb.Any) (name string, eds, rds []string, err error)
 			}
 		}
 		return l.Name, nil, dedupe(rds), nil
+	case nds.TypeURL:
+		return "", nil, nil, nil // one table, unnamed
 	default:
 		var named interface{ GetName() string }
 		m, err := a.UnmarshalNew()

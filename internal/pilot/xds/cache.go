@@ -176,7 +176,10 @@ func (g *typeGen) diffFrom(old *typeGen) *genDiff {
 
 // view is everything one proxy is to be served: one generation per type,
 // indexed as TypeURLs.
-type view [5]*typeGen
+type view [numTypes]*typeGen
+
+// numTypes is len(TypeURLs).
+const numTypes = 6
 
 func typeIndexOf(typeURL string) int {
 	for i, t := range TypeURLs {
@@ -203,13 +206,13 @@ type nodeEntry struct {
 	budget  *sendBudget
 	mu      sync.Mutex
 	view    view
-	charged [5]int64 // budget bytes held by each type's unacknowledged response
-	charges [5]int   // counts charges, so a stale expiry releases nothing
-	parked  bool     // waiting for budget
+	charged [numTypes]int64 // budget bytes held by each type's unacknowledged response
+	charges [numTypes]int   // counts charges, so a stale expiry releases nothing
+	parked  bool            // waiting for budget
 	watches map[*cacheWatch]struct{}
 	// What the last delta response of each stream carried, by stream
 	// (its response channel) and type index.
-	sent map[chan cachev3.DeltaResponse]*[5]sentState
+	sent map[chan cachev3.DeltaResponse]*[numTypes]sentState
 }
 
 type cacheWatch struct {
@@ -237,7 +240,7 @@ func (c *viewCache) entry(node string) *nodeEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e = c.nodes[node]; e == nil {
-		e = &nodeEntry{node: node, budget: c.budget, watches: map[*cacheWatch]struct{}{}, sent: map[chan cachev3.DeltaResponse]*[5]sentState{}}
+		e = &nodeEntry{node: node, budget: c.budget, watches: map[*cacheWatch]struct{}{}, sent: map[chan cachev3.DeltaResponse]*[numTypes]sentState{}}
 		c.nodes[node] = e
 	}
 	return e
@@ -502,7 +505,7 @@ func sameMap(a, b map[string]string) bool {
 func (e *nodeEntry) sentFor(w *cacheWatch) *sentState {
 	st := e.sent[w.dch]
 	if st == nil {
-		st = &[5]sentState{}
+		st = &[numTypes]sentState{}
 		e.sent[w.dch] = st
 	}
 	return &st[w.typeIdx]

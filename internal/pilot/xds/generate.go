@@ -14,12 +14,14 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"mesh.dev/mesh/internal/nds"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/telemetry"
 )
 
-// Type URLs in the order pilot reports them.
-var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
+// Type URLs in the order pilot reports them. The name table (NDS) goes
+// last: only proxies that capture DNS subscribe to it.
+var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType, nds.TypeURL}
 
 // ShortType is the xDS short name of a type URL ("CDS", ...).
 func ShortType(typeURL string) string {
@@ -36,6 +38,8 @@ func ShortType(typeURL string) string {
 		return "SDS"
 	case resourcev3.ExtensionConfigType:
 		return "ECDS"
+	case nds.TypeURL:
+		return "NDS"
 	}
 	return typeURL
 }
@@ -226,7 +230,7 @@ func (pc *PushContext) generate(p *model.Proxy, secrets SecretSource, km *atomic
 			pc.gateway(r, w)
 			observeListeners(r, pc.observe(w, telemetry.Gateway))
 		} else {
-			r.scope = pc.scopeFor(w.namespace, w.labels)
+			r.scope = pc.scopeOf(w.namespace, w.labels, w.meta.DNSAutoAllocate)
 			pc.sidecar(r, w)
 		}
 		r.finish(pc)
@@ -358,7 +362,7 @@ func (pc *PushContext) scopeShared(sc *scope, lbls map[string]string) *scopeReso
 }
 
 func (pc *PushContext) sidecar(r *Resources, w *workload) {
-	sc := pc.scopeFor(w.namespace, w.labels)
+	sc := pc.scopeOf(w.namespace, w.labels, w.meta.DNSAutoAllocate)
 	side := pc.outboundSide(sc, w.namespace)
 	r.addShared(resourcev3.ClusterType, side.clusters...)
 	r.addShared(resourcev3.EndpointType, side.endpoints...)
@@ -379,6 +383,9 @@ func (pc *PushContext) sidecar(r *Resources, w *workload) {
 	r.add(resourcev3.ListenerType, virtual...)
 	for _, port := range shared.httpPorts {
 		r.addShared(resourcev3.RouteType, pc.outboundRouteConfig(sc, port, w.namespace, w.labels))
+	}
+	if w.meta.DNSCapture {
+		r.add(nds.TypeURL, pc.nameTable(sc))
 	}
 }
 

@@ -76,7 +76,7 @@ func labelsKey(pc *PushContext, w *workload, b *keyBuilder) {
 		b.WriteString("|" + labelKey(w.labels))
 		return
 	}
-	sc := pc.scopeFor(w.namespace, w.labels)
+	sc := pc.scopeOf(w.namespace, w.labels, w.meta.DNSAutoAllocate)
 	b.WriteString("|scope:" + sc.key)
 	for _, ip := range inboundPorts(w.services, w.namedPorts) {
 		fmt.Fprintf(b, "|%d/%s/%d", ip.port, ip.protocol, pc.mtlsMode(w.namespace, w.labels, ip.port))

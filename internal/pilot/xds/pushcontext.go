@@ -116,6 +116,7 @@ type PushContext struct {
 	outSides   map[string]*lazy[*outboundSide]
 	edsRebuilt map[string]*lazy[*edsRebuild]
 	virtuals   map[string]*lazy[[]*item] // a sidecar's virtual listeners, by listenerKey
+	nameTables map[string]*lazy[*item]   // a scope's NDS name table, by scope key
 	// The previous context's sharedGens, so unchanged content keeps its
 	// generation (and a proxy's next push finds nothing new in it).
 	prevSharedGens map[string]*lazy[*typeGen]
@@ -170,6 +171,7 @@ func NewPushContext(snap *model.Snapshot) *PushContext {
 		outSides:   map[string]*lazy[*outboundSide]{},
 		edsRebuilt: map[string]*lazy[*edsRebuild]{},
 		virtuals:   map[string]*lazy[[]*item]{},
+		nameTables: map[string]*lazy[*item]{},
 	}
 	drs := append([]*networkingv1.DestinationRule(nil), snap.DestinationRules...)
 	sort.SliceStable(drs, func(i, j int) bool { return olderFirst(drs[i], drs[j]) })
@@ -293,6 +295,7 @@ func (pc *PushContext) Reuse(next *model.Snapshot, changedHosts map[string]bool)
 		outSides:       map[string]*lazy[*outboundSide]{},
 		edsRebuilt:     map[string]*lazy[*edsRebuild]{},
 		virtuals:       map[string]*lazy[[]*item]{},
+		nameTables:     map[string]*lazy[*item]{},
 	}
 	// The maps are copied (their entries shared) so the two contexts never
 	// write to one map under different locks.
@@ -379,15 +382,31 @@ type scope struct {
 
 // scopeFor picks the Sidecar that applies to a workload and returns its scope.
 func (pc *PushContext) scopeFor(ns string, lbls map[string]string) *scope {
+	return pc.scopeOf(ns, lbls, false)
+}
+
+// scopeOf is scopeFor for a proxy that asks for DNS auto-allocation or
+// not: with auto, its ServiceEntry hosts without addresses carry their
+// auto-allocated ones (Service.AutoAddress) as their Address, so its
+// listeners match them and its name table answers them.
+func (pc *PushContext) scopeOf(ns string, lbls map[string]string, auto bool) *scope {
 	sc := pc.sidecarFor(ns, lbls)
 	key := "ns:" + ns
 	if sc != nil {
 		key = "sc:" + sc.Namespace + "/" + sc.Name + "@" + ns
 	}
+	if auto {
+		key += "|auto"
+	}
 	return memo(&pc.mu, pc.scopes, key, func() *scope {
 		s := &scope{key: key, ns: ns, sidecar: sc, hosts: map[string]bool{}}
 		for _, svc := range pc.Snap.Services {
 			if s.admits(svc) {
+				if auto && svc.Address == "" && svc.AutoAddress != "" {
+					c := *svc
+					c.Address = svc.AutoAddress
+					svc = &c
+				}
 				s.services = append(s.services, svc)
 				s.hosts[svc.Hostname] = true
 			}

@@ -20,11 +20,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"mesh.dev/mesh/internal/nds"
 	"mesh.dev/mesh/internal/proxy/admin"
 	"mesh.dev/mesh/internal/proxy/appprobe"
 	"mesh.dev/mesh/internal/proxy/bootstrap"
 	"mesh.dev/mesh/internal/proxy/capture"
 	"mesh.dev/mesh/internal/proxy/config"
+	"mesh.dev/mesh/internal/proxy/dnsproxy"
 	"mesh.dev/mesh/internal/proxy/httpfilter"
 	"mesh.dev/mesh/internal/proxy/identity"
 	"mesh.dev/mesh/internal/proxy/listener"
@@ -81,6 +83,11 @@ type Options struct {
 	HTTPFilters []httpfilter.Factory
 	// NoLean serves all HTTP on the net/http path (tests compare it with the lean HTTP/1.1 path).
 	NoLean bool
+	// DNS, when set, runs the DNS proxy (Istio's ISTIO_META_DNS_CAPTURE):
+	// a DNS server on DNSAddress (default dnsproxy.Address) answering from
+	// the name table pilot sends over ADS, which the proxy then asks for.
+	DNS        *dnsproxy.Options
+	DNSAddress string
 }
 
 // Proxy is a running data plane.
@@ -99,6 +106,7 @@ type Proxy struct {
 	adminAddr string
 	grpcConn  *grpc.ClientConn
 	keepStat  func(string) bool // stats_config.stats_matcher
+	dns       *dnsproxy.Server  // nil: no DNS proxying
 }
 
 // New assembles a proxy; nothing listens until Start.
@@ -159,6 +167,21 @@ func New(opts Options) (*Proxy, error) {
 	p.Listeners = listener.NewManager(&listener.Env{Store: p.Store, Stats: p.Metrics.Istio, OriginalDst: p.opts.OriginalDst,
 		Filters: filters, Runtime: rt, NoLean: opts.NoLean, ServiceName: localServiceName(p.node, self)})
 	p.Store.SetCompiler(config.ListenerType, p.Listeners.Compiler())
+	if opts.DNS != nil {
+		p.dns = dnsproxy.New(*opts.DNS)
+		p.Store.SetCompiler(nds.TypeURL, func(msg proto.Message, _ *config.Resource, _ *config.Snapshot) (any, error) {
+			t, err := nds.FromMessage(msg)
+			if err != nil {
+				return nil, fmt.Errorf("name table: %w", err)
+			}
+			return t, nil
+		})
+		p.Store.OnCommit(func(old, next *config.Snapshot) {
+			if r := next.Get(nds.TypeURL, ""); r != nil && r != old.Get(nds.TypeURL, "") {
+				p.dns.SetTable(r.Compiled.(nds.Table))
+			}
+		})
+	}
 	if b := opts.Bootstrap; b != nil {
 		p.Store.SetBootstrap(b)
 		if err := p.loadStatic(b); err != nil {
@@ -288,6 +311,15 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if p.opts.Identity != nil {
 		go p.opts.Identity.Run(ctx)
 	}
+	if p.dns != nil {
+		addr := p.opts.DNSAddress
+		if addr == "" {
+			addr = dnsproxy.Address
+		}
+		if err := p.dns.Start(addr); err != nil {
+			return err
+		}
+	}
 	if xdsAddr != "" {
 		creds := insecure.NewCredentials()
 		if p.opts.XDSMTLS {
@@ -304,6 +336,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 		p.grpcConn = conn
 		p.XDS = &xdsclient.Client{Conn: conn, Node: p.node, Handler: p, Delta: p.opts.Delta,
 			MinBackoff: p.opts.XDSBackoff[0], MaxBackoff: p.opts.XDSBackoff[1]}
+		if p.dns != nil {
+			p.XDS.Types = []string{nds.TypeURL}
+		}
 		go func() {
 			if p.opts.XDSMTLS {
 				// A connection made before the certificate arrives would carry none, and pilot serves no xDS to it.
@@ -373,6 +408,9 @@ func (p *Proxy) Close() {
 	}
 	if p.grpcConn != nil {
 		p.grpcConn.Close()
+	}
+	if p.dns != nil {
+		_ = p.dns.Close()
 	}
 	for _, r := range p.Store.Load().List(config.ClusterType) {
 		if c, ok := r.Compiled.(interface{ Close() }); ok {

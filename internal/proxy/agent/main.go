@@ -207,6 +207,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
 		return exitData
 	}
+	if opts.DNS, err = dnsFromEnv(os.Getenv, resolvConf, opts.Workload.Namespace); err != nil {
+		fmt.Fprintf(stderr, "mesh-proxy: %v\n", err)
+		return exitUsage
+	}
 	if *xdsMTLS && *caAddr == "" {
 		fmt.Fprintln(stderr, "mesh-proxy: --xds-mtls needs --ca-address: the client certificate comes from pilot's CA")
 		return exitUsage

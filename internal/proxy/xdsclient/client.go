@@ -51,6 +51,9 @@ type Client struct {
 	Node    *corev3.Node
 	Handler Handler
 	Delta   bool
+	// Types are further types subscribed to without names, after clusters
+	// and listeners (Istio's name table, NDS, when the proxy captures DNS).
+	Types []string
 	// Backoff bounds for reconnects.
 	MinBackoff, MaxBackoff time.Duration
 
@@ -63,7 +66,16 @@ type Client struct {
 // Order of first subscription, as Envoy does it: clusters before listeners, their dependents after.
 var typeOrder = []string{config.ClusterType, config.EndpointType, config.ListenerType, config.RouteType, config.SecretType}
 
-func wildcard(t string) bool { return t == config.ClusterType || t == config.ListenerType }
+// wildcard reports whether t is subscribed to as a whole set: clusters,
+// listeners, and the further types the client was given.
+func (c *Client) wildcard(t string) bool {
+	return t == config.ClusterType || t == config.ListenerType || slices.Contains(c.Types, t)
+}
+
+// wildcardTypes are the types subscribed to at the start of a stream.
+func (c *Client) wildcardTypes() []string {
+	return append([]string{config.ClusterType, config.ListenerType}, c.Types...)
+}
 
 // Status reports whether the stream is up, the last stream error, and the ACKed versions.
 func (c *Client) Status() (bool, error, map[string]string) {
@@ -191,7 +203,7 @@ func (c *Client) runSotW(ctx context.Context) error {
 	// resubscribe asks for named types whose wanted names changed.
 	resubscribe := func() error {
 		for _, t := range typeOrder {
-			if wildcard(t) {
+			if c.wildcard(t) {
 				continue
 			}
 			names := c.Handler.Names(t)
@@ -212,7 +224,7 @@ func (c *Client) runSotW(ctx context.Context) error {
 		}
 		return nil
 	}
-	for _, t := range []string{config.ClusterType, config.ListenerType} {
+	for _, t := range c.wildcardTypes() {
 		state[t] = &sotwState{}
 		if err := send(t, nil); err != nil {
 			return fmt.Errorf("send: %w", err)
@@ -229,7 +241,7 @@ func (c *Client) runSotW(ctx context.Context) error {
 			state[t] = s
 		}
 		s.nonce = resp.GetNonce()
-		aerr := c.Handler.Apply(config.Update{TypeURL: t, Version: resp.GetVersionInfo(), Replace: wildcard(t), Resources: resp.GetResources()})
+		aerr := c.Handler.Apply(config.Update{TypeURL: t, Version: resp.GetVersionInfo(), Replace: c.wildcard(t), Resources: resp.GetResources()})
 		if aerr != nil && s.lastNack == resp.GetVersionInfo() {
 			s.nackDue, s.nackErr = time.Now().Add(nackRepeatDelay), aerr
 			return nil
@@ -330,7 +342,7 @@ func (c *Client) runDelta(ctx context.Context) error {
 	}
 	resubscribe := func() error {
 		for _, t := range typeOrder {
-			if wildcard(t) {
+			if c.wildcard(t) {
 				continue
 			}
 			names := c.Handler.Names(t)
@@ -353,7 +365,7 @@ func (c *Client) runDelta(ctx context.Context) error {
 		}
 		return nil
 	}
-	for _, t := range []string{config.ClusterType, config.ListenerType} {
+	for _, t := range c.wildcardTypes() {
 		state[t] = &deltaState{}
 		// Initial versions let a reconnecting client tell the server what it already has.
 		if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, InitialResourceVersions: c.initialVersions(t)}); err != nil {
