@@ -261,7 +261,10 @@ type Env struct {
 	Cluster func(name string) *cluster.Cluster
 	// Direction is the listener's traffic direction: "inbound", "outbound" or "" (gateways and unset).
 	Direction string
-	counters  *[]Counter
+	// Shared is the proxy's store of what filters keep across config
+	// updates (Keep); nil: nothing is kept.
+	Shared   *Shared
+	counters *[]Counter
 }
 
 // Counter is one named statistic a filter keeps.

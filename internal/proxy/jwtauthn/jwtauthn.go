@@ -53,7 +53,7 @@ func Factory() httpfilter.Factory {
 			if err := c.Any.UnmarshalTo(cfg); err != nil {
 				return nil, fmt.Errorf("%s: %w", c.Field, err)
 			}
-			f, err := Compile(cfg, c.Field)
+			f, err := CompileWith(cfg, c.Field, c.Env)
 			if err != nil {
 				return nil, err
 			}
@@ -75,7 +75,8 @@ type Filter struct {
 type provider struct {
 	name, issuer      string
 	audiences         []string
-	keys              *jose.JSONWebKeySet
+	keys              *jose.JSONWebKeySet // local_jwks
+	remote            *remote             // remote_jwks (keys is nil)
 	headers           []tokenHeader
 	params, cookies   []string
 	forward           bool
@@ -112,8 +113,15 @@ type requirement struct {
 }
 
 // Compile checks and builds a JwtAuthentication; fields it does not carry
-// out are refused by name.
+// out are refused by name. A remote_jwks provider built here has no
+// cluster to fetch through (CompileWith gives it the proxy's).
 func Compile(c *jwtv3.JwtAuthentication, f string) (*Filter, error) {
+	return CompileWith(c, f, httpfilter.Env{})
+}
+
+// CompileWith is Compile in a proxy: remote_jwks providers fetch through
+// env's clusters and keep their keys in env's Shared store.
+func CompileWith(c *jwtv3.JwtAuthentication, f string, env httpfilter.Env) (*Filter, error) {
 	if err := protofields.Check(c, f, "providers", "rules"); err != nil {
 		return nil, err
 	}
@@ -124,7 +132,7 @@ func Compile(c *jwtv3.JwtAuthentication, f string) (*Filter, error) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		p, err := compileProvider(n, c.GetProviders()[n], fmt.Sprintf("%s.providers[%s]", f, n))
+		p, err := compileProvider(n, c.GetProviders()[n], fmt.Sprintf("%s.providers[%s]", f, n), env)
 		if err != nil {
 			return nil, err
 		}
@@ -153,8 +161,8 @@ func Compile(c *jwtv3.JwtAuthentication, f string) (*Filter, error) {
 	return fl, nil
 }
 
-func compileProvider(name string, p *jwtv3.JwtProvider, f string) (*provider, error) {
-	if err := protofields.Check(p, f, "issuer", "audiences", "local_jwks", "forward", "from_headers", "from_params",
+func compileProvider(name string, p *jwtv3.JwtProvider, f string, env httpfilter.Env) (*provider, error) {
+	if err := protofields.Check(p, f, "issuer", "audiences", "local_jwks", "remote_jwks", "forward", "from_headers", "from_params",
 		"from_cookies", "forward_payload_header", "payload_in_metadata", "clock_skew_seconds", "claim_to_headers",
 		"require_expiration"); err != nil {
 		return nil, err
@@ -166,20 +174,28 @@ func compileProvider(name string, p *jwtv3.JwtProvider, f string) (*provider, er
 	if s := p.GetClockSkewSeconds(); s != 0 {
 		out.skew = time.Duration(s) * time.Second
 	}
-	lj := p.GetLocalJwks()
-	if lj == nil {
-		return nil, fmt.Errorf("%s: only local_jwks is supported (remote_jwks: pilot inlines the JWKS)", f)
-	}
-	if err := protofields.Check(lj, f+".local_jwks", "inline_string", "inline_bytes"); err != nil {
-		return nil, err
-	}
-	raw := lj.GetInlineString()
-	if raw == "" {
-		raw = string(lj.GetInlineBytes())
-	}
-	out.keys = &jose.JSONWebKeySet{}
-	if err := json.Unmarshal([]byte(raw), out.keys); err != nil {
-		return nil, fmt.Errorf("%s.local_jwks: not a JWKS: %w", f, err)
+	switch {
+	case p.GetRemoteJwks() != nil:
+		r, err := compileRemote(p.GetRemoteJwks(), f+".remote_jwks", env)
+		if err != nil {
+			return nil, err
+		}
+		out.remote = r
+	case p.GetLocalJwks() != nil:
+		lj := p.GetLocalJwks()
+		if err := protofields.Check(lj, f+".local_jwks", "inline_string", "inline_bytes"); err != nil {
+			return nil, err
+		}
+		raw := lj.GetInlineString()
+		if raw == "" {
+			raw = string(lj.GetInlineBytes())
+		}
+		out.keys = &jose.JSONWebKeySet{}
+		if err := json.Unmarshal([]byte(raw), out.keys); err != nil {
+			return nil, fmt.Errorf("%s.local_jwks: not a JWKS: %w", f, err)
+		}
+	default:
+		return nil, fmt.Errorf("%s: one of local_jwks or remote_jwks is required", f)
 	}
 	for i, h := range p.GetFromHeaders() {
 		if h.GetName() == "" {
@@ -307,7 +323,7 @@ func (st *state) check(p *provider) result {
 	r := result{out: missing}
 	if tok != "" {
 		st.anyTok = true
-		v, err := p.verify(tok, time.Now())
+		v, err := p.verify(tok, time.Now(), st.s.Done())
 		if err != nil {
 			r.out = failed
 		} else {
@@ -401,9 +417,17 @@ type verified struct {
 	exp       time.Time
 }
 
-func (p *provider) verify(tok string, now time.Time) (*verified, error) {
+// verify checks tok; a remote_jwks provider's first fetch is waited for
+// until done closes (the client went away).
+func (p *provider) verify(tok string, now time.Time, done <-chan struct{}) (*verified, error) {
 	if v := p.cache.get(tok, now); v != nil {
 		return v, nil
+	}
+	set := p.keys
+	if p.remote != nil {
+		if set = p.remote.get(done); set == nil {
+			return nil, fmt.Errorf("no JWKS from %s yet", p.remote.uri)
+		}
 	}
 	parsed, err := josejwt.ParseSigned(tok, algs)
 	if err != nil {
@@ -415,9 +439,9 @@ func (p *provider) verify(tok string, now time.Time) (*verified, error) {
 	kid := parsed.Headers[0].KeyID
 	var keys []jose.JSONWebKey
 	if kid != "" {
-		keys = p.keys.Key(kid)
+		keys = set.Key(kid)
 	} else {
-		keys = p.keys.Keys
+		keys = set.Keys
 	}
 	var std josejwt.Claims
 	var payload map[string]any

@@ -110,7 +110,7 @@ func compileHCM(h *hcmv3.HttpConnectionManager, f string, env *Env, l *Listener)
 		m.idle = d.AsDuration()
 	}
 	if m.filters, err = env.Filters.Compile(h.GetHttpFilters(), f, httpfilter.Env{Runtime: env.Runtime, StatPrefix: "http." + m.StatPrefix + ".", Direction: l.Direction,
-		Cluster: func(name string) *cluster.Cluster { return env.Store.Load().Cluster(name) }}); err != nil {
+		Shared: &env.shared, Cluster: func(name string) *cluster.Cluster { return env.Store.Load().Cluster(name) }}); err != nil {
 		return nil, err
 	}
 	for i, al := range h.GetAccessLog() {

@@ -71,6 +71,9 @@ type Env struct {
 	// ServiceName is the proxy's local service name, which Zipkin spans
 	// are reported under (Envoy's local cluster name).
 	ServiceName string
+	// shared is what HTTP filters keep across config updates of this
+	// proxy (httpfilter.Shared).
+	shared httpfilter.Shared
 }
 
 // Listener is a compiled envoy.config.listener.v3.Listener.
