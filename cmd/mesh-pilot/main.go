@@ -78,6 +78,7 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&o.RolloutDefault.Interval, "rollout-interval", "", "mesh-wide default of rollout.mesh.io/interval, e.g. \"60s\" (needed with --rollout-stages of more than one stage)")
 	f.StringVar(&o.RolloutDefault.Max5xxRatio, "rollout-max-5xx-ratio", "", "mesh-wide default of rollout.mesh.io/max-5xx-ratio, e.g. \"0.02\"")
 	f.StringVar(&o.RolloutDefault.MaxLatencyIncrease, "rollout-max-latency-increase", "", "mesh-wide default of rollout.mesh.io/max-latency-increase, e.g. \"1.5\"")
+	f.StringVar(&o.JWKSFetchMode, "jwks-fetch-mode", "", "who fetches a RequestAuthentication's jwksUri, as Istio's PILOT_JWT_ENABLE_REMOTE_JWKS: istiod (pilot fetches and inlines the keys), hybrid (the proxy fetches from hosts that are mesh Services or ServiceEntries it sees, through their outbound cluster; pilot fetches the rest) or envoy (the proxy fetches every jwksUri) (default $PILOT_JWT_ENABLE_REMOTE_JWKS, else istiod)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.Int64Var(&memLimitMiB, "memory-limit-mib", pilot.DefaultMemoryLimitMiB, "soft memory limit in MiB: the garbage collector works harder near it (0: none; GOMEMLIMIT overrides)")
 	f.BoolVar(&showVersion, "version", false, "print the version and exit")

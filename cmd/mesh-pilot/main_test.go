@@ -16,6 +16,7 @@ func TestBadRolloutDefault(t *testing.T) {
 		{[]string{"--rollout-stages=10,50", "--rollout-interval=1m"}, `--rollout-stages: "10,50": the last stage must be 100`},
 		{[]string{"--rollout-stages=10,100"}, "--rollout-interval"},
 		{[]string{"--rollout-max-latency-increase=1.5"}, `--rollout-max-latency-increase: "1.5": set without --rollout-stages`},
+		{[]string{"--jwks-fetch-mode=proxy"}, `--jwks-fetch-mode (or PILOT_JWT_ENABLE_REMOTE_JWKS) "proxy": want istiod (or false), hybrid (or true) or envoy`},
 	} {
 		var out bytes.Buffer
 		cmd := newCommand(&out, &out)

@@ -321,7 +321,7 @@ var table = map[string]map[string]Entry{
 	"RequestAuthentication": {
 		"spec.jwtRules.issuer":                      {Enforced: true},
 		"spec.jwtRules.audiences":                   {Enforced: true},
-		"spec.jwtRules.jwksUri":                     {Enforced: true, Note: "pilot fetches it (timeout, kept 20 min, last good keys kept on failure); unreachable: every token is refused"},
+		"spec.jwtRules.jwksUri":                     {Enforced: true, Note: "fetched by pilot (kept 20 min) or, with --jwks-fetch-mode hybrid/envoy, by the proxy through the host's outbound cluster (kept 5 min); last good keys kept on failure; never fetched: every token is refused"},
 		"spec.jwtRules.jwks":                        {Enforced: true},
 		"spec.jwtRules.fromHeaders.name":            {Enforced: true},
 		"spec.jwtRules.fromHeaders.prefix":          {Enforced: true},
@@ -331,7 +331,7 @@ var table = map[string]map[string]Entry{
 		"spec.jwtRules.forwardOriginalToken":        {Enforced: true},
 		"spec.jwtRules.outputClaimToHeaders.header": {Enforced: true},
 		"spec.jwtRules.outputClaimToHeaders.claim":  {Enforced: true},
-		"spec.jwtRules.timeout":                     {Enforced: true, Note: "the JWKS fetch timeout"},
+		"spec.jwtRules.timeout":                     {Enforced: true, Note: "the JWKS fetch timeout, pilot's or the proxy's"},
 		"spec.jwtRules.presence":                    {Enforced: true},
 		"spec.jwtRules.spaceDelimitedClaims":        {Note: "only scope and permission are matched as space-delimited lists; a policy on another such claim matches the whole string"},
 		"spec.selector.matchLabels":                 {Enforced: true},

@@ -84,7 +84,13 @@ type Options struct {
 	// RolloutDefault is the mesh-wide default of the rollout annotations
 	// (docs/rollout.md): the zero value stages nothing.
 	RolloutDefault annotation.Default
-	Log            *slog.Logger
+	// JWKSFetchMode is who fetches a RequestAuthentication's jwksUri, as
+	// Istio's PILOT_JWT_ENABLE_REMOTE_JWKS: istiod (or false: pilot fetches
+	// and inlines the keys), hybrid (or true: the proxy fetches from mesh
+	// hosts, pilot the rest) or envoy (the proxy fetches). Default
+	// $PILOT_JWT_ENABLE_REMOTE_JWKS, else istiod (docs/security.md).
+	JWKSFetchMode string
+	Log           *slog.Logger
 
 	// Filled by Run for callers (tests) that need them.
 	Server   *xds.Server
@@ -132,6 +138,7 @@ func (o *Options) defaults() {
 	def(&o.WebhookAddr, ":15017")
 	def(&o.SecretNamespace, o.Namespace)
 	def(&o.GatewayServiceType, os.Getenv("PILOT_GATEWAY_SERVICE_TYPE"))
+	def(&o.JWKSFetchMode, os.Getenv("PILOT_JWT_ENABLE_REMOTE_JWKS"))
 	if o.WorkloadCertTTL == 0 {
 		o.WorkloadCertTTL = 24 * time.Hour
 	}
@@ -185,6 +192,10 @@ func (o *Options) Run(ctx context.Context) error {
 	log := o.Log
 	if err := o.RolloutDefault.Check(nil); err != nil {
 		return fmt.Errorf("rollout default: %w", err)
+	}
+	jwksFetch, err := model.ParseJWKSFetchMode(o.JWKSFetchMode)
+	if err != nil {
+		return fmt.Errorf("--jwks-fetch-mode (or PILOT_JWT_ENABLE_REMOTE_JWKS) %w", err)
 	}
 	mc := &meshconfig.MeshConfig{}
 	if o.MeshConfigFile != "" {
@@ -371,7 +382,7 @@ func (o *Options) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		reported := map[string]bool{}
-		w := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+		w := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, JWKSFetch: jwksFetch, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
 			staged.Offer(s, ch)
 			statusWriter.Offer(s)
 			reportTelemetry(log, s, reported)

@@ -309,3 +309,25 @@ func TestRolloutDefaultFlags(t *testing.T) {
 		t.Errorf("pilot args %q set the 5xx gate, which was not set", a)
 	}
 }
+
+// values.pilot.jwksFetchMode reaches pilot as --jwks-fetch-mode, and only
+// when set (pilot then reads PILOT_JWT_ENABLE_REMOTE_JWKS from
+// values.pilot.env, else keeps Istio's default, istiod).
+func TestJWKSFetchModeFlag(t *testing.T) {
+	args := func(sets ...string) string {
+		m, err := Render(load(t, sets...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dep := find(t, m, "Deployment", "mesh-pilot")
+		containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+		a, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		return strings.Join(a, " ")
+	}
+	if a := args(); strings.Contains(a, "--jwks-fetch-mode") {
+		t.Errorf("not set, pilot args %q carry --jwks-fetch-mode", a)
+	}
+	if a := args("values.pilot.jwksFetchMode=hybrid"); !strings.Contains(a, "--jwks-fetch-mode=hybrid") {
+		t.Errorf("pilot args %q lack --jwks-fetch-mode=hybrid", a)
+	}
+}

@@ -207,6 +207,9 @@ type Input struct {
 	// Mesh is the mesh config pilot was started with (nil: Istio's defaults);
 	// pilot reads it once, so it is the same in every snapshot.
 	Mesh *meshconfig.MeshConfig
+	// JWKSFetch is who fetches a RequestAuthentication's jwksUri (pilot's
+	// --jwks-fetch-mode, the same in every snapshot); "" is JWKSIstiod.
+	JWKSFetch JWKSFetchMode
 }
 
 // Snapshot is an immutable, indexed view of one Input.
@@ -238,6 +241,7 @@ type Snapshot struct {
 	MetaRoutes             []*meshnet.MetaRoute
 	RootNamespace          string
 	Mesh                   *meshconfig.MeshConfig
+	JWKSFetch              JWKSFetchMode
 
 	// The Gateway API objects, and what internal/gatewayapi made of them:
 	// its Istio Gateways and VirtualServices are in Gateways and
@@ -345,6 +349,7 @@ func Build(version uint64, in Input) *Snapshot {
 		MetaRoutes:             slices.Clone(in.MetaRoutes),
 		RootNamespace:          in.RootNamespace,
 		Mesh:                   in.Mesh,
+		JWKSFetch:              in.JWKSFetch,
 		GatewayClasses:         slices.Clone(in.GatewayClasses),
 		KubeGateways:           slices.Clone(in.KubeGateways),
 		HTTPRoutes:             slices.Clone(in.HTTPRoutes),

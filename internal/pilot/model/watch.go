@@ -59,6 +59,7 @@ type Watcher struct {
 	// for none.
 	SecretNamespace string
 	Mesh            *meshconfig.MeshConfig // carried into every snapshot
+	JWKSFetch       JWKSFetchMode          // carried into every snapshot
 	Debounce        time.Duration          // quiet time before a snapshot is built (default 100ms)
 	MaxDelay        time.Duration          // longest an event waits under constant churn (default 1s)
 	// OnSnapshot receives each new snapshot; it is called from one goroutine.
@@ -301,7 +302,7 @@ func (w *Watcher) publishSnapshot() *Snapshot {
 }
 
 func (w *Watcher) input() Input {
-	in := Input{RootNamespace: w.RootNamespace, SecretNamespace: w.SecretNamespace, Mesh: w.Mesh}
+	in := Input{RootNamespace: w.RootNamespace, SecretNamespace: w.SecretNamespace, Mesh: w.Mesh, JWKSFetch: w.JWKSFetch}
 	for _, k := range w.kinds() {
 		k.load(w.listers, &in)
 	}

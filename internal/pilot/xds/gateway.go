@@ -84,7 +84,7 @@ func (pc *PushContext) gateway(r *Resources, w *workload) {
 	// gateway's pods (by labels, or targetRefs to its Gateway) hold on every
 	// HTTP server it runs, as on a sidecar's inbound side.
 	var authz []*hcmv3.HttpFilter
-	if jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels)); jf != nil {
+	if jf := pc.jwtFilter(pc.requestAuthns(w.namespace, w.labels), pc.scopeFor(w.namespace, nil)); jf != nil {
 		authz = append(authz, jf)
 	}
 	as := pc.authzPolicies(w.namespace, w.labels)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,9 +18,12 @@ import (
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	jose "github.com/go-jose/go-jose/v4"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	securityapi "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+
+	"mesh.dev/mesh/internal/pilot/model"
 )
 
 // noKeys is the JWKS of a rule whose keys pilot could not get: every token
@@ -37,11 +42,11 @@ func usableJWKS(keys string) bool {
 }
 
 // jwtFilter is the jwt_authn filter for the RequestAuthentications of a
-// workload, as istiod builds it: one provider per JWT rule, the JWKS inline
-// (pilot fetches jwksUri, or the issuer's OpenID configuration), and one
-// requirement: every REQUIRED rule's token, and any optional rule's token
-// or none (a present token that fails is refused).
-func jwtFilter(ras []*securityv1.RequestAuthentication) *hcmv3.HttpFilter {
+// workload whose proxies see the services of sc, as istiod builds it: one
+// provider per JWT rule, its keys inline or fetched by the proxy
+// (jwksSource), and one requirement: every REQUIRED rule's token, and any
+// optional rule's token or none (a present token that fails is refused).
+func (pc *PushContext) jwtFilter(ras []*securityv1.RequestAuthentication, sc *scope) *hcmv3.HttpFilter {
 	if len(ras) == 0 {
 		return nil
 	}
@@ -56,7 +61,7 @@ func jwtFilter(ras []*securityv1.RequestAuthentication) *hcmv3.HttpFilter {
 		for _, jr := range ra.Spec.JwtRules {
 			name := fmt.Sprintf("origins-%d", n)
 			n++
-			cfg.Providers[name] = jwtProvider(jr)
+			cfg.Providers[name] = pc.jwtProvider(jr, sc)
 			r := &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: name}}
 			if jr.GetPresence() == securityapi.JWTRule_REQUIRED {
 				required = append(required, r)
@@ -86,31 +91,20 @@ func jwtFilter(ras []*securityv1.RequestAuthentication) *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: "envoy.filters.http.jwt_authn", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
 }
 
-func jwtProvider(jr *securityapi.JWTRule) *jwtv3.JwtProvider {
-	keys := jr.GetJwks()
-	if keys != "" && !usableJWKS(keys) {
-		keys = noKeys
-	}
-	if keys == "" {
-		timeout := 5 * time.Second
-		if d := jr.GetTimeout(); d != nil && d.AsDuration() > 0 {
-			timeout = d.AsDuration()
-		}
-		var err error
-		if keys, err = jwks.keys(jr.GetJwksUri(), jr.GetIssuer(), timeout); err != nil {
-			keys = noKeys
-		}
-	}
+func (pc *PushContext) jwtProvider(jr *securityapi.JWTRule, sc *scope) *jwtv3.JwtProvider {
 	p := &jwtv3.JwtProvider{
-		Issuer:    jr.GetIssuer(),
-		Audiences: jr.GetAudiences(),
-		JwksSourceSpecifier: &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
-			Specifier: &corev3.DataSource_InlineString{InlineString: keys}}},
+		Issuer:               jr.GetIssuer(),
+		Audiences:            jr.GetAudiences(),
 		Forward:              jr.GetForwardOriginalToken(),
 		FromParams:           jr.GetFromParams(),
 		FromCookies:          jr.GetFromCookies(),
 		ForwardPayloadHeader: jr.GetOutputPayloadToHeader(),
 		PayloadInMetadata:    jr.GetIssuer(),
+	}
+	if remote, local := pc.jwksSource(jr, sc); remote != nil {
+		p.JwksSourceSpecifier = remote
+	} else {
+		p.JwksSourceSpecifier = local
 	}
 	// A header or claim with no name can carry nothing (Envoy and istiod's
 	// validation refuse them, mesh-proxy would NACK): such entries are left out.
@@ -127,6 +121,85 @@ func jwtProvider(jr *securityapi.JWTRule) *jwtv3.JwtProvider {
 		p.ClaimToHeaders = append(p.ClaimToHeaders, &jwtv3.JwtClaimToHeader{HeaderName: c.GetHeader(), ClaimName: c.GetClaim()})
 	}
 	return p
+}
+
+// remoteJWKSCache is how long a proxy keeps keys it fetched before it
+// refetches them: istiod sends 5 minutes.
+const remoteJWKSCache = 5 * time.Minute
+
+// jwksSource is where a rule's keys come from, by the fetch mode
+// (model.JWKSFetchMode, Istio's PILOT_JWT_ENABLE_REMOTE_JWKS):
+//   - istiod: pilot fetches jwksUri (or the issuer's OpenID configuration
+//     when neither jwks nor jwksUri is set) and inlines the keys; inline
+//     jwks are sent as they are;
+//   - envoy: a rule with jwksUri gets remote_jwks, fetched by the proxy
+//     through the outbound cluster of the URI's host and port; a host the
+//     proxy does not see has no such cluster, so its tokens are refused,
+//     as with istiod (which logs it);
+//   - hybrid: remote_jwks when the host is a Service or ServiceEntry the
+//     proxy sees with that port, else as istiod.
+func (pc *PushContext) jwksSource(jr *securityapi.JWTRule, sc *scope) (*jwtv3.JwtProvider_RemoteJwks, *jwtv3.JwtProvider_LocalJwks) {
+	timeout := 5 * time.Second
+	if d := jr.GetTimeout(); d != nil && d.AsDuration() > 0 {
+		timeout = d.AsDuration()
+	}
+	if mode := pc.Snap.JWKSFetch; mode == model.JWKSHybrid || mode == model.JWKSEnvoy {
+		if uri := jr.GetJwksUri(); uri != "" {
+			host, port, err := jwksHostPort(uri)
+			if err != nil {
+				return nil, inlineJWKS(noKeys) // nothing can fetch it: refused, as a proxy would refuse the URI
+			}
+			seen := false
+			if svc := pc.Snap.ServiceByHost(host); svc != nil && sc != nil && sc.hosts[host] {
+				_, seen = svc.PortByNumber(port)
+			}
+			if seen || mode == model.JWKSEnvoy {
+				return &jwtv3.JwtProvider_RemoteJwks{RemoteJwks: &jwtv3.RemoteJwks{
+					HttpUri: &corev3.HttpUri{Uri: uri, Timeout: durationpb.New(timeout),
+						HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: OutboundClusterName(port, "", host)}},
+					CacheDuration: durationpb.New(remoteJWKSCache),
+				}}, nil
+			}
+		}
+	}
+	keys := jr.GetJwks()
+	if keys != "" && !usableJWKS(keys) {
+		keys = noKeys
+	}
+	if keys == "" {
+		var err error
+		if keys, err = jwks.keys(jr.GetJwksUri(), jr.GetIssuer(), timeout); err != nil {
+			keys = noKeys
+		}
+	}
+	return nil, inlineJWKS(keys)
+}
+
+func inlineJWKS(keys string) *jwtv3.JwtProvider_LocalJwks {
+	return &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: keys}}}
+}
+
+// jwksHostPort is the host and port a jwksUri is fetched from (80 or 443 when the URI names none).
+func jwksHostPort(uri string) (string, uint32, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", 0, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" {
+		return "", 0, fmt.Errorf("jwksUri %q: not an http or https URL", uri)
+	}
+	port := uint32(80)
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return "", 0, fmt.Errorf("jwksUri %q: bad port", uri)
+		}
+		port = uint32(n)
+	}
+	return u.Hostname(), port, nil
 }
 
 // jwksCache fetches and keeps JWKS documents for pilot's whole life (not a

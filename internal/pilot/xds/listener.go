@@ -374,7 +374,7 @@ func (pc *PushContext) virtualInbound(w *workload, ports []inboundPort) *listene
 	tcpAuthz := as
 	tcpAuthz.deny = append(as.deny[:len(as.deny):len(as.deny)], as.custom...)
 	customHTTP := pc.customFilters(as.custom)
-	jf := jwtFilter(pc.requestAuthns(w.namespace, w.labels))
+	jf := pc.jwtFilter(pc.requestAuthns(w.namespace, w.labels), pc.scopeFor(w.namespace, w.labels))
 	sniffed := false // a plaintext chain matches detected HTTP
 	for _, p := range ports {
 		cluster := InboundClusterName(p.port)
