@@ -36,6 +36,11 @@ import (
 // measured for small HTTP/1.1 requests and gRPC unary calls; CPU is summed
 // over both proxies of a pair from /proc.
 //
+// MESH_BENCH_PROFILE=DIR takes a CPU profile of each mesh sidecar over the
+// first round of each protocol (the admin API's /cpuprofiler) into
+// DIR/{http1,grpc}-{client,server}.pprof; read them with
+// go tool pprof bin/mesh-proxy FILE.
+//
 // Where the mesh pair's time goes (pprof of both sidecars under this bench,
 // 2026-12-06, shared 2-core machine at 1-min load 8-19):
 //   - HTTP/1.1, the lean path on both sides: 35-40% of each sidecar's CPU is
@@ -80,6 +85,36 @@ type mpPair struct {
 	pids      []int
 	stops     []func()
 	rssLabels []string
+	// admins and profs are the mesh sidecars' admin ports and admin.profile_path (server, client).
+	admins []int
+	profs  []string
+}
+
+// profile starts (on) or stops each mesh sidecar's CPU profiler (the admin
+// API's /cpuprofiler); a stopped profile is moved to prefix-server.pprof and
+// prefix-client.pprof.
+func (p *mpPair) profile(on bool, prefix string) error {
+	enable := "n"
+	if on {
+		enable = "y"
+	}
+	for i, port := range p.admins {
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/cpuprofiler?enable=%s", port, enable), "", nil)
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/cpuprofiler?enable=%s: %s: %s", enable, resp.Status, b)
+		}
+		if !on {
+			if err := os.Rename(p.profs[i], prefix+"-"+[]string{"server", "client"}[i]+".pprof"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (p *mpPair) stop() {
@@ -289,13 +324,22 @@ func runMTLSPairBench(env *Env) ([]Row, error) {
 			mpLoad(p, proto, port(p, proto), 2000, mpWorkers, 0) // warm connections, pools, caches
 		}
 	}
+	profDir := os.Getenv("MESH_BENCH_PROFILE")
 	for round := 0; round < mpRounds; round++ {
 		for _, p := range all {
 			for _, proto := range protos {
+				if p == mesh && round == 0 && profDir != "" {
+					mesh.profile(true, "")
+				}
 				k := key{p.name, proto, "fixed"}
 				runs[k] = append(runs[k], mpLoad(p, proto, port(p, proto), mpFixed, mpFixedConns, mpRate))
 				k.phase = "max"
 				runs[k] = append(runs[k], mpLoad(p, proto, port(p, proto), mpMax, mpWorkers, 0))
+				if p == mesh && round == 0 && profDir != "" {
+					if err := mesh.profile(false, filepath.Join(profDir, proto)); err != nil {
+						notes = append(notes, "profile: "+err.Error())
+					}
+				}
 			}
 			if p.newConn != 0 {
 				k := key{p.name, "http1", "newconn"}
@@ -633,17 +677,21 @@ func mpStartMesh(env *Env, c *mpCerts, upH1, upG int) (*mpPair, error) {
 	if err := os.WriteFile(sb, []byte(b.String()), 0o644); err != nil {
 		return nil, err
 	}
-	args := func(bs string) []string {
+	args := func(bs, side string) []string {
 		stats, _ := pxFreePort()
+		admin, _ := pxFreePort()
+		p.admins, p.profs = append(p.admins, admin), append(p.profs, filepath.Join(c.dir, side+".prof"))
 		// Istio metrics are recorded on every request; the stats port serves them.
-		return []string{"--bootstrap", bs, "--admin-address", "127.0.0.1:0", "--health-address", "", "--stats-address", fmt.Sprintf("127.0.0.1:%d", stats),
+		// The admin API writes CPU profiles (/cpuprofiler) to profile_path when MESH_BENCH_PROFILE asks.
+		return []string{"--bootstrap", bs, "--admin-address", fmt.Sprintf("127.0.0.1:%d", admin), "--health-address", "", "--stats-address", fmt.Sprintf("127.0.0.1:%d", stats),
+			"--config-yaml", fmt.Sprintf("admin: {profile_path: %q}", p.profs[len(p.profs)-1]),
 			"--log-level", "warn", "--memory-limit-mib", strconv.Itoa(pxMemLimitMiB), "--concurrency", strconv.Itoa(pxConcurrency)}
 	}
-	if err := mpAdd(p, "server sidecar ("+pxSidecarConfig+")", []int{inbound}, bin, args(sb)...); err != nil {
+	if err := mpAdd(p, "server sidecar ("+pxSidecarConfig+")", []int{inbound}, bin, args(sb, "server")...); err != nil {
 		p.stop()
 		return nil, err
 	}
-	if err := mpAdd(p, fmt.Sprintf("client sidecar with %d clusters (%s)", mpClusters, pxSidecarConfig), ports[:3], bin, args(cb)...); err != nil {
+	if err := mpAdd(p, fmt.Sprintf("client sidecar with %d clusters (%s)", mpClusters, pxSidecarConfig), ports[:3], bin, args(cb, "client")...); err != nil {
 		p.stop()
 		return nil, err
 	}

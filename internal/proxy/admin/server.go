@@ -47,6 +47,9 @@ type Server struct {
 	Extra     func() []cluster.Stat
 	// Keep is the bootstrap's stats_config.stats_matcher: stats it refuses are not shown (nil: all are).
 	Keep func(name string) bool
+	// ProfilePath is the bootstrap's admin.profile_path, where /cpuprofiler writes ("": Envoy's default).
+	ProfilePath string
+	prof        cpuProfiler
 }
 
 var jsonOpts = protojson.MarshalOptions{UseProtoNames: true}
@@ -63,12 +66,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/ready", s.ready)
 	mux.HandleFunc("/logging", s.logging)
 	mux.HandleFunc("/quitquitquit", s.quit)
+	mux.HandleFunc("/cpuprofiler", s.cpuprofiler)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
 		}
-		io.WriteString(w, "admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /logging\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n")
+		io.WriteString(w, "admin commands are:\n  /clusters\n  /config_dump\n  /cpuprofiler\n  /listeners\n  /logging\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n")
 	})
 	return mux
 }

@@ -268,7 +268,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		return err
 	}
 	a := &admin.Server{Store: p.Store, Listeners: p.Listeners, Node: p.node, Started: p.started, State: p.State, Level: p.opts.Level, Loggers: logging.Default,
-		Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry, Keep: p.keepStat}
+		Quit: func() { p.closeQuit() }, Gatherer: p.Metrics.Registry, Keep: p.keepStat, ProfilePath: p.opts.Bootstrap.GetAdmin().GetProfilePath()}
 	if p.opts.AdminAddress != "" {
 		addr, err := p.serve(p.opts.AdminAddress, a.Handler())
 		if err != nil {

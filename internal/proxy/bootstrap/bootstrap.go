@@ -91,8 +91,8 @@ func LoadWith(path, overlay string) (*bootstrapv3.Bootstrap, error) {
 
 // AdminAddress is the admin listener's address the bootstrap asks for ("" when it sets none).
 // Admin settings the proxy cannot carry out are refused by name: an admin
-// access log to anything but /dev/null, and socket options. profile_path only
-// matters to the /cpuprofiler endpoint, which mesh-proxy does not serve.
+// access log to anything but /dev/null, and socket options. profile_path is
+// where the admin API's /cpuprofiler writes.
 func AdminAddress(b *bootstrapv3.Bootstrap) (string, error) {
 	a := b.GetAdmin()
 	if a == nil {
