@@ -13,15 +13,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mesh.dev/mesh/internal/freeport"
 )
 
+// freePort is a port on 127.0.0.1 for a server the test starts later.
 func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return freeport.T(t)
 }
 
 var (

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 
 	"mesh.dev/mesh/commands/cmdutil"
 	"mesh.dev/mesh/internal/cli"
+	"mesh.dev/mesh/internal/freeport"
 	"mesh.dev/mesh/internal/sandbox/runtime"
 	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
@@ -364,14 +364,9 @@ func getRatings(t *testing.T, url string) {
 	}
 }
 
+// freePort is a port on 127.0.0.1 for a server the test starts later.
 func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freeport.T(t)
 }
 
 func podReady(p *corev1.Pod) bool {

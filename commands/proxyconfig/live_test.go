@@ -31,6 +31,7 @@ import (
 
 	"mesh.dev/mesh/internal/adminclient"
 	"mesh.dev/mesh/internal/configdump"
+	"mesh.dev/mesh/internal/freeport"
 	"mesh.dev/mesh/internal/proxy/agent"
 )
 
@@ -202,14 +203,9 @@ func waitFor(t *testing.T, admin, what string, cond func(string) bool) {
 	t.Fatalf("timed out waiting for %s; last dump:\n%.3000s", what, last)
 }
 
+// freePort is a port on 127.0.0.1 for a server the test starts later.
 func freePort(t *testing.T) uint32 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	return uint32(freeport.T(t))
 }
 
 func sock(host string, port uint32) *corev3.Address {

@@ -3,10 +3,11 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"mesh.dev/mesh/internal/freeport"
 )
 
 // BinEnv names the environment variable that points at a folder holding the
@@ -81,24 +82,18 @@ func checkBinaries(binDir string, names []string) error {
 	}
 }
 
-// freePorts reserves n distinct free ports on 127.0.0.1. The listeners are
-// held until all are chosen so no two are the same; another process may still
-// take one before the component binds it, which the component's log then shows.
+// freePorts picks n distinct free ports on 127.0.0.1 for the components
+// to bind. freeport keeps them out of the range connections and port-0
+// listeners draw from; another process may still bind one first, which the
+// component's log then shows.
 func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	out := make([]int, n)
+	for i := range out {
+		p, err := freeport.Get()
 		if err != nil {
-			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
+			return nil, fmt.Errorf("pick ports for the sandbox: %w", err)
 		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		out[i] = p
 	}
 	return out, nil
 }

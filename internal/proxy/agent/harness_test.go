@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"mesh.dev/mesh/internal/freeport"
 )
 
 const testNode = "sidecar~127.0.0.1~app-1.default~default.svc.cluster.local"
@@ -153,14 +155,9 @@ func (u *upstream) port() uint32 {
 	return uint32(n)
 }
 
+// freePort is a port on 127.0.0.1 for a server the test starts later.
 func freePort(t *testing.T) uint32 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	return uint32(freeport.T(t))
 }
 
 func sockAddr(host string, port uint32) *corev3.Address {

@@ -44,6 +44,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"mesh.dev/mesh/internal/freeport"
 	"mesh.dev/mesh/internal/pilot/ca"
 	"mesh.dev/mesh/internal/proxy/agent"
 	"mesh.dev/mesh/internal/proxy/identity"
@@ -308,13 +309,9 @@ func TestProxyUsesTheCertificateForXDSAndMTLS(t *testing.T) {
 	}
 }
 
+// freePort is a port on 127.0.0.1 for a server the test starts later.
 func freePort(t *testing.T) uint32 {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	return uint32(freeport.T(t))
 }
 
 func sockAddr(port uint32) *corev3.Address {

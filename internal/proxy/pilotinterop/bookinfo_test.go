@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"mesh.dev/mesh/internal/freeport"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/pilottest"
 	"mesh.dev/mesh/internal/pilot/xds"
@@ -95,21 +96,18 @@ func world(t testing.TB, rules ...string) (*pilottest.World, *xds.PushContext) {
 
 // onLoopback moves every listener that binds to 127.0.0.1 on a free port:
 // pilot's addresses (0.0.0.0, pod IPs, fixed ports) are for a pod's own
-// network namespace, and a test must bind nothing beyond loopback.
+// network namespace, and a test must bind nothing beyond loopback. The
+// port comes from freeport: one picked with a listen on port 0 was once
+// taken by the ADS server started next, before the proxy bound it, and
+// the client's requests met the ADS server's HTTP/2 preface.
 func onLoopback(t *testing.T, in []types.Resource) []types.Resource {
 	t.Helper()
 	var out []types.Resource
 	for _, r := range in {
 		l := proto.Clone(r.(*listenerv3.Listener)).(*listenerv3.Listener)
 		if sa := l.GetAddress().GetSocketAddress(); sa != nil {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port := ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
 			l.Address = &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-				Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)}}}}
+				Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(freeport.T(t))}}}}
 		}
 		out = append(out, l)
 	}
