@@ -294,6 +294,11 @@ func TestMeshConfigFiles(t *testing.T) {
 	if code != cli.ExitData || !strings.Contains(out, "--meshConfigFile") || !strings.Contains(out, "badmesh.yaml") || !strings.Contains(out, "enableAutoMTLS") {
 		t.Errorf("misspelt MeshConfig field: exit %d, want 65 naming the flag, file and field:\n%s", code, out)
 	}
+	// What mesh-pilot refuses to start with, analyze refuses too.
+	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"twoproviders.yaml")
+	if code != cli.ExitData || !strings.Contains(out, "twoproviders.yaml") || !strings.Contains(out, `extensionProviders[1].name: provider "tracer" is defined twice`) {
+		t.Errorf("two providers of one name: exit %d, want 65 naming the file and field:\n%s", code, out)
+	}
 	out, code = run(t, "", "--use-kube=false", dir+"sidecar.yaml", "--meshConfigFile", dir+"missing.yaml")
 	if code != cli.ExitUsage {
 		t.Errorf("missing MeshConfig file: exit %d, want 64:\n%s", code, out)

@@ -10,6 +10,7 @@ import (
 	meshapi "istio.io/api/mesh/v1alpha1"
 	"sigs.k8s.io/yaml"
 
+	"mesh.dev/mesh/internal/pilot/telemetry"
 	"mesh.dev/mesh/internal/resource"
 )
 
@@ -38,27 +39,18 @@ func (m *Mesh) Root() string {
 	return m.Config.GetRootNamespace()
 }
 
-// LoadMeshConfig reads a MeshConfig file (YAML or JSON, the fields of
-// istio.io/api's mesh.v1alpha1.MeshConfig). A field the API does not have
-// is an error naming the file, as is a file that is a Kubernetes object
-// (a ConfigMap holding the mesh config must be unwrapped: its "mesh" key).
-func LoadMeshConfig(path string) (*meshapi.MeshConfig, error) {
-	mc := &meshapi.MeshConfig{}
-	if err := loadProtoFile(path, mc, "MeshConfig"); err != nil {
-		return nil, err
-	}
-	if mc.RootNamespace == "" {
-		mc.RootNamespace = RootNamespace
-	}
-	return mc, nil
-}
-
 // ConfigLine is the line the --meshConfigFile's content starts at, where
 // the Locator looks for the fields of findings about it.
 func (m *Mesh) ConfigLine() int { return resource.FirstContentLine(m.configText) }
 
-// LoadConfig reads a MeshConfig file (see LoadMeshConfig) into m, keeping
-// its text for the lines of findings about it.
+// LoadConfig reads a MeshConfig file (YAML or JSON, the fields of
+// istio.io/api's mesh.v1alpha1.MeshConfig) into m, keeping its text for
+// the lines of findings about it. A field the API does not have is an
+// error naming the file, as is a file that is a Kubernetes object (a
+// ConfigMap holding the mesh config must be unwrapped: its "mesh" key),
+// and so is what mesh-pilot refuses to start with (telemetry.CheckMesh:
+// access log formats, extension providers), so a file analyze passes is
+// one pilot runs with.
 func (m *Mesh) LoadConfig(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -67,6 +59,9 @@ func (m *Mesh) LoadConfig(path string) error {
 	mc := &meshapi.MeshConfig{}
 	if err := loadProto(path, data, mc, "MeshConfig"); err != nil {
 		return err
+	}
+	if err := telemetry.CheckMesh(mc); err != nil {
+		return &resource.ParseError{File: path, Err: fmt.Errorf("%w (mesh-pilot does not start with this mesh config)", err)}
 	}
 	if mc.RootNamespace == "" {
 		mc.RootNamespace = RootNamespace
@@ -88,14 +83,6 @@ func (m *Mesh) LoadNetworks(path string) error {
 	}
 	m.Networks, m.NetworksFile, m.networksText = mn, path, data
 	return nil
-}
-
-func loadProtoFile(path string, m proto.Message, what string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	return loadProto(path, data, m, what)
 }
 
 func loadProto(path string, data []byte, m proto.Message, what string) error {
