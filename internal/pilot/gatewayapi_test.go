@@ -3,7 +3,6 @@ package pilot_test
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/restmapper"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
@@ -30,7 +25,6 @@ import (
 	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/pilottest"
-	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
 // installGatewayAPICRDs creates the Gateway API CRDs the base chart ships.
@@ -60,49 +54,12 @@ func (e *env) installGatewayAPICRDs() {
 // Service exists, writes route status, and serves the Gateway's listener
 // and routes to the gateway pod over a real ADS stream.
 func TestGatewayAPIOnTheAPIServer(t *testing.T) {
-	c := sandboxtest.Cluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cfg := c.RESTConfig()
-	kube := kubernetes.NewForConfigOrDie(cfg)
-	gw := gwclient.NewForConfigOrDie(cfg)
-	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg),
-		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
-	e.installCRDs()
+	e := newEnv(t, 4*time.Minute)
+	ctx, kube := e.ctx, e.kube
+	gw := gwclient.NewForConfigOrDie(e.cfg)
 	e.installGatewayAPICRDs()
-	for _, ns := range []string{"gwapi-system", "infra", "shop"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
-	p := &pilot.Options{
-		Kubeconfig: c.KubeconfigPath(), Namespace: "gwapi-system", Revision: "gwapi",
-		XDSAddr: "127.0.0.1:0", SecureXDSAddr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0", WebhookAddr: "127.0.0.1:0",
-		ExtraHosts: []string{"127.0.0.1"},
-	}
-	pilotCtx, stopPilot := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(pilotCtx) }()
-	defer func() {
-		stopPilot()
-		if err := <-done; err != nil {
-			t.Errorf("pilot exited with %v", err)
-		}
-	}()
-	dbg, err := p.Addr(ctx, "debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		resp, err := http.Get("http://" + dbg.String() + "/ready")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	}); err != nil {
-		t.Fatalf("pilot never became ready: %v", err)
-	}
+	e.createNamespaces("gwapi-system", "infra", "shop")
+	p := e.startPilot(&pilot.Options{Namespace: "gwapi-system", Revision: "gwapi"})
 
 	mustCreate := func(err error) {
 		t.Helper()
@@ -110,7 +67,7 @@ func TestGatewayAPIOnTheAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = gw.GatewayV1().GatewayClasses().Create(ctx, &gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "mesh"},
+	_, err := gw.GatewayV1().GatewayClasses().Create(ctx, &gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "mesh"},
 		Spec: gwv1.GatewayClassSpec{ControllerName: "mesh.dev/gateway-controller"}}, metav1.CreateOptions{})
 	mustCreate(err)
 	_, err = gw.GatewayV1().Gateways("infra").Create(ctx, &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "web"},

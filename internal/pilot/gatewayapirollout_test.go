@@ -2,7 +2,6 @@ package pilot_test
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
 
@@ -12,17 +11,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/restmapper"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/rollout"
 	"mesh.dev/mesh/internal/pilot/status"
-	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
 // TestGatewayAPIRolloutCondition: a Gateway and an HTTPRoute with rollout
@@ -33,49 +27,12 @@ import (
 // own). Created with stages, each is Progressing (False) until promoted
 // by hand, then Released (True); the route's Accepted condition stays.
 func TestGatewayAPIRolloutCondition(t *testing.T) {
-	c := sandboxtest.Cluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cfg := c.RESTConfig()
-	kube := kubernetes.NewForConfigOrDie(cfg)
-	gw := gwclient.NewForConfigOrDie(cfg)
-	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg),
-		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
-	e.installCRDs()
+	e := newEnv(t, 4*time.Minute)
+	ctx, kube := e.ctx, e.kube
+	gw := gwclient.NewForConfigOrDie(e.cfg)
 	e.installGatewayAPICRDs()
-	for _, ns := range []string{"gwro-system", "gwro-infra", "gwro-shop"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
-	p := &pilot.Options{
-		Kubeconfig: c.KubeconfigPath(), Namespace: "gwro-system", Revision: "gwro",
-		XDSAddr: "127.0.0.1:0", SecureXDSAddr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0", WebhookAddr: "127.0.0.1:0",
-		ExtraHosts: []string{"127.0.0.1"},
-	}
-	pilotCtx, stopPilot := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(pilotCtx) }()
-	defer func() {
-		stopPilot()
-		if err := <-done; err != nil {
-			t.Errorf("pilot exited with %v", err)
-		}
-	}()
-	dbg, err := p.Addr(ctx, "debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		resp, err := http.Get("http://" + dbg.String() + "/ready")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	}); err != nil {
-		t.Fatalf("pilot never became ready: %v", err)
-	}
+	e.createNamespaces("gwro-system", "gwro-infra", "gwro-shop")
+	e.startPilot(&pilot.Options{Namespace: "gwro-system", Revision: "gwro"})
 
 	// A long soak: only the promote request moves the rollouts on.
 	staged := map[string]string{rollout.AnnotationStages: "50,100", rollout.AnnotationInterval: "1h"}
@@ -85,7 +42,7 @@ func TestGatewayAPIRolloutCondition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = gw.GatewayV1().GatewayClasses().Create(ctx, &gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "mesh"},
+	_, err := gw.GatewayV1().GatewayClasses().Create(ctx, &gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "mesh"},
 		Spec: gwv1.GatewayClassSpec{ControllerName: "mesh.dev/gateway-controller"}}, metav1.CreateOptions{})
 	mustCreate(err)
 	_, err = gw.GatewayV1().Gateways("gwro-infra").Create(ctx, &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: staged},

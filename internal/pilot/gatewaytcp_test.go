@@ -19,16 +19,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/restmapper"
 
+	"mesh.dev/mesh/internal/freeport"
 	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/proxy/agent"
 	"mesh.dev/mesh/internal/proxy/identity"
-	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
 // echoLine serves one line per connection on loopback, answering
@@ -72,14 +68,8 @@ func echoLine(t *testing.T, name string, cert *tls.Certificate) uint32 {
 // certificate of that Secret (the egress gateway's TLS origination), and
 // the Secret's new certificate once it is rotated.
 func TestGatewayPassthroughTCPAndOriginationOnTheAPIServer(t *testing.T) {
-	c := sandboxtest.Cluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cfg := c.RESTConfig()
-	kube := kubernetes.NewForConfigOrDie(cfg)
-	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg),
-		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
-	e.installCRDs()
+	e := newEnv(t, 4*time.Minute)
+	ctx, kube := e.ctx, e.kube
 	const ns = "edge-system"
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -108,26 +98,13 @@ func TestGatewayPassthroughTCPAndOriginationOnTheAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := &pilot.Options{
-		Kubeconfig: c.KubeconfigPath(), Namespace: ns,
-		XDSAddr: "127.0.0.1:0", SecureXDSAddr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0", WebhookAddr: "127.0.0.1:0",
-		ExtraHosts: []string{"127.0.0.1"}, Log: slog.New(slog.DiscardHandler),
-	}
-	pilotCtx, stopPilot := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(pilotCtx) }()
-	defer func() {
-		stopPilot()
-		if err := <-done; err != nil {
-			t.Errorf("pilot exited with %v", err)
-		}
-	}()
+	p := e.startPilot(&pilot.Options{Namespace: ns, Log: slog.New(slog.DiscardHandler)})
 	secureXDS, err := p.Addr(ctx, "secure-xds")
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	gwPass, gwTCP, gwHTTP := freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t)
+	gwPass, gwTCP, gwHTTP := uint32(freeport.T(t)), uint32(freeport.T(t)), uint32(freeport.T(t))
 	for _, doc := range []string{
 		fmt.Sprintf(`{"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "backends"},
   "spec": {"hosts": ["pass.backend.internal"], "location": "MESH_EXTERNAL", "resolution": "STATIC",

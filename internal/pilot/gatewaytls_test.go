@@ -33,18 +33,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/restmapper"
 
+	"mesh.dev/mesh/internal/freeport"
 	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/pilottest"
 	"mesh.dev/mesh/internal/pilot/status"
 	"mesh.dev/mesh/internal/proxy/agent"
 	"mesh.dev/mesh/internal/proxy/identity"
-	"mesh.dev/mesh/internal/sandbox/sandboxtest"
 )
 
 // testCA is a certificate authority of the test's own, standing in for
@@ -102,16 +98,6 @@ func (ca *testCA) issue(t *testing.T, dns string, client bool) (certPEM, keyPEM 
 	return certPEM, keyPEM, pair, sn
 }
 
-func freeLoopbackPort(t *testing.T) uint32 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
-}
-
 // TestGatewayCredentialsFromSecrets runs pilot on the sandbox API server
 // and a mesh-proxy gateway connected to it over mTLS xDS, and checks what a
 // user of Istio's credentialName sees: HTTPS from a kubernetes.io/tls
@@ -122,15 +108,9 @@ func freeLoopbackPort(t *testing.T) uint32 {
 // Secret is missing not served, reported on the Gateway's status, while
 // the other servers on its port are.
 func TestGatewayCredentialsFromSecrets(t *testing.T) {
-	c := sandboxtest.Cluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cfg := c.RESTConfig()
-	kube := kubernetes.NewForConfigOrDie(cfg)
-	istio := istioclient.NewForConfigOrDie(cfg)
-	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg),
-		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
-	e.installCRDs()
+	e := newEnv(t, 4*time.Minute)
+	ctx, kube := e.ctx, e.kube
+	istio := istioclient.NewForConfigOrDie(e.cfg)
 	const ns = "gw-system"
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -149,20 +129,7 @@ func TestGatewayCredentialsFromSecrets(t *testing.T) {
 	defer backend.Close()
 	backendPort := bl.Addr().(*net.TCPAddr).Port
 
-	p := &pilot.Options{
-		Kubeconfig: c.KubeconfigPath(), Namespace: ns,
-		XDSAddr: "127.0.0.1:0", SecureXDSAddr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0", WebhookAddr: "127.0.0.1:0",
-		ExtraHosts: []string{"127.0.0.1"}, Log: slog.New(slog.DiscardHandler),
-	}
-	pilotCtx, stopPilot := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(pilotCtx) }()
-	defer func() {
-		stopPilot()
-		if err := <-done; err != nil {
-			t.Errorf("pilot exited with %v", err)
-		}
-	}()
+	p := e.startPilot(&pilot.Options{Namespace: ns, Log: slog.New(slog.DiscardHandler)})
 	secureXDS, err := p.Addr(ctx, "secure-xds")
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +156,7 @@ func TestGatewayCredentialsFromSecrets(t *testing.T) {
 		}
 	}
 
-	httpsPort, mtlsPort, optPort := freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t)
+	httpsPort, mtlsPort, optPort := uint32(freeport.T(t)), uint32(freeport.T(t)), uint32(freeport.T(t))
 	for _, doc := range []string{
 		fmt.Sprintf(`{"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "backend"},
   "spec": {"hosts": ["backend.example.internal"], "location": "MESH_EXTERNAL", "resolution": "STATIC",

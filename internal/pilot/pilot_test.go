@@ -55,6 +55,69 @@ type env struct {
 	rm    *restmapper.DeferredDiscoveryRESTMapper
 	cfg   *rest.Config
 	pilot *pilot.Options
+	// kubeconfig is the cluster's kubeconfig file, for pilot.
+	kubeconfig string
+}
+
+// newEnv is an env on the package's sandbox cluster with the Istio CRDs
+// installed, for a test that ends within timeout.
+func newEnv(t *testing.T, timeout time.Duration) *env {
+	t.Helper()
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	cfg := c.RESTConfig()
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg), cfg: cfg, kubeconfig: c.KubeconfigPath(),
+		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
+	e.installCRDs()
+	return e
+}
+
+// createNamespaces creates each namespace, or keeps it if it is there.
+func (e *env) createNamespaces(names ...string) {
+	e.t.Helper()
+	for _, ns := range names {
+		if _, err := e.kube.CoreV1().Namespaces().Create(e.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// startPilot runs mesh-pilot in-process on the cluster with p (its
+// kubeconfig and loopback listeners on free ports filled in) until the
+// test ends, and returns once pilot says it is ready. A pilot that exits
+// with an error fails the test.
+func (e *env) startPilot(p *pilot.Options) *pilot.Options {
+	e.t.Helper()
+	p.Kubeconfig = e.kubeconfig
+	p.XDSAddr, p.SecureXDSAddr, p.DebugAddr, p.WebhookAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	p.ExtraHosts = []string{"127.0.0.1"}
+	e.pilot = p
+	ctx, stop := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	e.t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			e.t.Errorf("pilot exited with %v", err)
+		}
+	})
+	dbg, err := p.Addr(e.ctx, "debug")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		resp, err := http.Get("http://" + dbg.String() + "/ready")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		e.t.Fatalf("pilot never became ready: %v", err)
+	}
+	return p
 }
 
 func (e *env) apply(path, ns string) error {
@@ -136,15 +199,8 @@ func (e *env) installCRDs() {
 }
 
 func TestPilotOnTheAPIServer(t *testing.T) {
-	c := sandboxtest.Cluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cfg := c.RESTConfig()
-	kube := kubernetes.NewForConfigOrDie(cfg)
-	e := &env{t: t, ctx: ctx, kube: kube, dyn: dynamic.NewForConfigOrDie(cfg), cfg: cfg,
-		rm: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))}
-	e.installCRDs()
-
+	e := newEnv(t, 4*time.Minute)
+	ctx, kube := e.ctx, e.kube
 	for _, ns := range []*corev1.Namespace{
 		{ObjectMeta: metav1.ObjectMeta{Name: "mesh-system"}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "bookinfo", Labels: map[string]string{inject.NamespaceLabel: "enabled"}}},
@@ -159,36 +215,7 @@ func TestPilotOnTheAPIServer(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-
-	p := &pilot.Options{
-		Kubeconfig: c.KubeconfigPath(), Namespace: "mesh-system",
-		XDSAddr: "127.0.0.1:0", SecureXDSAddr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0", WebhookAddr: "127.0.0.1:0",
-		ExtraHosts: []string{"127.0.0.1"},
-	}
-	e.pilot = p
-	pilotCtx, stopPilot := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(pilotCtx) }()
-	defer func() {
-		stopPilot()
-		if err := <-done; err != nil {
-			t.Errorf("pilot exited with %v", err)
-		}
-	}()
-	dbg, err := p.Addr(ctx, "debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		resp, err := http.Get("http://" + dbg.String() + "/ready")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	}); err != nil {
-		t.Fatalf("pilot never became ready: %v", err)
-	}
+	p := e.startPilot(&pilot.Options{Namespace: "mesh-system"})
 	wh, _ := p.Addr(ctx, "webhook")
 	registerWebhooks(t, e, "https://"+wh.String())
 
