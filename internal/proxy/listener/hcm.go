@@ -151,7 +151,7 @@ func (m *HCM) server(isTLS bool) *http.Server {
 	return &http.Server{
 		Handler:     m,
 		Protocols:   p,
-		HTTP2:       &http.HTTP2Config{MaxReadFrameSize: cluster.H2FrameSize},
+		HTTP2:       cluster.H2Config(),
 		IdleTimeout: idle,
 		ErrorLog:    slog.NewLogLogger(httpLog.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
