@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -332,11 +331,6 @@ func (o *Options) Run(ctx context.Context) error {
 	// set and not carried out is said once, at start, field by field.
 	for _, f := range enforced.MeshConfig(mc) {
 		log.Warn("mesh config field not carried out", "field", f.Path, "why", f.Note)
-	}
-	for _, f := range inject.ProxyConfigNotCarriedOut(mc.GetDefaultConfig()) {
-		if strings.HasPrefix(f, "proxyMetadata.") {
-			log.Warn("mesh config field not carried out", "field", "meshConfig.defaultConfig."+f, "why", "mesh does not proxy DNS")
-		}
 	}
 	wh := &http.Server{
 		Handler: webhook.Handler(values, func(ctx context.Context, name string) (map[string]string, error) {

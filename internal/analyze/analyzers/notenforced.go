@@ -91,12 +91,6 @@ func meshConfigNotCarriedOut(ctx *analyze.Context) {
 		path := strings.TrimPrefix(f.Path, "meshConfig.")
 		ctx.Report(analyze.NotEnforced, r, path, "%s is not enforced: %s", path, f.Note)
 	}
-	for _, f := range inject.ProxyConfigNotCarriedOut(ctx.Mesh.Config.GetDefaultConfig()) {
-		if strings.HasPrefix(f, "proxyMetadata.") {
-			path := "defaultConfig." + f
-			ctx.Report(analyze.NotEnforced, r, path, "%s is not enforced: mesh does not proxy DNS", path)
-		}
-	}
 }
 
 // proxyConfigNotCarriedOut reports the proxy.istio.io/config fields of a
@@ -121,7 +115,7 @@ func proxyConfigNotCarriedOut(ctx *analyze.Context) {
 		}
 		for _, f := range inject.ProxyConfigNotCarriedOut(pc) {
 			field := fmt.Sprintf("%s[%q].%s", path, inject.ProxyConfigAnnotation, f)
-			ctx.Report(analyze.NotEnforced, w.Resource, field, "%s is not enforced: the injector acts on holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency and proxyMetadata only, and mesh does not proxy DNS", field)
+			ctx.Report(analyze.NotEnforced, w.Resource, field, "%s is not enforced: the injector acts on holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency and proxyMetadata only", field)
 		}
 	}
 }

@@ -25,7 +25,11 @@ func TestInitContainerArgsAreMeshProxys(t *testing.T) {
 	}{
 		{name: "defaults: every inbound port but the proxy's, every destination", want: []string{
 			"REDIRECT --to-ports 15001", "REDIRECT --to-ports 15006", "-A MESH_INBOUND -p tcp -j MESH_IN_REDIRECT",
-			"--dport 15021 -j RETURN", "-A MESH_OUTPUT -j MESH_REDIRECT"}},
+			"--dport 15021 -j RETURN", "-A MESH_OUTPUT -j MESH_REDIRECT"}, not: []string{"MESH_DNS", "15053"}},
+		{name: "DNS proxying (proxy.istio.io/config proxyMetadata)", ann: map[string]string{
+			inject.ProxyConfigAnnotation: "proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\"}",
+		}, want: []string{"-A OUTPUT -p udp --dport 53 -j MESH_DNS", "-A MESH_DNS -m owner --uid-owner 1337 -j RETURN",
+			"-A MESH_DNS -m owner --gid-owner 1337 -j RETURN"}},
 		{name: "annotations", ann: map[string]string{
 			inject.IncludeInboundPortsAnnotation:     "8080, 9090",
 			inject.ExcludeInboundPortsAnnotation:     "9091",
@@ -65,6 +69,9 @@ func TestInitContainerArgsAreMeshProxys(t *testing.T) {
 			t.Fatalf("%s: mesh-proxy %v exited %d: %s", tc.name, args, code, stderr.String())
 		}
 		rules := stdout.String()
+		if dns := strings.Contains(tc.ann[inject.ProxyConfigAnnotation], "DNS_CAPTURE"); dns != strings.Contains(rules, "-j REDIRECT --to-ports 15053\n") {
+			t.Errorf("%s: DNS redirected to 15053 = %v, want %v:\n%s", tc.name, !dns, dns, rules)
+		}
 		for _, want := range tc.want {
 			if !strings.Contains(rules, want+"\n") {
 				t.Errorf("%s: rules lack %q:\n%s", tc.name, want, rules)
@@ -99,3 +106,17 @@ func TestBadTrafficAnnotationsRefuseThePod(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// A DNS proxying switch that is not a bool refuses the pod, naming it:
+// mesh-proxy would stop at start on it.
+func TestMalformedDNSSwitchRefusesThePod(t *testing.T) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", Annotations: map[string]string{
+			inject.ProxyConfigAnnotation: "proxyMetadata: {ISTIO_META_DNS_AUTO_ALLOCATE: \"yes\"}"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web"}}},
+	}
+	_, err := inject.Pod(pod, inject.Values{ProxyImage: "proxy:1", DiscoveryAddress: "mesh-pilot.mesh-system.svc:15010", LogLevel: "info"})
+	if err == nil || !strings.Contains(err.Error(), "proxyMetadata.ISTIO_META_DNS_AUTO_ALLOCATE") {
+		t.Fatalf("got %v, want an error naming proxyMetadata.ISTIO_META_DNS_AUTO_ALLOCATE", err)
+	}
+}

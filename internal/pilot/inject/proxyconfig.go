@@ -30,7 +30,7 @@ const (
 	ProxyMemoryLimitAnnotation  = "sidecar.istio.io/proxyMemoryLimit"
 	defaultConcurrency          = 2 // Istio's when neither the config nor a CPU limit says
 	holdTimeoutSeconds          = 60
-	proxyConfigFieldsCarriedOut = "holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency, proxyMetadata; it does not proxy DNS"
+	proxyConfigFieldsCarriedOut = "holdApplicationUntilProxyStarts, terminationDrainDuration, concurrency, proxyMetadata"
 	// terminationDrainEnv is what mesh-proxy reads terminationDrainDuration
 	// from (agent.TerminationDrainEnv; the test checks they agree).
 	terminationDrainEnv = "TERMINATION_DRAIN_DURATION_SECONDS"
@@ -64,20 +64,36 @@ func ProxyConfigNotCarriedOut(pc *meshapi.ProxyConfig) []string {
 		}
 		return true
 	})
-	// The agent does not proxy DNS (Istio's DNS proxying): its switches
-	// are passed to the proxy as they are, and nothing acts on them.
-	for _, k := range dnsProxyMetadata {
-		if on, err := strconv.ParseBool(pc.GetProxyMetadata()[k]); err == nil && on {
-			out = append(out, "proxyMetadata."+k)
-		}
-	}
 	sort.Strings(out)
 	return out
 }
 
-// dnsProxyMetadata are the proxyMetadata keys that turn on Istio's DNS
-// proxying, which mesh does not do.
-var dnsProxyMetadata = []string{"ISTIO_META_DNS_CAPTURE", "ISTIO_META_DNS_AUTO_ALLOCATE"}
+// The proxyMetadata keys of Istio's DNS proxying: the proxy answers the
+// pod's DNS from pilot's name table, and auto-allocates addresses for
+// ServiceEntry hosts without any (docs/lifecycle.md).
+const (
+	DNSCaptureKey      = "ISTIO_META_DNS_CAPTURE"
+	DNSAutoAllocateKey = "ISTIO_META_DNS_AUTO_ALLOCATE"
+)
+
+// DNSCapture reports whether pc turns DNS proxying on.
+func DNSCapture(pc *meshapi.ProxyConfig) bool {
+	on, err := strconv.ParseBool(pc.GetProxyMetadata()[DNSCaptureKey])
+	return err == nil && on
+}
+
+// checkDNSSwitches refuses a DNS proxying switch that is not a bool: the
+// proxy would stop at start on it.
+func checkDNSSwitches(pc *meshapi.ProxyConfig) error {
+	for _, k := range []string{DNSCaptureKey, DNSAutoAllocateKey} {
+		if v, ok := pc.GetProxyMetadata()[k]; ok && v != "" {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("proxyMetadata.%s %q: want \"true\" or \"false\"", k, v)
+			}
+		}
+	}
+	return nil
+}
 
 // mergedProxyConfig is the pod's proxy config as Istio computes it: the
 // annotation's fields replace meshConfig.defaultConfig's, except
@@ -92,6 +108,9 @@ func mergedProxyConfig(pod *corev1.Pod, v Values) (*meshapi.ProxyConfig, []strin
 		return pc, nil, nil
 	}
 	over, err := ParseProxyConfig(a)
+	if err == nil {
+		err = checkDNSSwitches(over)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("annotation %s: %w", ProxyConfigAnnotation, err)
 	}

@@ -110,6 +110,11 @@ func captureArgs(pod *corev1.Pod, v Values) ([]string, error) {
 			args = append(args, f.flag, joinInts(ports))
 		}
 	}
+	// DNS proxying: the app's port 53 goes to the proxy's DNS server
+	// (a config that does not parse is Pod's error, from the proxy side).
+	if pc, _, err := mergedProxyConfig(pod, v); err == nil && DNSCapture(pc) {
+		args = append(args, "--redirect-dns")
+	}
 	return args, nil
 }
 

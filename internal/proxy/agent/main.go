@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -18,6 +19,7 @@ import (
 	"mesh.dev/mesh/internal/proxy/appprobe"
 	"mesh.dev/mesh/internal/proxy/bootstrap"
 	"mesh.dev/mesh/internal/proxy/capture"
+	"mesh.dev/mesh/internal/proxy/dnsproxy"
 	"mesh.dev/mesh/internal/version"
 
 	"mesh.dev/mesh/internal/proxy/identity"
@@ -334,6 +336,9 @@ func initMain(args []string, stdout, stderr io.Writer) int {
 	excludeCIDR := fs.String("exclude-outbound-ip-ranges", "", "outbound destinations never captured, comma list of CIDRs (Istio's -x)")
 	includeOut := fs.String("include-outbound-ports", "", "outbound ports always captured, whatever the destination (Istio's -q)")
 	excludeOut := fs.String("exclude-outbound-ports", "", "outbound ports never captured (Istio's -o)")
+	fs.BoolVar(&c.RedirectDNS, "redirect-dns", false, "redirect the app's DNS (UDP and TCP 53) to the proxy's DNS server; for the nameservers of --resolv-conf only (Istio's --redirect-dns)")
+	fs.IntVar(&c.DNSPort, "dns-port", c.DNSPort, "with --redirect-dns: the port of the proxy's DNS server")
+	resolv := fs.String("resolv-conf", resolvConf, `with --redirect-dns: the pod's resolv.conf, whose IPv4 nameservers are captured ("" or none readable: DNS to any destination)`)
 	dry := fs.Bool("dry-run", false, "print the iptables-restore input instead of applying it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -362,6 +367,17 @@ func initMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if c.ExcludeOutboundPorts, err = capture.ParsePorts(*excludeOut); bad("exclude-outbound-ports", err) {
 		return exitUsage
+	}
+	if c.RedirectDNS && *resolv != "" {
+		rc, err := dnsproxy.ReadResolvConf(*resolv)
+		if err != nil {
+			fmt.Fprintf(stderr, "mesh-proxy init: --resolv-conf: %v; capturing DNS to every destination\n", err)
+		}
+		for _, n := range rc.Nameservers {
+			if a, err := netip.ParseAddr(n); err == nil && a.Is4() {
+				c.DNSServers = append(c.DNSServers, a.String())
+			}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(stderr, "mesh-proxy init: %v\n", err)

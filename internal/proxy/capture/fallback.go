@@ -29,7 +29,11 @@ const FallbackChain = "MESH_FALLBACK"
 // stay captured; with active (the rules are already in place) on only
 // replaces them. Connections already open keep the decision conntrack
 // recorded for them.
-func FallbackRules(on, active bool, at int, keep []netip.Addr) string {
+//
+// With dns (the pod's DNS is redirected to the proxy, chain MESH_DNS) the
+// app's DNS over UDP goes straight to its resolvers too; over TCP it
+// follows the MESH_OUTPUT RETURN.
+func FallbackRules(on, active, dns bool, at int, keep []netip.Addr) string {
 	var b strings.Builder
 	w := func(f string, a ...any) { fmt.Fprintf(&b, f+"\n", a...) }
 	w("*nat")
@@ -42,11 +46,17 @@ func FallbackRules(on, active bool, at int, keep []netip.Addr) string {
 			w("-I MESH_INBOUND 1 -m comment --comment %s -j RETURN", FallbackComment)
 			w("-I MESH_OUTPUT %d -m comment --comment %s -j RETURN", at, FallbackComment)
 			w("-I MESH_OUTPUT %d -m comment --comment %s -j %s", at, FallbackComment, FallbackChain)
+			if dns {
+				w("-I MESH_DNS 1 -m comment --comment %s -j RETURN", FallbackComment)
+			}
 		}
 	} else {
 		w("-D MESH_INBOUND -m comment --comment %s -j RETURN", FallbackComment)
 		w("-D MESH_OUTPUT -m comment --comment %s -j %s", FallbackComment, FallbackChain)
 		w("-D MESH_OUTPUT -m comment --comment %s -j RETURN", FallbackComment)
+		if dns {
+			w("-D MESH_DNS -m comment --comment %s -j RETURN", FallbackComment)
+		}
 		w("-F %s", FallbackChain)
 		w("-X %s", FallbackChain)
 	}
@@ -103,7 +113,8 @@ func SetFallback(ctx context.Context, on bool, keep []netip.Addr, prefix ...stri
 	}
 	args := append(append([]string{}, prefix...), "iptables-restore", "--noflush")
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(FallbackRules(on, active, fallbackAt(nat), keep))
+	dns := bytes.Contains(nat, []byte("\n:MESH_DNS "))
+	cmd.Stdin = strings.NewReader(FallbackRules(on, active, dns, fallbackAt(nat), keep))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

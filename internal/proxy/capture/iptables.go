@@ -28,17 +28,34 @@ type Config struct {
 	// captured (excludeOutboundPorts), which wins over both.
 	IncludeOutboundPorts []int
 	ExcludeOutboundPorts []int
+	// RedirectDNS sends the app's DNS (UDP and TCP port 53) to the
+	// proxy's DNS server on DNSPort (Istio's --redirect-dns), the proxy's
+	// own queries excepted. DNSServers limits it to queries for those
+	// resolvers (the pod's resolv.conf nameservers, as Istio does); none:
+	// every destination.
+	RedirectDNS bool
+	DNSPort     int
+	DNSServers  []string
 }
 
 // Default is Istio's layout.
 func Default() Config {
 	return Config{ProxyUID: 1337, ProxyGID: 1337, OutboundPort: 15001, InboundPort: 15006, InboundPorts: "*",
-		ExcludeInboundPorts: []int{15020, 15021, 15090}, IncludeOutboundCIDR: []string{"*"}}
+		ExcludeInboundPorts: []int{15020, 15021, 15090}, IncludeOutboundCIDR: []string{"*"}, DNSPort: 15053}
 }
 
 // Validate checks the configuration before any rule is written.
 func (c Config) Validate() error {
-	for name, p := range map[string]int{"outbound port": c.OutboundPort, "inbound port": c.InboundPort} {
+	ports := map[string]int{"outbound port": c.OutboundPort, "inbound port": c.InboundPort}
+	if c.RedirectDNS {
+		ports["DNS port"] = c.DNSPort
+	}
+	for i, d := range c.DNSServers {
+		if a, err := netip.ParseAddr(d); err != nil || !a.Is4() {
+			return fmt.Errorf("DNS servers: entry %d %q: want an IPv4 address (the pod's capture is IPv4 only)", i+1, d)
+		}
+	}
+	for name, p := range ports {
 		if p <= 0 || p > 65535 {
 			return fmt.Errorf("%s %d: want 1-65535", name, p)
 		}
@@ -134,7 +151,11 @@ func (c Config) Rules() string {
 	var b strings.Builder
 	w := func(f string, a ...any) { fmt.Fprintf(&b, f+"\n", a...) }
 	w("*nat")
-	for _, ch := range []string{"MESH_INBOUND", "MESH_IN_REDIRECT", "MESH_OUTPUT", "MESH_REDIRECT"} {
+	chains := []string{"MESH_INBOUND", "MESH_IN_REDIRECT", "MESH_OUTPUT", "MESH_REDIRECT"}
+	if c.RedirectDNS {
+		chains = append(chains, "MESH_DNS")
+	}
+	for _, ch := range chains {
 		w(":%s - [0:0]", ch)
 	}
 	w("-A MESH_IN_REDIRECT -p tcp -j REDIRECT --to-ports %d", c.InboundPort)
@@ -162,6 +183,13 @@ func (c Config) Rules() string {
 	w("-A MESH_OUTPUT -m owner --uid-owner %d -j RETURN", c.ProxyUID)
 	w("-A MESH_OUTPUT -m owner --gid-owner %d -j RETURN", c.ProxyGID)
 	w("-A MESH_OUTPUT -d 127.0.0.1/32 -j RETURN")
+	// The app's DNS over TCP goes to the proxy's DNS server (after the
+	// exceptions, where the fallback rules go in before it).
+	if c.RedirectDNS {
+		for _, d := range c.dnsDestinations() {
+			w("-A MESH_OUTPUT -p tcp --dport 53%s -j REDIRECT --to-ports %d", d, c.DNSPort)
+		}
+	}
 	for _, p := range c.IncludeOutboundPorts {
 		w("-A MESH_OUTPUT -p tcp --dport %d -j MESH_REDIRECT", p)
 	}
@@ -175,8 +203,31 @@ func (c Config) Rules() string {
 			w("-A MESH_OUTPUT -d %s -j MESH_REDIRECT", cidr)
 		}
 	}
+	if c.RedirectDNS {
+		// UDP is not captured otherwise: only DNS, and not the proxy's
+		// own queries upstream, which would come back to it.
+		w("-A OUTPUT -p udp --dport 53 -j MESH_DNS")
+		w("-A MESH_DNS -m owner --uid-owner %d -j RETURN", c.ProxyUID)
+		w("-A MESH_DNS -m owner --gid-owner %d -j RETURN", c.ProxyGID)
+		for _, d := range c.dnsDestinations() {
+			w("-A MESH_DNS -p udp%s -j REDIRECT --to-ports %d", d, c.DNSPort)
+		}
+	}
 	w("COMMIT")
 	return b.String()
+}
+
+// dnsDestinations are the -d matches of the DNS rules: one per resolver,
+// or none (every destination).
+func (c Config) dnsDestinations() []string {
+	if len(c.DNSServers) == 0 {
+		return []string{""}
+	}
+	out := make([]string, len(c.DNSServers))
+	for i, d := range c.DNSServers {
+		out[i] = " -d " + d + "/32"
+	}
+	return out
 }
 
 // Apply loads the rules with iptables-restore (needs CAP_NET_ADMIN in the target namespace).

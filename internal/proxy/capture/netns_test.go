@@ -56,6 +56,8 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	case "proxy":
 		os.Exit(runProxy())
+	case "resolver", "dnsproxy", "dnsclient":
+		os.Exit(dnsHelper(os.Getenv("MESH_CAPTURE_HELPER")))
 	case "client":
 		target := podIP
 		if t := os.Getenv("MESH_CAPTURE_TARGET"); t != "" {
