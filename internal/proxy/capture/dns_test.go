@@ -38,7 +38,9 @@ func dnsHelper(role string) int {
 			_ = w.WriteMsg(m)
 		})
 		for _, n := range []string{"udp", "tcp"} {
-			go func() { fmt.Fprintln(os.Stderr, (&dns.Server{Addr: resolverIP + ":53", Net: n, Handler: h}).ListenAndServe()) }()
+			go func() {
+				fmt.Fprintln(os.Stderr, (&dns.Server{Addr: resolverIP + ":53", Net: n, Handler: h}).ListenAndServe())
+			}()
 		}
 		select {}
 	case "dnsproxy":
