@@ -186,7 +186,7 @@ func pcUpstream() (int, func(), error) {
 }
 
 // pcStart runs a mesh-proxy binary as the proxy bench does (sidecar settings), with extra HTTP filters before the router.
-func pcStart(bin, name, dir string, upPort int, filters string) (*pxTarget, error) {
+func pcStart(bin, name, dir string, upPort int, filters string, clusters ...string) (*pxTarget, error) {
 	port, err := pxFreePort()
 	if err != nil {
 		return nil, err
@@ -218,7 +218,7 @@ static_resources:
     load_assignment:
       cluster_name: "outbound|80||app.default.svc.cluster.local"
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, port, filters, upPort)
+%s`, port, filters, upPort, strings.Join(clusters, ""))
 	bs := filepath.Join(dir, fmt.Sprintf("mesh-proxy-%d.yaml", port))
 	if err := os.WriteFile(bs, []byte(cfg), 0o644); err != nil {
 		return nil, err
