@@ -126,6 +126,24 @@ func newPilotRig(ctx context.Context, proxies int, scoped, rebuildAll bool) (*pi
 	return r, nil
 }
 
+// asMeshPilot gives this process mesh-pilot's default soft memory limit
+// (--memory-limit-mib), as the pilot benches measure pilot, and returns
+// the function that lifts it again.
+func asMeshPilot() (restore func()) {
+	debug.SetMemoryLimit(pilot.DefaultMemoryLimitMiB << 20)
+	return func() { debug.SetMemoryLimit(math.MaxInt64) }
+}
+
+// benchProxies is how many proxies the pilot benches connect: 2,000, or
+// MESH_BENCH_PILOT_PROXIES for quick local runs (the report's figures are
+// for 2,000).
+func benchProxies() int {
+	if n, err := strconv.Atoi(os.Getenv("MESH_BENCH_PILOT_PROXIES")); err == nil && n > 0 {
+		return n
+	}
+	return pilotProxies
+}
+
 // startClients starts the client child process and hands it the node ids
 // of proxies proxies.
 func (r *pilotRig) startClients(ctx context.Context, proxies int) error {
@@ -269,19 +287,27 @@ func (r *pilotRig) endpointChange() {
 
 // timePush times change until every client ACKed a new response of each of types.
 func (r *pilotRig) timePush(change func(), types ...int) (time.Duration, error) {
+	d, _, err := r.measurePush(change, types...)
+	return d, err
+}
+
+// measurePush is timePush with the CPU time this process (pilot; the
+// clients run in a child) spent meanwhile: unlike the wall time it hardly
+// grows when other processes compete for the cores.
+func (r *pilotRig) measurePush(change func(), types ...int) (took, cpu time.Duration, err error) {
 	var ts []string
 	for _, t := range types {
 		ts = append(ts, strconv.Itoa(t))
 	}
 	if _, err := r.call("mark " + strings.Join(ts, ",")); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	change()
 	if _, err := r.call("wait"); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return time.Since(start), nil
+	return time.Since(start), processCPU() - cpu0, nil
 }
 
 // pilotMemory is the bench process's (pilot's, with the clients elsewhere)
@@ -327,13 +353,8 @@ func benchPilot(_ *Env) ([]Row, error) {
 	load := loadAverage()
 	ctx, cancel := context.WithTimeout(context.Background(), pilotBudget)
 	defer cancel()
-	// As mesh-pilot runs by default (--memory-limit-mib).
-	debug.SetMemoryLimit(pilot.DefaultMemoryLimitMiB << 20)
-	defer debug.SetMemoryLimit(math.MaxInt64)
-	proxies := pilotProxies
-	if n, err := strconv.Atoi(os.Getenv("MESH_BENCH_PILOT_PROXIES")); err == nil && n > 0 {
-		proxies = n // for quick local runs; the report's figure is for 2,000
-	}
+	defer asMeshPilot()()
+	proxies := benchProxies()
 
 	slog.Info("pilot bench: baseline with one proxy")
 	one, err := newPilotRig(ctx, 1, false, false)
@@ -363,14 +384,14 @@ func benchPilot(_ *Env) ([]Row, error) {
 	}
 	defer rig.close()
 	baseHeap, baseRSS, _ := pilotMemory() // model built, nobody connected yet
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	if err := rig.startClients(ctx, proxies); err != nil {
 		return nil, err
 	}
 	if _, err := rig.call(""); err != nil {
 		return nil, fmt.Errorf("first push: %w", err)
 	}
-	connect := time.Since(start)
+	connect, connectCPU := time.Since(start), processCPU()-cpu0
 	slog.Info("pilot bench: all connected", "took", connect)
 	if path := os.Getenv("MESH_BENCH_PILOT_CPUPROFILE"); path != "" {
 		// Profiles the pushes only, not the connection storm.
@@ -384,20 +405,20 @@ func benchPilot(_ *Env) ([]Row, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var fulls, edss []time.Duration
+	var fulls, edss, fullCPUs, edsCPUs []time.Duration
 	for i := 0; i < 3; i++ {
-		d, err := rig.timePush(rig.fullChange, pCDS, pEDS, pRDS)
+		d, c, err := rig.measurePush(rig.fullChange, pCDS, pEDS, pRDS)
 		if err != nil {
 			return nil, fmt.Errorf("full push: %w", err)
 		}
-		fulls = append(fulls, d)
-		slog.Info("pilot bench: full push", "took", d)
-		d, err = rig.timePush(rig.endpointChange, pEDS)
+		fulls, fullCPUs = append(fulls, d), append(fullCPUs, c)
+		slog.Info("pilot bench: full push", "took", d, "cpu", c)
+		d, c, err = rig.measurePush(rig.endpointChange, pEDS)
 		if err != nil {
 			return nil, fmt.Errorf("endpoint push: %w", err)
 		}
-		edss = append(edss, d)
-		slog.Info("pilot bench: endpoint push", "took", d)
+		edss, edsCPUs = append(edss, d), append(edsCPUs, c)
+		slog.Info("pilot bench: endpoint push", "took", d, "cpu", c)
 	}
 	heap, rss, peak := pilotMemory()
 	if path := os.Getenv("MESH_BENCH_PILOT_MEMPROFILE"); path != "" {
@@ -463,6 +484,12 @@ func benchPilot(_ *Env) ([]Row, error) {
 		{Figure: fmt.Sprintf("pilot: endpoint-only push (EDS) to %d proxies, change to all ACKed, median of %d (%s)", proxies, len(edss), how),
 			Value: edsPush.Seconds(), Unit: "s", Baseline: base, BaselineValue: oneEDS.Seconds(),
 			Target: "< 1 s", Met: Check(edsPush < time.Second), Command: cmd},
+		{Figure: fmt.Sprintf("pilot: CPU time (user+sys) of pilot for the first config to %d proxies, connect to all ACKed (the wall time's figures grow with the machine's load, this hardly does)", proxies),
+			Value: connectCPU.Seconds(), Unit: "s", Command: cmd},
+		{Figure: fmt.Sprintf("pilot: CPU time (user+sys) of pilot per full push to %d proxies, median of %d", proxies, len(fullCPUs)),
+			Value: median(fullCPUs).Seconds(), Unit: "s", Command: cmd},
+		{Figure: fmt.Sprintf("pilot: CPU time (user+sys) of pilot per endpoint-only push to %d proxies, median of %d", proxies, len(edsCPUs)),
+			Value: median(edsCPUs).Seconds(), Unit: "s", Command: cmd},
 		{Figure: fmt.Sprintf("pilot: heap+stacks in use after GC with %d proxies connected, after the pushes (the bench process is pilot alone: clients run in a child; includes the synthetic Kubernetes objects, as informer caches would)", proxies),
 			Value: MiB(heap), Unit: "MiB", Baseline: "same process, model built, no proxy connected yet", BaselineValue: MiB(baseHeap),
 			Target: "< 1024 MiB", Met: Check(MiB(heap) < 1024), Command: cmd},

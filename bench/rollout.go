@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
-	"os"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/rollout"
 )
@@ -52,12 +48,8 @@ func benchRollout(_ *Env) ([]Row, error) {
 	load := loadAverage()
 	ctx, cancel := context.WithTimeout(context.Background(), rolloutBudget)
 	defer cancel()
-	debug.SetMemoryLimit(pilot.DefaultMemoryLimitMiB << 20)
-	defer debug.SetMemoryLimit(math.MaxInt64)
-	proxies := pilotProxies
-	if n, err := strconv.Atoi(os.Getenv("MESH_BENCH_PILOT_PROXIES")); err == nil && n > 0 {
-		proxies = n // for quick local runs; the report's figures are for 2,000
-	}
+	defer asMeshPilot()()
+	proxies := benchProxies()
 
 	rig, err := newPilotRig(ctx, proxies, false, false)
 	if err != nil {
