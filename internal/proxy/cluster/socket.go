@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"mesh.dev/mesh/internal/proxy/batchconn"
 	meshtls "mesh.dev/mesh/internal/proxy/tls"
 )
 
@@ -252,6 +253,18 @@ func (c *Cluster) newTransport(h2 bool, idle time.Duration, tcfg *tls.Config) *h
 		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return dialTLS(ctx, t.DialContext, t.TLSClientConfig, network, addr)
 		}
+	} else if h2 {
+		// Plaintext HTTP/2 (prior knowledge): its frames are batched from the start.
+		dial := t.DialContext
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			bc := batchconn.New(c)
+			bc.Enable()
+			return bc, nil
+		}
 	}
 	return t
 }
@@ -272,10 +285,15 @@ func dialTLS(ctx context.Context, dial func(context.Context, string, string) (ne
 			cfg.ServerName = host
 		}
 	}
-	tc := meshtls.Client(raw, cfg)
+	// Under TLS, so that the records of frames written together leave in one system call.
+	bc := batchconn.New(raw)
+	tc := meshtls.Client(bc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, err
+	}
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		bc.Enable() // HTTP/1.1 writes a request at once; only HTTP/2 flushes per frame
 	}
 	return tc, nil
 }

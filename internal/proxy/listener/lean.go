@@ -188,6 +188,9 @@ func (m *HCM) serveLean(ch *chain, mc *metaConn, conn net.Conn) {
 				next = &tlsHandOff{Conn: tc, r: lc.br, mc: mc}
 			} else {
 				mc.r = lc.br
+				if b, _ := lc.br.Peek(3); string(b) == "PRI" {
+					mc.batch() // HTTP/2 with prior knowledge
+				}
 			}
 			if !ch.conns.push(next) {
 				conn.Close()

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	mxpb "istio.io/api/envoy/config/filter/network/metadata_exchange"
 
+	"mesh.dev/mesh/internal/proxy/batchconn"
 	"mesh.dev/mesh/internal/proxy/cluster"
 	"mesh.dev/mesh/internal/proxy/config"
 	"mesh.dev/mesh/internal/proxy/genericproxy"
@@ -641,11 +642,14 @@ func (m *Manager) serveConn(l *Listener, conn net.Conn, handedOff *netip.AddrPor
 		return
 	}
 	mc.onClose = func() { l.Stats.CxActive.Add(-1) }
-	if ch.hcm != nil && ch.hcm.leanEligible() {
-		if tc, ok := c.(*tls.Conn); !ok || tc.ConnectionState().NegotiatedProtocol != "h2" {
-			ch.hcm.serveLean(ch, mc, c)
-			return
-		}
+	tc, isTLS := c.(*tls.Conn)
+	h2 := isTLS && tc.ConnectionState().NegotiatedProtocol == "h2"
+	if ch.hcm != nil && ch.hcm.leanEligible() && !h2 {
+		ch.hcm.serveLean(ch, mc, c)
+		return
+	}
+	if h2 {
+		mc.batch()
 	}
 	for !ch.conns.push(c) {
 		// The chain was retired by a config update while this connection was
@@ -766,10 +770,29 @@ type metaConn struct {
 	net.Conn
 	// r, when set, is read instead of Conn: the lean path's reader, holding
 	// bytes it read before handing the connection to net/http.
-	r       io.Reader
+	r io.Reader
+	// b, when set, takes the writes: an HTTP/2 connection's frames are
+	// batched (under TLS, when there is TLS).
+	b       *batchconn.Conn
 	info    *connInfo
 	onClose func()
 	once    sync.Once
+}
+
+// batch makes the connection's writes from now on batched; nothing may be
+// writing to it while it is called.
+func (c *metaConn) batch() {
+	if c.b == nil {
+		c.b = batchconn.New(c.Conn)
+		c.b.Enable()
+	}
+}
+
+func (c *metaConn) Write(p []byte) (int, error) {
+	if c.b != nil {
+		return c.b.Write(p)
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *metaConn) Read(p []byte) (int, error) {
@@ -785,6 +808,9 @@ func (c *metaConn) Close() error {
 			c.onClose()
 		}
 	})
+	if c.b != nil {
+		return c.b.Close()
+	}
 	return c.Conn.Close()
 }
 
