@@ -341,7 +341,7 @@ func (o *Options) Run(ctx context.Context) error {
 				return nil, err
 			}
 			return ns.Labels, nil
-		}, log),
+		}, o.RolloutDefault, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,

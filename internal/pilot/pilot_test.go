@@ -521,6 +521,12 @@ spec:
 	if err := e.applyYAML(good, "bookinfo"); err != nil {
 		t.Errorf("a valid VirtualService was rejected: %v", err)
 	}
+	// A rollout pilot would hold the change for is refused when applied.
+	staged := strings.Replace(good, "metadata: {name: broken}", `metadata: {name: broken, annotations: {rollout.mesh.io/stages: "10,50", rollout.mesh.io/interval: 60s}}`, 1)
+	err = e.applyYAML(staged, "bookinfo")
+	if err == nil || !strings.Contains(err.Error(), "validation.mesh.io") || !strings.Contains(err.Error(), "metadata.annotations[rollout.mesh.io/stages]") {
+		t.Errorf("stages not ending at 100: %v; want the webhook's refusal naming the annotation", err)
+	}
 }
 
 // testMetaRoute: a MetaRoute created through the API server (past the

@@ -6,6 +6,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"mesh.dev/mesh/internal/fallback"
 	"mesh.dev/mesh/internal/pilot/inject"
+	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 	"mesh.dev/mesh/internal/validation"
 )
 
@@ -31,8 +33,9 @@ type NamespaceLabels func(ctx context.Context, name string) (map[string]string, 
 
 // Handler serves /inject and /validate. values returns the injector values
 // current at request time (the ConfigMap may change); nsLabels the labels
-// of the pod's namespace (nil: none are read).
-func Handler(values func() (inject.Values, error), nsLabels NamespaceLabels, log *slog.Logger) http.Handler {
+// of the pod's namespace (nil: none are read); rollout is the mesh-wide
+// default of the rollout annotations pilot reads resources with.
+func Handler(values func() (inject.Values, error), nsLabels NamespaceLabels, rollout annotation.Default, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /inject", func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, log, func(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
@@ -40,7 +43,9 @@ func Handler(values func() (inject.Values, error), nsLabels NamespaceLabels, log
 		})
 	})
 	mux.HandleFunc("POST /validate", func(w http.ResponseWriter, r *http.Request) {
-		serve(w, r, log, validate)
+		serve(w, r, log, func(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+			return validate(req, rollout)
+		})
 	})
 	return mux
 }
@@ -118,7 +123,7 @@ func injectPod(ctx context.Context, req *admissionv1.AdmissionRequest, values fu
 	return &resp.AdmissionResponse
 }
 
-func validate(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func validate(req *admissionv1.AdmissionRequest, rollout annotation.Default) *admissionv1.AdmissionResponse {
 	if !validation.IsIstioGroup(req.Kind.Group) || req.Operation == admissionv1.Delete {
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
@@ -127,15 +132,16 @@ func validate(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse 
 		// Kinds pilot does not know (e.g. a newer Istio API) are let through.
 		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"not validated: " + err.Error()}}
 	}
-	resp := &admissionv1.AdmissionResponse{Allowed: len(errs) == 0}
+	var msgs []string
+	for _, e := range errs {
+		msgs = append(msgs, e.Error())
+	}
+	msgs = append(msgs, rolloutErrors(req.Object.Raw, rollout)...)
+	resp := &admissionv1.AdmissionResponse{Allowed: len(msgs) == 0}
 	for _, w := range warns {
 		resp.Warnings = append(resp.Warnings, w.Error())
 	}
-	if len(errs) > 0 {
-		msgs := make([]string, len(errs))
-		for i, e := range errs {
-			msgs[i] = e.Error()
-		}
+	if len(msgs) > 0 {
 		name := req.Name
 		if name == "" {
 			name = req.Namespace + "/<generated>"
@@ -148,4 +154,34 @@ func validate(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse 
 		}
 	}
 	return resp
+}
+
+// rolloutErrors reads a resource's rollout.mesh.io/ annotations as pilot
+// will, under the mesh-wide default: pilot holds a change whose
+// annotations it cannot carry out (so a typo never releases it to every
+// proxy at once), and refusing it here says so to whoever applies it,
+// instead of only in the resource's status afterwards.
+func rolloutErrors(raw []byte, d annotation.Default) []string {
+	var obj struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil // ValidateJSON decoded it; nothing else to say
+	}
+	var out []string
+	field := func(err error) {
+		var ae *annotation.Error
+		if errors.As(err, &ae) {
+			out = append(out, fmt.Sprintf("metadata.annotations[%s]: %q: %s", ae.Annotation, ae.Value, ae.Problem))
+		} else if err != nil {
+			out = append(out, err.Error())
+		}
+	}
+	_, err := annotation.Parse(d.Under(obj.Metadata.Annotations))
+	field(err)
+	_, _, err = annotation.ParseRequests(obj.Metadata.Annotations)
+	field(err)
+	return out
 }
