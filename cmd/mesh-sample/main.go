@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"mesh.dev/mesh/internal/sandbox/sampleapp"
@@ -34,9 +35,21 @@ func main() {
 	authzGRPC := fs.String("ext-authz-grpc-listen", "", "with --role=ext-authz: address to serve envoy.service.auth.v3 Check on (empty: none)")
 	unready := fs.Duration("unready-for", 0, "answer /health with 503 for this long after start")
 	fetch := fs.String("fetch", "", "instead of serving: GET this URL, print the answer and exit 0 on a 2xx, 1 otherwise (a Job's process)")
-	attempts := fs.Int("fetch-attempts", 1, "with --fetch: how many times to try, a second apart")
+	attempts := fs.Int("fetch-attempts", 1, "with --fetch and --resolve: how many times to try, a second apart")
+	resolve := fs.String("resolve", "", "before --fetch (or instead of serving): ask the pod's DNS (/etc/resolv.conf, search path; not the hosts file) for these names' IPv4 addresses (a comma list), print them, exit 1 when there are none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(64)
+	}
+	if *resolve != "" {
+		for _, name := range strings.Split(*resolve, ",") {
+			if err := sampleapp.Resolve(context.Background(), strings.TrimSpace(name), "/etc/resolv.conf", *attempts, os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "mesh-sample: --resolve:", err)
+				os.Exit(1)
+			}
+		}
+		if *fetch == "" {
+			os.Exit(0)
+		}
 	}
 	if *fetch != "" {
 		if err := sampleapp.Fetch(context.Background(), *fetch, *attempts, os.Stdout); err != nil {

@@ -101,12 +101,15 @@ type Proxy struct {
 	started   time.Time
 	draining  atomic.Bool
 	initDone  atomic.Bool
-	servers   []*http.Server
-	quit      chan struct{}
-	adminAddr string
-	grpcConn  *grpc.ClientConn
-	keepStat  func(string) bool // stats_config.stats_matcher
-	dns       *dnsproxy.Server  // nil: no DNS proxying
+	// listenersDone and namesDone: the first listener update and the
+	// first name table were applied (readiness waits for both with DNS).
+	listenersDone, namesDone atomic.Bool
+	servers                  []*http.Server
+	quit                     chan struct{}
+	adminAddr                string
+	grpcConn                 *grpc.ClientConn
+	keepStat                 func(string) bool // stats_config.stats_matcher
+	dns                      *dnsproxy.Server  // nil: no DNS proxying
 }
 
 // New assembles a proxy; nothing listens until Start.
@@ -229,7 +232,16 @@ func asMessages[M proto.Message](in []M) []proto.Message {
 // Apply implements xdsclient.Handler.
 func (p *Proxy) Apply(u config.Update) error {
 	err := p.Store.Apply(u)
-	if err == nil && (u.TypeURL == config.ListenerType) {
+	if err == nil && u.TypeURL == config.ListenerType {
+		p.listenersDone.Store(true)
+	}
+	if err == nil && u.TypeURL == nds.TypeURL {
+		p.namesDone.Store(true)
+	}
+	// Ready once the listeners came, and, when the proxy answers the
+	// pod's DNS, its name table too: an app started at readiness (native
+	// sidecars, holdApplicationUntilProxyStarts) resolves mesh names at once.
+	if p.listenersDone.Load() && (p.dns == nil || p.namesDone.Load()) {
 		p.initDone.Store(true)
 	}
 	return err

@@ -245,6 +245,11 @@ func (n *network) addPod(ctx context.Context, id int, ip netip.Addr, sysctls map
 		{"ip", "-n", p.ns, "addr", "add", ip.String() + "/24", "dev", "eth0"},
 		{"ip", "-n", p.ns, "link", "set", "eth0", "up"},
 		{"ip", "-n", p.ns, "route", "add", "198.18.0.0/15", "via", n.gateway.String(), "dev", "eth0"},
+		// DNS auto-allocation's addresses (class E, never a destination):
+		// a route, as a pod's default route gives, so a connection to one
+		// gets past routing to the sidecar's capture; the bridge forwards
+		// nothing, so an uncaptured one goes no further.
+		{"ip", "-n", p.ns, "route", "add", "240.240.0.0/16", "via", n.gateway.String(), "dev", "eth0"},
 	}
 	for k, v := range sysctls {
 		steps = append(steps, []string{"ip", "netns", "exec", p.ns, "sysctl", "-q", "-w", k + "=" + v})

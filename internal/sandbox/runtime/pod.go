@@ -49,11 +49,13 @@ type podWorker struct {
 	// ran so far (a sidecar's capture rules come first); before a native
 	// sidecar starts, which needs Services (its control plane) at once.
 	svcReady  bool
-	dir       string            // the pod's files: hosts, volumes
-	hostsFile string            // bind-mounted over /etc/hosts
-	vols      map[string]string // volume name → folder
-	events    map[string]*recordedEvent
-	svcMu     sync.Mutex // held while the pod's service rules are loaded
+	dir       string // the pod's files: hosts, volumes
+	hostsFile string // bind-mounted over /etc/hosts
+	// resolvFile is bind-mounted over /etc/resolv.conf.
+	resolvFile string
+	vols       map[string]string // volume name → folder
+	events     map[string]*recordedEvent
+	svcMu      sync.Mutex // held while the pod's service rules are loaded
 
 	// reportMu makes status patches one at a time, each built on the
 	// status the one before left on the API server (base).
@@ -308,8 +310,19 @@ func (w *podWorker) setupFiles(ctx context.Context) error {
 	if err := os.WriteFile(hosts, nil, 0o644); err != nil {
 		return err
 	}
+	// resolv.conf as a kubelet writes it for ClusterFirst: the cluster's
+	// search path, and a nameserver the pod can route to (the bridge;
+	// the sandbox runs no cluster DNS, names come from the hosts file,
+	// so a query that gets there is refused at once rather than sent
+	// to the host's resolver, which the pod has no route to).
+	resolv := filepath.Join(dir, "resolv.conf")
+	ns := w.pod.Namespace
+	rc := fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", w.rt.net.gateway, ns)
+	if err := os.WriteFile(resolv, []byte(rc), 0o644); err != nil {
+		return err
+	}
 	w.mu.Lock()
-	w.dir, w.hostsFile = dir, hosts
+	w.dir, w.hostsFile, w.resolvFile = dir, hosts, resolv
 	w.mu.Unlock()
 	w.rt.svc.sync(ctx, w)
 	vols, err := w.prepareVolumes(ctx, filepath.Join(dir, "volumes"))
@@ -370,7 +383,7 @@ func (w *podWorker) launch(ctx context.Context, s *procState) (*exec.Cmd, chan s
 	if err != nil {
 		return nil, nil, err
 	}
-	mounts, err := containerMounts(s.spec, w.vols, w.hostsFile)
+	mounts, err := containerMounts(s.spec, w.vols, w.hostsFile, w.resolvFile)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -158,8 +158,11 @@ func (w *podWorker) writeToken(ctx context.Context, dir string, p *corev1.Servic
 }
 
 // containerMounts lists a container's volume mounts, plus the pod's hosts file.
-func containerMounts(c corev1.Container, vols map[string]string, hostsFile string) ([]mount, error) {
+func containerMounts(c corev1.Container, vols map[string]string, hostsFile, resolvFile string) ([]mount, error) {
 	ms := []mount{{src: hostsFile, dst: "/etc/hosts", file: true, readOnly: true}}
+	if resolvFile != "" {
+		ms = append(ms, mount{src: resolvFile, dst: "/etc/resolv.conf", file: true, readOnly: true})
+	}
 	for _, m := range c.VolumeMounts {
 		src, ok := vols[m.Name]
 		if !ok {
