@@ -52,7 +52,7 @@ docs: ## regenerate docs/reference from the command tree
 	$(GO) run ./internal/refdocs/gen -out docs/reference
 
 bench: ## run the benchmarks and rewrite docs/benchmarks.md
-	@tools/prereqs.sh test
+	@tools/prereqs.sh bench
 	@$(MAKE) --no-print-directory build tools
 	$(GO) run ./bench
 

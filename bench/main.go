@@ -41,7 +41,7 @@ func register(b Bench) { benches = append(benches, b) }
 
 func main() {
 	only := flag.String("only", "", "comma-separated benchmark names to run (default: all)")
-	out := flag.String("out", "docs/benchmarks.md", "where to write the report")
+	out := flag.String("out", "docs/benchmarks.md", "where to write the report (relative to the repository's root, or absolute)")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 
@@ -49,6 +49,15 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
+	}
+	report := *out
+	if !filepath.IsAbs(report) {
+		report = filepath.Join(env.Root, report)
+	}
+	// Said now, not after a run of many minutes that has nowhere to go.
+	if st, err := os.Stat(filepath.Dir(report)); err != nil || !st.IsDir() {
+		fmt.Fprintf(os.Stderr, "bench: -out %s: folder %s does not exist\n", *out, filepath.Dir(report))
+		os.Exit(64)
 	}
 	sort.Slice(benches, func(i, j int) bool { return benches[i].Name < benches[j].Name })
 	want := map[string]bool{}
@@ -72,7 +81,7 @@ func main() {
 		}
 		results = append(results, result{Bench: b, Rows: rows, Err: err, Took: time.Since(start)})
 	}
-	if err := writeReport(filepath.Join(env.Root, *out), env, results); err != nil {
+	if err := writeReport(report, env, results); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -9,9 +9,11 @@
 #   tools/prereqs.sh test   the tests: without root the network-namespace
 #                           tests skip, so root and the kernel checks are
 #                           only reported
+#   tools/prereqs.sh bench  what test needs, and the baselines `make bench`
+#                           measures mesh-proxy against (haproxy, nginx)
 set -uo pipefail
 mode=${1:-demo}
-case $mode in demo | test) ;; *) echo "usage: tools/prereqs.sh demo|test" >&2; exit 64 ;; esac
+case $mode in demo | test | bench) ;; *) echo "usage: tools/prereqs.sh demo|test|bench" >&2; exit 64 ;; esac
 cd "$(dirname "$0")/.."
 
 fail() { echo "prereqs: $*" >&2; exit 1; }
@@ -27,6 +29,10 @@ declare -A pkg=(
   [setpriv]=util-linux [unshare]=util-linux [nsenter]=util-linux [flock]=util-linux
   [mount]=mount [hostname]=hostname [sysctl]=procps [git]=git
 )
+if [ "$mode" = bench ]; then
+  pkg[haproxy]=haproxy pkg[nginx]=nginx
+  mode=test # from here on, bench needs what the tests need
+fi
 missing=()
 for c in "${!pkg[@]}"; do command -v "$c" >/dev/null || missing+=("${pkg[$c]}"); done
 if [ ${#missing[@]} -gt 0 ]; then
