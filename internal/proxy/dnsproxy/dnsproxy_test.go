@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mesh.dev/mesh/internal/freeport"
 	"mesh.dev/mesh/internal/nds"
 )
 
@@ -31,11 +32,13 @@ type upstream struct {
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
 	u := &upstream{}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// One port for UDP and TCP, from freeport: a UDP port the kernel
+	// picked may be taken over TCP (ci40c: address already in use).
+	u.addr = fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
+	pc, err := net.ListenPacket("udp", u.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.addr = pc.LocalAddr().String()
 	l, err := net.Listen("tcp", u.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -97,12 +100,7 @@ func startProxy(t *testing.T, ups ...string) string {
 	t.Helper()
 	s := New(Options{Upstreams: ups, Search: []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"}, Namespace: "default"})
 	s.SetTable(table)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
 	if err := s.Start(addr); err != nil {
 		t.Fatal(err)
 	}
