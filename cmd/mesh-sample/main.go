@@ -2,7 +2,8 @@
 // binary that serves productpage, details, reviews (v1/v2/v3) or ratings on
 // port 9080, chosen by --role and --version, and grpc.health.v1 for gRPC
 // probes when --grpc-health-listen is given; with --fetch it is a process
-// that makes one request and exits, as a Job's container does. As
+// that makes one request and exits, as a Job's container does; with
+// --on-sigterm-fetch it is an app that calls out while it shuts down. As
 // --role=ext-authz it is an external authorization service speaking Envoy's
 // HTTP ext_authz protocol on --listen and, with --ext-authz-grpc-listen, its
 // gRPC one.
@@ -16,7 +17,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"mesh.dev/mesh/internal/sandbox/sampleapp"
@@ -25,7 +28,7 @@ import (
 func main() {
 	fs := flag.NewFlagSet("mesh-sample", flag.ContinueOnError)
 	c := sampleapp.Config{}
-	fs.StringVar(&c.Role, "role", os.Getenv("SERVICE_ROLE"), "service to play: productpage, details, reviews, ratings or ext-authz (default $SERVICE_ROLE)")
+	fs.StringVar(&c.Role, "role", os.Getenv("SERVICE_ROLE"), "service to play: productpage, details, reviews, ratings, ext-authz or echo (default $SERVICE_ROLE)")
 	fs.StringVar(&c.Version, "version", envOr("SERVICE_VERSION", "v1"), "service version, v1, v2 or v3 (default $SERVICE_VERSION)")
 	addr := fs.String("listen", ":9080", "address to serve on")
 	grpcAddr := fs.String("grpc-health-listen", "", "address to serve grpc.health.v1 on, for gRPC probes (empty: none)")
@@ -36,6 +39,8 @@ func main() {
 	unready := fs.Duration("unready-for", 0, "answer /health with 503 for this long after start")
 	fetch := fs.String("fetch", "", "instead of serving: GET this URL, print the answer and exit 0 on a 2xx, 1 otherwise (a Job's process)")
 	attempts := fs.Int("fetch-attempts", 1, "with --fetch and --resolve: how many times to try, a second apart")
+	onTerm := fs.String("on-sigterm-fetch", "", "while serving: on SIGTERM, wait --on-sigterm-delay, GET this URL once, print the answer and exit 0 on a 2xx, 1 otherwise (an app that calls out during its own shutdown)")
+	termDelay := fs.Duration("on-sigterm-delay", 0, "with --on-sigterm-fetch: how long the app's shutdown works before it calls out")
 	resolve := fs.String("resolve", "", "before --fetch (or instead of serving): ask the pod's DNS (/etc/resolv.conf, search path; not the hosts file) for these names' IPv4 addresses (a comma list), print them, exit 1 when there are none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(64)
@@ -92,6 +97,20 @@ func main() {
 			err := sampleapp.ServeExtAuthzGRPC(l)
 			fmt.Fprintln(os.Stderr, "mesh-sample: ext-authz gRPC:", err)
 			os.Exit(1)
+		}()
+	}
+	if *onTerm != "" {
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			<-term
+			log.Info("SIGTERM: calling out before exiting", "url", *onTerm, "after", *termDelay)
+			time.Sleep(*termDelay)
+			if err := sampleapp.Fetch(context.Background(), *onTerm, 1, os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "mesh-sample: --on-sigterm-fetch:", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		}()
 	}
 	if err := http.ListenAndServe(*addr, h); err != nil {

@@ -1,7 +1,8 @@
 // Package sampleapp is a small HTTP application that plays the four Bookinfo
 // services by role (productpage, details, reviews v1/v2/v3, ratings), so the
-// sandbox runtime can run a Bookinfo mesh from one local binary, and an
-// external authorization service for CUSTOM policies (ext-authz).
+// sandbox runtime can run a Bookinfo mesh from one local binary, an
+// external authorization service for CUSTOM policies (ext-authz), and an
+// echo server with a WebSocket endpoint (echo).
 package sampleapp
 
 import (
@@ -16,7 +17,7 @@ import (
 )
 
 // Roles lists the services the application can play.
-var Roles = []string{"productpage", "details", "reviews", "ratings", "ext-authz"}
+var Roles = []string{"productpage", "details", "reviews", "ratings", "ext-authz", "echo"}
 
 // Config says which service to play and where its upstreams are.
 type Config struct {
@@ -68,6 +69,8 @@ func Handler(c Config) (http.Handler, error) {
 		mux.HandleFunc("/reviews/", c.reviews)
 	case "ratings":
 		mux.HandleFunc("/ratings/", c.ratings)
+	case "echo":
+		echo(mux)
 	default:
 		return nil, fmt.Errorf("role %q: want one of %s", c.Role, strings.Join(Roles, ", "))
 	}
