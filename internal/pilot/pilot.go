@@ -21,7 +21,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +36,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/debug"
 	"mesh.dev/mesh/internal/pilot/gatewaydeploy"
 	"mesh.dev/mesh/internal/pilot/inject"
+	"mesh.dev/mesh/internal/pilot/meshwatch"
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/rollout"
 	"mesh.dev/mesh/internal/pilot/rollout/annotation"
@@ -55,15 +55,19 @@ const DefaultMemoryLimitMiB = 896
 
 // Options configure a pilot. Zero values take the defaults noted.
 type Options struct {
-	Kubeconfig         string // empty: in-cluster config
-	Namespace          string // default $POD_NAMESPACE or mesh-system
-	Revision           string // default $REVISION or "default"
-	ServiceName        string // default mesh-pilot
-	XDSAddr            string // default :15010
-	SecureXDSAddr      string // default :15012
-	DebugAddr          string // default :15014
-	WebhookAddr        string // default :15017
-	MeshConfigFile     string // mesh config YAML (the `mesh` ConfigMap's key); empty: defaults
+	Kubeconfig     string // empty: in-cluster config
+	Namespace      string // default $POD_NAMESPACE or mesh-system
+	Revision       string // default $REVISION or "default"
+	ServiceName    string // default mesh-pilot
+	XDSAddr        string // default :15010
+	SecureXDSAddr  string // default :15012
+	DebugAddr      string // default :15014
+	WebhookAddr    string // default :15017
+	MeshConfigFile string // mesh config YAML at start (the `mesh` ConfigMap's key, mounted); empty: read MeshConfigMap
+	// MeshConfigMap is the ConfigMap in Namespace whose `mesh` key is the
+	// mesh config, watched for changes (default mesh, or mesh-REVISION);
+	// while there is none pilot serves the defaults.
+	MeshConfigMap      string
 	InjectorValuesFile string // injector values; empty: read the mesh-sidecar-injector ConfigMap
 	WorkloadCertTTL    time.Duration
 	ExtraHosts         []string // more names/IPs for the serving certificate (e.g. 127.0.0.1)
@@ -136,6 +140,7 @@ func (o *Options) defaults() {
 	def(&o.DebugAddr, ":15014")
 	def(&o.WebhookAddr, ":15017")
 	def(&o.SecretNamespace, o.Namespace)
+	def(&o.MeshConfigMap, "mesh"+o.revSuffix())
 	def(&o.GatewayServiceType, os.Getenv("PILOT_GATEWAY_SERVICE_TYPE"))
 	def(&o.JWKSFetchMode, os.Getenv("PILOT_JWT_ENABLE_REMOTE_JWKS"))
 	if o.WorkloadCertTTL == 0 {
@@ -196,24 +201,19 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("--jwks-fetch-mode (or PILOT_JWT_ENABLE_REMOTE_JWKS) %w", err)
 	}
-	mc := &meshconfig.MeshConfig{}
+	// The mesh config at start: the file (the ConfigMap as mounted), or
+	// else the ConfigMap read from the API server. Pilot does not start on
+	// one it would misread; later changes of the ConfigMap are watched
+	// (meshwatch), and a bad one is refused while pilot keeps serving.
+	var mc *meshconfig.MeshConfig
+	var meshData []byte
 	if o.MeshConfigFile != "" {
-		data, err := os.ReadFile(o.MeshConfigFile)
-		if err != nil {
+		if meshData, err = os.ReadFile(o.MeshConfigFile); err != nil {
 			return fmt.Errorf("mesh config: %w", err)
 		}
-		if mc, err = telemetry.ParseMesh(data, o.MeshConfigFile); err != nil {
+		if mc, err = meshwatch.Parse(meshData, o.MeshConfigFile, o.Namespace); err != nil {
 			return err
 		}
-		if err := xds.CheckOutboundTrafficPolicy(mc); err != nil {
-			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
-		}
-		if err := xds.CheckProtocolDetectionTimeout(mc); err != nil {
-			return fmt.Errorf("mesh config %s: %w", o.MeshConfigFile, err)
-		}
-	}
-	if mc.RootNamespace == "" {
-		mc.RootNamespace = o.Namespace
 	}
 	rc, err := RESTConfig(o.Kubeconfig)
 	if err != nil {
@@ -237,6 +237,15 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 
+	if mc == nil {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		mc, meshData, _, err = meshwatch.Read(rctx, kube, o.Namespace, o.MeshConfigMap, o.Namespace)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+
 	authority, err := ca.LoadOrCreate(ctx, kube, o.Namespace, log)
 	if err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
@@ -258,6 +267,11 @@ func (o *Options) Run(ctx context.Context) error {
 	secrets := &ca.SecretCache{CA: authority, TTL: o.WorkloadCertTTL}
 	srv := xds.NewServer(ctx, secrets, xds.NewMetrics(reg), log)
 	o.Server = srv
+	// A valid change of the mesh ConfigMap becomes the model's mesh
+	// config and a full push; the injector reads the current one too.
+	watcher := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, JWKSFetch: jwksFetch}
+	mesh := meshwatch.New(meshwatch.Config{Kube: kube, Namespace: o.Namespace, Name: o.MeshConfigMap, DefaultRoot: o.Namespace,
+		OnChange: watcher.SetMesh, Log: log}, mc, meshData, reg)
 
 	listen := func(name, addr string) (net.Listener, error) {
 		l, err := net.Listen("tcp", addr)
@@ -320,13 +334,14 @@ func (o *Options) Run(ctx context.Context) error {
 	dbgMux := http.NewServeMux()
 	dbgMux.Handle("/debug/rolloutz", debug.Rollouts(staged))
 	dbgMux.Handle("/debug/rolloutz/", debug.Rollouts(staged))
+	dbgMux.Handle("/debug/mesh", debug.Mesh(mesh.Current))
 	dbgMux.Handle("/", debug.Handler(srv, reg, ready))
 	dbg := &http.Server{Handler: dbgMux, ReadHeaderTimeout: 10 * time.Second}
 	native, err := nativeSidecarsEnv()
 	if err != nil {
 		return err
 	}
-	values := o.injectorValues(kube, native, mc.GetEnablePrometheusMerge(), kubeVersion(kube, log), mc.GetDefaultConfig())
+	values := o.injectorValues(kube, native, mesh.Current, kubeVersion(kube, log))
 	// Every mesh config field is classified (internal/enforced); what is
 	// set and not carried out is said once, at start, field by field.
 	for _, f := range enforced.MeshConfig(mc) {
@@ -376,13 +391,14 @@ func (o *Options) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		reported := map[string]bool{}
-		w := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, JWKSFetch: jwksFetch, OnSnapshot: func(s *model.Snapshot, ch model.Change) {
+		watcher.OnSnapshot = func(s *model.Snapshot, ch model.Change) {
 			staged.Offer(s, ch)
 			statusWriter.Offer(s)
 			reportTelemetry(log, s, reported)
-		}}
-		return w.Run(gctx)
+		}
+		return watcher.Run(gctx)
 	})
+	g.Go(func() error { return mesh.Run(gctx) })
 	// Istio's status (what is not enforced) on the resources read, written
 	// by one replica at a time.
 	g.Go(func() error { return statusWriter.Run(gctx) })
@@ -494,15 +510,20 @@ func kubeVersion(kube kubernetes.Interface, log *slog.Logger) string {
 // seconds, and adds the cluster's version, ENABLE_NATIVE_SIDECARS and the
 // mesh config's enablePrometheusMerge where the values do not say, and the
 // mesh config's defaultConfig.
-func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, promMerge *wrapperspb.BoolValue, kubeVersion string, defaults *meshconfig.ProxyConfig) func() (inject.Values, error) {
+func (o *Options) injectorValues(kube kubernetes.Interface, native *bool, mesh func() *meshconfig.MeshConfig, kubeVersion string) func() (inject.Values, error) {
 	read := o.readInjectorValues(kube)
 	return func() (inject.Values, error) {
 		v, err := read()
 		if err != nil {
 			return v, err
 		}
+		// The mesh config pilot serves now: a pod injected after a change
+		// of defaultConfig gets the new defaults, as in Istio, where
+		// defaultConfig is read at injection and fixed for the pod's life.
+		mc := mesh()
+		promMerge := mc.GetEnablePrometheusMerge()
 		v.KubeVersion = kubeVersion
-		v.MeshDefaults = defaults
+		v.MeshDefaults = mc.GetDefaultConfig()
 		if v.NativeSidecars == nil {
 			v.NativeSidecars = native
 		}

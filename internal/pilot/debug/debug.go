@@ -1,5 +1,5 @@
 // Package debug serves pilot's debug and metrics HTTP endpoints (port 15014):
-// /debug/syncz, /debug/config_dump, /debug/rolloutz, /metrics, /ready,
+// /debug/syncz, /debug/config_dump, /debug/rolloutz, /debug/mesh, /metrics, /ready,
 // /version, and at / the list of them.
 package debug
 
@@ -64,6 +64,7 @@ func Handler(s *xds.Server, g prometheus.Gatherer, ready func() error) http.Hand
 			"  /debug/syncz             the proxies connected to this replica and what each has ACKed\n"+
 			"  /debug/config_dump?proxyID=ID  what this replica sent proxy ID\n"+
 			"  /debug/rolloutz          the staged rollouts this replica runs (/history for their steps)\n"+
+			"  /debug/mesh              the mesh config this replica serves (the ConfigMap's last valid one)\n"+
 			"  /metrics                 Prometheus metrics\n"+
 			"  /ready                   readiness\n"+
 			"  /version                 build information\n")

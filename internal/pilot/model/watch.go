@@ -98,7 +98,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.MaxDelay == 0 {
 		w.MaxDelay = time.Second
 	}
+	w.mu.Lock()
 	w.kick = make(chan struct{}, 1)
+	w.mu.Unlock()
 	f := informers.NewSharedInformerFactory(w.Kube, 0)
 	w.listers.Kube = f
 	if w.Istio != nil || w.GatewayAPI != nil || w.Dynamic != nil {
@@ -301,8 +303,28 @@ func (w *Watcher) publishSnapshot() *Snapshot {
 	return Build(w.version, w.input())
 }
 
+// SetMesh replaces the mesh config (and the root namespace it names) the
+// next snapshots carry and has one built: a full push, since a mesh
+// config field may change any proxy's config.
+func (w *Watcher) SetMesh(mc *meshconfig.MeshConfig) {
+	w.mu.Lock()
+	w.Mesh, w.RootNamespace = mc, mc.GetRootNamespace()
+	w.pending.Merge(Change{Full: true})
+	kick := w.kick
+	w.mu.Unlock()
+	if kick == nil {
+		return // not running yet: its first snapshot carries mc
+	}
+	select {
+	case kick <- struct{}{}:
+	default:
+	}
+}
+
 func (w *Watcher) input() Input {
+	w.mu.Lock()
 	in := Input{RootNamespace: w.RootNamespace, SecretNamespace: w.SecretNamespace, Mesh: w.Mesh, JWKSFetch: w.JWKSFetch}
+	w.mu.Unlock()
 	for _, k := range w.kinds() {
 		k.load(w.listers, &in)
 	}
