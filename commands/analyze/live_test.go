@@ -215,3 +215,59 @@ func TestLiveMetaRoutes(t *testing.T) {
 		t.Errorf("exit %d, want IST0101 on MetaRoute calc.rpc for host multiplier:\n%s", code, out)
 	}
 }
+
+// TestLiveMeshConfigMap: a live analysis runs under the mesh config of the
+// cluster's mesh ConfigMap, as pilot does, when no --meshConfigFile is
+// given. With DNS capture and auto-allocation on there, a TCP
+// ServiceEntry without addresses is not IST0134; a ConfigMap pilot cannot
+// use is IST0106 on it, and the analysis falls back to the defaults; a
+// --meshConfigFile wins over the ConfigMap.
+func TestLiveMeshConfigMap(t *testing.T) {
+	c := sandboxtest.Cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kc := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "mesh-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	allocating := "defaultConfig:\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: \"true\"\n    ISTIO_META_DNS_AUTO_ALLOCATE: \"true\"\n"
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mesh", Namespace: "mesh-system"}, Data: map[string]string{"mesh": allocating}}
+	if _, err := kc.CoreV1().ConfigMaps("mesh-system").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create ConfigMap: %v", err)
+	}
+	dir := t.TempDir()
+	se := filepath.Join(dir, "se.yaml")
+	os.WriteFile(se, []byte(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: db
+  namespace: shop
+spec:
+  hosts: [db.example.com]
+  ports:
+  - {number: 5432, name: tcp, protocol: TCP}
+  resolution: DNS
+`), 0o644)
+	out, code := run(t, "", "--kubeconfig", c.KubeconfigPath(), "-n", "shop", se)
+	if code != 0 || strings.Contains(out, "IST0134") {
+		t.Errorf("under the ConfigMap's auto-allocation: exit %d, want 0 and no IST0134:\n%s", code, out)
+	}
+
+	// The file wins over the cluster's ConfigMap.
+	plain := filepath.Join(dir, "mesh.yaml")
+	os.WriteFile(plain, []byte("rootNamespace: mesh-system\n"), 0o644)
+	out, _ = run(t, "", "--kubeconfig", c.KubeconfigPath(), "-n", "shop", "--meshConfigFile", plain, se)
+	if !strings.Contains(out, "IST0134") {
+		t.Errorf("--meshConfigFile without auto-allocation: want IST0134:\n%s", out)
+	}
+
+	cm.Data["mesh"] = "defaultConfig:\n  proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\", ISTIO_META_DNS_AUTO_ALLOCATE: \"true\"}\nenableAutoMtls: maybe\n"
+	if _, err := kc.CoreV1().ConfigMaps("mesh-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update ConfigMap: %v", err)
+	}
+	out, code = run(t, "", "--kubeconfig", c.KubeconfigPath(), "-A", se)
+	if code != cli.ExitFindings || !strings.Contains(out, "IST0106") || !strings.Contains(out, "ConfigMap mesh.mesh-system") ||
+		!strings.Contains(out, `"maybe"`) || !strings.Contains(out, "IST0134") {
+		t.Errorf("a mesh ConfigMap pilot cannot use: exit %d, want IST0106 on it quoting the bad value, and IST0134 under the defaults:\n%s", code, out)
+	}
+}

@@ -293,10 +293,10 @@ func decodeKube(kind, group string, m map[string]any) (runtime.Object, error) {
 	case "telemetry.istio.io/Telemetry":
 		obj = d.telemetry(m)
 	case "/ConfigMap":
-		// Only the injector's configuration is read (IST0158); other
-		// ConfigMaps keep their metadata only.
+		// Only the injector's configuration (IST0158) and the mesh
+		// config are read; other ConfigMaps keep their metadata only.
 		md := d.meta(m, "")
-		if !strings.HasPrefix(md.Name, InjectorConfigMap) {
+		if !strings.HasPrefix(md.Name, InjectorConfigMap) && md.Name != MeshConfigMap {
 			return nil, nil
 		}
 		obj = &corev1.ConfigMap{ObjectMeta: md, Data: d.strMap(m, "data", "")}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	meshapi "istio.io/api/mesh/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"mesh.dev/mesh/internal/pilot/telemetry"
@@ -26,7 +27,19 @@ type Mesh struct {
 	// networksText and configText are the files as read, for the lines
 	// of findings about them.
 	networksText, configText []byte
+	// FromCluster is the mesh ConfigMap Config was read from when no
+	// --meshConfigFile was given (nil otherwise), and ClusterErr why that
+	// ConfigMap could not be used (Config then holds the defaults).
+	FromCluster *Resource
+	ClusterErr  error
 }
+
+// MeshConfigMap is the name of the ConfigMap in the mesh's namespace
+// whose MeshConfigKey holds the mesh config pilot runs with.
+const (
+	MeshConfigMap = "mesh"
+	MeshConfigKey = "mesh"
+)
 
 // DefaultMesh is the configuration when no file is given.
 func DefaultMesh() *Mesh { return &Mesh{Config: &meshapi.MeshConfig{RootNamespace: RootNamespace}} }
@@ -56,18 +69,60 @@ func (m *Mesh) LoadConfig(path string) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	mc := &meshapi.MeshConfig{}
-	if err := loadProto(path, data, mc, "MeshConfig"); err != nil {
+	mc, err := parseMeshConfig(path, data)
+	if err != nil {
 		return err
 	}
+	m.Config, m.ConfigFile, m.configText = mc, path, data
+	return nil
+}
+
+func parseMeshConfig(name string, data []byte) (*meshapi.MeshConfig, error) {
+	mc := &meshapi.MeshConfig{}
+	if err := loadProto(name, data, mc, "MeshConfig"); err != nil {
+		return nil, err
+	}
 	if err := telemetry.CheckMesh(mc); err != nil {
-		return &resource.ParseError{File: path, Err: fmt.Errorf("%w (mesh-pilot does not start with this mesh config)", err)}
+		return nil, &resource.ParseError{File: name, Err: fmt.Errorf("%w (mesh-pilot does not start with this mesh config)", err)}
 	}
 	if mc.RootNamespace == "" {
 		mc.RootNamespace = RootNamespace
 	}
-	m.Config, m.ConfigFile, m.configText = mc, path, data
-	return nil
+	return mc, nil
+}
+
+// withClusterConfig is m (nil: the defaults) under the mesh config of the
+// mesh ConfigMap among the analysed objects (the live cluster's, or one
+// in the files, which are applied over it), as istioctl analyze reads its
+// control plane's: a --meshConfigFile wins over it, and a ConfigMap pilot
+// could not use leaves the defaults and ClusterErr for the MeshConfig
+// analyzer to report.
+func (m *Mesh) withClusterConfig(s *Snapshot) *Mesh {
+	if m != nil && m.ConfigFile != "" {
+		return m
+	}
+	var cm *corev1.ConfigMap
+	var from *Resource
+	for _, r := range s.ByKind("ConfigMap") {
+		if c, ok := r.Object.(*corev1.ConfigMap); ok && r.Name == MeshConfigMap && r.Namespace == RootNamespace {
+			cm, from = c, r
+		}
+	}
+	if cm == nil {
+		return m
+	}
+	out := DefaultMesh()
+	if m != nil {
+		*out = *m
+	}
+	out.FromCluster = from
+	mc, err := parseMeshConfig(fmt.Sprintf("ConfigMap %s/%s key %q", cm.Namespace, cm.Name, MeshConfigKey), []byte(cm.Data[MeshConfigKey]))
+	if err != nil {
+		out.ClusterErr = err
+		return out
+	}
+	out.Config = mc
+	return out
 }
 
 // LoadNetworks reads a MeshNetworks file (the "networks:" map of

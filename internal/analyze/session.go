@@ -80,7 +80,7 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 		}
 	}
 	snap := b.Snapshot()
-	snap.Mesh = req.Mesh
+	snap.Mesh = req.Mesh.withClusterConfig(snap)
 	msgs := req.Filter.Apply(Run(snap, req.Analyzers))
 	loc := resource.NewLocator(idx)
 	for i := range msgs {

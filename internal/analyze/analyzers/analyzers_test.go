@@ -1,8 +1,14 @@
 package analyzers
 
 import (
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
+
+	meshapi "istio.io/api/mesh/v1alpha1"
+
+	"mesh.dev/mesh/internal/analyze"
 )
 
 func TestSchema(t *testing.T) {
@@ -246,4 +252,40 @@ func TestAnnotations(t *testing.T) {
 		`IST0125 VirtualService r.default metadata.annotations["rollout.mesh.io/abort"]`,
 		`IST0125 VirtualService r.default metadata.annotations["rollout.mesh.io/interval"]`,
 		`IST0125 VirtualService r.default metadata.annotations["rollout.mesh.io/stages"]`)
+}
+
+func TestServiceEntryAddressesUnderAutoAllocation(t *testing.T) {
+	se := func(name, spec string) string {
+		return `{apiVersion: networking.istio.io/v1, kind: ServiceEntry, metadata: {name: ` + name + `}, spec: ` + spec + `}`
+	}
+	docs := []string{
+		se("db", `{hosts: [db.example.com], ports: [{number: 5432, name: tcp, protocol: TCP}], resolution: DNS}`),
+		se("wild", `{hosts: ["*.example.org"], ports: [{number: 5432, name: tcp, protocol: TCP}], resolution: DNS}`),
+		se("none", `{hosts: [raw.example.net], ports: [{number: 5432, name: tcp, protocol: TCP}], resolution: NONE}`),
+	}
+	for _, c := range []struct {
+		name string
+		md   map[string]string
+		want []string
+	}{
+		{"capture and allocation on", map[string]string{"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_DNS_AUTO_ALLOCATE": "true"},
+			[]string{"IST0134 ServiceEntry none.default spec.addresses", "IST0134 ServiceEntry wild.default spec.addresses"}},
+		// The allocated address reaches an app only through the DNS proxy.
+		{"allocation without capture", map[string]string{"ISTIO_META_DNS_AUTO_ALLOCATE": "true"},
+			[]string{"IST0134 ServiceEntry db.default spec.addresses", "IST0134 ServiceEntry none.default spec.addresses", "IST0134 ServiceEntry wild.default spec.addresses"}},
+		{"off", map[string]string{"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_DNS_AUTO_ALLOCATE": "false"},
+			[]string{"IST0134 ServiceEntry db.default spec.addresses", "IST0134 ServiceEntry none.default spec.addresses", "IST0134 ServiceEntry wild.default spec.addresses"}},
+	} {
+		mesh := &analyze.Mesh{Config: &meshapi.MeshConfig{DefaultConfig: &meshapi.ProxyConfig{ProxyMetadata: c.md}}}
+		msgs := runUnder(t, mesh, &ServiceEntryAddresses{}, docs...)
+		var got []string
+		for _, m := range msgs {
+			got = append(got, m.Type.Code+" "+m.Resource.Ref()+" "+m.Field)
+			if c.name == "capture and allocation on" && !strings.Contains(m.Text, "auto-allocation, on in the mesh config, skips") {
+				t.Errorf("%s: %s does not say why allocation does not cover it: %s", c.name, m.Resource.Ref(), m.Text)
+			}
+		}
+		sort.Strings(got)
+		expect(t, c.name, got, c.want...)
+	}
 }

@@ -68,3 +68,18 @@ const (
 func vs(name, spec string) string {
 	return `{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: ` + name + `, namespace: default}, spec: ` + spec + `}`
 }
+
+// runUnder analyses the YAML documents with one analyzer under mesh.
+func runUnder(t *testing.T, mesh *analyze.Mesh, a analyze.Analyzer, docs ...string) []analyze.Message {
+	t.Helper()
+	raws, err := resource.ReadBytes("test.yaml", []byte(strings.Join(docs, "\n---\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := analyze.Build(raws, analyze.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Mesh = mesh
+	return analyze.Run(snap, []analyze.Analyzer{a})
+}

@@ -13,7 +13,9 @@ import (
 )
 
 // MeshConfigDeprecations reports the fields and values of the
-// --meshConfigFile that istio.io/api marks deprecated (IST0002), as
+// --meshConfigFile (or, without one, of the mesh ConfigMap analysed, which
+// it also reports when pilot could not use it, IST0106) that istio.io/api
+// marks deprecated (IST0002), as
 // istioctl does for its Lightstep and OpenCensus tracing providers: this
 // reads the deprecation marks of the API itself, so every such field is
 // covered, those two included.
@@ -22,11 +24,15 @@ type MeshConfigDeprecations struct{}
 // Metadata describes the analyzer.
 func (*MeshConfigDeprecations) Metadata() analyze.Metadata {
 	return analyze.Metadata{Name: "meshconfig.Deprecations", Description: "Checks the MeshConfig for deprecated fields and values",
-		Codes: []*analyze.MessageType{analyze.Deprecated}}
+		Codes: []*analyze.MessageType{analyze.Deprecated, analyze.SchemaValidationError}}
 }
 
 // Analyze runs the checks.
 func (*MeshConfigDeprecations) Analyze(ctx *analyze.Context) {
+	if ctx.Mesh != nil && ctx.Mesh.FromCluster != nil {
+		fromConfigMap(ctx, ctx.Mesh.FromCluster)
+		return
+	}
 	if ctx.Mesh == nil || ctx.Mesh.Config == nil || ctx.Mesh.ConfigFile == "" {
 		return
 	}
@@ -86,4 +92,19 @@ func deprecatedValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path
 			}
 		}
 	}
+}
+
+// fromConfigMap reports on the mesh ConfigMap analysis read the mesh
+// config from: what pilot cannot use (analysis then ran under the
+// defaults, as it says), and its deprecated fields.
+func fromConfigMap(ctx *analyze.Context, cm *analyze.Resource) {
+	field := "data." + analyze.MeshConfigKey
+	if err := ctx.Mesh.ClusterErr; err != nil {
+		ctx.Report(analyze.SchemaValidationError, cm, field,
+			"The mesh config in this ConfigMap cannot be used: %v; fix the %q key (the rest of this analysis ran under the default mesh config)", err, analyze.MeshConfigKey)
+		return
+	}
+	deprecatedIn(ctx.Mesh.Config.ProtoReflect(), "", func(path, what string) {
+		ctx.Report(analyze.Deprecated, cm, field, "Deprecated in the mesh config: %s", what)
+	})
 }
