@@ -13,14 +13,7 @@ import (
 // message as "CODE Kind name.namespace field".
 func run(t *testing.T, a analyze.Analyzer, docs ...string) []string {
 	t.Helper()
-	raws, err := resource.ReadBytes("test.yaml", []byte(strings.Join(docs, "\n---\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := analyze.Build(raws, analyze.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := snapshot(t, docs)
 	var out []string
 	for _, m := range analyze.Run(snap, []analyze.Analyzer{a}) {
 		s := m.Type.Code + " " + m.Resource.Ref()
@@ -36,14 +29,7 @@ func run(t *testing.T, a analyze.Analyzer, docs ...string) []string {
 // texts returns the messages' texts.
 func texts(t *testing.T, a analyze.Analyzer, docs ...string) []string {
 	t.Helper()
-	raws, err := resource.ReadBytes("test.yaml", []byte(strings.Join(docs, "\n---\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := analyze.Build(raws, analyze.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := snapshot(t, docs)
 	var out []string
 	for _, m := range analyze.Run(snap, []analyze.Analyzer{a}) {
 		out = append(out, m.Text)
@@ -72,6 +58,15 @@ func vs(name, spec string) string {
 // runUnder analyses the YAML documents with one analyzer under mesh.
 func runUnder(t *testing.T, mesh *analyze.Mesh, a analyze.Analyzer, docs ...string) []analyze.Message {
 	t.Helper()
+	snap := snapshot(t, docs)
+	snap.Mesh = mesh
+	return analyze.Run(snap, []analyze.Analyzer{a})
+}
+
+// snapshot builds the YAML documents into a snapshot, as files given to
+// analyze are.
+func snapshot(t *testing.T, docs []string) *analyze.Snapshot {
+	t.Helper()
 	raws, err := resource.ReadBytes("test.yaml", []byte(strings.Join(docs, "\n---\n")))
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +75,5 @@ func runUnder(t *testing.T, mesh *analyze.Mesh, a analyze.Analyzer, docs ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap.Mesh = mesh
-	return analyze.Run(snap, []analyze.Analyzer{a})
+	return snap
 }
