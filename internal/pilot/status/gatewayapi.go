@@ -62,7 +62,22 @@ func (w *Writer) syncGatewayAPI(ctx context.Context, s *model.Snapshot, log *slo
 			if !ok || done(key, o.GetUID(), o.GetGeneration(), want) {
 				continue
 			}
-			write(key, o.GetUID(), o.GetGeneration(), want, k.Status.Update(ctx, clients, x))
+			err := k.Status.Update(ctx, clients, x)
+			if apierrors.IsConflict(err) && clients.Dynamic != nil {
+				// The snapshot's object predates a status written since
+				// (see sync): work it out again on the object as it is now.
+				var fresh metav1.Object
+				if fresh, err = reload(ctx, clients.Dynamic, k, o); err == nil {
+					if fresh.GetGeneration() != o.GetGeneration() || fresh.GetUID() != o.GetUID() {
+						continue // the next snapshot has it
+					}
+					var again bool
+					if _, _, x, again = gatewayAPIStatus(fresh, out, rollouts, now); again {
+						err = k.Status.Update(ctx, clients, x)
+					}
+				}
+			}
+			write(key, o.GetUID(), o.GetGeneration(), want, err)
 		}
 	}
 }

@@ -7,9 +7,11 @@ package status
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,6 +223,9 @@ type object struct {
 	gateway    *networkingv1.Gateway           // set for Gateways: their credentials are checked too
 	dr         *networkingv1.DestinationRule   // set for DestinationRules: their client credentials are checked too
 	update     func(ctx context.Context) error // writes the object's status as it is now
+	// reload reads the object as the API server has it now (nil: no
+	// client to read it with).
+	reload func(ctx context.Context) (object, error)
 }
 
 func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) {
@@ -279,17 +284,28 @@ func (w *Writer) sync(ctx context.Context, s *model.Snapshot, log *slog.Logger) 
 		if done {
 			continue
 		}
-		changed := false
-		for _, r := range reports {
-			if apply(o, r) {
-				changed = true
-			}
-		}
-		if !changed {
+		if !applyAll(o, reports) {
 			w.remember(key, o.meta.Generation, want)
 			continue
 		}
-		if err := o.update(ctx); err != nil {
+		err := o.update(ctx)
+		if apierrors.IsConflict(err) && o.reload != nil {
+			// The snapshot has the object as its last change of spec or
+			// metadata left it, and a status written since (by this
+			// writer too) is no new snapshot: a rollout step without a
+			// change (a soak ending) would never be written. Write on
+			// the object as it is now, if it is the same generation.
+			var fresh object
+			if fresh, err = o.reload(ctx); err == nil {
+				if fresh.meta.Generation != o.meta.Generation || fresh.meta.UID != o.meta.UID {
+					continue // the next snapshot has it
+				}
+				if applyAll(fresh, reports) {
+					err = fresh.update(ctx)
+				}
+			}
+		}
+		if err != nil {
 			if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 				log.Warn("write status", "resource", key, "err", err)
 			}
@@ -307,6 +323,17 @@ func (w *Writer) remember(key string, gen int64, want string) {
 	w.mu.Lock()
 	w.written[key] = fmt.Sprint(gen, "|", want)
 	w.mu.Unlock()
+}
+
+// applyAll applies each report to o, reporting whether any changed it.
+func applyAll(o object, reports []report) bool {
+	changed := false
+	for _, r := range reports {
+		if apply(o, r) {
+			changed = true
+		}
+	}
+	return changed
 }
 
 // report is one condition pilot owns on a resource, with the validation
@@ -425,25 +452,57 @@ func objects(c model.StatusClients, s *model.Snapshot) []object {
 			continue
 		}
 		for _, orig := range k.Objects(s) {
-			x := orig.(runtime.Object).DeepCopyObject().(metav1.Object)
-			spec, st := k.Status.Istio(x)
-			o := object{kind: k.AnalyzerKind, meta: metaOf(x), conditions: st.Conditions, messages: st.Messages, observed: st.Observed,
-				update: func(ctx context.Context) error { return k.Status.Update(ctx, c, x) }}
-			if m, ok := spec.(proto.Message); ok {
-				o.spec = m
-			} else {
-				o.goSpec = spec
-			}
-			switch orig := orig.(type) {
-			case *networkingv1.Gateway:
-				o.gateway = orig
-			case *networkingv1.DestinationRule:
-				o.dr = orig
-			}
-			out = append(out, o)
+			out = append(out, newObject(c, k, orig.(runtime.Object).DeepCopyObject().(metav1.Object)))
 		}
 	}
 	return out
+}
+
+// newObject is x, an object of kind k the writer may change, as the
+// writer handles it.
+func newObject(c model.StatusClients, k *model.Kind, x metav1.Object) object {
+	spec, st := k.Status.Istio(x)
+	o := object{kind: k.AnalyzerKind, meta: metaOf(x), conditions: st.Conditions, messages: st.Messages, observed: st.Observed,
+		update: func(ctx context.Context) error { return k.Status.Update(ctx, c, x) }}
+	if m, ok := spec.(proto.Message); ok {
+		o.spec = m
+	} else {
+		o.goSpec = spec
+	}
+	switch x := x.(type) {
+	case *networkingv1.Gateway:
+		o.gateway = x
+	case *networkingv1.DestinationRule:
+		o.dr = x
+	}
+	if c.Dynamic != nil {
+		o.reload = func(ctx context.Context) (object, error) {
+			fresh, err := reload(ctx, c.Dynamic, k, x)
+			if err != nil {
+				return object{}, err
+			}
+			return newObject(c, k, fresh), nil
+		}
+	}
+	return o
+}
+
+// reload reads x, an object of kind k, as the API server has it now, into
+// a new object of x's Go type.
+func reload(ctx context.Context, dyn dynamic.Interface, k *model.Kind, x metav1.Object) (metav1.Object, error) {
+	u, err := dyn.Resource(k.GVK.GroupVersion().WithResource(k.Plural)).Namespace(x.GetNamespace()).Get(ctx, x.GetName(), metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	raw, err := u.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	fresh := reflect.New(reflect.TypeOf(x).Elem()).Interface().(metav1.Object)
+	if err := json.Unmarshal(raw, fresh); err != nil {
+		return nil, fmt.Errorf("read %s %s/%s: %w", k.GVK.Kind, x.GetNamespace(), x.GetName(), err)
+	}
+	return fresh, nil
 }
 
 // metaOf returns the object's metadata, which the writer reads and the
