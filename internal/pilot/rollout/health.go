@@ -154,8 +154,14 @@ func ReadIstioMetrics(r io.Reader, sc Scope) (Sample, error) {
 		}
 		h := Sample{}
 		for _, b := range m.GetHistogram().GetBucket() {
+			if math.IsInf(b.GetUpperBound(), 1) {
+				continue // the text format lists +Inf; it is the count, added below
+			}
 			h.Buckets = append(h.Buckets, Bucket{LE: b.GetUpperBound(), Count: float64(b.GetCumulativeCount())})
 		}
+		// One +Inf bucket, the sample count: counted twice (the text's
+		// le="+Inf" line and the count), every quantile fell beyond the
+		// last finite bound and read as it (3600000ms on Istio's buckets).
 		h.Buckets = append(h.Buckets, Bucket{LE: math.Inf(1), Count: float64(m.GetHistogram().GetSampleCount())})
 		hist = hist.Add(h)
 	}
