@@ -89,7 +89,7 @@ func gatewayAPITable() map[string]map[string]Entry {
 			"spec.useDefaultGateways": {Note: noDefaultGW},
 			"spec.rules.name":         yes,
 		}
-		leavesAs(r, "spec.parentRefs", reflect.TypeOf(gwv1.ParentReference{}), Entry{Enforced: true, Note: "Gateways of mesh's classes; a Service parent (GAMMA) is not accepted (UnsupportedValue)"})
+		leavesAs(r, "spec.parentRefs", reflect.TypeOf(gwv1.ParentReference{}), Entry{Enforced: true, Note: "Gateways of mesh's classes, and Services (GAMMA): a Service parent configures the sidecars of its clients for traffic to it (on parentRef.port alone when set), for every client from the Service's namespace (producer route) or for clients in the route's namespace alone (consumer route)"})
 		leavesAs(r, "spec.rules.backendRefs", reflect.TypeOf(gwv1.BackendObjectReference{}), Entry{Enforced: true, Note: "Services; other kinds are unresolved (InvalidKind)"})
 		r["spec.rules.backendRefs.weight"] = yes
 		leavesAs(r, "spec.rules.sessionPersistence", reflect.TypeOf(gwv1.SessionPersistence{}), Entry{Enforced: true, Note: refusedSession})

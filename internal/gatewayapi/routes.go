@@ -401,7 +401,7 @@ func (t *translator) backend(routeNS, routeKind string, b gwv1.BackendRef) (*net
 	if b.Namespace != nil {
 		ns = string(*b.Namespace)
 	}
-	if ns != routeNS && !t.granted(gwv1.GroupName, routeKind, routeNS, "", "Service", ns, string(b.Name)) {
+	if ns != routeNS && !t.parentServices[ns+"/"+string(b.Name)] && !t.granted(gwv1.GroupName, routeKind, routeNS, "", "Service", ns, string(b.Name)) {
 		c := unresolved(gwv1.RouteReasonRefNotPermitted, "backendRef %s/%s is in another namespace and no ReferenceGrant there allows it", ns, b.Name)
 		return nil, &c
 	}

@@ -79,6 +79,10 @@ type translator struct {
 	services   map[string]*corev1.Service // ns/name
 	secrets    map[string]*corev1.Secret  // ns/name
 	gateways   map[string]*gatewayState   // ns/name, gateways of our classes
+	mesh       []*meshAttachment          // routes attached to Services, oldest route first
+	// parentServices are the Service parents (ns/name) of the route being
+	// translated.
+	parentServices map[string]bool
 }
 
 // gatewayState is a Gateway being translated.
@@ -160,6 +164,7 @@ func Translate(in Input) *Output {
 		})
 	}
 	t.emit()
+	t.emitMesh()
 	return t.out
 }
 
@@ -432,38 +437,47 @@ func (t *translator) granted(fromGroup, fromKind, fromNS, toGroup, toKind, toNS,
 func (t *translator) attach(kind string, meta *metav1.ObjectMeta, spec gwv1.CommonRouteSpec, hostnames []gwv1.Hostname,
 	findings []enforced.Finding, translate func(*routeState) []condition) {
 	rs := &routeState{kind: kind, meta: meta}
+	// A route's own Service parents may be its backends without a
+	// ReferenceGrant: a consumer route naming the Service it routes for
+	// (GAMMA's consumer override) needs no permission from the producer.
+	t.parentServices = map[string]bool{}
+	for _, ref := range spec.ParentRefs {
+		if group, pkind, ns := parentKey(ref, meta.Namespace); group == "" && pkind == "Service" {
+			t.parentServices[ns+"/"+string(ref.Name)] = true
+		}
+	}
 	problems := translate(rs)
+	t.parentServices = nil
 	var parents []gwv1.RouteParentStatus
 	for _, ref := range spec.ParentRefs {
-		group, pkind, ns := gwv1.GroupName, "Gateway", meta.Namespace
-		if ref.Group != nil {
-			group = string(*ref.Group)
-		}
-		if ref.Kind != nil {
-			pkind = string(*ref.Kind)
-		}
-		if ref.Namespace != nil {
-			ns = string(*ref.Namespace)
-		}
+		group, pkind, ns := parentKey(ref, meta.Namespace)
 		ps := gwv1.RouteParentStatus{ParentRef: ref, ControllerName: ControllerName}
-		if group == "" && pkind == "Service" {
-			// GAMMA: a route attached to a Service configures sidecars.
-			setCondition(&ps.Conditions, meta.Generation, string(gwv1.RouteConditionAccepted), false, string(gwv1.RouteReasonUnsupportedValue),
-				"routes attached to a Service (GAMMA) are not carried out by mesh yet")
-			parents = append(parents, ps)
+		var accepted bool
+		var reason, msg string
+		switch {
+		case group == "" && pkind == "Service":
+			// GAMMA: a route attached to a Service configures sidecars
+			// for traffic to it.
+			var ma *meshAttachment
+			ma, accepted, reason, msg = t.attachToService(rs, ref, ns)
+			if accepted && len(problems) > 0 && problems[0].accepted != nil {
+				accepted, reason, msg = false, problems[0].reason, problems[0].message
+			}
+			if accepted {
+				t.mesh = append(t.mesh, ma)
+			}
+		case group == gwv1.GroupName && pkind == "Gateway":
+			gs := t.gateways[ns+"/"+string(ref.Name)]
+			if gs == nil {
+				continue // not a Gateway of mesh's classes: its controller reports
+			}
+			ps.ControllerName = t.classes[gs.class].Spec.ControllerName
+			accepted, reason, msg = t.attachToGateway(rs, gs, ref, hostnames)
+			if accepted && len(problems) > 0 && problems[0].accepted != nil {
+				accepted, reason, msg = false, problems[0].reason, problems[0].message
+			}
+		default:
 			continue
-		}
-		if group != gwv1.GroupName || pkind != "Gateway" {
-			continue
-		}
-		gs := t.gateways[ns+"/"+string(ref.Name)]
-		if gs == nil {
-			continue // not a Gateway of mesh's classes: its controller reports
-		}
-		ps.ControllerName = t.classes[gs.class].Spec.ControllerName
-		accepted, reason, msg := t.attachToGateway(rs, gs, ref, hostnames)
-		if accepted && len(problems) > 0 && problems[0].accepted != nil {
-			accepted, reason, msg = false, problems[0].reason, problems[0].message
 		}
 		setCondition(&ps.Conditions, meta.Generation, string(gwv1.RouteConditionAccepted), accepted, reason, msg)
 		resolved, rreason, rmsg := true, string(gwv1.RouteReasonResolvedRefs), "all references resolved"
@@ -480,6 +494,21 @@ func (t *translator) attach(kind string, meta *metav1.ObjectMeta, spec gwv1.Comm
 	if parents != nil {
 		t.out.RouteParents[RouteKey(kind, meta.Namespace, meta.Name)] = parents
 	}
+}
+
+// parentKey is a parentRef's group, kind and namespace with their defaults.
+func parentKey(ref gwv1.ParentReference, routeNS string) (group, kind, ns string) {
+	group, kind, ns = gwv1.GroupName, "Gateway", routeNS
+	if ref.Group != nil {
+		group = string(*ref.Group)
+	}
+	if ref.Kind != nil {
+		kind = string(*ref.Kind)
+	}
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	return group, kind, ns
 }
 
 // attachToGateway attaches a route to the listeners of gs its parentRef

@@ -190,3 +190,95 @@ func js(v any) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestGAMMARoutesReachSidecars: on a real API server, an HTTPRoute
+// attached to a Service (a producer route in its namespace, and a consumer
+// route in a client namespace) is accepted by mesh's controller, and the
+// sidecars' route tables over real ADS streams carry it for that
+// Service's host: the producer route for clients elsewhere, the consumer
+// route for clients in its own namespace alone.
+func TestGAMMARoutesReachSidecars(t *testing.T) {
+	e := newEnv(t, 4*time.Minute)
+	ctx, kube := e.ctx, e.kube
+	gw := gwclient.NewForConfigOrDie(e.cfg)
+	e.installGatewayAPICRDs()
+	e.createNamespaces("gamma-system", "echo", "consumer", "elsewhere")
+	p := e.startPilot(&pilot.Options{Namespace: "gamma-system", Revision: "gamma"})
+
+	mustCreate := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := kube.CoreV1().Services("echo").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "echo"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "echo"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{})
+	mustCreate(err)
+	route := func(ns, name string, parentNS *gwv1.Namespace) *gwv1.HTTPRoute {
+		return &gwv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: gwv1.HTTPRouteSpec{
+				CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{
+					Group: ptr(gwv1.Group("")), Kind: ptr(gwv1.Kind("Service")), Name: "echo", Namespace: parentNS}}},
+				Rules: []gwv1.HTTPRouteRule{{
+					Filters: []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterResponseHeaderModifier,
+						ResponseHeaderModifier: &gwv1.HTTPHeaderFilter{Set: []gwv1.HTTPHeader{{Name: "X-Set-By", Value: name + "-route"}}}}},
+					BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{
+						Name: "echo", Namespace: ptr(gwv1.Namespace("echo")), Port: ptr(gwv1.PortNumber(80))}}}},
+				}},
+			}}
+	}
+	_, err = gw.GatewayV1().HTTPRoutes("echo").Create(ctx, route("echo", "producer", nil), metav1.CreateOptions{})
+	mustCreate(err)
+	_, err = gw.GatewayV1().HTTPRoutes("consumer").Create(ctx, route("consumer", "consumer", ptr(gwv1.Namespace("echo"))), metav1.CreateOptions{})
+	mustCreate(err)
+
+	for _, r := range []struct{ ns, name string }{{"echo", "producer"}, {"consumer", "consumer"}} {
+		var last string
+		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			got, err := gw.GatewayV1().HTTPRoutes(r.ns).Get(ctx, r.name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			last = js(got.Status)
+			ps := got.Status.Parents
+			if len(ps) != 1 || ps[0].ControllerName != "mesh.dev/gateway-controller" {
+				return false, nil
+			}
+			a, rr := apimeta.FindStatusCondition(ps[0].Conditions, "Accepted"), apimeta.FindStatusCondition(ps[0].Conditions, "ResolvedRefs")
+			return a != nil && a.Status == metav1.ConditionTrue && rr != nil && rr.Status == metav1.ConditionTrue, nil
+		}); err != nil {
+			t.Fatalf("HTTPRoute %s/%s on Service echo/echo never Accepted and ResolvedRefs by mesh: last status %s", r.ns, r.name, last)
+		}
+	}
+
+	addr, _ := p.Addr(ctx, "xds")
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	routesOf := func(c *pilottest.ADSClient) string {
+		if r := c.Resource(resourcev3.RouteType, "80"); r != nil {
+			return string(r.Value)
+		}
+		return ""
+	}
+	for _, tc := range []struct{ ns, want, not string }{
+		{"consumer", "consumer-route", "producer-route"},
+		{"elsewhere", "producer-route", "consumer-route"},
+	} {
+		client := &pilottest.ADSClient{NodeID: model.NodeID(model.SidecarProxy, "198.18.252.4", "app-0", tc.ns)}
+		if err := client.Start(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		err := client.WaitFor(wctx, func(c *pilottest.ADSClient) bool {
+			r := routesOf(c)
+			return strings.Contains(r, "echo.echo.svc.cluster.local") && strings.Contains(r, tc.want) && !strings.Contains(r, tc.not)
+		})
+		wcancel()
+		if err != nil {
+			t.Errorf("a sidecar in namespace %s never got route 80 with the %s's header for echo (and not the %s's): %q: %v", tc.ns, tc.want, tc.not, routesOf(client), err)
+		}
+	}
+}
