@@ -73,8 +73,14 @@ func Analyze(ctx context.Context, req Request) (*Result, error) {
 		idx.AddDocument(req.Mesh.ConfigFile, req.Mesh.configText)
 	}
 	if len(req.Paths) > 0 {
+		pool := newDecodePool(b)
 		err := resource.WalkPaths(req.Paths, resource.Options{Recursive: req.Recursive, Stdin: bytes.NewReader(stdin), Index: idx},
-			func(_ int, raws []*resource.Raw) error { return b.Add(raws) })
+			func(_ int, raws []*resource.Raw) error { return pool.add(raws) })
+		// Decoding errors are of objects handed over before the walk
+		// stopped, so one wins over the walk's own parse error.
+		if derr := pool.wait(); derr != nil {
+			err = derr
+		}
 		if err != nil {
 			return nil, err
 		}
