@@ -20,7 +20,7 @@ func TestDecodeErrorNamesTheFirstBadObject(t *testing.T) {
 	line, firstBad := 1, 0
 	for i := range 1500 {
 		name := fmt.Sprintf("name: svc-%d", i)
-		if i == 511 || i == 512 || i == 1400 { // the last of one batch, the first of the next
+		if i == 511 || i == 512 || i == 1400 { // the last of a batch, the first of the next (batches of 64)
 			name = "labels: {app: nameless}"
 			if firstBad == 0 {
 				firstBad = line

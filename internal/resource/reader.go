@@ -111,8 +111,12 @@ func ReadPaths(paths []string, opts Options) ([]*Raw, error) {
 }
 
 // walkBatch is how many objects WalkPaths hands over at a time: a large
-// file is decoded and dropped as it is parsed, not held whole.
-const walkBatch = 256
+// file is decoded and dropped as it is parsed, not held whole. mesh
+// analyze decodes batches on other goroutines while parsing goes on, so a
+// few are alive at once: at 256 that held about 3 MiB more at the peak of
+// a 10k-resource file than at 64, and handing over four times as often
+// costs nothing measurable.
+const walkBatch = 64
 
 // WalkPaths parses the files named by paths in parallel and hands their
 // objects to visit, from the parsing goroutine, in batches as they are
