@@ -345,3 +345,15 @@ func TestCustomProviderFieldNotCarriedOut(t *testing.T) {
 		t.Errorf("clearRouteCache on the CUSTOM policy's provider: exit %d, want 0 with a MSH0003 warning naming the field:\n%s", code, out)
 	}
 }
+
+// A mesh ConfigMap among the files that pilot would not start on (no
+// `mesh` key) is reported on that ConfigMap, as one it cannot parse is,
+// instead of passing for the defaults.
+func TestMeshConfigMapWithoutItsKey(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "mesh.yaml")
+	os.WriteFile(f, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mesh, namespace: mesh-system}\ndata:\n  meshConfig: |\n    enableAutoMtls: true\n"), 0o644)
+	out, code := run(t, "", "--use-kube=false", f)
+	if code != cli.ExitFindings || !strings.Contains(out, "IST0106") || !strings.Contains(out, `no key "mesh"`) {
+		t.Errorf("a mesh ConfigMap without its mesh key: exit %d, want IST0106 saying the key is missing:\n%s", code, out)
+	}
+}

@@ -116,7 +116,14 @@ func (m *Mesh) withClusterConfig(s *Snapshot) *Mesh {
 		*out = *m
 	}
 	out.FromCluster = from
-	mc, err := parseMeshConfig(fmt.Sprintf("ConfigMap %s/%s key %q", cm.Namespace, cm.Name, MeshConfigKey), []byte(cm.Data[MeshConfigKey]))
+	text, ok := cm.Data[MeshConfigKey]
+	if !ok {
+		// pilot will not start on such a ConfigMap, and a running one
+		// refuses it as a change.
+		out.ClusterErr = fmt.Errorf("ConfigMap %s/%s has no key %q, which pilot requires", cm.Namespace, cm.Name, MeshConfigKey)
+		return out
+	}
+	mc, err := parseMeshConfig(fmt.Sprintf("ConfigMap %s/%s key %q", cm.Namespace, cm.Name, MeshConfigKey), []byte(text))
 	if err != nil {
 		out.ClusterErr = err
 		return out
