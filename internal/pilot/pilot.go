@@ -383,7 +383,10 @@ func (o *Options) Run(ctx context.Context) error {
 	staged.Store = rolloutState
 	staged.Leads = statusWriter.Leading
 	staged.Forward = rolloutState.Forward
-	statusWriter.OnLead = staged.Lead
+	statusWriter.OnLead = func(ctx context.Context) {
+		rolloutEvents.Led() // the steps taken while no replica recorded them
+		staged.Lead(ctx)
+	}
 	staged.OnEvent = func(e rollout.Event) {
 		rolloutEvents.Offer(e)
 		statusWriter.Poke()

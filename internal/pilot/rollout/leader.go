@@ -42,6 +42,8 @@ func (m *Manager) Follow(all map[string]Saved) {
 // follow lays the leader's state on the resources of the same generation;
 // true when what some proxy is served changed.
 func (m *Manager) follow(all map[string]Saved) bool {
+	m.echo = true
+	defer func() { m.echo = false }()
 	ids := make([]string, 0, len(all))
 	for id := range all {
 		ids = append(ids, id)

@@ -40,6 +40,13 @@ type Event struct {
 	Message  string    `json:"message"`
 	// UID is the resource's, for the Kubernetes Event about it.
 	UID string `json:"-"`
+	// Generation is the resource's metadata.generation the step is about
+	// (0: unknown), which tells apart two replicas' records of one step
+	// from two steps alike.
+	Generation int64 `json:"-"`
+	// Echo is set on a step a follower takes because the leader took it
+	// (its Event is the leader's to record).
+	Echo bool `json:"-"`
 }
 
 // Status is one resource's rollout state as `mesh rollout status` shows it.
@@ -122,6 +129,9 @@ type Manager struct {
 	saved   map[string]Saved // what the store held at the start, until used
 	// leader is the state the leader kept, as last read while following.
 	leader map[string]Saved
+	// echo is set while the leader's state is laid on this replica's
+	// (follow): the steps recorded then are the leader's.
+	echo bool
 }
 
 type resource struct {
@@ -618,9 +628,9 @@ func (m *Manager) progressing(id string) (*resource, error) {
 }
 
 func (m *Manager) record(r *resource, reason, msg string) {
-	e := Event{Time: m.clock().Now(), ID: r.id, Revision: r.revision, Reason: reason, Message: msg}
+	e := Event{Time: m.clock().Now(), ID: r.id, Revision: r.revision, Reason: reason, Message: msg, Echo: m.echo}
 	if r.applied != nil {
-		e.UID = string(r.applied.GetUID())
+		e.UID, e.Generation = string(r.applied.GetUID()), r.applied.GetGeneration()
 	}
 	if r.phase == Progressing || reason == "Promoted" {
 		e.Stage = r.stage + 1

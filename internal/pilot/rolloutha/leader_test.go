@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/model"
@@ -200,16 +201,23 @@ func TestRolloutReplicasAgreeOnTheStage(t *testing.T) {
 	}
 	edit := func(f func(*networkingv1.VirtualService)) int64 {
 		t.Helper()
-		cur, err := vsc.Get(ctx, "reviews", metav1.GetOptions{})
-		if err != nil {
+		var gen int64
+		// pilot writes the resource's status meanwhile: a Conflict is retried.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := vsc.Get(ctx, "reviews", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			f(cur)
+			up, err := vsc.Update(ctx, cur, metav1.UpdateOptions{})
+			if err == nil {
+				gen = up.Generation
+			}
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
-		f(cur)
-		up, err := vsc.Update(ctx, cur, metav1.UpdateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return up.Generation
+		return gen
 	}
 
 	onB := proxies(b, "b", 3, "")
