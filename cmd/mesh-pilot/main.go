@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mesh.dev/mesh/internal/credential"
 	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 	"mesh.dev/mesh/internal/version"
@@ -30,6 +31,7 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	var logLevel string
 	var showVersion bool
 	var memLimitMiB int64
+	var oldSecretNamespace string
 	cmd := &cobra.Command{
 		Use:           "mesh-pilot",
 		Short:         "The mesh control plane: xDS, certificates, injection and validation",
@@ -55,6 +57,12 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 			if err := o.RolloutDefault.Check(rolloutFlags); err != nil {
 				return err
 			}
+			if oldSecretNamespace != "" {
+				o.SecretNamespaces = append(o.SecretNamespaces, oldSecretNamespace)
+			}
+			if err := credential.CheckNamespaces("--gateway-secret-namespaces", o.SecretNamespaces); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return o.Run(ctx)
@@ -71,7 +79,9 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "mesh config file (the `mesh` ConfigMap's key)")
 	f.StringVar(&o.InjectorValuesFile, "injector-values", "", "injector values file (default: read the mesh-sidecar-injector ConfigMap)")
 	f.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 0, "lifetime of workload certificates (default 24h)")
-	f.StringVar(&o.SecretNamespace, "gateway-secret-namespace", "", "namespace whose kubernetes.io/tls and Opaque Secrets gateways may use as credentialName (default: pilot's namespace, where the gateways run; \"*\": every namespace, which needs RBAC to read Secrets cluster-wide)")
+	f.StringSliceVar(&o.SecretNamespaces, "gateway-secret-namespaces", nil, "namespaces besides pilot's own (where its gateways run, always read) whose kubernetes.io/tls and Opaque Secrets gateways may use as credentialName or certificateRefs; \"*\": every namespace, which needs RBAC to read Secrets cluster-wide (install value values.pilot.gatewaySecretNamespaces)")
+	f.StringVar(&oldSecretNamespace, "gateway-secret-namespace", "", "one more namespace to read gateway Secrets in")
+	_ = f.MarkDeprecated("gateway-secret-namespace", "use --gateway-secret-namespaces, a list")
 	f.StringVar(&o.GatewayServiceType, "gateway-service-type", "", "type of the Services of the Gateway API Gateways pilot deploys: LoadBalancer, ClusterIP or NodePort (default $PILOT_GATEWAY_SERVICE_TYPE, else LoadBalancer as Istio; a Gateway's networking.istio.io/service-type annotation wins)")
 	f.StringSliceVar(&o.ExtraHosts, "extra-host", nil, "extra host name or IP for pilot's serving certificate (e.g. 127.0.0.1 outside the cluster)")
 	f.StringVar(&o.RolloutDefault.Stages, "rollout-stages", "", "mesh-wide default of the rollout.mesh.io/stages annotation, e.g. \"10,50,100\": config changes are released in these stages unless their resource says otherwise (default: none, a change goes out at once; docs/rollout.md)")

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Keys of the two Secret layouts Istio reads.
@@ -211,4 +212,49 @@ func LookupClient(get Getter, ns, credentialName string) (*Credential, error) {
 		}
 	}
 	return c, nil
+}
+
+// NamespacesValue is the install value listing the namespaces pilot reads
+// Secrets in besides its own and its gateway components' ("*": every
+// namespace); NamespacesFlag is the mesh-pilot flag it renders to.
+const (
+	NamespacesValue = "values.pilot.gatewaySecretNamespaces"
+	NamespacesFlag  = "--gateway-secret-namespaces"
+)
+
+// NotReadError is a credential in a namespace whose Secrets pilot does not
+// read: it cannot be served, and the fix is an install value, not the
+// Secret.
+type NotReadError struct {
+	Namespace string
+	// Where says why that namespace is asked for ("where the gateway
+	// runs"); empty when the reference itself names it.
+	Where string
+}
+
+func (e *NotReadError) Error() string {
+	where := ""
+	if e.Where != "" {
+		where = ", " + e.Where
+	}
+	return fmt.Sprintf("pilot does not read Secrets in namespace %s%s: add %s to %s and re-run mesh install (or \"*\" for every namespace; mesh-pilot %s)",
+		e.Namespace, where, e.Namespace, NamespacesValue, NamespacesFlag)
+}
+
+// CheckNamespaces checks a list of namespaces to read Secrets in, as
+// field (the install value or the flag) names it: namespace names, or
+// "*" alone for every namespace.
+func CheckNamespaces(field string, nss []string) error {
+	for i, ns := range nss {
+		if ns == "*" {
+			if len(nss) > 1 {
+				return fmt.Errorf("%s: \"*\" (every namespace) is the whole list: leave the other namespaces out", field)
+			}
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("%s[%d] %q: want a namespace name or \"*\" (every namespace): %s", field, i, ns, strings.Join(errs, "; "))
+		}
+	}
+	return nil
 }

@@ -396,7 +396,7 @@ func (t *translator) listenerTLS(gw *gwv1.Gateway, l gwv1.Listener) (bool, strin
 		// is not programmed rather than served without a certificate).
 		if !t.in.SecretsRead(ns) {
 			return false, string(gwv1.ListenerReasonInvalidCertificateRef),
-				fmt.Sprintf("pilot does not read Secrets in namespace %s (mesh-pilot --gateway-secret-namespace, values.pilot.gatewaySecretNamespace)", ns)
+				"certificateRef: " + (&credential.NotReadError{Namespace: ns}).Error()
 		}
 		get := func(name string) *corev1.Secret { return t.secrets[ns+"/"+name] }
 		if _, err := credential.Lookup(get, ns, string(ref.Name), false); err != nil {

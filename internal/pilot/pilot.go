@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -71,10 +72,10 @@ type Options struct {
 	InjectorValuesFile string // injector values; empty: read the mesh-sidecar-injector ConfigMap
 	WorkloadCertTTL    time.Duration
 	ExtraHosts         []string // more names/IPs for the serving certificate (e.g. 127.0.0.1)
-	// SecretNamespace is where gateway credentials (credentialName) are
-	// read from: default Namespace, where the gateways run; "*" for every
-	// namespace.
-	SecretNamespace string
+	// SecretNamespaces are where gateway credentials (credentialName,
+	// certificateRefs) are read from besides Namespace, where the
+	// gateways run and which is always read; "*" for every namespace.
+	SecretNamespaces []string
 	// GatewayServiceType is the type of the Services of Gateway API
 	// Gateways pilot deploys (default LoadBalancer, as Istio's; a Gateway's
 	// networking.istio.io/service-type annotation wins). Default
@@ -139,8 +140,10 @@ func (o *Options) defaults() {
 	def(&o.SecureXDSAddr, ":15012")
 	def(&o.DebugAddr, ":15014")
 	def(&o.WebhookAddr, ":15017")
-	def(&o.SecretNamespace, o.Namespace)
 	def(&o.MeshConfigMap, "mesh"+o.revSuffix())
+	if !slices.Contains(o.SecretNamespaces, o.Namespace) {
+		o.SecretNamespaces = append([]string{o.Namespace}, o.SecretNamespaces...)
+	}
 	def(&o.GatewayServiceType, os.Getenv("PILOT_GATEWAY_SERVICE_TYPE"))
 	def(&o.JWKSFetchMode, os.Getenv("PILOT_JWT_ENABLE_REMOTE_JWKS"))
 	if o.WorkloadCertTTL == 0 {
@@ -269,7 +272,7 @@ func (o *Options) Run(ctx context.Context) error {
 	o.Server = srv
 	// A valid change of the mesh ConfigMap becomes the model's mesh
 	// config and a full push; the injector reads the current one too.
-	watcher := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespace: o.SecretNamespace, Mesh: mc, JWKSFetch: jwksFetch}
+	watcher := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespaces: o.SecretNamespaces, Mesh: mc, JWKSFetch: jwksFetch}
 	mesh := meshwatch.New(meshwatch.Config{Kube: kube, Namespace: o.Namespace, Name: o.MeshConfigMap, DefaultRoot: o.Namespace,
 		OnChange: watcher.SetMesh, Log: log}, mc, meshData, reg)
 

@@ -90,7 +90,9 @@ func (e *env) createNamespaces(names ...string) {
 // with an error fails the test.
 func (e *env) startPilot(p *pilot.Options) *pilot.Options {
 	e.t.Helper()
-	p.Kubeconfig = e.kubeconfig
+	if p.Kubeconfig == "" {
+		p.Kubeconfig = e.kubeconfig
+	}
 	p.XDSAddr, p.SecureXDSAddr, p.DebugAddr, p.WebhookAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	p.ExtraHosts = []string{"127.0.0.1"}
 	e.pilot = p

@@ -331,3 +331,81 @@ func TestJWKSFetchModeFlag(t *testing.T) {
 		t.Errorf("pilot args %q lack --jwks-fetch-mode=hybrid", a)
 	}
 }
+
+// The Secrets pilot may read follow values.pilot.gatewaySecretNamespaces:
+// by default its own namespace's (the pilot chart's Role) and those of the
+// gateway components and the list, each through a Role of its own, and
+// no cluster-wide rule; ["*"] is the ClusterRole rule and no Roles. The
+// objects that grant Secrets and pilot's flag are kept in goldens.
+func TestGatewaySecretsRBAC(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sets  []string
+		flag  string
+		roles []string // namespaces with a mesh-pilot-gateway-secrets Role
+		all   bool     // the ClusterRole grants Secrets
+	}{
+		{"default", nil, "--gateway-secret-namespaces=mesh-system", nil, false},
+		{"listed", []string{"profile=demo", "components.ingressGateways[0].namespace=edge", "values.pilot.gatewaySecretNamespaces=[team-a, team-b, mesh-system]"},
+			"--gateway-secret-namespaces=mesh-system,edge,team-a,team-b", []string{"edge", "team-a", "team-b"}, false},
+		{"all", []string{"profile=demo", `values.pilot.gatewaySecretNamespaces=["*"]`}, "--gateway-secret-namespaces=*", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Render(load(t, tc.sets...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var granting []*unstructured.Unstructured
+			var roles []string
+			all := false
+			for _, o := range m.Objects() {
+				if strings.HasSuffix(o.GetName(), "-gateway-secrets") {
+					granting = append(granting, o)
+					if o.GetKind() == "Role" {
+						roles = append(roles, o.GetNamespace())
+					}
+				}
+				if o.GetKind() == "ClusterRole" && o.GetName() == "mesh-pilot" {
+					rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+					for _, r := range rules {
+						res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+						if strings.Contains(" "+strings.Join(res, " ")+" ", " secrets ") {
+							all = true
+							granting = append(granting, o)
+						}
+					}
+				}
+			}
+			if strings.Join(roles, " ") != strings.Join(tc.roles, " ") {
+				t.Errorf("gateway-secrets Roles in %v, want %v", roles, tc.roles)
+			}
+			if all != tc.all {
+				t.Errorf("the ClusterRole grants Secrets: %v, want %v", all, tc.all)
+			}
+			dep := find(t, m, "Deployment", "mesh-pilot")
+			containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+			args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+			if !strings.Contains(" "+strings.Join(args, " ")+" ", " "+tc.flag+" ") {
+				t.Errorf("pilot args %v, want %s", args, tc.flag)
+			}
+			var b bytes.Buffer
+			b.WriteString("# pilot: " + tc.flag + "\n")
+			if err := manifest.WriteYAML(&b, granting); err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "gateway-secrets-"+tc.name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/render -update)", err)
+			}
+			if !bytes.Equal(b.Bytes(), want) {
+				t.Errorf("the objects granting Secrets differ from %s; if the change is intended run go test ./internal/render -update", golden)
+			}
+		})
+	}
+}

@@ -28,9 +28,12 @@ func Inputs(op *spec.MeshOperator) []Input {
 			"revision":  s.Revision,
 		},
 	}
+	pilot := map[string]any{}
 	if s.Components.Pilot != nil && s.Components.Pilot.K8s != nil {
-		derived["pilot"] = k8sValues(s.Components.Pilot.K8s)
+		pilot = k8sValues(s.Components.Pilot.K8s)
 	}
+	pilot["gatewaySecretNamespaces"] = gatewaySecretNamespaces(op)
+	derived["pilot"] = pilot
 	if len(s.MeshConfig) > 0 {
 		derived["meshConfig"] = s.MeshConfig
 	}
@@ -66,6 +69,42 @@ func Inputs(op *spec.MeshOperator) []Input {
 			vals["gateway"] = gv
 			out = append(out, Input{Component: GatewayComponent(kind.typ, g.Name), Chart: manifests.Gateways, Values: vals})
 		}
+	}
+	return out
+}
+
+// gatewaySecretNamespaces is the list of namespaces pilot reads gateway
+// Secrets in, as the charts render it (its flag, a Role in each): pilot's
+// own, each enabled gateway component's, then those values.pilot.
+// gatewaySecretNamespaces lists; ["*"] alone when that list says "*".
+func gatewaySecretNamespaces(op *spec.MeshOperator) []any {
+	s := op.Spec
+	var listed []any
+	if pilot, ok := s.Values["pilot"].(map[string]any); ok {
+		listed, _ = pilot["gatewaySecretNamespaces"].([]any)
+	}
+	for _, ns := range listed {
+		if ns == "*" {
+			return []any{"*"}
+		}
+	}
+	out := []any{s.Namespace}
+	seen := map[any]bool{s.Namespace: true}
+	add := func(ns any) {
+		if ns != "" && !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	for _, gws := range [][]spec.GatewaySpec{s.Components.IngressGateways, s.Components.EgressGateways} {
+		for _, g := range gws {
+			if g.IsEnabled() {
+				add(g.Namespace)
+			}
+		}
+	}
+	for _, ns := range listed {
+		add(ns)
 	}
 	return out
 }

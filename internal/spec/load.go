@@ -12,6 +12,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"mesh.dev/mesh/internal/credential"
 	"mesh.dev/mesh/internal/pilot/rollout/annotation"
 	"mesh.dev/mesh/internal/version"
 	"mesh.dev/mesh/profiles"
@@ -315,6 +316,9 @@ func validate(op *MeshOperator) error {
 	if err := checkRolloutDefault(s.Values); err != nil {
 		return err
 	}
+	if err := checkGatewaySecretNamespaces(s.Values); err != nil {
+		return err
+	}
 	seen := map[string]string{}
 	for kind, gws := range map[string][]GatewaySpec{"ingressGateways": s.Components.IngressGateways, "egressGateways": s.Components.EgressGateways} {
 		for i, g := range gws {
@@ -391,6 +395,30 @@ func Get(tree any, p Path) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+// checkGatewaySecretNamespaces reads values.pilot.gatewaySecretNamespaces
+// as pilot will (--gateway-secret-namespaces) and the charts will (a Role
+// per namespace), so a bad list fails the install, naming the field.
+func checkGatewaySecretNamespaces(values map[string]any) error {
+	pilot, _ := values["pilot"].(map[string]any)
+	v, ok := pilot["gatewaySecretNamespaces"]
+	if !ok || v == nil {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("%s: want a list of namespaces, e.g. [team-a, team-b], or [\"*\"] for every namespace, not %v", credential.NamespacesValue, v)
+	}
+	nss := make([]string, len(list))
+	for i, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return fmt.Errorf("%s[%d]: want a namespace name, not %v", credential.NamespacesValue, i, e)
+		}
+		nss[i] = s
+	}
+	return credential.CheckNamespaces(credential.NamespacesValue, nss)
 }
 
 // rolloutFields names the rollout annotations by the values that set

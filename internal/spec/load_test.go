@@ -167,6 +167,8 @@ func TestLoadErrors(t *testing.T) {
 	wrongKind := writeFile(t, "kind.yaml", "apiVersion: v1\nkind: ConfigMap\n")
 	badProfile := writeFile(t, "profile.yaml", "kind: MeshOperator\nspec:\n  profile: tiny\n")
 	rolloutGateOnly := writeFile(t, "gate.yaml", "kind: MeshOperator\nspec:\n  values:\n    pilot:\n      rollout:\n        max5xxRatio: 0.02\n")
+	oldSecretNS := writeFile(t, "oldsecretns.yaml", "kind: MeshOperator\nspec:\n  values:\n    pilot:\n      gatewaySecretNamespace: \"*\"\n")
+	secretNSString := writeFile(t, "secretnsstring.yaml", "kind: MeshOperator\nspec:\n  values:\n    pilot:\n      gatewaySecretNamespaces: team-a\n")
 	tests := []struct {
 		name    string
 		opts    LoadOptions
@@ -196,6 +198,16 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`values.pilot.rollout.max5xxRatio: "0.02": set without values.pilot.rollout.stages`}},
 		{"rollout default: ratio over 1", LoadOptions{Sets: []string{"values.pilot.rollout.stages=50,100", "values.pilot.rollout.interval=1m", "values.pilot.rollout.max5xxRatio=2"}}, false,
 			[]string{`values.pilot.rollout.max5xxRatio: "2"`, "between 0 and 1"}},
+		{"gateway Secret namespaces: the old single value in a file", LoadOptions{Files: []string{oldSecretNS}}, false,
+			[]string{oldSecretNS + ":5:", "values.pilot.gatewaySecretNamespace (one namespace", "replaced by values.pilot.gatewaySecretNamespaces, a list"}},
+		{"gateway Secret namespaces: the old single value set", LoadOptions{Sets: []string{"values.pilot.gatewaySecretNamespace=team-a"}}, true,
+			[]string{"replaced by values.pilot.gatewaySecretNamespaces, a list", `["*"] for every namespace`}},
+		{"gateway Secret namespaces: a string, not a list", LoadOptions{Files: []string{secretNSString}}, false,
+			[]string{secretNSString + ":5:", "values.pilot.gatewaySecretNamespaces", "expected a list"}},
+		{"gateway Secret namespaces: not a namespace name", LoadOptions{Sets: []string{"values.pilot.gatewaySecretNamespaces=[team-a, Team_B]"}}, false,
+			[]string{`values.pilot.gatewaySecretNamespaces[1] "Team_B"`, "want a namespace name"}},
+		{"gateway Secret namespaces: * among others", LoadOptions{Sets: []string{`values.pilot.gatewaySecretNamespaces=["*", team-a]`}}, false,
+			[]string{"values.pilot.gatewaySecretNamespaces", `"*" (every namespace) is the whole list`}},
 		{"rollout default: typo", LoadOptions{Sets: []string{"values.pilot.rollout.stage=50,100"}}, true, []string{`did you mean "values.pilot.rollout.stages"`}},
 	}
 	for _, tt := range tests {

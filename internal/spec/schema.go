@@ -208,6 +208,10 @@ func unknownField(p Path, i int, n *node) *PathError {
 		}
 	}
 	e := &PathError{Path: p.String(), At: here}
+	if why, ok := replacedFields[Path(p[:i+1]).String()]; ok {
+		e.Reason = why
+		return e
+	}
 	where := orRoot(here)
 	e.Reason = fmt.Sprintf("%s has no field %q (valid: %s)", where, bad, strings.Join(n.keys(), ", "))
 	if best != "" && bestD <= max(2, len(bad)/2) {
@@ -216,6 +220,15 @@ func unknownField(p Path, i int, n *node) *PathError {
 		e.Suggestion = sug.String()
 	}
 	return e
+}
+
+// replacedFields are install values that no longer exist, with what took
+// their place: refused by name rather than suggested as a typo, so a file
+// written for an older mesh says what to change.
+var replacedFields = map[string]string{
+	"values.pilot.gatewaySecretNamespace": `values.pilot.gatewaySecretNamespace (one namespace, or "*") was replaced by ` +
+		`values.pilot.gatewaySecretNamespaces, a list of the namespaces besides pilot's own to read gateway Secrets in: ` +
+		`write gatewaySecretNamespaces: [NAMESPACE, ...], or ["*"] for every namespace (docs/gateways.md)`,
 }
 
 // editDistance is the Levenshtein distance between a and b.

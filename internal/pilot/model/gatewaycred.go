@@ -13,10 +13,10 @@ import (
 )
 
 // SecretsWatched reports whether pilot reads the Secrets of namespace ns
-// (Input.SecretNamespace): a credentialName in a namespace it does not
+// (Input.SecretNamespaces): a credentialName in a namespace it does not
 // read is never served.
 func (s *Snapshot) SecretsWatched(ns string) bool {
-	return s.secretNS == "*" || (s.secretNS != "" && s.secretNS == ns)
+	return s.secretNS["*"] || s.secretNS[ns]
 }
 
 // GatewayServerCredential resolves the credentialName of a server of gw
@@ -35,7 +35,7 @@ func (s *Snapshot) GatewayServerCredential(gw *networkingv1.Gateway, ns string, 
 			return nil, fmt.Errorf("credentialName %s names another namespace's Secret, which only Gateway API listeners may do (with a ReferenceGrant)", tls.CredentialName)
 		}
 		if !s.SecretsWatched(secretNS) {
-			return nil, fmt.Errorf("pilot does not read Secrets in namespace %s (mesh-pilot --gateway-secret-namespace; it reads %q)", secretNS, s.secretNS)
+			return nil, &credential.NotReadError{Namespace: secretNS}
 		}
 		c, err := credential.Lookup(func(n string) *corev1.Secret { return s.Secret(secretNS, n) }, secretNS, name, needCA)
 		if err != nil {
@@ -45,7 +45,7 @@ func (s *Snapshot) GatewayServerCredential(gw *networkingv1.Gateway, ns string, 
 		return c, nil
 	}
 	if !s.SecretsWatched(ns) {
-		return nil, fmt.Errorf("pilot does not read Secrets in namespace %s, where the gateway runs (mesh-pilot --gateway-secret-namespace; it reads %q)", ns, s.secretNS)
+		return nil, &credential.NotReadError{Namespace: ns, Where: "where the gateway runs"}
 	}
 	return credential.Lookup(func(name string) *corev1.Secret { return s.Secret(ns, name) }, ns, tls.CredentialName, needCA)
 }
@@ -89,7 +89,7 @@ func (s *Snapshot) GatewayCredentialProblems(gw *networkingv1.Gateway) []string 
 // the CA it checks the server against) for a gateway in namespace ns.
 func (s *Snapshot) GatewayClientCredential(ns, credentialName string) (*credential.Credential, error) {
 	if !s.SecretsWatched(ns) {
-		return nil, fmt.Errorf("pilot does not read Secrets in namespace %s, where the gateway runs (mesh-pilot --gateway-secret-namespace; it reads %q)", ns, s.secretNS)
+		return nil, &credential.NotReadError{Namespace: ns, Where: "where the gateway runs"}
 	}
 	return credential.LookupClient(func(name string) *corev1.Secret { return s.Secret(ns, name) }, ns, credentialName)
 }

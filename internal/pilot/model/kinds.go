@@ -42,6 +42,10 @@ type Kind struct {
 	CRD bool
 	// Informer returns the kind's shared informer from the factories.
 	Informer func(Informers) cache.SharedIndexInformer
+	// Informers, when set instead of Informer, returns the several
+	// informers the kind is watched through (Secrets: one per namespace
+	// pilot reads them in).
+	Informers func(Informers) []cache.SharedIndexInformer
 	// Watched says whether the kind is watched with these factories (nil:
 	// always, CRD kinds aside); a kind not watched has no objects.
 	Watched func(Informers) bool
@@ -90,9 +94,18 @@ type Informers struct {
 	// Mesh watches mesh's own kinds (networking.mesh.io); nil when their
 	// CRDs are not served.
 	Mesh dynamicinformer.DynamicSharedInformerFactory
-	// Secrets watches Secrets in the gateways' namespace only (or in all,
-	// when pilot is told to); nil: no Secrets are read.
-	Secrets informers.SharedInformerFactory
+	// Secrets watches Secrets, one factory per namespace pilot reads them
+	// in (the gateways' by default), or one for every namespace when it
+	// is told to; empty: no Secrets are read.
+	Secrets []informers.SharedInformerFactory
+}
+
+// informers returns the informers the kind is watched through.
+func (k *Kind) informers(f Informers) []cache.SharedIndexInformer {
+	if k.Informers != nil {
+		return k.Informers(f)
+	}
+	return []cache.SharedIndexInformer{k.Informer(f)}
 }
 
 // served reports whether the kind is watched with these factories: its
@@ -166,9 +179,15 @@ var Kinds = []*Kind{
 		// served to gateways over SDS; only kubernetes.io/tls and Opaque ones
 		// reach the snapshot (credential.Served).
 		GVK: gvk("", "v1", "Secret"), Plural: "secrets",
-		Informer: func(f Informers) cache.SharedIndexInformer { return f.Secrets.Core().V1().Secrets().Informer() },
-		Watched:  func(f Informers) bool { return f.Secrets != nil },
-		Reach:    reachRouters, AnalyzerKind: "Secret",
+		Informers: func(f Informers) []cache.SharedIndexInformer {
+			out := make([]cache.SharedIndexInformer, len(f.Secrets))
+			for i, sf := range f.Secrets {
+				out[i] = sf.Core().V1().Secrets().Informer()
+			}
+			return out
+		},
+		Watched: func(f Informers) bool { return len(f.Secrets) > 0 },
+		Reach:   reachRouters, AnalyzerKind: "Secret",
 	},
 	{
 		GVK: gvk(networkingGroup, "v1", "VirtualService"), Plural: "virtualservices", CRD: true,
@@ -376,9 +395,11 @@ func register[T metav1.Object](kind string, in func(*Input) *[]T, snap func(*Sna
 		panic("model: field for unknown kind " + kind)
 	}
 	row.load = func(f Informers, dst *Input) {
-		for _, o := range row.Informer(f).GetStore().List() {
-			if t, ok := o.(T); ok {
-				*in(dst) = append(*in(dst), t)
+		for _, inf := range row.informers(f) {
+			for _, o := range inf.GetStore().List() {
+				if t, ok := o.(T); ok {
+					*in(dst) = append(*in(dst), t)
+				}
 			}
 		}
 	}
@@ -436,7 +457,7 @@ func init() {
 	register("GRPCRoute", func(in *Input) *[]*gwv1.GRPCRoute { return &in.GRPCRoutes }, func(s *Snapshot) []*gwv1.GRPCRoute { return s.GRPCRoutes })
 	register("ReferenceGrant", func(in *Input) *[]*gwv1.ReferenceGrant { return &in.ReferenceGrants }, func(s *Snapshot) []*gwv1.ReferenceGrant { return s.ReferenceGrants })
 	for _, k := range Kinds {
-		if k.load == nil || k.objects == nil || k.put == nil || k.Informer == nil {
+		if k.load == nil || k.objects == nil || k.put == nil || k.Informer == nil && k.Informers == nil {
 			panic(fmt.Sprintf("model: kind %s has no Input/Snapshot field or informer", k.GVK.Kind))
 		}
 	}

@@ -138,8 +138,8 @@ func TestEveryKindReachesTheSnapshot(t *testing.T) {
 	in := oneOfEach()
 	fields := 0
 	for i := 0; i < reflect.TypeOf(in).NumField(); i++ {
-		if reflect.TypeOf(in).Field(i).Type.Kind() == reflect.Slice {
-			fields++
+		if f := reflect.TypeOf(in).Field(i).Type; f.Kind() == reflect.Slice && f.Elem().Kind() == reflect.Pointer {
+			fields++ // a list of objects, not of names (SecretNamespaces)
 		}
 	}
 	if fields != len(Kinds) {

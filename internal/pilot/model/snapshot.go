@@ -201,9 +201,10 @@ type Input struct {
 	GRPCRoutes             []*gwv1.GRPCRoute
 	ReferenceGrants        []*gwv1.ReferenceGrant
 	RootNamespace          string // mesh-wide policy lives here; default mesh-system
-	// SecretNamespace is where Secrets were read from: a namespace, "*"
-	// for all, "" for none (Watcher.SecretNamespace).
-	SecretNamespace string
+	// SecretNamespaces are the namespaces Secrets were read from; "*"
+	// among them is every namespace, none is no Secrets at all
+	// (Watcher.SecretNamespaces).
+	SecretNamespaces []string
 	// Mesh is the mesh config pilot was started with (nil: Istio's defaults);
 	// pilot reads it once, so it is the same in every snapshot.
 	Mesh *meshconfig.MeshConfig
@@ -226,7 +227,7 @@ type Snapshot struct {
 	pods          map[string]*corev1.Pod // ns/name
 	namespaces    map[string]*corev1.Namespace
 	secrets       map[string]*corev1.Secret // ns/name
-	secretNS      string
+	secretNS      map[string]bool           // namespaces Secrets were read in; "*": all
 
 	VirtualServices        []*networkingv1.VirtualService
 	DestinationRules       []*networkingv1.DestinationRule
@@ -332,7 +333,7 @@ func Build(version uint64, in Input) *Snapshot {
 		pods:           map[string]*corev1.Pod{},
 		namespaces:     map[string]*corev1.Namespace{},
 		secrets:        map[string]*corev1.Secret{},
-		secretNS:       in.SecretNamespace,
+		secretNS:       map[string]bool{},
 		input:          in,
 		// Copied, so a caller reusing its slices cannot change an older
 		// snapshot: pushes compare snapshots to find what changed.
@@ -361,6 +362,9 @@ func Build(version uint64, in Input) *Snapshot {
 			Pods:           slices.Clone(in.Pods),
 			EndpointSlices: slices.Clone(in.EndpointSlices),
 		},
+	}
+	for _, ns := range in.SecretNamespaces {
+		s.secretNS[ns] = true
 	}
 	for _, sec := range in.Secrets {
 		if credential.Served(sec) {

@@ -53,15 +53,16 @@ type Watcher struct {
 	GatewayAPI    gwclient.Interface    // nil, or when the Gateway API CRDs are absent: no Gateway API config
 	Dynamic       dynamic.Interface     // nil, or when mesh's own CRDs are absent: no MetaRoutes
 	RootNamespace string
-	// SecretNamespace is where Secrets are read for gateway credentials:
-	// a namespace (the gateways', pilot's own by default), "*" for all
-	// namespaces (pilot then needs to read Secrets cluster-wide), or ""
-	// for none.
-	SecretNamespace string
-	Mesh            *meshconfig.MeshConfig // carried into every snapshot
-	JWKSFetch       JWKSFetchMode          // carried into every snapshot
-	Debounce        time.Duration          // quiet time before a snapshot is built (default 100ms)
-	MaxDelay        time.Duration          // longest an event waits under constant churn (default 1s)
+	// SecretNamespaces are where Secrets are read for gateway credentials:
+	// the gateways' namespaces (pilot's own by default), or "*" for every
+	// namespace (pilot then needs to read Secrets cluster-wide); none: no
+	// Secrets are read. Each namespace is watched on its own, so pilot
+	// needs only a Role in each.
+	SecretNamespaces []string
+	Mesh             *meshconfig.MeshConfig // carried into every snapshot
+	JWKSFetch        JWKSFetchMode          // carried into every snapshot
+	Debounce         time.Duration          // quiet time before a snapshot is built (default 100ms)
+	MaxDelay         time.Duration          // longest an event waits under constant churn (default 1s)
 	// OnSnapshot receives each new snapshot; it is called from one goroutine.
 	OnSnapshot func(*Snapshot, Change)
 
@@ -130,29 +131,27 @@ func (w *Watcher) Run(ctx context.Context) error {
 			slog.Warn("CRDs not served; their kinds are not read (install the base chart's CRDs)", "groupVersions", missing)
 		}
 	}
-	if ns := w.SecretNamespace; ns != "" {
-		if ns == "*" {
-			ns = metav1.NamespaceAll
-		}
+	w.listers.Secrets = nil
+	for _, ns := range secretNamespaces(w.SecretNamespaces) {
 		// Types that are never credentials (credential.Served) are not
 		// listed at all: service account tokens and Helm's releases are
-		// most of a cluster's Secrets, and pilot reads every namespace's
-		// by default.
-		w.listers.Secrets = informers.NewSharedInformerFactoryWithOptions(w.Kube, 0, informers.WithNamespace(ns),
+		// most of a cluster's Secrets.
+		w.listers.Secrets = append(w.listers.Secrets, informers.NewSharedInformerFactoryWithOptions(w.Kube, 0, informers.WithNamespace(ns),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = "type!=" + string(corev1.SecretTypeServiceAccountToken) + ",type!=helm.sh/release.v1"
-			}))
+			})))
 	}
 	for _, k := range w.kinds() {
 		classify := func(o any) Change { return Change{Full: true} }
 		if k.Classify != nil {
 			classify = func(o any) Change { return k.Classify(w, o) }
 		}
-		inf := k.Informer(w.listers)
-		if k.Status != nil {
-			w.handleSpec(inf, classify)
-		} else {
-			w.handle(inf, classify)
+		for _, inf := range k.informers(w.listers) {
+			if k.Status != nil {
+				w.handleSpec(inf, classify)
+			} else {
+				w.handle(inf, classify)
+			}
 		}
 	}
 	if inf := w.listers.Istio; inf != nil {
@@ -179,10 +178,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 	}
-	for _, f := range []informers.SharedInformerFactory{f, w.listers.Secrets} {
-		if f == nil {
-			continue
-		}
+	for _, f := range append([]informers.SharedInformerFactory{f}, w.listers.Secrets...) {
 		f.Start(ctx.Done())
 		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
@@ -323,7 +319,7 @@ func (w *Watcher) SetMesh(mc *meshconfig.MeshConfig) {
 
 func (w *Watcher) input() Input {
 	w.mu.Lock()
-	in := Input{RootNamespace: w.RootNamespace, SecretNamespace: w.SecretNamespace, Mesh: w.Mesh, JWKSFetch: w.JWKSFetch}
+	in := Input{RootNamespace: w.RootNamespace, SecretNamespaces: w.SecretNamespaces, Mesh: w.Mesh, JWKSFetch: w.JWKSFetch}
 	w.mu.Unlock()
 	for _, k := range w.kinds() {
 		k.load(w.listers, &in)
@@ -343,4 +339,21 @@ func servedGroupVersions(kube kubernetes.Interface) (served map[string]bool, mis
 		served[gv] = true
 	}
 	return served, missing
+}
+
+// secretNamespaces returns the namespaces to watch Secrets in, each once:
+// metav1.NamespaceAll alone when "*" is among them.
+func secretNamespaces(nss []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, ns := range nss {
+		if ns == "*" {
+			return []string{metav1.NamespaceAll}
+		}
+		if ns != "" && !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	return out
 }

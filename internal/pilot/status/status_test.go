@@ -317,7 +317,7 @@ func TestClientCredentialStatus(t *testing.T) {
 
 	w := &status.Writer{Istio: istio, Kube: kube, Namespace: "mesh-system", Identity: "pilot-cred",
 		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond}
-	watcher := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: "mesh-system", SecretNamespace: "*",
+	watcher := &model.Watcher{Kube: kube, Istio: istio, RootNamespace: "mesh-system", SecretNamespaces: []string{"*"},
 		OnSnapshot: func(s *model.Snapshot, _ model.Change) { w.Offer(s) }}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)

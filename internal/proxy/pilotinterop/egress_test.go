@@ -64,7 +64,7 @@ func egressWorld(t *testing.T, httpPort, tlsPort, mtlsPort uint32, secret *corev
 		Status:     corev1.PodStatus{PodIP: "198.18.200.2", Phase: corev1.PodRunning},
 	})
 	w.In.Secrets = append(w.In.Secrets, secret)
-	w.In.SecretNamespace = "mesh-system"
+	w.In.SecretNamespaces = []string{"mesh-system"}
 	if err := w.AddYAML([]byte(fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: mesh-egressgateway, namespace: mesh-system}
