@@ -79,7 +79,7 @@ func newCommand(out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "mesh config file (the `mesh` ConfigMap's key)")
 	f.StringVar(&o.InjectorValuesFile, "injector-values", "", "injector values file (default: read the mesh-sidecar-injector ConfigMap)")
 	f.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 0, "lifetime of workload certificates (default 24h)")
-	f.StringSliceVar(&o.SecretNamespaces, "gateway-secret-namespaces", nil, "namespaces besides pilot's own (where its gateways run, always read) whose kubernetes.io/tls and Opaque Secrets gateways may use as credentialName or certificateRefs; \"*\": every namespace, which needs RBAC to read Secrets cluster-wide (install value values.pilot.gatewaySecretNamespaces)")
+	f.StringSliceVar(&o.SecretNamespaces, "gateway-secret-namespaces", nil, "namespaces besides pilot's own where it always reads the kubernetes.io/tls and Opaque Secrets gateways use as credentialName or certificateRefs; it also reads them in each namespace where gateways are, binding ClusterRole mesh-pilot-gateway-secrets there; \"*\": every namespace, which needs RBAC to read Secrets cluster-wide (install value values.pilot.gatewaySecretNamespaces)")
 	f.StringVar(&oldSecretNamespace, "gateway-secret-namespace", "", "one more namespace to read gateway Secrets in")
 	_ = f.MarkDeprecated("gateway-secret-namespace", "use --gateway-secret-namespaces, a list")
 	f.StringVar(&o.GatewayServiceType, "gateway-service-type", "", "type of the Services of the Gateway API Gateways pilot deploys: LoadBalancer, ClusterIP or NodePort (default $PILOT_GATEWAY_SERVICE_TYPE, else LoadBalancer as Istio; a Gateway's networking.istio.io/service-type annotation wins)")

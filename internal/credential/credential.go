@@ -220,6 +220,10 @@ func LookupClient(get Getter, ns, credentialName string) (*Credential, error) {
 const (
 	NamespacesValue = "values.pilot.gatewaySecretNamespaces"
 	NamespacesFlag  = "--gateway-secret-namespaces"
+	// RoleBindingName is the RoleBinding (a revision's suffix after
+	// mesh-pilot aside) pilot keeps in each namespace it follows
+	// gateways' Secrets into.
+	RoleBindingName = "mesh-pilot-gateway-secrets-auto"
 )
 
 // NotReadError is a credential in a namespace whose Secrets pilot does not
@@ -230,12 +234,19 @@ type NotReadError struct {
 	// Where says why that namespace is asked for ("where the gateway
 	// runs"); empty when the reference itself names it.
 	Where string
+	// Pending: pilot has started to read the namespace's Secrets (it
+	// follows the gateways' namespaces) and has not listed them yet.
+	Pending bool
 }
 
 func (e *NotReadError) Error() string {
 	where := ""
 	if e.Where != "" {
 		where = ", " + e.Where
+	}
+	if e.Pending {
+		return fmt.Sprintf("pilot has not read the Secrets of namespace %s%s yet: it reads them since a gateway needs them; if this stays, pilot may not list them (RoleBinding %s there, which pilot makes; the log says why) or add %s to %s",
+			e.Namespace, where, RoleBindingName, e.Namespace, NamespacesValue)
 	}
 	return fmt.Sprintf("pilot does not read Secrets in namespace %s%s: add %s to %s and re-run mesh install (or \"*\" for every namespace; mesh-pilot %s)",
 		e.Namespace, where, e.Namespace, NamespacesValue, NamespacesFlag)

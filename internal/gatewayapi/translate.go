@@ -28,11 +28,12 @@ type Input struct {
 	Namespaces []*corev1.Namespace
 	Services   []*corev1.Service
 	// Secrets are the Secrets a listener's certificateRefs may name, from
-	// the namespaces SecretsRead says pilot reads. With SecretsRead nil
+	// the namespaces pilot reads. SecretsRead says why a namespace's
+	// Secrets are not known (nil: they are). With SecretsRead nil
 	// (analyze of files) Secrets are not known, and certificateRefs are
 	// checked for kind and ReferenceGrant only.
 	Secrets     []*corev1.Secret
-	SecretsRead func(namespace string) bool
+	SecretsRead func(namespace string) error
 	// DomainSuffix is the cluster DNS suffix backend Services are named under.
 	DomainSuffix string
 }
@@ -53,6 +54,18 @@ type Output struct {
 	RouteParents map[string][]gwv1.RouteParentStatus
 	// Deployments are the Gateways pilot runs a gateway proxy for.
 	Deployments []Deployment
+	// SecretUses are the namespaces whose Secrets the listeners of
+	// mesh's Gateways name as certificateRefs, by namespace: pilot reads
+	// Secrets there (and only there, its own and the install's aside).
+	SecretUses map[string]*SecretUse
+}
+
+// SecretUse is why a namespace's Secrets are read: the objects in it
+// that make a listener's certificateRef point there. They own the
+// RoleBinding that lets pilot read them, so it goes with them.
+type SecretUse struct {
+	Gateways []*gwv1.Gateway        // Gateways of mesh's classes in the namespace, naming its Secrets
+	Grants   []*gwv1.ReferenceGrant // ReferenceGrants in it that let another namespace's Gateway name them
 }
 
 // Deployment is one Gateway's automated deployment: what pilot creates in
@@ -133,6 +146,7 @@ func Translate(in Input) *Output {
 			Classes:       map[string]gwv1.GatewayClassStatus{},
 			GatewayStatus: map[string]gwv1.GatewayStatus{},
 			RouteParents:  map[string][]gwv1.RouteParentStatus{},
+			SecretUses:    map[string]*SecretUse{},
 		},
 		classes:    map[string]*gwv1.GatewayClass{},
 		namespaces: map[string]*corev1.Namespace{},
@@ -384,9 +398,15 @@ func (t *translator) listenerTLS(gw *gwv1.Gateway, l gwv1.Listener) (bool, strin
 		if ref.Namespace != nil {
 			ns = string(*ref.Namespace)
 		}
-		if ns != gw.Namespace && !t.granted(gwv1.GroupName, "Gateway", gw.Namespace, "", "Secret", ns, string(ref.Name)) {
-			return false, string(gwv1.ListenerReasonRefNotPermitted),
-				fmt.Sprintf("Secret %s/%s is in another namespace and no ReferenceGrant there allows it", ns, ref.Name)
+		if ns != gw.Namespace {
+			grant := t.grant(gwv1.GroupName, "Gateway", gw.Namespace, "", "Secret", ns, string(ref.Name))
+			if grant == nil {
+				return false, string(gwv1.ListenerReasonRefNotPermitted),
+					fmt.Sprintf("Secret %s/%s is in another namespace and no ReferenceGrant there allows it", ns, ref.Name)
+			}
+			t.useSecrets(ns, nil, grant)
+		} else {
+			t.useSecrets(ns, gw, nil)
 		}
 		if t.in.SecretsRead == nil {
 			continue
@@ -394,9 +414,8 @@ func (t *translator) listenerTLS(gw *gwv1.Gateway, l gwv1.Listener) (bool, strin
 		// The Secret itself, read as the gateway will be served it: a
 		// missing or malformed one is an invalid reference (the listener
 		// is not programmed rather than served without a certificate).
-		if !t.in.SecretsRead(ns) {
-			return false, string(gwv1.ListenerReasonInvalidCertificateRef),
-				"certificateRef: " + (&credential.NotReadError{Namespace: ns}).Error()
+		if err := t.in.SecretsRead(ns); err != nil {
+			return false, string(gwv1.ListenerReasonInvalidCertificateRef), "certificateRef: " + err.Error()
 		}
 		get := func(name string) *corev1.Secret { return t.secrets[ns+"/"+name] }
 		if _, err := credential.Lookup(get, ns, string(ref.Name), false); err != nil {
@@ -406,9 +425,30 @@ func (t *translator) listenerTLS(gw *gwv1.Gateway, l gwv1.Listener) (bool, strin
 	return true, "", ""
 }
 
+// useSecrets records that a listener names a Secret of ns, because of gw
+// (in ns) or grant (in ns).
+func (t *translator) useSecrets(ns string, gw *gwv1.Gateway, grant *gwv1.ReferenceGrant) {
+	u := t.out.SecretUses[ns]
+	if u == nil {
+		u = &SecretUse{}
+		t.out.SecretUses[ns] = u
+	}
+	if gw != nil && !slices.Contains(u.Gateways, gw) {
+		u.Gateways = append(u.Gateways, gw)
+	}
+	if grant != nil && !slices.Contains(u.Grants, grant) {
+		u.Grants = append(u.Grants, grant)
+	}
+}
+
 // granted reports whether a ReferenceGrant in toNS lets objects of
 // fromGroup/fromKind in fromNS refer to toGroup/toKind name.
 func (t *translator) granted(fromGroup, fromKind, fromNS, toGroup, toKind, toNS, name string) bool {
+	return t.grant(fromGroup, fromKind, fromNS, toGroup, toKind, toNS, name) != nil
+}
+
+// grant is the ReferenceGrant granted finds, or nil.
+func (t *translator) grant(fromGroup, fromKind, fromNS, toGroup, toKind, toNS, name string) *gwv1.ReferenceGrant {
 	for _, g := range t.in.Grants {
 		if g.Namespace != toNS {
 			continue
@@ -424,11 +464,11 @@ func (t *translator) granted(fromGroup, fromKind, fromNS, toGroup, toKind, toNS,
 		}
 		for _, to := range g.Spec.To {
 			if string(to.Group) == toGroup && string(to.Kind) == toKind && (to.Name == nil || string(*to.Name) == name) {
-				return true
+				return g
 			}
 		}
 	}
-	return false
+	return nil
 }
 
 // attach works out a route's parents: the listeners it attaches to, with

@@ -16,6 +16,8 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"mesh.dev/mesh/internal/credential"
 )
 
 func world() Input {
@@ -205,7 +207,7 @@ func TestListenerCertificateRefs(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		ref        gwv1.SecretObjectReference
-		read       func(string) bool
+		read       func(string) error
 		grant      bool
 		wantReason string // "" resolved
 		wantCred   string
@@ -214,7 +216,7 @@ func TestListenerCertificateRefs(t *testing.T) {
 		{name: "missing", ref: gwv1.SecretObjectReference{Name: "nonexistent"}, wantReason: "InvalidCertificateRef"},
 		{name: "malformed", ref: gwv1.SecretObjectReference{Name: "malformed"}, wantReason: "InvalidCertificateRef"},
 		{name: "wrong kind", ref: gwv1.SecretObjectReference{Name: "good", Kind: ptr(gwv1.Kind("WrongKind"))}, wantReason: "InvalidCertificateRef"},
-		{name: "namespace not read", ref: gwv1.SecretObjectReference{Name: "good"}, read: func(string) bool { return false }, wantReason: "InvalidCertificateRef"},
+		{name: "namespace not read", ref: gwv1.SecretObjectReference{Name: "good"}, read: func(ns string) error { return &credential.NotReadError{Namespace: ns} }, wantReason: "InvalidCertificateRef"},
 		{name: "other namespace, no grant", ref: gwv1.SecretObjectReference{Name: "shared", Namespace: ptr(gwv1.Namespace("certs"))}, wantReason: "RefNotPermitted"},
 		{name: "other namespace, granted", ref: gwv1.SecretObjectReference{Name: "shared", Namespace: ptr(gwv1.Namespace("certs"))}, grant: true,
 			wantCred: "kubernetes-gateway://certs/shared"},
@@ -228,7 +230,7 @@ func TestListenerCertificateRefs(t *testing.T) {
 				TLS:           &gwv1.ListenerTLSConfig{CertificateRefs: []gwv1.SecretObjectReference{tc.ref}}}
 			in.Secrets, in.SecretsRead = secrets, tc.read
 			if in.SecretsRead == nil {
-				in.SecretsRead = func(string) bool { return true }
+				in.SecretsRead = func(string) error { return nil }
 			}
 			if tc.grant {
 				in.Grants = []*gwv1.ReferenceGrant{{ObjectMeta: metav1.ObjectMeta{Name: "certs", Namespace: "certs"},
@@ -240,6 +242,27 @@ func TestListenerCertificateRefs(t *testing.T) {
 			out := Translate(in)
 			ls := out.GatewayStatus["infra/web"].Listeners[1]
 			resolved := cond(t, ls.Conditions, "ResolvedRefs")
+			// Where pilot must read Secrets for it, and who asks: the
+			// Gateway for its own namespace, the grant for another's.
+			if tc.wantReason != "RefNotPermitted" && tc.wantReason != "" || tc.wantCred != "" {
+				secretNS, why := "infra", "Gateway infra/web"
+				if tc.grant {
+					secretNS, why = "certs", "ReferenceGrant certs/certs"
+				}
+				u := out.SecretUses[secretNS]
+				if tc.ref.Kind != nil {
+					u, secretNS = out.SecretUses["infra"], ""
+				}
+				switch {
+				case secretNS == "" && u != nil:
+					t.Errorf("a ref that is no Secret makes pilot read Secrets in infra: %+v", u)
+				case secretNS != "" && (u == nil || tc.grant && (len(u.Grants) != 1 || len(u.Gateways) != 0) || !tc.grant && (len(u.Gateways) != 1 || len(u.Grants) != 0)):
+					t.Errorf("SecretUses[%s] = %+v, want %s alone", secretNS, u, why)
+				}
+			}
+			if tc.wantReason == "RefNotPermitted" && out.SecretUses["certs"] != nil {
+				t.Errorf("a ref no ReferenceGrant allows makes pilot read Secrets in certs: %+v", out.SecretUses["certs"])
+			}
 			if tc.wantReason == "" {
 				if resolved.Status != metav1.ConditionTrue {
 					t.Fatalf("ResolvedRefs = %+v, want True", resolved)
@@ -285,7 +308,7 @@ func TestRoutesAttachToUnresolvedListeners(t *testing.T) {
 	in.Gateways[0].Spec.Listeners = []gwv1.Listener{{Name: "https", Port: 443, Protocol: gwv1.HTTPSProtocolType,
 		AllowedRoutes: &gwv1.AllowedRoutes{Namespaces: &gwv1.RouteNamespaces{From: ptr(gwv1.NamespacesFromAll)}},
 		TLS:           &gwv1.ListenerTLSConfig{CertificateRefs: []gwv1.SecretObjectReference{{Name: "does-not-exist"}}}}}
-	in.SecretsRead = func(string) bool { return true }
+	in.SecretsRead = func(string) error { return nil }
 	out := Translate(in)
 	gs := out.GatewayStatus["infra/web"]
 	if c := cond(t, gs.Conditions, "Accepted"); c.Status != metav1.ConditionFalse || c.Reason != "ListenersNotValid" {

@@ -17,6 +17,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -24,30 +25,34 @@ import (
 
 	"mesh.dev/mesh/internal/pilot"
 	"mesh.dev/mesh/internal/pilot/model"
+	"mesh.dev/mesh/internal/pilot/status"
 	"mesh.dev/mesh/internal/render"
 	"mesh.dev/mesh/internal/spec"
 )
 
-// TestGatewaySecretsOnlyInListedNamespaces runs pilot as its own service
-// account with the RBAC the charts render for values.pilot.
-// gatewaySecretNamespaces [sec-a]: it becomes ready without reading
-// Secrets cluster-wide, serves the gateway in sec-a its Secret, and
-// serves the one in sec-b (a namespace it may not read) nothing, saying
-// on the Istio Gateway's status and on the Gateway API listener's
-// ResolvedRefs which namespace is not read and which value to set.
-func TestGatewaySecretsOnlyInListedNamespaces(t *testing.T) {
+// TestGatewaySecretsFollowGateways runs pilot as its own service account
+// with the RBAC the charts render by default (no namespace listed in
+// values.pilot.gatewaySecretNamespaces): it becomes ready without reading
+// Secrets cluster-wide or in any namespace but its own. Namespaces made
+// afterwards, while it runs: sec-gwapi with a Gateway API Gateway of class
+// mesh, sec-istio with an Istio Gateway's workload, sec-other with only a
+// Secret. The gateways of the first two are served their Secrets over SDS
+// and their statuses say the certificates resolve, with no restart;
+// pilot may then list Secrets in those two and still not in sec-other,
+// whose Secret it cannot get. When the Gateway API Gateway goes, pilot may
+// no longer list sec-gwapi's Secrets.
+func TestGatewaySecretsFollowGateways(t *testing.T) {
 	e := newEnv(t, 4*time.Minute)
 	ctx, kube := e.ctx, e.kube
 	istio := istioclient.NewForConfigOrDie(e.cfg)
 	gw := gwclient.NewForConfigOrDie(e.cfg)
 	e.installGatewayAPICRDs()
 	const pilotNS, rev = "sec-system", "sec"
-	e.createNamespaces(pilotNS, "sec-a", "sec-b")
+	e.createNamespaces(pilotNS)
 
 	// The chart's RBAC and service account for pilot, as mesh install
 	// applies them.
-	op, _, err := spec.Load(spec.LoadOptions{Sets: []string{"profile=minimal", "namespace=" + pilotNS, "revision=" + rev,
-		"values.pilot.gatewaySecretNamespaces=[sec-a]"}})
+	op, _, err := spec.Load(spec.LoadOptions{Sets: []string{"profile=minimal", "namespace=" + pilotNS, "revision=" + rev}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +79,8 @@ func TestGatewaySecretsOnlyInListedNamespaces(t *testing.T) {
 		}
 		return r.Status.Allowed
 	}
-	if !canList("sec-a") || canList("sec-b") || canList("") {
-		t.Fatalf("pilot may list Secrets: sec-a %v, sec-b %v, cluster-wide %v; want only sec-a", canList("sec-a"), canList("sec-b"), canList(""))
+	if !canList(pilotNS) || canList("sec-gwapi") || canList("") {
+		t.Fatalf("before pilot runs it may list Secrets: %s %v, sec-gwapi %v, cluster-wide %v; want only %s", pilotNS, canList(pilotNS), canList("sec-gwapi"), canList(""), pilotNS)
 	}
 	tr, err := kube.CoreV1().ServiceAccounts(pilotNS).CreateToken(ctx, sa, &authnv1.TokenRequest{}, metav1.CreateOptions{})
 	if err != nil {
@@ -90,42 +95,53 @@ func TestGatewaySecretsOnlyInListedNamespaces(t *testing.T) {
 	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-
-	ca := newTestCA(t, "ingress CA")
-	for _, ns := range []string{"sec-a", "sec-b"} {
-		crt, key, _, _ := ca.issue(t, ns+".example.com", false)
-		if _, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cert"}, Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{"tls.crt": crt, "tls.key": key}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "ingress"}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "ingress-0", Labels: map[string]string{"istio": "ingress-" + ns}},
-			Spec:       corev1.PodSpec{ServiceAccountName: "ingress", Containers: []corev1.Container{{Name: "istio-proxy", Image: "mesh/proxy:test"}}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.applyYAML(fmt.Sprintf(`{"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "web"},
-  "spec": {"selector": {"istio": "ingress-%[1]s"}, "servers": [
-    {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["%[1]s.example.com"], "tls": {"mode": "SIMPLE", "credentialName": "cert"}}]}}`, ns), ns); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := gw.GatewayV1().Gateways(ns).Create(ctx, &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "api"},
-			Spec: gwv1.GatewaySpec{GatewayClassName: "mesh", Listeners: []gwv1.Listener{{
-				Name: "https", Port: 443, Protocol: gwv1.HTTPSProtocolType, Hostname: ptr(gwv1.Hostname("api." + ns + ".example.com")),
-				TLS: &gwv1.ListenerTLSConfig{CertificateRefs: []gwv1.SecretObjectReference{{Name: "cert"}}},
-			}}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := gw.GatewayV1().GatewayClasses().Create(ctx, &gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "mesh"},
 		Spec: gwv1.GatewayClassSpec{ControllerName: "mesh.dev/gateway-controller"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 
-	p := e.startPilot(&pilot.Options{Namespace: pilotNS, Revision: rev, Kubeconfig: kubeconfig, SecretNamespaces: []string{"sec-a"}})
+	p := e.startPilot(&pilot.Options{Namespace: pilotNS, Revision: rev, Kubeconfig: kubeconfig})
+
+	// The namespaces come after pilot is up: what it reads follows them.
+	ca := newTestCA(t, "ingress CA")
+	e.createNamespaces("sec-gwapi", "sec-istio", "sec-other")
+	for _, ns := range []string{"sec-gwapi", "sec-istio", "sec-other"} {
+		crt, key, _, _ := ca.issue(t, ns+".example.com", false)
+		if _, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cert"}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"tls.crt": crt, "tls.key": key}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gatewayPod := func(ns string, lbls map[string]string) {
+		t.Helper()
+		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "ingress"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "ingress-0", Labels: lbls},
+			Spec:       corev1.PodSpec{ServiceAccountName: "ingress", Containers: []corev1.Container{{Name: "istio-proxy", Image: "mesh/proxy:test"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// sec-gwapi: a Gateway API Gateway, and a pod as its automated
+	// deployment's (labelled with the Gateway's name).
+	if _, err := gw.GatewayV1().Gateways("sec-gwapi").Create(ctx, &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "api"},
+		Spec: gwv1.GatewaySpec{GatewayClassName: "mesh", Listeners: []gwv1.Listener{{
+			Name: "https", Port: 443, Protocol: gwv1.HTTPSProtocolType, Hostname: ptr(gwv1.Hostname("api.sec-gwapi.example.com")),
+			TLS: &gwv1.ListenerTLSConfig{CertificateRefs: []gwv1.SecretObjectReference{{Name: "cert"}}},
+		}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gatewayPod("sec-gwapi", map[string]string{"gateway.networking.k8s.io/gateway-name": "api"})
+	// sec-istio: the workload of an Istio Gateway that lives elsewhere
+	// (pilot's namespace), served its own namespace's Secret.
+	gatewayPod("sec-istio", map[string]string{"istio": "ingress-sec-istio"})
+	if err := e.applyYAML(`{"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "web"},
+  "spec": {"selector": {"istio": "ingress-sec-istio"}, "servers": [
+    {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["sec-istio.example.com"], "tls": {"mode": "SIMPLE", "credentialName": "cert"}}]}}`, pilotNS); err != nil {
+		t.Fatal(err)
+	}
 
 	eventually := func(what string, f func() error) {
 		t.Helper()
@@ -144,59 +160,73 @@ func TestGatewaySecretsOnlyInListedNamespaces(t *testing.T) {
 		}
 		return strings.Join(res.Names(resourcev3.SecretType), " ")
 	}
-	eventually("the gateway in sec-a is served its Secret", func() error {
-		if s := sds("sec-a"); !strings.Contains(s+" ", "kubernetes://cert ") {
-			return fmt.Errorf("SDS secrets for sec-a's gateway: %q", s)
-		}
-		return nil
-	})
-	if s := sds("sec-b"); strings.Contains(s, "cert") {
-		t.Errorf("the gateway in sec-b, whose Secrets pilot does not read, is served %q", s)
+	for _, ns := range []string{"sec-gwapi", "sec-istio"} {
+		eventually("the gateway in "+ns+" is served its Secret over SDS", func() error {
+			if s := sds(ns); !strings.Contains(s+" ", "kubernetes://cert ") {
+				return fmt.Errorf("SDS secrets for %s's gateway: %q", ns, s)
+			}
+			return nil
+		})
 	}
-
-	notRead := []string{"pilot does not read Secrets in namespace sec-b", "values.pilot.gatewaySecretNamespaces"}
-	eventually("the Istio Gateway in sec-b says its namespace is not read", func() error {
-		g, err := istio.NetworkingV1().Gateways("sec-b").Get(ctx, "web", metav1.GetOptions{})
+	eventually("the Gateway API listener in sec-gwapi resolves its Secret", func() error {
+		g, err := gw.GatewayV1().Gateways("sec-gwapi").Get(ctx, "api", metav1.GetOptions{})
 		if err != nil {
 			return err
-		}
-		return credentialCondition(g, append([]string{`spec.servers[0].tls.credentialName "cert"`}, notRead...)...)
-	})
-	listener := func(ns string) (*metav1.Condition, error) {
-		g, err := gw.GatewayV1().Gateways(ns).Get(ctx, "api", metav1.GetOptions{})
-		if err != nil {
-			return nil, err
 		}
 		for _, l := range g.Status.Listeners {
 			if c := apimeta.FindStatusCondition(l.Conditions, string(gwv1.ListenerConditionResolvedRefs)); c != nil {
-				return c, nil
+				if c.Status != metav1.ConditionTrue {
+					return fmt.Errorf("ResolvedRefs %s/%s: %s", c.Status, c.Reason, c.Message)
+				}
+				return nil
 			}
 		}
-		return nil, fmt.Errorf("no listener ResolvedRefs in %s", js(g.Status))
+		return fmt.Errorf("no listener ResolvedRefs in %s", js(g.Status))
+	})
+	eventually("the Istio Gateway reports no credential problem", func() error {
+		g, err := istio.NetworkingV1().Gateways(pilotNS).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range g.Status.Conditions {
+			if c.Type == status.CredentialCondition && c.Status == "False" {
+				return fmt.Errorf("%s: %s", c.Type, c.Message)
+			}
+		}
+		if g.Status.ObservedGeneration != g.Generation {
+			return fmt.Errorf("status of generation %d, want %d", g.Status.ObservedGeneration, g.Generation)
+		}
+		return nil
+	})
+
+	// What pilot may read now: the gateways' namespaces, not sec-other's
+	// nor every namespace's.
+	if !canList("sec-gwapi") || !canList("sec-istio") || canList("sec-other") || canList("") {
+		t.Errorf("pilot may list Secrets: sec-gwapi %v, sec-istio %v, sec-other %v, cluster-wide %v; want the first two only",
+			canList("sec-gwapi"), canList("sec-istio"), canList("sec-other"), canList(""))
 	}
-	eventually("the Gateway API listener in sec-b is InvalidCertificateRef, saying why", func() error {
-		c, err := listener("sec-b")
-		if err != nil {
-			return err
-		}
-		if c.Status != metav1.ConditionFalse || c.Reason != string(gwv1.ListenerReasonInvalidCertificateRef) {
-			return fmt.Errorf("ResolvedRefs %s/%s: %s", c.Status, c.Reason, c.Message)
-		}
-		for _, w := range notRead {
-			if !strings.Contains(c.Message, w) {
-				return fmt.Errorf("ResolvedRefs message %q lacks %q", c.Message, w)
-			}
-		}
-		return nil
-	})
-	eventually("the Gateway API listener in sec-a resolves its Secret", func() error {
-		c, err := listener("sec-a")
-		if err != nil {
-			return err
-		}
-		if c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("ResolvedRefs %s/%s: %s", c.Status, c.Reason, c.Message)
+	asPilot, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubernetes.NewForConfigOrDie(asPilot).CoreV1().Secrets("sec-other").Get(ctx, "cert", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("pilot's service account gets sec-other's Secret: err %v, want Forbidden", err)
+	}
+
+	// The Gateway API Gateway goes: so does pilot's access to sec-gwapi.
+	if err := gw.GatewayV1().Gateways("sec-gwapi").Delete(ctx, "api", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.CoreV1().Pods("sec-gwapi").Delete(ctx, "ingress-0", metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("pilot may no longer list sec-gwapi's Secrets", func() error {
+		if canList("sec-gwapi") {
+			return fmt.Errorf("pilot may still list Secrets in sec-gwapi")
 		}
 		return nil
 	})
+	if !canList("sec-istio") {
+		t.Errorf("pilot may no longer list Secrets in sec-istio, whose gateway still runs")
+	}
 }

@@ -41,6 +41,7 @@ import (
 	"mesh.dev/mesh/internal/pilot/model"
 	"mesh.dev/mesh/internal/pilot/rollout"
 	"mesh.dev/mesh/internal/pilot/rollout/annotation"
+	"mesh.dev/mesh/internal/pilot/secretaccess"
 	"mesh.dev/mesh/internal/pilot/status"
 	"mesh.dev/mesh/internal/pilot/telemetry"
 	"mesh.dev/mesh/internal/pilot/webhook"
@@ -76,6 +77,11 @@ type Options struct {
 	// certificateRefs) are read from besides Namespace, where the
 	// gateways run and which is always read; "*" for every namespace.
 	SecretNamespaces []string
+	// StaticSecretNamespaces: read Secrets in SecretNamespaces only, not
+	// also in each namespace gateways need them from (which pilot
+	// otherwise follows, binding the base chart's ClusterRole
+	// mesh-pilot-gateway-secrets there).
+	StaticSecretNamespaces bool
 	// GatewayServiceType is the type of the Services of Gateway API
 	// Gateways pilot deploys (default LoadBalancer, as Istio's; a Gateway's
 	// networking.istio.io/service-type annotation wins). Default
@@ -272,7 +278,8 @@ func (o *Options) Run(ctx context.Context) error {
 	o.Server = srv
 	// A valid change of the mesh ConfigMap becomes the model's mesh
 	// config and a full push; the injector reads the current one too.
-	watcher := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespaces: o.SecretNamespaces, Mesh: mc, JWKSFetch: jwksFetch}
+	watcher := &model.Watcher{Kube: kube, Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, RootNamespace: mc.RootNamespace, SecretNamespaces: o.SecretNamespaces,
+		FollowGatewaySecrets: !o.StaticSecretNamespaces, Mesh: mc, JWKSFetch: jwksFetch}
 	mesh := meshwatch.New(meshwatch.Config{Kube: kube, Namespace: o.Namespace, Name: o.MeshConfigMap, DefaultRoot: o.Namespace,
 		OnChange: watcher.SetMesh, Log: log}, mc, meshData, reg)
 
@@ -370,8 +377,17 @@ func (o *Options) Run(ctx context.Context) error {
 	// The Gateway API automated deployment: one replica applies it, the
 	// status writer's leader.
 	deployer := &gatewaydeploy.Deployer{Kube: kube, Values: values, ServiceType: corev1.ServiceType(o.GatewayServiceType)}
+	also := []status.Task{deployer}
+	if !o.StaticSecretNamespaces {
+		// Pilot may read the Secrets of each namespace its gateways need
+		// them from: the leader binds the base chart's ClusterRole there
+		// (docs/gateways.md, "Which Secrets pilot reads").
+		also = append(also, &secretaccess.Binder{Kube: kube, Name: "mesh-pilot" + o.revSuffix() + "-gateway-secrets-auto",
+			ClusterRole: "mesh-pilot" + o.revSuffix() + "-gateway-secrets", ServiceAccount: "mesh-pilot" + o.revSuffix(), Namespace: o.Namespace,
+			Granted: o.SecretNamespaces})
+	}
 	statusWriter := &status.Writer{Istio: istio, GatewayAPI: gwapi, Dynamic: dyn, Kube: kube, Namespace: o.Namespace, LeaseName: "mesh-pilot-status" + o.revSuffix(), Log: log,
-		Identity: o.Identity, Also: []status.Task{deployer}}
+		Identity: o.Identity, Also: also}
 	// Each rollout step is a Kubernetes Event on its resource, recorded
 	// by the status writer's leader alone.
 	rolloutEvents := &rollout.Events{Kube: kube, Record: statusWriter.Leading, Log: log}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -344,11 +345,14 @@ func TestGatewaySecretsRBAC(t *testing.T) {
 		flag  string
 		roles []string // namespaces with a mesh-pilot-gateway-secrets Role
 		all   bool     // the ClusterRole grants Secrets
+		// binds: pilot may bind ClusterRole mesh-pilot-gateway-secrets
+		// (and no other) where gateways are.
+		binds bool
 	}{
-		{"default", nil, "--gateway-secret-namespaces=mesh-system", nil, false},
+		{"default", nil, "--gateway-secret-namespaces=mesh-system", nil, false, true},
 		{"listed", []string{"profile=demo", "components.ingressGateways[0].namespace=edge", "values.pilot.gatewaySecretNamespaces=[team-a, team-b, mesh-system]"},
-			"--gateway-secret-namespaces=mesh-system,edge,team-a,team-b", []string{"edge", "team-a", "team-b"}, false},
-		{"all", []string{"profile=demo", `values.pilot.gatewaySecretNamespaces=["*"]`}, "--gateway-secret-namespaces=*", nil, true},
+			"--gateway-secret-namespaces=mesh-system,edge,team-a,team-b", []string{"edge", "team-a", "team-b"}, false, true},
+		{"all", []string{"profile=demo", `values.pilot.gatewaySecretNamespaces=["*"]`}, "--gateway-secret-namespaces=*", nil, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := Render(load(t, tc.sets...))
@@ -357,7 +361,7 @@ func TestGatewaySecretsRBAC(t *testing.T) {
 			}
 			var granting []*unstructured.Unstructured
 			var roles []string
-			all := false
+			all, binds := false, ""
 			for _, o := range m.Objects() {
 				if strings.HasSuffix(o.GetName(), "-gateway-secrets") {
 					granting = append(granting, o)
@@ -373,6 +377,11 @@ func TestGatewaySecretsRBAC(t *testing.T) {
 							all = true
 							granting = append(granting, o)
 						}
+						verbs, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "verbs")
+						if slices.Contains(verbs, "bind") || slices.Contains(verbs, "escalate") || slices.Contains(verbs, "*") {
+							names, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resourceNames")
+							binds += strings.Join(res, ",") + "/" + strings.Join(names, ",") + " "
+						}
 					}
 				}
 			}
@@ -381,6 +390,9 @@ func TestGatewaySecretsRBAC(t *testing.T) {
 			}
 			if all != tc.all {
 				t.Errorf("the ClusterRole grants Secrets: %v, want %v", all, tc.all)
+			}
+			if want := map[bool]string{true: "clusterroles/mesh-pilot-gateway-secrets "}[tc.binds]; binds != want {
+				t.Errorf("pilot may bind %q, want %q", binds, want)
 			}
 			dep := find(t, m, "Deployment", "mesh-pilot")
 			containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")

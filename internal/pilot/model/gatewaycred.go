@@ -8,7 +8,10 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	"mesh.dev/mesh/internal/credential"
+	"mesh.dev/mesh/internal/gatewayapi"
 	"mesh.dev/mesh/internal/hostmatch"
 )
 
@@ -17,6 +20,83 @@ import (
 // read is never served.
 func (s *Snapshot) SecretsWatched(ns string) bool {
 	return s.secretNS["*"] || s.secretNS[ns]
+}
+
+// secretsRead is nil when pilot has read the Secrets of ns, else a
+// credential.NotReadError saying why not (where: why ns is asked for).
+func (s *Snapshot) secretsRead(ns, where string) error {
+	if s.SecretsWatched(ns) {
+		return nil
+	}
+	return &credential.NotReadError{Namespace: ns, Where: where, Pending: s.secretPending[ns]}
+}
+
+// GatewaySecretUse is why gateways need the Secrets of one namespace.
+type GatewaySecretUse struct {
+	// Gateways and Grants are the Gateway API objects in the namespace
+	// whose listeners' certificateRefs name its Secrets
+	// (gatewayapi.SecretUse).
+	gatewayapi.SecretUse
+	// Workloads: gateway workloads run there (pods an Istio Gateway,
+	// or one pilot made from a Gateway API Gateway, selects), which are
+	// served its Secrets as credentialName.
+	Workloads bool
+}
+
+// GatewaySecretNamespaces are the namespaces gateways need Secrets from,
+// by namespace: where gateway workloads run and where the listeners of
+// mesh's Gateway API Gateways point their certificateRefs. Pilot follows
+// them (docs/gateways.md, "Which Secrets pilot reads"); the map is the
+// snapshot's, not to be changed.
+func (s *Snapshot) GatewaySecretNamespaces() map[string]*GatewaySecretUse {
+	return s.gatewaySecret
+}
+
+func (s *Snapshot) gatewaySecretNamespaces() map[string]*GatewaySecretUse {
+	out := map[string]*GatewaySecretUse{}
+	use := func(ns string) *GatewaySecretUse {
+		u := out[ns]
+		if u == nil {
+			u = &GatewaySecretUse{}
+			out[ns] = u
+		}
+		return u
+	}
+	if s.GatewayAPI != nil {
+		for ns, u := range s.GatewayAPI.SecretUses {
+			use(ns).SecretUse = *u
+		}
+	}
+	// Each distinct selector once: Gateways often share one, and every
+	// pod is matched against each.
+	seen := map[string]bool{}
+	var sels []map[string]string
+	for _, gw := range s.Gateways {
+		sel := gw.Spec.GetSelector()
+		if len(sel) == 0 {
+			continue
+		}
+		key := labels.Set(sel).String()
+		if !seen[key] {
+			seen[key] = true
+			sels = append(sels, sel)
+		}
+	}
+	if len(sels) == 0 {
+		return out
+	}
+	for _, p := range s.in.Pods {
+		if p.DeletionTimestamp != nil || (out[p.Namespace] != nil && out[p.Namespace].Workloads) {
+			continue
+		}
+		for _, sel := range sels {
+			if selects(sel, p.Labels) {
+				use(p.Namespace).Workloads = true
+				break
+			}
+		}
+	}
+	return out
 }
 
 // GatewayServerCredential resolves the credentialName of a server of gw
@@ -34,8 +114,8 @@ func (s *Snapshot) GatewayServerCredential(gw *networkingv1.Gateway, ns string, 
 		if !s.generatedGateway(gw) {
 			return nil, fmt.Errorf("credentialName %s names another namespace's Secret, which only Gateway API listeners may do (with a ReferenceGrant)", tls.CredentialName)
 		}
-		if !s.SecretsWatched(secretNS) {
-			return nil, &credential.NotReadError{Namespace: secretNS}
+		if err := s.secretsRead(secretNS, ""); err != nil {
+			return nil, err
 		}
 		c, err := credential.Lookup(func(n string) *corev1.Secret { return s.Secret(secretNS, n) }, secretNS, name, needCA)
 		if err != nil {
@@ -44,8 +124,8 @@ func (s *Snapshot) GatewayServerCredential(gw *networkingv1.Gateway, ns string, 
 		c.Name = tls.CredentialName // the SDS resource name the listener asks for
 		return c, nil
 	}
-	if !s.SecretsWatched(ns) {
-		return nil, &credential.NotReadError{Namespace: ns, Where: "where the gateway runs"}
+	if err := s.secretsRead(ns, "where the gateway runs"); err != nil {
+		return nil, err
 	}
 	return credential.Lookup(func(name string) *corev1.Secret { return s.Secret(ns, name) }, ns, tls.CredentialName, needCA)
 }
@@ -88,8 +168,8 @@ func (s *Snapshot) GatewayCredentialProblems(gw *networkingv1.Gateway) []string 
 // (the client certificate a gateway presents when it originates TLS, and
 // the CA it checks the server against) for a gateway in namespace ns.
 func (s *Snapshot) GatewayClientCredential(ns, credentialName string) (*credential.Credential, error) {
-	if !s.SecretsWatched(ns) {
-		return nil, &credential.NotReadError{Namespace: ns, Where: "where the gateway runs"}
+	if err := s.secretsRead(ns, "where the gateway runs"); err != nil {
+		return nil, err
 	}
 	return credential.LookupClient(func(name string) *corev1.Secret { return s.Secret(ns, name) }, ns, credentialName)
 }

@@ -205,6 +205,10 @@ type Input struct {
 	// among them is every namespace, none is no Secrets at all
 	// (Watcher.SecretNamespaces).
 	SecretNamespaces []string
+	// SecretNamespacesPending are namespaces pilot has started to read
+	// Secrets in (Watcher follows the gateways' namespaces) and has not
+	// listed yet: their Secrets are not known, for a moment.
+	SecretNamespacesPending []string
 	// Mesh is the mesh config pilot was started with (nil: Istio's defaults);
 	// pilot reads it once, so it is the same in every snapshot.
 	Mesh *meshconfig.MeshConfig
@@ -228,6 +232,8 @@ type Snapshot struct {
 	namespaces    map[string]*corev1.Namespace
 	secrets       map[string]*corev1.Secret // ns/name
 	secretNS      map[string]bool           // namespaces Secrets were read in; "*": all
+	secretPending map[string]bool           // namespaces whose Secrets are being listed
+	gatewaySecret map[string]*GatewaySecretUse
 
 	VirtualServices        []*networkingv1.VirtualService
 	DestinationRules       []*networkingv1.DestinationRule
@@ -366,6 +372,12 @@ func Build(version uint64, in Input) *Snapshot {
 	for _, ns := range in.SecretNamespaces {
 		s.secretNS[ns] = true
 	}
+	for _, ns := range in.SecretNamespacesPending {
+		if s.secretPending == nil {
+			s.secretPending = map[string]bool{}
+		}
+		s.secretPending[ns] = true
+	}
 	for _, sec := range in.Secrets {
 		if credential.Served(sec) {
 			s.in.Secrets = append(s.in.Secrets, sec)
@@ -378,7 +390,7 @@ func Build(version uint64, in Input) *Snapshot {
 	s.GatewayAPI = gatewayapi.Translate(gatewayapi.Input{
 		Classes: in.GatewayClasses, Gateways: in.KubeGateways, HTTPRoutes: in.HTTPRoutes, GRPCRoutes: in.GRPCRoutes,
 		Grants: in.ReferenceGrants, Namespaces: in.Namespaces, Services: in.Services, DomainSuffix: DomainSuffix,
-		Secrets: s.in.Secrets, SecretsRead: s.SecretsWatched,
+		Secrets: s.in.Secrets, SecretsRead: func(ns string) error { return s.secretsRead(ns, "") },
 	})
 	s.Gateways = append(s.Gateways, s.GatewayAPI.Gateways...)
 	s.VirtualServices = append(s.VirtualServices, s.GatewayAPI.VirtualServices...)
@@ -451,6 +463,7 @@ func Build(version uint64, in Input) *Snapshot {
 		})
 		s.endpoints[host] = eps
 	}
+	s.gatewaySecret = s.gatewaySecretNamespaces()
 	return s
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,16 +54,21 @@ type Watcher struct {
 	GatewayAPI    gwclient.Interface    // nil, or when the Gateway API CRDs are absent: no Gateway API config
 	Dynamic       dynamic.Interface     // nil, or when mesh's own CRDs are absent: no MetaRoutes
 	RootNamespace string
-	// SecretNamespaces are where Secrets are read for gateway credentials:
-	// the gateways' namespaces (pilot's own by default), or "*" for every
-	// namespace (pilot then needs to read Secrets cluster-wide); none: no
-	// Secrets are read. Each namespace is watched on its own, so pilot
-	// needs only a Role in each.
+	// SecretNamespaces are where Secrets are always read for gateway
+	// credentials (pilot's own and the install's gateways'), or "*" for
+	// every namespace (pilot then needs to read Secrets cluster-wide);
+	// none: no Secrets are read. Each namespace is watched on its own, so
+	// pilot needs only a Role in each.
 	SecretNamespaces []string
-	Mesh             *meshconfig.MeshConfig // carried into every snapshot
-	JWKSFetch        JWKSFetchMode          // carried into every snapshot
-	Debounce         time.Duration          // quiet time before a snapshot is built (default 100ms)
-	MaxDelay         time.Duration          // longest an event waits under constant churn (default 1s)
+	// FollowGatewaySecrets, unless SecretNamespaces has "*", also reads
+	// Secrets in each namespace gateways need them from
+	// (Snapshot.GatewaySecretNamespaces) while they do: an informer is
+	// started when a namespace joins and stopped when it leaves.
+	FollowGatewaySecrets bool
+	Mesh                 *meshconfig.MeshConfig // carried into every snapshot
+	JWKSFetch            JWKSFetchMode          // carried into every snapshot
+	Debounce             time.Duration          // quiet time before a snapshot is built (default 100ms)
+	MaxDelay             time.Duration          // longest an event waits under constant churn (default 1s)
 	// OnSnapshot receives each new snapshot; it is called from one goroutine.
 	OnSnapshot func(*Snapshot, Change)
 
@@ -74,6 +80,15 @@ type Watcher struct {
 	version uint64
 	listers Informers
 	served  map[string]bool // CRD group/versions the API server serves
+	// followed are the Secret informers of the namespaces followed
+	// (FollowGatewaySecrets), by namespace.
+	followed map[string]*followedSecrets
+}
+
+// followedSecrets is the Secret informer of one followed namespace.
+type followedSecrets struct {
+	informer cache.SharedIndexInformer
+	stop     context.CancelFunc
 }
 
 // kinds are the rows of the kind table watched: the core kinds, and the
@@ -133,13 +148,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	w.listers.Secrets = nil
 	for _, ns := range secretNamespaces(w.SecretNamespaces) {
-		// Types that are never credentials (credential.Served) are not
-		// listed at all: service account tokens and Helm's releases are
-		// most of a cluster's Secrets.
-		w.listers.Secrets = append(w.listers.Secrets, informers.NewSharedInformerFactoryWithOptions(w.Kube, 0, informers.WithNamespace(ns),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = "type!=" + string(corev1.SecretTypeServiceAccountToken) + ",type!=helm.sh/release.v1"
-			})))
+		w.listers.Secrets = append(w.listers.Secrets, secretInformers(w.Kube, ns))
 	}
 	for _, k := range w.kinds() {
 		classify := func(o any) Change { return Change{Full: true} }
@@ -190,7 +199,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.pending = Change{}
 	w.podSets, w.podNS = nil, nil
 	w.mu.Unlock()
-	w.publish(Change{Full: true})
+	defer w.unfollowAll()
+	w.publish(ctx, Change{Full: true})
 
 	for {
 		select {
@@ -222,6 +232,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.pending, w.podSets, w.podNS = Change{}, nil, nil
 		w.mu.Unlock()
 		snap := w.publishSnapshot()
+		w.follow(ctx, snap)
 		if !ch.Full {
 			// Pods recorded by classifyPod become endpoint changes of the
 			// services selecting them.
@@ -290,8 +301,92 @@ func statusOnly(o, n any) bool {
 		om.GetDeletionTimestamp().Equal(nm.GetDeletionTimestamp())
 }
 
-func (w *Watcher) publish(ch Change) {
-	w.OnSnapshot(w.publishSnapshot(), ch)
+func (w *Watcher) publish(ctx context.Context, ch Change) {
+	snap := w.publishSnapshot()
+	w.follow(ctx, snap)
+	w.OnSnapshot(snap, ch)
+}
+
+// secretInformers is the factory of the Secret informer of namespace ns
+// (metav1.NamespaceAll: every namespace). Types that are never
+// credentials (credential.Served) are not listed at all: service account
+// tokens and Helm's releases are most of a cluster's Secrets.
+func secretInformers(kube kubernetes.Interface, ns string) informers.SharedInformerFactory {
+	return informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = "type!=" + string(corev1.SecretTypeServiceAccountToken) + ",type!=helm.sh/release.v1"
+		}))
+}
+
+// follow starts a Secret informer for each namespace snap's gateways need
+// Secrets from that is not read already, and stops those of namespaces no
+// longer needed; either makes a full change, as the credentials served
+// change. A new informer's namespace is pending (its Secrets not known)
+// until it has listed them; it may not be allowed to at first, until the
+// leader's RoleBinding there exists (secretaccess), and retries.
+func (w *Watcher) follow(ctx context.Context, snap *Snapshot) {
+	if !w.FollowGatewaySecrets || slices.Contains(w.SecretNamespaces, "*") {
+		return
+	}
+	want := snap.GatewaySecretNamespaces()
+	changed := false
+	w.mu.Lock()
+	if w.followed == nil {
+		w.followed = map[string]*followedSecrets{}
+	}
+	for ns, f := range w.followed {
+		if want[ns] == nil {
+			f.stop()
+			delete(w.followed, ns)
+			changed = true
+			slog.Info("gateway Secrets: no longer read", "namespace", ns)
+		}
+	}
+	for ns := range want {
+		if w.followed[ns] != nil || slices.Contains(w.SecretNamespaces, ns) {
+			continue
+		}
+		fctx, stop := context.WithCancel(ctx)
+		factory := secretInformers(w.Kube, ns)
+		inf := factory.Core().V1().Secrets().Informer()
+		w.followed[ns] = &followedSecrets{informer: inf, stop: stop}
+		w.handle(inf, func(any) Change { return Change{Full: true} })
+		factory.Start(fctx.Done())
+		go func() {
+			// An empty namespace lists no Secret, so no event says its
+			// informer synced: this does.
+			if cache.WaitForCacheSync(fctx.Done(), inf.HasSynced) {
+				w.kickFull()
+			}
+		}()
+		changed = true
+		slog.Info("gateway Secrets: reading", "namespace", ns)
+	}
+	w.mu.Unlock()
+	if changed {
+		w.kickFull()
+	}
+}
+
+// unfollowAll stops the informers of the namespaces followed.
+func (w *Watcher) unfollowAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ns, f := range w.followed {
+		f.stop()
+		delete(w.followed, ns)
+	}
+}
+
+// kickFull has a snapshot built with a full change.
+func (w *Watcher) kickFull() {
+	w.mu.Lock()
+	w.pending.Merge(Change{Full: true})
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (w *Watcher) publishSnapshot() *Snapshot {
@@ -319,10 +414,27 @@ func (w *Watcher) SetMesh(mc *meshconfig.MeshConfig) {
 
 func (w *Watcher) input() Input {
 	w.mu.Lock()
-	in := Input{RootNamespace: w.RootNamespace, SecretNamespaces: w.SecretNamespaces, Mesh: w.Mesh, JWKSFetch: w.JWKSFetch}
+	in := Input{RootNamespace: w.RootNamespace, SecretNamespaces: slices.Clone(w.SecretNamespaces), Mesh: w.Mesh, JWKSFetch: w.JWKSFetch}
+	var followed []cache.SharedIndexInformer
+	for _, ns := range slices.Sorted(maps.Keys(w.followed)) {
+		f := w.followed[ns]
+		if !f.informer.HasSynced() {
+			in.SecretNamespacesPending = append(in.SecretNamespacesPending, ns)
+			continue
+		}
+		in.SecretNamespaces = append(in.SecretNamespaces, ns)
+		followed = append(followed, f.informer)
+	}
 	w.mu.Unlock()
 	for _, k := range w.kinds() {
 		k.load(w.listers, &in)
+	}
+	for _, inf := range followed {
+		for _, o := range inf.GetStore().List() {
+			if sec, ok := o.(*corev1.Secret); ok {
+				in.Secrets = append(in.Secrets, sec)
+			}
+		}
 	}
 	return in
 }
